@@ -1,0 +1,5 @@
+import sys
+
+from pvetop.cli import main
+
+sys.exit(main())

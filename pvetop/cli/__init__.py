@@ -1,0 +1,76 @@
+"""Command line: argument parsing, sub-commands and exit codes; no business logic.
+
+Each sub-command lives in its own module under ``pvetop/cli/`` exposing
+``register(subparsers, common)``; the parser it adds sets ``handler`` (``args -> exit code``).
+Running ``pvetop`` with no sub-command opens the dashboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pvetop import __version__
+from pvetop.cli import common, dashboard, migrate, rules, sim, status
+from pvetop.errors import PvetopError
+
+SUBCOMMAND_MODULES = (sim, status, rules, migrate)
+
+EPILOG = """\
+connecting (every command): --host/--user/--password or --token-name/--token-value, or the
+environment variables PVETOP_HOST, PVETOP_USER, PVETOP_PASSWORD, PVETOP_TOKEN_NAME,
+PVETOP_TOKEN_VALUE, PVETOP_VERIFY_SSL, or a profile in the config file (--config, --profile).
+
+examples:
+  pvetop --demo                       the dashboard against a built-in simulated cluster
+  pvetop --demo smb                   ... an 8-node, 200-guest one
+  pvetop --host pve1:8006 --user root@pam --token-name pvetop --token-value SECRET
+  pvetop status --json                print the cluster snapshot and exit
+  pvetop sim --scenario homelab --info-file sim.json   run the simulator standalone
+exit codes: 0 ok, 1 error, 2 bad usage or config, 3 cannot connect/authenticate, 4 API refused,
+130 interrupted.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pvetop",
+        description="htop-style dashboard, migrator and balancer for Proxmox VE clusters.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pvetop {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
+    common.add_connection_options(parser, suppress_defaults=False)
+    dashboard.add_dashboard_options(parser)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for module in SUBCOMMAND_MODULES:
+        module.register(subparsers)
+    parser.set_defaults(handler=dashboard.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except PvetopError as exc:
+        print(f"pvetop: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pvetop: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: say so briefly, full detail with --debug
+        if args.debug or os.environ.get("PVETOP_DEBUG"):
+            raise
+        print(f"pvetop: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Async workers that turn policy decisions into API calls and journal entries."""

@@ -1,0 +1,164 @@
+"""Immutable cluster snapshot: the one shape every room reads.
+
+``pve`` builds a ``ClusterSnapshot`` from ``/cluster/resources`` + ``/cluster/status`` (and the
+rarely fetched options and HA rules); ``ui`` renders it and ``policy`` plans on it. Units are
+normalised here once: ``cpu`` is a fraction (0..1) of the entity's own ``maxcpu``, memory and
+disk are bytes, times are seconds, and guests on an offline node keep ``status == "unknown"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+GuestType = Literal["qemu", "lxc"]
+
+
+def fraction(used: float, total: float) -> float:
+    """used/total, 0 when the total is unknown (offline nodes report no maximum)."""
+    return used / total if total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    status: str  # online | offline | unknown
+    cpu: float = 0.0  # fraction of maxcpu in use
+    maxcpu: int = 0
+    mem: int = 0
+    maxmem: int = 0
+    disk: int = 0
+    maxdisk: int = 0
+    uptime: int = 0
+    level: str = ""  # subscription level
+    nodeid: int | None = None  # from /cluster/status
+    ip: str | None = None
+    votes: int = 1
+
+    @property
+    def online(self) -> bool:
+        return self.status == "online"
+
+    @property
+    def mem_fraction(self) -> float:
+        return fraction(self.mem, self.maxmem)
+
+    @property
+    def disk_fraction(self) -> float:
+        return fraction(self.disk, self.maxdisk)
+
+    @property
+    def load(self) -> float:
+        """Share of CPU and memory in use, averaged: DESIGN §5 / PVE 9.2's node load."""
+        return (self.cpu + self.mem_fraction) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class Guest:
+    vmid: int
+    type: GuestType
+    node: str
+    status: str  # running | stopped | paused | unknown
+    name: str = ""
+    template: bool = False
+    cpu: float = 0.0  # fraction of the guest's own maxcpu
+    maxcpu: float = 0.0
+    mem: int = 0
+    maxmem: int = 0
+    disk: int = 0
+    maxdisk: int = 0
+    netin: int = 0  # cumulative bytes since start; rates come from two snapshots
+    netout: int = 0
+    diskread: int = 0
+    diskwrite: int = 0
+    uptime: int = 0
+    pool: str | None = None
+    tags: tuple[str, ...] = ()
+    lock: str | None = None
+    hastate: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def sid(self) -> str:
+        """HA service id: ``vm:100`` or ``ct:101``."""
+        return f"{'vm' if self.type == 'qemu' else 'ct'}:{self.vmid}"
+
+    @property
+    def ha_managed(self) -> bool:
+        return bool(self.hastate)
+
+    @property
+    def cpu_cores_used(self) -> float:
+        """Cores busy, the unit that adds up across guests on a node."""
+        return self.cpu * self.maxcpu
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    storage: str
+    node: str
+    plugintype: str = ""
+    shared: bool = False
+    disk: int = 0
+    maxdisk: int = 0
+    status: str = "available"
+    content: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HaRule:
+    rule: str
+    type: str  # node-affinity | resource-affinity
+    resources: tuple[str, ...] = ()  # "vm:100", "ct:101"
+    nodes: tuple[tuple[str, int], ...] = ()  # (node, priority) for node-affinity
+    strict: bool = False
+    affinity: str | None = None  # positive | negative for resource-affinity
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CrsOptions:
+    """The datacenter ``crs`` option; PVE >= 9.2 can rebalance HA guests itself."""
+
+    ha: str = "basic"
+    ha_auto_rebalance: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    cluster_name: str
+    quorate: bool
+    nodes: tuple[Node, ...]
+    guests: tuple[Guest, ...]
+    storage: tuple[Storage, ...] = ()
+    ha_rules: tuple[HaRule, ...] = ()
+    crs: CrsOptions = field(default_factory=CrsOptions)
+    fetched_at: float = 0.0  # epoch seconds, set by whoever fetched it
+    api_requests: int = 0  # requests this refresh cost (DESIGN §8: at most 2)
+
+    @cached_property
+    def node_by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def guest_by_vmid(self) -> dict[int, Guest]:
+        return {g.vmid: g for g in self.guests}
+
+    @cached_property
+    def guests_by_node(self) -> dict[str, tuple[Guest, ...]]:
+        grouped: dict[str, list[Guest]] = {n.name: [] for n in self.nodes}
+        for guest in self.guests:
+            grouped.setdefault(guest.node, []).append(guest)
+        return {name: tuple(gs) for name, gs in grouped.items()}
+
+    @property
+    def online_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.online)
+
+    @property
+    def total_votes(self) -> int:
+        return sum(n.votes for n in self.nodes)

@@ -1,0 +1,1 @@
+"""Pure decision logic: no I/O, no clock (time is an argument), no Textual."""

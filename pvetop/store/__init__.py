@@ -1,0 +1,1 @@
+"""Pins, locks, reservations, settings and the action journal, kept with peewee."""

@@ -1,0 +1,1 @@
+"""The Textual user interface: reads snapshots, sends intents."""
