@@ -1,0 +1,407 @@
+"""Where guests can go: the migrate dialog's preview, node evacuation and bulk moves.
+
+All three read one snapshot, account capacity on a ``ProjectedCluster`` and ask ``Constraints``
+why a node may or may not take a guest. Plans are deterministic: the same snapshot and rules
+always give the same moves in the same order, so a plan shown in ``advise`` mode is the plan run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from pvetop.errors import UsageError
+from pvetop.model import ClusterSnapshot, Guest, GuestType
+from pvetop.policy.constraints import (
+    BLOCKING,
+    Constraints,
+    Finding,
+    Kind,
+    MigratePrecondition,
+    Mode,
+    Verdict,
+    check_mode,
+)
+from pvetop.policy.metrics import Balance
+from pvetop.policy.projection import Demand, NodeUsage, ProjectedCluster
+from pvetop.policy.rules import RuleSet
+
+EVACUATION_MEM_CEILING = 0.9
+
+# A user evacuating a node by hand may override pins and locks (the plan asks, see
+# ``needs_decision``) but never sends guests to reserved, maintenance or offline nodes, and
+# never breaks HA rules, ProxLB groups or what makes the migration itself fail.
+EVACUATION_SOFT: Mapping[Mode, frozenset[Kind]] = MappingProxyType({
+    "manual": frozenset({Kind.PIN, Kind.LOCK, Kind.PROXLB_PIN, Kind.PROXLB_IGNORE}),
+    "auto": frozenset(),
+})
+EVACUATION_HARD: Mapping[Mode, frozenset[Kind]] = MappingProxyType({
+    "manual": frozenset({Kind.PLACEMENT, Kind.PVE, Kind.RESERVED_TARGET, Kind.MAINTENANCE, Kind.HA,
+                         Kind.PROXLB_GROUP}),
+    "auto": BLOCKING["auto"],
+})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAfter:
+    """One node's usage before and after a move, for the migrate dialog's fit preview."""
+
+    node: str
+    before: NodeUsage
+    after: NodeUsage
+
+
+@dataclass(frozen=True, slots=True)
+class MovePreview:
+    vmid: int
+    source: NodeAfter
+    target: NodeAfter
+    verdict: Verdict
+    imbalance_before: float
+    imbalance_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMove:
+    """One migration as the engine will ask Proxmox VE for it."""
+
+    vmid: int
+    name: str
+    type: GuestType
+    source: str
+    target: str
+    online: bool  # live migration of a running VM
+    restart: bool  # restart migration of a running container
+    with_local_disks: bool | None  # None: a running VM whose precondition was not fetched
+    reason: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unplaced:
+    """A guest a plan does not move, and why; ``alternatives`` are nodes a user override allows."""
+
+    vmid: int
+    name: str
+    source: str
+    reason: str
+    alternatives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvacuationPlan:
+    node: str
+    mode: Mode
+    moves: tuple[PlannedMove, ...]
+    needs_decision: tuple[Unplaced, ...]  # manual mode: pinned/locked guests the user must decide on
+    unplaceable: tuple[Unplaced, ...]
+    before: Balance
+    after: Balance
+    projection: ProjectedCluster  # the cluster after every planned move
+    planned_at: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when the plan empties the node."""
+        return not self.needs_decision and not self.unplaceable
+
+    @property
+    def loads_after(self) -> Mapping[str, float]:
+        return self.after.loads
+
+
+@dataclass(frozen=True)
+class BulkPlan:
+    target: str
+    moves: tuple[PlannedMove, ...]
+    refused: tuple[Unplaced, ...]
+    target_before: NodeUsage
+    target_after: NodeUsage
+    after: Balance
+    projection: ProjectedCluster
+
+
+def planned_move(guest: Guest, source: str, target: str, reason: str,
+                 precondition: MigratePrecondition | None = None, warnings: Iterable[str] = ()) -> PlannedMove:
+    """How to migrate this guest: live for running VMs, restart for running containers."""
+    live_vm = guest.type == "qemu" and guest.running
+    if not live_vm:
+        local_disks: bool | None = False
+    else:
+        local_disks = None if precondition is None else bool(precondition.local_disks)
+    return PlannedMove(
+        vmid=guest.vmid,
+        name=guest.name,
+        type=guest.type,
+        source=source,
+        target=target,
+        online=live_vm,
+        restart=guest.type == "lxc" and guest.running,
+        with_local_disks=local_disks,
+        reason=reason,
+        warnings=tuple(warnings),
+    )
+
+
+def _require_node(snapshot: ClusterSnapshot, node: str) -> None:
+    if node not in snapshot.node_by_name:
+        known = ", ".join(sorted(snapshot.node_by_name)) or "none"
+        raise UsageError(f"no node {node!r} in cluster {snapshot.cluster_name!r} (nodes: {known})")
+
+
+def _require_ceiling(mem_ceiling: float) -> None:
+    if not 0 < mem_ceiling <= 1:
+        raise UsageError(f"memory ceiling must be a fraction in (0, 1], not {mem_ceiling}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the migrate dialog
+
+
+def _preview(constraints: Constraints, projection: ProjectedCluster, before: Balance, guest: Guest,
+             target: str, mode: Mode, precondition: MigratePrecondition | None) -> MovePreview:
+    source = projection.node_of(guest.vmid)
+    verdict = constraints.verdict(guest, target, mode=mode, projection=projection, precondition=precondition)
+    after = projection.apply((guest.vmid,), target)
+    return MovePreview(
+        vmid=guest.vmid,
+        source=NodeAfter(source, projection.usage_of(source), after.usage_of(source)),
+        target=NodeAfter(target, projection.usage_of(target), after.usage_of(target)),
+        verdict=verdict,
+        imbalance_before=before.imbalance,
+        imbalance_after=after.balance().imbalance,
+    )
+
+
+def preview_move(snapshot: ClusterSnapshot, guest: Guest, target: str, rules: RuleSet | None = None, *,
+                 mode: Mode = "manual", precondition: MigratePrecondition | None = None) -> MovePreview:
+    """How the guest's node and ``target`` would look after the move, and whether it is allowed."""
+    _require_node(snapshot, target)
+    projection = ProjectedCluster.of(snapshot)
+    constraints = Constraints(snapshot, rules or RuleSet.empty())
+    return _preview(constraints, projection, projection.balance(), guest, target, check_mode(mode), precondition)
+
+
+def preview_candidates(snapshot: ClusterSnapshot, guest: Guest, rules: RuleSet | None = None, *,
+                       mode: Mode = "manual",
+                       precondition: MigratePrecondition | None = None) -> tuple[MovePreview, ...]:
+    """A preview for every other node: allowed ones first, then by the target's load after."""
+    check_mode(mode)
+    projection = ProjectedCluster.of(snapshot)
+    constraints = Constraints(snapshot, rules or RuleSet.empty())
+    before = projection.balance()
+    previews = [
+        _preview(constraints, projection, before, guest, node.name, mode, precondition)
+        for node in snapshot.nodes
+        if node.name != guest.node
+    ]
+    previews.sort(key=lambda p: (not p.verdict.allowed, p.target.after.load, p.target.node))
+    return tuple(previews)
+
+
+# ---------------------------------------------------------------------------------------------
+# evacuation
+
+
+def _affinity_units(constraints: Constraints, guests: tuple[Guest, ...]) -> list[tuple[Guest, ...]]:
+    """Guests of one node that must stay together (positive affinity) form one unit."""
+    parent = {guest.vmid: guest.vmid for guest in guests}
+
+    def root(vmid: int) -> int:
+        while parent[vmid] != vmid:
+            parent[vmid] = parent[parent[vmid]]
+            vmid = parent[vmid]
+        return vmid
+
+    for guest in guests:
+        for partner in constraints.positive_partners(guest):
+            if partner in parent:
+                a, b = root(guest.vmid), root(partner)
+                parent[max(a, b)] = min(a, b)
+    units: dict[int, list[Guest]] = {}
+    for guest in guests:
+        units.setdefault(root(guest.vmid), []).append(guest)
+    return [tuple(unit) for unit in units.values()]
+
+
+def _unit_order(unit: tuple[Guest, ...]) -> tuple[int, int, int]:
+    """Largest running memory first, then largest configured memory, then lowest vmid."""
+    demand = sum((Demand.of(g) for g in unit), Demand())
+    return (-demand.mem, -sum(g.maxmem for g in unit), min(g.vmid for g in unit))
+
+
+def _dedupe(texts: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(texts))
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    """One candidate node for a unit, its findings sorted by how they weigh in this plan."""
+
+    node: str
+    hard: tuple[str, ...]
+    soft: tuple[str, ...]
+    warnings: tuple[str, ...]
+    after: NodeUsage
+
+    @property
+    def fit(self) -> tuple[float, float, str]:
+        return (self.after.load, self.after.committed_fraction, self.node)
+
+
+def _explain(options: list[_Option], texts_of) -> str:
+    """Reasons shared by every node once, then the rest grouped by node."""
+    if not options:
+        return "no other node in the cluster"
+    common = set(texts_of(options[0]))
+    for option in options[1:]:
+        common &= set(texts_of(option))
+    parts = [text for text in texts_of(options[0]) if text in common]
+    by_reason: dict[str, list[str]] = {}
+    for option in options:
+        rest = "; ".join(text for text in texts_of(option) if text not in common)
+        if rest:
+            by_reason.setdefault(rest, []).append(option.node)
+    parts += [f"{', '.join(nodes)}: {reason}" for reason, nodes in by_reason.items()]
+    return "; ".join(parts)
+
+
+def plan_evacuation(
+    snapshot: ClusterSnapshot,
+    node: str,
+    rules: RuleSet | None = None,
+    *,
+    mode: Mode = "manual",
+    now: float | None = None,
+    mem_ceiling: float = EVACUATION_MEM_CEILING,
+    preconditions: Mapping[int, MigratePrecondition] | None = None,
+) -> EvacuationPlan:
+    """Place every guest of ``node`` elsewhere: a deterministic greedy plan.
+
+    Largest memory first, each to the allowed node with the lowest load after it, never above
+    ``mem_ceiling`` of a node's memory, never to reserved, maintenance or offline nodes, keeping
+    affinity groups together and anti-affinity groups apart. Stopped guests and templates move
+    too (offline). In ``manual`` mode a guest held only by a pin or lock lands in
+    ``needs_decision`` with the nodes an override would allow; in ``auto`` mode, and whenever no
+    node can take a guest at all, it lands in ``unplaceable``. ``now`` stamps the plan.
+    """
+    mode = check_mode(mode)
+    _require_node(snapshot, node)
+    _require_ceiling(mem_ceiling)
+    preconditions = preconditions or {}
+    constraints = Constraints(snapshot, rules or RuleSet.empty())
+    projection = ProjectedCluster.of(snapshot)
+    before = projection.balance()
+    hard_kinds, soft_kinds = EVACUATION_HARD[mode], EVACUATION_SOFT[mode]
+    targets = sorted(name for name in snapshot.node_by_name if name != node)
+
+    moves: list[PlannedMove] = []
+    needs_decision: list[Unplaced] = []
+    unplaceable: list[Unplaced] = []
+    units = sorted(_affinity_units(constraints, snapshot.guests_by_node.get(node, ())), key=_unit_order)
+    for unit in units:
+        companions = frozenset(g.vmid for g in unit)
+        demand = sum((Demand.of(g) for g in unit), Demand())
+        options = []
+        for target in targets:
+            findings: list[Finding] = []
+            for guest in unit:
+                findings += constraints.findings(
+                    guest, target, projection=projection, demand=demand, mem_ceiling=mem_ceiling,
+                    precondition=preconditions.get(guest.vmid), companions=companions,
+                )
+            options.append(_Option(
+                node=target,
+                hard=_dedupe(f.text for f in findings if f.kind in hard_kinds),
+                soft=_dedupe(f.text for f in findings if f.kind in soft_kinds),
+                warnings=_dedupe(f.text for f in findings if f.kind not in hard_kinds | soft_kinds),
+                after=projection.usage_of(target).plus(demand, len(unit)),
+            ))
+        together = "" if len(unit) == 1 else f"moves together with {', '.join(str(g.vmid) for g in unit)}: "
+        free = sorted((o for o in options if not o.hard and not o.soft), key=lambda o: o.fit)
+        overridable = sorted((o for o in options if not o.hard), key=lambda o: o.fit)
+        if free:
+            best = free[0]
+            for guest in unit:
+                reason = f"{together}evacuate {node}: {best.node} has the lowest load after ({best.after.load:.0%})"
+                moves.append(planned_move(guest, node, best.node, reason, preconditions.get(guest.vmid),
+                                          best.warnings))
+            projection = projection.apply(companions, best.node)
+        elif overridable and soft_kinds:
+            blocked_within = [o for o in options if o.hard and not o.soft]
+            reason = "; ".join(_dedupe(text for o in overridable for text in o.soft))
+            if blocked_within:  # nodes the pin allows, but which cannot take the guest
+                reason += "; " + _explain(blocked_within, lambda o: o.hard)
+            needs_decision += [Unplaced(g.vmid, g.name, node, together + reason, tuple(o.node for o in overridable))
+                               for g in unit]
+        else:
+            reason = _explain(options, lambda o: o.hard + o.soft)
+            unplaceable += [Unplaced(g.vmid, g.name, node, together + reason) for g in unit]
+
+    return EvacuationPlan(
+        node=node,
+        mode=mode,
+        moves=tuple(moves),
+        needs_decision=tuple(needs_decision),
+        unplaceable=tuple(unplaceable),
+        before=before,
+        after=projection.balance(),
+        projection=projection,
+        planned_at=now,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# bulk moves
+
+
+def plan_bulk_move(
+    snapshot: ClusterSnapshot,
+    vmids: Iterable[int],
+    target: str,
+    rules: RuleSet | None = None,
+    *,
+    mode: Mode = "manual",
+    mem_ceiling: float = 1.0,
+    preconditions: Mapping[int, MigratePrecondition] | None = None,
+) -> BulkPlan:
+    """Move the chosen guests (e.g. all with one tag) to ``target``, in vmid order.
+
+    Each guest is checked against the target as it fills up: the guests that fit become moves,
+    the others are refused with the verdict's reasons. Positive affinity rules treat the other
+    chosen guests as coming along.
+    """
+    mode = check_mode(mode)
+    _require_node(snapshot, target)
+    _require_ceiling(mem_ceiling)
+    preconditions = preconditions or {}
+    constraints = Constraints(snapshot, rules or RuleSet.empty())
+    start = projection = ProjectedCluster.of(snapshot)
+    chosen = sorted(set(vmids))
+    companions = frozenset(chosen)
+    moves: list[PlannedMove] = []
+    refused: list[Unplaced] = []
+    for vmid in chosen:
+        guest = snapshot.guest_by_vmid.get(vmid)
+        if guest is None:
+            refused.append(Unplaced(vmid, "", "", f"no guest {vmid} in the cluster"))
+            continue
+        precondition = preconditions.get(vmid)
+        verdict = constraints.verdict(guest, target, mode=mode, projection=projection, mem_ceiling=mem_ceiling,
+                                      precondition=precondition, companions=companions)
+        if not verdict.allowed:
+            refused.append(Unplaced(vmid, guest.name, guest.node, "; ".join(verdict.blocks)))
+            continue
+        moves.append(planned_move(guest, guest.node, target, f"bulk move to {target}", precondition,
+                                  verdict.warnings))
+        projection = projection.apply((vmid,), target)
+    return BulkPlan(
+        target=target,
+        moves=tuple(moves),
+        refused=tuple(refused),
+        target_before=start.usage_of(target),
+        target_after=projection.usage_of(target),
+        after=projection.balance(),
+        projection=projection,
+    )
