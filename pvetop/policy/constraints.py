@@ -16,6 +16,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Literal
 
+from pvetop.errors import UsageError
 from pvetop.model import ClusterSnapshot, Guest, HaRule
 from pvetop.policy.projection import Demand, ProjectedCluster
 from pvetop.policy.rules import RuleSet, proxlb_tags
@@ -75,7 +76,7 @@ class Verdict:
 
 def check_mode(mode: str) -> Mode:
     if mode not in MODES:
-        raise ValueError(f"mode must be 'manual' or 'auto', not {mode!r}")
+        raise UsageError(f"mode must be 'manual' or 'auto', not {mode!r}")
     return mode  # type: ignore[return-value]
 
 

@@ -1,0 +1,219 @@
+"""Manual vs automatic verdicts for every kind of rule (DESIGN §4)."""
+
+import pytest
+
+from pvetop.errors import UsageError
+from pvetop.policy.constraints import Constraints, Kind, MigratePrecondition, Verdict, check_move
+from pvetop.policy.projection import ProjectedCluster
+from pvetop.policy.rules import RuleSet
+from tests.factories import GIB, make_guest, make_ha_rule, make_node, make_snapshot
+
+
+def _cluster(*guests, nodes=("pve1", "pve2", "pve3"), ha_rules=()):
+    return make_snapshot([make_node(name) for name in nodes], guests or [make_guest(100, "pve1")],
+                         ha_rules=ha_rules, derive_usage=True)
+
+
+def _both(snap, vmid, target, rules=None, **options):
+    guest = snap.guest_by_vmid[vmid]
+    return (check_move(snap, guest, target, rules, mode="manual", **options),
+            check_move(snap, guest, target, rules, mode="auto", **options))
+
+
+def test_a_free_node_is_allowed_in_both_modes():
+    manual, auto = _both(_cluster(), 100, "pve2")
+    assert manual == Verdict("pve2", True) and auto == Verdict("pve2", True)
+
+
+@pytest.mark.parametrize("rules, target, text", [
+    (RuleSet(pins={100: {"pve1", "pve3"}}), "pve2", "pinned to pve1, pve3"),
+    (RuleSet(locks={100}), "pve2", "locked against automatic moves"),
+    (RuleSet(reserved={"pve2"}), "pve2", "node is reserved"),
+    (RuleSet(reserved={"pve1"}), "pve2", "its node pve1 is reserved"),
+    (RuleSet(maintenance={"pve2"}), "pve2", "node is in maintenance"),
+])
+def test_user_rules_warn_a_user_and_stop_automation(rules, target, text):
+    manual, auto = _both(_cluster(), 100, target, rules)
+    assert manual.allowed and text in manual.warnings and not manual.blocks
+    assert not auto.allowed and text in auto.blocks
+
+
+def test_a_pin_allows_its_own_nodes():
+    manual, auto = _both(_cluster(), 100, "pve3", RuleSet(pins={100: {"pve1", "pve3"}}))
+    assert manual == Verdict("pve3", True) and auto == Verdict("pve3", True)
+
+
+@pytest.mark.parametrize("target, text", [("pve1", "already on this node"), ("nope", "no such node in the cluster")])
+def test_same_or_unknown_node_blocks(target, text):
+    for verdict in _both(_cluster(), 100, target):
+        assert not verdict.allowed and text in verdict.blocks
+
+
+def test_offline_target_blocks():
+    snap = make_snapshot([make_node("pve1"), make_node("pve2", status="offline")], [make_guest(100, "pve1")])
+    for verdict in _both(snap, 100, "pve2"):
+        assert verdict.blocks == ("offline",)
+
+
+def test_a_guest_on_an_offline_node_cannot_be_migrated():
+    snap = make_snapshot([make_node("pve1", status="offline"), make_node("pve2")],
+                         [make_guest(100, "pve1", status="unknown")])
+    manual, _auto = _both(snap, 100, "pve2")
+    assert manual.blocks == ("its node pve1 is offline",)
+
+
+def test_a_pve_lock_blocks_even_a_manual_move():
+    manual, _auto = _both(_cluster(make_guest(100, "pve1", lock="backup")), 100, "pve2")
+    assert manual.blocks == ("guest is locked by Proxmox VE (backup)",)
+
+
+def test_not_enough_free_memory_blocks_with_figures():
+    snap = make_snapshot([make_node("pve1"), make_node("pve2", mem=60 * GIB + GIB // 5)],
+                         [make_guest(100, "pve1", mem=8 * GIB)])
+    manual, auto = _both(snap, 100, "pve2")
+    assert manual.blocks == ("needs 8.0 GiB, 3.8 GiB free",)
+    assert auto.blocks == manual.blocks
+
+
+def test_memory_ceiling_is_named_in_the_reason():
+    snap = _cluster(make_guest(100, "pve1", mem=8 * GIB), make_guest(101, "pve2", mem=52 * GIB))
+    verdict = Constraints(snap, RuleSet()).verdict(snap.guest_by_vmid[100], "pve2", mode="auto",
+                                                   projection=ProjectedCluster.of(snap), mem_ceiling=0.9)
+    assert verdict.blocks == ("needs 8.0 GiB, 5.6 GiB free below the 90% ceiling",)
+
+
+def test_stopped_guests_need_no_free_memory():
+    snap = make_snapshot([make_node("pve1"), make_node("pve2", mem=64 * GIB)],
+                         [make_guest(100, "pve1", status="stopped", maxmem=32 * GIB)])
+    assert _both(snap, 100, "pve2")[1].allowed
+
+
+def test_precondition_refusals_block_and_local_disks_warn():
+    snap = _cluster()
+    precondition = MigratePrecondition.from_api({
+        "running": 1,
+        "allowed_nodes": ["pve2"],
+        "not_allowed_nodes": {"pve3": {"unavailable_storages": ["local-zfs"]}},
+        "local_disks": [{"volid": "local-lvm:vm-100-disk-0", "size": 1}],
+        "local_resources": [],
+    })
+    manual, auto = _both(snap, 100, "pve3", precondition=precondition)
+    assert manual.blocks == ("Proxmox VE refuses: unavailable storages: local-zfs",)
+    assert auto.blocks == manual.blocks
+    to_pve2 = check_move(snap, snap.guest_by_vmid[100], "pve2", precondition=precondition)
+    assert to_pve2.allowed and to_pve2.warnings == ("local disks are copied: local-lvm:vm-100-disk-0",)
+
+
+def test_nodes_left_out_of_allowed_nodes_block():
+    precondition = MigratePrecondition(allowed_nodes=frozenset({"pve2"}))
+    manual, _ = _both(_cluster(), 100, "pve3", precondition=precondition)
+    assert manual.blocks == ("not in Proxmox VE's allowed nodes",)
+
+
+def test_local_resources_block_every_node():
+    precondition = MigratePrecondition.from_api({"running": 1, "local_disks": [], "local_resources": ["hostpci0"]})
+    for target in ("pve2", "pve3"):
+        manual, _ = _both(_cluster(), 100, target, precondition=precondition)
+        assert manual.blocks == ("uses local resources: hostpci0",)
+
+
+def test_lxc_precondition_uses_dashes():
+    precondition = MigratePrecondition.from_api({"running": 0, "allowed-nodes": ["pve2"],
+                                                 "not-allowed-nodes": {"pve3": {"unavailable-storages": ["x"]}}})
+    assert precondition.allowed_nodes == frozenset({"pve2"})
+    assert precondition.not_allowed_nodes == {"pve3": "unavailable storages: x"}
+
+
+def test_strict_ha_node_affinity_is_hard_for_automation():
+    rule = make_ha_rule("r1", "node-affinity", ("vm:100",), nodes=(("pve1", 2), ("pve3", 1)), strict=True)
+    snap = _cluster(make_guest(100, "pve1", hastate="started"), ha_rules=(rule,))
+    manual, auto = _both(snap, 100, "pve2")
+    assert manual.allowed and manual.warnings == ("strict HA node-affinity rule 'r1'",)
+    assert auto.blocks == ("strict HA node-affinity rule 'r1'",)
+    assert _both(snap, 100, "pve3")[1].allowed
+
+
+def test_non_strict_ha_node_affinity_only_warns():
+    rule = make_ha_rule("r1", "node-affinity", ("vm:100",), nodes=(("pve1", 1),))
+    snap = _cluster(make_guest(100, "pve1", hastate="started"), ha_rules=(rule,))
+    _, auto = _both(snap, 100, "pve2")
+    assert auto.allowed and auto.warnings == ("HA node-affinity rule 'r1' prefers pve1",)
+
+
+def test_disabled_ha_rules_are_ignored():
+    rule = make_ha_rule("r1", "node-affinity", ("vm:100",), nodes=(("pve1", 1),), strict=True, disabled=True)
+    assert _both(_cluster(make_guest(100, "pve1"), ha_rules=(rule,)), 100, "pve2")[1].allowed
+
+
+def test_ha_anti_affinity_keeps_guests_apart():
+    rule = make_ha_rule("apart", "resource-affinity", ("vm:100", "ct:101"), affinity="negative")
+    snap = _cluster(make_guest(100, "pve1"), make_guest(101, "pve2", type="lxc"), ha_rules=(rule,))
+    manual, auto = _both(snap, 100, "pve2")
+    assert manual.allowed and manual.warnings == ("HA anti-affinity rule 'apart': ct:101 there",)
+    assert not auto.allowed
+    assert _both(snap, 100, "pve3")[1].allowed
+
+
+def test_ha_positive_affinity_keeps_guests_together():
+    rule = make_ha_rule("together", "resource-affinity", ("vm:100", "vm:101"), affinity="positive")
+    snap = _cluster(make_guest(100, "pve1"), make_guest(101, "pve2"), ha_rules=(rule,))
+    assert _both(snap, 100, "pve2")[1].allowed
+    _, auto = _both(snap, 100, "pve3")
+    assert auto.blocks == ("HA affinity rule 'together' keeps it with vm:101 on pve2",)
+
+
+def test_positive_affinity_looks_past_companions_moving_along():
+    rule = make_ha_rule("together", "resource-affinity", ("vm:100", "vm:101"), affinity="positive")
+    snap = _cluster(make_guest(100, "pve1"), make_guest(101, "pve1"), ha_rules=(rule,))
+    constraints = Constraints(snap, RuleSet())
+    found = constraints.findings(snap.guest_by_vmid[100], "pve3", projection=ProjectedCluster.of(snap),
+                                 companions=frozenset({100, 101}))
+    assert found == []
+    assert constraints.positive_partners(snap.guest_by_vmid[100]) == frozenset({101})
+
+
+def test_anti_affinity_is_judged_on_the_projection():
+    rule = make_ha_rule("apart", "resource-affinity", ("vm:100", "vm:101"), affinity="negative")
+    snap = _cluster(make_guest(100, "pve1"), make_guest(101, "pve2"), ha_rules=(rule,))
+    moved = ProjectedCluster.of(snap).apply([101], "pve3")
+    constraints = Constraints(snap, RuleSet())
+    guest = snap.guest_by_vmid[100]
+    assert constraints.verdict(guest, "pve2", mode="auto", projection=moved).allowed
+    assert not constraints.verdict(guest, "pve3", mode="auto", projection=moved).allowed
+
+
+PROXLB = RuleSet(import_proxlb_tags=True)
+
+
+def test_proxlb_pin_and_ignore_bind_automation_when_imported():
+    snap = _cluster(make_guest(100, "pve1", tags=("plb_pin_pve3",)), make_guest(101, "pve1", tags=("plb_ignore_dev",)))
+    manual, auto = _both(snap, 100, "pve2", PROXLB)
+    assert manual.allowed and manual.warnings == ("ProxLB pin to pve3",)
+    assert auto.blocks == ("ProxLB pin to pve3",)
+    assert _both(snap, 100, "pve3", PROXLB)[1].allowed
+    assert _both(snap, 101, "pve3", PROXLB)[1].blocks == ("ProxLB ignore tag: never moved automatically",)
+    assert _both(snap, 101, "pve3")[1].allowed  # importing is off by default
+
+
+def test_proxlb_groups():
+    snap = _cluster(
+        make_guest(100, "pve1", tags=("plb_anti_affinity_ntp", "plb_affinity_web")),
+        make_guest(101, "pve2", tags=("plb_anti_affinity_ntp",)),
+        make_guest(102, "pve3", tags=("plb_affinity_web",)),
+    )
+    _, to_pve2 = _both(snap, 100, "pve2", PROXLB)
+    assert to_pve2.blocks == ("ProxLB anti-affinity 'ntp': 101 there", "ProxLB affinity 'web' keeps it with 102 on pve3")
+    assert _both(snap, 100, "pve3", PROXLB)[1].allowed
+
+
+def test_findings_carry_their_kind():
+    snap = _cluster()
+    found = Constraints(snap, RuleSet(locks={100}, pins={100: {"pve1"}})).findings(
+        snap.guest_by_vmid[100], "pve2", projection=ProjectedCluster.of(snap))
+    assert [f.kind for f in found] == [Kind.PIN, Kind.LOCK]
+
+
+def test_an_unknown_mode_is_refused():
+    snap = _cluster()
+    with pytest.raises(UsageError, match="mode must be"):
+        check_move(snap, snap.guest_by_vmid[100], "pve2", mode="sometimes")
