@@ -1,0 +1,160 @@
+"""Writes to the cluster: migrations, node shutdown and wake-up; thin, faithful wrappers.
+
+Each call is one PVE endpoint with PVE's own parameters; the only logic is what PVE would
+otherwise refuse: a running qemu VM needs ``online=1``, a running container ``restart=1``.
+HA-managed guests go through the same migrate endpoint — PVE then starts a ``hamigrate`` task
+that asks the HA manager to move the guest (its real ``qmigrate``/``vzmigrate`` task follows,
+see ``find_followup_migration``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pvetop.errors import ApiError, UsageError
+from pvetop.model import Guest
+from pvetop.pve.client import PveClient, guest_path
+from pvetop.pve.tasks import node_tasks, parse_upid
+
+
+@dataclass(frozen=True)
+class MigratePrecondition:
+    """``GET .../migrate`` normalised: qemu says ``allowed_nodes``, lxc ``allowed-nodes``."""
+
+    running: bool
+    allowed_nodes: tuple[str, ...] = ()
+    not_allowed_nodes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    local_disks: tuple[Mapping[str, Any], ...] = ()
+    local_resources: tuple[str, ...] = ()
+    dependent_ha_resources: tuple[str, ...] = ()
+
+    def reason(self, node: str) -> str | None:
+        """Why ``node`` is not allowed, in words; None when it is allowed or PVE did not say."""
+        details = self.not_allowed_nodes.get(node)
+        if details is None:
+            return None
+        return describe_not_allowed(details)
+
+
+def describe_not_allowed(details: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in details.items():
+        label = key.replace("_", " ").replace("-", " ")
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value)
+        parts.append(f"{label}: {value}" if value not in (None, "", 1, True) else label)
+    return "; ".join(parts) or "not allowed"
+
+
+def _field(data: Mapping[str, Any], name: str, default: Any) -> Any:
+    """PVE spells the same field with ``_`` for qemu and ``-`` for lxc."""
+    if name in data:
+        return data[name]
+    return data.get(name.replace("_", "-"), default)
+
+
+def migrate_precondition(client: PveClient, guest: Guest, target: str | None = None) -> MigratePrecondition:
+    data = client.get(f"{guest_path(guest)}/migrate", target=target)
+    if not isinstance(data, dict):
+        raise ApiError(200, f"unexpected migrate precondition answer for {guest.vmid}: {data!r:.120}")
+    not_allowed = _field(data, "not_allowed_nodes", {}) or {}
+    return MigratePrecondition(
+        running=bool(data.get("running")),
+        allowed_nodes=tuple(_field(data, "allowed_nodes", ()) or ()),
+        not_allowed_nodes={str(k): (v if isinstance(v, dict) else {"reason": v}) for k, v in not_allowed.items()},
+        local_disks=tuple(d if isinstance(d, dict) else {"volid": d} for d in _field(data, "local_disks", ()) or ()),
+        local_resources=tuple(str(r) for r in _field(data, "local_resources", ()) or ()),
+        dependent_ha_resources=tuple(str(r) for r in data.get("dependent-ha-resources") or ()),
+    )
+
+
+def migrate(client: PveClient, guest: Guest, target: str, *, online: bool | None = None,
+            with_local_disks: bool = False, bwlimit_kib: int | None = None, restart: bool | None = None,
+            restart_timeout: int | None = None) -> str:
+    """Starts a migration and returns its UPID (``qmigrate``, ``vzmigrate`` or ``hamigrate``).
+
+    ``online`` (qemu) and ``restart`` (lxc) default to "the guest is running", which is what PVE
+    requires to move a running guest at all.
+    """
+    if target == guest.node:
+        raise UsageError(f"guest {guest.vmid} is already on {target}")
+    if guest.type == "qemu":
+        if restart is not None or restart_timeout is not None:
+            raise UsageError("restart migration is for containers; a VM migrates live (online)")
+        params: dict[str, Any] = {"target": target, "online": guest.running if online is None else online,
+                                  "with-local-disks": with_local_disks or None, "bwlimit": bwlimit_kib}
+    else:
+        if online:
+            raise UsageError("containers cannot migrate live; use restart migration (restart=True)")
+        if with_local_disks:
+            raise UsageError("with-local-disks is for VMs; container volumes are copied as part of the migration")
+        params = {"target": target, "restart": guest.running if restart is None else restart,
+                  "timeout": restart_timeout, "bwlimit": bwlimit_kib}
+    upid = client.post(f"{guest_path(guest)}/migrate", **params)
+    return _upid(upid, f"migrate {guest.vmid}")
+
+
+def find_followup_migration(client: PveClient, guest: Guest, *, since: int) -> str | None:
+    """The ``qmigrate``/``vzmigrate`` task the HA manager started for ``guest`` after ``since`` (epoch s)."""
+    kind = "qmigrate" if guest.type == "qemu" else "vzmigrate"
+    tasks = node_tasks(client, guest.node, vmid=guest.vmid, typefilter=kind, source="all", since=since)
+    upids = [t["upid"] for t in tasks if isinstance(t, dict) and t.get("upid")]
+    return max(upids, key=lambda u: parse_upid(u).starttime) if upids else None
+
+
+def shutdown_node(client: PveClient, node: str) -> None:
+    """``POST /nodes/{node}/status command=shutdown``: PVE returns no task for it."""
+    client.post(f"nodes/{node}/status", command="shutdown")
+
+
+def wake_node(client: PveClient, target: str) -> str:
+    """``POST /nodes/{target}/wakeonlan``: the answering node sends the packet; returns the MAC used.
+
+    The path names the node to wake (it must have ``wakeonlan: mac=...`` in its node config);
+    the request must therefore reach another, online node — any of our API hosts but the target.
+    """
+    mac = client.post(f"nodes/{target}/wakeonlan")
+    if not isinstance(mac, str):
+        raise ApiError(200, f"unexpected wakeonlan answer for {target}: {mac!r:.120}")
+    return mac
+
+
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}$")
+
+
+def parse_wakeonlan(value: str | None) -> dict[str, str]:
+    """``"mac=AA:..,bind-interface=vmbr0"`` (or a bare MAC) -> dict; empty when unset."""
+    if not value:
+        return {}
+    fields = {}
+    for part in value.split(","):
+        key, sep, val = part.partition("=")
+        if sep:
+            fields[key.strip()] = val.strip()
+        else:
+            fields["mac"] = key.strip()
+    return fields
+
+
+def node_wakeonlan_mac(client: PveClient, node: str) -> str | None:
+    """The MAC address PVE has for waking ``node`` (read from its node config; node must be online)."""
+    return parse_wakeonlan(client.node_config(node).get("wakeonlan")).get("mac")
+
+
+def set_node_wakeonlan(client: PveClient, node: str, mac: str) -> None:
+    """Sets the node's wake-on-LAN MAC, keeping its bind-interface / broadcast-address settings."""
+    if not _MAC.match(mac):
+        raise UsageError(f"not a MAC address: {mac!r}", hint="write six hex pairs, e.g. AA:BB:CC:DD:EE:FF")
+    fields = parse_wakeonlan(client.node_config(node).get("wakeonlan"))
+    fields["mac"] = mac.upper()
+    value = ",".join([f"mac={fields.pop('mac')}", *(f"{k}={v}" for k, v in fields.items())])
+    client.put(f"nodes/{node}/config", wakeonlan=value)
+
+
+def _upid(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.startswith("UPID:"):
+        raise ApiError(200, f"{what}: expected a task id, got {value!r:.120}")
+    return value

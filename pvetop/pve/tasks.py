@@ -1,0 +1,212 @@
+"""PVE worker tasks: UPIDs, status, logs, and progress read from migration logs.
+
+A task lives on the node in its UPID, so every call routes there (``nodes/{upid.node}/tasks``).
+``wait_task`` is the CLI's watcher: it polls status + new log lines (2 requests per poll) and
+reports parsed progress; time and sleep are injectable so tests drive it with the sim's clock.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pvetop.errors import ApiError, PvetopError, UsageError
+from pvetop.pve.client import PveClient
+
+_UPID = re.compile(
+    r"^UPID:(?P<node>[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
+    r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s]+):(?P<id>[^:\s]*):"
+    r"(?P<user>[^:\s]+):?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Upid:
+    """The parts of ``UPID:<node>:<pid>:<pstart>:<starttime>:<type>:<id>:<user>:`` (hex numbers decoded)."""
+
+    node: str
+    pid: int
+    pstart: int
+    starttime: int
+    type: str
+    id: str
+    user: str
+
+
+def parse_upid(upid: str) -> Upid:
+    match = _UPID.match(upid.strip()) if isinstance(upid, str) else None
+    if match is None:
+        raise UsageError(f"not a Proxmox VE task id: {upid!r}",
+                         hint="a task id looks like UPID:pve1:0000ABCD:00112233:6560F00D:qmigrate:100:root@pam:")
+    return Upid(node=match["node"], pid=int(match["pid"], 16), pstart=int(match["pstart"], 16),
+                starttime=int(match["starttime"], 16), type=match["type"], id=match["id"], user=match["user"])
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    upid: str
+    node: str
+    type: str
+    id: str
+    user: str
+    status: str  # running | stopped
+    exitstatus: str | None  # "OK", "WARNINGS: N" or PVE's error text once stopped
+    starttime: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def succeeded(self) -> bool:
+        """Stopped with ``OK`` or only warnings (PVE counts both as success)."""
+        return not self.running and (self.exitstatus == "OK" or (self.exitstatus or "").startswith("WARNINGS"))
+
+    @property
+    def failed(self) -> bool:
+        return not self.running and not self.succeeded
+
+
+def _tasks_path(upid: str) -> str:
+    return f"nodes/{parse_upid(upid).node}/tasks/{upid}"
+
+
+def task_status(client: PveClient, upid: str) -> TaskStatus:
+    data = client.get(f"{_tasks_path(upid)}/status")
+    if not isinstance(data, dict) or "status" not in data:
+        raise ApiError(200, f"unexpected task status answer for {upid}: {data!r:.120}")
+    parsed = parse_upid(upid)
+    return TaskStatus(upid=upid, node=data.get("node", parsed.node), type=data.get("type", parsed.type),
+                      id=str(data.get("id", parsed.id)), user=data.get("user", parsed.user),
+                      status=data["status"], exitstatus=data.get("exitstatus"),
+                      starttime=int(data.get("starttime", parsed.starttime)))
+
+
+def task_log(client: PveClient, upid: str, start: int = 0, limit: int = 500) -> list[str]:
+    """Log lines ``start`` .. ``start+limit`` (0-based, as PVE counts) as plain text."""
+    entries = client.get(f"{_tasks_path(upid)}/log", start=start, limit=limit)
+    if not isinstance(entries, list):
+        raise ApiError(200, f"unexpected task log answer for {upid}: {entries!r:.120}")
+    return [str(entry.get("t", "")) if isinstance(entry, dict) else str(entry) for entry in entries]
+
+
+def stop_task(client: PveClient, upid: str) -> None:
+    client.delete(_tasks_path(upid))
+
+
+def cluster_tasks(client: PveClient) -> list[dict[str, Any]]:
+    """Recent tasks cluster-wide (``GET /cluster/tasks``), newest first as PVE returns them."""
+    return client.get("cluster/tasks")
+
+
+def node_tasks(client: PveClient, node: str, *, vmid: int | None = None, typefilter: str | None = None,
+               source: str | None = None, since: int | None = None, limit: int | None = None,
+               errors: bool | None = None) -> list[dict[str, Any]]:
+    """Task list of one node (``GET /nodes/{node}/tasks``); ``source="all"`` includes running ones."""
+    return client.get(f"nodes/{node}/tasks", vmid=vmid, typefilter=typefilter, source=source, since=since,
+                      limit=limit, errors=errors)
+
+
+# ---------------------------------------------------------------------- migration progress
+
+_SIZE_UNITS = {
+    "B": 1, "KIB": 1024, "MIB": 1024 ** 2, "GIB": 1024 ** 3, "TIB": 1024 ** 4, "PIB": 1024 ** 5,
+    "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4, "K": 1024, "M": 1024 ** 2,
+    "G": 1024 ** 3, "T": 1024 ** 4,
+}
+_SIZE = r"(\d+(?:\.\d+)?)\s*([KMGTP]?i?B|[KMGT])"
+# qemu RAM: "migration active, transferred 1.2 GiB of 4.0 GiB VM-state, 500.0 MiB/s"
+_QEMU_RAM = re.compile(rf"migration active, transferred {_SIZE} of {_SIZE} VM-state(?:, {_SIZE}/s)?", re.I)
+# qemu local-disk mirror: "drive-scsi0: transferred 1.0 GiB of 32.0 GiB (3.12%) in 5s"
+_MIRROR = re.compile(rf"(\S+): transferred {_SIZE} of {_SIZE} \((\d+(?:\.\d+)?)%\) in (\d+)(?:m\s*(\d+))?s", re.I)
+# storage copy (lxc / offline): "8589934592 bytes (8.6 GB, 8.0 GiB) copied, 39.7 s, 216 MB/s"
+_DD = re.compile(rf"(\d+) bytes .*copied, (\d+(?:\.\d+)?) s, {_SIZE}/s", re.I)
+# speed summary: "average migration speed: 113.8 MiB/s - downtime 67 ms"
+_AVERAGE = re.compile(rf"average migration speed: {_SIZE}/s", re.I)
+_FINISHED = re.compile(r"migration finished successfully|^TASK OK|TASK WARNINGS|^TASK ERROR|migration aborted|"
+                       r"migration problems|ERROR: migration", re.I)
+
+
+def _bytes(number: str, unit: str) -> int:
+    return int(float(number) * _SIZE_UNITS[unit.upper()])
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a migration is, from its log; ``fraction`` is None while the total is unknown."""
+
+    transferred_bytes: int = 0
+    total_bytes: int | None = None
+    fraction: float | None = None
+    rate: float | None = None  # bytes per second
+    finished: bool = False
+
+
+def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
+    """Progress from PVE migration log lines (qemu RAM, drive mirror, storage copy variants).
+
+    The latest progress line wins; several drives mirror one after another, so their totals are
+    summed by drive name. A finishing line (success or failure) sets ``finished``.
+    """
+    transferred = 0
+    total: int | None = None
+    rate: float | None = None
+    finished = False
+    drives: dict[str, tuple[int, int]] = {}
+    for raw in log_lines:
+        line = raw.strip()
+        # PVE stamps lines "2025-11-21 10:00:01 text"; the timestamp is irrelevant here
+        if (match := _QEMU_RAM.search(line)) is not None:
+            transferred, total = _bytes(*match.group(1, 2)), _bytes(*match.group(3, 4))
+            rate = float(_bytes(*match.group(5, 6))) if match.group(5) else rate
+            drives.clear()
+        elif (match := _MIRROR.search(line)) is not None:
+            done, size = _bytes(*match.group(2, 3)), _bytes(*match.group(4, 5))
+            drives[match.group(1)] = (done, size)
+            seconds = int(match.group(8)) + 60 * int(match.group(7) or 0) if match.group(8) else int(match.group(7))
+            transferred = sum(d for d, _ in drives.values())
+            total = sum(s for _, s in drives.values())
+            rate = done / seconds if seconds else rate
+        elif (match := _DD.search(line)) is not None:
+            transferred, total = int(match.group(1)), None
+            rate = float(_bytes(*match.group(3, 4)))
+        elif (match := _AVERAGE.search(line)) is not None:
+            rate = float(_bytes(*match.group(1, 2)))
+        if _FINISHED.search(line):
+            finished = True
+    fraction = min(1.0, transferred / total) if total else None
+    if finished and total:
+        fraction = 1.0 if transferred >= total else fraction
+    return Progress(transferred_bytes=transferred, total_bytes=total, fraction=fraction, rate=rate, finished=finished)
+
+
+# ---------------------------------------------------------------------- waiting
+
+ProgressCallback = Callable[[TaskStatus, Progress, list[str]], None]
+
+
+def wait_task(client: PveClient, upid: str, *, poll: float = 1.0, timeout: float | None = None,
+              on_progress: ProgressCallback | None = None, sleep: Callable[[float], None] = time.sleep,
+              clock: Callable[[], float] = time.monotonic) -> TaskStatus:
+    """Polls a task until it stops; ``on_progress(status, progress, new_log_lines)`` after each poll.
+
+    Returns the final status (check ``succeeded``); raises ``PvetopError`` when ``timeout``
+    seconds pass first — the task itself keeps running on the cluster.
+    """
+    parse_upid(upid)
+    deadline = None if timeout is None else clock() + timeout
+    lines: list[str] = []
+    while True:
+        status = task_status(client, upid)
+        new_lines = task_log(client, upid, start=len(lines))
+        lines.extend(new_lines)
+        if on_progress is not None:
+            on_progress(status, parse_migration_progress(lines), new_lines)
+        if not status.running:
+            return status
+        if deadline is not None and clock() >= deadline:
+            raise PvetopError(f"task {upid} still running after {timeout:g} s (it keeps running on the cluster)",
+                              hint="watch it in the dashboard or stop it with the task's stop action")
+        sleep(poll)
