@@ -1,0 +1,567 @@
+"""The rules store: one object the UI thread and worker threads share.
+
+Every change runs in a write transaction that takes the lock up front and writes its journal
+entry in the same transaction, so a rule never changes without a trace and a crash never leaves
+half a change. Reads hand out frozen records (``records.py``), never peewee rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+import peewee
+
+from pvetop.errors import UsageError
+from pvetop.policy.reconcile import ReconcileChange
+from pvetop.policy.rules import RuleSet
+from pvetop.store import location as location_mod
+from pvetop.store import transfer
+from pvetop.store.models import bind_models
+from pvetop.store.records import (
+    ACTORS,
+    DEFAULT_BOOT_TIMEOUT,
+    JournalEntry,
+    Lock,
+    Maintenance,
+    NodePower,
+    Pin,
+    Reservation,
+    StoredRules,
+)
+from pvetop.store.schema import StoreError, ensure_schema
+from pvetop.store.validate import (
+    check_boot_timeout,
+    check_cluster,
+    check_node,
+    check_nodes,
+    check_vmid,
+    normalise_mac,
+)
+
+IMPORT_PROXLB_TAGS = "import_proxlb_tags"  # the setting RuleSet.import_proxlb_tags comes from
+SECRET_KEY = re.compile(r"pass|secret|token|ticket|csrf|cookie|authori", re.IGNORECASE)
+SECRET_VALUE = re.compile(r"PVEAPIToken=|PVEAuthCookie|PVE:[^:]+:[0-9A-F]{8}::", re.IGNORECASE)
+REDACTED = "***"
+UNSET: Any = object()
+
+
+def open_store(db: str | None = None, *, clock: Callable[[], float] = time.time) -> Store:
+    """Opens (creating or upgrading) the rules store named by ``--db``/``PVETOP_DB``/the default."""
+    where = location_mod.resolve(db)
+    store = Store(where.database, where.display, clock=clock)
+    try:
+        store.open()
+    except peewee.ImproperlyConfigured as exc:  # PostgreSQL without a driver installed
+        raise UsageError(f"cannot open rules store {where.display}: {_first_line(exc)}",
+                         hint="pip install psycopg2-binary (or psycopg) to keep rules in PostgreSQL") from None
+    except peewee.DatabaseError as exc:
+        store.close()
+        raise UsageError(f"cannot open rules store {where.display}: {_first_line(exc)}",
+                         hint="check --db / PVETOP_DB and that the location is writable") from None
+    except StoreError:
+        store.close()
+        raise
+    return store
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def scrub(value: Any) -> Any:
+    """A JSON-able copy with anything that looks like a secret replaced by ``***``."""
+    if isinstance(value, Mapping):
+        return {str(k): REDACTED if SECRET_KEY.search(str(k)) else scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else value
+        return [scrub(v) for v in items]
+    if isinstance(value, str):
+        return REDACTED if SECRET_VALUE.search(value) else value
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return scrub(str(value))
+
+
+def _json_value(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"setting value {value!r} cannot be stored as JSON: {exc}") from None
+
+
+class Store:
+    """Repository of one database; methods are keyed by cluster name and safe from any thread."""
+
+    def __init__(self, database: peewee.Database, display: str, *, clock: Callable[[], float] = time.time):
+        self._db = database
+        self.display = display
+        self._clock = clock
+        self._m = bind_models(database)
+        self._sqlite = isinstance(database, peewee.SqliteDatabase)
+        self.found_version: int | None = None  # schema version the database had when opened (0 = new)
+
+    def open(self) -> None:
+        self._db.connect(reuse_if_open=True)
+        self.found_version = ensure_schema(self._m, self.display)
+
+    def close(self) -> None:
+        """Closes this thread's connection (each thread holds its own)."""
+        if not self._db.is_closed():
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.display})"
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self):
+        with self._db.atomic():  # SQLite: BEGIN IMMEDIATE (see location.py)
+            yield
+
+    @contextmanager
+    def _read(self):
+        """One consistent view across several selects, without taking the write lock."""
+        with self._db.atomic(lock_type="DEFERRED") if self._sqlite else self._db.atomic():
+            yield
+
+    # -- journal --------------------------------------------------------------------------------
+
+    def journal(self, cluster: str, actor: str, action: str, target: str, params: Mapping[str, Any] | None = None,
+                result: str = "ok", upid: str | None = None) -> JournalEntry:
+        """Records an action; secrets in ``params`` are replaced by ``***`` before they are kept."""
+        with self._write():
+            return self._journal(cluster, actor, action, target, params, result, upid)
+
+    def _journal(self, cluster, actor, action, target, params, result="ok", upid=None) -> JournalEntry:
+        cluster = check_cluster(cluster)
+        if actor not in ACTORS:
+            raise UsageError(f"journal actor {actor!r} is not one of {', '.join(ACTORS)}")
+        clean = scrub(dict(params or {}))
+        row = self._m.Journal.create(at=self._clock(), cluster=cluster, actor=actor, action=action,
+                                     target=str(target), params=json.dumps(clean, sort_keys=True),
+                                     result=scrub(str(result)), upid=upid)
+        return self._journal_record(row)
+
+    @staticmethod
+    def _journal_record(row) -> JournalEntry:
+        return JournalEntry(id=row.id, at=row.at, cluster=row.cluster, actor=row.actor, action=row.action,
+                            target=row.target, params=MappingProxyType(json.loads(row.params or "{}")),
+                            result=row.result, upid=row.upid)
+
+    def recent_journal(self, cluster: str | None = None, limit: int = 100) -> list[JournalEntry]:
+        """Newest first; every cluster when ``cluster`` is None."""
+        query = self._m.Journal.select().order_by(self._m.Journal.id.desc()).limit(max(1, int(limit)))
+        if cluster is not None:
+            query = query.where(self._m.Journal.cluster == cluster)
+        return [self._journal_record(row) for row in query]
+
+    # -- pins -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _pin_record(row) -> Pin:
+        return Pin(cluster=row.cluster, vmid=row.vmid, name=row.name, nodes=frozenset(json.loads(row.nodes)),
+                   note=row.note, created_at=row.created_at, who=row.who)
+
+    def pin_guest(self, cluster: str, vmid: int, name: str, nodes: Iterable[str], *, note: str = "",
+                  who: str = "", actor: str = "user") -> Pin:
+        """Pins (or re-pins, replacing the node set) a guest; it may then run on any of ``nodes``."""
+        pin = Pin(cluster=check_cluster(cluster), vmid=check_vmid(vmid), name=str(name or ""),
+                  nodes=check_nodes(nodes), note=str(note or ""), created_at=self._clock(), who=str(who or ""))
+        with self._write():
+            before = self.pin(pin.cluster, pin.vmid)
+            self._upsert_pin(pin)
+            self._journal(pin.cluster, actor, "pin", f"guest/{pin.vmid}",
+                          {"name": pin.name, "nodes": pin.nodes, "note": pin.note, "who": pin.who,
+                           "before": sorted(before.nodes) if before else None})
+        return pin
+
+    def _upsert_pin(self, pin: Pin) -> None:
+        m = self._m.GuestPin
+        values = {"cluster": pin.cluster, "vmid": pin.vmid, "name": pin.name, "nodes": json.dumps(sorted(pin.nodes)),
+                  "note": pin.note, "created_at": pin.created_at, "who": pin.who}
+        m.insert(values).on_conflict(
+            conflict_target=[m.cluster, m.vmid],
+            update={m.name: pin.name, m.nodes: values["nodes"], m.note: pin.note, m.created_at: pin.created_at,
+                    m.who: pin.who},
+        ).execute()
+
+    def unpin(self, cluster: str, vmid: int, *, actor: str = "user") -> Pin | None:
+        """Removes a pin; returns what was removed (None, and no journal entry, if there was none)."""
+        cluster, vmid = check_cluster(cluster), check_vmid(vmid)
+        with self._write():
+            before = self.pin(cluster, vmid)
+            if before is None:
+                return None
+            m = self._m.GuestPin
+            m.delete().where((m.cluster == cluster) & (m.vmid == vmid)).execute()
+            self._journal(cluster, actor, "unpin", f"guest/{vmid}", {"name": before.name, "nodes": before.nodes})
+        return before
+
+    def pin(self, cluster: str, vmid: int) -> Pin | None:
+        m = self._m.GuestPin
+        row = m.get_or_none((m.cluster == cluster) & (m.vmid == int(vmid)))
+        return self._pin_record(row) if row else None
+
+    def pins(self, cluster: str) -> list[Pin]:
+        m = self._m.GuestPin
+        return [self._pin_record(r) for r in m.select().where(m.cluster == cluster).order_by(m.vmid)]
+
+    # -- locks ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_record(row) -> Lock:
+        return Lock(cluster=row.cluster, vmid=row.vmid, name=row.name, reason=row.reason,
+                    created_at=row.created_at, who=row.who)
+
+    def lock_guest(self, cluster: str, vmid: int, name: str, *, reason: str = "", who: str = "",
+                   actor: str = "user") -> Lock:
+        lock = Lock(cluster=check_cluster(cluster), vmid=check_vmid(vmid), name=str(name or ""),
+                    reason=str(reason or ""), created_at=self._clock(), who=str(who or ""))
+        with self._write():
+            self._upsert_lock(lock)
+            self._journal(lock.cluster, actor, "lock", f"guest/{lock.vmid}",
+                          {"name": lock.name, "reason": lock.reason, "who": lock.who})
+        return lock
+
+    def _upsert_lock(self, lock: Lock) -> None:
+        m = self._m.GuestLock
+        m.insert(cluster=lock.cluster, vmid=lock.vmid, name=lock.name, reason=lock.reason,
+                 created_at=lock.created_at, who=lock.who).on_conflict(
+            conflict_target=[m.cluster, m.vmid],
+            update={m.name: lock.name, m.reason: lock.reason, m.created_at: lock.created_at, m.who: lock.who},
+        ).execute()
+
+    def unlock_guest(self, cluster: str, vmid: int, *, actor: str = "user") -> Lock | None:
+        cluster, vmid = check_cluster(cluster), check_vmid(vmid)
+        m = self._m.GuestLock
+        with self._write():
+            before = self.lock(cluster, vmid)
+            if before is None:
+                return None
+            m.delete().where((m.cluster == cluster) & (m.vmid == vmid)).execute()
+            self._journal(cluster, actor, "unlock", f"guest/{vmid}", {"name": before.name})
+        return before
+
+    def lock(self, cluster: str, vmid: int) -> Lock | None:
+        m = self._m.GuestLock
+        row = m.get_or_none((m.cluster == cluster) & (m.vmid == int(vmid)))
+        return self._lock_record(row) if row else None
+
+    def locks(self, cluster: str) -> list[Lock]:
+        m = self._m.GuestLock
+        return [self._lock_record(r) for r in m.select().where(m.cluster == cluster).order_by(m.vmid)]
+
+    # -- reservations ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _reservation_record(row) -> Reservation:
+        return Reservation(cluster=row.cluster, node=row.node, reason=row.reason, created_at=row.created_at,
+                           who=row.who)
+
+    def reserve_node(self, cluster: str, node: str, *, reason: str = "", who: str = "",
+                     actor: str = "user") -> Reservation:
+        res = Reservation(cluster=check_cluster(cluster), node=check_node(node), reason=str(reason or ""),
+                          created_at=self._clock(), who=str(who or ""))
+        with self._write():
+            self._upsert_reservation(res)
+            self._journal(res.cluster, actor, "reserve", f"node/{res.node}", {"reason": res.reason, "who": res.who})
+        return res
+
+    def _upsert_reservation(self, res: Reservation) -> None:
+        m = self._m.NodeReservation
+        m.insert(cluster=res.cluster, node=res.node, reason=res.reason, created_at=res.created_at,
+                 who=res.who).on_conflict(
+            conflict_target=[m.cluster, m.node],
+            update={m.reason: res.reason, m.created_at: res.created_at, m.who: res.who},
+        ).execute()
+
+    def reservation(self, cluster: str, node: str) -> Reservation | None:
+        m = self._m.NodeReservation
+        row = m.get_or_none((m.cluster == cluster) & (m.node == node))
+        return self._reservation_record(row) if row else None
+
+    def unreserve_node(self, cluster: str, node: str, *, actor: str = "user") -> Reservation | None:
+        cluster, node = check_cluster(cluster), check_node(node)
+        m = self._m.NodeReservation
+        with self._write():
+            before = self.reservation(cluster, node)
+            if before is None:
+                return None
+            m.delete().where((m.cluster == cluster) & (m.node == node)).execute()
+            self._journal(cluster, actor, "unreserve", f"node/{node}", {"reason": before.reason})
+        return before
+
+    def reservations(self, cluster: str) -> list[Reservation]:
+        m = self._m.NodeReservation
+        return [self._reservation_record(r) for r in m.select().where(m.cluster == cluster).order_by(m.node)]
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def set_maintenance(self, cluster: str, node: str, *, reason: str = "", actor: str = "user") -> Maintenance:
+        """Flags a node for maintenance; an existing flag keeps its ``since``."""
+        cluster, node = check_cluster(cluster), check_node(node)
+        with self._write():
+            before = self.node_maintenance(cluster, node)
+            flag = Maintenance(cluster=cluster, node=node, since=before.since if before else self._clock(),
+                               reason=str(reason or ""))
+            self._upsert_maintenance(flag)
+            self._journal(cluster, actor, "maintenance.set", f"node/{node}", {"reason": flag.reason})
+        return flag
+
+    def clear_maintenance(self, cluster: str, node: str, *, actor: str = "user") -> Maintenance | None:
+        cluster, node = check_cluster(cluster), check_node(node)
+        m = self._m.NodeMaintenance
+        with self._write():
+            before = self.node_maintenance(cluster, node)
+            if before is None:
+                return None
+            m.delete().where((m.cluster == cluster) & (m.node == node)).execute()
+            self._journal(cluster, actor, "maintenance.clear", f"node/{node}", {"since": before.since})
+        return before
+
+    def _upsert_maintenance(self, flag: Maintenance) -> None:
+        m = self._m.NodeMaintenance
+        m.insert(cluster=flag.cluster, node=flag.node, since=flag.since, reason=flag.reason).on_conflict(
+            conflict_target=[m.cluster, m.node], update={m.since: flag.since, m.reason: flag.reason}).execute()
+
+    def node_maintenance(self, cluster: str, node: str) -> Maintenance | None:
+        m = self._m.NodeMaintenance
+        row = m.get_or_none((m.cluster == cluster) & (m.node == node))
+        return Maintenance(cluster=row.cluster, node=row.node, since=row.since, reason=row.reason) if row else None
+
+    def maintenance(self, cluster: str) -> list[Maintenance]:
+        m = self._m.NodeMaintenance
+        return [Maintenance(cluster=r.cluster, node=r.node, since=r.since, reason=r.reason)
+                for r in m.select().where(m.cluster == cluster).order_by(m.node)]
+
+    # -- node power settings --------------------------------------------------------------------
+
+    @staticmethod
+    def _power_record(row) -> NodePower:
+        return NodePower(cluster=row.cluster, node=row.node, wol_mac=row.wol_mac,
+                         allow_power_off=bool(row.allow_power_off), boot_timeout=row.boot_timeout)
+
+    def node_power(self, cluster: str, node: str) -> NodePower:
+        """The node's power settings; the defaults when none were ever set."""
+        return self._stored_node_power(cluster, node) or NodePower(cluster=cluster, node=node)
+
+    def _stored_node_power(self, cluster: str, node: str) -> NodePower | None:
+        m = self._m.NodePowerSettings
+        row = m.get_or_none((m.cluster == cluster) & (m.node == node))
+        return self._power_record(row) if row else None
+
+    def node_power_settings(self, cluster: str) -> list[NodePower]:
+        m = self._m.NodePowerSettings
+        return [self._power_record(r) for r in m.select().where(m.cluster == cluster).order_by(m.node)]
+
+    def set_node_power(self, cluster: str, node: str, *, wol_mac: str | None = UNSET,
+                       allow_power_off: bool = UNSET, boot_timeout: int = UNSET, actor: str = "user") -> NodePower:
+        """Changes only the fields given; ``wol_mac=None`` (or "") forgets the MAC."""
+        cluster, node = check_cluster(cluster), check_node(node)
+        changes: dict[str, Any] = {}
+        if wol_mac is not UNSET:
+            changes["wol_mac"] = normalise_mac(wol_mac)
+        if allow_power_off is not UNSET:
+            if not isinstance(allow_power_off, bool):
+                raise UsageError(f"allow power-off must be true or false, not {allow_power_off!r}")
+            changes["allow_power_off"] = allow_power_off
+        if boot_timeout is not UNSET:
+            changes["boot_timeout"] = check_boot_timeout(boot_timeout)
+        with self._write():
+            before = self.node_power(cluster, node)
+            after = replace(before, **changes)
+            self._upsert_power(after)
+            self._journal(cluster, actor, "node_power.set", f"node/{node}",
+                          {k: v for k, v in changes.items()})
+        return after
+
+    def _upsert_power(self, power: NodePower) -> None:
+        m = self._m.NodePowerSettings
+        m.insert(cluster=power.cluster, node=power.node, wol_mac=power.wol_mac,
+                 allow_power_off=power.allow_power_off, boot_timeout=power.boot_timeout).on_conflict(
+            conflict_target=[m.cluster, m.node],
+            update={m.wol_mac: power.wol_mac, m.allow_power_off: power.allow_power_off,
+                    m.boot_timeout: power.boot_timeout},
+        ).execute()
+
+    def remove_node_power(self, cluster: str, node: str, *, actor: str = "user") -> NodePower | None:
+        cluster = check_cluster(cluster)
+        m = self._m.NodePowerSettings
+        with self._write():
+            before = self._stored_node_power(cluster, node)
+            if before is None:
+                return None
+            m.delete().where((m.cluster == cluster) & (m.node == node)).execute()
+            self._journal(cluster, actor, "node_power.remove", f"node/{node}",
+                          {"wol_mac": before.wol_mac, "allow_power_off": before.allow_power_off})
+        return before
+
+    # -- settings -------------------------------------------------------------------------------
+
+    def get_setting(self, cluster: str, key: str, default: Any = None) -> Any:
+        m = self._m.Setting
+        row = m.get_or_none((m.cluster == cluster) & (m.key == key))
+        return json.loads(row.value) if row else default
+
+    def settings(self, cluster: str) -> dict[str, Any]:
+        m = self._m.Setting
+        return {r.key: json.loads(r.value) for r in m.select().where(m.cluster == cluster).order_by(m.key)}
+
+    def set_setting(self, cluster: str, key: str, value: Any, *, actor: str = "user") -> None:
+        """Keeps any JSON value (numbers, strings, lists, objects) under ``key``."""
+        self.update_setting(cluster, key, lambda _old: value, actor=actor)
+
+    def update_setting(self, cluster: str, key: str, update: Callable[[Any], Any], default: Any = None, *,
+                       actor: str = "user") -> Any:
+        """Read-modify-write in one transaction (no lost update between threads); returns the new value."""
+        cluster = check_cluster(cluster)
+        if not isinstance(key, str) or not key.strip():
+            raise UsageError("setting name is empty")
+        m = self._m.Setting
+        with self._write():
+            query = m.select().where((m.cluster == cluster) & (m.key == key))
+            if not self._sqlite:  # SQLite already holds the write lock; PostgreSQL locks the row
+                query = query.for_update()
+            row = query.first()
+            old = json.loads(row.value) if row else default
+            new = update(old)
+            self._upsert_setting(cluster, key, new)
+            self._journal(cluster, actor, "setting.set", f"setting/{key}", {"value": new})
+        return new
+
+    def _upsert_setting(self, cluster: str, key: str, value: Any) -> None:
+        m = self._m.Setting
+        encoded = _json_value(value)
+        m.insert(cluster=cluster, key=key, value=encoded).on_conflict(
+            conflict_target=[m.cluster, m.key], update={m.value: encoded}).execute()
+
+    def delete_setting(self, cluster: str, key: str, *, actor: str = "user") -> bool:
+        m = self._m.Setting
+        with self._write():
+            deleted = m.delete().where((m.cluster == cluster) & (m.key == key)).execute()
+            if deleted:
+                self._journal(cluster, actor, "setting.delete", f"setting/{key}", {})
+        return bool(deleted)
+
+    # -- whole-cluster views --------------------------------------------------------------------
+
+    def clusters(self) -> list[str]:
+        """Every cluster name that has a rule, a setting or a journal entry."""
+        names: set[str] = set()
+        for model in (self._m.GuestPin, self._m.GuestLock, self._m.NodeReservation, self._m.NodeMaintenance,
+                      self._m.NodePowerSettings, self._m.Setting, self._m.Journal):
+            names.update(r.cluster for r in model.select(model.cluster).distinct())
+        return sorted(names)
+
+    def rules(self, cluster: str) -> StoredRules:
+        with self._read():
+            return StoredRules(cluster=cluster, pins=tuple(self.pins(cluster)), locks=tuple(self.locks(cluster)),
+                               reservations=tuple(self.reservations(cluster)),
+                               maintenance=tuple(self.maintenance(cluster)),
+                               node_power=tuple(self.node_power_settings(cluster)))
+
+    def ruleset(self, cluster: str) -> RuleSet:
+        """What the planners read: the cluster's rules as one immutable value."""
+        with self._read():
+            rules = self.rules(cluster)
+            import_tags = bool(self.get_setting(cluster, IMPORT_PROXLB_TAGS, False))
+        return RuleSet(pins={p.vmid: p.nodes for p in rules.pins}, locks={lk.vmid for lk in rules.locks},
+                       reserved={r.node for r in rules.reservations}, maintenance={m.node for m in rules.maintenance},
+                       import_proxlb_tags=import_tags)
+
+    # -- reconcile ------------------------------------------------------------------------------
+
+    def apply_reconcile(self, cluster: str, changes: Iterable[ReconcileChange], *, actor: str = "user"
+                        ) -> list[tuple[ReconcileChange, bool]]:
+        """Applies reviewed changes in one transaction; an entry changed since the review is left
+        alone (``False`` beside it), so a confirmation never removes something the user did not see."""
+        cluster = check_cluster(cluster)
+        outcome = []
+        with self._write():
+            for change in changes:
+                applied = self._apply_change(cluster, change)
+                outcome.append((change, applied))
+                if applied:
+                    params = {"problem": change.problem, "detail": change.detail}
+                    if change.action == "narrow":
+                        params["nodes"] = change.new_nodes
+                    self._journal(cluster, actor, f"reconcile.{change.action}", f"{change.kind}:{change.target}",
+                                  params)
+        return outcome
+
+    def _apply_change(self, cluster: str, change: ReconcileChange) -> bool:
+        entry = change.entry
+        m = self._m
+        tables = {  # kind -> (model, key column, key of the entry, the entry as stored now)
+            "pin": (m.GuestPin, m.GuestPin.vmid, lambda: self.pin(cluster, entry.vmid)),
+            "lock": (m.GuestLock, m.GuestLock.vmid, lambda: self.lock(cluster, entry.vmid)),
+            "reservation": (m.NodeReservation, m.NodeReservation.node, lambda: self.reservation(cluster, entry.node)),
+            "maintenance": (m.NodeMaintenance, m.NodeMaintenance.node,
+                            lambda: self.node_maintenance(cluster, entry.node)),
+            "node_power": (m.NodePowerSettings, m.NodePowerSettings.node,
+                           lambda: self._stored_node_power(cluster, entry.node)),
+        }
+        if change.kind not in tables or change.action not in ("remove", "narrow") or (
+                change.action == "narrow" and change.kind != "pin"):
+            raise UsageError(f"unknown reconcile change {change.kind}/{change.action}")
+        model, key_column, current = tables[change.kind]
+        if current() != entry:
+            return False
+        if change.action == "narrow":
+            self._upsert_pin(replace(entry, nodes=check_nodes(change.new_nodes)))
+        else:
+            key = entry.vmid if change.kind in ("pin", "lock") else entry.node
+            model.delete().where((model.cluster == cluster) & (key_column == key)).execute()
+        return True
+
+    # -- export / import ------------------------------------------------------------------------
+
+    def export(self, cluster: str | None = None) -> dict:
+        """Every rule and setting (not the journal) of one cluster or all, as a JSON-able document."""
+        with self._read():
+            names = [cluster] if cluster is not None else self.clusters()
+            return transfer.to_document(
+                [(self.rules(name), self.settings(name)) for name in names], exported_at=self._clock())
+
+    def import_rules(self, document: Any, *, source: str = "import", actor: str = "user") -> dict[str, dict[str, int]]:
+        """Adds or replaces every entry of an export; the whole file is checked before anything is
+        written, so a bad file changes nothing. Returns counts per cluster."""
+        parsed = transfer.from_document(document, source)
+        counts: dict[str, dict[str, int]] = {}
+        with self._write():
+            for rules, settings in parsed:
+                name = rules.cluster
+                for upsert, entries in ((self._upsert_pin, rules.pins), (self._upsert_lock, rules.locks),
+                                        (self._upsert_reservation, rules.reservations),
+                                        (self._upsert_maintenance, rules.maintenance),
+                                        (self._upsert_power, rules.node_power)):
+                    for entry in entries:
+                        upsert(entry)
+                for key, value in settings.items():
+                    self._upsert_setting(name, key, value)
+                counts[name] = {"pins": len(rules.pins), "locks": len(rules.locks),
+                                "reservations": len(rules.reservations), "maintenance": len(rules.maintenance),
+                                "node_power": len(rules.node_power), "settings": len(settings)}
+                self._journal(name, actor, "import", f"cluster/{name}", {"source": source, **counts[name]})
+        return counts
+
+
+
