@@ -56,6 +56,7 @@ BLOCKING: Mapping[Mode, frozenset[Kind]] = MappingProxyType(
 class Finding:
     kind: Kind
     text: str
+    about_guest: bool = False  # true whatever the target (e.g. a lock), so said once, not per node
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +206,8 @@ class Constraints:
                    mem_ceiling: float) -> list[Finding]:
         found: list[Finding] = []
 
-        def block(text: str) -> None:
-            found.append(Finding(Kind.PLACEMENT, text))
+        def block(text: str, about_guest: bool = False) -> None:
+            found.append(Finding(Kind.PLACEMENT, text, about_guest))
 
         source = projection.node_of(guest.vmid)
         node = projection.usage.get(target)
@@ -217,11 +218,11 @@ class Constraints:
         elif not node.online:
             block("offline")
         if not projection.usage_of(source).online:
-            block(f"its node {source} is offline")
+            block(f"its node {source} is offline", about_guest=True)
         elif guest.status == "unknown":
-            block("guest state is unknown")
+            block("guest state is unknown", about_guest=True)
         if guest.lock:
-            block(f"guest is locked by Proxmox VE ({guest.lock})")
+            block(f"guest is locked by Proxmox VE ({guest.lock})", about_guest=True)
         if node is not None and node.online and target != source:
             free = node.free_mem_below(mem_ceiling)
             if demand.mem > free:
@@ -240,9 +241,9 @@ class Constraints:
         elif precondition.allowed_nodes is not None and target not in precondition.allowed_nodes:
             found.append(Finding(Kind.PVE, "not in Proxmox VE's allowed nodes"))
         if precondition.local_resources:
-            found.append(Finding(Kind.PVE, f"uses local resources: {_names(precondition.local_resources)}"))
+            found.append(Finding(Kind.PVE, f"uses local resources: {_names(precondition.local_resources)}", True))
         if precondition.local_disks and guest.type == "qemu":
-            found.append(Finding(Kind.LOCAL_DISKS, f"local disks are copied: {_names(precondition.local_disks)}"))
+            found.append(Finding(Kind.LOCAL_DISKS, f"local disks are copied: {_names(precondition.local_disks)}", True))
         return found
 
     def _user_rules(self, guest: Guest, target: str, projection: ProjectedCluster) -> list[Finding]:
@@ -252,10 +253,10 @@ class Constraints:
         if pinned is not None and target not in pinned:
             found.append(Finding(Kind.PIN, f"pinned to {_names(pinned)}"))
         if rules.is_locked(guest.vmid):
-            found.append(Finding(Kind.LOCK, "locked against automatic moves"))
+            found.append(Finding(Kind.LOCK, "locked against automatic moves", True))
         source = projection.node_of(guest.vmid)
         if source in rules.reserved:
-            found.append(Finding(Kind.RESERVED_SOURCE, f"its node {source} is reserved"))
+            found.append(Finding(Kind.RESERVED_SOURCE, f"its node {source} is reserved", True))
         if target in rules.reserved:
             found.append(Finding(Kind.RESERVED_TARGET, "node is reserved"))
         if target in rules.maintenance:
@@ -299,7 +300,7 @@ class Constraints:
             return []
         found: list[Finding] = []
         if tags.ignore:
-            found.append(Finding(Kind.PROXLB_IGNORE, "ProxLB ignore tag: never moved automatically"))
+            found.append(Finding(Kind.PROXLB_IGNORE, "ProxLB ignore tag: never moved automatically", True))
         if tags.pins and target not in tags.pins:
             found.append(Finding(Kind.PROXLB_PIN, f"ProxLB pin to {_names(tags.pins)}"))
         for together, names in ((False, tags.anti_affinity), (True, tags.affinity)):

@@ -186,7 +186,7 @@ def preview_move(snapshot: ClusterSnapshot, guest: Guest, target: str, rules: Ru
 def preview_candidates(snapshot: ClusterSnapshot, guest: Guest, rules: RuleSet | None = None, *,
                        mode: Mode = "manual",
                        precondition: MigratePrecondition | None = None) -> tuple[MovePreview, ...]:
-    """A preview for every other node: allowed ones first, then by the target's load after."""
+    """A preview for every other node: allowed first, offline last, then by the target's load after."""
     check_mode(mode)
     projection = ProjectedCluster.of(snapshot)
     constraints = Constraints(snapshot, rules or RuleSet.empty())
@@ -196,7 +196,8 @@ def preview_candidates(snapshot: ClusterSnapshot, guest: Guest, rules: RuleSet |
         for node in snapshot.nodes
         if node.name != guest.node
     ]
-    previews.sort(key=lambda p: (not p.verdict.allowed, p.target.after.load, p.target.node))
+    previews.sort(key=lambda p: (not p.verdict.allowed, not p.target.before.online, p.target.after.load,
+                                 p.target.node))
     return tuple(previews)
 
 
@@ -243,6 +244,7 @@ class _Option:
     hard: tuple[str, ...]
     soft: tuple[str, ...]
     warnings: tuple[str, ...]
+    about_guest: frozenset[str]  # texts that hold for every node
     after: NodeUsage
 
     @property
@@ -251,10 +253,10 @@ class _Option:
 
 
 def _explain(options: list[_Option], texts_of) -> str:
-    """Reasons shared by every node once, then the rest grouped by node."""
+    """Reasons shared by several nodes said once, then the rest grouped by node."""
     if not options:
         return "no other node in the cluster"
-    common = set(texts_of(options[0]))
+    common = set(texts_of(options[0])) if len(options) > 1 else set(options[0].about_guest)
     for option in options[1:]:
         common &= set(texts_of(option))
     parts = [text for text in texts_of(options[0]) if text in common]
@@ -316,6 +318,7 @@ def plan_evacuation(
                 hard=_dedupe(f.text for f in findings if f.kind in hard_kinds),
                 soft=_dedupe(f.text for f in findings if f.kind in soft_kinds),
                 warnings=_dedupe(f.text for f in findings if f.kind not in hard_kinds | soft_kinds),
+                about_guest=frozenset(f.text for f in findings if f.about_guest),
                 after=projection.usage_of(target).plus(demand, len(unit)),
             ))
         together = "" if len(unit) == 1 else f"moves together with {', '.join(str(g.vmid) for g in unit)}: "
