@@ -10,65 +10,21 @@ see ``find_followup_migration``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from pvetop.errors import ApiError, UsageError
 from pvetop.model import Guest
+from pvetop.policy.constraints import MigratePrecondition
 from pvetop.pve.client import PveClient, guest_path
 from pvetop.pve.tasks import node_tasks, parse_upid
 
 
-@dataclass(frozen=True)
-class MigratePrecondition:
-    """``GET .../migrate`` normalised: qemu says ``allowed_nodes``, lxc ``allowed-nodes``."""
-
-    running: bool
-    allowed_nodes: tuple[str, ...] = ()
-    not_allowed_nodes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    local_disks: tuple[Mapping[str, Any], ...] = ()
-    local_resources: tuple[str, ...] = ()
-    dependent_ha_resources: tuple[str, ...] = ()
-
-    def reason(self, node: str) -> str | None:
-        """Why ``node`` is not allowed, in words; None when it is allowed or PVE did not say."""
-        details = self.not_allowed_nodes.get(node)
-        if details is None:
-            return None
-        return describe_not_allowed(details)
-
-
-def describe_not_allowed(details: Mapping[str, Any]) -> str:
-    parts = []
-    for key, value in details.items():
-        label = key.replace("_", " ").replace("-", " ")
-        if isinstance(value, (list, tuple)):
-            value = ", ".join(str(v) for v in value)
-        parts.append(f"{label}: {value}" if value not in (None, "", 1, True) else label)
-    return "; ".join(parts) or "not allowed"
-
-
-def _field(data: Mapping[str, Any], name: str, default: Any) -> Any:
-    """PVE spells the same field with ``_`` for qemu and ``-`` for lxc."""
-    if name in data:
-        return data[name]
-    return data.get(name.replace("_", "-"), default)
-
-
 def migrate_precondition(client: PveClient, guest: Guest, target: str | None = None) -> MigratePrecondition:
+    """``GET .../migrate``, normalised by policy's ``MigratePrecondition`` (qemu ``_`` / lxc ``-`` keys)."""
     data = client.get(f"{guest_path(guest)}/migrate", target=target)
     if not isinstance(data, dict):
         raise ApiError(200, f"unexpected migrate precondition answer for {guest.vmid}: {data!r:.120}")
-    not_allowed = _field(data, "not_allowed_nodes", {}) or {}
-    return MigratePrecondition(
-        running=bool(data.get("running")),
-        allowed_nodes=tuple(_field(data, "allowed_nodes", ()) or ()),
-        not_allowed_nodes={str(k): (v if isinstance(v, dict) else {"reason": v}) for k, v in not_allowed.items()},
-        local_disks=tuple(d if isinstance(d, dict) else {"volid": d} for d in _field(data, "local_disks", ()) or ()),
-        local_resources=tuple(str(r) for r in _field(data, "local_resources", ()) or ()),
-        dependent_ha_resources=tuple(str(r) for r in data.get("dependent-ha-resources") or ()),
-    )
+    return MigratePrecondition.from_api(data)
 
 
 def migrate(client: PveClient, guest: Guest, target: str, *, online: bool | None = None,

@@ -7,6 +7,7 @@ reports parsed progress; time and sleep are injectable so tests drive it with th
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -119,9 +120,11 @@ _SIZE_UNITS = {
 _SIZE = r"(\d+(?:\.\d+)?)\s*([KMGTP]?i?B|[KMGT])"
 # qemu RAM: "migration active, transferred 1.2 GiB of 4.0 GiB VM-state, 500.0 MiB/s"
 _QEMU_RAM = re.compile(rf"migration active, transferred {_SIZE} of {_SIZE} VM-state(?:, {_SIZE}/s)?", re.I)
-# qemu local-disk mirror: "drive-scsi0: transferred 1.0 GiB of 32.0 GiB (3.12%) in 5s"
-_MIRROR = re.compile(rf"(\S+): transferred {_SIZE} of {_SIZE} \((\d+(?:\.\d+)?)%\) in (\d+)(?:m\s*(\d+))?s", re.I)
-# storage copy (lxc / offline): "8589934592 bytes (8.6 GB, 8.0 GiB) copied, 39.7 s, 216 MB/s"
+# disk copies: "drive-scsi0: transferred 1.0 GiB of 32.0 GiB (3.12%) in 5s" (live mirror) or
+# "transferred 1.0 GiB of 32.0 GiB (3.12%)" (offline / container volume copy)
+_COPY = re.compile(rf"(?:(\S+): )?transferred {_SIZE} of {_SIZE} \((\d+(?:\.\d+)?)%\)", re.I)
+_STAMP = re.compile(r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) ")
+# storage copy through dd: "8589934592 bytes (8.6 GB, 8.0 GiB) copied, 39.7 s, 216 MB/s"
 _DD = re.compile(rf"(\d+) bytes .*copied, (\d+(?:\.\d+)?) s, {_SIZE}/s", re.I)
 # speed summary: "average migration speed: 113.8 MiB/s - downtime 67 ms"
 _AVERAGE = re.compile(rf"average migration speed: {_SIZE}/s", re.I)
@@ -145,30 +148,35 @@ class Progress:
 
 
 def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
-    """Progress from PVE migration log lines (qemu RAM, drive mirror, storage copy variants).
+    """Progress from PVE migration log lines (qemu RAM, disk mirror/copy, dd variants).
 
-    The latest progress line wins; several drives mirror one after another, so their totals are
-    summed by drive name. A finishing line (success or failure) sets ``finished``.
+    The latest progress line wins; several disks copy one after another, so their sizes are summed
+    by disk. Without an explicit speed, the rate comes from the time stamps of two progress lines.
+    A finishing line (success or failure) sets ``finished``.
     """
     transferred = 0
     total: int | None = None
     rate: float | None = None
     finished = False
-    drives: dict[str, tuple[int, int]] = {}
+    disks: dict[str, tuple[int, int]] = {}
+    last_copy: tuple[float, str, int] | None = None  # (time, disk, bytes) of the previous copy line
     for raw in log_lines:
         line = raw.strip()
-        # PVE stamps lines "2025-11-21 10:00:01 text"; the timestamp is irrelevant here
         if (match := _QEMU_RAM.search(line)) is not None:
             transferred, total = _bytes(*match.group(1, 2)), _bytes(*match.group(3, 4))
             rate = float(_bytes(*match.group(5, 6))) if match.group(5) else rate
-            drives.clear()
-        elif (match := _MIRROR.search(line)) is not None:
-            done, size = _bytes(*match.group(2, 3)), _bytes(*match.group(4, 5))
-            drives[match.group(1)] = (done, size)
-            seconds = int(match.group(8)) + 60 * int(match.group(7) or 0) if match.group(8) else int(match.group(7))
-            transferred = sum(d for d, _ in drives.values())
-            total = sum(s for _, s in drives.values())
-            rate = done / seconds if seconds else rate
+            disks.clear()
+        elif (match := _COPY.search(line)) is not None:
+            disk = match.group(1) or "disk"
+            done = _bytes(*match.group(2, 3))
+            disks[disk] = (done, _bytes(*match.group(4, 5)))
+            transferred = sum(d for d, _ in disks.values())
+            total = sum(s for _, s in disks.values())
+            when = _stamp(line)
+            if when is not None:
+                if last_copy is not None and last_copy[1] == disk and when > last_copy[0]:
+                    rate = (done - last_copy[2]) / (when - last_copy[0])
+                last_copy = (when, disk, done)
         elif (match := _DD.search(line)) is not None:
             transferred, total = int(match.group(1)), None
             rate = float(_bytes(*match.group(3, 4)))
@@ -177,9 +185,15 @@ def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
         if _FINISHED.search(line):
             finished = True
     fraction = min(1.0, transferred / total) if total else None
-    if finished and total:
-        fraction = 1.0 if transferred >= total else fraction
     return Progress(transferred_bytes=transferred, total_bytes=total, fraction=fraction, rate=rate, finished=finished)
+
+
+def _stamp(line: str) -> float | None:
+    """Seconds of PVE's ``YYYY-MM-DD HH:MM:SS`` line prefix (only differences matter)."""
+    match = _STAMP.match(line)
+    if match is None:
+        return None
+    return float(calendar.timegm(tuple(int(g) for g in match.groups())))
 
 
 # ---------------------------------------------------------------------- waiting
