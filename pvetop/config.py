@@ -56,10 +56,6 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir("pvetop")) / "config.toml"
 
 
-def default_db_path() -> Path:
-    return Path(platformdirs.user_data_dir("pvetop")) / "pvetop.db"
-
-
 # --------------------------------------------------------------------------- settings
 
 @dataclass(frozen=True)
@@ -464,15 +460,15 @@ def run_password_command(command: str | list[str], *, source: str) -> str:
     return password
 
 
-def resolve_db(args: Any, env: Mapping[str, str] = os.environ) -> str:
-    """Rules store location: --db > PVETOP_DB > ``db`` in the config file > the platform data dir."""
+def resolve_db(args: Any, env: Mapping[str, str] = os.environ) -> str | None:
+    """Rules store location: --db > PVETOP_DB > ``db`` in the config file; None lets the store
+    use its default (``pvetop.store.location.default_path()``)."""
     cli_value = option(args, "db")
     if cli_value:
         return cli_value
     if env.get("PVETOP_DB"):
         return env["PVETOP_DB"]
-    config = load_config_for(args)
-    return config.db or str(default_db_path())
+    return load_config_for(args).db
 
 
 def settings_from_sim_info(info: Mapping[str, Any]) -> ConnectionSettings:

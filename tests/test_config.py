@@ -190,7 +190,7 @@ def test_resolve_db_precedence(tmp_path):
     assert resolve_db(args("--config", str(path), "--db", "/cli.db"), env={"PVETOP_DB": "/env.db"}) == "/cli.db"
     assert resolve_db(args("--config", str(path)), env={"PVETOP_DB": "/env.db"}) == "/env.db"
     assert resolve_db(args("--config", str(path)), env={}) == "/from/file.db"
-    assert resolve_db(args(), env={}) == str(tmp_path / "xdg-data" / "pvetop" / "pvetop.db")
+    assert resolve_db(args(), env={}) is None  # the store picks its default location
 
 
 def test_other_tables_are_kept_for_their_owners(tmp_path):
