@@ -7,7 +7,7 @@ always give the same moves in the same order, so a plan shown in ``advise`` mode
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -252,7 +252,32 @@ class _Option:
         return (self.after.load, self.after.committed_fraction, self.node)
 
 
-def _explain(options: list[_Option], texts_of) -> str:
+def _weigh_targets(constraints: Constraints, projection: ProjectedCluster, unit: tuple[Guest, ...],
+                   targets: list[str], *, hard_kinds: frozenset[Kind], soft_kinds: frozenset[Kind],
+                   mem_ceiling: float, preconditions: Mapping[int, MigratePrecondition]) -> list[_Option]:
+    """Every target's findings for a unit, with the unit's whole demand landing there."""
+    companions = frozenset(g.vmid for g in unit)
+    demand = sum((Demand.of(g) for g in unit), Demand())
+    options = []
+    for target in targets:
+        findings: list[Finding] = []
+        for guest in unit:
+            findings += constraints.findings(
+                guest, target, projection=projection, demand=demand, mem_ceiling=mem_ceiling,
+                precondition=preconditions.get(guest.vmid), companions=companions,
+            )
+        options.append(_Option(
+            node=target,
+            hard=_dedupe(f.text for f in findings if f.kind in hard_kinds),
+            soft=_dedupe(f.text for f in findings if f.kind in soft_kinds),
+            warnings=_dedupe(f.text for f in findings if f.kind not in hard_kinds | soft_kinds),
+            about_guest=frozenset(f.text for f in findings if f.about_guest),
+            after=projection.usage_of(target).plus(demand, len(unit)),
+        ))
+    return options
+
+
+def _explain(options: list[_Option], texts_of: Callable[[_Option], tuple[str, ...]]) -> str:
     """Reasons shared by several nodes said once, then the rest grouped by node."""
     if not options:
         return "no other node in the cluster"
@@ -303,24 +328,8 @@ def plan_evacuation(
     unplaceable: list[Unplaced] = []
     units = sorted(_affinity_units(constraints, snapshot.guests_by_node.get(node, ())), key=_unit_order)
     for unit in units:
-        companions = frozenset(g.vmid for g in unit)
-        demand = sum((Demand.of(g) for g in unit), Demand())
-        options = []
-        for target in targets:
-            findings: list[Finding] = []
-            for guest in unit:
-                findings += constraints.findings(
-                    guest, target, projection=projection, demand=demand, mem_ceiling=mem_ceiling,
-                    precondition=preconditions.get(guest.vmid), companions=companions,
-                )
-            options.append(_Option(
-                node=target,
-                hard=_dedupe(f.text for f in findings if f.kind in hard_kinds),
-                soft=_dedupe(f.text for f in findings if f.kind in soft_kinds),
-                warnings=_dedupe(f.text for f in findings if f.kind not in hard_kinds | soft_kinds),
-                about_guest=frozenset(f.text for f in findings if f.about_guest),
-                after=projection.usage_of(target).plus(demand, len(unit)),
-            ))
+        options = _weigh_targets(constraints, projection, unit, targets, hard_kinds=hard_kinds,
+                                 soft_kinds=soft_kinds, mem_ceiling=mem_ceiling, preconditions=preconditions)
         together = "" if len(unit) == 1 else f"moves together with {', '.join(str(g.vmid) for g in unit)}: "
         free = sorted((o for o in options if not o.hard and not o.soft), key=lambda o: o.fit)
         overridable = sorted((o for o in options if not o.hard), key=lambda o: o.fit)
@@ -330,7 +339,7 @@ def plan_evacuation(
                 reason = f"{together}evacuate {node}: {best.node} has the lowest load after ({best.after.load:.0%})"
                 moves.append(planned_move(guest, node, best.node, reason, preconditions.get(guest.vmid),
                                           best.warnings))
-            projection = projection.apply(companions, best.node)
+            projection = projection.apply((g.vmid for g in unit), best.node)
         elif overridable and soft_kinds:
             blocked_within = [o for o in options if o.hard and not o.soft]
             reason = "; ".join(_dedupe(text for o in overridable for text in o.soft))
