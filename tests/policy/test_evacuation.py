@@ -228,3 +228,22 @@ def test_bad_arguments_are_usage_errors():
         plan_evacuation(snap, "pve1", mem_ceiling=1.5)
     with pytest.raises(UsageError, match="mode must be"):
         plan_evacuation(snap, "pve1", mode="yolo")
+
+
+def test_proxlb_ignore_is_a_decision_for_a_user_and_a_wall_for_automation():
+    snap = _snapshot([make_guest(100, "pve1", tags=("plb_ignore_dev",))])
+    rules = RuleSet(import_proxlb_tags=True)
+    [held] = plan_evacuation(snap, "pve1", rules).needs_decision
+    assert held.reason == "ProxLB ignore tag: never moved automatically"
+    [stuck] = plan_evacuation(snap, "pve1", rules, mode="auto").unplaceable
+    assert stuck.reason == held.reason
+
+
+def test_an_affinity_group_too_big_for_any_node_stays_together_and_says_so():
+    rule = make_ha_rule("pair", "resource-affinity", ("vm:100", "vm:101"), affinity="positive")
+    snap = _snapshot([make_guest(100, "pve1", mem=30 * GIB), make_guest(101, "pve1", mem=30 * GIB)],
+                     nodes=[make_node("pve1"), make_node("pve2")], ha_rules=(rule,))
+    plan = plan_evacuation(snap, "pve1")
+    assert plan.moves == ()
+    assert [u.reason for u in plan.unplaceable] == [
+        "moves together with 100, 101: pve2: needs 60.0 GiB, 57.6 GiB free below the 90% ceiling"] * 2
