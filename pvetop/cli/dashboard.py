@@ -1,16 +1,75 @@
-"""The default command: the live dashboard (placeholder until the dashboard lands)."""
+"""The default command: the live dashboard, against a cluster or a built-in simulated one.
+
+``pvetop --demo [SCENARIO]`` starts the simulator in this process on a free loopback port and
+talks to it through the same client as a real cluster, so the demo exercises the real path.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 
-from pvetop.errors import PvetopError
+from pvetop.errors import UsageError
+
+DEMO_SPEED = 10.0  # simulated seconds per real second: things visibly move, nothing races
+DEMO_SEED = 1
 
 
 def add_dashboard_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--demo", nargs="?", const="homelab", metavar="SCENARIO",
-                        help="run against a built-in simulated cluster (homelab, smb, large, quorum3)")
+    group = parser.add_argument_group("dashboard")
+    group.add_argument("--demo", nargs="?", const="homelab", metavar="SCENARIO",
+                       help="run against a built-in simulated cluster (homelab, smb, large, quorum3)")
+    group.add_argument("--read-only", action="store_true",
+                       help="no write actions at all (migrations, pins, power): look, don't touch")
+    group.add_argument("--interval", metavar="SECONDS", type=float, default=2.0,
+                       help="refresh interval (default 2; + and - change it while running)")
+    group.add_argument("--theme", metavar="NAME", help="Textual theme, e.g. textual-dark, nord, gruvbox")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if not 0.2 <= args.interval <= 3600:
+        raise UsageError(f"--interval {args.interval:g}: give between 0.2 and 3600 seconds")
+
+
+@contextlib.contextmanager
+def _demo_source(scenario: str) -> Iterator[object]:
+    from pvetop.config import settings_from_sim_info
+    from pvetop.pve import PveClient
+    from pvetop.sim.runner import start_sim
+
+    with start_sim(scenario=scenario, seed=DEMO_SEED, port=0, speed=DEMO_SPEED) as sim:
+        client = PveClient.connect(settings_from_sim_info(sim.info))
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def _cluster_source(args: argparse.Namespace) -> Iterator[object]:
+    from pvetop.config import resolve_connection
+    from pvetop.pve import PveClient
+
+    client = PveClient.connect(resolve_connection(args))
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def run(args: argparse.Namespace) -> int:
-    raise PvetopError("the dashboard is not built yet")
+    _check_options(args)
+    from pvetop.ui.app import PvetopApp  # Textual loads only when the dashboard opens
+
+    source_cm = _demo_source(args.demo) if args.demo else _cluster_source(args)
+    with source_cm as source:
+        app = PvetopApp(source, read_only=args.read_only, interval=args.interval,
+                        insecure_warning=getattr(source, "insecure_warning", None) or "")
+        if args.theme is not None:
+            if args.theme not in app.available_themes:
+                names = ", ".join(sorted(app.available_themes))
+                raise UsageError(f"--theme {args.theme}: unknown theme", hint=f"one of {names}")
+            app.theme = args.theme
+        app.run()
+    return app.return_code or 0

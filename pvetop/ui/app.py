@@ -1,0 +1,368 @@
+"""The dashboard: a header, the node table, the guest table, and a poller that never blocks.
+
+Data flows one way. A thread worker fetches a snapshot (the only network I/O on this screen),
+computes rates and totals, and posts ``SnapshotArrived``; the app diffs it into the tables and
+publishes it as ``latest`` for the detail panes; the next poll is armed only when this one has
+finished, so polls never overlap. A failed poll keeps the last data, marks it stale with the
+reason and retries with a doubling delay.
+
+Hooks for other rooms: ``ruleset`` (pins, locks, reserved nodes; set it and the flag columns
+follow), ``store`` (the rules store, when one is open), ``detail_panels`` (widgets mounted in
+the detail panes), ``read_only`` with ``ReadOnlyGuard.WRITE_ACTIONS`` (write actions greyed out).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.reactive import var
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import get_current_worker
+
+from pvetop.policy.rules import RuleSet
+from pvetop.ui.detail import DetailScreen, GuestDetailScreen, NodeDetailScreen
+from pvetop.ui.filtering import NO_FILTER, GuestFilter
+from pvetop.ui.guard import ReadOnlyGuard
+from pvetop.ui.header import ClusterHeader, Freshness, HeaderView
+from pvetop.ui.help import HelpScreen, help_text
+from pvetop.ui.polling import (
+    PollFailed,
+    Refresh,
+    SnapshotArrived,
+    backoff_delay,
+    next_interval,
+    prepare,
+)
+from pvetop.ui.source import SnapshotSource
+from pvetop.ui.table import LiveTable
+from pvetop.ui.tables import GuestTable, NodeTable
+
+FILTER_HELP = "filter: text or regex, all terms must match; name: vmid: tag: node: status: type:"
+
+
+class PvetopApp(ReadOnlyGuard, App):
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
+    TITLE = "pvetop"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("n", "node_guests", "Node's guests"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("plus,equals_sign", "interval(1)", "Interval +", key_display="+"),
+        Binding("minus", "interval(-1)", "Interval -", key_display="-"),
+        Binding("ctrl+r", "refresh_now", "Refresh now", show=False),
+    ]
+
+    latest: var[Refresh | None] = var(None, init=False)
+    paused: var[bool] = var(False, init=False, bindings=True)
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        *,
+        read_only: bool = False,
+        interval: float = 2.0,
+        ruleset: RuleSet | None = None,
+        store: Any = None,
+        clock: Callable[[], float] = time.time,
+        insecure_warning: str = "",
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.read_only = read_only
+        self.interval = interval
+        self.store = store
+        self.clock = clock
+        self.insecure_warning = insecure_warning
+        self.detail_panels: dict[str, list[Callable[[Screen], Widget]]] = {"guest": [], "node": []}
+        self._ruleset = ruleset or RuleSet.empty()
+        self._query: GuestFilter = NO_FILTER
+        self._node_filter: str | None = None
+        self._poll_timer: Timer | None = None
+        self._failures = 0
+        self._stale_since: float | None = None
+        self._stale_reason = ""
+        self._retry_at: float | None = None
+
+    # --- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield ClusterHeader("connecting…", id="header")
+        yield Static(id="node-caption", classes="caption")
+        yield NodeTable(id="nodes")
+        yield Static(id="guest-caption", classes="caption")
+        yield GuestTable(id="guests")
+        yield Input(placeholder=FILTER_HELP, id="filter")
+        yield Footer()
+
+    @property
+    def node_table(self) -> NodeTable:
+        return self.query_one("#nodes", NodeTable)
+
+    @property
+    def guest_table(self) -> GuestTable:
+        return self.query_one("#guests", GuestTable)
+
+    def on_mount(self) -> None:
+        self.guest_table.focus()
+        self._show_captions()
+        self._show_header()
+        self.set_interval(1.0, self._show_header)
+        self._poll_now()
+
+    # --- polling -------------------------------------------------------------------------------
+
+    def _poll_now(self) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        self._retry_at = None
+        if not self.paused:
+            self._poll()
+
+    def _arm_poll(self, delay: float) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        self._retry_at = self.clock() + delay if self._failures else None
+        self._poll_timer = None if self.paused else self.set_timer(delay, self._poll_now)
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll(self) -> None:
+        worker = get_current_worker()
+        previous = self.latest.snapshot if self.latest is not None else None
+        started = time.perf_counter()
+        try:
+            if self.source.slow_data_due:
+                self.source.refresh_slow_data()
+            snapshot = self.source.fetch_snapshot()
+            fetch_ms = (time.perf_counter() - started) * 1000
+            refresh = prepare(snapshot, previous, fetch_ms, self.clock())
+        except Exception as exc:  # any failure of the API or the network: show it, keep going
+            if not worker.is_cancelled:
+                self.post_message(PollFailed(str(exc) or type(exc).__name__))
+            return
+        if not worker.is_cancelled:
+            self.post_message(SnapshotArrived(refresh))
+
+    def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        self._failures = 0
+        self._stale_since = None
+        if not self.paused:
+            self.apply_refresh(message.refresh)
+        self._arm_poll(self.interval)
+
+    def on_poll_failed(self, message: PollFailed) -> None:
+        self._failures += 1
+        if self._stale_since is None:
+            self._stale_since = self.clock()
+        self._stale_reason = message.reason.splitlines()[0] if message.reason else "unknown error"
+        self._arm_poll(backoff_delay(self.interval, self._failures))
+        self._show_header()
+
+    @property
+    def stale(self) -> bool:
+        return self._stale_since is not None
+
+    # --- rendering -----------------------------------------------------------------------------
+
+    def apply_refresh(self, refresh: Refresh) -> None:
+        """Show a new snapshot: diff both tables, then tell the detail panes (``latest``)."""
+        self.node_table.apply(NodeTable.rows_for(refresh.snapshot, self._ruleset))
+        self.latest = refresh
+        self._apply_guests()
+        self._show_header()
+
+    def _apply_guests(self) -> None:
+        if self.latest is None:
+            return
+        rows = GuestTable.rows_for(self.latest.snapshot, self.latest.rates, self._ruleset,
+                                   self._query, self._node_filter)
+        self.guest_table.apply(rows)
+        self._show_captions()
+
+    def _show_header(self) -> None:
+        refresh = self.latest
+        if refresh is None and not self.stale:
+            return
+        now = self.clock()
+        freshness = Freshness(
+            age_seconds=None if refresh is None else now - refresh.received_at,
+            stale_since=self._stale_since,
+            stale_reason=self._stale_reason,
+            retry_in=None if self._retry_at is None else max(0.0, self._retry_at - now),
+        )
+        if refresh is None:
+            self.query_one(ClusterHeader).update(
+                f"cannot reach the cluster: {self._stale_reason} (retrying)")
+            return
+        snapshot = refresh.snapshot
+        self.query_one(ClusterHeader).show(HeaderView(
+            cluster_name=snapshot.cluster_name, quorate=snapshot.quorate, totals=refresh.totals,
+            balance=refresh.balance, freshness=freshness, interval=self.interval,
+            paused=self.paused, read_only=self.read_only, insecure_warning=self.insecure_warning,
+        ))
+
+    def _show_captions(self) -> None:
+        nodes, guests = self.node_table, self.guest_table
+        total = len(self.latest.snapshot.guests) if self.latest else 0
+        parts = [f"Guests {guests.row_count}/{total}", self._sort_caption(guests)]
+        if self._node_filter:
+            parts.append(f"node {self._node_filter} (n: all nodes)")
+        if self._query.active:
+            parts.append(f"filter “{self._query.text}” (esc clears)")
+        self.query_one("#guest-caption", Static).update("  ·  ".join(parts))
+        self.query_one("#node-caption", Static).update(
+            f"Nodes {nodes.row_count}  ·  {self._sort_caption(nodes)}")
+
+    @staticmethod
+    def _sort_caption(table: LiveTable) -> str:
+        label = next(spec.label for spec in table.COLUMNS if spec.key == table.sort_column)
+        return f"sorted by {label} {'▼' if table.sort_reverse else '▲'}"
+
+    def on_live_table_sort_changed(self, message: LiveTable.SortChanged) -> None:
+        self._show_captions()
+
+    # --- rules hook ------------------------------------------------------------------------------
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self._ruleset
+
+    @ruleset.setter
+    def ruleset(self, ruleset: RuleSet) -> None:
+        """New pins/locks/reservations: the flag columns and detail panes follow at once."""
+        self._ruleset = ruleset
+        if self.latest is not None:
+            self.apply_refresh(self.latest)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(help_text(self, self.help_sections(), HELP_EXTRAS)))
+
+    def help_sections(self) -> list[tuple[str, list[type]]]:
+        panels = [make for makers in self.detail_panels.values() for make in makers if isinstance(make, type)]
+        return [
+            ("Everywhere", [type(self)]),
+            ("Node and guest tables", [GuestTable, NodeTable]),
+            ("Detail panes (enter)", [DetailScreen, *panels]),
+            ("Help", [HelpScreen]),
+        ]
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.add_class("shown")
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.remove_class("shown")
+        changed = self._query.active or self._node_filter is not None
+        self._query = NO_FILTER
+        self._node_filter = None
+        with field.prevent(Input.Changed):
+            field.value = ""
+        self.guest_table.focus()
+        if changed:
+            self._apply_guests()
+
+    def on_input_changed(self, message: Input.Changed) -> None:
+        if message.input.id == "filter":
+            self._query = GuestFilter.parse(message.value)
+            self._apply_guests()
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        if message.input.id == "filter":
+            if not message.value.strip():
+                message.input.remove_class("shown")
+            self.guest_table.focus()
+
+    def action_node_guests(self) -> None:
+        """Show only the guests of the node under the node table's cursor (again: all)."""
+        self._node_filter = None if self._node_filter is not None else self.node_table.cursor_key
+        self._apply_guests()
+
+    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
+        if message.data_table is self.node_table and self._node_filter is not None:
+            node = message.row_key.value
+            if node != self._node_filter:
+                self._node_filter = node
+                self._apply_guests()
+
+    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+        key = message.row_key.value
+        if message.data_table is self.node_table:
+            self.push_screen(NodeDetailScreen(key))
+        elif message.data_table is self.guest_table:
+            self.push_screen(GuestDetailScreen(int(key)))
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if self.paused:
+            if self._poll_timer is not None:
+                self._poll_timer.stop()
+                self._poll_timer = None
+            self.notify("paused: the tables stay as they are (p resumes)", timeout=2)
+        else:
+            self._poll_now()
+        self._show_header()
+
+    def action_refresh_now(self) -> None:
+        self._poll_now()
+
+    def action_interval(self, step: int) -> None:
+        self.interval = next_interval(self.interval, step)
+        self.notify(f"refresh every {self.interval:g}s", timeout=1.5)
+        if self._poll_timer is not None and not self._failures:
+            self._arm_poll(self.interval)
+        self._show_header()
+
+    def action_sort(self, table: str, column: str) -> None:
+        target = self.guest_table if table == "guests" else self.node_table
+        target.sort_by(column)
+
+    # --- command palette -------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = [
+            ("Help: list every key", "help", "Show the key bindings (?)"),
+            ("Filter guests", "filter", "Filter by name, vmid, tag, node, status; text or regex (/)"),
+            ("Clear filters", "clear_filter", "Show every guest again (escape)"),
+            ("Guests of the selected node", "node_guests", "Toggle showing only that node's guests (n)"),
+            ("Pause / resume refreshing", "pause", "Freeze the tables (p)"),
+            ("Refresh interval longer", "interval(1)", "Poll less often (+)"),
+            ("Refresh interval shorter", "interval(-1)", "Poll more often (-)"),
+            ("Refresh now", "refresh_now", "Poll the cluster at once (ctrl+r)"),
+        ]
+        for title, action, help_ in commands:
+            yield SystemCommand(title, help_, self._runner(action))
+        for table, cls in (("guests", GuestTable), ("nodes", NodeTable)):
+            for spec in cls.COLUMNS:
+                yield SystemCommand(f"Sort {table} by {spec.label}", f"Again to reverse; or click the {spec.label} header",
+                                    self._runner(f"sort('{table}', '{spec.key}')"))
+
+    def _runner(self, action: str) -> Callable[[], Any]:
+        return lambda: self.run_action(action)
+
+
+HELP_EXTRAS = [
+    ("click header", "sort by that column; click again to reverse"),
+    ("click row", "select it; click again (or enter) for its details"),
+    ("ctrl+p", "command palette: every action above, themes, screenshots"),
+]

@@ -1,0 +1,79 @@
+"""`?`: every key the dashboard answers to, grouped by where it works.
+
+Built from the classes' own ``BINDINGS`` so a binding added anywhere shows up here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HelpSection = tuple[str, list[BindingType]]
+
+
+def _bindings(classes: Iterable[type]) -> list[Binding]:
+    """Bindings of the classes and their bases, most specific first, each key once."""
+    seen: set[str] = set()
+    result: list[Binding] = []
+    for cls in classes:
+        for base in cls.__mro__:
+            for item in base.__dict__.get("BINDINGS", []):
+                binding = item if isinstance(item, Binding) else Binding(*item)
+                if binding.key in seen or not binding.description:
+                    continue
+                seen.add(binding.key)
+                result.append(binding)
+    return result
+
+
+def help_text(app, sections: list[tuple[str, list[type]]], extra: list[tuple[str, str]]) -> Text:
+    text = Text()
+    for title, classes in sections:
+        bindings = _bindings(classes)
+        if not bindings:
+            continue
+        if text:
+            text.append("\n\n")
+        text.append(title, style="bold underline")
+        for binding in bindings:
+            keys = " ".join(app.get_key_display(Binding(key, binding.action)) for key in binding.key.split(","))
+            text.append(f"\n  {keys:<18}", style="bold cyan")
+            text.append(binding.description)
+    if extra:
+        text.append("\n\nMouse and more", style="bold underline")
+        for keys, description in extra:
+            text.append(f"\n  {keys:<18}", style="bold cyan")
+            text.append(description)
+    return text
+
+
+class HelpScreen(ModalScreen[None]):
+    """A scrollable list of bindings; any of escape, q or ? closes it."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close help")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 80; max-width: 95%; height: 90%; border: round $accent; padding: 0 1;
+        background: $surface;
+    }
+    """
+
+    def __init__(self, text: Text) -> None:
+        super().__init__()
+        self._text = text
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as scroll:
+            scroll.border_title = "pvetop keys"
+            scroll.border_subtitle = "esc closes"
+            yield Static(self._text, id="help-text")
+
+    def action_close(self) -> None:
+        self.dismiss()

@@ -1,0 +1,68 @@
+"""What a poll produces and how the next one is timed.
+
+The poll runs in a thread worker; everything that can be computed off the UI thread (rates,
+totals, balance) is computed there and travels in a ``Refresh``. The UI thread only diffs and
+renders. Polls never overlap: the next one is armed when the previous one has finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from pvetop.model import ClusterSnapshot
+from pvetop.policy.metrics import Balance, ClusterTotals, cluster_balance, cluster_totals, guest_rates
+
+MAX_BACKOFF_SECONDS = 60.0
+INTERVAL_STEPS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Refresh:
+    snapshot: ClusterSnapshot
+    rates: dict[int, tuple[float, float]]  # vmid -> (net in, net out) bytes/s
+    totals: ClusterTotals
+    balance: Balance
+    fetch_ms: float  # the request(s) and parsing, in the worker
+    received_at: float  # our clock when it arrived, for the "age" in the header
+
+
+def prepare(snapshot: ClusterSnapshot, previous: ClusterSnapshot | None, fetch_ms: float, now: float) -> Refresh:
+    rates = {}
+    if previous is not None:
+        rates = {vmid: (r.netin, r.netout) for vmid, r in guest_rates(previous, snapshot).items()}
+    return Refresh(snapshot, rates, cluster_totals(snapshot), cluster_balance(snapshot), fetch_ms, now)
+
+
+def backoff_delay(interval: float, failures: int) -> float:
+    """Wait before retrying after ``failures`` failed polls in a row: doubling, capped at 60 s."""
+    if failures <= 0:
+        return interval
+    return min(interval * 2 ** min(failures, 16), max(MAX_BACKOFF_SECONDS, interval))
+
+
+def next_interval(current: float, step: int) -> float:
+    """The next faster (step -1) or slower (+1) refresh interval from ``INTERVAL_STEPS``."""
+    if step > 0:
+        return next((s for s in INTERVAL_STEPS if s > current), INTERVAL_STEPS[-1])
+    return next((s for s in reversed(INTERVAL_STEPS) if s < current), INTERVAL_STEPS[0])
+
+
+class SnapshotArrived(Message):
+    """A poll succeeded; a newer one replaces it if it is still queued."""
+
+    def __init__(self, refresh: Refresh) -> None:
+        super().__init__()
+        self.refresh = refresh
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotArrived)
+
+
+class PollFailed(Message):
+    """A poll failed; the app keeps the last data and marks it stale."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason

@@ -1,0 +1,212 @@
+"""The node table and the guest table: which columns, and how one row looks.
+
+Rows are built from small frozen "row items" (``NodeRow``, ``GuestRow``) holding everything a
+row shows, so ``LiveTable.apply`` can skip an unchanged row with a single comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pvetop.model import ClusterSnapshot, Guest, Node
+from pvetop.policy.rules import RuleSet
+from pvetop.ui import formatting as fmt
+from pvetop.ui.filtering import GuestFilter
+from pvetop.ui.table import CellView, ColumnSpec, LiveTable, RowView
+
+DIM = "dim"
+MISSING = -1.0  # sort value of a figure an offline entity does not report
+
+
+def _load_style(fraction_value: float) -> str:
+    if fraction_value >= 0.9:
+        return "bold red"
+    if fraction_value >= 0.7:
+        return "yellow"
+    return ""
+
+
+def guest_flags(guest: Guest, ruleset: RuleSet) -> str:
+    """Markers in the flags column: P pinned, L locked (pvetop rules), T template."""
+    flags = ""
+    if ruleset.pinned_to(guest.vmid) is not None:
+        flags += "P"
+    if ruleset.is_locked(guest.vmid):
+        flags += "L"
+    if guest.template:
+        flags += "T"
+    return flags
+
+
+def node_flags(node: Node, ruleset: RuleSet) -> str:
+    """Markers in the flags column: R reserved, M maintenance (pvetop rules)."""
+    return ("R" if node.name in ruleset.reserved else "") + ("M" if node.name in ruleset.maintenance else "")
+
+
+def _disk_text(guest: Guest) -> str:
+    # VMs report no disk usage (the guest agent knows, PVE does not): show the size alone
+    return fmt.used_of(guest.disk, guest.maxdisk) if guest.disk else fmt.human_bytes(guest.maxdisk)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    node: Node
+    running: int
+    guests: int
+    flags: str
+
+
+@dataclass(frozen=True, slots=True)
+class GuestRow:
+    guest: Guest
+    netin_rate: float | None  # bytes/s, None until two snapshots are known
+    netout_rate: float | None
+    flags: str
+
+
+class NodeTable(LiveTable):
+    """One row per cluster node, keyed by node name."""
+
+    COLUMNS = (
+        ColumnSpec("name", "Node", 12),
+        ColumnSpec("status", "Status", 7),
+        ColumnSpec("cpu", "CPU%", 6, "right", True),
+        ColumnSpec("cores", "Cores", 5, "right", True),
+        ColumnSpec("mem", "Memory", 11, "right", True),
+        ColumnSpec("mem_pct", "Mem%", 6, "right", True),
+        ColumnSpec("disk", "Disk", 11, "right", True),
+        ColumnSpec("guests", "Guests", 9, "right", True),
+        ColumnSpec("uptime", "Uptime", 9, "right", True),
+        ColumnSpec("flags", "Flags", 5),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(sort_column="name", **kwargs)
+
+    def render_row(self, item: NodeRow) -> RowView:
+        node = item.node
+        online = node.online
+        base = "" if online else DIM
+        mem_fraction = node.mem_fraction
+        cells: tuple[CellView, ...] = (
+            (node.name, "bold" if online else DIM),
+            (node.status, "green" if online else "bold red"),
+            (fmt.percent(node.cpu) if online else "-", _load_style(node.cpu) or base),
+            (str(node.maxcpu) if node.maxcpu else "-", base),
+            (fmt.used_of(node.mem, node.maxmem), base),
+            (fmt.percent(mem_fraction) if node.maxmem else "-", _load_style(mem_fraction) or base),
+            (fmt.used_of(node.disk, node.maxdisk), base),
+            (f"{item.running}/{item.guests}", base),
+            (fmt.uptime(node.uptime), base),
+            (item.flags, "bold magenta"),
+        )
+        sort_values = (
+            node.name,
+            node.status,
+            node.cpu if online else MISSING,
+            node.maxcpu,
+            node.mem,
+            mem_fraction,
+            node.disk,
+            item.running,
+            node.uptime,
+            item.flags,
+        )
+        return cells, sort_values
+
+    @staticmethod
+    def rows_for(snapshot: ClusterSnapshot, ruleset: RuleSet) -> dict[str, NodeRow]:
+        by_node = snapshot.guests_by_node
+        rows = {}
+        for node in snapshot.nodes:
+            guests = by_node.get(node.name, ())
+            running = sum(1 for guest in guests if guest.running)
+            rows[node.name] = NodeRow(node, running, len(guests), node_flags(node, ruleset))
+        return rows
+
+
+class GuestTable(LiveTable):
+    """One row per guest, keyed by vmid (as text: DataTable row keys are strings)."""
+
+    COLUMNS = (
+        ColumnSpec("vmid", "VMID", 6, "right"),
+        ColumnSpec("name", "Name", 16),
+        ColumnSpec("type", "T", 2),
+        ColumnSpec("node", "Node", 8),
+        ColumnSpec("status", "Status", 7),
+        ColumnSpec("flags", "Flg", 3),
+        ColumnSpec("cpu", "CPU%", 6, "right", True),
+        ColumnSpec("mem", "Memory", 11, "right", True),
+        ColumnSpec("disk", "Disk", 11, "right", True),
+        ColumnSpec("netin", "Net in", 8, "right", True),
+        ColumnSpec("netout", "Net out", 8, "right", True),
+        ColumnSpec("uptime", "Uptime", 9, "right", True),
+        ColumnSpec("lock", "Lock", 8),
+        ColumnSpec("ha", "HA", 8),
+        ColumnSpec("tags", "Tags", 20),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(sort_column="vmid", fixed_columns=2, **kwargs)
+
+    def render_row(self, item: GuestRow) -> RowView:
+        guest = item.guest
+        running = guest.running
+        known = guest.status != "unknown"
+        base = "" if running else DIM
+        mem_fraction = guest.mem / guest.maxmem if guest.maxmem else 0.0
+        status_style = {"running": "green", "stopped": DIM, "paused": "yellow"}.get(guest.status, "dim italic")
+        cells: tuple[CellView, ...] = (
+            (str(guest.vmid), base),
+            (guest.name or "-", "bold" if running else base),
+            ("vm" if guest.type == "qemu" else "ct", base),
+            (guest.node, base),
+            (guest.status, status_style),
+            (item.flags, "bold magenta"),
+            (fmt.percent(guest.cpu) if running else "-", _load_style(guest.cpu) or base),
+            (fmt.used_of(guest.mem, guest.maxmem) if known else "-", _load_style(mem_fraction) or base),
+            (_disk_text(guest) if known else "-", base),
+            (fmt.human_rate(item.netin_rate) if running else "-", base),
+            (fmt.human_rate(item.netout_rate) if running else "-", base),
+            (fmt.uptime(guest.uptime), base),
+            (guest.lock or "", "bold yellow"),
+            (guest.hastate or "", "cyan"),
+            (";".join(guest.tags), "blue"),
+        )
+        sort_values = (
+            guest.vmid,
+            (guest.name.lower(), guest.vmid),
+            (guest.type, guest.vmid),
+            (guest.node, guest.vmid),
+            (guest.status, guest.vmid),
+            (item.flags, guest.vmid),
+            (guest.cpu if running else MISSING, guest.vmid),
+            (guest.mem if known else MISSING, guest.vmid),
+            (guest.disk if known else MISSING, guest.vmid),
+            (item.netin_rate if item.netin_rate is not None and running else MISSING, guest.vmid),
+            (item.netout_rate if item.netout_rate is not None and running else MISSING, guest.vmid),
+            (guest.uptime, guest.vmid),
+            (guest.lock or "", guest.vmid),
+            (guest.hastate or "", guest.vmid),
+            (";".join(guest.tags), guest.vmid),
+        )
+        return cells, sort_values
+
+    @staticmethod
+    def rows_for(
+        snapshot: ClusterSnapshot,
+        rates: dict[int, tuple[float, float]],
+        ruleset: RuleSet,
+        query: GuestFilter,
+        node: str | None,
+    ) -> dict[str, GuestRow]:
+        """The rows to show: guests matching the filter (and the selected node, if any)."""
+        rows = {}
+        for guest in snapshot.guests:
+            if node is not None and guest.node != node:
+                continue
+            if query.terms and not query.matches(guest):
+                continue
+            netin, netout = rates.get(guest.vmid, (None, None))
+            rows[str(guest.vmid)] = GuestRow(guest, netin, netout, guest_flags(guest, ruleset))
+        return rows

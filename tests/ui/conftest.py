@@ -1,0 +1,33 @@
+"""Helpers for driving the dashboard with Pilot."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvetop.ui.app import PvetopApp
+from tests.ui.fixtures import fixed_clock, memory_source
+
+
+async def settle(pilot) -> None:
+    """Let running polls finish and their messages be handled."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def wait_for_data(pilot) -> None:
+    for _ in range(200):
+        await settle(pilot)
+        if pilot.app.latest is not None:
+            return
+    raise AssertionError("the dashboard never received a snapshot")
+
+
+@pytest.fixture
+def source():
+    return memory_source()
+
+
+@pytest.fixture
+def app(source):
+    return PvetopApp(source, clock=fixed_clock)
