@@ -43,7 +43,8 @@ def load_json(text: str, source: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StoreError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        raise StoreError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                         hint="nothing was imported") from None
 
 
 class _Reader:

@@ -1,0 +1,136 @@
+"""`pvetop pins|locks|reserve|unreserve|export|import|reconcile`: scripts get clear output and exit codes.
+
+Commands that read or remove rules work offline with --cluster; the others connect to a simulated
+cluster (see the connected tests below) exactly as they would to a real one.
+"""
+
+import json
+import re
+
+import pytest
+
+from pvetop.cli import main
+from pvetop.store import open_store
+
+C = "homelab"
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    monkeypatch.delenv("PVETOP_DB", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no user config file leaks in
+    return str(tmp_path / "rules.sqlite")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def seed(db):
+    with open_store(db) as store:
+        store.pin_guest(C, 100, "web", ["pve1", "pve2"], note="near storage", who="alice")
+        store.lock_guest(C, 101, "db", reason="licence")
+        store.reserve_node(C, "pve3", reason="lab")
+        store.set_node_power(C, "pve3", wol_mac="aa:bb:cc:dd:ee:03", allow_power_off=True)
+        store.set_setting(C, "balancer.mode", "advise")
+
+
+def test_pins_and_locks_list_offline(db, capsys):
+    seed(db)
+    code, out, _ = run(capsys, "pins", "list", "--cluster", C, "--db", db)
+    assert code == 0
+    assert out.splitlines()[0].split() == ["VMID", "NAME", "NODES", "NOTE", "BY", "SINCE"]
+    assert "100" in out and "pve1,pve2" in out and "near storage" in out
+    code, out, _ = run(capsys, "pins", "list", "--json", "--cluster", C, "--db", db)
+    listed = json.loads(out)
+    assert listed["cluster"] == C and [(p["vmid"], p["nodes"]) for p in listed["pins"]] == [(100, ["pve1", "pve2"])]
+    code, out, _ = run(capsys, "locks", "list", "--json", "--cluster", C, "--db", db)
+    assert [(lk["vmid"], lk["reason"]) for lk in json.loads(out)["locks"]] == [(101, "licence")]
+    code, out, _ = run(capsys, "locks", "list", "--cluster", "elsewhere", "--db", db)
+    assert out == "cluster elsewhere: no locks\n"
+
+
+def test_removals_work_offline_and_are_journaled(db, capsys):
+    seed(db)
+    assert run(capsys, "pins", "rm", "100", "--cluster", C, "--db", db)[0] == 0
+    assert run(capsys, "locks", "rm", "101", "--cluster", C, "--db", db)[0] == 0
+    code, out, _ = run(capsys, "unreserve", "pve3", "--cluster", C, "--db", db)
+    assert code == 0 and out == "released pve3\n"
+    with open_store(db) as store:
+        assert store.ruleset(C).pins == {} and not store.ruleset(C).locks and not store.ruleset(C).reserved
+        latest = store.recent_journal(C, limit=3)
+        assert [(e.actor, e.action) for e in latest] == [("user", "unreserve"), ("user", "unlock"), ("user", "unpin")]
+
+
+def test_removing_what_is_not_there_is_an_error(db, capsys):
+    code, _, err = run(capsys, "pins", "rm", "100", "--cluster", C, "--db", db)
+    assert code == 1 and err == "pvetop: error: guest 100 has no pin in cluster homelab\n"
+    code, _, err = run(capsys, "pins", "rm", "abc", "--cluster", C, "--db", db)
+    assert code == 2 and "vmid 'abc' is not a number" in err
+
+
+def test_export_then_import_into_an_empty_store(db, tmp_path, capsys):
+    seed(db)
+    out_file = tmp_path / "rules.json"
+    code, _, err = run(capsys, "export", "--cluster", C, "--output", str(out_file), "--db", db)
+    assert code == 0 and "exported homelab" in err
+    document = json.loads(out_file.read_text())
+    assert document["format"] == "pvetop-rules" and "journal" not in out_file.read_text()
+    empty = str(tmp_path / "empty.sqlite")
+    code, out, _ = run(capsys, "import", str(out_file), "--db", empty)
+    assert code == 0 and out.startswith("imported into cluster homelab: 1 pins, 1 locks, 1 reservations")
+    with open_store(db) as source, open_store(empty) as target:
+        assert target.rules(C) == source.rules(C)
+        assert target.settings(C) == source.settings(C)
+    code, out, _ = run(capsys, "export", "--all-clusters", "--db", empty)
+    assert json.loads(out)["clusters"] == document["clusters"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", r"not valid JSON \(line 1, column 2"),
+    ('{"format": "pvetop-rules", "version": 1, "clusters": {"homelab": {"pins": [{"vmid": 5, "nodes": ["pve1"]}]}}}',
+     r"clusters.homelab.pins\[0\].vmid: vmid 5 is out of range"),
+    ('[]', r"\(top\): expected an object, found a list"),
+])
+def test_import_checks_the_whole_file_first(db, tmp_path, capsys, content, message):
+    seed(db)
+    with open_store(db) as store:
+        before = store.export(C)["clusters"]
+    bad = tmp_path / "in.json"
+    bad.write_text(content)
+    code, out, err = run(capsys, "import", str(bad), "--db", db)
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith(f"pvetop: error: {bad}: ") and "nothing was imported" in err
+    assert re.search(message, err)
+    with open_store(db) as store:
+        assert store.export(C)["clusters"] == before
+
+
+def test_import_of_a_missing_file_is_a_usage_error(db, tmp_path, capsys):
+    code, _, err = run(capsys, "import", str(tmp_path / "nope.json"), "--db", db)
+    assert code == 2 and "cannot read" in err and "No such file" in err
+
+
+@pytest.mark.parametrize("value, message", [
+    ("mysql://u@h/x", "unsupported database type"),
+    ("sqlite:///:memory:", "would forget every rule"),
+])
+def test_bad_db_value_is_a_usage_error(capsys, value, message):
+    code, _, err = run(capsys, "pins", "list", "--cluster", C, "--db", value)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_unwritable_db_path_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "export", "--cluster", C, "--db", str(tmp_path / "file" / "rules.sqlite"))
+    assert code == 2 and "cannot create the directory" in err
+
+
+def test_pvetop_db_environment_variable(tmp_path, monkeypatch, capsys):
+    path = str(tmp_path / "env.sqlite")
+    monkeypatch.setenv("PVETOP_DB", path)
+    seed(path)
+    code, out, _ = run(capsys, "locks", "list", "--cluster", C)
+    assert code == 0 and "licence" in out
