@@ -6,9 +6,9 @@
 - Several hosts fail over in order when one does not answer; the working one is remembered.
 - Every failure becomes ``ConnectionFailed`` (cannot reach / authenticate) or ``ApiError`` (PVE
   refused, its text kept) with one clear line.
-- ``fetch_snapshot`` costs exactly 2 requests (DESIGN §8); options and HA rules change rarely
-  and are refreshed by ``refresh_slow_data`` (2 more requests) on the caller's own cadence —
-  ``slow_data_due`` says when, every ``slow_data_every`` snapshots.
+- ``fetch_snapshot`` costs exactly 2 requests (DESIGN §8); options, HA rules and corosync votes
+  change rarely and are refreshed by ``refresh_slow_data`` (3 more requests) on the caller's own
+  cadence — ``slow_data_due`` says when, every ``slow_data_every`` snapshots.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from urllib3.exceptions import NewConnectionError
 from pvetop.config import ConnectionSettings, format_host
 from pvetop.errors import ApiError, ConnectionFailed, PvetopError
 from pvetop.model import ClusterSnapshot, CrsOptions, Guest, HaRule
-from pvetop.pve.parse import MalformedAnswer, build_snapshot, parse_crs, parse_ha_rules
+from pvetop.pve.parse import MalformedAnswer, build_snapshot, parse_config_nodes, parse_crs, parse_ha_rules
 from pvetop.pve.transport import (
     CountingAdapter,
     LoginRejected,
@@ -77,6 +77,7 @@ class PveClient:
         self._lock = threading.Lock()
         self._crs = CrsOptions()
         self._ha_rules: tuple[HaRule, ...] = ()
+        self._votes: dict[str, int] = {}
         self._snapshots_since_slow: int | None = None  # None: slow data never fetched
         self.version: dict[str, Any] = {}
 
@@ -267,28 +268,35 @@ class PveClient:
         return self._ha_rules
 
     def refresh_slow_data(self) -> int:
-        """``GET /cluster/options`` + ``GET /cluster/ha/rules`` into the cache; returns requests used.
+        """Options, HA rules and corosync votes into the cache (3 requests); returns requests used.
 
-        PVE before 9.0 has no HA rules endpoint (501/404): that means no rules. A ticket that is
-        getting old is renewed here too, so the per-refresh path stays at 2 requests.
+        ``GET /cluster/options`` (crs), ``GET /cluster/ha/rules`` (PVE < 9 has none: 404/501 means
+        no rules) and ``GET /cluster/config/nodes`` (votes; a standalone node has no corosync
+        config and answers an error: every node then counts 1). A ticket getting old is renewed
+        here too, so the per-refresh path stays at 2 requests.
         """
         before = self.request_count
         if self._ticket_auth is not None:
             self._ticket_auth.renew_if_due(early=SLOW_DATA_TICKET_MARGIN)
         try:
             crs = parse_crs(self.get("cluster/options"))
-            try:
-                rules = parse_ha_rules(self.get("cluster/ha/rules"))
-            except ApiError as exc:
-                if exc.status not in (404, 501):
-                    raise
-                rules = ()
+            rules = parse_ha_rules(self._get_optional("cluster/ha/rules", (404, 501), []))
+            votes = parse_config_nodes(self._get_optional("cluster/config/nodes", (404, 500, 501), []))
         except MalformedAnswer as exc:
             raise ApiError(200, f"unexpected answer from {self.active_host}: {exc}") from None
         with self._lock:
-            self._crs, self._ha_rules = crs, rules
+            self._crs, self._ha_rules, self._votes = crs, rules, votes
             self._snapshots_since_slow = 0
         return self.request_count - before
+
+    def _get_optional(self, path: str, missing: tuple[int, ...], default: Any) -> Any:
+        """GET that answers ``default`` when this PVE lacks the endpoint or the data."""
+        try:
+            return self.get(path)
+        except ApiError as exc:
+            if exc.status not in missing:
+                raise
+            return default
 
     def fetch_snapshot(self) -> ClusterSnapshot:
         """``GET /cluster/resources`` + ``GET /cluster/status`` -> ClusterSnapshot (exactly 2 requests)."""
@@ -296,12 +304,12 @@ class PveClient:
         resources = self.get("cluster/resources")
         status = self.get("cluster/status")
         with self._lock:
-            crs, rules = self._crs, self._ha_rules
+            crs, rules, votes = self._crs, self._ha_rules, self._votes
             if self._snapshots_since_slow is not None:
                 self._snapshots_since_slow += 1
         try:
-            return build_snapshot(resources, status, crs=crs, ha_rules=rules, fetched_at=self._clock(),
-                                  api_requests=self.request_count - before)
+            return build_snapshot(resources, status, crs=crs, ha_rules=rules, votes=votes,
+                                  fetched_at=self._clock(), api_requests=self.request_count - before)
         except MalformedAnswer as exc:
             raise ApiError(200, f"unexpected answer from {self.active_host}: {exc}") from None
 

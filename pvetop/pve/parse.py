@@ -107,8 +107,13 @@ def parse_cluster_status(items: Any) -> tuple[str | None, bool | None, dict[str,
     return name, quorate, members
 
 
-def merge_membership(nodes: dict[str, Node], members: Mapping[str, Mapping[str, Any]]) -> tuple[Node, ...]:
-    """Adds nodeid, ip and votes from /cluster/status; members missing from resources still appear."""
+def merge_membership(nodes: dict[str, Node], members: Mapping[str, Mapping[str, Any]],
+                     votes: Mapping[str, int]) -> tuple[Node, ...]:
+    """Adds nodeid and ip from /cluster/status and corosync votes; members missing from resources still appear.
+
+    Votes come from /cluster/status when it carries them, else from ``votes`` (the slowly
+    refreshed /cluster/config/nodes), else 1.
+    """
     merged = []
     for node_name in sorted(nodes.keys() | members.keys()):
         member = members.get(node_name)
@@ -118,7 +123,10 @@ def merge_membership(nodes: dict[str, Node], members: Mapping[str, Mapping[str, 
         if member is not None:
             nodeid = member.get("nodeid")
             node = replace(node, nodeid=int(nodeid) if nodeid is not None else None,
-                                 ip=member.get("ip") or None, votes=int(member.get("votes", 1)))
+                                 ip=member.get("ip") or None,
+                           votes=int(member.get("votes", votes.get(node_name, 1))))
+        elif node_name in votes:
+            node = replace(node, votes=votes[node_name])
         merged.append(node)
     return tuple(merged)
 
@@ -161,12 +169,22 @@ def _node_priority(text: str) -> tuple[str, int]:
     return name, int(priority) if priority else 0
 
 
+def parse_config_nodes(items: Any) -> dict[str, int]:
+    """``GET /cluster/config/nodes`` -> corosync ``quorum_votes`` by node name."""
+    if not isinstance(items, list):
+        raise MalformedAnswer(f"GET /cluster/config/nodes: expected a list, got {type(items).__name__}")
+    try:
+        return {item.get("node") or item["name"]: int(item.get("quorum_votes", 1)) for item in items}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedAnswer(f"GET /cluster/config/nodes: {_why(exc)}") from None
+
+
 def build_snapshot(resources: Any, status: Any, *, crs: CrsOptions, ha_rules: Iterable[HaRule],
-                   fetched_at: float, api_requests: int) -> ClusterSnapshot:
+                   fetched_at: float, api_requests: int, votes: Mapping[str, int] | None = None) -> ClusterSnapshot:
     """One immutable snapshot from the two per-refresh answers plus the cached slow data."""
     nodes_by_name, guests, storage = parse_resources(resources)
     cluster_name, quorate, members = parse_cluster_status(status)
-    nodes = merge_membership(nodes_by_name, members)
+    nodes = merge_membership(nodes_by_name, members, votes or {})
     if cluster_name is None:  # a standalone node: no corosync, always "quorate"
         cluster_name = nodes[0].name if len(nodes) == 1 else ""
         quorate = True

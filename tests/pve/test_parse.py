@@ -150,3 +150,12 @@ def test_malformed_status_and_rules_are_named():
         build_snapshot([], [{"name": "x"}], crs=CrsOptions(), ha_rules=(), fetched_at=0, api_requests=2)
     with pytest.raises(MalformedAnswer, match="GET /cluster/ha/rules"):
         parse_ha_rules([{"type": "node-affinity"}])
+
+
+def test_votes_from_corosync_config_nodes():
+    from pvetop.pve.parse import parse_config_nodes
+
+    votes = parse_config_nodes([{"node": "pve1", "name": "pve1", "nodeid": "1", "quorum_votes": "3"},
+                                {"node": "pve2", "name": "pve2", "nodeid": "2", "quorum_votes": "1"}])
+    snap = build_snapshot(RESOURCES, STATUS, crs=CrsOptions(), ha_rules=(), fetched_at=0, api_requests=2, votes=votes)
+    assert snap.node_by_name["pve1"].votes == 3 and snap.total_votes == 4
