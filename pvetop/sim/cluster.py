@@ -1,0 +1,584 @@
+"""The simulated cluster's state machine: time, power, migrations, tasks and faults.
+
+Everything observable is a function of the scenario, the seed and simulated time, so two
+clusters built alike and stepped alike answer byte-identically. Timed effects (a migration's
+node flip, a node going offline after its shutdown delay) are timers processed in order when
+time advances; reads first catch up with the clock (``sync``). One re-entrant lock guards it all:
+the HTTP thread and a test thread may both call in.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import heapq
+import itertools
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from pvetop.sim.clock import SimClock
+from pvetop.sim.entities import (BOOTING, CRASHED, GIB, MIB, OFF, ONLINE, SHUTTING_DOWN, Disk, HaRule,
+                                 SimGuest, SimNode, SimStorage, allocated_bytes)
+from pvetop.sim.errors import PveApiError, ScenarioError, param_error
+from pvetop.sim.faults import Faults
+from pvetop.sim.load import LoadCurve, default_curve, noise
+from pvetop.sim.scenarios import Scenario, load_scenario
+from pvetop.sim.tasks import Task, duration, make_upid
+
+DEFAULT_START = calendar.timegm((2026, 1, 1, 0, 0, 0))
+PVE_VERSION = "9.2.0"
+PVE_RELEASE = "9.2"
+PVE_REPOID = "5e1f7a3c9b2d4e60"
+HA_CRM_DELAY = 6.0  # seconds between a hamigrate request and the CRM starting the migration
+
+
+def parse_start_time(value) -> float | None:
+    """Epoch seconds from a number, an ISO 8601 string (``Z`` allowed) or a datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise ScenarioError(f"start time {value!r} is not an ISO 8601 timestamp") from exc
+
+
+@dataclass(order=True)
+class _Timer:
+    due: float
+    seq: int
+    action: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+
+@dataclass
+class Migration:
+    """A migration in flight: its task, the timers still to fire and whether the node flipped."""
+
+    guest: SimGuest
+    source: str
+    target: str
+    task: Task
+    timers: list[_Timer] = field(default_factory=list)
+    flipped: bool = False
+    restart: bool = False  # lxc restart mode: the container is stopped during the move
+
+
+class SimCluster:
+    def __init__(self, scenario: Scenario | str = "homelab", *, seed: int = 1, speed: float = 1.0,
+                 manual_clock: bool = False, start_time=None):
+        if isinstance(scenario, str):
+            scenario = load_scenario(scenario, seed)
+        self.lock = threading.RLock()
+        self.scenario = scenario
+        self.seed = int(seed)
+        start = parse_start_time(start_time)
+        if start is None:
+            start = DEFAULT_START if manual_clock else float(int(time.time()))
+        self.clock = SimClock(start, speed=speed, manual=manual_clock)
+        self.now = start
+        self.start_time = start
+        self.revision = 0  # bumped on every state change; keys response caches
+        self._storage_cache: tuple[int, dict] = (-1, {})
+        self.fault_rng = random.Random(f"faults:{seed}")
+        self._timers: list[_Timer] = []
+        self._seq = itertools.count()
+        self._pid = itertools.count(0x1000 + int(noise(self.seed, 7) * 0x80000))
+        self.tasks: list[Task] = []
+        self.tasks_by_upid: dict[str, Task] = {}
+        self.migrations: dict[int, Migration] = {}
+        self.ha_migrating: set[int] = set()
+        self.faults = Faults()
+        self.faults.update(scenario.faults, start)
+        self.options = dict(scenario.options)
+        self.bandwidth = scenario.migration_bandwidth_mib * MIB
+        self.cluster_name = scenario.cluster_name
+        self.config_version = 3 + len(scenario.nodes)
+        self._build(scenario)
+
+    # ----- construction -------------------------------------------------------------------
+    def _build(self, scenario: Scenario) -> None:
+        self.nodes: dict[str, SimNode] = {}
+        for index, spec in enumerate(scenario.nodes, start=1):
+            power = spec.get("power", "online")
+            uptime = float(spec.get("uptime_seconds", 86400 * (3 + noise(self.seed, index, 30) * 40)))
+            mac = spec.get("mac")
+            node = SimNode(
+                name=spec["name"], nodeid=index, ip=spec.get("ip", f"10.10.0.{10 + index}"),
+                cpus=int(spec["cpus"]), sockets=int(spec.get("sockets", 1)),
+                cpu_model=spec.get("cpu_model", "AMD EPYC 7302P 16-Core Processor"),
+                memory=int(float(spec["memory_gib"]) * GIB),
+                root_disk=int(float(spec.get("root_disk_gib", 100)) * GIB),
+                votes=int(spec.get("votes", 1)),
+                boot_seconds=float(spec.get("boot_seconds", 90)),
+                shutdown_seconds=float(spec.get("shutdown_seconds", 30)),
+                power=ONLINE if power == "online" else OFF,
+                booted_at=self.now - uptime,
+                wakeonlan=spec.get("wakeonlan") or (f"mac={mac.upper()}" if mac else None),
+                description=spec.get("description"),
+                level=spec.get("level", ""),
+                base_cpu=float(spec.get("base_cpu", 0.02)),
+            )
+            node.power_history.append((self.now - uptime, power == "online"))
+            self.nodes[node.name] = node
+        self.storages = [
+            SimStorage(storage=s["storage"], type=s.get("type", "dir"), shared=bool(s.get("shared", 0)),
+                       content=s.get("content", "images,rootdir"), size=int(float(s.get("size_gib", 500)) * GIB),
+                       nodes=s.get("nodes"), base_used=int(float(s.get("base_used_gib", 0)) * GIB))
+            for s in scenario.storage
+        ]
+        self.storage_by_id = {s.storage: s for s in self.storages}
+        self.pools = {p["poolid"]: p.get("comment") for p in scenario.pools}
+        self.ha_rules = [HaRule(rule=r["rule"], type=r["type"], resources=r["resources"], nodes=r.get("nodes"),
+                                strict=r.get("strict"), affinity=r.get("affinity"),
+                                disable=bool(r.get("disable", 0)), comment=r.get("comment"))
+                         for r in scenario.ha_rules]
+        self.guests: dict[int, SimGuest] = {}
+        for spec in sorted(scenario.guests, key=lambda g: g["vmid"]):
+            vmid = spec["vmid"]
+            load = spec.get("load")
+            curve = (LoadCurve(self.seed, vmid, load.get("curve", "steady"), float(load.get("cpu", 0.1)),
+                               float(load.get("mem", 0.5))) if load else default_curve(self.seed, vmid))
+            kind = spec["type"]
+            disks = []
+            for index, disk in enumerate(spec.get("disks") or [{"storage": self.storages[0].storage, "size_gib": 8}]):
+                key = ("rootfs" if index == 0 else f"mp{index - 1}") if kind == "lxc" else f"scsi{index}"
+                disks.append(Disk(key=key, storage=disk["storage"], size=int(float(disk.get("size_gib", 32)) * GIB)))
+            memory = int(spec.get("memory_mib", float(spec.get("memory_gib", 2)) * 1024)) * MIB
+            template = bool(spec.get("template", 0))
+            running = spec.get("status", "running") == "running" and not template
+            node = self.nodes[spec["node"]]
+            guest = SimGuest(
+                vmid=vmid, type=kind, name=spec["name"], node=node.name, cores=int(spec.get("cores", 1)),
+                memory=memory, disks=disks, status="running" if running and node.power == ONLINE else "stopped",
+                curve=curve, tags=sorted(spec.get("tags", [])), pool=spec.get("pool"), template=template,
+                lock=spec.get("lock"), ha=bool(spec.get("ha", False)),
+                ha_state="started" if running else "stopped", onboot=bool(spec.get("onboot", running)),
+                started_at=self.now - min(node_uptime(node, self.now), 3600 * (1 + noise(self.seed, vmid, 31) * 500)),
+                description=spec.get("description"),
+                mac="BC:24:11:%02X:%02X:%02X" % (vmid >> 16 & 0xFF, vmid >> 8 & 0xFF, vmid & 0xFF),
+                ostype=spec.get("ostype", "l26" if kind == "qemu" else "debian"),
+            )
+            self.guests[vmid] = guest
+
+    # ----- time ---------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Catches up with the clock: fires every timer due by now, in order."""
+        with self.lock:
+            self._advance_to(self.clock.now())
+
+    def step(self, seconds: float) -> None:
+        """Moves simulated time forward by ``seconds`` (the way tests move time)."""
+        with self.lock:
+            self.clock.advance(float(seconds))
+            self._advance_to(self.clock.now())
+
+    def set_speed(self, speed: float) -> None:
+        with self.lock:
+            self.sync()
+            self.clock.set_speed(speed)
+
+    def _advance_to(self, target: float) -> None:
+        while self._timers and self._timers[0].due <= target:
+            timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            self.now = max(self.now, timer.due)
+            timer.action()
+            self.revision += 1
+        self.now = max(self.now, target)
+
+    def schedule(self, at: float, action: Callable[[], None]) -> _Timer:
+        timer = _Timer(at, next(self._seq), action)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    # ----- lookups ------------------------------------------------------------------------
+    def node(self, name: str) -> SimNode:
+        node = self.nodes.get(name)
+        if node is None:
+            raise PveApiError(500, f"hostname lookup '{name}' failed - failed to get address info for: "
+                                   f"{name}: Name or service not known")
+        return node
+
+    def reachable_node(self, name: str) -> SimNode:
+        """A node that must answer the call itself (pveproxy forwards to it): 595 when it is down."""
+        node = self.node(name)
+        if not node.reachable:
+            raise PveApiError(595, f"Errors during connection establishment, proxy handshake: No route to host")
+        return node
+
+    def guest_on(self, node: str, vmid: int, kind: str) -> SimGuest:
+        """The guest whose config lives on ``node`` — PVE's answer when it lives elsewhere."""
+        self.reachable_node(node)
+        guest = self.guests.get(vmid)
+        if guest is None or guest.node != node or guest.type != kind:
+            directory = "qemu-server" if kind == "qemu" else "lxc"
+            raise PveApiError(500, f"Configuration file 'nodes/{node}/{directory}/{vmid}.conf' does not exist")
+        return guest
+
+    @property
+    def entry_node(self) -> SimNode:
+        """The node answering API calls (the first one reachable): 'local' in /cluster/status."""
+        for node in self.nodes.values():
+            if node.reachable:
+                return node
+        return next(iter(self.nodes.values()))
+
+    @property
+    def total_votes(self) -> int:
+        return sum(node.votes for node in self.nodes.values())
+
+    @property
+    def online_votes(self) -> int:
+        return sum(node.votes for node in self.nodes.values() if node.reachable)
+
+    @property
+    def quorate(self) -> bool:
+        return 2 * self.online_votes > self.total_votes
+
+    def require_quorum(self) -> None:
+        if not self.quorate:
+            raise PveApiError(500, "cluster not ready - no quorum?")
+
+    # ----- load figures -------------------------------------------------------------------
+    def guest_usage(self, guest: SimGuest, t: float) -> tuple[float, int]:
+        """(cpu fraction of the guest's cores, memory bytes) at time ``t``; zero when stopped."""
+        if guest.status != "running":
+            return 0.0, 0
+        return guest.curve.cpu_at(t), int(guest.memory * guest.curve.mem_at(t))
+
+    def node_usage(self, node: SimNode, t: float, guests: list[SimGuest] | None = None) -> tuple[float, int]:
+        """(cpu fraction of the node's CPUs, memory bytes) at ``t`` from the guests running on it."""
+        if guests is None:
+            guests = [g for g in self.guests.values() if g.node == node.name]
+        busy = node.base_cpu * node.cpus * (0.7 + 0.6 * noise(self.seed, node.nodeid, 40, int(t // 10)))
+        mem = node.base_memory
+        for guest in guests:
+            if guest.status == "running":
+                cpu, used = self.guest_usage(guest, t)
+                busy += cpu * guest.cores
+                mem += used + (int(used * 0.02) if guest.type == "qemu" else 0)
+        return min(1.0, busy / node.cpus), min(mem, node.memory)
+
+    def storage_used(self, storage: SimStorage, node: str) -> int:
+        """Bytes used on a storage as seen from ``node`` (shared storage: the same everywhere)."""
+        if self._storage_cache[0] != self.revision:
+            usage: dict[tuple[str, str | None], int] = {}
+            for guest in self.guests.values():
+                for disk in guest.disks:
+                    owner = self.storage_by_id[disk.storage]
+                    key = (disk.storage, None if owner.shared else guest.node)
+                    usage[key] = usage.get(key, 0) + allocated_bytes(disk.size, owner.type)
+            self._storage_cache = (self.revision, usage)
+        used = storage.base_used + self._storage_cache[1].get((storage.storage, None if storage.shared else node), 0)
+        return min(used, storage.size)
+
+    # ----- tasks --------------------------------------------------------------------------
+    def new_task(self, node: str, task_type: str, task_id: str, user: str, at: float | None = None) -> Task:
+        at = self.now if at is None else at
+        owner = self.nodes[node]
+        pid = next(self._pid)
+        pstart = int((at - owner.booted_at) * 100) & 0xFFFFFFFF
+        upid = make_upid(node, pid, pstart, int(at), task_type, task_id, user)
+        task = Task(upid=upid, node=node, pid=pid, pstart=pstart, starttime=int(at), type=task_type,
+                    id=task_id, user=user)
+        self.tasks.append(task)
+        self.tasks_by_upid[upid] = task
+        return task
+
+    def stop_task(self, node: str, upid: str) -> None:
+        """DELETE /nodes/{node}/tasks/{upid}: aborts a running migration, ignores finished tasks."""
+        task = self.task_on(node, upid)
+        if not task.running(self.now):
+            return
+        for migration in list(self.migrations.values()):
+            if migration.task is task:
+                self._abort_migration(migration, "interrupted by signal")
+                return
+        task.log(self.now, "received interrupt", stamped=False)
+        task.finish(self.now, "unexpected status")
+        self.revision += 1
+
+    def task_on(self, node: str, upid: str) -> Task:
+        from pvetop.sim.tasks import parse_upid  # local: keeps the module's public surface small
+
+        self.reachable_node(node)
+        if parse_upid(upid) is None:
+            raise param_error({"upid": "unable to parse worker upid"})
+        task = self.tasks_by_upid.get(upid)
+        if task is None or task.node != node:
+            raise param_error({"upid": "no such task"})
+        return task
+
+    # ----- migrations ---------------------------------------------------------------------
+    def migrate(self, kind: str, node: str, vmid: int, params: dict, user: str) -> str:
+        """POST .../{vmid}/migrate: PVE's synchronous refusals, else a task's UPID."""
+        target = params["target"]
+        if target == node:
+            raise param_error({"target": "target is local node."})
+        self.reachable_node(node)
+        self.require_quorum()
+        if target not in self.nodes:
+            raise PveApiError(500, f"no such cluster node '{target}'")
+        guest = self.guest_on(node, vmid, kind)
+        label = "VM" if kind == "qemu" else "CT"
+        if guest.lock:
+            raise PveApiError(500, f"{label} is locked ({guest.lock})")
+        running = guest.status == "running"
+        restart = False
+        if kind == "qemu":
+            if running and not params.get("online"):
+                raise PveApiError(500, "can't migrate running VM without --online")
+            online = running
+        else:
+            if running and params.get("online"):
+                raise PveApiError(500, "lxc live migration is currently not implemented")
+            if running and not params.get("restart"):
+                raise PveApiError(500, "running container can only be migrated in restart mode")
+            online = False
+            restart = running
+        if guest.ha:
+            return self._request_ha_migration(guest, target, user)
+        bwlimit = params.get("bwlimit")
+        task = self._start_migration(guest, target, user, online=online, restart=restart,
+                                     with_local_disks=bool(params.get("with-local-disks")),
+                                     bwlimit_kib=float(bwlimit) if bwlimit else None)
+        return task.upid
+
+    def ha_migrate(self, sid: str, target: str, user: str) -> dict:
+        """POST /cluster/ha/resources/{sid}/migrate: queue the move for the CRM."""
+        guest = self._ha_guest(sid)
+        if target not in self.nodes:
+            raise PveApiError(500, f"no such cluster node '{target}'")
+        self.require_quorum()
+        if guest.node != target:
+            self._request_ha_migration(guest, target, user, with_task=False)
+        return {"sid": guest.sid, "requested-node": target}
+
+    def _ha_guest(self, sid: str) -> SimGuest:
+        kind, _, number = sid.partition(":")
+        if not _ and sid.isdigit():
+            kind, number = "vm", sid
+        guest = self.guests.get(int(number)) if number.isdigit() else None
+        if guest is None or not guest.ha or (kind == "vm") != (guest.type == "qemu"):
+            raise PveApiError(500, f"service '{sid}' not defined")
+        return guest
+
+    def _request_ha_migration(self, guest: SimGuest, target: str, user: str, *, with_task: bool = True) -> str:
+        """HA-managed guests: a short hamigrate task, then the CRM starts the real migration."""
+        source = guest.node
+        upid = ""
+        if with_task:
+            task = self.new_task(source, "hamigrate", str(guest.vmid), user)
+            task.log(self.now, f"Requesting HA migration for {'VM' if guest.type == 'qemu' else 'CT'} "
+                               f"{guest.vmid} to node {target}", stamped=False)
+            task.finish(self.now + 1, "OK")
+            upid = task.upid
+        self.ha_migrating.add(guest.vmid)
+
+        def crm_starts() -> None:
+            if guest.node != source or guest.lock or not self.nodes[source].reachable:
+                self.ha_migrating.discard(guest.vmid)
+                return
+            running = guest.status == "running"
+            self._start_migration(guest, target, "root@pam", online=running and guest.type == "qemu",
+                                  restart=running and guest.type == "lxc", with_local_disks=False,
+                                  bwlimit_kib=None, ha=True)
+
+        self.schedule(self.now + HA_CRM_DELAY, crm_starts)
+        self.revision += 1
+        return upid
+
+    def _start_migration(self, guest: SimGuest, target: str, user: str, *, online: bool, restart: bool,
+                         with_local_disks: bool, bwlimit_kib: float | None, ha: bool = False) -> Task:
+        from pvetop.sim.migration import plan_migration
+
+        source = guest.node
+        task = self.new_task(source, "qmigrate" if guest.type == "qemu" else "vzmigrate", str(guest.vmid), user)
+        migration = Migration(guest=guest, source=source, target=target, task=task, restart=restart)
+        guest.lock = "migrate"
+        self.migrations[guest.vmid] = migration
+        bandwidth = self.bandwidth if not bwlimit_kib else min(self.bandwidth, bwlimit_kib * 1024)
+        fail_roll = noise(self.seed, task.pid, 99)
+        plan = plan_migration(self, migration, online=online, with_local_disks=with_local_disks,
+                              bandwidth=bandwidth, inject_failure=fail_roll < self.faults.migration_failure_rate)
+        for at, action in plan:
+            migration.timers.append(self.schedule(at, action))
+        self.revision += 1
+        return task
+
+    def _finish_migration(self, migration: Migration) -> None:
+        guest = migration.guest
+        guest.lock = None
+        guest.config_version += 1
+        self.migrations.pop(guest.vmid, None)
+        self.ha_migrating.discard(guest.vmid)
+
+    def _abort_migration(self, migration: Migration, reason: str) -> None:
+        """Stops a migration now: the guest stays where it is (the source unless flipped)."""
+        for timer in migration.timers:
+            timer.cancelled = True
+        task = migration.task
+        guest = migration.guest
+        if migration.flipped:
+            task.log(self.now, f"ERROR: {reason}")
+            task.log(self.now, f"ERROR: migration finished with problems (duration "
+                               f"{duration(self.now - task.starttime)})")
+            exitstatus = "migration problems"
+        else:
+            task.log(self.now, f"ERROR: {reason}")
+            task.log(self.now, "aborting phase 2 - cleanup resources" if migration.guest.type == "qemu"
+                     else "aborting phase 1 - cleanup resources")
+            task.log(self.now, f"ERROR: migration aborted (duration {duration(self.now - task.starttime)}): {reason}")
+            exitstatus = "migration aborted"
+        if migration.restart and guest.status != "running" and self.nodes[guest.node].reachable:
+            guest.status = "running"
+            guest.started_at = self.now
+        task.finish(self.now, exitstatus)
+        self._finish_migration(migration)
+        self.revision += 1
+
+    # ----- power --------------------------------------------------------------------------
+    def _set_power(self, node: SimNode, power: str) -> None:
+        was_online = node.reachable
+        node.power = power
+        if node.reachable != was_online:
+            node.power_history.append((self.now, node.reachable))
+        self.revision += 1
+
+    def shutdown_node(self, name: str, *, reboot: bool = False) -> None:
+        """POST /nodes/{n}/status command=shutdown|reboot: guests stop, then the node goes down."""
+        node = self.reachable_node(name)
+        if node.power == SHUTTING_DOWN:
+            return
+        self._set_power(node, SHUTTING_DOWN)
+        stop_at = self.now + node.shutdown_seconds * 0.5
+
+        def stop_guests() -> None:
+            for guest in self.guests.values():
+                if guest.node == name and guest.status == "running" and guest.vmid not in self.migrations:
+                    guest.status = "stopped"
+
+        def power_off() -> None:
+            stop_guests()
+            self._lose_node(node, OFF)
+            if reboot:
+                self._begin_boot(node)
+
+        self.schedule(stop_at, stop_guests)
+        self.schedule(self.now + node.shutdown_seconds, power_off)
+
+    def crash_node(self, name: str) -> None:
+        """The node dies at once (control API): its guests show ``unknown`` until it boots."""
+        node = self.node(name)
+        if not node.reachable:
+            return
+        self._lose_node(node, CRASHED)
+
+    def _lose_node(self, node: SimNode, power: str) -> None:
+        for migration in list(self.migrations.values()):
+            if node.name in (migration.source, migration.target) and migration.task.running(self.now):
+                self._abort_migration(migration, f"node '{node.name}' went offline")
+        self._set_power(node, power)
+
+    def wake_by_mac(self, mac: str) -> str | None:
+        """A magic packet arrived: boots the powered-off node with that MAC; returns its name."""
+        with self.lock:
+            self.sync()
+            for node in self.nodes.values():
+                if node.mac == mac.upper() and node.power in (OFF, CRASHED):
+                    self._begin_boot(node)
+                    return node.name
+        return None
+
+    def _begin_boot(self, node: SimNode) -> None:
+        self._set_power(node, BOOTING)
+
+        def booted() -> None:
+            node.booted_at = self.now
+            self._set_power(node, ONLINE)
+            for guest in self.guests.values():
+                if guest.node != node.name:
+                    continue
+                guest.status = "stopped"
+                if guest.onboot and not guest.template:
+                    guest.status = "running"
+                    guest.started_at = self.now
+
+        self.schedule(self.now + node.boot_seconds, booted)
+
+    def wakeonlan(self, name: str) -> str:
+        """POST /nodes/{name}/wakeonlan, sent by the node answering the API."""
+        local = self.entry_node
+        if name in ("localhost", local.name):
+            raise PveApiError(500, f"'{name}' is local node, cannot wake my self!")
+        if name not in self.nodes:
+            raise PveApiError(500, f"no such cluster node '{name}'")
+        node = self.nodes[name]
+        if not node.mac:
+            raise PveApiError(500, f"No wake on LAN MAC address defined for '{name}'!")
+        if node.power in (OFF, CRASHED):
+            self._begin_boot(node)
+        return node.mac
+
+    # ----- configuration ------------------------------------------------------------------
+    def update_guest_config(self, guest: SimGuest, params: dict) -> None:
+        from pvetop.sim.validate import normalize_tags
+
+        if params.get("digest") and params["digest"] != guest.digest():
+            raise PveApiError(500, "detected modified configuration - file changed by other user? Try again.")
+        if guest.lock and not params.get("skiplock"):
+            raise PveApiError(500, f"{'VM' if guest.type == 'qemu' else 'CT'} is locked ({guest.lock})")
+        for key in [k.strip() for k in str(params.get("delete", "")).split(",") if k.strip()]:
+            if key == "tags":
+                guest.tags = []
+            elif key == "description":
+                guest.description = None
+            elif key == "onboot":
+                guest.onboot = False
+            elif key == "lock":
+                guest.lock = None
+        if "tags" in params:
+            guest.tags = normalize_tags(params["tags"])
+        if "description" in params:
+            guest.description = params["description"] or None
+        if "onboot" in params:
+            guest.onboot = bool(params["onboot"])
+        name_key = "name" if guest.type == "qemu" else "hostname"
+        if name_key in params:
+            guest.name = params[name_key]
+        if "cores" in params:
+            guest.cores = int(params["cores"])
+        if "memory" in params:
+            memory = params["memory"]
+            current = str(memory).split(",")[0].split("=")[-1]
+            guest.memory = int(current) * MIB
+        guest.config_version += 1
+        self.revision += 1
+
+    def update_node_config(self, node: SimNode, params: dict) -> None:
+        for key in [k.strip() for k in str(params.get("delete", "")).split(",") if k.strip()]:
+            if key == "wakeonlan":
+                node.wakeonlan = None
+            elif key == "description":
+                node.description = None
+        if "wakeonlan" in params:
+            node.wakeonlan = params["wakeonlan"]
+        if "description" in params:
+            node.description = params["description"] or None
+        self.revision += 1
+
+    def node_config_digest(self, node: SimNode) -> str:
+        return hashlib.sha1(f"{node.wakeonlan}:{node.description}".encode()).hexdigest()
+
+
+def node_uptime(node: SimNode, now: float) -> float:
+    return max(0.0, now - node.booted_at) if node.power in (ONLINE, SHUTTING_DOWN) else 0.0

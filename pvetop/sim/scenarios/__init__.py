@@ -1,0 +1,192 @@
+"""Scenarios: clusters described as data (JSON files shipped here, or any file path).
+
+A scenario lists nodes, storage, guests, pools, HA rules and options explicitly, and/or a
+``generate`` block that expands deterministically (by scenario name and seed) into many nodes
+and guests — how the 200- and 4000-guest clusters are described without listing each guest.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pvetop.sim.errors import ScenarioError
+
+SCENARIO_DIR = Path(__file__).parent
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    cluster_name: str
+    options: dict
+    migration_bandwidth_mib: float
+    nodes: list[dict]
+    storage: list[dict]
+    guests: list[dict]
+    pools: list[dict] = field(default_factory=list)
+    ha_rules: list[dict] = field(default_factory=list)
+    faults: dict = field(default_factory=dict)
+
+
+def list_scenarios() -> list[str]:
+    """Names of the built-in scenarios."""
+    return sorted(path.stem for path in SCENARIO_DIR.glob("*.json"))
+
+
+def load_scenario(name_or_path: str | Path, seed: int = 1) -> Scenario:
+    """A built-in scenario by name, or a scenario JSON file by path, expanded for ``seed``."""
+    path = Path(name_or_path)
+    if path.suffix != ".json" or not path.exists():
+        builtin = SCENARIO_DIR / f"{name_or_path}.json"
+        if not builtin.exists():
+            raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; "
+                                f"choose one of: {', '.join(list_scenarios())} (or a .json file path)")
+        path = builtin
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(f"cannot read scenario file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario file {path}: top level must be a JSON object")
+    return expand(data, seed, source=str(path))
+
+
+def expand(data: dict, seed: int, *, source: str = "<scenario>") -> Scenario:
+    name = str(data.get("name") or Path(source).stem)
+    nodes = [dict(node) for node in data.get("nodes", [])]
+    guests = [dict(guest) for guest in data.get("guests", [])]
+    generate = data.get("generate") or {}
+    rng = random.Random(f"{name}:{seed}")
+    if "nodes" in generate:
+        nodes += _generate_nodes(generate["nodes"], rng)
+    if "guests" in generate:
+        guests += _generate_guests(generate["guests"], nodes, rng, first_free=max([g.get("vmid", 99) for g in guests] + [99]) + 1)
+    scenario = Scenario(
+        name=name,
+        description=str(data.get("description", "")),
+        cluster_name=str(data.get("cluster_name", name)),
+        options=dict(data.get("options", {})),
+        migration_bandwidth_mib=float(data.get("migration_bandwidth_mib", 500)),
+        nodes=nodes,
+        storage=[dict(s) for s in data.get("storage", [])],
+        guests=guests,
+        pools=[dict(p) for p in data.get("pools", [])],
+        ha_rules=[dict(r) for r in data.get("ha_rules", [])],
+        faults=dict(data.get("faults", {})),
+    )
+    _validate(scenario, source)
+    return scenario
+
+
+def _pick(value, rng: random.Random):
+    """A list means "one of these"; anything else is used as is."""
+    return rng.choice(value) if isinstance(value, list) else value
+
+
+def _generate_nodes(spec: dict, rng: random.Random) -> list[dict]:
+    count = int(spec["count"])
+    pattern = spec.get("name", "pve{n}")
+    template = spec.get("template", {})
+    nodes = []
+    for index in range(count):
+        number = int(spec.get("start", 1)) + index
+        node = {key: _pick(value, rng) for key, value in template.items()}
+        node["name"] = pattern.format(n=number)
+        nodes.append(node)
+    return nodes
+
+
+def _weighted(options: dict[str, float], rng: random.Random) -> str:
+    keys = sorted(options)
+    return rng.choices(keys, weights=[options[k] for k in keys])[0]
+
+
+def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_free: int) -> list[dict]:
+    count = int(spec["count"])
+    vmid = int(spec.get("first_vmid", first_free))
+    sizes = spec.get("sizes") or [{"cores": 2, "memory_mib": 4096, "disk_gib": 32, "weight": 1}]
+    roles = spec.get("roles") or ["vm"]
+    storage = spec.get("storage") or {"local-lvm": 1.0}
+    curves = spec.get("curves") or {"steady": 1, "diurnal": 1, "bursty": 1}
+    tags = spec.get("tags") or []
+    pools = spec.get("pools") or []
+    ha_first = int(spec.get("ha_first", 0))
+    # placement weight per node: its memory, bent by "skew" so one node can be made the hot one
+    skew = spec.get("skew") or {}
+    node_names = [n["name"] for n in nodes]
+    weights = [float(n.get("memory_gib", 64)) * float(skew.get(n["name"], 1.0)) for n in nodes]
+    guests = []
+    for index in range(count):
+        size = rng.choices(sizes, weights=[s.get("weight", 1) for s in sizes])[0]
+        kind = "lxc" if rng.random() < float(spec.get("lxc_share", 0.0)) else "qemu"
+        role = rng.choice(roles)
+        template = rng.random() < float(spec.get("template_share", 0.0))
+        running = not template and rng.random() >= float(spec.get("stopped_share", 0.0))
+        guest = {
+            "vmid": vmid,
+            "type": kind,
+            "name": f"{role}-{vmid}",
+            "node": rng.choices(node_names, weights=weights)[0],
+            "cores": size["cores"],
+            "memory_mib": size["memory_mib"],
+            "disks": [{"storage": _weighted(storage, rng), "size_gib": size["disk_gib"]}],
+            "status": "running" if running else "stopped",
+            "template": int(template),
+            "load": {"curve": _weighted(curves, rng),
+                     "cpu": round(rng.uniform(*spec.get("cpu_range", [0.02, 0.4])), 3),
+                     "mem": round(rng.uniform(*spec.get("mem_range", [0.3, 0.8])), 3)},
+        }
+        picked = sorted({rng.choice(tags) for _ in range(rng.randint(0, int(spec.get("max_tags", 2))))}) if tags else []
+        if picked:
+            guest["tags"] = picked
+        if pools and rng.random() < float(spec.get("pool_share", 0.5)):
+            guest["pool"] = rng.choice(pools)
+        if index < ha_first and not template:
+            guest["ha"] = True
+        guests.append(guest)
+        vmid += 1
+    return guests
+
+
+def _validate(scenario: Scenario, source: str) -> None:
+    def fail(message: str) -> None:
+        raise ScenarioError(f"scenario {source}: {message}")
+
+    if not scenario.nodes:
+        fail("needs at least one node")
+    names = [node.get("name") for node in scenario.nodes]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+        fail("node names must be unique non-empty strings")
+    for node in scenario.nodes:
+        for key in ("cpus", "memory_gib"):
+            if not isinstance(node.get(key), (int, float)) or node[key] <= 0:
+                fail(f"node {node['name']}: {key} must be a positive number")
+        if node.get("power", "online") not in ("online", "off"):
+            fail(f"node {node['name']}: power must be online or off")
+    storage_ids = {s.get("storage") for s in scenario.storage}
+    vmids: set[int] = set()
+    guest_names: set[str] = set()
+    pool_ids = {p.get("poolid") for p in scenario.pools}
+    for guest in scenario.guests:
+        vmid = guest.get("vmid")
+        if not isinstance(vmid, int) or vmid < 100 or vmid in vmids:
+            fail(f"guest vmid {vmid!r} must be a unique integer >= 100")
+        vmids.add(vmid)
+        if guest.get("type") not in ("qemu", "lxc"):
+            fail(f"guest {vmid}: type must be qemu or lxc")
+        if guest.get("node") not in names:
+            fail(f"guest {vmid}: unknown node {guest.get('node')!r}")
+        if not guest.get("name") or guest["name"] in guest_names:
+            fail(f"guest {vmid}: name must be unique and non-empty")
+        guest_names.add(guest["name"])
+        for disk in guest.get("disks", []):
+            if disk.get("storage") not in storage_ids:
+                fail(f"guest {vmid}: unknown storage {disk.get('storage')!r}")
+        if guest.get("pool") is not None and guest["pool"] not in pool_ids:
+            fail(f"guest {vmid}: unknown pool {guest['pool']!r}")
+        if guest.get("load", {}).get("curve", "steady") not in ("steady", "diurnal", "bursty"):
+            fail(f"guest {vmid}: load curve must be steady, diurnal or bursty")
