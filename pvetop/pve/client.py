@@ -37,6 +37,7 @@ from pvetop.pve.transport import (
     RequestCounter,
     TicketAuth,
     build_sessions,
+    silence_insecure_request_warnings,
 )
 
 DEFAULT_SLOW_DATA_EVERY = 30
@@ -60,6 +61,8 @@ class PveClient:
         self._counter = RequestCounter()
         self._adapter = CountingAdapter(self._counter, settings.fingerprint)
         self._verify: bool | str = False if settings.fingerprint else settings.verify
+        if self._verify is False:
+            silence_insecure_request_warnings()
         self._ticket_auth: TicketAuth | None = None
         if settings.uses_token:
             auth = ProxmoxHTTPApiTokenAuth(settings.user, settings.token_name, settings.token_value,

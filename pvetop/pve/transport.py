@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 
 import requests
+import urllib3
 from proxmoxer.backends.https import JsonSerializer, ProxmoxHTTPAuthBase, ProxmoxHttpSession
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
-
-# verify=False is only ever chosen on purpose (and shown in the UI); fingerprint pinning turns
-# chain checks off by design. Either way urllib3's per-request warning would only be noise.
-warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
 TICKET_RENEW_AFTER = 3600.0  # seconds; PVE tickets expire after 2 h
 
@@ -35,6 +31,12 @@ class RequestCounter:
     def increment(self) -> None:
         with self._lock:
             self.value += 1
+
+
+def silence_insecure_request_warnings() -> None:
+    """verify=False is only ever chosen on purpose (and shown in the UI); fingerprint pinning turns
+    chain checks off by design. Either way urllib3's per-request warning would only be noise."""
+    urllib3.disable_warnings(InsecureRequestWarning)
 
 
 class CountingAdapter(HTTPAdapter):
