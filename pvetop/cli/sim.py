@@ -1,7 +1,91 @@
-"""`pvetop sim` sub-commands (placeholder until its issue lands)."""
+"""`pvetop sim`: run the simulated Proxmox VE cluster in the foreground until Ctrl-C.
+
+Prints how to connect (and optionally writes it as JSON with ``--info-file``) so pvetop, ProxLB
+or curl can be pointed at a cluster that needs no hardware.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pvetop.errors import UsageError
+
 
 def register(subparsers) -> None:
-    """Adds this module's sub-commands to the top-level parser."""
+    """Adds ``sim`` to the top-level parser."""
+    parser = subparsers.add_parser(
+        "sim", help="run a simulated Proxmox VE cluster (HTTPS API + wake-on-LAN) in the foreground",
+        description="Serve a simulated cluster on 127.0.0.1 speaking the PVE JSON API, until Ctrl-C.")
+    parser.add_argument("--scenario", default="homelab", metavar="NAME|FILE.json",
+                        help="built-in scenario (homelab, smb, large, quorum3, imbalanced) or a scenario file")
+    parser.add_argument("--port", type=int, default=0, help="HTTPS port (default: any free port)")
+    parser.add_argument("--wol-port", type=int, default=0, help="UDP wake-on-LAN port (default: any free port)")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="seed for generated guests and load curves")
+    parser.add_argument("--password", metavar="PASSWORD", help="root@pam password (default: random)")
+    parser.add_argument("--info-file", metavar="PATH", help="write the connection details as JSON here")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pvetop.sim.runner import INFO_KEYS, start_sim  # late: keeps `pvetop --help` fast
+
+    if args.speed <= 0:
+        raise UsageError(f"--speed must be positive, got {args.speed}")
+    for name in ("port", "wol_port"):
+        if not 0 <= getattr(args, name) <= 65535:
+            raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 65535")
+    try:
+        sim = start_sim(scenario=args.scenario, seed=args.seed, speed=args.speed, port=args.port,
+                        wol_port=args.wol_port, password=args.password)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on 127.0.0.1: {exc.strerror or exc}") from exc
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        info = sim.info
+        if args.info_file:
+            path = Path(args.info_file)
+            try:
+                path.write_text(json.dumps({key: info[key] for key in INFO_KEYS}, indent=2) + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write --info-file {path}: {exc.strerror or exc}") from exc
+        print(describe(sim, args), flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sim.stop()
+    print("simulator stopped", file=sys.stderr)
+    return 0
+
+
+def describe(sim, args: argparse.Namespace) -> str:
+    info = sim.info
+    readonly = sim.readonly_info
+    cluster = sim.cluster
+    guests = len(cluster.guests)
+    return "\n".join([
+        f"pvetop sim: scenario {cluster.scenario.name!r} ({len(cluster.nodes)} nodes, {guests} guests), "
+        f"seed {args.seed}, speed x{args.speed:g}",
+        f"  API          {sim.url}",
+        f"  user         {info['user']}  password {info['password']}",
+        f"  token        {info['user']}!{info['token_name']} = {info['token_value']}",
+        f"  read-only    {readonly['user']}!{readonly['token_name']} = {readonly['token_value']}",
+        f"  CA file      {info['ca_file']}",
+        f"  fingerprint  {info['fingerprint']}",
+        f"  wake-on-LAN  udp://127.0.0.1:{info['wol_port']}",
+        f"  control      {info['control_url']}/state  (POST /sim/step, /sim/faults, /sim/speed, /sim/nodes/NODE/crash)",
+        "connect with:",
+        f"  pvetop --host {info['host']}:{info['port']} --user {info['user']} --token-name {info['token_name']} "
+        f"--token-value {info['token_value']} --verify-ssl {info['ca_file']}",
+        "Ctrl-C stops the simulator.",
+    ])

@@ -166,6 +166,7 @@ class SimCluster:
                 mac="BC:24:11:%02X:%02X:%02X" % (vmid >> 16 & 0xFF, vmid >> 8 & 0xFF, vmid & 0xFF),
                 ostype=spec.get("ostype", "l26" if kind == "qemu" else "debian"),
             )
+            guest.derive_constants(self.seed)
             self.guests[vmid] = guest
 
     # ----- time ---------------------------------------------------------------------------
@@ -255,15 +256,18 @@ class SimCluster:
             return 0.0, 0
         return guest.curve.cpu_at(t), int(guest.memory * guest.curve.mem_at(t))
 
-    def node_usage(self, node: SimNode, t: float, guests: list[SimGuest] | None = None) -> tuple[float, int]:
-        """(cpu fraction of the node's CPUs, memory bytes) at ``t`` from the guests running on it."""
+    def node_usage(self, node: SimNode, t: float, guests: list[SimGuest] | None = None,
+                   usage: dict[int, tuple[float, int]] | None = None) -> tuple[float, int]:
+        """(cpu fraction of the node's CPUs, memory bytes) at ``t`` from the guests running on it.
+
+        ``usage`` may hold the guests' figures at ``t`` already computed (the resources view)."""
         if guests is None:
             guests = [g for g in self.guests.values() if g.node == node.name]
         busy = node.base_cpu * node.cpus * (0.7 + 0.6 * noise(self.seed, node.nodeid, 40, int(t // 10)))
         mem = node.base_memory
         for guest in guests:
             if guest.status == "running":
-                cpu, used = self.guest_usage(guest, t)
+                cpu, used = usage[guest.vmid] if usage is not None else self.guest_usage(guest, t)
                 busy += cpu * guest.cores
                 mem += used + (int(used * 0.02) if guest.type == "qemu" else 0)
         return min(1.0, busy / node.cpus), min(mem, node.memory)

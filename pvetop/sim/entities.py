@@ -112,6 +112,9 @@ class SimGuest:
     mac: str = ""
     ostype: str = "l26"
     config_version: int = 0
+    # fixed per guest, derived from the seed when the cluster is built
+    rates: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # netin, netout, diskread, diskwrite B/s
+    disk_used: int = 0  # bytes used inside an lxc root filesystem (qemu reports 0 without an agent)
 
     @property
     def sid(self) -> str:
@@ -130,20 +133,14 @@ class SimGuest:
         text = f"{self.vmid}:{self.name}:{self.node}:{self.config_version}:{self.lock}:{';'.join(self.tags)}"
         return hashlib.sha1(text.encode()).hexdigest()
 
-    def rates(self, seed: int) -> tuple[float, float, float, float]:
-        """Average netin, netout, diskread, diskwrite in bytes/s (fixed per guest)."""
-        return (
+    def derive_constants(self, seed: int) -> None:
+        self.rates = (
             2e4 + 2e6 * noise(seed, self.vmid, 20) ** 3,
             1e4 + 1e6 * noise(seed, self.vmid, 21) ** 3,
             5e3 + 4e6 * noise(seed, self.vmid, 22) ** 3,
             5e3 + 2e6 * noise(seed, self.vmid, 23) ** 3,
         )
-
-    def disk_used(self, seed: int) -> int:
-        """Space used inside an lxc root filesystem (qemu reports 0 without a guest agent)."""
-        if self.type != "lxc":
-            return 0
-        return int(self.root_size * (0.15 + 0.55 * noise(seed, self.vmid, 24)))
+        self.disk_used = int(self.root_size * (0.15 + 0.55 * noise(seed, self.vmid, 24))) if self.type == "lxc" else 0
 
 
 @dataclass

@@ -8,7 +8,7 @@ two simulators with the same seed agree byte for byte.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MASK64 = (1 << 64) - 1
 CURVES = ("steady", "diurnal", "bursty")
@@ -45,27 +45,31 @@ class LoadCurve:
     curve: str
     cpu: float
     mem: float
+    # derived once: the guest's own noise key and its diurnal phase shift (seconds)
+    key: int = field(init=False, repr=False, compare=False)
+    phase: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = int(noise(self.seed, self.vmid) * (1 << 53))
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "phase", (noise(key, 3) - 0.5) * 7200.0)
 
     def cpu_at(self, t: float) -> float:
         level = self._level(t)
-        jitter = 0.8 + 0.4 * noise(self.seed, self.vmid, 1, int(t // 10))
+        jitter = 0.8 + 0.4 * noise(self.key, 1, int(t // 10))
         return min(1.0, max(0.0, level * jitter))
 
     def mem_at(self, t: float) -> float:
-        slow = noise(self.seed, self.vmid, 2, int(t // 300))
-        swell = day_shape(t, self._phase()) if self.curve == "diurnal" else 0.5
+        slow = noise(self.key, 2, int(t // 300))
+        swell = day_shape(t, self.phase) if self.curve == "diurnal" else 0.5
         fraction = self.mem * (0.9 + 0.12 * swell + 0.06 * slow)
         return min(0.98, max(0.02, fraction))
 
-    def _phase(self) -> float:
-        return (noise(self.seed, self.vmid, 3) - 0.5) * 7200.0
-
     def _level(self, t: float) -> float:
         if self.curve == "diurnal":
-            return self.cpu * (0.3 + 1.4 * day_shape(t, self._phase()))
+            return self.cpu * (0.3 + 1.4 * day_shape(t, self.phase))
         if self.curve == "bursty":
-            bucket = int(t // 600)
-            if noise(self.seed, self.vmid, 4, bucket) > 0.82:
+            if noise(self.key, 4, int(t // 600)) > 0.82:
                 return min(1.0, self.cpu * 3.0 + 0.25)
             return self.cpu * 0.5
         return self.cpu

@@ -42,13 +42,13 @@ def hastate(cluster: SimCluster, guest: SimGuest) -> str:
     return guest.ha_state if guest.ha_state == "stopped" else ("started" if guest.status == "running" else "stopped")
 
 
-def guest_counters(cluster: SimCluster, guest: SimGuest) -> dict:
+def guest_counters(cluster: SimCluster, guest: SimGuest, usage: tuple[float, int] | None = None) -> dict:
     """cpu, memory and the cumulative byte counters since the guest started."""
     now = cluster.now
-    cpu, mem = cluster.guest_usage(guest, now)
+    cpu, mem = usage if usage is not None else cluster.guest_usage(guest, now)
     running = guest.status == "running"
     uptime = int(now - guest.started_at) if running else 0
-    netin, netout, diskread, diskwrite = guest.rates(cluster.seed) if running else (0, 0, 0, 0)
+    netin, netout, diskread, diskwrite = guest.rates if running else (0, 0, 0, 0)
     return {
         "cpu": round(cpu, 6), "mem": mem, "uptime": uptime,
         "netin": int(netin * uptime), "netout": int(netout * uptime),
@@ -56,17 +56,17 @@ def guest_counters(cluster: SimCluster, guest: SimGuest) -> dict:
     }
 
 
-def guest_resource(cluster: SimCluster, guest: SimGuest) -> dict:
+def guest_resource(cluster: SimCluster, guest: SimGuest, usage: tuple[float, int] | None = None) -> dict:
     """One qemu/lxc entry of /cluster/resources; few fields when its node is offline."""
     entry: dict = {"id": guest.resource_id, "type": guest.type, "vmid": guest.vmid, "node": guest.node}
     if not cluster.nodes[guest.node].reachable:
         entry["status"] = "unknown"
     else:
-        counters = guest_counters(cluster, guest)
+        counters = guest_counters(cluster, guest, usage)
         entry.update({
             "name": guest.name, "status": guest.status, "template": int(guest.template),
             "cpu": counters["cpu"], "maxcpu": guest.cores, "mem": counters["mem"], "maxmem": guest.memory,
-            "disk": guest.disk_used(cluster.seed), "maxdisk": guest.root_size,
+            "disk": guest.disk_used, "maxdisk": guest.root_size,
             "netin": counters["netin"], "netout": counters["netout"],
             "diskread": counters["diskread"], "diskwrite": counters["diskwrite"], "uptime": counters["uptime"],
         })
@@ -89,7 +89,7 @@ def guest_list_entry(cluster: SimCluster, guest: SimGuest) -> dict:
     entry = {
         "vmid": guest.vmid, "name": guest.name, "status": guest.status, "cpu": counters["cpu"],
         "cpus": guest.cores, "mem": counters["mem"], "maxmem": guest.memory,
-        "disk": guest.disk_used(cluster.seed), "maxdisk": guest.root_size,
+        "disk": guest.disk_used, "maxdisk": guest.root_size,
         "netin": counters["netin"], "netout": counters["netout"], "diskread": counters["diskread"],
         "diskwrite": counters["diskwrite"], "uptime": counters["uptime"],
     }
@@ -199,12 +199,13 @@ def migrate_precondition(cluster: SimCluster, guest: SimGuest, target: str | Non
 
 
 # ----- nodes ------------------------------------------------------------------------------
-def node_resource(cluster: SimCluster, node: SimNode, guests: list[SimGuest]) -> dict:
+def node_resource(cluster: SimCluster, node: SimNode, guests: list[SimGuest],
+                  usage: dict[int, tuple[float, int]] | None = None) -> dict:
     entry: dict = {"id": f"node/{node.name}", "type": "node", "node": node.name}
     if not node.reachable:
         entry["status"] = "offline"
         return entry
-    cpu, mem = cluster.node_usage(node, cluster.now, guests)
+    cpu, mem = cluster.node_usage(node, cluster.now, guests, usage)
     entry.update({
         "status": "online", "cpu": round(cpu, 6), "maxcpu": node.cpus, "mem": mem, "maxmem": node.memory,
         "disk": root_used(cluster, node), "maxdisk": node.root_disk,
@@ -306,12 +307,14 @@ def storage_resource(cluster: SimCluster, storage, node: SimNode) -> dict:
 def cluster_resources(cluster: SimCluster, kind: str | None) -> list[dict]:
     result: list[dict] = []
     by_node: dict[str, list[SimGuest]] = {name: [] for name in cluster.nodes}
+    usage = {}
     for guest in cluster.guests.values():
         by_node[guest.node].append(guest)
+        usage[guest.vmid] = cluster.guest_usage(guest, cluster.now)
     if kind in (None, "vm"):
-        result.extend(guest_resource(cluster, guest) for guest in cluster.guests.values())
+        result.extend(guest_resource(cluster, guest, usage[guest.vmid]) for guest in cluster.guests.values())
     if kind in (None, "node"):
-        result.extend(node_resource(cluster, node, by_node[node.name]) for node in cluster.nodes.values())
+        result.extend(node_resource(cluster, node, by_node[node.name], usage) for node in cluster.nodes.values())
     if kind in (None, "storage"):
         for node in cluster.nodes.values():
             for storage in cluster.storages:
@@ -457,7 +460,7 @@ def _samples(t: int, step: int) -> list[float]:
 def guest_rrddata(cluster: SimCluster, guest: SimGuest, timeframe: str, cf: str) -> list[dict]:
     step, times = _rrd_times(cluster, timeframe)
     reduce = max if cf == "MAX" else (lambda values: sum(values) / len(values))
-    rates = guest.rates(cluster.seed)
+    rates = guest.rates
     rows = []
     running_now = guest.status == "running"
     for t in times:
@@ -469,7 +472,7 @@ def guest_rrddata(cluster: SimCluster, guest: SimGuest, timeframe: str, cf: str)
         cpu = reduce([guest.curve.cpu_at(s) for s in samples])
         mem = reduce([guest.memory * guest.curve.mem_at(s) for s in samples])
         row = {"time": t, "cpu": round(cpu, 6), "maxcpu": guest.cores, "mem": round(mem, 2), "maxmem": guest.memory,
-               "memhost": round(mem * 1.02, 2), "disk": guest.disk_used(cluster.seed), "maxdisk": guest.root_size,
+               "memhost": round(mem * 1.02, 2), "disk": guest.disk_used, "maxdisk": guest.root_size,
                "netin": round(rates[0] * (0.5 + cpu), 2), "netout": round(rates[1] * (0.5 + cpu), 2),
                "diskread": round(rates[2] * (0.5 + cpu), 2), "diskwrite": round(rates[3] * (0.5 + cpu), 2)}
         row.update(pressures(cluster, guest.vmid, t, guest=True))
@@ -492,7 +495,7 @@ def node_rrddata(cluster: SimCluster, node: SimNode, timeframe: str, cf: str) ->
         cpu = reduce([u[0] for u in usage])
         mem = reduce([u[1] for u in usage])
         used_root = root_used(cluster, node)
-        traffic = sum(g.rates(cluster.seed)[0] for g in guests if g.status == "running")
+        traffic = sum(g.rates[0] for g in guests if g.status == "running")
         row = {"time": t, "cpu": round(cpu, 6), "maxcpu": node.cpus, "iowait": round(0.01 * cpu, 6),
                "loadavg": round(cpu * node.cpus, 2), "memtotal": node.memory, "memused": round(mem, 2),
                "memavailable": round(node.memory - mem, 2), "arcsize": 0, "swaptotal": 8 * GIB, "swapused": 0,
