@@ -128,8 +128,8 @@ _STAMP = re.compile(r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d) ")
 _DD = re.compile(rf"(\d+) bytes .*copied, (\d+(?:\.\d+)?) s, {_SIZE}/s", re.I)
 # speed summary: "average migration speed: 113.8 MiB/s - downtime 67 ms"
 _AVERAGE = re.compile(rf"average migration speed: {_SIZE}/s", re.I)
-_FINISHED = re.compile(r"migration finished successfully|^TASK OK|TASK WARNINGS|^TASK ERROR|migration aborted|"
-                       r"migration problems|ERROR: migration", re.I)
+_SUCCEEDED = re.compile(r"migration finished successfully|^TASK OK|^TASK WARNINGS", re.I)
+_FAILED = re.compile(r"^TASK ERROR|migration aborted|migration problems", re.I)
 
 
 def _bytes(number: str, unit: str) -> int:
@@ -152,12 +152,12 @@ def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
 
     The latest progress line wins; several disks copy one after another, so their sizes are summed
     by disk. Without an explicit speed, the rate comes from the time stamps of two progress lines.
-    A finishing line (success or failure) sets ``finished``.
+    A finishing line sets ``finished``; on success ``fraction`` is 1.0.
     """
     transferred = 0
     total: int | None = None
     rate: float | None = None
-    finished = False
+    finished = succeeded = False
     disks: dict[str, tuple[int, int]] = {}
     last_copy: tuple[float, str, int] | None = None  # (time, disk, bytes) of the previous copy line
     for raw in log_lines:
@@ -182,9 +182,13 @@ def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
             rate = float(_bytes(*match.group(3, 4)))
         elif (match := _AVERAGE.search(line)) is not None:
             rate = float(_bytes(*match.group(1, 2)))
-        if _FINISHED.search(line):
+        if _SUCCEEDED.search(line):
+            finished = succeeded = True
+        elif _FAILED.search(line):
             finished = True
     fraction = min(1.0, transferred / total) if total else None
+    if succeeded:  # zero pages are skipped, so the last RAM line may end below the VM's size
+        fraction = 1.0
     return Progress(transferred_bytes=transferred, total_bytes=total, fraction=fraction, rate=rate, finished=finished)
 
 

@@ -94,3 +94,10 @@ def test_failure_lines_finish_it():
 
 def test_no_progress_yet():
     assert parse_migration_progress(QEMU_LIVE[:2]) == Progress()
+
+
+def test_success_completes_even_when_ram_lines_stop_short_but_failure_does_not():
+    short = ["2025-11-21 10:00:48 migration active, transferred 5.0 GiB of 8.0 GiB VM-state, 110.0 MiB/s"]
+    assert parse_migration_progress(short + ["migration finished successfully (duration 00:00:50)"]).fraction == 1.0
+    failed = parse_migration_progress(short + ["TASK ERROR: migration aborted"])
+    assert failed.finished and failed.fraction == 5 / 8
