@@ -1,0 +1,181 @@
+"""Dialogs of the rule panels: the allowed-node multi-select, the node power form, and the
+review dialog that lists proposed changes (reconcile, pin suggestions) for the user to confirm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from pvetop.errors import UsageError
+from pvetop.store.validate import normalise_mac
+from pvetop.ui.guard import ReadOnlyGuard
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{
+    width: 80%; max-width: 100; height: auto; max-height: 90%;
+    border: thick $accent; background: $surface; padding: 1 2;
+}}
+{name} .dialog-title {{ text-style: bold; margin-bottom: 1; }}
+{name} .dialog-hint {{ color: $text-muted; margin-top: 1; }}
+{name} .dialog-error {{ color: $error; }}
+{name} SelectionList {{ height: auto; max-height: 20; }}
+{name} Horizontal {{ height: auto; margin-top: 1; }}
+"""
+
+
+class NodeSetDialog(ModalScreen[frozenset[str] | None]):
+    """Choose the nodes a guest may run on; nothing chosen means unpin. Escape cancels."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="NodeSetDialog")
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "save", "Save", priority=True)]
+
+    def __init__(self, title: str, nodes: list[tuple[str, str]], selected: frozenset[str]):
+        """``nodes``: (name, label) pairs, e.g. ("pve2", "pve2  online, 41% load")."""
+        super().__init__()
+        self.title_text = title
+        self.nodes = nodes
+        self.selected = selected
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="dialog-title")
+            yield SelectionList[str](*(Selection(label, name, name in self.selected) for name, label in self.nodes),
+                                     id="nodes")
+            yield Label("space toggles a node · enter saves · escape cancels · none selected = unpin",
+                        classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    def action_save(self) -> None:
+        self.dismiss(frozenset(self.query_one(SelectionList).selected))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True, slots=True)
+class PowerForm:
+    wol_mac: str | None
+    allow_power_off: bool
+    boot_timeout: int
+
+
+class PowerSettingsDialog(ModalScreen[PowerForm | None]):
+    """The node's wake-on-LAN MAC, whether the power policy may switch it off, its boot timeout."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="PowerSettingsDialog") + """
+    PowerSettingsDialog Input { width: 30; }
+    PowerSettingsDialog .field { height: auto; }
+    PowerSettingsDialog .field Label { width: 22; padding-top: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+
+    def __init__(self, node: str, form: PowerForm, mac_source: str):
+        super().__init__()
+        self.node = node
+        self.form = form
+        self.mac_source = mac_source
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Power settings of {self.node}", classes="dialog-title")
+            with Horizontal(classes="field"):
+                yield Label("wake-on-LAN MAC")
+                yield Input(self.form.wol_mac or "", placeholder="aa:bb:cc:dd:ee:ff", id="mac")
+            yield Static(self.mac_source, classes="dialog-hint")
+            yield Checkbox("the power policy may switch this node off", self.form.allow_power_off, id="allow")
+            with Horizontal(classes="field"):
+                yield Label("boot timeout (s)")
+                yield Input(str(self.form.boot_timeout), type="integer", id="timeout")
+            yield Static("", id="error", classes="dialog-error")
+            with Horizontal():
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#mac", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_save() if event.button.id == "save" else self.action_cancel()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_save()
+
+    def action_save(self) -> None:
+        try:
+            mac = normalise_mac(self.query_one("#mac", Input).value)
+            timeout_text = self.query_one("#timeout", Input).value.strip()
+            if not timeout_text.isdigit():
+                raise UsageError(f"boot timeout {timeout_text!r} is not a whole number of seconds")
+        except UsageError as exc:
+            self.query_one("#error", Static).update(str(exc))
+            return
+        self.dismiss(PowerForm(mac, self.query_one("#allow", Checkbox).value, int(timeout_text)))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
+    """Proposed changes, each with a checkbox; nothing happens until the user applies them.
+
+    Installed once on the app and pushed by name: each time it is shown it asks ``load`` for
+    fresh proposals, so it always reviews the cluster as it is now.
+    """
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="ReviewDialog")
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("a", "apply", "Apply selected")]
+    WRITE_ACTIONS = frozenset({"apply"})
+    HEADING = ""
+    EXPLAIN = ""
+    PRESELECT = False
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name=name)
+        self.items: list[tuple[str, object]] = []
+        self.message = "loading…"
+
+    def load(self) -> tuple[list[tuple[str, object]], str]:
+        """(label, proposal) pairs, and the text shown when there are none."""
+        raise NotImplementedError
+
+    def apply(self, chosen: list) -> None:
+        raise NotImplementedError
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.HEADING, classes="dialog-title")
+            if self.items:
+                yield Static(self.EXPLAIN)
+                yield SelectionList(*(Selection(Text(label), index, self.PRESELECT)
+                                      for index, (label, _) in enumerate(self.items)), id="items")
+                yield Label("space toggles · a applies the selected · escape closes without changes",
+                            classes="dialog-hint")
+            else:
+                yield Static(self.message, id="empty")
+                yield Label("escape closes", classes="dialog-hint")
+
+    async def on_screen_resume(self) -> None:
+        self.items, self.message = self.load()
+        await self.recompose()
+        if self.items:
+            self.query_one(SelectionList).focus()
+
+    def action_apply(self) -> None:
+        if self.items:
+            chosen = sorted(self.query_one(SelectionList).selected)
+            self.apply([self.items[index][1] for index in chosen])
+        self.dismiss()
+
+    def action_cancel(self) -> None:
+        self.dismiss()

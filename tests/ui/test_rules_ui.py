@@ -1,0 +1,258 @@
+"""Pins, locks, reservations and power settings from the detail panes, by key presses.
+
+Each change must reach the store, the tables' flag markers and the journal.
+"""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Checkbox, DataTable, Input, SelectionList, Static
+
+from pvetop.store import open_store
+from pvetop.ui.app import PvetopApp
+from pvetop.ui.detail import GuestDetailScreen, NodeDetailScreen
+from pvetop.ui.rules import install_rules
+from pvetop.ui.rules.dialogs import NodeSetDialog, PowerSettingsDialog
+from pvetop.ui.rules.journal import JournalScreen
+from pvetop.ui.rules.review import ReconcileDialog, SuggestionsDialog
+from tests.ui.conftest import settle, wait_for_data
+from tests.ui.fixtures import fixed_clock
+
+SIZE = (140, 40)
+C = "homelab"
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = open_store(str(tmp_path / "rules.sqlite"))
+    yield opened
+    opened.close()
+
+
+def make_app(source, store, **kwargs):
+    app = PvetopApp(source, clock=fixed_clock, **kwargs)
+    install_rules(app, store)
+    return app
+
+
+def flags(table, key: str) -> str:
+    return table.get_cell(key, "flags").plain
+
+
+def journal_actions(store) -> list[tuple[str, str, str]]:
+    return [(e.actor, e.action, e.target) for e in reversed(store.recent_journal(C))]
+
+
+async def open_guest(pilot, vmid: int):
+    app = pilot.app
+    app.guest_table.focus()
+    app.guest_table.move_cursor(row=app.guest_table.keys_in_order.index(str(vmid)))
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(app.screen, GuestDetailScreen) and app.screen.vmid == vmid
+    return app.screen
+
+
+async def open_node(pilot, node: str):
+    app = pilot.app
+    app.node_table.focus()
+    app.node_table.move_cursor(row=app.node_table.keys_in_order.index(node))
+    await pilot.press("enter")
+    await settle(pilot)
+    assert isinstance(app.screen, NodeDetailScreen) and app.screen.node_name == node
+    return app.screen
+
+
+def panel_text(screen, panel_id: str) -> str:
+    return str(screen.query_one(f"#{panel_id}", Static).render())
+
+
+async def test_pin_here_lock_and_unpin_from_the_guest_pane(source, store):
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        screen = await open_guest(pilot, 101)
+        assert "may run anywhere" in panel_text(screen, "guest-rules")
+        await pilot.press("o")
+        assert store.pin(C, 101).nodes == {"big"} and store.pin(C, 101).name == "web-2"
+        assert "big" in panel_text(screen, "guest-rules")
+        await pilot.press("l")
+        assert store.lock(C, 101) is not None
+        assert "locked     yes" in panel_text(screen, "guest-rules")
+        await pilot.press("escape")
+        assert flags(app.guest_table, "101") == "PL"
+        assert app.ruleset.pinned_to(101) == {"big"} and app.ruleset.is_locked(101)
+        await open_guest(pilot, 101)
+        await pilot.press("o", "l")  # pinned to exactly its node: o unpins; l unlocks
+        await pilot.press("escape")
+        assert store.pin(C, 101) is None and store.lock(C, 101) is None
+        assert flags(app.guest_table, "101") == ""
+    assert journal_actions(store) == [("user", "pin", "guest/101"), ("user", "lock", "guest/101"),
+                                      ("user", "unpin", "guest/101"), ("user", "unlock", "guest/101")]
+
+
+async def test_choose_the_allowed_nodes_in_the_multi_select(source, store):
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        await open_guest(pilot, 103)  # runs on small1
+        await pilot.press("a")
+        dialog = app.screen
+        assert isinstance(dialog, NodeSetDialog)
+        assert dialog.query_one(SelectionList).selected == ["small1"]  # its node, preselected
+        await pilot.press("space")  # the highlight starts on "big": select it too
+        await pilot.press("enter")
+        await settle(pilot)
+        assert store.pin(C, 103).nodes == {"big", "small1"}
+        assert "big, small1" in panel_text(app.screen, "guest-rules")
+        await pilot.press("a")
+        await pilot.press("escape")  # cancel changes nothing
+        assert store.pin(C, 103).nodes == {"big", "small1"}
+        await pilot.press("a")
+        selection = app.screen.query_one(SelectionList)
+        selection.deselect_all()
+        await pilot.press("enter")  # nothing selected: unpin
+        await settle(pilot)
+        assert store.pin(C, 103) is None
+        await pilot.press("escape")
+        assert flags(app.guest_table, "103") == ""
+    assert [a for _, a, _ in journal_actions(store)] == ["pin", "unpin"]
+
+
+async def test_reserve_and_power_settings_from_the_node_pane(source, store):
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        screen = await open_node(pilot, "big")
+        await settle(pilot)
+        text = panel_text(screen, "node-rules")
+        assert "aa:bb:cc:dd:ee:ff (from the PVE node config" in text and "power-off       never" in text
+        await pilot.press("v")
+        assert [r.node for r in store.reservations(C)] == ["big"]
+        await pilot.press("w")
+        dialog = app.screen
+        assert isinstance(dialog, PowerSettingsDialog)
+        assert dialog.query_one("#mac", Input).value == "aa:bb:cc:dd:ee:ff"  # prefilled from wakeonlan
+        assert dialog.query_one("#allow", Checkbox).value is False
+        dialog.query_one("#allow", Checkbox).value = True
+        dialog.query_one("#timeout", Input).value = "600"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        power = store.node_power(C, "big")
+        assert (power.wol_mac, power.allow_power_off, power.boot_timeout) == ("aa:bb:cc:dd:ee:ff", True, 600)
+        text = panel_text(app.screen, "node-rules")
+        assert "reserved        yes" in text and "power-off       allowed" in text and "600 s" in text
+        await pilot.press("escape")
+        assert flags(app.node_table, "big") == "R"
+        await open_node(pilot, "big")
+        await pilot.press("v")
+        await pilot.press("escape")
+        assert flags(app.node_table, "big") == "" and store.reservations(C) == []
+    assert [a for _, a, _ in journal_actions(store)] == ["reserve", "node_power.set", "unreserve"]
+
+
+async def test_a_bad_mac_keeps_the_form_open_with_the_reason(source, store):
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        await open_node(pilot, "small1")
+        await pilot.press("w")
+        dialog = app.screen
+        assert dialog.query_one("#mac", Input).value == ""  # no wakeonlan in its config
+        dialog.query_one("#mac", Input).value = "not-a-mac"
+        await pilot.press("ctrl+s")
+        assert app.screen is dialog
+        assert "not a MAC address" in str(dialog.query_one("#error", Static).render())
+        await pilot.press("escape")
+    assert store.node_power_settings(C) == [] and store.recent_journal(C) == []
+
+
+async def test_rules_changed_elsewhere_show_on_the_next_refresh(source, store):
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        store.lock_guest(C, 104, "backup")  # e.g. `pvetop locks add 104` in another shell
+        store.set_maintenance(C, "small1")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert flags(app.guest_table, "104") == "L" and flags(app.node_table, "small1") == "M"
+
+
+async def test_journal_view_lists_recent_entries(source, store):
+    store.pin_guest(C, 100, "web-1", ["big"])
+    store.journal(C, "balancer", "migrate", "guest/101", {"target": "small1"}, result="OK",
+                  upid="UPID:big:00001234:00005678:65000000:qmigrate:101:root@pam:")
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        await pilot.press("j")
+        await settle(pilot)
+        assert isinstance(app.screen, JournalScreen)
+        table = app.screen.query_one(DataTable)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert [(r[1], r[2], r[3]) for r in rows] == [("balancer", "migrate", "guest/101"), ("user", "pin", "guest/100")]
+        assert "qmigrate" in rows[0][5]
+        await pilot.press("escape")
+        assert not isinstance(app.screen, JournalScreen)
+
+
+async def test_reconcile_shows_the_changes_and_applies_only_after_confirmation(source, store):
+    store.pin_guest(C, 150, "gone-guest", ["big"])
+    store.lock_guest(C, 100, "mail")  # vmid 100 is now "web-1": a reused vmid
+    store.reserve_node(C, "retired")
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ReconcileDialog)
+        labels = [str(dialog.query_one(SelectionList).get_option_at_index(i).prompt) for i in range(3)]
+        assert any("guest 150 (gone-guest) no longer exists" in label for label in labels)
+        assert any("now belongs to 'web-1', not 'mail'" in label for label in labels)
+        assert any("node retired is no longer in the cluster" in label for label in labels)
+        await pilot.press("escape")  # closing without applying changes nothing
+        assert store.pin(C, 150) is not None and store.lock(C, 100) is not None
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.press("space")  # untick the first proposal (the pin): it must stay
+        await pilot.press("a")
+        await settle(pilot)
+        assert store.pin(C, 150) is not None
+        assert store.lock(C, 100) is None and store.reservations(C) == []
+        assert flags(app.guest_table, "100") == ""
+    assert sorted(a for _, a, _ in journal_actions(store) if a.startswith("reconcile")) == ["reconcile.remove"] * 2
+
+
+async def test_pin_suggestions_from_tags_are_offered_and_accepted(source, store):
+    from dataclasses import replace
+
+    snapshot = source.snapshot
+    source.snapshot = replace(snapshot, guests=tuple(
+        replace(g, tags=g.tags + ("plb_pin_small1",)) if g.vmid == 103 else g for g in snapshot.guests))
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, SuggestionsDialog)
+        assert dialog.query_one(SelectionList).selected == []  # nothing is pinned unless chosen
+        await pilot.press("space", "a")
+        await settle(pilot)
+        assert store.pin(C, 103).nodes == {"small1"} and store.pin(C, 103).note == "from proxlb-tag"
+        assert flags(app.guest_table, "103") == "P"
+
+
+async def test_read_only_refuses_every_rule_change(source, store):
+    app = make_app(source, store, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        await open_guest(pilot, 101)
+        await pilot.press("o", "l", "a")
+        assert not isinstance(app.screen, NodeSetDialog)
+        await pilot.press("escape")
+        await open_node(pilot, "big")
+        await pilot.press("v", "w")
+        assert isinstance(app.screen, NodeDetailScreen)
+    assert store.pins(C) == [] and store.recent_journal(C) == []
