@@ -115,12 +115,16 @@ class RunningSim:
 
     @property
     def info(self) -> dict:
-        """How to reach the sim as root (token and password); keys as in ``INFO_KEYS``."""
+        """How to reach the sim: ``INFO_KEYS`` (root, token and password) plus the read-only
+        auditor's ``readonly_user``, ``readonly_password``, ``readonly_token_name`` and
+        ``readonly_token_value``."""
+        readonly = self.readonly_info
         return {
             "host": HOST, "port": self.port, "user": self.auth.root.userid, "password": self.auth.root.password,
             "token_name": "pvetop", "token_value": self.auth.root.tokens["pvetop"], "ca_file": str(self.ca_file),
             "fingerprint": self._tls.fingerprint, "wol_port": self.wol_port,
             "control_url": f"https://{HOST}:{self.port}/sim",
+            **{f"readonly_{key}": value for key, value in readonly.items()},
         }
 
     @property

@@ -1,0 +1,268 @@
+"""Migrations through proxmoxer over HTTPS: the happy path, PVE's refusals, failures and aborts.
+
+All on the homelab scenario with a manual clock: pve-mini1 (always on, API entry node),
+pve-mini2 (always on) and pve-big. Guests used: 103 nextcloud (qemu, NFS, 8 GiB), 104 jellyfin
+(qemu, local-lvm disk), 102 unifi (lxc, NFS), 100 homeassistant (qemu, HA-managed), 200 gitlab
+(qemu on big-zfs, which only pve-big has).
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from proxmoxer.core import ResourceException
+
+from tests.sim.clients import call, raw, token_api
+
+
+def resource(api, vmid: int) -> dict:
+    return next(r for r in call(api, "GET", "/cluster/resources", type="vm") if r["vmid"] == vmid)
+
+
+def task_status(api, node: str, upid: str) -> dict:
+    return call(api, "GET", f"/nodes/{node}/tasks/{upid}/status")
+
+
+def task_log(api, node: str, upid: str) -> list[str]:
+    return [line["t"] for line in call(api, "GET", f"/nodes/{node}/tasks/{upid}/log", limit=0)]
+
+
+def run_to_end(sim, api, node: str, upid: str, *, max_seconds: int = 3600) -> dict:
+    """Steps simulated time until the task stops; returns its final status."""
+    for _ in range(max_seconds):
+        status = task_status(api, node, upid)
+        if status["status"] == "stopped":
+            return status
+        sim.cluster.step(1)
+    raise AssertionError(f"task {upid} still running after {max_seconds} simulated seconds")
+
+
+def refusal(func, **params) -> ResourceException:
+    with pytest.raises(ResourceException) as caught:
+        func(**params)
+    return caught.value
+
+
+def test_live_migration_locks_flips_node_unlocks_and_logs_progress(homelab):
+    api = token_api(homelab.info)
+    upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    assert upid.startswith("UPID:pve-mini1:") and upid.endswith(":qmigrate:103:root@pam!pvetop:")
+    homelab.cluster.step(5)
+    midway = resource(api, 103)
+    assert (midway["node"], midway.get("lock"), midway["status"]) == ("pve-mini1", "migrate", "running")
+    assert task_status(api, "pve-mini1", upid)["status"] == "running"
+    seen = set()
+    while task_status(api, "pve-mini1", upid)["status"] == "running":
+        entry = resource(api, 103)
+        seen.add((entry["node"], entry.get("lock")))
+        homelab.cluster.step(0.5)
+    assert ("pve-big", "migrate") in seen, "the node flips before the lock clears"
+    final = task_status(api, "pve-mini1", upid)
+    assert final["exitstatus"] == "OK" and final["type"] == "qmigrate" and final["id"] == "103"
+    after = resource(api, 103)
+    assert after["node"] == "pve-big" and "lock" not in after and after["status"] == "running"
+    log = task_log(api, "pve-mini1", upid)
+    assert log[0].endswith("starting migration of VM 103 to node 'pve-big' (192.168.1.20)")
+    progress = [line for line in log if "migration active, transferred" in line]
+    assert len(progress) >= 2 and all("VM-state" in line and "MiB/s" in line for line in progress)
+    assert any("migration finished successfully (duration 00:00:" in line for line in log)
+    assert log[-1] == "TASK OK"
+    with pytest.raises(ResourceException) as gone:
+        api.nodes("pve-mini1").qemu(103).status.current.get()
+    assert gone.value.status_code == 500
+    assert gone.value.content == "Configuration file 'nodes/pve-mini1/qemu-server/103.conf' does not exist"
+
+
+def migration_seconds(sim, **params) -> float:
+    api = token_api(sim.info)
+    upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-mini2", online=1, **params)
+    run_to_end(sim, api, "pve-mini1", upid)
+    task = sim.cluster.tasks_by_upid[upid]
+    return task.end_time - task.starttime
+
+
+def test_migration_time_follows_memory_over_bandwidth_and_bwlimit(make_sim):
+    default = migration_seconds(make_sim())
+    limited = migration_seconds(make_sim(), bwlimit=10 * 1024)  # 10 MiB/s instead of 110 MiB/s
+    assert limited > 5 * default
+    guest = make_sim().cluster.guests[103]
+    assert default < guest.memory / (110 * 1024**2) + 10
+
+
+def test_container_restart_migration_stops_moves_and_starts_it(homelab):
+    api = token_api(homelab.info)
+    upid = api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-mini2", restart=1)
+    assert ":vzmigrate:102:" in upid
+    homelab.cluster.step(5)
+    midway = resource(api, 102)
+    assert (midway["status"], midway["lock"]) == ("stopped", "migrate")
+    assert run_to_end(homelab, api, "pve-mini1", upid)["exitstatus"] == "OK"
+    after = resource(api, 102)
+    assert (after["node"], after["status"], after.get("lock")) == ("pve-mini2", "running", None)
+    log = task_log(api, "pve-mini1", upid)
+    assert log[0].endswith("shutdown CT 102")
+    assert any("start container on target node" in line for line in log)
+
+
+def test_running_vm_without_online_is_refused(homelab):
+    api = token_api(homelab.info)
+    error = refusal(api.nodes("pve-mini1").qemu(103).migrate.post, target="pve-big")
+    assert (error.status_code, error.content) == (500, "can't migrate running VM without --online")
+
+
+def test_target_is_local_node_is_a_parameter_error(homelab):
+    api = token_api(homelab.info)
+    error = refusal(api.nodes("pve-mini1").qemu(103).migrate.post, target="pve-mini1", online=1)
+    assert (error.status_code, error.content) == (400, "Parameter verification failed.")
+    assert error.errors == {"target": "target is local node."}
+
+
+def test_unknown_target_and_guest_on_another_node_are_500(homelab):
+    api = token_api(homelab.info)
+    error = refusal(api.nodes("pve-mini1").qemu(103).migrate.post, target="pve-nope", online=1)
+    assert (error.status_code, error.content) == (500, "no such cluster node 'pve-nope'")
+    error = refusal(api.nodes("pve-mini2").qemu(103).migrate.post, target="pve-big", online=1)
+    assert (error.status_code, error.content) == (500, "Configuration file 'nodes/pve-mini2/qemu-server/103.conf' does not exist")
+
+
+def test_locked_guest_is_refused(homelab):
+    api = token_api(homelab.info)
+    api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    error = refusal(api.nodes("pve-mini1").qemu(103).migrate.post, target="pve-mini2", online=1)
+    assert (error.status_code, error.content) == (500, "VM is locked (migrate)")
+    api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-big", restart=1)
+    error = refusal(api.nodes("pve-mini1").lxc(102).migrate.post, target="pve-mini2", restart=1)
+    assert (error.status_code, error.content) == (500, "CT is locked (migrate)")
+
+
+def test_running_container_needs_restart_mode(homelab):
+    api = token_api(homelab.info)
+    error = refusal(api.nodes("pve-mini1").lxc(102).migrate.post, target="pve-big")
+    assert (error.status_code, error.content) == (500, "running container can only be migrated in restart mode")
+    error = refusal(api.nodes("pve-mini1").lxc(102).migrate.post, target="pve-big", online=1)
+    assert (error.status_code, error.content) == (500, "lxc live migration is currently not implemented")
+
+
+def test_live_migration_with_local_disks_fails_without_with_local_disks(homelab):
+    api = token_api(homelab.info)
+    upid = api.nodes("pve-mini1").qemu(104).migrate.post(target="pve-big", online=1)
+    status = run_to_end(homelab, api, "pve-mini1", upid)
+    assert status["exitstatus"] == "migration aborted"
+    log = task_log(api, "pve-mini1", upid)
+    assert any("can't live migrate attached local disks without with-local-disks option" in line for line in log)
+    assert log[-1] == "TASK ERROR: migration aborted"
+    entry = resource(api, 104)
+    assert entry["node"] == "pve-mini1" and "lock" not in entry
+
+
+def test_with_local_disks_copies_the_disk_then_the_memory(homelab):
+    api = token_api(homelab.info)
+    upid = api.nodes("pve-mini1").qemu(104).migrate.post(**{"target": "pve-big", "online": 1, "with-local-disks": 1})
+    assert run_to_end(homelab, api, "pve-mini1", upid)["exitstatus"] == "OK"
+    log = task_log(api, "pve-mini1", upid)
+    mirror = [i for i, line in enumerate(log) if "drive-scsi0: transferred" in line]
+    memory = [i for i, line in enumerate(log) if "migration active, transferred" in line]
+    assert mirror and memory and max(mirror) < min(memory)
+    assert resource(api, 104)["node"] == "pve-big"
+
+
+def test_offline_target_fails_the_task(homelab):
+    api = token_api(homelab.info)
+    homelab.cluster.crash_node("pve-big")
+    upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    status = run_to_end(homelab, api, "pve-mini1", upid)
+    assert status["exitstatus"] == "migration aborted"
+    assert any("No route to host" in line for line in task_log(api, "pve-mini1", upid))
+    assert resource(api, 103)["node"] == "pve-mini1"
+
+
+def test_injected_failure_aborts_and_the_guest_stays_on_its_source(homelab):
+    api = token_api(homelab.info)
+    answer = requests.post(f"{homelab.info['control_url']}/faults", json={"migration_failure_rate": 1.0},
+                           verify=homelab.info["ca_file"], timeout=15)
+    assert answer.status_code == 200 and answer.json()["faults"]["migration_failure_rate"] == 1.0
+    upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    status = run_to_end(homelab, api, "pve-mini1", upid)
+    assert status["exitstatus"] == "migration aborted"
+    log = task_log(api, "pve-mini1", upid)
+    assert any(line.split(" ", 2)[-1].startswith("ERROR: migration aborted (duration") for line in log)
+    assert log[-1] == "TASK ERROR: migration aborted"
+    entry = resource(api, 103)
+    assert (entry["node"], entry.get("lock"), entry["status"]) == ("pve-mini1", None, "running")
+    errors = call(api, "GET", "/nodes/pve-mini1/tasks", errors=1)
+    assert [t["upid"] for t in errors] == [upid] and errors[0]["status"] == "migration aborted"
+
+
+def test_stopping_the_task_aborts_the_migration(homelab):
+    api = token_api(homelab.info)
+    upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    homelab.cluster.step(10)
+    assert api.nodes("pve-mini1").tasks(upid).delete() is None
+    status = task_status(api, "pve-mini1", upid)
+    assert (status["status"], status["exitstatus"]) == ("stopped", "migration aborted")
+    homelab.cluster.step(600)
+    entry = resource(api, 103)
+    assert (entry["node"], entry.get("lock")) == ("pve-mini1", None)
+    assert task_log(api, "pve-mini1", upid)[-1] == "TASK ERROR: migration aborted"
+
+
+def test_ha_managed_guest_goes_through_hamigrate_then_qmigrate(homelab):
+    api = token_api(homelab.info)
+    upid = api.nodes("pve-mini1").qemu(100).migrate.post(target="pve-mini2", online=1)
+    assert ":hamigrate:100:" in upid
+    assert run_to_end(homelab, api, "pve-mini1", upid)["exitstatus"] == "OK"
+    homelab.cluster.step(10)
+    assert resource(api, 100)["hastate"] == "migrate"
+    started = task_status(api, "pve-mini1", upid)["starttime"]
+    found = call(api, "GET", "/nodes/pve-mini1/tasks", typefilter="qmigrate", vmid=100, since=started,
+                 source="all", start=0, limit=10)
+    assert len(found) == 1 and found[0]["user"] == "root@pam"
+    assert run_to_end(homelab, api, "pve-mini1", found[0]["upid"])["exitstatus"] == "OK"
+    entry = resource(api, 100)
+    assert (entry["node"], entry["hastate"], entry.get("lock")) == ("pve-mini2", "started", None)
+
+
+def test_ha_resource_migrate_endpoint_queues_the_move(homelab):
+    api = token_api(homelab.info)
+    answer = call(api, "POST", "/cluster/ha/resources/ct:112/migrate", node="pve-mini1")
+    assert answer["sid"] == "ct:112" and answer["requested-node"] == "pve-mini1"
+    homelab.cluster.step(60)
+    assert resource(api, 112)["node"] == "pve-mini1"
+
+
+def test_migrate_preconditions(homelab):
+    api = token_api(homelab.info)
+    local = call(api, "GET", "/nodes/pve-mini1/qemu/104/migrate")
+    assert local["running"] == 1 and sorted(local["allowed_nodes"]) == ["pve-big", "pve-mini2"]
+    assert [d["volid"] for d in local["local_disks"]] == ["local-lvm:vm-104-disk-0"]
+    pinned = call(api, "GET", "/nodes/pve-big/qemu/200/migrate")
+    assert pinned["allowed_nodes"] == []
+    assert pinned["not_allowed_nodes"] == {"pve-mini1": {"unavailable_storages": ["big-zfs"]},
+                                           "pve-mini2": {"unavailable_storages": ["big-zfs"]}}
+    container = call(api, "GET", "/nodes/pve-mini1/lxc/102/migrate")
+    assert set(container) >= {"running", "allowed-nodes", "not-allowed-nodes"}
+
+
+def test_task_log_paging_and_task_list_filters(homelab):
+    api = token_api(homelab.info)
+    upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    assert call(api, "GET", "/nodes/pve-mini1/tasks") == []  # still running: the archive is empty
+    assert [t["upid"] for t in call(api, "GET", "/nodes/pve-mini1/tasks", source="active")] == [upid]
+    run_to_end(homelab, api, "pve-mini1", upid)
+    everything = task_log(api, "pve-mini1", upid)
+    answer = raw(homelab.info, "GET", f"/nodes/pve-mini1/tasks/{upid}/log", params={"start": 2, "limit": 3}).json()
+    assert answer["total"] == len(everything)
+    assert answer["data"] == [{"n": 3 + i, "t": everything[2 + i]} for i in range(3)]
+    archived = call(api, "GET", "/nodes/pve-mini1/tasks", typefilter="qmigrate", vmid=103)
+    assert [t["upid"] for t in archived] == [upid] and archived[0]["status"] == "OK"
+    assert call(api, "GET", "/nodes/pve-mini1/tasks", typefilter="vzmigrate") == []
+    assert upid in [t["upid"] for t in call(api, "GET", "/cluster/tasks")]
+
+
+def test_read_only_token_cannot_migrate(homelab):
+    info = dict(homelab.info, user=homelab.info["readonly_user"], token_name=homelab.info["readonly_token_name"],
+                token_value=homelab.info["readonly_token_value"])
+    reader = token_api(info)
+    error = refusal(reader.nodes("pve-mini1").qemu(103).migrate.post, target="pve-big", online=1)
+    assert (error.status_code, error.content) == (403, "Permission check failed (/vms/103, VM.Migrate)")
+    assert resource(reader, 103)["node"] == "pve-mini1"
