@@ -90,8 +90,15 @@ class PveClient:
     def connect(cls, settings: ConnectionSettings, **kwargs: Any) -> PveClient:
         """A client that has proven it can talk to the cluster: ``GET /version``, then the slow data."""
         client = cls(settings, **kwargs)
-        version = client.get("version")
-        client.version = version if isinstance(version, dict) else {}
+        try:
+            version = client.get("version")
+        except ApiError as exc:  # answered, but not like PVE: a wrong port or another service
+            raise ConnectionFailed(f"{client.active_host} does not answer like a Proxmox VE API: {exc.message}",
+                                   hint="check the host and port (PVE listens on 8006)") from None
+        if not isinstance(version, dict) or "version" not in version:
+            raise ConnectionFailed(f"{client.active_host} does not answer like a Proxmox VE API (GET /version)",
+                                   hint="check the host and port (PVE listens on 8006)")
+        client.version = version
         client.refresh_slow_data()
         return client
 
@@ -159,7 +166,7 @@ class PveClient:
             if index != self._active:
                 self._active = index
             return result
-        raise _unreachable(failures, self.settings)
+        raise _unreachable(failures, write=method != "GET")
 
     def _send(self, index: int, method: str, path: str, args: dict[str, Any]) -> Any:
         resource = self._roots[index](path) if path else self._roots[index]
@@ -241,6 +248,9 @@ class PveClient:
                     f"certificate of {label} does not match the pinned fingerprint: expected "
                     f"{_colon_hex(mismatch.group(1))}, presented {_colon_hex(mismatch.group(2))}",
                     hint="if the node's certificate was renewed on purpose, pin the new fingerprint with --fingerprint")
+            if "certificate verify failed" not in text:
+                return ConnectionFailed(f"TLS handshake with {label} failed: {text}",
+                                        hint="is this the Proxmox VE API port (HTTPS, 8006 by default)?")
             presented = presented_fingerprint(*self.settings.hosts[index], timeout=self.settings.timeout)
             seen = f" (it presents SHA-256 fingerprint {presented})" if presented else ""
             return ConnectionFailed(f"TLS verification of {label} failed: {_short_ssl_reason(text)}{seen}",
@@ -350,12 +360,13 @@ class _HostDown(Exception):
         self.before_connect = before_connect
 
 
-def _unreachable(failures: list[str], settings: ConnectionSettings) -> ConnectionFailed:
+def _unreachable(failures: list[str], *, write: bool) -> ConnectionFailed:
+    hint = "check the host and port (PVE listens on 8006) and that the node is up"
+    if write:
+        hint = "the request may still have reached the cluster: check its tasks before retrying"
     if len(failures) == 1:
-        return ConnectionFailed(f"cannot reach {failures[0]}",
-                                hint="check the host and port (PVE listens on 8006) and that the node is up")
-    return ConnectionFailed("cannot reach any host: " + "; ".join(failures),
-                            hint="check the hosts and ports (PVE listens on 8006) and that the nodes are up")
+        return ConnectionFailed(f"cannot reach {failures[0]}", hint=hint)
+    return ConnectionFailed("cannot reach any host: " + "; ".join(failures), hint=hint)
 
 
 def _base_url(host: str, port: int) -> str:

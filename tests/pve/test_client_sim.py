@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import socket
+import ssl
+import threading
 import warnings
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+import trustme
 
+from pvetop.config import ConnectionSettings
 from pvetop.errors import ApiError, ConnectionFailed
 from pvetop.model import HaRule
 from pvetop.pve import PveClient
@@ -157,8 +162,6 @@ def test_silent_host_times_out():
     with socket.socket() as silent:  # accepts TCP connections but never speaks TLS
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
-        from pvetop.config import ConnectionSettings
-
         settings = ConnectionSettings(hosts=(silent.getsockname(),), user="root@pam", token_name="t",
                                       token_value="v", timeout=0.3)
         with pytest.raises(ConnectionFailed, match=r"no answer within 0.3 s \(timeout\)"):
@@ -240,3 +243,48 @@ def test_detail_calls(client):
     assert client.guest_config(guest)["digest"]
     assert "memory" in client.node_status(node)
     assert isinstance(client.node_config(node), dict)
+
+
+def test_a_service_that_is_not_pve_is_named_as_such():
+    class NotPve(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.send_header("Content-Length", "9")
+            self.end_headers()
+            self.wfile.write(b"not here\n")
+
+        def log_message(self, *args):
+            pass
+
+    ca = trustme.CA()
+    server = HTTPServer(("127.0.0.1", 0), NotPve)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = ConnectionSettings(hosts=(server.server_address,), user="root@pam", token_name="t",
+                                      token_value="v", verify=False)
+        with pytest.raises(ConnectionFailed, match="does not answer like a Proxmox VE API"):
+            PveClient.connect(settings)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_plain_http_port_is_a_handshake_error_not_a_certificate_one():
+    with socket.socket() as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.listen(1)
+
+        def answer_http():
+            connection, _ = plain.accept()
+            with connection:
+                connection.recv(1024)
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        threading.Thread(target=answer_http, daemon=True).start()
+        settings = ConnectionSettings(hosts=(plain.getsockname(),), user="root@pam", token_name="t", token_value="v")
+        with pytest.raises(ConnectionFailed, match="TLS handshake with 127.0.0.1:.* failed") as caught:
+            PveClient.connect(settings)
+        assert "HTTPS, 8006" in str(caught.value)
