@@ -134,3 +134,101 @@ def test_pvetop_db_environment_variable(tmp_path, monkeypatch, capsys):
     seed(path)
     code, out, _ = run(capsys, "locks", "list", "--cluster", C)
     assert code == 0 and "licence" in out
+
+
+# --------------------------------------------------------------------------- connected to a simulated cluster
+
+@pytest.fixture(scope="module")
+def sim():
+    from pvetop.sim.runner import start_sim
+
+    with start_sim(scenario="homelab", seed=1, manual_clock=True) as running:
+        yield running
+
+
+@pytest.fixture
+def conn(sim):
+    info = sim.info
+    return ["--host", f"{info['host']}:{info['port']}", "--user", info["user"], "--token-name", info["token_name"],
+            "--token-value", info["token_value"], "--verify-ssl", str(info["ca_file"])]
+
+
+def test_pins_add_checks_the_cluster_and_records_name_and_user(db, conn, capsys):
+    code, out, err = run(capsys, "pins", "add", "103", "pve-mini2", "pve-big", "--note", "big disks", "--db", db, *conn)
+    assert code == 0 and out == "pinned 103 (nextcloud) to pve-big, pve-mini2\n"
+    assert "outside its pin" in err  # it runs on pve-mini1 today
+    with open_store(db) as store:
+        pin = store.pin(C, 103)
+        assert (pin.name, pin.nodes, pin.note, pin.who) == ("nextcloud", {"pve-big", "pve-mini2"}, "big disks", "root@pam")
+        (entry,) = store.recent_journal(C)
+        assert (entry.actor, entry.action, entry.target) == ("user", "pin", "guest/103")
+        assert conn[conn.index("--token-value") + 1] not in repr(entry)  # no secret in the journal
+    code, out, _ = run(capsys, "pins", "list", "--db", db, *conn)
+    assert "NOW ON" in out and "pve-mini1 (outside)" in out
+    code, out, _ = run(capsys, "pins", "list", "--json", "--db", db, *conn)
+    assert json.loads(out)["pins"][0]["node"] == "pve-mini1"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pins", "add", "999", "pve-big"], "cluster homelab has no guest 999"),
+    (["pins", "add", "103", "pve-big", "pve-gone"], "cluster homelab has no node pve-gone"),
+    (["locks", "add", "998"], "cluster homelab has no guest 998"),
+    (["reserve", "pve-nope"], "cluster homelab has no node pve-nope"),
+    (["reserve", "pve-big", "--cluster", "other"], "--cluster other but the API at 127.0.0.1"),
+])
+def test_rules_naming_what_the_cluster_lacks_are_refused(db, conn, capsys, argv, message):
+    code, _, err = run(capsys, *argv, "--db", db, *conn)
+    assert code == 2 and message in err and "Traceback" not in err
+    with open_store(db) as store:
+        assert store.recent_journal(None) == []
+
+
+def test_locks_and_reservations_connected(db, conn, capsys):
+    assert run(capsys, "locks", "add", "104", "--reason", "GPU passthrough", "--db", db, *conn)[0] == 0
+    assert run(capsys, "reserve", "pve-big", "--reason", "lab", "--db", db, *conn)[0] == 0
+    code, out, _ = run(capsys, "locks", "list", "--db", db, *conn)
+    assert "jellyfin" in out and "GPU passthrough" in out
+    assert run(capsys, "unreserve", "pve-big", "--db", db, *conn)[0] == 0
+    with open_store(db) as store:
+        assert store.ruleset(C).locks == {104} and store.ruleset(C).reserved == frozenset()
+        assert [(e.action, e.params.get("who")) for e in reversed(store.recent_journal(C))] == [
+            ("lock", "root@pam"), ("reserve", "root@pam"), ("unreserve", None)]
+
+
+def test_suggested_pins_from_ha_node_affinity(db, conn, capsys):
+    code, out, _ = run(capsys, "pins", "suggest", "--json", "--db", db, *conn)
+    listed = json.loads(out)["suggestions"]
+    assert [(s["vmid"], s["nodes"], s["source"]) for s in listed] == [
+        (100, ["pve-mini1", "pve-mini2"], "ha-rule:ha-on-minis"), (112, ["pve-mini1", "pve-mini2"], "ha-rule:ha-on-minis")]
+    with open_store(db) as store:
+        assert store.pins(C) == []  # listing changes nothing
+    code, out, _ = run(capsys, "pins", "suggest", "--accept", "112", "--db", db, *conn)
+    assert code == 0 and out.startswith("pinned 112 (vaultwarden) to pve-mini1, pve-mini2")
+    code, _, err = run(capsys, "pins", "suggest", "--accept", "101", "--db", db, *conn)
+    assert code == 2 and "nothing is suggested for guest 101" in err
+    with open_store(db) as store:
+        assert [(p.vmid, p.note) for p in store.pins(C)] == [(112, "from ha-rule:ha-on-minis")]
+
+
+def test_reconcile_lists_then_applies_only_when_confirmed(db, conn, capsys):
+    with open_store(db) as store:
+        store.pin_guest(C, 150, "old-vm", ["pve-big"])
+        store.lock_guest(C, 101, "adguard")  # 101 is "pihole" now
+        store.pin_guest(C, 103, "nextcloud", ["pve-mini1", "pve-retired"])
+        store.reserve_node(C, "pve-retired")
+        before = store.rules(C)
+    code, out, _ = run(capsys, "reconcile", "--db", db, *conn)  # no terminal to ask on: nothing applied
+    assert code == 0 and "4 rule(s) no longer match" in out and "nothing changed (pass --yes" in out
+    assert "guest 150 (old-vm) no longer exists" in out and "now belongs to 'pihole', not 'adguard'" in out
+    assert "keep only pve-mini1" in out
+    code, out, _ = run(capsys, "reconcile", "--dry-run", "--json", "--db", db, *conn)
+    assert json.loads(out)["applied"] is False and len(json.loads(out)["changes"]) == 4
+    with open_store(db) as store:
+        assert store.rules(C) == before
+    code, out, _ = run(capsys, "reconcile", "--yes", "--db", db, *conn)
+    assert code == 0 and "applied 4 change(s)" in out
+    with open_store(db) as store:
+        assert [(p.vmid, p.nodes) for p in store.pins(C)] == [(103, {"pve-mini1"})]
+        assert store.locks(C) == [] and store.reservations(C) == []
+    code, out, _ = run(capsys, "reconcile", "--db", db, *conn)
+    assert "nothing to reconcile" in out
