@@ -1,0 +1,224 @@
+"""The state machine without HTTP (determinism, load curves, scenarios, clock) and the faults,
+control API and ``pvetop sim`` command around it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+from proxmoxer.core import ResourceException
+
+from pvetop.cli import main
+from pvetop.sim import views
+from pvetop.sim.cluster import DEFAULT_START, SimCluster
+from pvetop.sim.errors import ScenarioError
+from pvetop.sim.load import LoadCurve
+from pvetop.sim.runner import INFO_KEYS
+from pvetop.sim.scenarios import list_scenarios, load_scenario
+from tests.sim.clients import raw, token_api
+from tests.sim.conftest import wait_until
+
+
+def resources_json(cluster: SimCluster) -> str:
+    return json.dumps(views.cluster_resources(cluster, None), sort_keys=True)
+
+
+def scripted(cluster: SimCluster) -> SimCluster:
+    """The same actions in the same order: a migration, a shutdown, time passing."""
+    cluster.step(30)
+    cluster.migrate("qemu", "pve-mini1", 103, {"target": "pve-big", "online": 1}, "root@pam")
+    cluster.step(17)
+    cluster.shutdown_node("pve-mini2")
+    cluster.step(3600)
+    return cluster
+
+
+def test_same_scenario_seed_and_steps_give_identical_resources():
+    first = scripted(SimCluster("homelab", seed=7, manual_clock=True))
+    second = scripted(SimCluster("homelab", seed=7, manual_clock=True))
+    assert resources_json(first) == resources_json(second)
+    other_seed = scripted(SimCluster("homelab", seed=8, manual_clock=True))
+    assert resources_json(first) != resources_json(other_seed)
+
+
+def test_same_seed_gives_identical_resources_over_https(make_sim):
+    bodies = []
+    for _ in range(2):
+        sim = make_sim("smb", seed=3)
+        sim.cluster.step(125)
+        bodies.append(raw(sim.info, "GET", "/cluster/resources").content)
+    assert bodies[0] == bodies[1]
+
+
+def test_manual_clock_only_moves_with_step():
+    cluster = SimCluster("homelab", manual_clock=True)
+    assert cluster.now == DEFAULT_START
+    cluster.sync()
+    assert cluster.now == DEFAULT_START
+    cluster.step(12.5)
+    assert cluster.now == DEFAULT_START + 12.5
+    with pytest.raises(ValueError):
+        cluster.step(-1)
+
+
+def test_live_clock_runs_at_its_speed_and_step_still_jumps():
+    cluster = SimCluster("homelab", speed=1000.0, start_time="2026-03-01T12:00:00Z")
+    wait_until(lambda: (cluster.sync(), cluster.now)[1] > cluster.start_time + 5, what="live time to pass")
+    before = cluster.now
+    cluster.step(3600)
+    assert cluster.now >= before + 3600
+
+
+def test_load_curves_are_pure_functions_of_time():
+    steady = LoadCurve(1, 100, "steady", 0.2, 0.5)
+    diurnal = LoadCurve(1, 101, "diurnal", 0.2, 0.5)
+    bursty = LoadCurve(1, 102, "bursty", 0.2, 0.5)
+    day = DEFAULT_START
+    assert steady.cpu_at(day + 4000) == LoadCurve(1, 100, "steady", 0.2, 0.5).cpu_at(day + 4000)
+    for t in range(int(day), int(day) + 86400, 600):
+        for curve in (steady, diurnal, bursty):
+            assert 0.0 <= curve.cpu_at(t) <= 1.0 and 0.0 < curve.mem_at(t) < 1.0
+        assert 0.15 <= steady.cpu_at(t) <= 0.25
+    night = sum(diurnal.cpu_at(day + 2 * 3600 + s) for s in range(0, 600, 10))
+    afternoon = sum(diurnal.cpu_at(day + 14 * 3600 + s) for s in range(0, 600, 10))
+    assert afternoon > 2 * night
+    levels = [bursty.cpu_at(day + 600 * i + 300) for i in range(144)]
+    assert max(levels) > 2 * 0.2 and min(levels) < 0.2
+
+
+def test_node_usage_is_the_sum_of_its_guests():
+    cluster = SimCluster("imbalanced", manual_clock=True)
+    resources = views.cluster_resources(cluster, None)
+    nodes = {r["node"]: r for r in resources if r["type"] == "node"}
+    assert nodes["pve1"]["mem"] > 3 * nodes["pve2"]["mem"]
+    assert nodes["pve1"]["cpu"] > 3 * nodes["pve2"]["cpu"]
+    guest_mem = sum(r["mem"] for r in resources if r["type"] in ("qemu", "lxc") and r["node"] == "pve1")
+    assert guest_mem < nodes["pve1"]["mem"] < guest_mem + 4 * 1024**3
+
+
+def test_rrddata_history_comes_from_the_same_curves():
+    cluster = SimCluster("homelab", manual_clock=True)
+    cluster.step(7200)
+    guest = cluster.guests[103]
+    average = views.guest_rrddata(cluster, guest, "hour", "AVERAGE")
+    peak = views.guest_rrddata(cluster, guest, "hour", "MAX")
+    assert len(average) == 70 and average[1]["time"] - average[0]["time"] == 60
+    assert average[-1]["time"] <= cluster.now
+    assert all(p["cpu"] >= a["cpu"] for p, a in zip(peak, average))
+    day = views.node_rrddata(cluster, cluster.nodes["pve-mini1"], "day", "AVERAGE")
+    assert len(day) == 70 and day[1]["time"] - day[0]["time"] == 1800
+
+
+def test_node_rrddata_shows_the_gap_while_a_node_was_off():
+    cluster = SimCluster("homelab", manual_clock=True)
+    cluster.shutdown_node("pve-big")
+    cluster.step(60 * 30)
+    rows = views.node_rrddata(cluster, cluster.nodes["pve-big"], "hour", "AVERAGE")
+    assert rows[-1] == {"time": rows[-1]["time"]}
+    assert "cpu" in rows[0]
+
+
+def test_builtin_scenarios():
+    assert set(list_scenarios()) >= {"homelab", "smb", "large", "quorum3", "imbalanced"}
+    smb = load_scenario("smb", seed=1)
+    assert len(smb.nodes) == 8 and len(smb.guests) == 200
+    assert len({g["name"] for g in smb.guests}) == 200
+    assert sum(1 for g in smb.guests if g.get("ha")) >= 30 and smb.ha_rules and smb.pools
+    large = load_scenario("large", seed=1)
+    assert (len(large.nodes), len(large.guests)) == (32, 4000)
+    homelab = load_scenario("homelab")
+    big = max(homelab.nodes, key=lambda n: n["memory_gib"])
+    assert big["memory_gib"] >= 4 * min(n["memory_gib"] for n in homelab.nodes) and big.get("mac")
+    assert load_scenario("smb", seed=2).guests != smb.guests
+
+
+def test_scenario_from_a_file_and_clear_errors(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps({
+        "name": "tiny", "nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
+        "storage": [{"storage": "local", "type": "dir"}],
+        "guests": [{"vmid": 100, "type": "lxc", "name": "ct", "node": "n1", "disks": [{"storage": "local"}]}],
+    }))
+    cluster = SimCluster(load_scenario(path), manual_clock=True)
+    assert list(cluster.guests) == [100]
+    with pytest.raises(ScenarioError, match="choose one of: .*homelab"):
+        load_scenario("nope")
+    path.write_text(json.dumps({"nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
+                                "guests": [{"vmid": 100, "type": "qemu", "name": "x", "node": "n2"}]}))
+    with pytest.raises(ScenarioError, match="unknown node 'n2'"):
+        load_scenario(path)
+    path.write_text("{not json")
+    with pytest.raises(ScenarioError, match="cannot read scenario file"):
+        load_scenario(path)
+
+
+def control(sim, path: str, body: dict | None = None) -> requests.Response:
+    url = f"{sim.info['control_url']}{path}"
+    if body is None:
+        return requests.get(url, verify=sim.info["ca_file"], timeout=15)
+    return requests.post(url, json=body, verify=sim.info["ca_file"], timeout=15)
+
+
+def test_control_api_steps_time_and_reports_state(homelab):
+    state = control(homelab, "/state").json()
+    assert state["scenario"] == "homelab" and state["manual_clock"] is True and state["quorate"] is True
+    stepped = control(homelab, "/step", {"seconds": 90}).json()
+    assert stepped["time"] == state["time"] + 90
+    assert control(homelab, "/step", {"seconds": "soon"}).status_code == 400
+    assert control(homelab, "/faults", {"error_rate": 2}).status_code == 400
+    assert control(homelab, "/faults", {"warp": 1}).status_code == 400
+
+
+def test_error_rate_answers_500(homelab):
+    control(homelab, "/faults", {"error_rate": 1.0})
+    with pytest.raises(ResourceException) as caught:
+        token_api(homelab.info).version.get()
+    assert caught.value.status_code == 500
+    control(homelab, "/faults", {"error_rate": 0})
+    assert token_api(homelab.info).version.get()["release"] == "9.2"
+
+
+def test_dropped_connections_and_outage_windows(homelab):
+    control(homelab, "/faults", {"drop_rate": 1.0})
+    with pytest.raises(requests.exceptions.ConnectionError):
+        raw(homelab.info, "GET", "/version")
+    control(homelab, "/faults", {"drop_rate": 0, "outage_seconds": 120})
+    with pytest.raises(requests.exceptions.ConnectionError):
+        raw(homelab.info, "GET", "/version")
+    homelab.cluster.step(120)
+    assert raw(homelab.info, "GET", "/version").status_code == 200
+
+
+def test_latency_fault_is_accepted_and_reported(homelab):
+    state = control(homelab, "/faults", {"latency_ms": 5}).json()
+    assert state["faults"]["latency_ms"] == 5
+    assert raw(homelab.info, "GET", "/version").status_code == 200
+
+
+def test_cli_unknown_scenario_exits_2_listing_the_valid_ones(capsys):
+    assert main(["sim", "--scenario", "nope"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown scenario 'nope'" in error and "homelab" in error and "large" in error
+
+
+def test_cli_serves_until_interrupted_and_writes_the_info_file(tmp_path):
+    info_file = tmp_path / "sim.json"
+    process = subprocess.Popen([sys.executable, "-m", "pvetop", "sim", "--scenario", "quorum3", "--speed", "10",
+                                "--info-file", str(info_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        wait_until(lambda: info_file.exists() and info_file.read_text().endswith("\n"), timeout=30,
+                   what="the info file")
+        info = json.loads(info_file.read_text())
+        assert tuple(info) == INFO_KEYS
+        assert token_api(info).cluster.status.get()[0]["name"] == "trio"
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert f"--host 127.0.0.1:{info['port']}" in out and info["token_value"] in out and info["fingerprint"] in out
