@@ -1,7 +1,10 @@
 """Where pvetop finds its cluster: TOML profiles, PVETOP_* variables and CLI options.
 
 Precedence is CLI option > environment variable > config-file profile, field by field, so a
-profile can hold the host and token name while the secret comes from the environment. Every
+profile can hold the host and token name while the secret comes from the environment.
+Variables: PVETOP_HOST (host[:port], comma list), PVETOP_USER, PVETOP_PASSWORD,
+PVETOP_TOKEN_NAME, PVETOP_TOKEN_VALUE, PVETOP_VERIFY_SSL (true/false/CA path),
+PVETOP_FINGERPRINT, PVETOP_TIMEOUT, PVETOP_DB. Every
 mistake raises ``UsageError`` naming the file, the key and the fix; secrets never reach a repr.
 
 Config file (``user_config_dir("pvetop")/config.toml``, or ``--config PATH``)::

@@ -99,17 +99,29 @@ class TicketAuth(ProxmoxHTTPAuthBase):
     def renew(self) -> None:
         """New ticket from the current one, or from the password if the ticket was refused."""
         with self._lock:
-            try:
-                self._post_ticket(self.ticket or self._password)
-            except LoginRejected:
-                self._post_ticket(self._password)
+            self._renew_locked()
 
     def renew_if_due(self, *, early: float = 0.0) -> bool:
-        """Renews when the ticket is ``TICKET_RENEW_AFTER`` (minus ``early``) seconds old."""
-        if self.ticket is None or self._clock() - self.issued_at < TICKET_RENEW_AFTER - early:
+        """Renews when the ticket is ``TICKET_RENEW_AFTER`` (minus ``early``) seconds old.
+
+        Checked again under the lock, so threads that find it due together renew it once.
+        """
+        if not self._due(early):
             return False
-        self.renew()
-        return True
+        with self._lock:
+            if not self._due(early):
+                return False
+            self._renew_locked()
+            return True
+
+    def _due(self, early: float) -> bool:
+        return self.ticket is not None and self._clock() - self.issued_at >= TICKET_RENEW_AFTER - early
+
+    def _renew_locked(self) -> None:
+        try:
+            self._post_ticket(self.ticket or self._password)
+        except LoginRejected:
+            self._post_ticket(self._password)
 
     def _post_ticket(self, password: str) -> None:
         response = self._session.post(
@@ -118,11 +130,16 @@ class TicketAuth(ProxmoxHTTPAuthBase):
         if response.status_code in (401, 403):
             raise LoginRejected(response.status_code, response.reason or "authentication failure")
         response.raise_for_status()
-        data = response.json()["data"]
-        if data.get("NeedTFA"):
+        try:
+            data = response.json()["data"]
+            need_tfa = data.get("NeedTFA")
+            ticket, csrf_token = data["ticket"], data["CSRFPreventionToken"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise LoginRejected(response.status_code, "unexpected answer to POST /access/ticket "
+                                                      "(is this a Proxmox VE API?)") from None
+        if need_tfa:
             raise LoginRejected(401, "the account needs a second factor (TFA); use an API token instead")
-        self.ticket = data["ticket"]
-        self.csrf_token = data["CSRFPreventionToken"]
+        self.ticket, self.csrf_token = ticket, csrf_token
         self.issued_at = self._clock()
 
     def get_cookies(self):
