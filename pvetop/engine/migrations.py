@@ -1,0 +1,415 @@
+"""Runs planned migrations: a queue with concurrency limits, live task tracking, a journal.
+
+The executor is plain asyncio so the Textual app (its own loop) and the CLI (``asyncio.run``)
+share it; every blocking API or store call goes through ``asyncio.to_thread``. A job starts when
+fewer than ``Limits.max_parallel`` migrations run cluster-wide and fewer than
+``Limits.max_per_source`` leave its source node; queued jobs start in submission order as soon as
+their turn allows. Each running job polls its task (status + new log lines: 2 requests per poll)
+and exposes the progress parsed from the log. HA-managed guests migrate through PVE's HA
+manager: the migrate call returns a ``hamigrate`` task; once it is done the executor finds the
+``qmigrate``/``vzmigrate`` task the manager started and follows that one.
+
+Every start, refusal and result is journaled (``store.journal``) under the job's actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from functools import partial
+from typing import Any
+
+from pvetop.errors import PvetopError, UsageError
+from pvetop.model import Guest
+from pvetop.policy.placement import PlannedMove
+from pvetop.pve import actions, tasks
+from pvetop.pve.tasks import Progress, TaskStatus
+
+SETTING_MAX_PARALLEL = "migrations.max_parallel"
+SETTING_MAX_PER_SOURCE = "migrations.max_per_source"
+DEFAULT_MAX_PARALLEL = 2  # DESIGN §5 and the evacuation issue: 2 cluster-wide
+DEFAULT_MAX_PER_SOURCE = 1  # DESIGN §5: one migration leaving a node at a time
+ACTORS = ("user", "balancer", "power")
+MAX_POLL_ERRORS = 30  # consecutive failed polls before a job is reported as lost
+HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real migration
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How many migrations may run at once: cluster-wide, and leaving any one node."""
+
+    max_parallel: int = DEFAULT_MAX_PARALLEL
+    max_per_source: int = DEFAULT_MAX_PER_SOURCE
+
+    def __post_init__(self) -> None:
+        for name in ("max_parallel", "max_per_source"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+                raise UsageError(f"{name} must be a whole number between 1 and 64, not {value!r}")
+
+    @classmethod
+    def from_store(cls, store: Any, cluster: str) -> Limits:
+        """The cluster's settings (``migrations.max_parallel``/``max_per_source``), else the defaults."""
+        if store is None:
+            return cls()
+        return cls(max_parallel=store.get_setting(cluster, SETTING_MAX_PARALLEL, DEFAULT_MAX_PARALLEL),
+                   max_per_source=store.get_setting(cluster, SETTING_MAX_PER_SOURCE, DEFAULT_MAX_PER_SOURCE))
+
+
+@dataclass(frozen=True, slots=True)
+class MoveOptions:
+    """What the user may add to a planned move: a bandwidth cap, a container restart timeout."""
+
+    bwlimit_kib: int | None = None  # KiB/s, PVE's unit
+    restart_timeout: int | None = None  # seconds a container gets to shut down (restart mode)
+
+    def __post_init__(self) -> None:
+        for name in ("bwlimit_kib", "restart_timeout"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise UsageError(f"{name.replace('_', ' ')} must be a positive whole number, not {value!r}")
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(eq=False)
+class MigrationJob:
+    """One planned move and everything known about its execution so far (mutated by the executor)."""
+
+    id: int
+    move: PlannedMove
+    options: MoveOptions
+    actor: str
+    queued_at: float
+    state: JobState = JobState.QUEUED
+    upid: str | None = None  # the qmigrate/vzmigrate task
+    ha_upid: str | None = None  # the hamigrate task when the HA manager moves the guest
+    progress: Progress = field(default_factory=Progress)
+    log: list[str] = field(default_factory=list)  # every task line seen, hamigrate's first
+    exitstatus: str | None = None
+    error: str | None = None  # why it failed, in PVE's words (refusal text or the log's error line)
+    started_at: float | None = None
+    finished_at: float | None = None
+    stop_requested: bool = False
+
+    @property
+    def vmid(self) -> int:
+        return self.move.vmid
+
+    @property
+    def via_ha(self) -> bool:
+        return self.ha_upid is not None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state is JobState.SUCCEEDED
+
+    @property
+    def label(self) -> str:
+        name = f" ({self.move.name})" if self.move.name else ""
+        return f"{self.move.vmid}{name} {self.move.source} → {self.move.target}"
+
+    def duration(self, now: float) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or now) - self.started_at
+
+    def as_dict(self) -> dict[str, Any]:
+        """The job for ``--json`` output."""
+        move = self.move
+        return {
+            "vmid": move.vmid, "name": move.name, "type": move.type, "source": move.source,
+            "target": move.target, "online": move.online, "restart": move.restart,
+            "with_local_disks": bool(move.with_local_disks), "bwlimit_kib": self.options.bwlimit_kib,
+            "state": self.state.value, "upid": self.upid, "ha_upid": self.ha_upid, "via_ha": self.via_ha,
+            "exitstatus": self.exitstatus, "error": self.error,
+            "transferred_bytes": self.progress.transferred_bytes, "total_bytes": self.progress.total_bytes,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+        }
+
+
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+def failure_line(lines: Iterable[str]) -> str | None:
+    """The log line that says why a task failed: the last ``ERROR:`` line, without its time stamp."""
+    found = None
+    for line in lines:
+        text = _STAMP.sub("", line.strip())
+        if "ERROR" in text and not text.startswith("TASK ERROR"):
+            found = text
+    return found
+
+
+def guest_of(move: PlannedMove) -> Guest:
+    """The little of a guest the migrate endpoint needs: where it is, what it is, whether it runs."""
+    return Guest(vmid=move.vmid, type=move.type, node=move.source, name=move.name,
+                 status="running" if move.online or move.restart else "stopped")
+
+
+class _Lost(PvetopError):
+    """The task could not be read for too long; it may still run on the cluster."""
+
+
+UpdateCallback = Callable[[MigrationJob], None]
+
+
+class MigrationExecutor:
+    """Queues planned moves and runs them through ``pve.actions`` within ``limits``.
+
+    ``on_update(job)`` is called in the event loop after every change of a job (state, progress,
+    log) — the UI posts a message from it, the CLI prints a line. ``poll`` is the seconds between
+    two reads of a running task.
+    """
+
+    def __init__(self, client: Any, *, store: Any = None, cluster: str = "", limits: Limits | None = None,
+                 poll: float = 1.0, on_update: UpdateCallback | None = None,
+                 clock: Callable[[], float] = time.time, ha_followup_timeout: float = HA_FOLLOWUP_TIMEOUT) -> None:
+        self.client = client
+        self.store = store
+        self.cluster = cluster
+        self.limits = limits or Limits()
+        self.poll = poll
+        self.on_update = on_update
+        self.clock = clock
+        self.ha_followup_timeout = ha_followup_timeout
+        self.jobs: list[MigrationJob] = []
+        self._ids = itertools.count(1)
+        self._turn = asyncio.Condition()
+        self._active: list[MigrationJob] = []
+        self._runners: dict[int, asyncio.Task] = {}
+
+    # --- public ----------------------------------------------------------------------------------
+
+    def submit(self, move: PlannedMove, options: MoveOptions | None = None, *, actor: str = "user") -> MigrationJob:
+        """Queues a move; it starts as soon as the limits allow. Must be called in the event loop."""
+        if actor not in ACTORS:
+            raise UsageError(f"actor {actor!r} is not one of {', '.join(ACTORS)}")
+        if move.source == move.target:
+            raise UsageError(f"guest {move.vmid} is already on {move.target}")
+        busy = self.job_for(move.vmid)
+        if busy is not None:
+            raise UsageError(f"guest {move.vmid} is already being migrated ({busy.label})")
+        job = MigrationJob(id=next(self._ids), move=move, options=options or MoveOptions(), actor=actor,
+                           queued_at=self.clock())
+        self.jobs.append(job)
+        self._runners[job.id] = asyncio.get_running_loop().create_task(self._run(job), name=f"migrate-{move.vmid}")
+        self._changed(job)
+        return job
+
+    def job_for(self, vmid: int) -> MigrationJob | None:
+        """The unfinished job moving ``vmid``, if any."""
+        return next((job for job in self.jobs if job.vmid == vmid and not job.state.finished), None)
+
+    @property
+    def active(self) -> tuple[MigrationJob, ...]:
+        return tuple(self._active)
+
+    @property
+    def busy(self) -> bool:
+        return any(not job.state.finished for job in self.jobs)
+
+    async def wait(self, jobs: Iterable[MigrationJob] | None = None) -> list[MigrationJob]:
+        """Waits until the given jobs (default: all submitted so far) have finished."""
+        chosen = list(self.jobs if jobs is None else jobs)
+        runners = [self._runners[job.id] for job in chosen if job.id in self._runners]
+        if runners:
+            await asyncio.gather(*runners, return_exceptions=True)
+        return chosen
+
+    async def stop(self, job: MigrationJob) -> None:
+        """Cancels a queued job, or asks PVE to stop the running task (the job then fails)."""
+        if job.state.finished:
+            return
+        job.stop_requested = True
+        if job.state is JobState.QUEUED:
+            async with self._turn:
+                self._turn.notify_all()
+            return
+        upid = job.upid or job.ha_upid
+        if upid is not None:
+            await asyncio.to_thread(tasks.stop_task, self.client, upid)
+
+    async def aclose(self) -> None:
+        """Stops tracking (tasks keep running on the cluster): for an app that is quitting."""
+        for runner in self._runners.values():
+            runner.cancel()
+        await asyncio.gather(*self._runners.values(), return_exceptions=True)
+
+    # --- scheduling ------------------------------------------------------------------------------
+
+    def _may_start(self, job: MigrationJob) -> bool:
+        """Room cluster-wide and on the job's source; waiters wake in FIFO order, so queued jobs
+        start in submission order whenever their turn allows."""
+        if len(self._active) >= self.limits.max_parallel:
+            return False
+        from_source = sum(1 for other in self._active if other.move.source == job.move.source)
+        return from_source < self.limits.max_per_source
+
+    async def _run(self, job: MigrationJob) -> None:
+        async with self._turn:
+            await self._turn.wait_for(lambda: job.stop_requested or self._may_start(job))
+            if job.stop_requested:
+                job.state = JobState.CANCELLED
+                job.finished_at = self.clock()
+                job.error = "cancelled before it started"
+                self._turn.notify_all()
+                self._changed(job)
+                return
+            job.state = JobState.STARTING
+            job.started_at = self.clock()
+            self._active.append(job)
+            self._changed(job)
+        try:
+            await self._execute(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not take the queue down: the job shows it
+            self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            async with self._turn:
+                if job in self._active:
+                    self._active.remove(job)
+                self._turn.notify_all()
+
+    # --- one migration ---------------------------------------------------------------------------
+
+    async def _execute(self, job: MigrationJob) -> None:
+        move = job.move
+        guest = guest_of(move)
+        try:
+            if move.with_local_disks is None:  # a running VM planned without its precondition
+                precondition = await asyncio.to_thread(actions.migrate_precondition, self.client, guest, move.target)
+                job.move = move = replace(move, with_local_disks=bool(precondition.local_disks))
+            upid = await asyncio.to_thread(
+                partial(actions.migrate, self.client, guest, move.target, online=move.online if move.type == "qemu"
+                        else None, with_local_disks=bool(move.with_local_disks),
+                        bwlimit_kib=job.options.bwlimit_kib, restart=move.restart if move.type == "lxc" else None,
+                        restart_timeout=job.options.restart_timeout if move.type == "lxc" else None))
+        except PvetopError as exc:
+            await self._journal(job, f"refused: {exc.message}")
+            self._finish(job, JobState.FAILED, error=exc.message)
+            return
+        job.state = JobState.RUNNING
+        if tasks.parse_upid(upid).type == "hamigrate":
+            job.ha_upid = upid
+        else:
+            job.upid = upid
+        if job.stop_requested:  # asked to stop while the request was on its way
+            await asyncio.to_thread(tasks.stop_task, self.client, upid)
+        await self._journal(job, "started")
+        self._changed(job)
+        try:
+            if job.via_ha:
+                ha_status = await self._follow(job, upid, main=False)
+                if ha_status.failed:
+                    self._fail_from(job, ha_status, [])
+                    await self._journal(job, f"failed: {job.error}")
+                    return
+                job.upid = await self._await_followup(job, guest, since=tasks.parse_upid(upid).starttime)
+                self._changed(job)
+            status = await self._follow(job, job.upid, main=True)
+        except _Lost as exc:
+            self._finish(job, JobState.FAILED, error=exc.message)
+            await self._journal(job, f"failed: {exc.message}")
+            return
+        if status.succeeded:
+            job.exitstatus = status.exitstatus
+            self._finish(job, JobState.SUCCEEDED)
+            await self._journal(job, "ok")
+        else:
+            self._fail_from(job, status, job.log)
+            await self._journal(job, f"failed: {job.error}")
+
+    async def _follow(self, job: MigrationJob, upid: str, *, main: bool) -> TaskStatus:
+        """Polls one task until it stops, appending its new log lines to the job."""
+        lines: list[str] = []
+        errors = 0
+        while True:
+            try:
+                status = await asyncio.to_thread(tasks.task_status, self.client, upid)
+                new = await asyncio.to_thread(tasks.task_log, self.client, upid, start=len(lines))
+            except PvetopError as exc:  # the network or a node hiccuped; the task runs on regardless
+                errors += 1
+                if errors >= MAX_POLL_ERRORS:
+                    raise _Lost(f"lost track of task {upid} ({exc.message}); it may still be running") from None
+                await asyncio.sleep(self.poll)
+                continue
+            errors = 0
+            if new:
+                lines.extend(new)
+                job.log.extend(new)
+                if main:
+                    job.progress = tasks.parse_migration_progress(lines)
+                self._changed(job)
+            if not status.running:
+                return status
+            await asyncio.sleep(self.poll)
+
+    async def _await_followup(self, job: MigrationJob, guest: Guest, *, since: int) -> str:
+        """The HA manager's own migration task for the guest, once it has started it."""
+        deadline = time.monotonic() + self.ha_followup_timeout
+        errors = 0
+        while True:
+            try:
+                upid = await asyncio.to_thread(actions.find_followup_migration, self.client, guest, since=since)
+                errors = 0
+            except PvetopError as exc:
+                errors += 1
+                if errors >= MAX_POLL_ERRORS:
+                    raise _Lost(f"cannot list tasks of {guest.node} ({exc.message})") from None
+                upid = None
+            if upid is not None:
+                return upid
+            if time.monotonic() >= deadline:
+                raise _Lost(f"the HA manager did not start the migration within {self.ha_followup_timeout:g} s "
+                            "(check the HA state of the guest)")
+            await asyncio.sleep(self.poll)
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+
+    def _fail_from(self, job: MigrationJob, status: TaskStatus, lines: list[str]) -> None:
+        reason = failure_line(lines or job.log)
+        job.exitstatus = status.exitstatus
+        text = status.exitstatus or "failed"
+        self._finish(job, JobState.FAILED, error=f"{text}: {reason}" if reason and reason != text else text)
+
+    def _finish(self, job: MigrationJob, state: JobState, *, error: str | None = None) -> None:
+        job.state = state
+        job.error = error
+        job.finished_at = self.clock()
+        if job.progress.total_bytes is None and state is JobState.SUCCEEDED:
+            job.progress = Progress(finished=True)
+        self._changed(job)
+
+    def _changed(self, job: MigrationJob) -> None:
+        if self.on_update is not None:
+            self.on_update(job)
+
+    async def _journal(self, job: MigrationJob, result: str) -> None:
+        if self.store is None or not self.cluster:
+            return
+        move = job.move
+        params = {"source": move.source, "target": move.target, "type": move.type, "name": move.name,
+                  "online": move.online, "restart": move.restart, "with_local_disks": bool(move.with_local_disks),
+                  "bwlimit_kib": job.options.bwlimit_kib, "via_ha": job.via_ha, "reason": move.reason}
+        await asyncio.to_thread(self.store.journal, self.cluster, job.actor, "migrate", f"guest/{move.vmid}",
+                                params, result, job.upid or job.ha_upid)
+
+
