@@ -313,7 +313,7 @@ class PveClient:
 
     def fetch_snapshot(self) -> ClusterSnapshot:
         """``GET /cluster/resources`` + ``GET /cluster/status`` -> ClusterSnapshot (exactly 2 requests)."""
-        before = self.request_count
+        before = self._counter.this_thread
         resources = self.get("cluster/resources")
         status = self.get("cluster/status")
         with self._lock:
@@ -322,7 +322,7 @@ class PveClient:
                 self._snapshots_since_slow += 1
         try:
             return build_snapshot(resources, status, crs=crs, ha_rules=rules, votes=votes,
-                                  fetched_at=self._clock(), api_requests=self.request_count - before)
+                                  fetched_at=self._clock(), api_requests=self._counter.this_thread - before)
         except MalformedAnswer as exc:
             raise ApiError(200, f"unexpected answer from {self.active_host}: {exc}") from None
 

@@ -22,15 +22,25 @@ TICKET_RENEW_AFTER = 3600.0  # seconds; PVE tickets expire after 2 h
 
 
 class RequestCounter:
-    """Thread-safe count of HTTP requests actually sent (the ≤2-per-refresh proof)."""
+    """Count of HTTP requests actually sent (the ≤2-per-refresh proof), in total and per thread.
+
+    The per-thread figure lets a refresh report its own cost while a detail pane's calls run
+    on another thread.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._local = threading.local()
         self.value = 0
 
     def increment(self) -> None:
         with self._lock:
             self.value += 1
+        self._local.count = self.this_thread + 1
+
+    @property
+    def this_thread(self) -> int:
+        return getattr(self._local, "count", 0)
 
 
 def silence_insecure_request_warnings() -> None:

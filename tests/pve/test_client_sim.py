@@ -288,3 +288,22 @@ def test_plain_http_port_is_a_handshake_error_not_a_certificate_one():
         with pytest.raises(ConnectionFailed, match="TLS handshake with 127.0.0.1:.* failed") as caught:
             PveClient.connect(settings)
         assert "HTTPS, 8006" in str(caught.value)
+
+
+def test_api_requests_counts_only_the_refresh_own_requests(client):
+    """A detail pane calling from another thread must not inflate the refresh's figure."""
+    node = client.fetch_snapshot().nodes[0].name
+    stop = threading.Event()
+
+    def detail_pane():
+        while not stop.is_set():
+            client.node_status(node)
+
+    worker = threading.Thread(target=detail_pane)
+    worker.start()
+    try:
+        snapshots = [client.fetch_snapshot() for _ in range(5)]
+    finally:
+        stop.set()
+        worker.join()
+    assert {snap.api_requests for snap in snapshots} == {2}
