@@ -69,6 +69,29 @@ CONSUMER_EXPECTATIONS: dict[tuple[str, str], Schema] = {
             },
         },
     },
+    # PVE parses these datacenter.cfg property strings into objects before answering
+    # (PVE::DataCenterConfig::parse_datacenter_config); pvetop reads crs to detect PVE's own
+    # HA rebalancing (DESIGN §3).
+    ("GET", "/cluster/options"): {
+        "type": "object",
+        "properties": {
+            "crs": {
+                "type": "object",
+                "optional": 1,
+                "properties": {
+                    "ha": {"type": "string", "enum": ["basic", "static", "dynamic"], "optional": 1},
+                    "ha-auto-rebalance": {"type": "boolean", "optional": 1},
+                    "ha-rebalance-on-start": {"type": "boolean", "optional": 1},
+                },
+            },
+            "migration": {
+                "type": "object",
+                "optional": 1,
+                "properties": {"type": {"type": "string", "enum": ["secure", "insecure"], "optional": 1}},
+            },
+            "ha": {"type": "object", "optional": 1},
+        },
+    },
     # ProxLB computes node load from these /nodes fields of every online node.
     ("GET", "/nodes"): {
         "type": "array",

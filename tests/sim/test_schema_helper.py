@@ -181,3 +181,14 @@ def test_env_var_locates_the_schema_when_it_is_not_beside_the_repo(monkeypatch, 
     monkeypatch.setattr(pve_schema, "__file__", str(tmp_path / "repo" / "tests" / "pve_schema.py"))
     monkeypatch.setenv(pve_schema.SHARED_ENV_VAR, str(shared))
     assert pve_schema.schema_file() == shared / "reference" / real.name
+
+
+def test_cluster_options_property_strings_must_arrive_parsed():
+    parsed = {"crs": {"ha": "static", "ha-auto-rebalance": 1}, "migration": {"type": "secure"},
+              "ha": {"shutdown_policy": "conditional"}, "keyboard": "en-us"}
+    assert check_response("GET", "/cluster/options", parsed) == []
+    raw_strings = {"crs": "ha=static,ha-auto-rebalance=1", "migration": "type=secure"}
+    assert check_response("GET", "/cluster/options", raw_strings) == [
+        'data.crs: expected object, got "ha=static,ha-auto-rebalance=1"',
+        'data.migration: expected object, got "type=secure"',
+    ]
