@@ -1,0 +1,149 @@
+"""`pvetop migrate` and `pvetop evacuate` against the simulator (manual clock, stepped by the test)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import pytest
+
+from pvetop.cli import main
+from pvetop.store import open_store
+from tests.engine.simdrive import drive_thread, guest_node, migration_tasks, running_sim, set_failure_rate
+
+
+@pytest.fixture
+def sim():
+    with running_sim() as running:
+        yield running
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "rules.sqlite")
+
+
+def connection(sim, db: str) -> list[str]:
+    info = sim.info
+    return ["--host", f"{info['host']}:{info['port']}", "--user", info["user"], "--token-name", info["token_name"],
+            "--token-value", info["token_value"], "--verify-ssl", info["ca_file"], "--db", db]
+
+
+def run(sim, db, capsys, *argv: str) -> tuple[int, str, str]:
+    """Runs ``pvetop ARGV`` in a thread while simulated time moves; returns (code, stdout, stderr)."""
+    command, *rest = argv
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault("code", main([command, *rest, "--poll", "0.01", *connection(sim, db)])))
+    thread.start()
+    drive_thread(sim, thread)
+    out, err = capsys.readouterr()
+    return result["code"], out, err
+
+
+def test_migrate_wait_json_exits_0_with_the_tasks_result(sim, db, capsys):
+    code, out, err = run(sim, db, capsys, "migrate", "103", "pve-big", "--wait", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["state"] == "ok" and result["exitstatus"] == "OK" and result["target"] == "pve-big"
+    assert result["upid"].startswith("UPID:pve-mini1:") and ":qmigrate:103:" in result["upid"]
+    assert "% (" in err  # progress lines go to stderr while stdout carries the JSON
+    assert guest_node(sim, 103) == "pve-big"
+    with open_store(db) as store:
+        assert [e.result for e in store.recent_journal("homelab")] == ["ok", "started"]
+
+
+def test_migrate_refused_by_pve_exits_4_with_its_text(sim, db, capsys):
+    code, out, err = run(sim, db, capsys, "migrate", "103", "pve-big", "--offline", "--wait", "--json")
+    assert code == 4
+    assert json.loads(out)["state"] == "failed"
+    assert "can't migrate running VM without --online" in err
+    assert guest_node(sim, 103) == "pve-mini1"
+
+
+def test_local_disk_vm_needs_the_flag_and_then_succeeds(sim, db, capsys):
+    code, out, err = run(sim, db, capsys, "migrate", "104", "pve-big", "--wait")
+    assert code == 4 and "has local disks" in err and "--with-local-disks" in err
+    assert migration_tasks(sim) == []
+
+    code, out, err = run(sim, db, capsys, "migrate", "104", "pve-big", "--wait", "--with-local-disks")
+    assert code == 0, err
+    assert "done" in out and "task: UPID:" in out
+    assert guest_node(sim, 104) == "pve-big"
+
+
+def test_migrate_without_wait_returns_once_started(sim, db, capsys):
+    code, out, err = run(sim, db, capsys, "migrate", "102", "pve-mini2", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["state"] == "running" and ":vzmigrate:102:" in result["upid"] and result["restart"]
+
+
+def test_ha_guest_goes_through_the_ha_manager(sim, db, capsys):
+    code, out, err = run(sim, db, capsys, "migrate", "100", "pve-big", "--wait", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["via_ha"] and ":hamigrate:100:" in result["ha_upid"] and ":qmigrate:100:" in result["upid"]
+    assert "HA-managed" in err
+
+
+def test_injected_failure_exits_4_with_the_log_line(sim, db, capsys):
+    set_failure_rate(sim, 1.0)
+    code, out, err = run(sim, db, capsys, "migrate", "103", "pve-big", "--wait")
+    assert code == 4
+    assert "failed: migration aborted: ERROR: migration aborted" in err
+    assert guest_node(sim, 103) == "pve-mini1"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("migrate", "999", "pve-big"), "no guest 999"),
+    (("migrate", "abc", "pve-big"), "is not a number"),
+    (("migrate", "103", "nowhere"), "no node 'nowhere'"),
+    (("migrate", "103", "pve-mini1"), "already on this node"),
+    (("migrate", "103", "pve-big", "--bwlimit", "0"), "--bwlimit"),
+    (("evacuate", "nowhere", "--yes"), "no node 'nowhere'"),
+])
+def test_bad_usage_is_a_clear_error(sim, db, capsys, argv, message):
+    code, out, err = run(sim, db, capsys, *argv)
+    assert code in (2, 4) and message in err and "Traceback" not in err
+
+
+def test_evacuate_without_terminal_or_yes_refuses(sim, db, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1")
+    assert code == 2
+    assert "needs a confirmation and stdin is not a terminal" in err and "--yes" in err
+    assert "evacuate pve-mini1: 7 move(s)" in out  # the plan was shown
+    assert migration_tasks(sim) == []
+
+
+def test_evacuate_yes_json_moves_everything_and_marks_maintenance(sim, db, capsys):
+    with open_store(db) as store:
+        store.reserve_node("homelab", "pve-mini2")
+    code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1", "--yes", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["complete"] and len(result["moves"]) == 7
+    assert {move["target"] for move in result["moves"]} == {"pve-big"}
+    assert all(move["state"] == "ok" for move in result["moves"])
+    with open_store(db) as store:
+        assert [m.node for m in store.maintenance("homelab")] == ["pve-mini1"]
+
+    code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1", "--clear-maintenance")
+    assert code == 0 and "maintenance cleared" in out
+    with open_store(db) as store:
+        assert store.maintenance("homelab") == []
+
+
+def test_evacuate_leaves_pinned_guests_unless_told(sim, db, capsys):
+    with open_store(db) as store:
+        store.pin_guest("homelab", 105, "paperless", ["pve-mini1"])
+    code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1", "--yes")
+    assert code == 4
+    assert "held by a pin or lock (1)" in out and "1 left on pve-mini1 (105)" in out
+    assert guest_node(sim, 105) == "pve-mini1"
+
+    code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1", "--yes", "--move-pinned")
+    assert code == 0, err
+    assert guest_node(sim, 105) != "pve-mini1"
