@@ -74,8 +74,9 @@ class PveClient:
                                            timeout=settings.timeout, verify_ssl=self._verify)
             self._session.auth = self._ticket_auth
         serializer = JsonSerializer()
-        self._roots = [ProxmoxResource(base_url=_base_url(host, port), session=self._session, serializer=serializer)
-                       for host, port in settings.hosts]
+        self._base_urls = [_base_url(host, port) for host, port in settings.hosts]
+        self._roots = [ProxmoxResource(base_url=url, session=self._session, serializer=serializer)
+                       for url in self._base_urls]
         self._active = 0
         self._lock = threading.Lock()
         self._crs = CrsOptions()
@@ -91,16 +92,23 @@ class PveClient:
         """A client that has proven it can talk to the cluster: ``GET /version``, then the slow data."""
         client = cls(settings, **kwargs)
         try:
-            version = client.get("version")
+            client.version = client._check_version()
+            client.refresh_slow_data()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _check_version(self) -> dict[str, Any]:
+        try:
+            version = self.get("version")
         except ApiError as exc:  # answered, but not like PVE: a wrong port or another service
-            raise ConnectionFailed(f"{client.active_host} does not answer like a Proxmox VE API: {exc.message}",
+            raise ConnectionFailed(f"{self.active_host} does not answer like a Proxmox VE API: {exc.message}",
                                    hint="check the host and port (PVE listens on 8006)") from None
         if not isinstance(version, dict) or "version" not in version:
-            raise ConnectionFailed(f"{client.active_host} does not answer like a Proxmox VE API (GET /version)",
+            raise ConnectionFailed(f"{self.active_host} does not answer like a Proxmox VE API (GET /version)",
                                    hint="check the host and port (PVE listens on 8006)")
-        client.version = version
-        client.refresh_slow_data()
-        return client
+        return version
 
     @property
     def request_count(self) -> int:
@@ -195,7 +203,7 @@ class PveClient:
         auth = self._ticket_auth
         if auth is None:
             return
-        base_url = self._roots[index]._store["base_url"]
+        base_url = self._base_urls[index]
         try:
             if auth.ticket is None or auth.base_url != base_url:
                 if auth.ticket is None:
