@@ -203,13 +203,9 @@ class PveClient:
         auth = self._ticket_auth
         if auth is None:
             return
-        base_url = self._base_urls[index]
         try:
-            if auth.ticket is None or auth.base_url != base_url:
-                if auth.ticket is None:
-                    auth.login(base_url)
-                else:  # failed over: the ticket is valid cluster-wide, renewals go to the new host
-                    auth.base_url = base_url
+            if auth.ticket is None or auth.base_url != self._base_urls[index]:
+                auth.ensure(self._base_urls[index])
             auth.renew_if_due()
         except LoginRejected as exc:
             raise self._login_error(exc, index) from None

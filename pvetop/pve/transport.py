@@ -79,7 +79,7 @@ class LoginRejected(Exception):
 class TicketAuth(ProxmoxHTTPAuthBase):
     """User/password auth: PVEAuthCookie ticket + CSRF header on writes, renewed before expiry.
 
-    Logs in lazily (``login``) so the client can fail over between hosts first; renews with the
+    Logs in lazily (``ensure``) so the client can fail over between hosts first; renews with the
     current ticket and falls back to the password when the ticket has already expired (a laptop
     that slept through the 2 h).
     """
@@ -100,11 +100,13 @@ class TicketAuth(ProxmoxHTTPAuthBase):
     def __repr__(self) -> str:
         return f"TicketAuth(username={self.username!r}, ticket={'***' if self.ticket else None})"
 
-    def login(self, base_url: str) -> None:
-        """Fresh ticket from ``base_url`` with the password; raises ``LoginRejected`` on 401."""
+    def ensure(self, base_url: str) -> None:
+        """Logs in at ``base_url`` the first time; later only points renewals at it (a failover:
+        tickets are valid cluster-wide). Raises ``LoginRejected`` on 401."""
         with self._lock:
             self.base_url = base_url
-            self._post_ticket(self._password)
+            if self.ticket is None:
+                self._post_ticket(self._password)
 
     def renew(self) -> None:
         """New ticket from the current one, or from the password if the ticket was refused."""

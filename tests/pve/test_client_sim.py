@@ -112,7 +112,7 @@ def test_ticket_is_renewed_before_its_two_hours(homelab):
     _, bare = build_sessions(CountingAdapter(counter), None)
     auth = TicketAuth(info["user"], info["password"], bare, timeout=5, verify_ssl=info["ca_file"],
                       clock=lambda: now[0])
-    auth.login(f"https://{info['host']}:{info['port']}/api2/json")
+    auth.ensure(f"https://{info['host']}:{info['port']}/api2/json")
     assert auth.ticket and counter.value == 1
     now[0] += TICKET_RENEW_AFTER - 1
     assert not auth.renew_if_due() and counter.value == 1
