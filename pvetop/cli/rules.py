@@ -8,12 +8,14 @@ or node exists before a rule names it. Reading or removing rules also works offl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,23 @@ def _open_store(args: argparse.Namespace):
     from pvetop.store import open_store
 
     return open_store(resolve_db(args))
+
+
+@contextlib.contextmanager
+def dashboard_store(args: argparse.Namespace) -> Iterator[Any]:
+    """The dashboard's rules store, opened before connecting so a bad ``--db`` fails at once.
+
+    With ``--demo`` and no ``--db``, a throwaway file: demo pins must never land in the real
+    store under a cluster name ("homelab") a real cluster may also have.
+    """
+    from pvetop.store import open_store
+
+    if getattr(args, "demo", None) and not common.option(args, "db"):
+        with tempfile.TemporaryDirectory(prefix="pvetop-demo-") as tmp, open_store(str(Path(tmp) / "demo.sqlite")) as store:
+            yield store
+        return
+    with _open_store(args) as store:
+        yield store
 
 
 def _connect(args: argparse.Namespace):

@@ -27,9 +27,14 @@ DIALOG_CSS = """
 {name} .dialog-title {{ text-style: bold; margin-bottom: 1; }}
 {name} .dialog-hint {{ color: $text-muted; margin-top: 1; }}
 {name} .dialog-error {{ color: $error; }}
-{name} SelectionList {{ height: auto; max-height: 20; }}
 {name} Horizontal {{ height: auto; margin-top: 1; }}
 """
+
+
+def _fit(selection: SelectionList) -> SelectionList:
+    """Tall enough for every option (up to 15 lines; it scrolls past that), plus its border."""
+    selection.styles.height = selection.styles.max_height = min(selection.option_count, 15) + 2
+    return selection
 
 
 class NodeSetDialog(ModalScreen[frozenset[str] | None]):
@@ -54,7 +59,7 @@ class NodeSetDialog(ModalScreen[frozenset[str] | None]):
                         classes="dialog-hint")
 
     def on_mount(self) -> None:
-        self.query_one(SelectionList).focus()
+        _fit(self.query_one(SelectionList)).focus()
 
     def action_save(self) -> None:
         self.dismiss(frozenset(self.query_one(SelectionList).selected))
@@ -169,7 +174,7 @@ class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
         self.items, self.message = self.load()
         await self.recompose()
         if self.items:
-            self.query_one(SelectionList).focus()
+            _fit(self.query_one(SelectionList)).focus()
 
     def action_apply(self) -> None:
         if self.items:
