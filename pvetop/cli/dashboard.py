@@ -60,12 +60,15 @@ def _cluster_source(args: argparse.Namespace) -> Iterator[object]:
 
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
+    from pvetop.cli.rules import dashboard_store
     from pvetop.ui.app import PvetopApp  # Textual loads only when the dashboard opens
+    from pvetop.ui.rules import install_rules
 
     source_cm = _demo_source(args.demo) if args.demo else _cluster_source(args)
-    with source_cm as source:
+    with dashboard_store(args) as store, source_cm as source:
         app = PvetopApp(source, read_only=args.read_only, interval=args.interval,
                         insecure_warning=getattr(source, "insecure_warning", None) or "")
+        install_rules(app, store)
         if args.theme is not None:
             if args.theme not in app.available_themes:
                 names = ", ".join(sorted(app.available_themes))
