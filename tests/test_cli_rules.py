@@ -232,3 +232,9 @@ def test_reconcile_lists_then_applies_only_when_confirmed(db, conn, capsys):
         assert store.locks(C) == [] and store.reservations(C) == []
     code, out, _ = run(capsys, "reconcile", "--db", db, *conn)
     assert "nothing to reconcile" in out
+
+
+def test_the_dashboard_refuses_a_bad_db_before_connecting(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "--db", str(tmp_path / "file" / "rules.sqlite"), "--host", "127.0.0.1:1")
+    assert code == 2 and "cannot create the directory for rules store" in err and "Traceback" not in err

@@ -256,3 +256,35 @@ async def test_read_only_refuses_every_rule_change(source, store):
         await pilot.press("v", "w")
         assert isinstance(app.screen, NodeDetailScreen)
     assert store.pins(C) == [] and store.recent_journal(C) == []
+
+
+async def test_against_the_simulator_pin_and_power_settings_use_the_real_client(tmp_path):
+    """The whole path: PveClient talking to the simulated cluster, the store, the tables and the journal."""
+    from pvetop.config import settings_from_sim_info
+    from pvetop.pve import PveClient
+    from pvetop.sim.runner import start_sim
+
+    with start_sim(scenario="homelab", seed=1, manual_clock=True) as sim, \
+            PveClient.connect(settings_from_sim_info(sim.info)) as client, \
+            open_store(str(tmp_path / "sim.sqlite")) as store:
+        app = make_app(client, store)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for_data(pilot)
+            await open_guest(pilot, 104)  # jellyfin on pve-mini1
+            await pilot.press("o")
+            await pilot.press("escape")
+            assert flags(app.guest_table, "104") == "P"
+            screen = await open_node(pilot, "pve-big")
+            for _ in range(50):  # the node config arrives from a worker thread
+                await settle(pilot)
+                if "from the PVE node config" in panel_text(screen, "node-rules"):
+                    break
+            await pilot.press("w")
+            dialog = app.screen
+            pve_mac = client.node_config("pve-big")["wakeonlan"].split("=", 1)[1].split(",")[0].lower()
+            assert dialog.query_one("#mac", Input).value == pve_mac
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+        assert store.pin("homelab", 104).nodes == {"pve-mini1"} and store.pin("homelab", 104).who == "root@pam"
+        assert store.node_power("homelab", "pve-big").wol_mac == pve_mac
+        assert [e.action for e in reversed(store.recent_journal("homelab"))] == ["pin", "node_power.set"]
