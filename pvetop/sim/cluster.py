@@ -26,8 +26,10 @@ from pvetop.sim.entities import (BOOTING, CRASHED, GIB, MIB, OFF, ONLINE, SHUTTI
 from pvetop.sim.errors import PveApiError, ScenarioError, param_error
 from pvetop.sim.faults import Faults
 from pvetop.sim.load import LoadCurve, default_curve, noise
+from pvetop.sim.migration import plan_migration
 from pvetop.sim.scenarios import Scenario, load_scenario
-from pvetop.sim.tasks import Task, duration, make_upid
+from pvetop.sim.tasks import Task, duration, make_upid, parse_upid
+from pvetop.sim.validate import normalize_tags
 
 DEFAULT_START = calendar.timegm((2026, 1, 1, 0, 0, 0))
 PVE_VERSION = "9.2.0"
@@ -100,6 +102,7 @@ class SimCluster:
         self.options = dict(scenario.options)
         self.bandwidth = scenario.migration_bandwidth_mib * MIB
         self.cluster_name = scenario.cluster_name
+        self.fingerprint = ""  # the API certificate's, set by the server (shown in GET /nodes)
         self.config_version = 3 + len(scenario.nodes)
         self._build(scenario)
 
@@ -312,8 +315,6 @@ class SimCluster:
         self.revision += 1
 
     def task_on(self, node: str, upid: str) -> Task:
-        from pvetop.sim.tasks import parse_upid  # local: keeps the module's public surface small
-
         self.reachable_node(node)
         if parse_upid(upid) is None:
             raise param_error({"upid": "unable to parse worker upid"})
@@ -368,8 +369,8 @@ class SimCluster:
         return {"sid": guest.sid, "requested-node": target}
 
     def _ha_guest(self, sid: str) -> SimGuest:
-        kind, _, number = sid.partition(":")
-        if not _ and sid.isdigit():
+        kind, colon, number = sid.partition(":")
+        if not colon and sid.isdigit():  # a bare vmid means a VM, as ha-manager accepts it
             kind, number = "vm", sid
         guest = self.guests.get(int(number)) if number.isdigit() else None
         if guest is None or not guest.ha or (kind == "vm") != (guest.type == "qemu"):
@@ -403,8 +404,6 @@ class SimCluster:
 
     def _start_migration(self, guest: SimGuest, target: str, user: str, *, online: bool, restart: bool,
                          with_local_disks: bool, bwlimit_kib: float | None, ha: bool = False) -> Task:
-        from pvetop.sim.migration import plan_migration
-
         source = guest.node
         task = self.new_task(source, "qmigrate" if guest.type == "qemu" else "vzmigrate", str(guest.vmid), user)
         migration = Migration(guest=guest, source=source, target=target, task=task, restart=restart)
@@ -535,8 +534,6 @@ class SimCluster:
 
     # ----- configuration ------------------------------------------------------------------
     def update_guest_config(self, guest: SimGuest, params: dict) -> None:
-        from pvetop.sim.validate import normalize_tags
-
         if params.get("digest") and params["digest"] != guest.digest():
             raise PveApiError(500, "detected modified configuration - file changed by other user? Try again.")
         if guest.lock and not params.get("skiplock"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pvetop.sim.cluster import SimCluster
 from pvetop.sim.errors import PveApiError, ScenarioError, param_error
 from pvetop.sim.validate import NODE_RE, P, check, check_wakeonlan
 
+logger = logging.getLogger(__name__)
 SERVER_HEADER = "pve-api-daemon/3.0"
 JSON_TYPE = "application/json;charset=UTF-8"
 TIMEFRAMES = ("hour", "day", "week", "month", "year", "decade")
@@ -40,6 +42,7 @@ class Call:
     identity: Identity | None
     path: dict[str, str]
     params: dict
+    encoded_resources: Callable[[str | None], web.Response]
 
     @property
     def node(self) -> str:
@@ -113,10 +116,7 @@ def get_permissions(call: Call):
 # ----- cluster ----------------------------------------------------------------------------
 @route("GET", "/cluster/resources", {"type": P(enum=("vm", "storage", "node", "sdn"))})
 def get_resources(call: Call):
-    kind = call.params.get("type")
-    if kind == "sdn":
-        return []
-    return views.cluster_resources(call.cluster, kind)
+    return call.encoded_resources(call.params.get("type"))
 
 
 @route("GET", "/cluster/status")
@@ -530,6 +530,9 @@ class SimServer:
             return self._dispatch(request, params)
         except PveApiError as exc:
             return _error_response(exc)
+        except Exception as exc:  # a simulator bug: answer like PVE's handler errors, log the detail
+            logger.exception("simulator error on %s %s", request.method, request.path)
+            return _error_response(PveApiError(500, f"simulator error: {type(exc).__name__}: {exc}"))
 
     def _dispatch(self, request: web.Request, params: dict[str, str]) -> web.Response:
         method = request.method
@@ -555,14 +558,14 @@ class SimServer:
             handler_route, path = matched
             self._check_path(path)
             values = params if handler_route.params is None else check(handler_route.params, params)
-            if handler_route.handler is get_resources:
-                return self._resources(values.get("type"), identity)
-            result = handler_route.handler(Call(cluster, self.auth, identity, path, values))
+            result = handler_route.handler(Call(cluster, self.auth, identity, path, values, self._resources))
+        if isinstance(result, web.Response):
+            return result
         if isinstance(result, tuple):
             return _ok(*result)
         return _ok(result)
 
-    def _resources(self, kind: str | None, identity: Identity) -> web.Response:
+    def _resources(self, kind: str | None) -> web.Response:
         """The hot path: /cluster/resources encoded once per simulated second and state change."""
         key = (int(self.cluster.now), self.cluster.revision)
         cached = self._resources_cache.get(kind)

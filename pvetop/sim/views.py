@@ -6,6 +6,7 @@ project's reference notes). Callers hold the cluster lock and have synced it.
 
 from __future__ import annotations
 
+import re
 import time as _time
 from typing import TYPE_CHECKING
 
@@ -224,13 +225,9 @@ def nodes_index(cluster: SimCluster) -> list[dict]:
         entry = node_resource(cluster, node, [g for g in cluster.guests.values() if g.node == node.name])
         entry.pop("cgroup-mode", None)
         if node.reachable:
-            entry["ssl_fingerprint"] = cluster_fingerprint(cluster)
+            entry["ssl_fingerprint"] = cluster.fingerprint
         result.append(entry)
     return result
-
-
-def cluster_fingerprint(cluster: SimCluster) -> str:
-    return getattr(cluster, "fingerprint", "")
 
 
 def node_status(cluster: SimCluster, node: SimNode) -> dict:
@@ -339,10 +336,45 @@ def cluster_config_nodes(cluster: SimCluster) -> list[dict]:
              "ring0_addr": node.ip} for node in cluster.nodes.values()]
 
 
+# datacenter.cfg properties PVE returns parsed (property string -> object), with their default keys
+PROPERTY_STRING_OPTIONS = {"crs": "ha", "migration": "type", "ha": "shutdown_policy", "next-id": None,
+                           "notify": None, "u2f": None, "webauthn": None, "tag-style": None,
+                           "bwlimit": None, "replication": "type", "user-tag-access": None}
+
+
+def _scalar(text: str):
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*", text):
+        return float(text)
+    return text
+
+
+def parse_property_string(text: str, default_key: str | None) -> dict:
+    """``ha=static,ha-auto-rebalance=1`` -> ``{"ha": "static", "ha-auto-rebalance": 1}``."""
+    result: dict = {}
+    for part in str(text).split(","):
+        key, sep, value = part.partition("=")
+        if not sep and default_key:
+            key, value = default_key, key
+        if key.strip():
+            result[key.strip()] = _scalar(value.strip())
+    return result
+
+
 def cluster_options(cluster: SimCluster) -> dict:
-    options = {"keyboard": "en-us", "console": "xtermjs", "migration": "type=secure",
-               "crs": "ha=static,ha-auto-rebalance=0", "ha": "shutdown_policy=conditional"}
-    options.update(cluster.options)
+    """GET /cluster/options as PVE parses datacenter.cfg: property strings become objects."""
+    raw = {"keyboard": "en-us", "console": "xtermjs", "migration": "type=secure",
+           "crs": "ha=static,ha-auto-rebalance=0", "ha": "shutdown_policy=conditional"}
+    raw.update(cluster.options)
+    options: dict = {"mac_prefix": "BC:24:11", "description": ""}
+    for key, value in raw.items():
+        if key in PROPERTY_STRING_OPTIONS and isinstance(value, str):
+            options[key] = parse_property_string(value, PROPERTY_STRING_OPTIONS[key])
+        elif key == "registered-tags" and isinstance(value, str):
+            options[key] = [tag for tag in value.split(";") if tag]
+        else:
+            options[key] = value
     return options
 
 
@@ -381,7 +413,7 @@ def ha_rule(cluster: SimCluster, name: str) -> dict:
 
 
 def _lrm_text(cluster: SimCluster, node: SimNode) -> str:
-    when = _time.strftime("%a %b %d %H:%M:%S %Y", _time.gmtime(cluster.now))
+    when = _time.asctime(_time.gmtime(cluster.now))  # Perl's scalar localtime: "Thu Jan  1 00:00:00 2026"
     if node.reachable:
         return f"{node.name} (active, {when})"
     return f"{node.name} (old timestamp - dead?, {when})"
