@@ -114,7 +114,7 @@ def node_tasks(client: PveClient, node: str, *, vmid: int | None = None, typefil
 
 _SIZE_UNITS = {
     "B": 1, "KIB": 1024, "MIB": 1024 ** 2, "GIB": 1024 ** 3, "TIB": 1024 ** 4, "PIB": 1024 ** 5,
-    "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4, "K": 1024, "M": 1024 ** 2,
+    "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4, "PB": 1000 ** 5, "K": 1024, "M": 1024 ** 2,
     "G": 1024 ** 3, "T": 1024 ** 4,
 }
 _SIZE = r"(\d+(?:\.\d+)?)\s*([KMGTP]?i?B|[KMGT])"
