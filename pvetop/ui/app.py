@@ -41,10 +41,11 @@ from pvetop.ui.polling import (
     backoff_delay,
     next_interval,
     prepare,
+    with_ruleset,
 )
 from pvetop.ui.source import SnapshotSource
 from pvetop.ui.table import LiveTable
-from pvetop.ui.tables import GuestTable, NodeTable
+from pvetop.ui.tables import GuestTable, NodeTable, select_guests
 
 FILTER_HELP = "filter: text or regex, all terms must match; name: vmid: tag: node: status: type:"
 
@@ -142,14 +143,14 @@ class PvetopApp(ReadOnlyGuard, App):
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll(self) -> None:
         worker = get_current_worker()
-        previous = self.latest.snapshot if self.latest is not None else None
+        previous = self.latest
         started = time.perf_counter()
         try:
             if self.source.slow_data_due:
                 self.source.refresh_slow_data()
             snapshot = self.source.fetch_snapshot()
             fetch_ms = (time.perf_counter() - started) * 1000
-            refresh = prepare(snapshot, previous, fetch_ms, self.clock())
+            refresh = prepare(snapshot, previous, self._ruleset, fetch_ms, self.clock())
         except Exception as exc:  # any failure of the API or the network: show it, keep going
             if not worker.is_cancelled:
                 self.post_message(PollFailed(str(exc) or type(exc).__name__))
@@ -180,7 +181,9 @@ class PvetopApp(ReadOnlyGuard, App):
 
     def apply_refresh(self, refresh: Refresh) -> None:
         """Show a new snapshot: diff both tables, then tell the detail panes (``latest``)."""
-        self.node_table.apply(NodeTable.rows_for(refresh.snapshot, self._ruleset))
+        if refresh.ruleset is not self._ruleset:  # the rules changed while it was fetched
+            refresh = with_ruleset(refresh, self._ruleset)
+        self.node_table.apply(refresh.node_rows)
         self.latest = refresh
         self._apply_guests()
         self._show_header()
@@ -188,9 +191,7 @@ class PvetopApp(ReadOnlyGuard, App):
     def _apply_guests(self) -> None:
         if self.latest is None:
             return
-        rows = GuestTable.rows_for(self.latest.snapshot, self.latest.rates, self._ruleset,
-                                   self._query, self._node_filter)
-        self.guest_table.apply(rows)
+        self.guest_table.apply(select_guests(self.latest.guest_rows, self._query, self._node_filter))
         self._show_captions()
 
     def _show_header(self) -> None:

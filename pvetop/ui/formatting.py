@@ -5,11 +5,14 @@ Pure functions (no Textual), so the tables can pre-format strings and compare th
 
 from __future__ import annotations
 
+import functools
+
 _BYTE_UNITS = ("B", "K", "M", "G", "T", "P")
 BAR_FULL = "█"
 BAR_PARTIALS = " ▏▎▍▌▋▊▉"
 
 
+@functools.lru_cache(maxsize=8192)  # sizes (maxmem, maxdisk) repeat across thousands of rows
 def human_bytes(value: float) -> str:
     """1536 -> '1.5K', 3 GiB -> '3.0G': binary units, at most 5 characters."""
     amount = float(value)

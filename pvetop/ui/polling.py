@@ -1,18 +1,21 @@
 """What a poll produces and how the next one is timed.
 
 The poll runs in a thread worker; everything that can be computed off the UI thread (rates,
-totals, balance) is computed there and travels in a ``Refresh``. The UI thread only diffs and
+totals, balance, the formatted rows) is computed there and travels in a ``Refresh``. The UI thread only diffs and
 renders. Polls never overlap: the next one is armed when the previous one has finished.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from textual.message import Message
 
 from pvetop.model import ClusterSnapshot
 from pvetop.policy.metrics import Balance, ClusterTotals, cluster_balance, cluster_totals, guest_rates
+from pvetop.policy.rules import RuleSet
+from pvetop.ui.table import Row
+from pvetop.ui.tables import guest_rows, node_rows
 
 MAX_BACKOFF_SECONDS = 60.0
 INTERVAL_STEPS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
@@ -24,15 +27,35 @@ class Refresh:
     rates: dict[int, tuple[float, float]]  # vmid -> (net in, net out) bytes/s
     totals: ClusterTotals
     balance: Balance
+    node_rows: dict[str, Row]  # ready to show, every node / every guest (filtering is the UI's)
+    guest_rows: dict[str, Row]
+    ruleset: RuleSet  # the rules the flag columns were rendered with
     fetch_ms: float  # the request(s) and parsing, in the worker
     received_at: float  # our clock when it arrived, for the "age" in the header
 
 
-def prepare(snapshot: ClusterSnapshot, previous: ClusterSnapshot | None, fetch_ms: float, now: float) -> Refresh:
+def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, ruleset: RuleSet,
+            fetch_ms: float, now: float) -> Refresh:
+    """Everything the UI shows about ``snapshot``, re-using ``previous``'s unchanged rows."""
     rates = {}
     if previous is not None:
-        rates = {vmid: (r.netin, r.netout) for vmid, r in guest_rates(previous, snapshot).items()}
-    return Refresh(snapshot, rates, cluster_totals(snapshot), cluster_balance(snapshot), fetch_ms, now)
+        rates = {vmid: (r.netin, r.netout) for vmid, r in guest_rates(previous.snapshot, snapshot).items()}
+    old_nodes = previous.node_rows if previous is not None else None
+    old_guests = previous.guest_rows if previous is not None else None
+    return Refresh(
+        snapshot, rates, cluster_totals(snapshot), cluster_balance(snapshot),
+        node_rows(snapshot, ruleset, old_nodes), guest_rows(snapshot, rates, ruleset, old_guests),
+        ruleset, fetch_ms, now,
+    )
+
+
+def with_ruleset(refresh: Refresh, ruleset: RuleSet) -> Refresh:
+    """The same data with other rules (pins, locks, reservations) in the flag columns."""
+    return replace(
+        refresh, ruleset=ruleset,
+        node_rows=node_rows(refresh.snapshot, ruleset, refresh.node_rows),
+        guest_rows=guest_rows(refresh.snapshot, refresh.rates, ruleset, refresh.guest_rows),
+    )
 
 
 def backoff_delay(interval: float, failures: int) -> float:

@@ -1,7 +1,8 @@
 """The node table and the guest table: which columns, and how one row looks.
 
 Rows are built from small frozen "row items" (``NodeRow``, ``GuestRow``) holding everything a
-row shows, so ``LiveTable.apply`` can skip an unchanged row with a single comparison.
+row shows: an unchanged item keeps last refresh's ``Row`` object, which the table skips. The
+building (``node_rows``, ``guest_rows``) is pure and runs in the poll worker, off the UI thread.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pvetop.model import ClusterSnapshot, Guest, Node
 from pvetop.policy.rules import RuleSet
 from pvetop.ui import formatting as fmt
 from pvetop.ui.filtering import GuestFilter
-from pvetop.ui.table import CellView, ColumnSpec, LiveTable, RowView
+from pvetop.ui.table import ColumnSpec, LiveTable, Row, build_rows
 
 DIM = "dim"
 MISSING = -1.0  # sort value of a figure an offline entity does not report
+GUEST_STATUS_STYLES = {"running": "green", "stopped": DIM, "paused": "yellow"}
 
 
 def _load_style(fraction_value: float) -> str:
@@ -83,46 +85,48 @@ class NodeTable(LiveTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(sort_column="name", **kwargs)
 
-    def render_row(self, item: NodeRow) -> RowView:
-        node = item.node
-        online = node.online
-        base = "" if online else DIM
-        mem_fraction = node.mem_fraction
-        cells: tuple[CellView, ...] = (
-            (node.name, "bold" if online else DIM),
-            (node.status, "green" if online else "bold red"),
-            (fmt.percent(node.cpu) if online else "-", _load_style(node.cpu) or base),
-            (str(node.maxcpu) if node.maxcpu else "-", base),
-            (fmt.used_of(node.mem, node.maxmem), base),
-            (fmt.percent(mem_fraction) if node.maxmem else "-", _load_style(mem_fraction) or base),
-            (fmt.used_of(node.disk, node.maxdisk), base),
-            (f"{item.running}/{item.guests}", base),
-            (fmt.uptime(node.uptime), base),
-            (item.flags, "bold magenta"),
-        )
-        sort_values = (
-            node.name,
-            node.status,
-            node.cpu if online else MISSING,
-            node.maxcpu,
-            node.mem,
-            mem_fraction,
-            node.disk,
-            item.running,
-            node.uptime,
-            item.flags,
-        )
-        return cells, sort_values
 
-    @staticmethod
-    def rows_for(snapshot: ClusterSnapshot, ruleset: RuleSet) -> dict[str, NodeRow]:
-        by_node = snapshot.guests_by_node
-        rows = {}
-        for node in snapshot.nodes:
-            guests = by_node.get(node.name, ())
-            running = sum(1 for guest in guests if guest.running)
-            rows[node.name] = NodeRow(node, running, len(guests), node_flags(node, ruleset))
-        return rows
+def render_node(item: NodeRow) -> Row:
+    node = item.node
+    online = node.online
+    base = "" if online else DIM
+    mem_fraction = node.mem_fraction
+    cells = (
+        (node.name, "bold" if online else DIM),
+        (node.status, "green" if online else "bold red"),
+        (fmt.percent(node.cpu) if online else "-", _load_style(node.cpu) or base),
+        (str(node.maxcpu) if node.maxcpu else "-", base),
+        (fmt.used_of(node.mem, node.maxmem), base),
+        (fmt.percent(mem_fraction) if node.maxmem else "-", _load_style(mem_fraction) or base),
+        (fmt.used_of(node.disk, node.maxdisk), base),
+        (f"{item.running}/{item.guests}", base),
+        (fmt.uptime(node.uptime), base),
+        (item.flags, "bold magenta"),
+    )
+    name = node.name
+    sort_values = (
+        name,
+        (node.status, name),
+        (node.cpu if online else MISSING, name),
+        (node.maxcpu, name),
+        (node.mem, name),
+        (mem_fraction, name),
+        (node.disk, name),
+        (item.running, name),
+        (node.uptime, name),
+        (item.flags, name),
+    )
+    return NodeTable.make_row(item, cells, sort_values)
+
+
+def node_rows(snapshot: ClusterSnapshot, ruleset: RuleSet, previous: dict[str, Row] | None) -> dict[str, Row]:
+    by_node = snapshot.guests_by_node
+    items = {}
+    for node in snapshot.nodes:
+        guests = by_node.get(node.name, ())
+        running = sum(1 for guest in guests if guest.running)
+        items[node.name] = NodeRow(node, running, len(guests), node_flags(node, ruleset))
+    return build_rows(items, render_node, previous)
 
 
 class GuestTable(LiveTable):
@@ -130,9 +134,9 @@ class GuestTable(LiveTable):
 
     COLUMNS = (
         ColumnSpec("vmid", "VMID", 6, "right"),
-        ColumnSpec("name", "Name", 16),
+        ColumnSpec("name", "Name", 14),
         ColumnSpec("type", "T", 2),
-        ColumnSpec("node", "Node", 8),
+        ColumnSpec("node", "Node", 10),
         ColumnSpec("status", "Status", 7),
         ColumnSpec("flags", "Flg", 3),
         ColumnSpec("cpu", "CPU%", 6, "right", True),
@@ -149,64 +153,65 @@ class GuestTable(LiveTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(sort_column="vmid", fixed_columns=2, **kwargs)
 
-    def render_row(self, item: GuestRow) -> RowView:
-        guest = item.guest
-        running = guest.running
-        known = guest.status != "unknown"
-        base = "" if running else DIM
-        mem_fraction = guest.mem / guest.maxmem if guest.maxmem else 0.0
-        status_style = {"running": "green", "stopped": DIM, "paused": "yellow"}.get(guest.status, "dim italic")
-        cells: tuple[CellView, ...] = (
-            (str(guest.vmid), base),
-            (guest.name or "-", "bold" if running else base),
-            ("vm" if guest.type == "qemu" else "ct", base),
-            (guest.node, base),
-            (guest.status, status_style),
-            (item.flags, "bold magenta"),
-            (fmt.percent(guest.cpu) if running else "-", _load_style(guest.cpu) or base),
-            (fmt.used_of(guest.mem, guest.maxmem) if known else "-", _load_style(mem_fraction) or base),
-            (_disk_text(guest) if known else "-", base),
-            (fmt.human_rate(item.netin_rate) if running else "-", base),
-            (fmt.human_rate(item.netout_rate) if running else "-", base),
-            (fmt.uptime(guest.uptime), base),
-            (guest.lock or "", "bold yellow"),
-            (guest.hastate or "", "cyan"),
-            (";".join(guest.tags), "blue"),
-        )
-        sort_values = (
-            guest.vmid,
-            (guest.name.lower(), guest.vmid),
-            (guest.type, guest.vmid),
-            (guest.node, guest.vmid),
-            (guest.status, guest.vmid),
-            (item.flags, guest.vmid),
-            (guest.cpu if running else MISSING, guest.vmid),
-            (guest.mem if known else MISSING, guest.vmid),
-            (guest.disk if known else MISSING, guest.vmid),
-            (item.netin_rate if item.netin_rate is not None and running else MISSING, guest.vmid),
-            (item.netout_rate if item.netout_rate is not None and running else MISSING, guest.vmid),
-            (guest.uptime, guest.vmid),
-            (guest.lock or "", guest.vmid),
-            (guest.hastate or "", guest.vmid),
-            (";".join(guest.tags), guest.vmid),
-        )
-        return cells, sort_values
 
-    @staticmethod
-    def rows_for(
-        snapshot: ClusterSnapshot,
-        rates: dict[int, tuple[float, float]],
-        ruleset: RuleSet,
-        query: GuestFilter,
-        node: str | None,
-    ) -> dict[str, GuestRow]:
-        """The rows to show: guests matching the filter (and the selected node, if any)."""
-        rows = {}
-        for guest in snapshot.guests:
-            if node is not None and guest.node != node:
-                continue
-            if query.terms and not query.matches(guest):
-                continue
-            netin, netout = rates.get(guest.vmid, (None, None))
-            rows[str(guest.vmid)] = GuestRow(guest, netin, netout, guest_flags(guest, ruleset))
+def render_guest(item: GuestRow) -> Row:
+    guest = item.guest
+    running = guest.running
+    known = guest.status != "unknown"
+    base = "" if running else DIM
+    mem_fraction = guest.mem / guest.maxmem if guest.maxmem else 0.0
+    status_style = GUEST_STATUS_STYLES.get(guest.status, "dim italic")
+    cells = (
+        (str(guest.vmid), base),
+        (guest.name or "-", "bold" if running else base),
+        ("vm" if guest.type == "qemu" else "ct", base),
+        (guest.node, base),
+        (guest.status, status_style),
+        (item.flags, "bold magenta"),
+        (fmt.percent(guest.cpu) if running else "-", _load_style(guest.cpu) or base),
+        (fmt.used_of(guest.mem, guest.maxmem) if known else "-", _load_style(mem_fraction) or base),
+        (_disk_text(guest) if known else "-", base),
+        (fmt.human_rate(item.netin_rate) if running else "-", base),
+        (fmt.human_rate(item.netout_rate) if running else "-", base),
+        (fmt.uptime(guest.uptime), base),
+        (guest.lock or "", "bold yellow"),
+        (guest.hastate or "", "cyan"),
+        (";".join(guest.tags), "blue"),
+    )
+    sort_values = (
+        guest.vmid,
+        (guest.name.lower(), guest.vmid),
+        (guest.type, guest.vmid),
+        (guest.node, guest.vmid),
+        (guest.status, guest.vmid),
+        (item.flags, guest.vmid),
+        (guest.cpu if running else MISSING, guest.vmid),
+        (guest.mem if known else MISSING, guest.vmid),
+        (guest.disk if known else MISSING, guest.vmid),
+        (item.netin_rate if item.netin_rate is not None and running else MISSING, guest.vmid),
+        (item.netout_rate if item.netout_rate is not None and running else MISSING, guest.vmid),
+        (guest.uptime, guest.vmid),
+        (guest.lock or "", guest.vmid),
+        (guest.hastate or "", guest.vmid),
+        (";".join(guest.tags), guest.vmid),
+    )
+    return GuestTable.make_row(item, cells, sort_values)
+
+
+def guest_rows(snapshot: ClusterSnapshot, rates: dict[int, tuple[float, float]], ruleset: RuleSet,
+               previous: dict[str, Row] | None) -> dict[str, Row]:
+    """A row for every guest, keyed by vmid as text (DataTable row keys are strings)."""
+    items = {}
+    no_rates = (None, None)
+    for guest in snapshot.guests:
+        netin, netout = rates.get(guest.vmid, no_rates)
+        items[str(guest.vmid)] = GuestRow(guest, netin, netout, guest_flags(guest, ruleset))
+    return build_rows(items, render_guest, previous)
+
+
+def select_guests(rows: dict[str, Row], query: GuestFilter, node: str | None) -> dict[str, Row]:
+    """The rows to show: guests matching the filter (and on the selected node, if any)."""
+    if not query.active and node is None:
         return rows
+    return {key: row for key, row in rows.items()
+            if (node is None or row.item.guest.node == node) and (not query.active or query.matches(row.item.guest))}
