@@ -480,11 +480,19 @@ class Store:
 
     def ruleset(self, cluster: str) -> RuleSet:
         """What the planners read: the cluster's rules as one immutable value."""
+        m = self._m
+
+        def column(model, field):  # plain tuples: the dashboard re-reads this on every refresh
+            return [row[0] for row in model.select(field).where(model.cluster == cluster).tuples()]
+
         with self._read():
-            rules = self.rules(cluster)
+            pins = m.GuestPin.select(m.GuestPin.vmid, m.GuestPin.nodes).where(m.GuestPin.cluster == cluster).tuples()
+            pins = {vmid: frozenset(json.loads(nodes)) for vmid, nodes in pins}
+            locks = column(m.GuestLock, m.GuestLock.vmid)
+            reserved = column(m.NodeReservation, m.NodeReservation.node)
+            maintenance = column(m.NodeMaintenance, m.NodeMaintenance.node)
             import_tags = bool(self.get_setting(cluster, IMPORT_PROXLB_TAGS, False))
-        return RuleSet(pins={p.vmid: p.nodes for p in rules.pins}, locks={lk.vmid for lk in rules.locks},
-                       reserved={r.node for r in rules.reservations}, maintenance={m.node for m in rules.maintenance},
+        return RuleSet(pins=pins, locks=locks, reserved=reserved, maintenance=maintenance,
                        import_proxlb_tags=import_tags)
 
     # -- reconcile ------------------------------------------------------------------------------
