@@ -13,6 +13,7 @@ import json
 import re
 
 import pytest
+import requests
 from proxmoxer.core import ResourceException
 
 from pvetop.sim.runner import start_sim
@@ -431,6 +432,99 @@ def test_migration_locks_flips_node_and_finishes_ok(fresh_sim, kind, task_type):
     entry = next(task for task in finished if task["upid"] == upid)
     assert entry["status"] == "OK" and entry["endtime"] >= entry["starttime"]
     assert upid in {task["upid"] for task in call(api, "GET", "/cluster/tasks")}
+
+
+def ha_guest_and_target(api) -> tuple[dict, str]:
+    """A running HA-managed VM and an online node its HA rules let it move to."""
+    resources = call(api, "GET", "/cluster/resources")
+    guest = next(r for r in resources if r["type"] == "qemu" and r.get("hastate") == "started")
+    sid = f"vm:{guest['vmid']}"
+    rule_nodes = {
+        node.split(":")[0]
+        for rule in call(api, "GET", "/cluster/ha/rules") if sid in rule["resources"].split(",")
+        for node in rule.get("nodes", "").split(",") if node
+    }
+    candidates = [n for n in online_nodes(resources) if n != guest["node"] and (not rule_nodes or n in rule_nodes)]
+    return guest, candidates[0]
+
+
+def step_until(sim, condition, max_seconds: int = 3600):
+    for _ in range(0, max_seconds, 5):
+        if condition():
+            return
+        sim.cluster.step(5)
+    pytest.fail(f"condition not met within {max_seconds} simulated seconds")
+
+
+def test_ha_guest_migrates_through_hamigrate_then_qmigrate(fresh_sim):
+    sim, api = fresh_sim, token_api(fresh_sim.info)
+    guest, target = ha_guest_and_target(api)
+    source, vmid = guest["node"], guest["vmid"]
+    upid = call(api, "POST", f"/nodes/{source}/qemu/{vmid}/migrate", target=target, online=1)
+    match = UPID_PATTERN.match(upid)
+    assert match and (match["type"], match["id"], match["node"]) == ("hamigrate", str(vmid), source)
+    assert step_until_task_stops(sim, api, source, upid)["exitstatus"] == "OK"
+
+    def qmigrate_tasks():
+        return call(api, "GET", f"/nodes/{source}/tasks", typefilter="qmigrate", vmid=vmid,
+                    source="all", start=0, limit=10)
+
+    step_until(sim, lambda: bool(qmigrate_tasks()))
+    qmigrate = qmigrate_tasks()[0]
+    assert qmigrate["id"] == str(vmid) and qmigrate["starttime"] >= int(match["starttime"], 16)
+    assert step_until_task_stops(sim, api, source, qmigrate["upid"])["exitstatus"] == "OK"
+    after = resource_entry(api, vmid)
+    assert (after["node"], after.get("hastate"), after.get("lock")) == (target, "started", None)
+    service = next(e for e in call(api, "GET", "/cluster/ha/status/current") if e.get("sid") == f"vm:{vmid}")
+    assert service["node"] == target
+
+
+def test_ha_resource_migrate_endpoint_queues_the_move(fresh_sim):
+    sim, api = fresh_sim, token_api(fresh_sim.info)
+    guest, target = ha_guest_and_target(api)
+    sid = f"vm:{guest['vmid']}"
+    answer = call(api, "POST", f"/cluster/ha/resources/{sid}/migrate", node=target)
+    assert (answer["sid"], answer["requested-node"]) == (sid, target)
+    step_until(sim, lambda: resource_entry(api, guest["vmid"])["node"] == target
+               and "lock" not in resource_entry(api, guest["vmid"]))
+
+
+def assert_migration_aborted(sim, api, guest: dict, upid: str) -> None:
+    final = step_until_task_stops(sim, api, guest["node"], upid)
+    assert final["exitstatus"] == "migration aborted"
+    assert call(api, "GET", f"/nodes/{guest['node']}/tasks/{upid}/log")[-1]["t"] == "TASK ERROR: migration aborted"
+    after = resource_entry(api, guest["vmid"])
+    assert (after["node"], after["status"], after.get("lock")) == (guest["node"], "running", None)
+
+
+def test_live_migration_with_local_disks_needs_with_local_disks(fresh_sim):
+    sim, api = fresh_sim, token_api(fresh_sim.info)
+    resources = call(api, "GET", "/cluster/resources")
+    for guest in sorted((r for r in resources if r["type"] == "qemu" and r["status"] == "running"
+                         and not r.get("hastate")), key=lambda r: r["vmid"]):
+        target = other_online_node(resources, guest["node"])
+        base = f"/nodes/{guest['node']}/qemu/{guest['vmid']}"
+        if call(api, "GET", f"{base}/migrate", target=target)["local_disks"]:
+            break
+    else:
+        pytest.fail(f"scenario {SCENARIO} has no running VM with a local disk")
+    upid = call(api, "POST", f"{base}/migrate", target=target, online=1)
+    assert_migration_aborted(sim, api, guest, upid)
+
+
+def test_injected_migration_failure_aborts_and_keeps_the_guest(fresh_sim):
+    sim, api = fresh_sim, token_api(fresh_sim.info)
+    response = requests.post(f"{sim.info['control_url']}/faults", json={"migration_failure_rate": 1},
+                             verify=sim.info["ca_file"], timeout=15)
+    assert response.status_code == 200
+    resources = call(api, "GET", "/cluster/resources")
+    guest = running_guest(resources, "lxc")
+    upid = call(api, "POST", f"/nodes/{guest['node']}/lxc/{guest['vmid']}/migrate",
+                target=other_online_node(resources, guest["node"]), restart=1)
+    final = step_until_task_stops(sim, api, guest["node"], upid)
+    assert final["exitstatus"] != "OK"
+    after = resource_entry(api, guest["vmid"])
+    assert (after["node"], after.get("lock")) == (guest["node"], None)
 
 
 def test_running_vm_without_online_flag_is_500(fresh_sim):
