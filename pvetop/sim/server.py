@@ -372,6 +372,32 @@ def get_guest_rrddata(call: Call):
     return views.guest_rrddata(call.cluster, guest, call.params["timeframe"], call.params.get("cf", "AVERAGE"))
 
 
+GUEST_POWER_PARAMS = {"skiplock": P("boolean"), "timeout": P("integer", minimum=0), "forceStop": P("boolean"),
+                      "keepActive": P("boolean"), "force-cpu": P(), "machine": P(), "migratedfrom": P(),
+                      "migration_network": P(), "migration_type": P(enum=("secure", "insecure")),
+                      "stateuri": P(), "targetstorage": P(), "overrule-shutdown": P("boolean"),
+                      "debug": P("boolean")}
+
+
+@route("GET", "/nodes/{node}/{kind}/{vmid}/status")
+def get_guest_status_index(call: Call):
+    call.require(f"/vms/{call.vmid}", "VM.Audit")
+    _guest(call)
+    return [{"subdir": name} for name in ("current", "start", "stop", "shutdown")]
+
+
+def _power(action: str):
+    def handler(call: Call):
+        call.require(f"/vms/{call.vmid}", "VM.PowerMgmt")
+        return call.cluster.guest_power(call.kind, call.node, call.vmid, action, call.identity.userid)
+
+    return handler
+
+
+for _action in ("start", "stop", "shutdown"):
+    route("POST", f"/nodes/{{node}}/{{kind}}/{{vmid}}/status/{_action}", GUEST_POWER_PARAMS)(_power(_action))
+
+
 # ----- tasks ------------------------------------------------------------------------------
 TASK_LIST_PARAMS = {"errors": P("boolean"), "limit": P("integer", minimum=0), "since": P("integer"),
                     "source": P(enum=("archive", "active", "all")), "start": P("integer", minimum=0),

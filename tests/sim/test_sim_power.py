@@ -164,3 +164,21 @@ def test_quorum_follows_the_votes_of_online_nodes(make_sim):
     with pytest.raises(ResourceException) as caught:
         api.nodes("pve1").qemu(102).migrate.post(target="pve2", online=1)
     assert (caught.value.status_code, caught.value.content) == (500, "cluster not ready - no quorum?")
+
+
+def test_guest_start_and_shutdown_are_tasks(homelab):
+    api = token_api(homelab.info)
+    upid = call(api, "POST", "/nodes/pve-big/qemu/202/status/start")
+    assert ":qmstart:202:" in upid
+    assert call(api, "GET", "/nodes/pve-big/qemu/202/status/current")["status"] == "stopped"
+    homelab.cluster.step(3)
+    assert call(api, "GET", f"/nodes/pve-big/tasks/{upid}/status")["exitstatus"] == "OK"
+    assert call(api, "GET", "/nodes/pve-big/qemu/202/status/current")["status"] == "running"
+    again = call(api, "POST", "/nodes/pve-big/qemu/202/status/start")
+    assert call(api, "GET", f"/nodes/pve-big/tasks/{again}/status")["exitstatus"] == "VM 202 already running"
+    call(api, "POST", "/nodes/pve-mini1/lxc/101/status/shutdown")
+    homelab.cluster.step(6)
+    assert call(api, "GET", "/nodes/pve-mini1/lxc/101/status/current")["status"] == "stopped"
+    with pytest.raises(ResourceException) as template:
+        api.nodes("pve-big").qemu(9000).status.start.post()
+    assert (template.value.status_code, template.value.content) == (500, "you can't start a vm if it's a template")
