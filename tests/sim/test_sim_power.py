@@ -176,7 +176,7 @@ def test_guest_start_and_shutdown_are_tasks(homelab):
     assert call(api, "GET", "/nodes/pve-big/qemu/202/status/current")["status"] == "running"
     again = call(api, "POST", "/nodes/pve-big/qemu/202/status/start")
     assert call(api, "GET", f"/nodes/pve-big/tasks/{again}/status")["exitstatus"] == "VM 202 already running"
-    call(api, "POST", "/nodes/pve-mini1/lxc/101/status/shutdown")
+    api.nodes("pve-mini1").lxc(101).status.shutdown.post()  # not in the schema subset: unchecked
     homelab.cluster.step(6)
     assert call(api, "GET", "/nodes/pve-mini1/lxc/101/status/current")["status"] == "stopped"
     with pytest.raises(ResourceException) as template:
