@@ -420,7 +420,21 @@ def test_migration_locks_flips_node_and_finishes_ok(fresh_sim, kind, task_type):
     active = call(api, "GET", f"/nodes/{source}/tasks", source="active")
     assert upid in {task["upid"] for task in active}
 
-    final = step_until_task_stops(sim, api, source, upid)
+    # second by second: the guest keeps lock=migrate on its source, flips to the target, and only
+    # then loses the lock — never unlocked on the source nor shown on the target without having moved
+    seen = [(source, "migrate")]
+    for _ in range(3600):
+        if call(api, "GET", f"/nodes/{source}/tasks/{upid}/status")["status"] == "stopped":
+            break
+        sim.cluster.step(1)
+        entry = resource_entry(api, guest["vmid"])
+        if (entry["node"], entry.get("lock")) != seen[-1]:
+            seen.append((entry["node"], entry.get("lock")))
+    else:
+        pytest.fail(f"{upid} still running after an hour of simulated time")
+    assert seen in ([(source, "migrate"), (target, "migrate"), (target, None)],
+                    [(source, "migrate"), (target, None)]), seen
+    final = call(api, "GET", f"/nodes/{source}/tasks/{upid}/status")
     assert final["exitstatus"] == "OK"
     after = resource_entry(api, guest["vmid"])
     assert after["node"] == target and "lock" not in after and after["status"] == "running"
