@@ -438,7 +438,10 @@ class Store:
         m = self._m.Setting
         with self._write():
             query = m.select().where((m.cluster == cluster) & (m.key == key))
-            if not self._sqlite:  # SQLite already holds the write lock; PostgreSQL locks the row
+            if not self._sqlite:
+                # SQLite already holds the write lock. Elsewhere, lock the row, creating it first:
+                # two first updates must not both read "no value" and both write 1.
+                m.insert(cluster=cluster, key=key, value=_json_value(default)).on_conflict_ignore().execute()
                 query = query.for_update()
             row = query.first()
             old = json.loads(row.value) if row else default
