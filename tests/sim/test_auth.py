@@ -177,16 +177,30 @@ def test_ticket_expires_after_two_hours_of_simulated_time_unless_renewed(fresh_s
     assert ticket_request(info, "GET", "/version", renewed).status_code == 200
 
 
-def test_read_only_identity_may_read_but_writing_is_403(sim):
+def read_only_requester(info: dict, via: str):
+    """Requests as the sim's read-only identity (Sys.Audit, VM.Audit, Datastore.Audit)."""
+    if via == "ticket":
+        reader = fetch_ticket(info, username=info["readonly_user"], password=info["readonly_password"])
+        return lambda method, path, **kw: ticket_request(info, method, path, reader, **kw)
+    token_info = dict(info, user=info["readonly_user"], token_name=info["readonly_token_name"],
+                      token_value=info["readonly_token_value"])
+    return lambda method, path, **kw: raw(token_info, method, path, **kw)
+
+
+@pytest.mark.parametrize("via", ["ticket", "token"])
+def test_read_only_identity_may_read_but_writing_is_403(sim, via):
     info = sim.info
-    reader = fetch_ticket(info, username=info["readonly_user"], password=info["readonly_password"])
-    assert ticket_request(info, "GET", "/cluster/resources", reader).status_code == 200
-    guest = next(r for r in token_api(info).cluster.resources.get(type="vm") if r["status"] == "running")
-    node = local_node(token_api(info))
-    response = ticket_request(info, "POST", f"/nodes/{guest['node']}/{guest['type']}/{guest['vmid']}/migrate",
-                              reader, data={"target": node, "online": 1, "restart": 1})
+    request = read_only_requester(info, via)
+    assert request("GET", "/cluster/resources").status_code == 200
+    resources = token_api(info).cluster.resources.get()
+    guest = next(r for r in resources if r["type"] in ("qemu", "lxc") and r["status"] == "running")
+    target = next(r["node"] for r in resources if r["type"] == "node" and r["node"] != guest["node"])
+    response = request("POST", f"/nodes/{guest['node']}/{guest['type']}/{guest['vmid']}/migrate",
+                       data={"target": target, "online": 1, "restart": 1})
     assert response.status_code == 403, (response.status_code, response.reason)
     assert response.reason == f"Permission check failed (/vms/{guest['vmid']}, VM.Migrate)"
-    response = ticket_request(info, "POST", f"/nodes/{node}/status", reader, data={"command": "shutdown"})
+    response = request("POST", f"/nodes/{target}/status", data={"command": "shutdown"})
     assert response.status_code == 403
-    assert response.reason == f"Permission check failed (/nodes/{node}, Sys.PowerMgmt)"
+    assert response.reason == f"Permission check failed (/nodes/{target}, Sys.PowerMgmt)"
+    assert next(r for r in token_api(info).cluster.resources.get(type="vm")
+                if r["vmid"] == guest["vmid"])["node"] == guest["node"]
