@@ -36,6 +36,7 @@ PVE_VERSION = "9.2.0"
 PVE_RELEASE = "9.2"
 PVE_REPOID = "5e1f7a3c9b2d4e60"
 HA_CRM_DELAY = 6.0  # seconds between a hamigrate request and the CRM starting the migration
+HA_FENCE_DELAY = 120.0  # a crashed node's HA guests are fenced, then recovered elsewhere after this
 
 
 def parse_start_time(value) -> float | None:
@@ -507,16 +508,73 @@ class SimCluster:
             self._lose_node(node, OFF)
             if reboot:
                 self._begin_boot(node)
+            policy = self._ha_shutdown_policy()
+            if policy in ("failover", "migrate") or (policy == "conditional" and not reboot):
+                self._recover_ha_guests(node.name, was_running=running_ha)
 
+        running_ha = {g.vmid for g in self.guests.values()
+                      if g.node == name and g.ha and g.status == "running"}
         self.schedule(stop_at, stop_guests)
         self.schedule(self.now + node.shutdown_seconds, power_off)
 
     def crash_node(self, name: str) -> None:
-        """The node dies at once (control API): its guests show ``unknown`` until it boots."""
+        """The node dies at once (control API): its guests show ``unknown`` until it boots, except
+        HA-managed ones, which the HA manager fences and recovers on another node."""
         node = self.node(name)
         if not node.reachable:
             return
+        running_ha = {g.vmid for g in self.guests.values() if g.node == name and g.ha and g.status == "running"}
         self._lose_node(node, CRASHED)
+        self.schedule(self.now + HA_FENCE_DELAY, lambda: self._recover_ha_guests(name, was_running=running_ha))
+
+    def _ha_shutdown_policy(self) -> str:
+        ha = str(self.options.get("ha", ""))
+        for part in ha.split(","):
+            key, _, value = part.partition("=")
+            if key.strip() == "shutdown_policy":
+                return value.strip()
+        return "conditional"
+
+    def _recover_ha_guests(self, name: str, *, was_running: set[int]) -> None:
+        """Moves the HA guests of a down node to the best online node and starts those that ran."""
+        if self.nodes[name].reachable or not self.quorate:
+            return
+        for guest in self.guests.values():
+            if guest.node != name or not guest.ha or guest.ha_state != "started":
+                continue
+            target = self._ha_recovery_target(guest)
+            if target is None:
+                continue
+            guest.node = target
+            guest.lock = None
+            guest.status = "stopped"
+            if guest.vmid in was_running:
+                task = self.new_task(target, "qmstart" if guest.type == "qemu" else "vzstart", str(guest.vmid),
+                                     "root@pam")
+                task.finish(self.now + 1, "OK")
+                guest.status = "running"
+                guest.started_at = self.now
+        self.revision += 1
+
+    def _ha_recovery_target(self, guest: SimGuest) -> str | None:
+        """Highest-priority online node of the guest's node-affinity rule, else the emptiest."""
+        online = [n for n in self.nodes.values() if n.power == ONLINE]
+        for rule in self.ha_rules:
+            if rule.type != "node-affinity" or rule.disable or not rule.covers(guest.sid) or not rule.nodes:
+                continue
+            priorities = {}
+            for part in rule.nodes.split(","):
+                node, _, priority = part.partition(":")
+                priorities[node.strip()] = int(priority or 0)
+            preferred = [n for n in online if n.name in priorities]
+            if preferred:
+                top = max(priorities[n.name] for n in preferred)
+                online = [n for n in preferred if priorities[n.name] == top]
+            elif rule.strict:
+                return None
+        if not online:
+            return None
+        return min(online, key=lambda n: (self.node_usage(n, self.now)[1] / n.memory, n.nodeid)).name
 
     def _lose_node(self, node: SimNode, power: str) -> None:
         for migration in list(self.migrations.values()):

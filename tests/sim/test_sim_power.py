@@ -182,3 +182,14 @@ def test_guest_start_and_shutdown_are_tasks(homelab):
     with pytest.raises(ResourceException) as template:
         api.nodes("pve-big").qemu(9000).status.start.post()
     assert (template.value.status_code, template.value.content) == (500, "you can't start a vm if it's a template")
+
+
+def test_ha_guests_of_a_crashed_node_are_recovered_elsewhere(homelab):
+    api = token_api(homelab.info)
+    homelab.cluster.crash_node("pve-mini2")
+    vaultwarden = next(g for g in guests_on(api, "pve-mini2") if g["vmid"] == 112)
+    assert (vaultwarden["status"], vaultwarden["hastate"]) == ("unknown", "fence")
+    homelab.cluster.step(120)
+    recovered = next(g for g in call(api, "GET", "/cluster/resources", type="vm") if g["vmid"] == 112)
+    assert (recovered["node"], recovered["status"], recovered["hastate"]) == ("pve-mini1", "running", "started")
+    assert {g["vmid"] for g in guests_on(api, "pve-mini2")} == {110, 111}, "non-HA guests wait for their node"
