@@ -17,6 +17,7 @@ import requests
 from proxmoxer.core import ResourceException
 
 from pvetop.sim.runner import start_sim
+from pvetop.sim.scenarios import list_scenarios
 from tests.sim.clients import call, raw, token_api
 
 SCENARIO = "homelab"
@@ -641,6 +642,37 @@ def test_guests_on_a_crashed_node_show_unknown_with_few_fields(fresh_sim):
         assert {"id", "vmid", "node", "type"} <= entry.keys()
         assert not GUEST_METRICS & entry.keys(), f"offline node's guest shows metrics: {entry}"
     assert raw(sim.info, "GET", f"/nodes/{victim}/qemu").status_code == 595
+
+
+# --------------------------------------------------------------------------- every scenario
+
+@pytest.mark.parametrize("scenario", list_scenarios())
+def test_every_scenario_answers_the_core_reads_per_schema(scenario):
+    """Scenario data must not produce answers PVE could not send (types, enums, quorum)."""
+    with start_sim(scenario=scenario, seed=3, manual_clock=True) as other:
+        api = token_api(other.info)
+        other.cluster.step(300)
+        resources = call(api, "GET", "/cluster/resources")
+        for path in ("/cluster/ha/resources", "/cluster/ha/rules", "/cluster/ha/status/current",
+                     "/cluster/options", "/cluster/tasks", "/nodes", "/pools", "/access/permissions"):
+            call(api, "GET", path)
+        votes = {e["node"]: int(e["quorum_votes"]) for e in call(api, "GET", "/cluster/config/nodes")}
+        status = call(api, "GET", "/cluster/status")
+        online_votes = sum(votes[e["name"]] for e in status if e["type"] == "node" and e["online"])
+        cluster = next(e for e in status if e["type"] == "cluster")
+        assert cluster["quorate"] == int(online_votes * 2 > sum(votes.values()))
+        names = [r["name"] for r in resources if r["type"] in ("qemu", "lxc") and "name" in r]
+        assert len(names) == len(set(names)), "guest names must be unique (ProxLB keys guests by name)"
+        for node in online_nodes(resources):
+            call(api, "GET", f"/nodes/{node}/status")
+            call(api, "GET", f"/nodes/{node}/storage")
+            for kind in ("qemu", "lxc"):
+                listed = call(api, "GET", f"/nodes/{node}/{kind}")
+                for entry in listed[:1]:
+                    base = f"/nodes/{node}/{kind}/{entry['vmid']}"
+                    call(api, "GET", f"{base}/status/current")
+                    call(api, "GET", f"{base}/config")
+                    call(api, "GET", f"{base}/migrate")
 
 
 # --------------------------------------------------------------------------- determinism
