@@ -217,7 +217,7 @@ class SimCluster:
         """A node that must answer the call itself (pveproxy forwards to it): 595 when it is down."""
         node = self.node(name)
         if not node.reachable:
-            raise PveApiError(595, f"Errors during connection establishment, proxy handshake: No route to host")
+            raise PveApiError(595, "Errors during connection establishment, proxy handshake: No route to host")
         return node
 
     def guest_on(self, node: str, vmid: int, kind: str) -> SimGuest:

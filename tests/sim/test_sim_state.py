@@ -149,8 +149,14 @@ def test_scenario_from_a_file_and_clear_errors(tmp_path):
     with pytest.raises(ScenarioError, match="choose one of: .*homelab"):
         load_scenario("nope")
     path.write_text(json.dumps({"nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
+                                "storage": [{"storage": "local"}],
                                 "guests": [{"vmid": 100, "type": "qemu", "name": "x", "node": "n2"}]}))
     with pytest.raises(ScenarioError, match="unknown node 'n2'"):
+        load_scenario(path)
+    path.write_text(json.dumps({"nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
+                                "storage": [{"storage": "local"}],
+                                "ha_rules": [{"rule": "r", "type": "node-affinity", "resources": "vm:100"}]}))
+    with pytest.raises(ScenarioError, match="vm:100 are not HA-managed"):
         load_scenario(path)
     path.write_text("{not json")
     with pytest.raises(ScenarioError, match="cannot read scenario file"):

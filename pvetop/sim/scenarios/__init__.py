@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pvetop.sim.errors import ScenarioError
 
 SCENARIO_DIR = Path(__file__).parent
+NODE_NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")
 
 
 @dataclass
@@ -125,6 +127,9 @@ def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_fr
         kind = "lxc" if rng.random() < float(spec.get("lxc_share", 0.0)) else "qemu"
         role = rng.choice(roles)
         template = rng.random() < float(spec.get("template_share", 0.0))
+        ha = index < ha_first  # the first ones are HA-managed VMs, so rules can name them for any seed
+        if ha:
+            kind, template = "qemu", False
         running = not template and rng.random() >= float(spec.get("stopped_share", 0.0))
         guest = {
             "vmid": vmid,
@@ -145,7 +150,7 @@ def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_fr
             guest["tags"] = picked
         if pools and rng.random() < float(spec.get("pool_share", 0.5)):
             guest["pool"] = rng.choice(pools)
-        if index < ha_first and not template:
+        if ha:
             guest["ha"] = True
         guests.append(guest)
         vmid += 1
@@ -159,15 +164,21 @@ def _validate(scenario: Scenario, source: str) -> None:
     if not scenario.nodes:
         fail("needs at least one node")
     names = [node.get("name") for node in scenario.nodes]
-    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
-        fail("node names must be unique non-empty strings")
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and NODE_NAME.match(n) for n in names):
+        fail("node names must be unique host names (letters, digits, dashes)")
     for node in scenario.nodes:
         for key in ("cpus", "memory_gib"):
             if not isinstance(node.get(key), (int, float)) or node[key] <= 0:
                 fail(f"node {node['name']}: {key} must be a positive number")
         if node.get("power", "online") not in ("online", "off"):
             fail(f"node {node['name']}: power must be online or off")
+    if not scenario.storage:
+        fail("needs at least one storage")
     storage_ids = {s.get("storage") for s in scenario.storage}
+    for storage in scenario.storage:
+        unknown = sorted(set(storage.get("nodes") or []) - set(names))
+        if unknown:
+            fail(f"storage {storage.get('storage')!r}: unknown node(s) {', '.join(unknown)}")
     vmids: set[int] = set()
     guest_names: set[str] = set()
     pool_ids = {p.get("poolid") for p in scenario.pools}
@@ -190,3 +201,10 @@ def _validate(scenario: Scenario, source: str) -> None:
             fail(f"guest {vmid}: unknown pool {guest['pool']!r}")
         if guest.get("load", {}).get("curve", "steady") not in ("steady", "diurnal", "bursty"):
             fail(f"guest {vmid}: load curve must be steady, diurnal or bursty")
+    ha_sids = {f"{'vm' if g['type'] == 'qemu' else 'ct'}:{g['vmid']}" for g in scenario.guests if g.get("ha")}
+    for rule in scenario.ha_rules:
+        if rule.get("type") not in ("node-affinity", "resource-affinity") or not rule.get("rule"):
+            fail(f"HA rule {rule.get('rule')!r}: needs a name and type node-affinity or resource-affinity")
+        missing = sorted(set(str(rule.get("resources", "")).split(",")) - ha_sids)
+        if missing:
+            fail(f"HA rule {rule['rule']!r}: {', '.join(missing)} are not HA-managed guests")
