@@ -644,6 +644,34 @@ def test_guests_on_a_crashed_node_show_unknown_with_few_fields(fresh_sim):
     assert raw(sim.info, "GET", f"/nodes/{victim}/qemu").status_code == 595
 
 
+def test_without_quorum_reads_work_but_cluster_writes_fail():
+    """pmxcfs (/etc/pve) turns read-only without quorum: config writes and migrations fail."""
+    with start_sim(scenario="quorum3", seed=1, manual_clock=True) as trio:
+        api = token_api(trio.info)
+        local = local_node(api)
+        for entry in call(api, "GET", "/cluster/status"):
+            if entry["type"] == "node" and entry["name"] != local:
+                requests.post(f"{trio.info['control_url']}/nodes/{entry['name']}/crash",
+                              verify=trio.info["ca_file"], timeout=15).raise_for_status()
+        assert next(e for e in call(api, "GET", "/cluster/status") if e["type"] == "cluster")["quorate"] == 0
+        resources = call(api, "GET", "/cluster/resources")
+        guest = running_guest(resources, "qemu")
+        assert guest["node"] == local
+        base = f"/nodes/{local}/qemu/{guest['vmid']}"
+
+        error = api_error(lambda: api.nodes(local).qemu(guest["vmid"]).migrate.post(
+            target=other_node_name(resources, local), online=1))
+        assert (error.status_code, error.content) == (500, "cluster not ready - no quorum?")
+        description_before = call(api, "GET", f"{base}/config").get("description")
+        assert raw(trio.info, "PUT", f"{base}/config", data={"description": "no quorum"}).status_code == 500
+        assert call(api, "GET", f"{base}/config").get("description") == description_before
+        assert raw(trio.info, "PUT", f"/nodes/{local}/config", data={"description": "no quorum"}).status_code == 500
+
+
+def other_node_name(resources: list[dict], node: str) -> str:
+    return next(r["node"] for r in resources if r["type"] == "node" and r["node"] != node)
+
+
 # --------------------------------------------------------------------------- every scenario
 
 @pytest.mark.parametrize("scenario", list_scenarios())
