@@ -63,6 +63,11 @@ def run_proxlb(config: dict, tmp_path: Path, *extra_args: str) -> dict:
     )
     transcript = f"stdout:\n{completed.stdout[-4000:]}\nstderr:\n{completed.stderr[-4000:]}"
     assert completed.returncode == 0, f"ProxLB exited {completed.returncode}\n{transcript}"
+    # ProxLB survives many API failures by logging and carrying on with zeros; any such line means
+    # the simulator answered something ProxLB could not use
+    complaints = [line for line in completed.stdout.splitlines()
+                  if " - ERROR - " in line or " - CRITICAL - " in line]
+    assert complaints == [], f"ProxLB logged errors:\n{transcript}"
     # ProxLB logs to stdout too; its JSON starts on a line of its own with "{"
     lines = completed.stdout.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if line.rstrip() == "{"), None)
