@@ -456,6 +456,7 @@ class SimCluster:
     def guest_power(self, kind: str, node: str, vmid: int, action: str, user: str) -> str:
         """POST .../{vmid}/status/{start|stop|shutdown}: a qm*/vz* task that takes a few seconds."""
         guest = self.guest_on(node, vmid, kind)
+        self.require_quorum()
         label = "VM" if kind == "qemu" else "CT"
         if guest.lock:
             raise PveApiError(500, f"{label} is locked ({guest.lock})")
@@ -624,6 +625,7 @@ class SimCluster:
 
     # ----- configuration ------------------------------------------------------------------
     def update_guest_config(self, guest: SimGuest, params: dict) -> None:
+        self.require_quorum()  # /etc/pve is read-only without quorum
         if params.get("digest") and params["digest"] != guest.digest():
             raise PveApiError(500, "detected modified configuration - file changed by other user? Try again.")
         if guest.lock and not params.get("skiplock"):
@@ -656,6 +658,9 @@ class SimCluster:
         self.revision += 1
 
     def update_node_config(self, node: SimNode, params: dict) -> None:
+        self.require_quorum()
+        if params.get("digest") and params["digest"] != self.node_config_digest(node):
+            raise PveApiError(500, "detected modified configuration - file changed by other user? Try again.")
         for key in [k.strip() for k in str(params.get("delete", "")).split(",") if k.strip()]:
             if key == "wakeonlan":
                 node.wakeonlan = None

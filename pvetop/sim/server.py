@@ -263,8 +263,6 @@ def put_node_config(call: Call):
     node = call.cluster.reachable_node(call.node)
     if "wakeonlan" in call.params:
         check_wakeonlan(call.params["wakeonlan"])
-    if call.params.get("digest") and call.params["digest"] != call.cluster.node_config_digest(node):
-        raise PveApiError(500, "detected modified configuration - file changed by other user? Try again.")
     call.cluster.update_node_config(node, call.params)
     return None
 
