@@ -83,14 +83,27 @@ def api_error(call_result) -> ResourceException:
     return caught.value
 
 
-def step_until_task_stops(sim, api, node: str, upid: str, max_seconds: int = 4 * 3600) -> dict:
+def any_other_node(resources: list[dict], node: str) -> str:
+    """Another cluster member, online or not."""
+    return next(r["node"] for r in resources if r["type"] == "node" and r["node"] != node)
+
+
+def step_until(sim, condition, max_seconds: int = 4 * 3600, step: int = 5) -> None:
+    """Move simulated time in ``step`` increments until ``condition()`` holds."""
+    for _ in range(0, max_seconds, step):
+        if condition():
+            return
+        sim.cluster.step(step)
+    pytest.fail(f"condition not met within {max_seconds} simulated seconds")
+
+
+def step_until_task_stops(sim, api, node: str, upid: str) -> dict:
     """Move simulated time until the task has stopped; its final status."""
-    for _ in range(0, max_seconds, 10):
-        status = call(api, "GET", f"/nodes/{node}/tasks/{upid}/status")
-        if status["status"] == "stopped":
-            return status
-        sim.cluster.step(10)
-    pytest.fail(f"task {upid} still running after {max_seconds} simulated seconds")
+    def status() -> dict:
+        return call(api, "GET", f"/nodes/{node}/tasks/{upid}/status")
+
+    step_until(sim, lambda: status()["status"] == "stopped", step=10)
+    return status()
 
 
 def resource_entry(api, vmid: int) -> dict:
@@ -463,14 +476,6 @@ def ha_guest_and_target(api) -> tuple[dict, str]:
     return guest, candidates[0]
 
 
-def step_until(sim, condition, max_seconds: int = 3600):
-    for _ in range(0, max_seconds, 5):
-        if condition():
-            return
-        sim.cluster.step(5)
-    pytest.fail(f"condition not met within {max_seconds} simulated seconds")
-
-
 def test_ha_guest_migrates_through_hamigrate_then_qmigrate(fresh_sim):
     sim, api = fresh_sim, token_api(fresh_sim.info)
     guest, target = ha_guest_and_target(api)
@@ -500,8 +505,12 @@ def test_ha_resource_migrate_endpoint_queues_the_move(fresh_sim):
     sid = f"vm:{guest['vmid']}"
     answer = call(api, "POST", f"/cluster/ha/resources/{sid}/migrate", node=target)
     assert (answer["sid"], answer["requested-node"]) == (sid, target)
-    step_until(sim, lambda: resource_entry(api, guest["vmid"])["node"] == target
-               and "lock" not in resource_entry(api, guest["vmid"]))
+
+    def moved() -> bool:
+        entry = resource_entry(api, guest["vmid"])
+        return entry["node"] == target and "lock" not in entry
+
+    step_until(sim, moved)
 
 
 def assert_migration_aborted(sim, api, guest: dict, upid: str) -> None:
@@ -660,16 +669,12 @@ def test_without_quorum_reads_work_but_cluster_writes_fail():
         base = f"/nodes/{local}/qemu/{guest['vmid']}"
 
         error = api_error(lambda: api.nodes(local).qemu(guest["vmid"]).migrate.post(
-            target=other_node_name(resources, local), online=1))
+            target=any_other_node(resources, local), online=1))
         assert (error.status_code, error.content) == (500, "cluster not ready - no quorum?")
         description_before = call(api, "GET", f"{base}/config").get("description")
         assert raw(trio.info, "PUT", f"{base}/config", data={"description": "no quorum"}).status_code == 500
         assert call(api, "GET", f"{base}/config").get("description") == description_before
         assert raw(trio.info, "PUT", f"/nodes/{local}/config", data={"description": "no quorum"}).status_code == 500
-
-
-def other_node_name(resources: list[dict], node: str) -> str:
-    return next(r["node"] for r in resources if r["type"] == "node" and r["node"] != node)
 
 
 # --------------------------------------------------------------------------- every scenario
