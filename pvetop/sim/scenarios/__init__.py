@@ -3,6 +3,27 @@
 A scenario lists nodes, storage, guests, pools, HA rules and options explicitly, and/or a
 ``generate`` block that expands deterministically (by scenario name and seed) into many nodes
 and guests — how the 200- and 4000-guest clusters are described without listing each guest.
+
+Format (sizes in GiB/MiB as named, times in seconds; see homelab.json and smb.json)::
+
+    name, description, cluster_name, migration_bandwidth_mib (default 500),
+    options        datacenter.cfg values as PVE writes them: {"crs": "ha=static,ha-auto-rebalance=0", ...}
+    faults         initial faults: {"latency_ms", "error_rate", "drop_rate", "migration_failure_rate"}
+    nodes          [{name, cpus, memory_gib, sockets?, cpu_model?, root_disk_gib?, votes?, ip?, mac?,
+                     boot_seconds?, shutdown_seconds?, power: online|off, base_cpu?, level?, description?}]
+    storage        [{storage, type (dir, lvmthin, zfspool, nfs, rbd, cephfs), shared 0|1, content,
+                     size_gib (per node when local), base_used_gib?, nodes? (default: all)}]
+    pools          [{poolid, comment?}]
+    guests         [{vmid, type qemu|lxc, name (unique), node, cores, memory_mib, disks [{storage, size_gib}],
+                     status running|stopped, template?, tags?, pool?, ha?, lock?, onboot?,
+                     load {curve steady|diurnal|bursty, cpu (fraction of its cores), mem (fraction)}}]
+    ha_rules       [{rule, type node-affinity|resource-affinity, resources "vm:100,ct:101",
+                     nodes? "pve1:2,pve2", strict?, affinity? positive|negative, disable?, comment?}]
+    generate       {"nodes": {count, name "pve{n}", start, template {node fields; a list = pick one}},
+                    "guests": {count, first_vmid, lxc_share, template_share, stopped_share, ha_first,
+                               roles, sizes [{cores, memory_mib, disk_gib, weight}], storage {id: weight},
+                               curves {curve: weight}, tags, max_tags, pools, pool_share,
+                               skew {node: placement weight factor}, cpu_range, mem_range}}
 """
 
 from __future__ import annotations
