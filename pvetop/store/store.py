@@ -27,7 +27,6 @@ from pvetop.store import transfer
 from pvetop.store.models import bind_models
 from pvetop.store.records import (
     ACTORS,
-    DEFAULT_BOOT_TIMEOUT,
     JournalEntry,
     Lock,
     Maintenance,
@@ -390,7 +389,7 @@ class Store:
             after = replace(before, **changes)
             self._upsert_power(after)
             self._journal(cluster, actor, "node_power.set", f"node/{node}",
-                          {k: v for k, v in changes.items()})
+                          dict(changes))
         return after
 
     def _upsert_power(self, power: NodePower) -> None:
