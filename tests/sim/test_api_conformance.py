@@ -18,6 +18,7 @@ from proxmoxer.core import ResourceException
 
 from pvetop.sim.runner import start_sim
 from pvetop.sim.scenarios import list_scenarios
+from tests.pve_schema import check_response
 from tests.sim.clients import call, raw, token_api
 
 SCENARIO = "homelab"
@@ -108,6 +109,40 @@ def step_until_task_stops(sim, api, node: str, upid: str) -> dict:
 
 def resource_entry(api, vmid: int) -> dict:
     return next(r for r in call(api, "GET", "/cluster/resources", type="vm") if r["vmid"] == vmid)
+
+
+def ha_guest_and_target(api) -> tuple[dict, str]:
+    """A running HA-managed VM and an online node its HA rules let it move to."""
+    resources = call(api, "GET", "/cluster/resources")
+    guest = next(r for r in resources if r["type"] == "qemu" and r.get("hastate") == "started")
+    sid = f"vm:{guest['vmid']}"
+    rule_nodes = {
+        node.split(":")[0]
+        for rule in call(api, "GET", "/cluster/ha/rules") if sid in rule["resources"].split(",")
+        for node in rule.get("nodes", "").split(",") if node
+    }
+    candidates = [n for n in online_nodes(resources) if n != guest["node"] and (not rule_nodes or n in rule_nodes)]
+    return guest, candidates[0]
+
+
+def running_vm_with_local_disk(api) -> tuple[dict, str]:
+    """A running non-HA VM whose precondition lists local disks, and a target for it."""
+    resources = call(api, "GET", "/cluster/resources")
+    for guest in sorted((r for r in resources if r["type"] == "qemu" and r["status"] == "running"
+                         and not r.get("hastate")), key=lambda r: r["vmid"]):
+        target = other_online_node(resources, guest["node"])
+        precondition = call(api, "GET", f"/nodes/{guest['node']}/qemu/{guest['vmid']}/migrate", target=target)
+        if precondition["local_disks"]:
+            return guest, target
+    pytest.fail(f"scenario {SCENARIO} has no running VM with a local disk")
+
+
+def assert_migration_aborted(sim, api, guest: dict, upid: str) -> None:
+    final = step_until_task_stops(sim, api, guest["node"], upid)
+    assert final["exitstatus"] == "migration aborted"
+    assert call(api, "GET", f"/nodes/{guest['node']}/tasks/{upid}/log")[-1]["t"] == "TASK ERROR: migration aborted"
+    after = resource_entry(api, guest["vmid"])
+    assert (after["node"], after["status"], after.get("lock")) == (guest["node"], "running", None)
 
 
 # --------------------------------------------------------------------------- envelope, basics
@@ -462,20 +497,6 @@ def test_migration_locks_flips_node_and_finishes_ok(fresh_sim, kind, task_type):
     assert upid in {task["upid"] for task in call(api, "GET", "/cluster/tasks")}
 
 
-def ha_guest_and_target(api) -> tuple[dict, str]:
-    """A running HA-managed VM and an online node its HA rules let it move to."""
-    resources = call(api, "GET", "/cluster/resources")
-    guest = next(r for r in resources if r["type"] == "qemu" and r.get("hastate") == "started")
-    sid = f"vm:{guest['vmid']}"
-    rule_nodes = {
-        node.split(":")[0]
-        for rule in call(api, "GET", "/cluster/ha/rules") if sid in rule["resources"].split(",")
-        for node in rule.get("nodes", "").split(",") if node
-    }
-    candidates = [n for n in online_nodes(resources) if n != guest["node"] and (not rule_nodes or n in rule_nodes)]
-    return guest, candidates[0]
-
-
 def test_ha_guest_migrates_through_hamigrate_then_qmigrate(fresh_sim):
     sim, api = fresh_sim, token_api(fresh_sim.info)
     guest, target = ha_guest_and_target(api)
@@ -513,27 +534,55 @@ def test_ha_resource_migrate_endpoint_queues_the_move(fresh_sim):
     step_until(sim, moved)
 
 
-def assert_migration_aborted(sim, api, guest: dict, upid: str) -> None:
-    final = step_until_task_stops(sim, api, guest["node"], upid)
-    assert final["exitstatus"] == "migration aborted"
-    assert call(api, "GET", f"/nodes/{guest['node']}/tasks/{upid}/log")[-1]["t"] == "TASK ERROR: migration aborted"
-    after = resource_entry(api, guest["vmid"])
-    assert (after["node"], after["status"], after.get("lock")) == (guest["node"], "running", None)
-
-
 def test_live_migration_with_local_disks_needs_with_local_disks(fresh_sim):
     sim, api = fresh_sim, token_api(fresh_sim.info)
-    resources = call(api, "GET", "/cluster/resources")
-    for guest in sorted((r for r in resources if r["type"] == "qemu" and r["status"] == "running"
-                         and not r.get("hastate")), key=lambda r: r["vmid"]):
-        target = other_online_node(resources, guest["node"])
-        base = f"/nodes/{guest['node']}/qemu/{guest['vmid']}"
-        if call(api, "GET", f"{base}/migrate", target=target)["local_disks"]:
-            break
-    else:
-        pytest.fail(f"scenario {SCENARIO} has no running VM with a local disk")
-    upid = call(api, "POST", f"{base}/migrate", target=target, online=1)
+    guest, target = running_vm_with_local_disk(api)
+    upid = call(api, "POST", f"/nodes/{guest['node']}/qemu/{guest['vmid']}/migrate", target=target, online=1)
     assert_migration_aborted(sim, api, guest, upid)
+
+
+def test_node_task_list_pages_newest_first_with_total_and_error_filter(fresh_sim):
+    sim, api = fresh_sim, token_api(fresh_sim.info)
+    vm, target = running_vm_with_local_disk(api)
+    source = vm["node"]
+    container = next(r for r in call(api, "GET", "/cluster/resources", type="vm") if r["type"] == "lxc"
+                     and r["node"] == source and r["status"] == "running" and not r.get("hastate"))
+    failing = call(api, "POST", f"/nodes/{source}/qemu/{vm['vmid']}/migrate", target=target, online=1)
+    sim.cluster.step(30)
+    succeeding = call(api, "POST", f"/nodes/{source}/lxc/{container['vmid']}/migrate", target=target, restart=1)
+    step_until_task_stops(sim, api, source, failing)
+    step_until_task_stops(sim, api, source, succeeding)
+
+    def page(**params) -> dict:
+        response = raw(sim.info, "GET", f"/nodes/{source}/tasks", params=params)
+        assert response.status_code == 200
+        body = response.json()
+        assert check_response("GET", f"/nodes/{source}/tasks", body["data"]) == []
+        return body
+
+    everything = page()
+    assert [t["upid"] for t in everything["data"]] == [succeeding, failing]  # newest first
+    assert everything["total"] == 2
+    first, second = page(limit=1), page(start=1, limit=1)
+    assert ([t["upid"] for t in first["data"]], first["total"]) == ([succeeding], 2)
+    assert ([t["upid"] for t in second["data"]], second["total"]) == ([failing], 2)
+    failed_only = page(errors=1)
+    assert ([t["upid"] for t in failed_only["data"]], failed_only["total"]) == ([failing], 1)
+    assert failed_only["data"][0]["status"] == "migration aborted"
+
+
+def test_node_reboot_returns_no_task_and_the_node_comes_back(fresh_sim):
+    sim, api = fresh_sim, token_api(fresh_sim.info)
+    resources = call(api, "GET", "/cluster/resources")
+    node = other_online_node(resources, local_node(api))
+    assert call(api, "POST", f"/nodes/{node}/status", command="reboot") is None
+
+    def node_status() -> str:
+        return next(e["status"] for e in call(api, "GET", "/nodes") if e["node"] == node)
+
+    step_until(sim, lambda: node_status() == "offline", max_seconds=1800)
+    step_until(sim, lambda: node_status() == "online", max_seconds=1800)
+    assert call(api, "GET", f"/nodes/{node}/status")["uptime"] < 1800
 
 
 def test_injected_migration_failure_aborts_and_keeps_the_guest(fresh_sim):
