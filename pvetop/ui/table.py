@@ -30,7 +30,7 @@ from textual.widgets import DataTable
 from textual._types import SegmentLines
 from textual.widgets.data_table import ColumnKey, RowKey
 
-DRAWN_CELLS_CACHED = 20_000  # a few screens of cells, drawn
+DRAWN_CELLS_CACHED = 6_000  # a few screens of cells, drawn
 SORT_UP = " ▲"
 SORT_DOWN = " ▼"
 
@@ -44,26 +44,10 @@ class ColumnSpec:
     descending_first: bool = False  # numbers: biggest first, like htop's CPU%
 
 
-class Cell:
-    """One cell's text and style; becomes a rich ``Text`` only when it is drawn.
-
-    Building a ``Text`` costs ~10x more than this, and most cells of a 4000-row table are
-    never on screen. A new ``Cell`` replaces the old one on change, so its identity tells the
-    render cache whether the cell must be drawn again.
-    """
-
-    __slots__ = ("plain", "style", "justify")
-
-    def __init__(self, plain: str, style: str, justify: str) -> None:
-        self.plain = plain
-        self.style = style
-        self.justify = justify
-
-    def __rich__(self) -> Text:
-        return Text(self.plain, style=self.style, justify=self.justify, no_wrap=True, overflow="ellipsis", end="")
-
-    def __repr__(self) -> str:
-        return f"Cell({self.plain!r})"
+# One cell: (text, rich style, justify). A plain tuple on purpose: the collector stops tracking
+# tuples of strings, and a 4000-row table holds 60 000 cells that full collections would walk.
+# A change makes a new tuple, so identity tells the render cache whether to draw it again.
+Cell = tuple[str, str, str]
 
 
 def _fit(text: str, width: int, padding: int, justify: str) -> str:
@@ -147,10 +131,14 @@ class LiveTable(DataTable):
     def item(self, key: str) -> Any:
         return self._state[key].item
 
+    def cell_text(self, key: str, column: str) -> str:
+        """The text shown in one cell (what a user reads; tests check it)."""
+        return self._state[key].cells[self._column_index[column]][0]
+
     @classmethod
     def make_row(cls, item: Any, cells: tuple[tuple[str, str], ...], sort_values: tuple[Any, ...]) -> Row:
         """A ``Row`` from (text, style) pairs in ``COLUMNS`` order."""
-        return Row(item, tuple(Cell(text, style, spec.justify) for (text, style), spec in zip(cells, cls.COLUMNS)),
+        return Row(item, tuple((text, style, spec.justify) for (text, style), spec in zip(cells, cls.COLUMNS)),
                    sort_values)
 
     @property
@@ -176,7 +164,7 @@ class LiveTable(DataTable):
                 added.append(key)
                 continue
             for column_key, new, before in zip(column_keys, row.cells, old.cells):
-                if new.plain != before.plain or new.style != before.style:
+                if new != before:
                     cell_updates.append((key, column_key, new))
             if row.sort_values[sort_index] != old.sort_values[sort_index]:
                 resort = True
@@ -274,7 +262,7 @@ class LiveTable(DataTable):
         # DataTable keys its cell cache on a counter bumped by every update, so one changed
         # cell re-draws every visible cell, each through rich's Padding/Styled machinery.
         # Keyed on the cell object instead (replaced on change), a refresh re-draws only the
-        # changed cells, and a one-line ``Cell`` is drawn directly as a single segment.
+        # changed cells, and a one-line cell is drawn directly as a single segment.
         if row_index < 0 or column_index < 0:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         row_key = self._row_locations.get_key(row_index)
@@ -290,9 +278,10 @@ class LiveTable(DataTable):
             hover, cursor, self.show_cursor, self._show_hover_cursor,
             self.cursor_foreground_priority == "css", self.cursor_background_priority == "css",
         )
+        text, cell_style, justify = value
         style = (base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
-                 + Style.parse(value.style) + post_style)
-        lines = [[Segment(_fit(value.plain, width, self.cell_padding, value.justify), style)]]
+                 + Style.parse(cell_style) + post_style)
+        lines = [[Segment(_fit(text, width, self.cell_padding, justify), style)]]
         self._drawn_cells[cache_key] = (value, lines)
         return lines
 

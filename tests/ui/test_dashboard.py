@@ -23,7 +23,7 @@ def header_text(app) -> str:
 
 
 def cell(table, key: str, column: str) -> str:
-    return table.get_cell(key, column).plain
+    return table.cell_text(key, column)
 
 
 async def test_tables_hold_every_node_and_guest(app):

@@ -1,0 +1,133 @@
+"""The dashboard's refresh cost on the simulator's 32-node/4000-guest cluster, printed as JSON.
+
+Run: ``.venv/bin/python tests/bench/refresh.py [scenario]`` (default ``large``). The simulator
+runs in this process, as with ``pvetop --demo large``. Figures:
+
+- ``requests_per_refresh``: API requests one refresh costs (DESIGN §8: at most 2).
+- ``fetch_parse_ms``: one ``fetch_snapshot`` (round trips + parsing), median, and ``prepare_ms``:
+  rates, totals and formatted rows, both done in the poll worker, off the UI thread.
+- ``first_paint_ms``: from starting the app to the first painted table (DESIGN §8: < 2 s),
+  ``startup_ms`` adds starting the simulator and connecting, as ``pvetop --demo`` does.
+- ``apply_ms``: UI-thread time to diff a refresh into the tables where ~20 % of the guests
+  changed (p50/p95), ``frame_ms`` the same plus drawing the next frame; ``sim_step_*``: the same
+  for a real 2 s simulator step, where every running guest's figures move.
+- ``rss_mb``: resident memory afterwards (simulator included). Targets: apply p95 <= 150 ms,
+  RSS <= 250 MB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+from pvetop.config import settings_from_sim_info
+from pvetop.model import ClusterSnapshot
+from pvetop.pve import PveClient
+from pvetop.sim.runner import start_sim
+from pvetop.ui.app import PvetopApp
+from pvetop.ui.polling import prepare
+
+ROUNDS = 20
+CHANGED_SHARE = 0.2
+SIZE = (160, 50)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
+
+
+def with_changes(snapshot: ClusterSnapshot, rng: random.Random, seconds: float) -> ClusterSnapshot:
+    """``snapshot`` ``seconds`` later, with CPU, memory and traffic changed on ~20 % of guests."""
+    guests = list(snapshot.guests)
+    for index in rng.sample(range(len(guests)), int(len(guests) * CHANGED_SHARE)):
+        guest = guests[index]
+        if guest.running:
+            guests[index] = replace(guest, cpu=rng.random(), mem=int(guest.maxmem * rng.uniform(0.2, 0.9)),
+                                    netin=guest.netin + rng.randrange(1, 10**7),
+                                    netout=guest.netout + rng.randrange(1, 10**7))
+    return replace(snapshot, guests=tuple(guests), fetched_at=snapshot.fetched_at + seconds)
+
+
+async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dict:
+    figures: dict = {}
+    async with app.run_test(size=SIZE) as pilot:
+        while app.guest_table.row_count == 0:
+            await pilot.pause(0.005)
+        await pilot.pause()
+        figures["first_paint_ms"] = round((time.perf_counter() - started) * 1000)
+        app.action_pause()  # the benchmark feeds the refreshes itself
+        app.guest_table.sort_by("cpu", reverse=True)  # the busiest view: order changes every time
+        await pilot.pause()
+        rng = random.Random(1)
+
+        async def timed(refresh) -> tuple[float, float]:
+            before = time.perf_counter()
+            app.apply_refresh(refresh)
+            applied = time.perf_counter()
+            await pilot.pause()
+            return (applied - before) * 1000, (time.perf_counter() - before) * 1000
+
+        apply_ms, frame_ms, prepare_ms = [], [], []
+        for _ in range(ROUNDS):
+            snapshot = with_changes(app.latest.snapshot, rng, app.interval)
+            start = time.perf_counter()
+            refresh = prepare(snapshot, app.latest, app.ruleset, 0.0, app.clock())
+            prepare_ms.append((time.perf_counter() - start) * 1000)
+            applied, framed = await timed(refresh)
+            apply_ms.append(applied)
+            frame_ms.append(framed)
+        step_apply, step_frame = [], []
+        for _ in range(5):
+            sim.cluster.step(2)
+            refresh = prepare(client.fetch_snapshot(), app.latest, app.ruleset, 0.0, app.clock())
+            applied, framed = await timed(refresh)
+            step_apply.append(applied)
+            step_frame.append(framed)
+    figures.update({
+        "apply_ms_p50": percentile(apply_ms, 0.5), "apply_ms_p95": percentile(apply_ms, 0.95),
+        "frame_ms_p50": percentile(frame_ms, 0.5), "frame_ms_p95": percentile(frame_ms, 0.95),
+        "prepare_ms_median": round(statistics.median(prepare_ms), 1),
+        "sim_step_apply_ms_p50": percentile(step_apply, 0.5), "sim_step_frame_ms_p50": percentile(step_frame, 0.5),
+    })
+    return figures
+
+
+def main(scenario: str = "large") -> None:
+    started = time.perf_counter()
+    with start_sim(scenario=scenario, seed=1, manual_clock=True) as sim, \
+            PveClient.connect(settings_from_sim_info(sim.info)) as client:
+        fetch_ms, requests = [], set()
+        for _ in range(5):
+            start = time.perf_counter()
+            snapshot = client.fetch_snapshot()
+            fetch_ms.append((time.perf_counter() - start) * 1000)
+            requests.add(snapshot.api_requests)
+        app_started = time.perf_counter()
+        app = PvetopApp(client, interval=2.0)
+        figures = asyncio.run(measure(app, sim, client, app_started))
+        startup_ms = round((app_started - started) * 1000 + figures["first_paint_ms"])
+    print(json.dumps({
+        "benchmark": "dashboard_refresh", "scenario": scenario, "nodes": len(snapshot.nodes),
+        "guests": len(snapshot.guests), "requests_per_refresh": max(requests),
+        "fetch_parse_ms_median": round(statistics.median(fetch_ms), 1),
+        "startup_ms": startup_ms, **figures, "changed_share": CHANGED_SHARE, "rss_mb": round(rss_mb()),
+        "targets": {"requests_per_refresh": 2, "apply_ms_p95": 150, "rss_mb": 250, "first_paint_ms": 2000},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:2])
