@@ -476,7 +476,9 @@ def _error_response(error: PveApiError) -> web.Response:
     body: dict = {"data": None, "message": error.message.rstrip("\n") + "\n"}
     if error.errors:
         body["errors"] = error.errors
-    return web.Response(status=error.status, reason=reason, body=json.dumps(body).encode(), content_type="application/json")
+    response = web.Response(status=error.status, reason=reason, body=json.dumps(body).encode())
+    response.headers["Content-Type"] = JSON_TYPE
+    return response
 
 
 def _ok(data, total: int | None = None) -> web.Response:
