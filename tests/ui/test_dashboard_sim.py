@@ -1,0 +1,86 @@
+"""The dashboard against the simulator through the real client: what `pvetop --demo` runs."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from textual.widgets import Sparkline, Static
+
+from pvetop.config import settings_from_sim_info
+from pvetop.pve import PveClient
+from pvetop.sim.runner import start_sim
+from pvetop.ui.app import PvetopApp
+from pvetop.ui.detail import GuestDetailScreen
+from tests.ui.conftest import settle, wait_for_data
+
+SIZE = (140, 40)
+
+
+@pytest.fixture
+def sim():
+    with start_sim(scenario="homelab", seed=1, port=0, manual_clock=True) as running:
+        yield running
+
+
+@pytest.fixture
+def client(sim):
+    with PveClient.connect(settings_from_sim_info(sim.info)) as connected:
+        yield connected
+
+
+def set_faults(sim, **faults) -> None:
+    response = requests.post(f"{sim.info['control_url']}/faults", json=faults,
+                             verify=sim.info["ca_file"], timeout=10)
+    response.raise_for_status()
+
+
+def header_text(app) -> str:
+    return str(app.query_one("#header", Static).render())
+
+
+async def test_tables_hold_the_simulated_cluster(sim, client):
+    expected = client.fetch_snapshot()
+    app = PvetopApp(client, interval=60)  # polls only when a test presses ctrl+r
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        assert sorted(app.node_table.keys_in_order) == sorted(n.name for n in expected.nodes)
+        assert sorted(app.guest_table.keys_in_order, key=int) == sorted(str(g.vmid) for g in expected.guests)
+        for guest in expected.guests:
+            assert app.guest_table.cell_text(str(guest.vmid), "name") == (guest.name or "-")
+        assert app.latest.snapshot.api_requests <= 2
+        sim.cluster.step(10)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        rates = app.latest.rates
+        assert rates and any(netin > 0 for netin, _ in rates.values())  # two snapshots: traffic rates
+
+
+async def test_an_outage_marks_the_data_stale_and_the_next_poll_recovers(sim, client):
+    app = PvetopApp(client, interval=60)  # polls only when a test presses ctrl+r
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        shown = list(app.guest_table.keys_in_order)
+        set_faults(sim, outage_seconds=600)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert app.stale and "STALE since" in header_text(app)
+        assert app.guest_table.keys_in_order == shown  # the last data stays on screen
+        sim.cluster.step(601)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert not app.stale and "STALE" not in header_text(app)
+
+
+async def test_guest_detail_fetches_history_and_config_for_that_guest_only(sim, client):
+    app = PvetopApp(client, interval=60)  # polls only when a test presses ctrl+r
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        sim.cluster.step(600)  # ten minutes of history
+        before = client.request_count
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, GuestDetailScreen)
+        assert client.request_count - before == 2  # rrddata + config, nothing else
+        assert any(len(sparkline.data) > 0 for sparkline in screen.query(Sparkline))
+        assert str(screen.vmid) in str(screen.query_one("#detail-title", Static).render())
