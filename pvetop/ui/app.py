@@ -7,8 +7,9 @@ finished, so polls never overlap. A failed poll keeps the last data, marks it st
 reason and retries with a doubling delay.
 
 Hooks for other rooms: ``ruleset`` (pins, locks, reserved nodes; set it and the flag columns
-follow), ``store`` (the rules store, when one is open), ``detail_panels`` (widgets mounted in
-the detail panes), ``read_only`` with ``ReadOnlyGuard.WRITE_ACTIONS`` (write actions greyed out).
+follow), ``tagged`` (vmids for a bulk move; call ``refresh_marks`` after changing it), ``store``
+(the rules store, when one is open), ``detail_panels`` (widgets mounted in the detail panes),
+``read_only`` with ``ReadOnlyGuard.WRITE_ACTIONS`` (write actions greyed out).
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ from pvetop.ui.polling import (
     backoff_delay,
     next_interval,
     prepare,
-    with_ruleset,
+    with_marks,
 )
 from pvetop.ui.source import SnapshotSource
 from pvetop.ui.table import LiveTable
-from pvetop.ui.tables import GuestTable, NodeTable, select_guests
+from pvetop.ui.tables import GuestTable, Marks, NodeTable, select_guests
 
 FILTER_HELP = "filter: text or regex, all terms must match; name: vmid: tag: node: status: type:"
 
@@ -93,6 +94,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         self.insecure_warning = insecure_warning
         self.detail_panels: dict[str, list[Callable[[Screen], Widget]]] = {"guest": [], "node": []}
         self._ruleset = ruleset or RuleSet.empty()
+        self.tagged: set[int] = set()  # vmids tagged for a bulk move (space); see refresh_marks
         self._query: GuestFilter = NO_FILTER
         self._node_filter: str | None = None
         self._poll_timer: Timer | None = None
@@ -135,7 +137,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             self._poll_timer = None
         self._retry_at = None
         if not self.paused:
-            self._poll()
+            self._poll(self.marks)
 
     def _arm_poll(self, delay: float) -> None:
         if self._poll_timer is not None:
@@ -144,7 +146,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         self._poll_timer = None if self.paused else self.set_timer(delay, self._poll_now)
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def _poll(self) -> None:
+    def _poll(self, marks: Marks) -> None:
         worker = get_current_worker()
         previous = self.latest
         started = time.perf_counter()
@@ -153,7 +155,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
                 self.source.refresh_slow_data()
             snapshot = self.source.fetch_snapshot()
             fetch_ms = (time.perf_counter() - started) * 1000
-            refresh = prepare(snapshot, previous, self._ruleset, fetch_ms, self.clock())
+            refresh = prepare(snapshot, previous, marks, fetch_ms, self.clock())
         except Exception as exc:  # any failure of the API or the network: show it, keep going
             if not worker.is_cancelled:
                 self.post_message(PollFailed(str(exc) or type(exc).__name__))
@@ -184,8 +186,9 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
 
     def apply_refresh(self, refresh: Refresh) -> None:
         """Show a new snapshot: diff both tables, then tell the detail panes (``latest``)."""
-        if refresh.ruleset is not self._ruleset:  # the rules changed while it was fetched
-            refresh = with_ruleset(refresh, self._ruleset)
+        marks = self.marks
+        if refresh.marks != marks:  # rules or tags changed while it was fetched
+            refresh = with_marks(refresh, marks)
         first = self.latest is None
         self.node_table.apply(refresh.node_rows)
         self.latest = refresh
@@ -245,7 +248,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
     def on_live_table_sort_changed(self, message: LiveTable.SortChanged) -> None:
         self._show_captions()
 
-    # --- rules hook ------------------------------------------------------------------------------
+    # --- rules and tags hooks ----------------------------------------------------------------------
 
     @property
     def ruleset(self) -> RuleSet:
@@ -255,6 +258,14 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
     def ruleset(self, ruleset: RuleSet) -> None:
         """New pins/locks/reservations: the flag columns and detail panes follow at once."""
         self._ruleset = ruleset
+        self.refresh_marks()
+
+    @property
+    def marks(self) -> Marks:
+        return Marks(self._ruleset, frozenset(self.tagged))
+
+    def refresh_marks(self) -> None:
+        """Re-draw the flag columns after ``ruleset`` or ``tagged`` (vmids, space) changed."""
         if self.latest is not None:
             self.apply_refresh(self.latest)
 

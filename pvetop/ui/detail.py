@@ -285,7 +285,7 @@ class GuestDetailScreen(DetailScreen):
             ("net out rate", fmt.human_rate(netout)),
             ("pinned to", ", ".join(sorted(pinned)) if pinned else "-"),
             ("locked", "yes" if ruleset.is_locked(guest.vmid) else "no"),
-            ("flags", guest_flags(guest, ruleset) or "-"),
+            ("flags", guest_flags(guest, refresh.marks) or "-"),
         ]
 
     def fetch_history(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:

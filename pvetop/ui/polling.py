@@ -13,9 +13,8 @@ from textual.message import Message
 
 from pvetop.model import ClusterSnapshot
 from pvetop.policy.metrics import Balance, ClusterTotals, cluster_balance, cluster_totals, guest_rates
-from pvetop.policy.rules import RuleSet
 from pvetop.ui.table import Row
-from pvetop.ui.tables import guest_rows, node_rows
+from pvetop.ui.tables import Marks, guest_rows, node_rows
 
 MAX_BACKOFF_SECONDS = 60.0
 INTERVAL_STEPS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
@@ -29,12 +28,12 @@ class Refresh:
     balance: Balance
     node_rows: dict[str, Row]  # ready to show, every node / every guest (filtering is the UI's)
     guest_rows: dict[str, Row]
-    ruleset: RuleSet  # the rules the flag columns were rendered with
+    marks: Marks  # the rules and tags the flag columns were rendered with
     fetch_ms: float  # the request(s) and parsing, in the worker
     received_at: float  # our clock when it arrived, for the "age" in the header
 
 
-def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, ruleset: RuleSet,
+def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks,
             fetch_ms: float, now: float) -> Refresh:
     """Everything the UI shows about ``snapshot``, re-using ``previous``'s unchanged rows."""
     rates = {}
@@ -44,17 +43,17 @@ def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, ruleset: RuleSe
     old_guests = previous.guest_rows if previous is not None else None
     return Refresh(
         snapshot, rates, cluster_totals(snapshot), cluster_balance(snapshot),
-        node_rows(snapshot, ruleset, old_nodes), guest_rows(snapshot, rates, ruleset, old_guests),
-        ruleset, fetch_ms, now,
+        node_rows(snapshot, marks.ruleset, old_nodes), guest_rows(snapshot, rates, marks, old_guests),
+        marks, fetch_ms, now,
     )
 
 
-def with_ruleset(refresh: Refresh, ruleset: RuleSet) -> Refresh:
-    """The same data with other rules (pins, locks, reservations) in the flag columns."""
+def with_marks(refresh: Refresh, marks: Marks) -> Refresh:
+    """The same data with other rules (pins, locks, reservations) or tags in the flag columns."""
     return replace(
-        refresh, ruleset=ruleset,
-        node_rows=node_rows(refresh.snapshot, ruleset, refresh.node_rows),
-        guest_rows=guest_rows(refresh.snapshot, refresh.rates, ruleset, refresh.guest_rows),
+        refresh, marks=marks,
+        node_rows=node_rows(refresh.snapshot, marks.ruleset, refresh.node_rows),
+        guest_rows=guest_rows(refresh.snapshot, refresh.rates, marks, refresh.guest_rows),
     )
 
 

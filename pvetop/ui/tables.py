@@ -7,7 +7,7 @@ building (``node_rows``, ``guest_rows``) is pure and runs in the poll worker, of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pvetop.model import ClusterSnapshot, Guest, Node
 from pvetop.policy.rules import RuleSet
@@ -28,9 +28,19 @@ def _load_style(fraction_value: float) -> str:
     return ""
 
 
-def guest_flags(guest: Guest, ruleset: RuleSet) -> str:
-    """Markers in the flags column: P pinned, L locked (pvetop rules), T template."""
-    flags = ""
+@dataclass(frozen=True)
+class Marks:
+    """What the flag columns show besides the cluster's own state: the user's rules and the
+    guests tagged (space) for a bulk move."""
+
+    ruleset: RuleSet = field(default_factory=RuleSet.empty)
+    tagged: frozenset[int] = frozenset()
+
+
+def guest_flags(guest: Guest, marks: Marks) -> str:
+    """Markers in the flags column: * tagged, P pinned, L locked (pvetop rules), T template."""
+    ruleset = marks.ruleset
+    flags = "*" if guest.vmid in marks.tagged else ""
     if ruleset.pinned_to(guest.vmid) is not None:
         flags += "P"
     if ruleset.is_locked(guest.vmid):
@@ -138,7 +148,7 @@ class GuestTable(LiveTable):
         ColumnSpec("type", "T", 2),
         ColumnSpec("node", "Node", 10),
         ColumnSpec("status", "Status", 7),
-        ColumnSpec("flags", "Flg", 3),
+        ColumnSpec("flags", "Flg", 4),
         ColumnSpec("cpu", "CPU%", 6, "right", True),
         ColumnSpec("mem", "Memory", 11, "right", True),
         ColumnSpec("disk", "Disk", 11, "right", True),
@@ -198,14 +208,14 @@ def render_guest(item: GuestRow) -> Row:
     return GuestTable.make_row(item, cells, sort_values)
 
 
-def guest_rows(snapshot: ClusterSnapshot, rates: dict[int, tuple[float, float]], ruleset: RuleSet,
+def guest_rows(snapshot: ClusterSnapshot, rates: dict[int, tuple[float, float]], marks: Marks,
                previous: dict[str, Row] | None) -> dict[str, Row]:
     """A row for every guest, keyed by vmid as text (DataTable row keys are strings)."""
     items = {}
     no_rates = (None, None)
     for guest in snapshot.guests:
         netin, netout = rates.get(guest.vmid, no_rates)
-        items[str(guest.vmid)] = GuestRow(guest, netin, netout, guest_flags(guest, ruleset))
+        items[str(guest.vmid)] = GuestRow(guest, netin, netout, guest_flags(guest, marks))
     return build_rows(items, render_guest, previous)
 
 

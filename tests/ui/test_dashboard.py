@@ -241,13 +241,17 @@ async def test_read_only_refuses_write_actions_by_key_and_palette(source):
             assert ("READ-ONLY" in header_text(app)) is read_only
 
 
-async def test_ruleset_flags_show_in_the_tables(app):
+async def test_rules_and_tags_show_in_the_flag_columns(app):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_data(pilot)
         app.ruleset = RuleSet(pins={100: {"big"}}, locks={101}, reserved={"small1"})
         assert cell(app.guest_table, "100", "flags") == "P"
         assert cell(app.guest_table, "101", "flags") == "L"
         assert cell(app.node_table, "small1", "flags") == "R"
+        app.tagged.update({100, 103})
+        app.refresh_marks()
+        assert cell(app.guest_table, "100", "flags") == "*P"
+        assert cell(app.guest_table, "103", "flags") == "*"
 
 
 async def test_unreachable_cluster_at_start_shows_the_reason(source):
