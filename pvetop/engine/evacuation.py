@@ -113,9 +113,9 @@ class EvacuationResult:
         return "; ".join(parts)
 
 
-async def run_evacuation(executor: MigrationExecutor, proposal: EvacuationProposal, *,
-                         options: MoveOptions | None = None, actor: str = "user") -> EvacuationResult:
-    """Marks the node maintenance, runs every planned move within the executor's limits, journals."""
+async def start_evacuation(executor: MigrationExecutor, proposal: EvacuationProposal, *,
+                           options: MoveOptions | None = None, actor: str = "user") -> list[MigrationJob]:
+    """Marks the node maintenance, journals the plan and queues every move (they start within limits)."""
     plan = proposal.plan
     store, cluster = executor.store, executor.cluster
     if store is not None and cluster:
@@ -125,12 +125,25 @@ async def run_evacuation(executor: MigrationExecutor, proposal: EvacuationPropos
                                 {"moves": [f"{m.vmid}->{m.target}" for m in plan.moves],
                                  "left": [u.vmid for u in proposal.left_behind],
                                  "overrides": sorted(proposal.overrides)}, "started")
-    jobs = [executor.submit(move, options, actor=actor) for move in plan.moves]
+    return [executor.submit(move, options, actor=actor) for move in plan.moves]
+
+
+async def finish_evacuation(executor: MigrationExecutor, proposal: EvacuationProposal, jobs: list[MigrationJob], *,
+                            actor: str = "user") -> EvacuationResult:
+    """Waits for the queued moves and journals the outcome (the maintenance flag stays)."""
     await executor.wait(jobs)
-    result = EvacuationResult(plan.node, tuple(jobs), proposal.left_behind)
+    result = EvacuationResult(proposal.node, tuple(jobs), proposal.left_behind)
+    store, cluster = executor.store, executor.cluster
     if store is not None and cluster:
-        await asyncio.to_thread(store.journal, cluster, actor, "evacuate", f"node/{plan.node}",
+        await asyncio.to_thread(store.journal, cluster, actor, "evacuate", f"node/{proposal.node}",
                                 {"moved": [job.vmid for job in jobs if job.succeeded],
                                  "failed": [job.vmid for job in result.failed]},
                                 "ok" if result.complete else f"incomplete: {result.summary()}")
     return result
+
+
+async def run_evacuation(executor: MigrationExecutor, proposal: EvacuationProposal, *,
+                         options: MoveOptions | None = None, actor: str = "user") -> EvacuationResult:
+    """The whole evacuation: start it, then wait for every move."""
+    jobs = await start_evacuation(executor, proposal, options=options, actor=actor)
+    return await finish_evacuation(executor, proposal, jobs, actor=actor)

@@ -1,0 +1,113 @@
+"""``m`` with tagged guests: pick one target node for all of them, see the plan, confirm.
+
+Each node row shows what the node would carry after taking every guest it can
+(``policy.placement.plan_bulk_move``), how many moves that is and which guests it refuses.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from pvetop.engine.evacuation import fetch_preconditions
+from pvetop.engine.report import move_line, unplaced_line
+from pvetop.errors import UsageError
+from pvetop.policy.constraints import MigratePrecondition
+from pvetop.policy.placement import BulkPlan, plan_bulk_move
+from pvetop.ui.migrate.confirm import ConfirmScreen
+from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell, usage_text
+
+
+class BulkMigrateScreen(ModalScreen[int]):
+    DEFAULT_CSS = DIALOG_CSS.format(cls="BulkMigrateScreen")
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, vmids: list[int]) -> None:
+        super().__init__()
+        self.vmids = vmids
+        self.preconditions: dict[int, MigratePrecondition] = {}
+        self.plans: dict[str, BulkPlan] = {}
+
+    def compose(self) -> ComposeResult:
+        snapshot = self.app.latest.snapshot
+        names = ", ".join(f"{vmid} {snapshot.guest_by_vmid[vmid].name}".strip() for vmid in self.vmids)
+        with Vertical():
+            yield Static(f"Move {len(self.vmids)} tagged guest(s): {names}", classes="title", markup=False)
+            yield Static("checking with Proxmox VE…", id="notes", classes="notes", markup=False)
+            yield DataTable(id="targets", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="error", classes="error", markup=False)
+            yield Static("enter: preview and confirm the move to the selected node · esc: cancel", classes="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#targets", DataTable)
+        for label, width in (("Node", 12), ("Moves", 6), ("CPU now", 8), ("Memory now", 17), ("→ after", 17),
+                             ("Refused", 60)):
+            table.add_column(label, width=width)
+        self._fill()
+        table.focus()
+        self.run_worker(self._fetch_preconditions(), exclusive=True, group="preconditions", exit_on_error=False)
+
+    async def _fetch_preconditions(self) -> None:
+        snapshot = self.app.latest.snapshot
+        self.preconditions = await fetch_preconditions(self.app.source,
+                                                       [snapshot.guest_by_vmid[vmid] for vmid in self.vmids])
+        self.query_one("#notes", Static).update("Proxmox VE's migrate preconditions are included.")
+        self._fill()
+
+    def _fill(self) -> None:
+        snapshot = self.app.latest.snapshot
+        table = self.query_one("#targets", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        self.plans = {}
+        for node in snapshot.nodes:
+            plan = plan_bulk_move(snapshot, self.vmids, node.name, self.app.ruleset, mode="manual",
+                                  preconditions=self.preconditions)
+            self.plans[node.name] = plan
+            cpu, before = usage_text(plan.target_before)
+            _, after = usage_text(plan.target_after)
+            refused = "; ".join(unplaced_line(item) for item in plan.refused)
+            dim = "" if plan.moves else "dim"
+            table.add_row(fmt_cell(node.name, dim or "bold"), fmt_cell(str(len(plan.moves)), dim),
+                          fmt_cell(cpu, dim), fmt_cell(before, dim), fmt_cell(after, dim), fmt_cell(refused, dim),
+                          key=node.name)
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.choose(event.row_key.value)
+
+    def choose(self, target: str) -> None:
+        plan = self.plans[target]
+        if not plan.moves:
+            self.query_one("#error", Static).update(f"{target} takes none of them")
+            return
+        lines = [f"{len(plan.moves)} move(s) to {target}:", *(f"  {move_line(move)}" for move in plan.moves)]
+        if plan.refused:
+            lines += [f"not moved ({len(plan.refused)}):", *(f"  {unplaced_line(item)}" for item in plan.refused)]
+        lines.append(f"cluster imbalance after: {plan.after.imbalance:.2f}")
+        self.app.push_screen(ConfirmScreen("\n".join(lines), yes="Migrate"),
+                             lambda confirmed: self._start(plan) if confirmed else None)
+
+    def _start(self, plan: BulkPlan) -> None:
+        executor = self.app.migrations
+        started = 0
+        problems = []
+        for move in plan.moves:
+            try:
+                executor.submit(move)
+                started += 1
+            except UsageError as exc:
+                problems.append(exc.message)
+        self.app.tagged.clear()
+        self.app.refresh_marks()
+        self.app.notify(f"{started} migration(s) to {plan.target} queued (t shows tasks)"
+                        + (f"; {'; '.join(problems)}" if problems else ""), title="Bulk move", timeout=5)
+        self.dismiss(started)
+
+    def action_cancel(self) -> None:
+        self.dismiss(0)

@@ -1,0 +1,247 @@
+"""``m`` on a guest: every other node with its CPU and memory now and after the move, why some
+cannot take the guest, the migration options, then a confirmation.
+
+The list appears at once from the snapshot; Proxmox VE's own precondition (``GET .../migrate``:
+local disks, local resources, storage missing on a node) is fetched in a thread and folded in
+when it arrives. After the confirmation the dialog stays until PVE has accepted the request, so
+a refusal is shown here, in PVE's words, and the user can change the options and try again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Checkbox, DataTable, Input, Label, Static
+
+from pvetop.engine.migrations import JobState, MigrationJob, MoveOptions
+from pvetop.engine.report import how
+from pvetop.errors import PvetopError, UsageError
+from pvetop.model import Guest
+from pvetop.policy.constraints import MigratePrecondition
+from pvetop.policy.placement import MovePreview, PlannedMove, planned_move, preview_candidates
+from pvetop.policy.projection import NodeUsage
+from pvetop.pve import actions
+from pvetop.ui import formatting as fmt
+from pvetop.ui.migrate.confirm import ConfirmScreen
+
+DIALOG_CSS = """
+    {cls} {{ align: center middle; }}
+    {cls} > Vertical {{ width: 120; max-width: 98%; height: 90%; border: thick $primary; background: $surface;
+                        padding: 0 1; }}
+    {cls} .title {{ text-style: bold; height: auto; }}
+    {cls} .notes {{ height: auto; color: $text-muted; }}
+    {cls} DataTable {{ height: 1fr; }}
+    {cls} .options {{ height: auto; }}
+    {cls} .options Input {{ width: 18; }}
+    {cls} .options Label {{ padding: 1 0 0 1; }}
+    {cls} .error {{ height: auto; color: $error; text-style: bold; }}
+    {cls} .hint {{ height: 1; color: $text-muted; }}
+"""
+
+
+def usage_text(usage: NodeUsage) -> tuple[str, str]:
+    """(CPU, memory) of a node as the dialogs show them."""
+    if not usage.online:
+        return "-", "-"
+    return fmt.percent(usage.cpu_fraction).strip(), f"{fmt.used_of(usage.mem, usage.maxmem)} {usage.mem_fraction:.0%}"
+
+
+def parse_positive(text: str, what: str, *, integer: bool) -> float | None:
+    """An optional positive number from an input field; '' means not set."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not a {'whole ' if integer else ''}number") from None
+    if value <= 0:
+        raise UsageError(f"{what} must be positive")
+    return value
+
+
+class PreconditionArrived(Message):
+    def __init__(self, precondition: MigratePrecondition | None, error: str = "") -> None:
+        super().__init__()
+        self.precondition = precondition
+        self.error = error
+
+
+class MigrateScreen(ModalScreen[MigrationJob | None]):
+    DEFAULT_CSS = DIALOG_CSS.format(cls="MigrateScreen")
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, vmid: int) -> None:
+        super().__init__()
+        self.vmid = vmid
+        self.precondition: MigratePrecondition | None = None
+        self.previews: dict[str, MovePreview] = {}
+        self.job: MigrationJob | None = None
+
+    @property
+    def guest(self) -> Guest:
+        return self.app.latest.snapshot.guest_by_vmid[self.vmid]
+
+    # --- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        guest = self.guest
+        kind = "VM" if guest.type == "qemu" else "CT"
+        with Vertical():
+            yield Static(f"Migrate {kind} {guest.vmid} {guest.name} — on {guest.node}, {guest.status}, "
+                         f"{fmt.used_of(guest.mem, guest.maxmem)} memory", classes="title", markup=False)
+            yield Static("checking with Proxmox VE…", id="notes", classes="notes", markup=False)
+            yield DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
+            with Horizontal(classes="options"):
+                if guest.type == "qemu":
+                    yield Checkbox("Online (live)", value=guest.running, disabled=not guest.running, id="online")
+                    yield Checkbox("With local disks", value=False, id="local-disks")
+                else:
+                    yield Checkbox("Restart mode", value=guest.running, disabled=True, id="restart")
+                    yield Label("shutdown timeout s")
+                    yield Input(placeholder="180", id="timeout", type="integer")
+                yield Label("bandwidth MiB/s")
+                yield Input(placeholder="no limit", id="bwlimit", type="number")
+            yield Static("", id="error", classes="error", markup=False)
+            yield Static("enter: migrate to the selected node · tab: options · esc: cancel", classes="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#candidates", DataTable)
+        for label, width in (("Node", 12), ("", 8), ("CPU now", 8), ("→ after", 8), ("Memory now", 17),
+                             ("→ after", 17), ("Why not / warnings", 60)):
+            table.add_column(label, width=width)
+        self._fill()
+        table.focus()
+        self._fetch_precondition()
+
+    @work(thread=True, exclusive=True, group="precondition", exit_on_error=False)
+    def _fetch_precondition(self) -> None:
+        try:
+            precondition = actions.migrate_precondition(self.app.source, self.guest)
+        except PvetopError as exc:
+            self.post_message(PreconditionArrived(None, exc.message))
+            return
+        self.post_message(PreconditionArrived(precondition))
+
+    def on_precondition_arrived(self, message: PreconditionArrived) -> None:
+        self.precondition = message.precondition
+        self._fill()
+        notes = []
+        guest = self.guest
+        if guest.ha_managed:
+            notes.append(f"HA-managed ({guest.hastate}): the move goes through PVE's HA manager.")
+        if message.error:
+            notes.append(f"Proxmox VE's precondition check failed: {message.error}")
+        elif self.precondition is not None and self.precondition.local_disks and guest.type == "qemu":
+            disks = ", ".join(self.precondition.local_disks)
+            notes.append(f"Local disks ({disks}): they are copied to the target — "
+                         "a live migration needs “With local disks”.")
+            self.query_one("#local-disks", Checkbox).value = True
+        self.query_one("#notes", Static).update(" ".join(notes) or "Proxmox VE raises no objection.")
+
+    def _fill(self) -> None:
+        app = self.app
+        previews = preview_candidates(app.latest.snapshot, self.guest, app.ruleset, mode="manual",
+                                      precondition=self.precondition)
+        self.previews = {preview.target.node: preview for preview in previews}
+        table = self.query_one("#candidates", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for preview in previews:
+            verdict = preview.verdict
+            before_cpu, before_mem = usage_text(preview.target.before)
+            after_cpu, after_mem = usage_text(preview.target.after)
+            if verdict.allowed:
+                state, style = ("ok", "green") if not verdict.warnings else ("warn", "yellow")
+                notes = "; ".join(verdict.warnings)
+            else:
+                state, style = "blocked", "red"
+                notes = "; ".join(verdict.blocks + verdict.warnings)
+            dim = "" if verdict.allowed else "dim"
+            table.add_row(fmt_cell(preview.target.node, dim or "bold"), fmt_cell(state, style),
+                          fmt_cell(before_cpu, dim), fmt_cell(after_cpu, dim), fmt_cell(before_mem, dim),
+                          fmt_cell(after_mem, dim), fmt_cell(notes, dim), key=preview.target.node)
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+
+    # --- choosing and confirming ---------------------------------------------------------------
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.choose(event.row_key.value)
+
+    def choose(self, target: str) -> None:
+        """Builds the move for ``target`` from the options, or says what is wrong, then asks."""
+        error = self.query_one("#error", Static)
+        preview = self.previews[target]
+        if not preview.verdict.allowed:
+            error.update(f"{target} cannot take {self.vmid}: {'; '.join(preview.verdict.blocks)}")
+            return
+        try:
+            move, options = self._move_to(target)
+        except UsageError as exc:
+            error.update(exc.message)
+            return
+        error.update("")
+        question = [f"Migrate {self.vmid} {move.name}: {move.source} → {move.target} ({how(move)})?"]
+        if options.bwlimit_kib:
+            question.append(f"Bandwidth limit {options.bwlimit_kib / 1024:g} MiB/s.")
+        if self.guest.ha_managed:
+            question.append("HA-managed: PVE's HA manager carries out the move.")
+        if preview.verdict.warnings:
+            question.append("Warning (pins and locks bind only automation, so this is allowed): "
+                            + "; ".join(preview.verdict.warnings))
+        self.app.push_screen(ConfirmScreen("\n".join(question), yes="Migrate"),
+                             lambda confirmed: self._start(move, options) if confirmed else None)
+
+    def _move_to(self, target: str) -> tuple[PlannedMove, MoveOptions]:
+        guest = self.guest
+        move = planned_move(guest, guest.node, target, "migrate dialog", self.precondition,
+                            self.previews[target].verdict.warnings)
+        bwlimit = parse_positive(self.query_one("#bwlimit", Input).value, "bandwidth", integer=False)
+        options = MoveOptions(bwlimit_kib=None if bwlimit is None else max(1, round(bwlimit * 1024)))
+        if guest.type == "qemu":
+            online = self.query_one("#online", Checkbox).value
+            local_disks = self.query_one("#local-disks", Checkbox).value
+            if online and not local_disks and self.precondition is not None and self.precondition.local_disks:
+                raise UsageError("this VM has local disks: a live migration needs “With local disks” "
+                                 "(or migrate it offline after shutting it down)")
+            move = replace(move, online=online, with_local_disks=local_disks)
+        else:
+            timeout = parse_positive(self.query_one("#timeout", Input).value, "shutdown timeout", integer=True)
+            options = replace(options, restart_timeout=None if timeout is None else int(timeout))
+        return move, options
+
+    def _start(self, move: PlannedMove, options: MoveOptions) -> None:
+        try:
+            self.job = self.app.migrations.submit(move, options)
+        except UsageError as exc:
+            self.query_one("#error", Static).update(exc.message)
+            return
+        self.query_one("#error", Static).update(f"asking Proxmox VE to move {move.vmid} to {move.target}…")
+
+    def job_updated(self, job: MigrationJob) -> None:
+        """Called by the app for every job change: ours decides whether the dialog closes."""
+        if job is not self.job or not self.is_attached:
+            return
+        if job.state is JobState.RUNNING or job.succeeded:
+            self.app.notify(f"{job.label}: started{' via HA manager' if job.via_ha else ''} (t shows tasks)",
+                            title="Migration", timeout=4)
+            self.dismiss(job)
+        elif job.state.finished:
+            self.query_one("#error", Static).update(f"Proxmox VE refused: {job.error}")
+            self.job = None
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def fmt_cell(text: str, style: str) -> Text:
+    return Text(text, style=style, no_wrap=True, overflow="ellipsis")

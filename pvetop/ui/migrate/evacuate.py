@@ -1,0 +1,181 @@
+"""``e`` on a node: where every guest would go, a decision for pinned or locked guests, a
+confirmation, then the moves with live progress (the execution goes on if the screen is closed).
+
+The plan comes from ``engine.evacuation.prepare_evacuation`` (PVE's preconditions, then the
+pure planner). Guests held only by a pin or lock stay unless the user marks them (space) to move
+anyway, which re-plans with those rules lifted for this evacuation. Running it marks the node
+``maintenance`` until it is cleared here (``c``) or with ``pvetop evacuate NODE --clear-maintenance``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from pvetop.engine.evacuation import (
+    EvacuationProposal,
+    EvacuationResult,
+    finish_evacuation,
+    prepare_evacuation,
+    start_evacuation,
+)
+from pvetop.engine.migrations import MigrationJob
+from pvetop.engine.report import how, job_status, plan_lines
+from pvetop.errors import PvetopError
+from pvetop.ui.guard import ReadOnlyGuard
+from pvetop.ui.migrate.confirm import ConfirmScreen
+from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell
+
+
+class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
+    DEFAULT_CSS = DIALOG_CSS.format(cls="EvacuateScreen")
+    BINDINGS = [
+        Binding("x", "run", "Run evacuation"),
+        Binding("space", "toggle_override", "Move anyway / keep"),
+        Binding("c", "clear_maintenance", "Clear maintenance"),
+        Binding("escape", "close", "Close"),
+    ]
+    WRITE_ACTIONS = frozenset({"run", "clear_maintenance"})
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+        self.base: EvacuationProposal | None = None  # the plan as the rules have it
+        self.proposal: EvacuationProposal | None = None  # with the user's "move anyway" choices
+        self.jobs: dict[int, MigrationJob] = {}
+        self.result: EvacuationResult | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"Evacuate {self.node}", classes="title", markup=False)
+            yield Static("planning…", id="notes", classes="notes", markup=False)
+            yield DataTable(id="plan", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="error", classes="error", markup=False)
+            yield Static("x: run · space: move a pinned/locked guest anyway (or keep it) · c: clear maintenance · "
+                         "esc: close (a running evacuation goes on)", classes="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#plan", DataTable)
+        for label, width in (("VMID", 6), ("Name", 16), ("To", 12), ("How", 22), ("Status / reason", 80)):
+            table.add_column(label, width=width)
+        table.focus()
+        self.run_worker(self._prepare(), exclusive=True, group="evacuation-plan", exit_on_error=False)
+
+    async def _prepare(self) -> None:
+        app = self.app
+        try:
+            self.base = await prepare_evacuation(app.source, app.latest.snapshot, self.node, app.ruleset,
+                                                 now=time.time())
+        except PvetopError as exc:
+            self.query_one("#error", Static).update(f"cannot plan: {exc.message}")
+            return
+        self.proposal = self.base
+        self._show()
+
+    # --- showing -------------------------------------------------------------------------------
+
+    def _show(self) -> None:
+        proposal = self.proposal
+        plan = proposal.plan
+        notes = [plan_lines(plan)[0] + (f", {len(plan.needs_decision)} held by a pin or lock" if plan.needs_decision
+                                        else "") + (f", {len(plan.unplaceable)} nowhere to go" if plan.unplaceable
+                                                    else "")]
+        if self.node in self.app.ruleset.maintenance:
+            notes.append(f"{self.node} is in maintenance (c clears it).")
+        if self.app.store is None:
+            notes.append("No rules store is open: the node cannot be marked maintenance.")
+        if self.result is not None:
+            notes.append(f"Done: {self.result.summary()}.")
+        elif self.jobs:
+            notes.append("Running…")
+        self.query_one("#notes", Static).update(" ".join(notes))
+        table = self.query_one("#plan", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for move in plan.moves:
+            job = self.jobs.get(move.vmid)
+            if job is not None:
+                status = job_status(job)
+            else:
+                overridden = " (moved anyway: pin/lock lifted)" if move.vmid in proposal.overrides else ""
+                status = "planned" + overridden + (f"; warning: {'; '.join(move.warnings)}" if move.warnings else "")
+            table.add_row(str(move.vmid), move.name, move.target, how(move), status, key=f"move:{move.vmid}")
+        for item in plan.needs_decision:
+            table.add_row(fmt_cell(str(item.vmid), "yellow"), item.name, "—", "stays",
+                          fmt_cell(f"{item.reason} — space: move anyway", "yellow"), key=f"held:{item.vmid}")
+        for item in plan.unplaceable:
+            table.add_row(fmt_cell(str(item.vmid), "red"), item.name, "—", "stays",
+                          fmt_cell(item.reason, "red"), key=f"stuck:{item.vmid}")
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+
+    def job_updated(self, job: MigrationJob) -> None:
+        if self.jobs.get(job.vmid) is job and self.is_attached:
+            self._show()
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def action_toggle_override(self) -> None:
+        if self.proposal is None or self.jobs:
+            return
+        table = self.query_one("#plan", DataTable)
+        if not table.row_count:
+            return
+        kind, _, vmid = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value.partition(":")
+        chosen = set(self.proposal.overrides)
+        if kind == "held":
+            chosen.add(int(vmid))
+        elif kind == "move" and int(vmid) in chosen:
+            chosen.discard(int(vmid))
+        else:
+            return
+        self.proposal = self.base.decide(chosen)
+        self._show()
+
+    def action_run(self) -> None:
+        if self.proposal is None or self.jobs:
+            return
+        plan = self.proposal.plan
+        lines = plan_lines(plan) + [f"{self.node} will be marked maintenance until you clear it."]
+        self.app.push_screen(ConfirmScreen("\n".join(lines), yes="Evacuate"),
+                             lambda confirmed: self._start() if confirmed else None)
+
+    def _start(self) -> None:
+        self.app.run_worker(self._execute(self.proposal), group="evacuation", exit_on_error=False)
+
+    async def _execute(self, proposal: EvacuationProposal) -> None:
+        app = self.app
+        jobs = await start_evacuation(app.migrations, proposal)
+        self.jobs = {job.vmid: job for job in jobs}
+        self._refresh_rules()
+        if self.is_attached:
+            self._show()
+        self.result = await finish_evacuation(app.migrations, proposal, jobs)
+        app.notify(f"{self.node}: {self.result.summary()}", title="Evacuation",
+                   severity="information" if self.result.complete else "error", timeout=8)
+        if self.is_attached:
+            self._show()
+
+    def _refresh_rules(self) -> None:
+        app = self.app
+        if app.store is not None and app.latest is not None:
+            app.ruleset = app.store.ruleset(app.latest.snapshot.cluster_name)
+
+    def action_clear_maintenance(self) -> None:
+        app = self.app
+        if app.store is None or app.latest is None:
+            return
+        cleared = app.store.clear_maintenance(app.latest.snapshot.cluster_name, self.node)
+        self._refresh_rules()
+        app.notify(f"{self.node}: maintenance cleared" if cleared else f"{self.node} was not in maintenance",
+                   timeout=3)
+        if self.proposal is not None:
+            self._show()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,145 @@
+"""The dashboard's migration keys: ``m`` migrate, ``space`` tag, ``e`` evacuate, ``t`` tasks.
+
+Mixed into ``PvetopApp``. The app owns one ``MigrationExecutor`` (``app.migrations``), created on
+first use with the app's client, store and the cluster's limits, so every screen (and later the
+balancer) shares the same queue and limits. Job changes arrive as ``JobUpdated`` messages; a
+finished job is announced, and the next refresh is pulled in so the table shows the new node.
+"""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.message import Message
+
+from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MigrationJob
+from pvetop.engine.report import job_status
+
+MIGRATION_ACTIONS = frozenset({"migrate", "evacuate", "tag"})
+
+
+class JobUpdated(Message):
+    """A migration job changed (state, progress or log)."""
+
+    def __init__(self, job: MigrationJob) -> None:
+        super().__init__()
+        self.job = job
+
+
+# The host app lists these in its own BINDINGS: Textual merges bindings of DOMNode classes only.
+MIGRATION_BINDINGS = [
+    Binding("m", "migrate", "Migrate"),
+    Binding("space", "tag", "Tag for bulk move", show=False),
+    Binding("e", "evacuate", "Evacuate node"),
+    Binding("t", "tasks", "Tasks"),
+]
+
+
+class MigrationsMixin:
+    """Actions and state for migrations; the host is the dashboard app (``latest``, ``source``, tables)."""
+
+    migration_poll: float = 1.0  # seconds between two reads of a running task
+
+    _migrations: MigrationExecutor | None = None  # created on first use, see ``migrations``
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MIGRATION_ACTIONS and getattr(self, "read_only", False):
+            return None  # greyed out in the footer, refused from keys, palette and run_action
+        return super().check_action(action, parameters)
+
+    # --- the shared executor -------------------------------------------------------------------
+
+    @property
+    def can_migrate(self) -> bool:
+        """A live cluster connection (not a fixed in-memory snapshot) and data to plan on."""
+        return hasattr(self.source, "post") and self.latest is not None
+
+    @property
+    def migrations(self) -> MigrationExecutor:
+        if self._migrations is None:
+            cluster = self.latest.snapshot.cluster_name if self.latest is not None else ""
+            limits = Limits.from_store(self.store, cluster) if self.store is not None and cluster else Limits()
+            self._migrations = MigrationExecutor(self.source, store=self.store, cluster=cluster, limits=limits,
+                                                 poll=self.migration_poll, on_update=self._job_changed)
+        return self._migrations
+
+    async def on_unmount(self) -> None:
+        """Stop following tasks when the app ends (the migrations themselves go on in the cluster)."""
+        if self._migrations is not None:
+            await self._migrations.aclose()
+
+    def _job_changed(self, job: MigrationJob) -> None:
+        self.post_message(JobUpdated(job))
+
+    def on_job_updated(self, message: JobUpdated) -> None:
+        job = message.job
+        for screen in self.screen_stack:
+            follow = getattr(screen, "job_updated", None)
+            if follow is not None:
+                follow(job)
+        if job.state is JobState.SUCCEEDED:
+            self.notify(f"{job.label}: {job_status(job)}", title="Migration", timeout=4)
+            self.action_refresh_now()
+        elif job.state is JobState.FAILED and job.upid is not None:  # refusals are shown where they were asked
+            self.notify(f"{job.label}: {job_status(job)}", title="Migration failed", severity="error", timeout=10)
+            self.action_refresh_now()
+
+    def _ready_to_migrate(self) -> bool:
+        if self.can_migrate:
+            return True
+        reason = "no cluster data yet" if self.latest is None else "this data source cannot migrate"
+        self.notify(reason, severity="warning", timeout=3)
+        return False
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def _guest_under_cursor(self):
+        key = self.guest_table.cursor_key
+        if key is None or self.latest is None:
+            return None
+        return self.latest.snapshot.guest_by_vmid.get(int(key))
+
+    def action_tag(self) -> None:
+        guest = self._guest_under_cursor()
+        if guest is None:
+            return
+        self.tagged.symmetric_difference_update({guest.vmid})  # app.tagged: shown as * in the Flg column
+        self.refresh_marks()
+        self.notify(f"{len(self.tagged)} guest(s) tagged (m migrates them)" if self.tagged else "no guest tagged",
+                    timeout=2)
+        self.guest_table.action_cursor_down()
+
+    def action_migrate(self) -> None:
+        from pvetop.ui.migrate.bulk import BulkMigrateScreen
+        from pvetop.ui.migrate.dialog import MigrateScreen
+
+        if not self._ready_to_migrate():
+            return
+        snapshot = self.latest.snapshot
+        tagged = [vmid for vmid in sorted(self.tagged) if vmid in snapshot.guest_by_vmid]
+        if tagged:
+            self.push_screen(BulkMigrateScreen(tagged))
+            return
+        guest = self._guest_under_cursor()
+        if guest is None:
+            self.notify("select a guest first", severity="warning", timeout=3)
+            return
+        self.push_screen(MigrateScreen(guest.vmid))
+
+    def action_evacuate(self) -> None:
+        from pvetop.ui.migrate.evacuate import EvacuateScreen
+
+        if not self._ready_to_migrate():
+            return
+        if self.focused is self.node_table:
+            node = self.node_table.cursor_key
+        else:
+            guest = self._guest_under_cursor()
+            node = guest.node if guest is not None else self.node_table.cursor_key
+        if node is not None:
+            self.push_screen(EvacuateScreen(node))
+
+    def action_tasks(self) -> None:
+        from pvetop.ui.migrate.tasks import TasksScreen
+
+        if not isinstance(self.screen, TasksScreen):
+            self.push_screen(TasksScreen())

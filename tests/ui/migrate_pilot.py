@@ -1,0 +1,71 @@
+"""Driving the dashboard against the simulator (manual clock) for the migration UI tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from textual.widgets import DataTable, Static
+
+from textual.pilot import Pilot
+
+from pvetop.ui.app import PvetopApp
+from tests.engine.simdrive import connect, running_sim, set_failure_rate
+from tests.ui.conftest import wait_for_data
+
+SIZE = (150, 45)
+
+
+@contextlib.asynccontextmanager
+async def sim_pilot(*, read_only: bool = False, store=None, ruleset=None, failure_rate: float = 0.0
+                    ) -> AsyncIterator[tuple[object, PvetopApp, Pilot]]:
+    """A started sim and a dashboard polling it every 0.05 s, reading migration tasks every 0.01 s."""
+    with running_sim() as sim, connect(sim) as client:
+        set_failure_rate(sim, failure_rate)
+        app = PvetopApp(client, read_only=read_only, interval=0.05, store=store, ruleset=ruleset)
+        app.migration_poll = 0.01
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for_data(pilot)
+            yield sim, app, pilot
+            app.paused = True  # no refresh lands while the app is taken down
+            await pilot.pause(0.1)
+
+
+async def drive(pilot, sim, until: Callable[[], bool], *, step: float = 2.0, limit: float = 3600) -> None:
+    """Steps simulated time while the app polls, until ``until()`` holds."""
+    stepped = 0.0
+    while not until():
+        if stepped >= limit:
+            raise AssertionError(f"not reached after {limit:g} simulated seconds")
+        sim.cluster.step(step)
+        stepped += step
+        await pilot.pause(0.01)
+
+
+async def wait_until(pilot, until: Callable[[], bool], *, tries: int = 500) -> None:
+    """Waits (without moving simulated time) for the app to catch up."""
+    for _ in range(tries):
+        if until():
+            return
+        await pilot.pause(0.01)
+    raise AssertionError("the app never got there")
+
+
+def select_row(table: DataTable, key: str) -> None:
+    table.move_cursor(row=table.get_row_index(key))
+
+
+def guest_cell(app: PvetopApp, vmid: int, column: str) -> str:
+    return app.guest_table.cell_text(str(vmid), column)
+
+
+def screen_text(app) -> str:
+    """Everything the current screen shows, as plain text (Statics, labels, table cells)."""
+    parts = []
+    for widget in app.screen.query("*"):
+        if isinstance(widget, DataTable):
+            for row in range(widget.row_count):
+                parts.append(" ".join(str(getattr(c, "plain", c)) for c in widget.get_row_at(row)))
+        elif isinstance(widget, Static):
+            parts.append(str(widget.render()))
+    return "\n".join(parts)
