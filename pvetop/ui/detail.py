@@ -323,7 +323,7 @@ class NodeDetailScreen(DetailScreen):
         lines = [
             ("guests", f"{running} running of {len(guests)}"),
             ("memory", f"{fmt.used_of(node.mem, node.maxmem)} ({node.mem_fraction * 100:.0f}%)"),
-            ("load", f"{node.load * 100:.0f}% (mean of CPU and memory)"),
+            ("load", f"{node.load * 100:.0f}% (CPU + memory) / 2"),
             ("flags", node_flags(node, ruleset) or "-"),
         ]
         for item in storage:

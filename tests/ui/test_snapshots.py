@@ -1,0 +1,50 @@
+"""SVG snapshots of the dashboard on a fixed in-memory cluster and a frozen clock.
+
+Regenerate after an intended change with ``pytest tests/ui/test_snapshots.py --snapshot-update``
+and look at the report before committing. (``snap_compare`` only works in plain ``def`` tests.)
+"""
+
+from __future__ import annotations
+
+from pvetop.ui.app import PvetopApp
+from tests.ui.conftest import settle, wait_for_data
+from tests.ui.fixtures import advanced, fixed_clock, memory_source, small_cluster
+
+TERMINAL = (120, 36)
+
+
+def dashboard(*keys: str):
+    """The app and the steps to run: two polls 2 s apart (so rates show), then ``keys``."""
+    source = memory_source()
+    app = PvetopApp(source, clock=fixed_clock, interval=60)
+
+    async def run_before(pilot) -> None:
+        await wait_for_data(pilot)
+        source.snapshot = advanced(small_cluster(), 2)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        if keys:
+            await pilot.press(*keys)
+            await settle(pilot)
+
+    return {"app": app, "run_before": run_before, "terminal_size": TERMINAL}
+
+
+def test_main_screen(snap_compare):
+    assert snap_compare(**dashboard())
+
+
+def test_guest_detail(snap_compare):
+    assert snap_compare(**dashboard("enter"))
+
+
+def test_node_detail(snap_compare):
+    assert snap_compare(**dashboard("shift+tab", "enter"))
+
+
+def test_help(snap_compare):
+    assert snap_compare(**dashboard("question_mark"))
+
+
+def test_filtered_and_sorted_by_cpu(snap_compare):
+    assert snap_compare(**dashboard("P", "slash", *"prod", "enter"))
