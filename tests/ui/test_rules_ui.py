@@ -36,7 +36,7 @@ def make_app(source, store, **kwargs):
 
 
 def flags(table, key: str) -> str:
-    return table.get_cell(key, "flags").plain
+    return table.cell_text(key, "flags")
 
 
 def journal_actions(store) -> list[tuple[str, str, str]]:
