@@ -33,9 +33,10 @@ INFO_KEYS = ("host", "port", "user", "password", "token_name", "token_value", "c
 class RunningSim:
     """A started simulator: ``info`` says how to connect, ``cluster`` is its state machine."""
 
-    def __init__(self, cluster: SimCluster, auth: Auth, *, port: int, wol_port: int):
+    def __init__(self, cluster: SimCluster, auth: Auth, *, port: int, wol_port: int, auth_failure_delay: float):
         self.cluster = cluster
         self.auth = auth
+        self._auth_failure_delay = auth_failure_delay
         self._requested_port = port
         self._requested_wol_port = wol_port
         self._tls = make_tls()
@@ -73,7 +74,7 @@ class RunningSim:
         self._loop.close()
 
     async def _serve(self) -> None:
-        server = SimServer(self.cluster, self.auth)
+        server = SimServer(self.cluster, self.auth, auth_failure_delay=self._auth_failure_delay)
         self._runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self._requested_port, ssl_context=self._tls.context,
@@ -136,10 +137,13 @@ class RunningSim:
 
 def start_sim(scenario: str | Path = "homelab", seed: int = 1, speed: float = 1.0, port: int = 0,
               wol_port: int = 0, manual_clock: bool = False, start_time=None,
-              password: str | None = None) -> RunningSim:
-    """Builds the cluster and serves it on 127.0.0.1 (port 0 = a free port)."""
+              password: str | None = None, auth_failure_delay: float = 0.0) -> RunningSim:
+    """Builds the cluster and serves it on 127.0.0.1 (port 0 = a free port).
+
+    ``auth_failure_delay``: seconds to wait before each 401, as real PVE does (3 s); 0 keeps tests fast.
+    """
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # dropped connections are on purpose
     cluster = SimCluster(load_scenario(scenario, seed), seed=seed, speed=speed, manual_clock=manual_clock,
                          start_time=start_time)
     auth = Auth(lambda: cluster.now, root_password=password)
-    return RunningSim(cluster, auth, port=port, wol_port=wol_port)._start()
+    return RunningSim(cluster, auth, port=port, wol_port=wol_port, auth_failure_delay=auth_failure_delay)._start()

@@ -497,9 +497,10 @@ def _json_bytes(body: bytes) -> web.Response:
 class SimServer:
     """Builds the aiohttp application around one cluster and its accounts."""
 
-    def __init__(self, cluster: SimCluster, auth: Auth):
+    def __init__(self, cluster: SimCluster, auth: Auth, *, auth_failure_delay: float = 0.0):
         self.cluster = cluster
         self.auth = auth
+        self.auth_failure_delay = auth_failure_delay  # real PVE waits 3 s before every 401
         self._resources_cache: dict[str | None, tuple[tuple, bytes]] = {}
 
     def app(self) -> web.Application:
@@ -555,6 +556,8 @@ class SimServer:
             params = await self._params(request)
             return self._dispatch(request, params)
         except PveApiError as exc:
+            if exc.status == 401 and self.auth_failure_delay:
+                await asyncio.sleep(self.auth_failure_delay)
             return _error_response(exc)
         except Exception as exc:  # a simulator bug: answer like PVE's handler errors, log the detail
             logger.exception("simulator error on %s %s", request.method, request.path)
@@ -563,8 +566,6 @@ class SimServer:
     def _dispatch(self, request: web.Request, params: dict[str, str]) -> web.Response:
         method = request.method
         rel = "/" + request.match_info["tail"].strip("/")
-        if rel != "/" and rel.endswith("/"):
-            rel = rel.rstrip("/")
         matched = None
         for candidate in ROUTES:
             if candidate.method != method:
