@@ -39,7 +39,8 @@ def _demo_source(scenario: str) -> Iterator[object]:
     from pvetop.sim.runner import start_sim
 
     with start_sim(scenario=scenario, seed=DEMO_SEED, port=0, speed=DEMO_SPEED) as sim:
-        client = PveClient.connect(settings_from_sim_info(sim.info))
+        # snapshots stamped with simulated time, so rates are per simulated second like the counters
+        client = PveClient.connect(settings_from_sim_info(sim.info), clock=sim.cluster.clock.now)
         try:
             yield client
         finally:

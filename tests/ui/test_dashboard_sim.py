@@ -24,7 +24,7 @@ def sim():
 
 @pytest.fixture
 def client(sim):
-    with PveClient.connect(settings_from_sim_info(sim.info)) as connected:
+    with PveClient.connect(settings_from_sim_info(sim.info), clock=sim.cluster.clock.now) as connected:
         yield connected
 
 
@@ -51,8 +51,11 @@ async def test_tables_hold_the_simulated_cluster(sim, client):
         sim.cluster.step(10)
         await pilot.press("ctrl+r")
         await settle(pilot)
-        rates = app.latest.rates
-        assert rates and any(netin > 0 for netin, _ in rates.values())  # two snapshots: traffic rates
+        rates = app.latest.rates  # two snapshots 10 simulated seconds apart: traffic rates
+        moved = {vmid: g.netin for vmid, g in app.latest.snapshot.guest_by_vmid.items()}
+        first = {g.vmid: g.netin for g in expected.guests}
+        vmid = next(v for v, (netin, _) in rates.items() if netin > 0)
+        assert rates[vmid][0] == (moved[vmid] - first[vmid]) / 10
 
 
 async def test_an_outage_marks_the_data_stale_and_the_next_poll_recovers(sim, client):
