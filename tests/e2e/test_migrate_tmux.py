@@ -1,0 +1,82 @@
+"""`pvetop --demo` in tmux: select a guest, `m`, pick a node, confirm, and see the guest arrive there."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+GUEST, SOURCE, TARGET = "nextcloud", "pve-mini1", "pve-big"
+MIGRATION_SECONDS = 30.0  # demo time runs 10x: the sim's ~60 s migration takes ~6 s
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True, timeout=10).stdout
+
+
+def pane(session: str) -> str:
+    return tmux("capture-pane", "-p", "-t", session)
+
+
+def keys(session: str, *names: str) -> None:
+    tmux("send-keys", "-t", session, *names)
+
+
+def wait_for(session: str, predicate, timeout: float, what: str) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = pane(session)
+        if predicate(screen):
+            return screen
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not seen within {timeout:g} s:\n{screen}")
+        time.sleep(0.2)
+
+
+def guest_line(screen: str) -> str:
+    return next((line for line in screen.splitlines() if f" {GUEST} " in line), "")
+
+
+@pytest.fixture
+def session():
+    name = f"pvetop-e2e-migrate-{uuid.uuid4().hex[:8]}"
+    yield name
+    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+
+
+@pytest.mark.e2e
+def test_migrate_a_guest_from_the_keyboard_in_the_demo(session: str, tmp_path: Path):
+    command = f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo; sleep 60"
+    tmux("new-session", "-d", "-x", "130", "-y", "42", "-s", session, "-e", f"HOME={tmp_path}",
+         "-e", f"XDG_DATA_HOME={tmp_path / 'data'}", "-e", f"XDG_CONFIG_HOME={tmp_path / 'config'}",
+         "-e", f"PVETOP_DB={tmp_path / 'rules.sqlite'}", command)
+    screen = wait_for(session, lambda s: SOURCE in guest_line(s), 15, f"{GUEST} on {SOURCE}")
+
+    keys(session, "/")  # select the guest: filter down to it, back to the table
+    wait_for(session, lambda s: "filter: text or regex" in s, 5, "the filter field")
+    keys(session, "-l", GUEST)
+    keys(session, "Enter")
+    wait_for(session, lambda s: f"filter “{GUEST}”" in s, 5, "the filter caption")
+
+    keys(session, "m")
+    screen = wait_for(session, lambda s: f"Migrate VM 103 {GUEST}" in s and "checking" not in s, 10,
+                      "the migrate dialog")
+    lines = screen.splitlines()
+    header = next(i for i, line in enumerate(lines) if "CPU now" in line)
+    rows = {node: next(i for i, line in enumerate(lines) if i > header and f" {node} " in line)
+            for node in (TARGET, "pve-mini2")}
+    if rows[TARGET] > rows["pve-mini2"]:
+        keys(session, "Down")
+    keys(session, "Enter")
+    wait_for(session, lambda s: f"{SOURCE} → {TARGET}" in s and "Migrate (y)" in s, 5, "the confirmation")
+    keys(session, "y")
+
+    screen = wait_for(session, lambda s: TARGET in guest_line(s) and "migrate" not in guest_line(s),
+                      MIGRATION_SECONDS, f"{GUEST} on {TARGET}")
+    assert "Traceback" not in screen
+    keys(session, "q")
