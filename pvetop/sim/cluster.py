@@ -103,6 +103,7 @@ class SimCluster:
         self.options = dict(scenario.options)
         self.bandwidth = scenario.migration_bandwidth_mib * MIB
         self.cluster_name = scenario.cluster_name
+        self.max_workers = int(self.options.get("max_workers", 4))  # datacenter.cfg default for bulk tasks
         self.fingerprint = ""  # the API certificate's, set by the server (shown in GET /nodes)
         self.config_version = 3 + len(scenario.nodes)
         self._build(scenario)
@@ -357,6 +358,55 @@ class SimCluster:
         task = self._start_migration(guest, target, user, online=online, restart=restart,
                                      with_local_disks=bool(params.get("with-local-disks")),
                                      bwlimit_kib=float(bwlimit) if bwlimit else None)
+        return task.upid
+
+    def migrate_all(self, node: str, target: str, user: str, *, max_workers: int, vmids: set[int] | None,
+                    with_local_disks: bool) -> str:
+        """POST /nodes/{node}/migrateall: one task that migrates every guest, ``max_workers`` at a time."""
+        if target == node:
+            raise param_error({"target": "target is local node."})
+        self.reachable_node(node)
+        self.require_quorum()
+        if target not in self.nodes:
+            raise PveApiError(500, f"no such cluster node '{target}'")
+        queue = [g for g in self.guests.values() if g.node == node and (vmids is None or g.vmid in vmids)]
+        task = self.new_task(node, "migrateall", "", user)
+        started_at = self.now
+        active: list[SimGuest] = []
+        failures: list[int] = []
+
+        def outcome_failed(guest: SimGuest) -> bool:
+            moves = [t for t in self.tasks if t.id == str(guest.vmid) and t.starttime >= int(started_at)
+                     and t.type in ("qmigrate", "vzmigrate")]
+            return not moves or moves[-1].failed(self.now)
+
+        def pump() -> None:
+            for guest in [g for g in active if g.vmid not in self.migrations and g.vmid not in self.ha_migrating]:
+                active.remove(guest)
+                if outcome_failed(guest):
+                    failures.append(guest.vmid)
+                    task.log(self.now, f"Failed Migration of {'VM' if guest.type == 'qemu' else 'CT'} {guest.vmid}",
+                             stamped=False)
+            while queue and len(active) < max_workers:
+                guest = queue.pop(0)
+                label = "VM" if guest.type == "qemu" else "CT"
+                task.log(self.now, f"Starting Migration of {label} {guest.vmid}", stamped=False)
+                running = guest.status == "running"
+                params = {"target": target, "online": int(running and guest.type == "qemu"),
+                          "restart": int(running and guest.type == "lxc"), "with-local-disks": int(with_local_disks)}
+                try:
+                    self.migrate(guest.type, node, guest.vmid, params, user)
+                except PveApiError as exc:
+                    task.log(self.now, f"Failed Migration of {label} {guest.vmid}: {exc.message}", stamped=False)
+                    failures.append(guest.vmid)
+                    continue
+                active.append(guest)
+            if queue or active:
+                self.schedule(self.now + 1, pump)
+            else:
+                task.finish(self.now, "OK" if not failures else f"WARNINGS: {len(failures)}")
+
+        pump()
         return task.upid
 
     def ha_migrate(self, sid: str, target: str, user: str) -> dict:

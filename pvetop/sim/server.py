@@ -267,6 +267,26 @@ def put_node_config(call: Call):
     return None
 
 
+@route("POST", "/nodes/{node}/migrateall", {"target": P(required=True), "max-workers": P("integer", minimum=1, maximum=64),
+                                             "maxworkers": P("integer", minimum=1, maximum=64), "vms": P(),
+                                             "with-local-disks": P("boolean")})
+def post_migrateall(call: Call):
+    params = call.params
+    vms = None
+    if params.get("vms"):
+        try:
+            vms = {int(v) for v in re.split(r"[,;\s]+", params["vms"]) if v}
+        except ValueError:
+            raise param_error({"vms": "invalid format - value does not look like a valid VMID list"}) from None
+    for vmid in vms or ():
+        call.require(f"/vms/{vmid}", "VM.Migrate")
+    if vms is None:
+        call.require("/", "VM.Migrate")
+    workers = params.get("max-workers") or params.get("maxworkers") or call.cluster.max_workers
+    return call.cluster.migrate_all(call.node, params["target"], call.identity.userid, max_workers=workers,
+                                    vmids=vms, with_local_disks=bool(params.get("with-local-disks")))
+
+
 @route("GET", "/nodes/{node}/version")
 def get_node_version(call: Call):
     call.cluster.reachable_node(call.node)

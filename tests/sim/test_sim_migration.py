@@ -266,3 +266,18 @@ def test_read_only_token_cannot_migrate(homelab):
     error = refusal(reader.nodes("pve-mini1").qemu(103).migrate.post, target="pve-big", online=1)
     assert (error.status_code, error.content) == (403, "Permission check failed (/vms/103, VM.Migrate)")
     assert resource(reader, 103)["node"] == "pve-mini1"
+
+
+def test_migrateall_moves_every_guest_it_can_two_at_a_time(homelab):
+    api = token_api(homelab.info)
+    upid = call(api, "POST", "/nodes/pve-big/migrateall", target="pve-mini2",
+                **{"max-workers": 2, "with-local-disks": 1})
+    assert ":migrateall::" in upid
+    homelab.cluster.step(1)
+    assert len(homelab.cluster.migrations) == 2
+    status = run_to_end(homelab, api, "pve-big", upid, max_seconds=7200)
+    assert status["exitstatus"] == "WARNINGS: 2", "200 and 203 live on big-zfs, which pve-mini2 lacks"
+    log = task_log(api, "pve-big", upid)
+    assert "Failed Migration of VM 200" in log and "Failed Migration of CT 203" in log
+    placement = {g["vmid"]: g["node"] for g in call(api, "GET", "/cluster/resources", type="vm") if g["vmid"] >= 200}
+    assert placement == {200: "pve-big", 201: "pve-mini2", 202: "pve-mini2", 203: "pve-big", 9000: "pve-mini2"}
