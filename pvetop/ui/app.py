@@ -164,13 +164,22 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             self.post_message(SnapshotArrived(refresh))
 
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        if self._shutting_down:
+            return
         self._failures = 0
         self._stale_since = None
         if not self.paused:
             self.apply_refresh(message.refresh)
         self._arm_poll(self.interval)
 
+    @property
+    def _shutting_down(self) -> bool:
+        """A poll can finish while the app exits, after the tables are gone."""
+        return self._exit or not self.screen_stack
+
     def on_poll_failed(self, message: PollFailed) -> None:
+        if self._shutting_down:
+            return
         self._failures += 1
         if self._stale_since is None:
             self._stale_since = self.clock()
