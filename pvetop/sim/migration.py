@@ -21,7 +21,7 @@ SETUP_SECONDS = 2.0
 FINISH_SECONDS = 1.0
 CT_SHUTDOWN_SECONDS = 4.0
 CT_START_SECONDS = 2.0
-MAX_PROGRESS_LINES = 8
+MAX_PROGRESS_LINES = 30  # real PVE logs every second; long moves get sparser lines
 SSH_FAILURE = "Can't connect to destination address using public key"
 
 
