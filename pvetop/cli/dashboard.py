@@ -28,8 +28,14 @@ def add_dashboard_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_options(args: argparse.Namespace) -> None:
+    """Bad options fail before anything starts (a simulator, a connection)."""
     if not 0.2 <= args.interval <= 3600:
         raise UsageError(f"--interval {args.interval:g}: give between 0.2 and 3600 seconds")
+    if args.theme is not None:
+        from textual.theme import BUILTIN_THEMES
+
+        if args.theme not in BUILTIN_THEMES:
+            raise UsageError(f"--theme {args.theme}: unknown theme", hint=f"one of {', '.join(sorted(BUILTIN_THEMES))}")
 
 
 @contextlib.contextmanager
@@ -71,9 +77,6 @@ def run(args: argparse.Namespace) -> int:
                         insecure_warning=getattr(source, "insecure_warning", None) or "")
         install_rules(app, store)
         if args.theme is not None:
-            if args.theme not in app.available_themes:
-                names = ", ".join(sorted(app.available_themes))
-                raise UsageError(f"--theme {args.theme}: unknown theme", hint=f"one of {names}")
             app.theme = args.theme
         app.run()
     return app.return_code or 0

@@ -87,3 +87,29 @@ async def test_guest_detail_fetches_history_and_config_for_that_guest_only(sim, 
         assert client.request_count - before == 2  # rrddata + config, nothing else
         assert any(len(sparkline.data) > 0 for sparkline in screen.query(Sparkline))
         assert str(screen.vmid) in str(screen.query_one("#detail-title", Static).render())
+
+
+async def test_keys_work_against_the_simulated_cluster(sim, client):
+    app = PvetopApp(client, interval=60)  # polls only when a test presses ctrl+r
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        table = app.guest_table
+        snapshot = app.latest.snapshot
+        busiest = max((g for g in snapshot.guests if g.running), key=lambda g: g.cpu)
+        table.select_key("103")
+        await pilot.press("P")  # sort by CPU, busiest first
+        assert table.keys_in_order[0] == str(busiest.vmid)
+        assert table.cursor_key == "103"  # the cursor stayed on its guest
+        await pilot.press("slash", *"nextcloud", "enter")
+        assert table.keys_in_order == ["103"]
+        await pilot.press("escape")
+        assert len(table.keys_in_order) == len(snapshot.guests)
+        await pilot.press("plus", "minus", "minus")
+        assert app.interval == 10.0  # 60 is the longest; then 30, then 10
+        await pilot.press("question_mark")
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        await pilot.press("escape", "ctrl+p", *"sort nodes by mem%")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.node_table.sort_column == "mem_pct"
