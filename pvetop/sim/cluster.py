@@ -411,7 +411,7 @@ class SimCluster:
 
     def ha_migrate(self, sid: str, target: str, user: str) -> dict:
         """POST /cluster/ha/resources/{sid}/migrate: queue the move for the CRM."""
-        guest = self._ha_guest(sid)
+        guest = self.ha_guest(sid)
         if target not in self.nodes:
             raise PveApiError(500, f"no such cluster node '{target}'")
         self.require_quorum()
@@ -419,7 +419,7 @@ class SimCluster:
             self._request_ha_migration(guest, target, user, with_task=False)
         return {"sid": guest.sid, "requested-node": target}
 
-    def _ha_guest(self, sid: str) -> SimGuest:
+    def ha_guest(self, sid: str) -> SimGuest:
         kind, colon, number = sid.partition(":")
         if not colon and sid.isdigit():  # a bare vmid means a VM, as ha-manager accepts it
             kind, number = "vm", sid
@@ -469,7 +469,7 @@ class SimCluster:
         self.revision += 1
         return task
 
-    def _finish_migration(self, migration: Migration) -> None:
+    def finish_migration(self, migration: Migration) -> None:
         guest = migration.guest
         guest.lock = None
         guest.config_version += 1
@@ -497,7 +497,7 @@ class SimCluster:
             guest.status = "running"
             guest.started_at = self.now
         task.finish(self.now, exitstatus)
-        self._finish_migration(migration)
+        self.finish_migration(migration)
         self.revision += 1
 
     # ----- guest power --------------------------------------------------------------------

@@ -64,7 +64,7 @@ def plan_migration(cluster: SimCluster, migration: Migration, *, online: bool, w
             if migration.restart:
                 guest.status = "running"
                 guest.started_at = cluster.now
-            cluster._finish_migration(migration)
+            cluster.finish_migration(migration)
 
         return actions + [(at, aborted)]
 
@@ -191,7 +191,7 @@ def plan_migration(cluster: SimCluster, migration: Migration, *, online: bool, w
             guest.started_at = cluster.now
         if guest.ha:
             guest.ha_state = "started" if guest.status == "running" else "stopped"
-        cluster._finish_migration(migration)
+        cluster.finish_migration(migration)
 
     actions.append((end_at, done))
     return actions

@@ -390,7 +390,7 @@ def ha_resources(cluster: SimCluster, kind: str | None) -> list[dict]:
 
 
 def ha_resource(cluster: SimCluster, sid: str) -> dict:
-    guest = cluster._ha_guest(sid)
+    guest = cluster.ha_guest(sid)
     return next(entry for entry in ha_resources(cluster, None) if entry["sid"] == guest.sid)
 
 
