@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from pvetop.errors import UsageError
+from pvetop.sim.scenarios import list_scenarios
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
         "sim", help="run a simulated Proxmox VE cluster (HTTPS API + wake-on-LAN) in the foreground",
         description="Serve a simulated cluster on 127.0.0.1 speaking the PVE JSON API, until Ctrl-C.")
     parser.add_argument("--scenario", default="homelab", metavar="NAME|FILE.json",
-                        help="built-in scenario (homelab, smb, large, quorum3, imbalanced) or a scenario file")
+                        help=f"built-in scenario ({', '.join(list_scenarios())}; default homelab) or a scenario file")
     parser.add_argument("--port", type=int, default=0, help="HTTPS port (default: any free port)")
     parser.add_argument("--wol-port", type=int, default=0, help="UDP wake-on-LAN port (default: any free port)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
