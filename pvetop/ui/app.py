@@ -149,13 +149,11 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
     def _poll(self, marks: Marks) -> None:
         worker = get_current_worker()
         previous = self.latest
-        started = time.perf_counter()
         try:
             if self.source.slow_data_due:
                 self.source.refresh_slow_data()
             snapshot = self.source.fetch_snapshot()
-            fetch_ms = (time.perf_counter() - started) * 1000
-            refresh = prepare(snapshot, previous, marks, fetch_ms, self.clock())
+            refresh = prepare(snapshot, previous, marks, self.clock())
         except Exception as exc:  # any failure of the API or the network: show it, keep going
             if not worker.is_cancelled:
                 self.post_message(PollFailed(str(exc) or type(exc).__name__))

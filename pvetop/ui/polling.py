@@ -29,12 +29,10 @@ class Refresh:
     node_rows: dict[str, Row]  # ready to show, every node / every guest (filtering is the UI's)
     guest_rows: dict[str, Row]
     marks: Marks  # the rules and tags the flag columns were rendered with
-    fetch_ms: float  # the request(s) and parsing, in the worker
     received_at: float  # our clock when it arrived, for the "age" in the header
 
 
-def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks,
-            fetch_ms: float, now: float) -> Refresh:
+def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks, now: float) -> Refresh:
     """Everything the UI shows about ``snapshot``, re-using ``previous``'s unchanged rows."""
     rates = {}
     if previous is not None:
@@ -44,7 +42,7 @@ def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks,
     return Refresh(
         snapshot, rates, cluster_totals(snapshot), cluster_balance(snapshot),
         node_rows(snapshot, marks.ruleset, old_nodes), guest_rows(snapshot, rates, marks, old_guests),
-        marks, fetch_ms, now,
+        marks, now,
     )
 
 

@@ -85,7 +85,7 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
         for _ in range(ROUNDS):
             snapshot = with_changes(app.latest.snapshot, rng, app.interval)
             start = time.perf_counter()
-            refresh = prepare(snapshot, app.latest, app.marks, 0.0, app.clock())
+            refresh = prepare(snapshot, app.latest, app.marks, app.clock())
             prepare_ms.append((time.perf_counter() - start) * 1000)
             applied, framed = await timed(refresh)
             apply_ms.append(applied)
@@ -93,7 +93,7 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
         step_apply, step_frame = [], []
         for _ in range(5):
             sim.cluster.step(2)
-            refresh = prepare(client.fetch_snapshot(), app.latest, app.marks, 0.0, app.clock())
+            refresh = prepare(client.fetch_snapshot(), app.latest, app.marks, app.clock())
             applied, framed = await timed(refresh)
             step_apply.append(applied)
             step_frame.append(framed)

@@ -1,0 +1,68 @@
+"""Pure pieces of the dashboard: cell text, the `/` filter language, poll timing."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvetop.model import Guest
+from pvetop.ui import formatting as fmt
+from pvetop.ui.filtering import GuestFilter
+from pvetop.ui.polling import INTERVAL_STEPS, MAX_BACKOFF_SECONDS, backoff_delay, next_interval
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (0, "0B"), (1023, "1023B"), (1536, "1.5K"), (3 * 1024**3, "3.0G"), (512 * 1024**3, "512G"), (2 * 1024**5, "2.0P"),
+])
+def test_human_bytes(value, text):
+    assert fmt.human_bytes(value) == text
+
+
+def test_used_of_rate_uptime_age_and_bar():
+    assert fmt.used_of(1024**3, 4 * 1024**3) == "1.0G/4.0G"
+    assert fmt.used_of(0, 0) == "-"
+    assert fmt.human_rate(None) == "-" and fmt.human_rate(2048) == "2.0K/s"
+    assert fmt.uptime(0) == "-" and fmt.uptime(3725) == "01:02:05" and fmt.uptime(86400 * 3 + 60) == "3d 00:01"
+    assert fmt.age(0.42) == "0.4s" and fmt.age(75) == "1m15s" and fmt.age(7300) == "2h01m"
+    assert fmt.bar(0.5, 4) == "██  " and fmt.bar(2.0, 3) == "███" and fmt.bar(-1, 2) == "  "
+    assert fmt.bar(1 / 16, 2) == "▏ "
+
+
+GUESTS = [
+    Guest(100, "qemu", "pve1", "running", name="web-1", tags=("prod", "web")),
+    Guest(101, "lxc", "pve2", "stopped", name="db", tags=("prod",)),
+    Guest(1000, "qemu", "pve2", "running", name="web.test"),
+]
+
+
+def selected(query: str) -> list[int]:
+    parsed = GuestFilter.parse(query)
+    return [g.vmid for g in GUESTS if parsed.matches(g)]
+
+
+@pytest.mark.parametrize(("query", "vmids"), [
+    ("", [100, 101, 1000]),
+    ("WEB", [100, 1000]),  # any field, case-insensitive
+    ("100", [100, 1000]),  # vmid text
+    ("vmid:^100$", [100]),
+    ("^db$", [101]),  # a regular expression
+    ("web.t", [1000]),
+    ("web-1 prod", [100]),  # all terms must match
+    ("tag:prod status:stopped", [101]),
+    ("node:pve2 type:ct", [101]),
+    ("type:vm", [100, 1000]),
+    ("[unclosed", []),  # not a valid expression: matched literally, no error
+    ("nosuchfield:x", []),  # an unknown field name is just text
+])
+def test_filter_language(query, vmids):
+    assert selected(query) == vmids
+
+
+def test_backoff_doubles_up_to_a_cap_and_interval_steps():
+    assert backoff_delay(2.0, 0) == 2.0
+    assert [backoff_delay(2.0, n) for n in (1, 2, 3)] == [4.0, 8.0, 16.0]
+    assert backoff_delay(2.0, 50) == MAX_BACKOFF_SECONDS
+    assert backoff_delay(120.0, 3) == 120.0  # never shorter than the interval itself
+    assert next_interval(2.0, 1) == 3.0 and next_interval(2.0, -1) == 1.0
+    assert next_interval(INTERVAL_STEPS[-1], 1) == INTERVAL_STEPS[-1]
+    assert next_interval(INTERVAL_STEPS[0], -1) == INTERVAL_STEPS[0]
+    assert next_interval(2.5, -1) == 2.0  # an interval from --interval snaps to the steps

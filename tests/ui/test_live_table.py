@@ -1,0 +1,75 @@
+"""LiveTable: rows follow the data by key, only changed cells are written, the cursor stays put."""
+
+from __future__ import annotations
+
+from textual.app import App
+
+from pvetop.ui.table import ColumnSpec, LiveTable, build_rows
+
+
+class Fruit(LiveTable):
+    COLUMNS = (ColumnSpec("name", "Name", 8), ColumnSpec("count", "Count", 5, "right", True))
+
+    def __init__(self) -> None:
+        super().__init__(sort_column="name")
+        self.sorts = 0
+
+    def _resort(self) -> None:
+        self.sorts += 1
+        super()._resort()
+
+
+def render(item: tuple[str, int]):
+    name, count = item
+    return Fruit.make_row(item, ((name, ""), (str(count), "bold" if count > 5 else "")), (name, (count, name)))
+
+
+class FruitApp(App):
+    def compose(self):
+        yield Fruit()
+
+
+def rows(previous=None, **counts: int):
+    return build_rows({name: (name, count) for name, count in counts.items()}, render, previous)
+
+
+async def test_apply_adds_updates_and_removes_by_key_touching_only_changed_cells():
+    app = FruitApp()
+    async with app.run_test() as pilot:
+        table = app.query_one(Fruit)
+        first = rows(pear=3, apple=1, fig=7)
+        table.apply(first)
+        assert table.keys_in_order == ["apple", "fig", "pear"]
+        apple_name, fig_count = table.get_cell("apple", "name"), table.get_cell("fig", "count")
+
+        second = rows(first, apple=2, fig=7, kiwi=1)  # apple changed, pear gone, kiwi new
+        assert second["fig"] is first["fig"]  # unchanged rows are re-used, not rebuilt
+        sorts = table.sorts
+        table.apply(second)
+        await pilot.pause()
+        assert table.keys_in_order == ["apple", "fig", "kiwi"]
+        assert table.get_cell("apple", "count") == ("2", "", "right")
+        assert table.get_cell("apple", "name") is apple_name  # same text: not rewritten
+        assert table.get_cell("fig", "count") is fig_count
+        assert table.sorts == sorts + 1  # a row was added
+
+        table.apply(rows(second, apple=3, fig=7, kiwi=1))  # the sort column (name) did not change
+        assert table.sorts == sorts + 1
+
+
+async def test_cursor_stays_on_its_row_through_sorting_and_removals():
+    app = FruitApp()
+    async with app.run_test() as pilot:
+        table = app.query_one(Fruit)
+        current = rows(apple=1, fig=7, kiwi=4, pear=3)
+        table.apply(current)
+        table.select_key("kiwi")
+        table.sort_by("count")  # numbers sort biggest first
+        assert table.keys_in_order == ["fig", "kiwi", "pear", "apple"]
+        assert table.cursor_key == "kiwi"
+        table.sort_by("count")  # again: reversed
+        assert table.keys_in_order == ["apple", "pear", "kiwi", "fig"] and table.cursor_key == "kiwi"
+        table.apply(rows(current, fig=7, kiwi=9))
+        await pilot.pause()
+        assert table.keys_in_order == ["fig", "kiwi"] and table.cursor_key == "kiwi"
+        assert table.columns[next(k for k in table.columns if k.value == "count")].label.plain == "Count ▲"
