@@ -707,6 +707,62 @@ class SimCluster:
         guest.config_version += 1
         self.revision += 1
 
+    def update_options(self, params: dict) -> None:
+        """PUT /cluster/options: datacenter.cfg values stored as written (property strings)."""
+        self.require_quorum()
+        for key in [k.strip() for k in str(params.get("delete", "")).split(",") if k.strip()]:
+            self.options.pop(key, None)
+        for key, value in params.items():
+            if key != "delete":
+                self.options[key] = value
+        self.max_workers = int(self.options.get("max_workers", 4))
+        self.revision += 1
+
+    def create_ha_rule(self, params: dict) -> None:
+        """POST /cluster/ha/rules: every resource must be HA-managed, the rule id new."""
+        self.require_quorum()
+        if any(rule.rule == params["rule"] for rule in self.ha_rules):
+            raise PveApiError(500, f"ha rule '{params['rule']}' already defined")
+        sids = [sid.strip() for sid in params["resources"].split(",") if sid.strip()]
+        managed = {g.sid for g in self.guests.values() if g.ha}
+        unknown = [sid for sid in sids if sid not in managed]
+        if unknown:
+            raise param_error({"resources": f"HA resource '{unknown[0]}' is not configured"})
+        if params["type"] == "node-affinity" and not params.get("nodes"):
+            raise param_error({"nodes": "property is missing and it is not optional"})
+        if params["type"] == "resource-affinity" and not params.get("affinity"):
+            raise param_error({"affinity": "property is missing and it is not optional"})
+        self.ha_rules.append(HaRule(rule=params["rule"], type=params["type"], resources=",".join(sids),
+                                    nodes=params.get("nodes"), strict=bool(params["strict"]) if "strict" in params else None,
+                                    affinity=params.get("affinity"), disable=bool(params.get("disable", 0)),
+                                    comment=params.get("comment")))
+        self.revision += 1
+
+    def start_or_stop_all(self, node: str, action: str, user: str, *, vmids: set[int] | None, force: bool) -> str:
+        """POST /nodes/{node}/startall|stopall: one task starting (onboot ones) or stopping every guest."""
+        self.reachable_node(node)
+        self.require_quorum()
+        task = self.new_task(node, f"{action}all", "", user)
+        end = self.now
+        verb = "start" if action == "start" else "stop"
+        for guest in self.guests.values():
+            if guest.node != node or guest.template or (vmids is not None and guest.vmid not in vmids):
+                continue
+            wanted_running = action == "start"
+            if (guest.status == "running") == wanted_running or (wanted_running and not (guest.onboot or force)):
+                continue
+            label = "VM" if guest.type == "qemu" else "CT"
+            try:
+                child = self.tasks_by_upid[self.guest_power(guest.type, node, guest.vmid, verb, user)]
+            except PveApiError as exc:
+                task.log(self.now, f"{label} {guest.vmid}: {exc.message}", stamped=False)
+                continue
+            task.log(self.now, f"Starting {label} {guest.vmid}" if wanted_running else f"Stopping {label} {guest.vmid}",
+                     stamped=False)
+            end = max(end, child.end_time)
+        task.finish(end, "OK")
+        return task.upid
+
     def update_node_config(self, node: SimNode, params: dict) -> None:
         self.require_quorum()
         if params.get("digest") and params["digest"] != self.node_config_digest(node):

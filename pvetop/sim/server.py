@@ -137,6 +137,28 @@ def get_options(call: Call):
     return views.cluster_options(call.cluster)
 
 
+CRS_KEYS = {"ha", "ha-auto-rebalance", "ha-auto-rebalance-hold-duration", "ha-auto-rebalance-margin",
+            "ha-auto-rebalance-method", "ha-auto-rebalance-threshold", "ha-rebalance-on-start"}
+
+
+@route("PUT", "/cluster/options", {"crs": P(), "migration": P(), "ha": P(), "description": P(), "delete": P(),
+                                   "keyboard": P(), "language": P(), "console": P(), "max_workers": P("integer", minimum=1),
+                                   "bwlimit": P(), "tag-style": P(), "registered-tags": P(), "next-id": P(),
+                                   "mac_prefix": P(), "email_from": P(), "fencing": P(enum=("watchdog", "hardware", "both"))})
+def put_options(call: Call):
+    call.require("/", "Sys.Modify")
+    if "crs" in call.params:
+        crs = views.parse_property_string(call.params["crs"], "ha")
+        unknown = sorted(set(crs) - CRS_KEYS)
+        if unknown:
+            raise param_error({"crs": f"invalid format - property '{unknown[0]}' not defined"})
+        if crs.get("ha", "basic") not in ("basic", "static", "dynamic"):
+            raise param_error({"crs": f"invalid format - value '{crs['ha']}' does not have a value in the "
+                                      "enumeration 'basic, static, dynamic'"})
+    call.cluster.update_options(call.params)
+    return None
+
+
 @route("GET", "/cluster/nextid", {"vmid": P("integer", minimum=100)})
 def get_nextid(call: Call):
     wanted = call.params.get("vmid")
@@ -180,6 +202,16 @@ def post_ha_migrate(call: Call):
 def get_ha_rules(call: Call):
     call.require("/", "Sys.Audit")
     return views.ha_rules(call.cluster, call.params)
+
+
+@route("POST", "/cluster/ha/rules", {"rule": P(required=True), "type": P(required=True, enum=("node-affinity", "resource-affinity")),
+                                     "resources": P(required=True), "nodes": P(), "strict": P("boolean"),
+                                     "affinity": P(enum=("positive", "negative")), "disable": P("boolean"),
+                                     "comment": P()})
+def post_ha_rule(call: Call):
+    call.require("/", "Sys.Console")
+    call.cluster.create_ha_rule(call.params)
+    return None
 
 
 @route("GET", "/cluster/ha/rules/{rule}")
@@ -267,17 +299,21 @@ def put_node_config(call: Call):
     return None
 
 
+def _vmid_list(text: str | None) -> set[int] | None:
+    if not text:
+        return None
+    try:
+        return {int(v) for v in re.split(r"[,;\s]+", text) if v}
+    except ValueError:
+        raise param_error({"vms": "invalid format - value does not look like a valid VMID list"}) from None
+
+
 @route("POST", "/nodes/{node}/migrateall", {"target": P(required=True), "max-workers": P("integer", minimum=1, maximum=64),
                                              "maxworkers": P("integer", minimum=1, maximum=64), "vms": P(),
                                              "with-local-disks": P("boolean")})
 def post_migrateall(call: Call):
     params = call.params
-    vms = None
-    if params.get("vms"):
-        try:
-            vms = {int(v) for v in re.split(r"[,;\s]+", params["vms"]) if v}
-        except ValueError:
-            raise param_error({"vms": "invalid format - value does not look like a valid VMID list"}) from None
+    vms = _vmid_list(params.get("vms"))
     for vmid in vms or ():
         call.require(f"/vms/{vmid}", "VM.Migrate")
     if vms is None:
@@ -285,6 +321,25 @@ def post_migrateall(call: Call):
     workers = params.get("max-workers") or params.get("maxworkers") or call.cluster.max_workers
     return call.cluster.migrate_all(call.node, params["target"], call.identity.userid, max_workers=workers,
                                     vmids=vms, with_local_disks=bool(params.get("with-local-disks")))
+
+
+ALL_PARAMS = {"vms": P(), "force": P("boolean"), "max-workers": P("integer", minimum=1, maximum=64),
+              "timeout": P("integer", minimum=0, maximum=7200), "force-stop": P("boolean")}
+
+
+def _all(action: str):
+    def handler(call: Call):
+        vms = _vmid_list(call.params.get("vms"))
+        for vmid in sorted(vms) if vms else ["/"]:
+            call.require(f"/vms/{vmid}" if vms else "/", "VM.PowerMgmt")
+        return call.cluster.start_or_stop_all(call.node, action, call.identity.userid, vmids=vms,
+                                              force=bool(call.params.get("force")))
+
+    return handler
+
+
+route("POST", "/nodes/{node}/startall", ALL_PARAMS)(_all("start"))
+route("POST", "/nodes/{node}/stopall", ALL_PARAMS)(_all("stop"))
 
 
 @route("GET", "/nodes/{node}/version")

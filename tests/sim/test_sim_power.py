@@ -193,3 +193,15 @@ def test_ha_guests_of_a_crashed_node_are_recovered_elsewhere(homelab):
     recovered = next(g for g in call(api, "GET", "/cluster/resources", type="vm") if g["vmid"] == 112)
     assert (recovered["node"], recovered["status"], recovered["hastate"]) == ("pve-mini1", "running", "started")
     assert {g["vmid"] for g in guests_on(api, "pve-mini2")} == {110, 111}, "non-HA guests wait for their node"
+
+
+def test_stopall_and_startall(homelab):
+    api = token_api(homelab.info)
+    upid = call(api, "POST", "/nodes/pve-big/stopall")
+    homelab.cluster.step(2)
+    assert call(api, "GET", f"/nodes/pve-big/tasks/{upid}/status")["exitstatus"] == "OK"
+    assert {g["status"] for g in guests_on(api, "pve-big")} == {"stopped"}
+    call(api, "POST", "/nodes/pve-big/startall")
+    homelab.cluster.step(3)
+    running = {g["vmid"] for g in guests_on(api, "pve-big") if g["status"] == "running"}
+    assert running == {200, 201, 203}, "startall only starts onboot guests unless forced"

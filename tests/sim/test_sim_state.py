@@ -228,3 +228,17 @@ def test_cli_serves_until_interrupted_and_writes_the_info_file(tmp_path):
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert f"--host 127.0.0.1:{info['port']}" in out and info["token_value"] in out and info["fingerprint"] in out
+
+
+def test_cluster_options_and_ha_rules_can_be_written(homelab):
+    api = token_api(homelab.info)
+    api.cluster.options.put(crs="ha=dynamic,ha-auto-rebalance=1")
+    assert api.cluster.options.get()["crs"] == {"ha": "dynamic", "ha-auto-rebalance": 1}
+    with pytest.raises(ResourceException) as bad:
+        api.cluster.options.put(crs="ha=weird")
+    assert bad.value.status_code == 400 and "crs" in bad.value.errors
+    api.cluster.ha.rules.post(rule="apart", type="resource-affinity", resources="vm:100,ct:112", affinity="negative")
+    assert [r["rule"] for r in api.cluster.ha.rules.get(type="resource-affinity")] == ["apart"]
+    with pytest.raises(ResourceException) as unmanaged:
+        api.cluster.ha.rules.post(rule="x", type="node-affinity", resources="vm:103", nodes="pve-big")
+    assert unmanaged.value.errors == {"resources": "HA resource 'vm:103' is not configured"}
