@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Callable
 
 from pvetop.sim.clock import SimClock
+from pvetop.sim.crs import Candidate, CrsSettings, best_move, imbalance
 from pvetop.sim.entities import (BOOTING, CRASHED, GIB, MIB, OFF, ONLINE, SHUTTING_DOWN, Disk, HaRule,
                                  SimGuest, SimNode, SimStorage, allocated_bytes)
 from pvetop.sim.errors import PveApiError, ScenarioError, param_error
@@ -29,13 +30,14 @@ from pvetop.sim.load import LoadCurve, default_curve, noise
 from pvetop.sim.migration import plan_migration
 from pvetop.sim.scenarios import Scenario, load_scenario
 from pvetop.sim.tasks import Task, duration, make_upid, parse_upid
-from pvetop.sim.validate import normalize_tags
+from pvetop.sim.validate import normalize_tags, parse_property_string
 
 DEFAULT_START = calendar.timegm((2026, 1, 1, 0, 0, 0))
 PVE_VERSION = "9.2.0"
 PVE_RELEASE = "9.2"
 PVE_REPOID = "5e1f7a3c9b2d4e60"
 HA_CRM_DELAY = 6.0  # seconds between a hamigrate request and the CRM starting the migration
+CRM_ROUND_SECONDS = 10.0  # the HA manager's round, when automatic rebalancing decides
 HA_FENCE_DELAY = 120.0  # a crashed node's HA guests are fenced, then recovered elsewhere after this
 
 
@@ -107,6 +109,9 @@ class SimCluster:
         self.fingerprint = ""  # the API certificate's, set by the server (shown in GET /nodes)
         self.config_version = 3 + len(scenario.nodes)
         self._build(scenario)
+        self._crs_armed = False
+        self._crs_hold = 0  # consecutive CRM rounds above the imbalance threshold
+        self._arm_crs()
 
     # ----- construction -------------------------------------------------------------------
     def _build(self, scenario: Scenario) -> None:
@@ -500,6 +505,72 @@ class SimCluster:
         self.finish_migration(migration)
         self.revision += 1
 
+    # ----- CRS automatic rebalancing (PVE 9.2) ---------------------------------------------
+    def crs_settings(self) -> CrsSettings:
+        return CrsSettings.from_option(parse_property_string(str(self.options.get("crs", "")), "ha"))
+
+    def _arm_crs(self) -> None:
+        """Runs CRM rounds while ``ha-auto-rebalance`` is on (they stop when it is switched off)."""
+        if not self._crs_armed and self.crs_settings().enabled:
+            self._crs_armed = True
+            self.schedule(self.now + CRM_ROUND_SECONDS, self._crs_round)
+
+    def _crs_round(self) -> None:
+        settings = self.crs_settings()
+        if not settings.enabled:
+            self._crs_armed = False
+            self._crs_hold = 0
+            return
+        self.schedule(self.now + CRM_ROUND_SECONDS, self._crs_round)
+        if not self.quorate or self.ha_migrating:
+            return
+        online = {n.name: n for n in self.nodes.values() if n.power == ONLINE}
+        if len(online) < 2:
+            return
+        by_node: dict[str, list[SimGuest]] = {name: [] for name in online}
+        usage: dict[int, tuple[float, int]] = {}
+        for guest in self.guests.values():
+            if guest.node in by_node:
+                by_node[guest.node].append(guest)
+                usage[guest.vmid] = self.guest_usage(guest, self.now)
+        loads = {}
+        for name, node in online.items():
+            cpu, mem = self.node_usage(node, self.now, by_node[name], usage)
+            loads[name] = (cpu + mem / node.memory) / 2
+        current = imbalance(list(loads.values()))
+        self._crs_hold = self._crs_hold + 1 if current > settings.threshold else 0
+        if self._crs_hold < settings.hold_rounds:
+            return
+        candidates = []
+        for name, guests in by_node.items():
+            for guest in guests:
+                if not guest.ha or guest.lock or guest.status != "running":
+                    continue
+                cpu, mem = usage[guest.vmid]
+                load_on = {n: (cpu * guest.cores / node.cpus + mem / node.memory) / 2 for n, node in online.items()}
+                candidates.append(Candidate(guest.vmid, name, load_on, self._ha_allowed_nodes(guest, online)))
+        move = best_move(loads, candidates)
+        if move is not None and move[2] <= current * (1 - settings.margin):
+            self._crs_hold = 0
+            self._request_ha_migration(self.guests[move[0]], move[1], "root@pam", with_task=False)
+
+    def _ha_allowed_nodes(self, guest: SimGuest, online: dict[str, SimNode]) -> tuple[str, ...]:
+        """Nodes the HA rules let this guest run on: strict node affinity, negative resource
+        affinity; guests in a positive resource-affinity group are not moved alone."""
+        allowed = set(online)
+        for rule in self.ha_rules:
+            if rule.disable or not rule.covers(guest.sid):
+                continue
+            if rule.type == "node-affinity" and rule.strict and rule.nodes:
+                allowed &= {part.partition(":")[0].strip() for part in rule.nodes.split(",")}
+            elif rule.type == "resource-affinity" and rule.affinity == "positive":
+                return ()
+            elif rule.type == "resource-affinity" and rule.affinity == "negative":
+                for other in self.guests.values():
+                    if other is not guest and rule.covers(other.sid):
+                        allowed.discard(other.node)
+        return tuple(sorted(allowed))
+
     # ----- guest power --------------------------------------------------------------------
     GUEST_ACTION_SECONDS = {"start": 3.0, "stop": 1.0, "shutdown": 6.0}
 
@@ -716,6 +787,7 @@ class SimCluster:
             if key != "delete":
                 self.options[key] = value
         self.max_workers = int(self.options.get("max_workers", 4))
+        self._arm_crs()
         self.revision += 1
 
     def create_ha_rule(self, params: dict) -> None:

@@ -23,7 +23,7 @@ from pvetop.sim import views
 from pvetop.sim.auth import Auth, Identity
 from pvetop.sim.cluster import SimCluster
 from pvetop.sim.errors import PveApiError, ScenarioError, param_error
-from pvetop.sim.validate import NODE_RE, P, check, check_wakeonlan
+from pvetop.sim.validate import NODE_RE, P, check, check_wakeonlan, parse_property_string
 
 logger = logging.getLogger(__name__)
 SERVER_HEADER = "pve-api-daemon/3.0"
@@ -148,7 +148,7 @@ CRS_KEYS = {"ha", "ha-auto-rebalance", "ha-auto-rebalance-hold-duration", "ha-au
 def put_options(call: Call):
     call.require("/", "Sys.Modify")
     if "crs" in call.params:
-        crs = views.parse_property_string(call.params["crs"], "ha")
+        crs = parse_property_string(call.params["crs"], "ha")
         unknown = sorted(set(crs) - CRS_KEYS)
         if unknown:
             raise param_error({"crs": f"invalid format - property '{unknown[0]}' not defined"})

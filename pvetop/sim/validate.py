@@ -94,3 +94,23 @@ def check_wakeonlan(text: str) -> str:
     if mac is None or not MAC_RE.match(mac):
         raise param_error({"wakeonlan": "invalid format - value does not look like a valid MAC address\n"})
     return text
+
+
+def _scalar(text: str):
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*", text):
+        return float(text)
+    return text
+
+
+def parse_property_string(text: str, default_key: str | None) -> dict:
+    """``ha=static,ha-auto-rebalance=1`` -> ``{"ha": "static", "ha-auto-rebalance": 1}``."""
+    result: dict = {}
+    for part in str(text).split(","):
+        key, sep, value = part.partition("=")
+        if not sep and default_key:
+            key, value = default_key, key
+        if key.strip():
+            result[key.strip()] = _scalar(value.strip())
+    return result

@@ -6,7 +6,6 @@ project's reference notes). Callers hold the cluster lock and have synced it.
 
 from __future__ import annotations
 
-import re
 import time as _time
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from pvetop.sim.entities import CRASHED, GIB, MIB, SimGuest, SimNode
 from pvetop.sim.errors import PveApiError
 from pvetop.sim.load import noise
 from pvetop.sim.migration import local_disks
+from pvetop.sim.validate import parse_property_string
 
 if TYPE_CHECKING:
     from pvetop.sim.cluster import SimCluster
@@ -340,26 +340,6 @@ def cluster_config_nodes(cluster: SimCluster) -> list[dict]:
 PROPERTY_STRING_OPTIONS = {"crs": "ha", "migration": "type", "ha": "shutdown_policy", "next-id": None,
                            "notify": None, "u2f": None, "webauthn": None, "tag-style": None,
                            "bwlimit": None, "replication": "type", "user-tag-access": None}
-
-
-def _scalar(text: str):
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if re.fullmatch(r"-?\d+\.\d*", text):
-        return float(text)
-    return text
-
-
-def parse_property_string(text: str, default_key: str | None) -> dict:
-    """``ha=static,ha-auto-rebalance=1`` -> ``{"ha": "static", "ha-auto-rebalance": 1}``."""
-    result: dict = {}
-    for part in str(text).split(","):
-        key, sep, value = part.partition("=")
-        if not sep and default_key:
-            key, value = default_key, key
-        if key.strip():
-            result[key.strip()] = _scalar(value.strip())
-    return result
 
 
 def cluster_options(cluster: SimCluster) -> dict:

@@ -242,3 +242,41 @@ def test_cluster_options_and_ha_rules_can_be_written(homelab):
     with pytest.raises(ResourceException) as unmanaged:
         api.cluster.ha.rules.post(rule="x", type="node-affinity", resources="vm:103", nodes="pve-big")
     assert unmanaged.value.errors == {"resources": "HA resource 'vm:103' is not configured"}
+
+
+def crowded_ha_cluster(tmp_path, crs: str) -> SimCluster:
+    """Three equal nodes, six HA VMs all on n1."""
+    path = tmp_path / "crowded.json"
+    path.write_text(json.dumps({
+        "name": "crowded", "options": {"crs": crs},
+        "nodes": [{"name": f"n{i}", "cpus": 8, "memory_gib": 32} for i in (1, 2, 3)],
+        "storage": [{"storage": "ceph", "type": "rbd", "shared": 1}],
+        "guests": [{"vmid": 100 + i, "type": "qemu", "name": f"vm{i}", "node": "n1", "cores": 2, "memory_mib": 4096,
+                    "disks": [{"storage": "ceph"}], "ha": True, "load": {"curve": "steady", "cpu": 0.5, "mem": 0.8}}
+                   for i in range(6)],
+    }))
+    return SimCluster(load_scenario(path), manual_clock=True)
+
+
+def node_imbalance(cluster: SimCluster) -> float:
+    from pvetop.sim.crs import imbalance
+
+    nodes = views.cluster_resources(cluster, "node")
+    return imbalance([(n["cpu"] + n["mem"] / n["maxmem"]) / 2 for n in nodes])
+
+
+def test_ha_auto_rebalance_moves_ha_guests_when_enabled(tmp_path):
+    still = crowded_ha_cluster(tmp_path, "ha=static,ha-auto-rebalance=0")
+    still.step(600)
+    assert {g.node for g in still.guests.values()} == {"n1"}
+    cluster = crowded_ha_cluster(tmp_path, "ha=static,ha-auto-rebalance=1")
+    before = node_imbalance(cluster)
+    cluster.step(600)
+    moves = [t for t in cluster.tasks if t.type == "qmigrate"]
+    assert moves and all(t.user == "root@pam" and t.exitstatus == "OK" for t in moves)
+    assert len({g.node for g in cluster.guests.values()}) == 3
+    assert node_imbalance(cluster) < before / 2
+    cluster.update_options({"crs": "ha=static,ha-auto-rebalance=0"})
+    settled = {vmid: g.node for vmid, g in cluster.guests.items()}
+    cluster.step(600)
+    assert {vmid: g.node for vmid, g in cluster.guests.items()} == settled
