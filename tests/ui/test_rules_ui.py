@@ -16,7 +16,7 @@ from pvetop.ui.rules.dialogs import NodeSetDialog, PowerSettingsDialog
 from pvetop.ui.rules.journal import JournalScreen
 from pvetop.ui.rules.review import ReconcileDialog, SuggestionsDialog
 from tests.ui.conftest import settle, wait_for_data
-from tests.ui.fixtures import fixed_clock
+from tests.ui.fixtures import advanced, fixed_clock
 
 SIZE = (140, 40)
 C = "homelab"
@@ -173,6 +173,7 @@ async def test_rules_changed_elsewhere_show_on_the_next_refresh(source, store):
         await wait_for_data(pilot)
         store.lock_guest(C, 104, "backup")  # e.g. `pvetop locks add 104` in another shell
         store.set_maintenance(C, "small1")
+        source.snapshot = advanced(source.snapshot, 2)  # the next poll, 2 s later
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert flags(app.guest_table, "104") == "L" and flags(app.node_table, "small1") == "M"

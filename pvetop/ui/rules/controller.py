@@ -43,6 +43,8 @@ class RulesController:
         return getattr(settings, "user", None) or getpass.getuser()
 
     def on_refresh(self, refresh: Any) -> None:
+        """Watches ``app.latest``: each poll brings a new value (its arrival time moves), so rules
+        changed elsewhere (the CLI, another pvetop) show on the next refresh."""
         if refresh is not None:
             self.reload()
 
