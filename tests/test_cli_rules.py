@@ -188,6 +188,8 @@ def test_locks_and_reservations_connected(db, conn, capsys):
     assert run(capsys, "reserve", "pve-big", "--reason", "lab", "--db", db, *conn)[0] == 0
     code, out, _ = run(capsys, "locks", "list", "--db", db, *conn)
     assert "jellyfin" in out and "GPU passthrough" in out
+    code, out, _ = run(capsys, "export", "--db", db, *conn)  # connected: the cluster's own name
+    assert code == 0 and list(json.loads(out)["clusters"]) == [C]
     assert run(capsys, "unreserve", "pve-big", "--db", db, *conn)[0] == 0
     with open_store(db) as store:
         assert store.ruleset(C).locks == {104} and store.ruleset(C).reserved == frozenset()
