@@ -19,11 +19,11 @@ SIZE = (150, 45)
 @contextlib.asynccontextmanager
 async def sim_pilot(*, read_only: bool = False, store=None, ruleset=None, failure_rate: float = 0.0
                     ) -> AsyncIterator[tuple[object, PvetopApp, Pilot]]:
-    """A started sim and a dashboard polling it every 0.05 s, reading migration tasks every 0.01 s."""
+    """A started sim and a dashboard polling it every 0.25 s, reading migration tasks every 0.05 s."""
     with running_sim() as sim, connect(sim) as client:
         set_failure_rate(sim, failure_rate)
-        app = PvetopApp(client, read_only=read_only, interval=0.05, store=store, ruleset=ruleset)
-        app.migration_poll = 0.01
+        app = PvetopApp(client, read_only=read_only, interval=0.25, store=store, ruleset=ruleset)
+        app.migration_poll = 0.05
         async with app.run_test(size=SIZE) as pilot:
             await wait_for_data(pilot)
             yield sim, app, pilot
@@ -31,7 +31,7 @@ async def sim_pilot(*, read_only: bool = False, store=None, ruleset=None, failur
             await pilot.pause(0.1)
 
 
-async def drive(pilot, sim, until: Callable[[], bool], *, step: float = 2.0, limit: float = 3600) -> None:
+async def drive(pilot, sim, until: Callable[[], bool], *, step: float = 5.0, limit: float = 3600) -> None:
     """Steps simulated time while the app polls, until ``until()`` holds."""
     stepped = 0.0
     while not until():

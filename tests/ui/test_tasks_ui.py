@@ -15,8 +15,8 @@ from tests.ui.migrate_pilot import drive, screen_text, select_row, sim_pilot, wa
 
 @pytest.fixture(autouse=True)
 def quick_polls(monkeypatch):
-    monkeypatch.setattr(TasksScreen, "POLL", 0.05)
-    monkeypatch.setattr(TaskLogScreen, "POLL", 0.05)
+    monkeypatch.setattr(TasksScreen, "POLL", 0.2)
+    monkeypatch.setattr(TaskLogScreen, "POLL", 0.2)
 
 
 def start_elsewhere(sim, vmid: int, target: str) -> str:
