@@ -20,7 +20,7 @@ MAX_BACKOFF_SECONDS = 60.0
 INTERVAL_STEPS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # each poll is a new value: compared by identity, never field by field
 class Refresh:
     snapshot: ClusterSnapshot
     rates: dict[int, tuple[float, float]]  # vmid -> (net in, net out) bytes/s

@@ -9,10 +9,11 @@ from tests.ui.fixtures import fixed_clock, memory_source
 
 
 async def settle(pilot) -> None:
-    """Let running polls finish and their messages be handled."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
+    """Let running polls finish and what follows them (messages, watchers, the workers those
+    start, such as a detail pane's history fetch) run to the end."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
 
 
 async def wait_for_data(pilot) -> None:
