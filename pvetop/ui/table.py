@@ -1,15 +1,16 @@
 """A DataTable that follows a changing set of rows the way htop does.
 
-``LiveTable.apply(items)`` takes the new rows as ``{row key: item}``; an item is any value that
-compares equal when nothing shown in its row changed (the subclass decides what goes in it).
-Rows whose item did not change cost one comparison; changed rows are re-formatted and only
-their changed cells are written; rows come and go by key; the order is re-computed only when a
-sort value changed or rows were added; the cursor stays on the same row key throughout.
+``LiveTable.apply(rows)`` takes the rows to show as ``{row key: Row}``. ``build_rows`` makes
+them (off the UI thread) from items that compare equal when nothing shown changed, re-using last
+refresh's ``Row`` for an unchanged item, so the table skips it with an identity check. Of a
+changed row only the changed cells are written; rows come and go by key; the order is
+re-computed only when a sort value changed or rows were added; the cursor stays on its row key.
 
 Columns have fixed widths, so nothing is ever re-measured (FACTS: measuring is what makes a
 5000-row DataTable slow). A few DataTable internals are used for the bulk operations the public
 API only offers one cell or row at a time (each with a full refresh, or an O(n) re-index per
-removed row); they are kept together at the bottom of the class. Textual is pinned below 9.
+removed row) and for drawing: they are kept together at the bottom of the class. Textual is
+pinned below 9; tests/ui/test_live_table.py checks them.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.cache import LRUCache
 from textual._two_way_dict import TwoWayDict
+from textual._types import SegmentLines
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.message import Message
 from textual.widgets import DataTable
-from textual._types import SegmentLines
 from textual.widgets.data_table import ColumnKey, RowKey
 
 DRAWN_CELLS_CACHED = 6_000  # a few screens of cells, drawn
