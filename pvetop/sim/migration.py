@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from pvetop.sim.entities import GIB, MIB, SimGuest, allocated_bytes
+from pvetop.sim.entities import GIB, MIB, Disk, SimGuest, allocated_bytes
 from pvetop.sim.load import noise
 from pvetop.sim.tasks import duration
 
@@ -39,7 +39,8 @@ def _progress_times(start: float, seconds: float) -> list[float]:
     return [start + seconds * (i + 1) / count for i in range(count)]
 
 
-def local_disks(cluster: SimCluster, guest: SimGuest) -> list[tuple[int, object]]:
+def local_disks(cluster: SimCluster, guest: SimGuest) -> list[tuple[int, Disk]]:
+    """(index, disk) of the guest's disks on storage the target node cannot see (copied on migration)."""
     return [(index, disk) for index, disk in enumerate(guest.disks)
             if not cluster.storage_by_id[disk.storage].shared]
 
