@@ -29,12 +29,12 @@ from pvetop.model import Guest
 from pvetop.policy.placement import PlannedMove
 from pvetop.pve import actions, tasks
 from pvetop.pve.tasks import Progress, TaskStatus
+from pvetop.store.records import ACTORS
 
 SETTING_MAX_PARALLEL = "migrations.max_parallel"
 SETTING_MAX_PER_SOURCE = "migrations.max_per_source"
 DEFAULT_MAX_PARALLEL = 2  # DESIGN §5 and the evacuation issue: 2 cluster-wide
 DEFAULT_MAX_PER_SOURCE = 1  # DESIGN §5: one migration leaving a node at a time
-ACTORS = ("user", "balancer", "power")
 MAX_POLL_ERRORS = 30  # consecutive failed polls before a job is reported as lost
 HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real migration
 

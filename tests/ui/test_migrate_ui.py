@@ -12,6 +12,7 @@ from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import MigrateScreen
 from pvetop.ui.migrate.evacuate import EvacuateScreen
 from tests.engine.simdrive import guest_node, max_overlap, migration_tasks, set_failure_rate
+from tests.ui.conftest import wait_for_data
 from tests.ui.migrate_pilot import drive, guest_cell, screen_text, select_row, sim_pilot, wait_until
 
 
@@ -202,3 +203,14 @@ async def test_read_only_greys_out_and_refuses_the_keys():
             await pilot.press(key)
         await pilot.pause()
         assert app.screen is app.screen_stack[0] and app.tagged == set()
+
+
+async def test_palette_offers_the_actions_and_a_fixed_snapshot_cannot_migrate(app):
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_for_data(pilot)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {"Migrate the selected guest", "Tag / untag the selected guest", "Evacuate a node", "Tasks"} <= titles
+        await pilot.press("m")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0]
+        assert [n.message for n in app._notifications] == ["this data source cannot migrate"]

@@ -81,13 +81,18 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
     def __init__(self, vmid: int) -> None:
         super().__init__()
         self.vmid = vmid
+        self._opened_on: Guest | None = None  # the guest as it was when the dialog opened
         self.precondition: MigratePrecondition | None = None
         self.previews: dict[str, MovePreview] = {}
         self.job: MigrationJob | None = None
 
     @property
     def guest(self) -> Guest:
-        return self.app.latest.snapshot.guest_by_vmid[self.vmid]
+        """The guest as the latest refresh shows it (as it was, should it vanish meanwhile)."""
+        current = self.app.latest.snapshot.guest_by_vmid.get(self.vmid)
+        if current is not None:
+            self._opened_on = current
+        return self._opened_on
 
     # --- layout --------------------------------------------------------------------------------
 

@@ -8,8 +8,13 @@ finished job is announced, and the next refresh is pulled in so the table shows 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import partial
+
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.message import Message
+from textual.screen import Screen
 
 from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MigrationJob
 from pvetop.engine.report import job_status
@@ -79,8 +84,9 @@ class MigrationsMixin:
         if job.state is JobState.SUCCEEDED:
             self.notify(f"{job.label}: {job_status(job)}", title="Migration", timeout=4)
             self.action_refresh_now()
-        elif job.state is JobState.FAILED and job.upid is not None:  # refusals are shown where they were asked
-            self.notify(f"{job.label}: {job_status(job)}", title="Migration failed", severity="error", timeout=10)
+        elif job.state is JobState.FAILED:
+            if not any(getattr(screen, "job", None) is job for screen in self.screen_stack):  # else its dialog says it
+                self.notify(f"{job.label}: {job_status(job)}", title="Migration failed", severity="error", timeout=10)
             self.action_refresh_now()
 
     def _ready_to_migrate(self) -> bool:
@@ -137,6 +143,17 @@ class MigrationsMixin:
             node = guest.node if guest is not None else self.node_table.cursor_key
         if node is not None:
             self.push_screen(EvacuateScreen(node))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = (
+            ("Migrate the selected guest", "migrate", "Pick a node, see how it looks after the move (m)"),
+            ("Tag / untag the selected guest", "tag", "Tagged guests move together with m (space)"),
+            ("Evacuate a node", "evacuate", "Move every guest off the selected node, then mark it maintenance (e)"),
+            ("Tasks", "tasks", "Running and recent tasks, their logs; stop one (t)"),
+        )
+        for title, action, help_ in commands:
+            yield SystemCommand(title, help_, partial(self.run_action, action))
 
     def action_tasks(self) -> None:
         from pvetop.ui.migrate.tasks import TasksScreen
