@@ -37,6 +37,7 @@ DEFAULT_MAX_PARALLEL = 2  # DESIGN §5 and the evacuation issue: 2 cluster-wide
 DEFAULT_MAX_PER_SOURCE = 1  # DESIGN §5: one migration leaving a node at a time
 MAX_POLL_ERRORS = 30  # consecutive failed polls before a job is reported as lost
 HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real migration
+KEPT_FINISHED_JOBS = 200  # finished jobs remembered for the tasks pane (the journal keeps them all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,7 @@ class MigrationExecutor:
             raise UsageError(f"guest {move.vmid} is already being migrated ({busy.label})")
         job = MigrationJob(id=next(self._ids), move=move, options=options or MoveOptions(), actor=actor,
                            queued_at=self.clock())
+        self._forget_old_jobs()
         self.jobs.append(job)
         self._runners[job.id] = asyncio.get_running_loop().create_task(self._run(job), name=f"migrate-{move.vmid}")
         self._changed(job)
@@ -248,9 +250,16 @@ class MigrationExecutor:
 
     async def aclose(self) -> None:
         """Stops tracking (tasks keep running on the cluster): for an app that is quitting."""
-        for runner in self._runners.values():
+        runners = list(self._runners.values())
+        for runner in runners:
             runner.cancel()
-        await asyncio.gather(*self._runners.values(), return_exceptions=True)
+        await asyncio.gather(*runners, return_exceptions=True)
+
+    def _forget_old_jobs(self) -> None:
+        finished = [job for job in self.jobs if job.state.finished]
+        if len(finished) > KEPT_FINISHED_JOBS:
+            dropped = {id(job) for job in finished[:len(finished) - KEPT_FINISHED_JOBS]}
+            self.jobs = [job for job in self.jobs if id(job) not in dropped]
 
     # --- scheduling ------------------------------------------------------------------------------
 
@@ -263,21 +272,9 @@ class MigrationExecutor:
         return from_source < self.limits.max_per_source
 
     async def _run(self, job: MigrationJob) -> None:
-        async with self._turn:
-            await self._turn.wait_for(lambda: job.stop_requested or self._may_start(job))
-            if job.stop_requested:
-                job.state = JobState.CANCELLED
-                job.finished_at = self.clock()
-                job.error = "cancelled before it started"
-                self._turn.notify_all()
-                self._changed(job)
-                return
-            job.state = JobState.STARTING
-            job.started_at = self.clock()
-            self._active.append(job)
-            self._changed(job)
         try:
-            await self._execute(job)
+            if await self._take_turn(job):
+                await self._execute(job)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not take the queue down: the job shows it
@@ -287,6 +284,20 @@ class MigrationExecutor:
                 if job in self._active:
                     self._active.remove(job)
                 self._turn.notify_all()
+            self._runners.pop(job.id, None)
+
+    async def _take_turn(self, job: MigrationJob) -> bool:
+        """Waits until the limits let the job start (True), or it was cancelled meanwhile (False)."""
+        async with self._turn:
+            await self._turn.wait_for(lambda: job.stop_requested or self._may_start(job))
+            if job.stop_requested:
+                self._finish(job, JobState.CANCELLED, error="cancelled before it started")
+                return False
+            job.state = JobState.STARTING
+            job.started_at = self.clock()
+            self._active.append(job)
+        self._changed(job)
+        return True
 
     # --- one migration ---------------------------------------------------------------------------
 

@@ -231,3 +231,13 @@ def test_failure_line_and_progress_text():
     assert progress_text(Progress(transferred_bytes=2 * 1024**3, total_bytes=8 * 1024**3, fraction=0.25,
                                   rate=110 * 1024**2)) == "25% (2.0 GiB of 8.0 GiB, 110.0 MiB/s)"
     assert progress_text(Progress(transferred_bytes=512 * 1024**2)) == "512.0 MiB copied"
+
+
+async def test_only_the_latest_finished_jobs_are_kept(sim, client, monkeypatch):
+    monkeypatch.setattr("pvetop.engine.migrations.KEPT_FINISHED_JOBS", 1)
+    executor, _ = executor_for(client)
+    refused = replace(move_of(client, 103, "pve-big"), online=False)  # PVE refuses at once
+    for _ in range(3):
+        await executor.wait([executor.submit(refused)])
+    assert len(executor.jobs) == 2 and [job.id for job in executor.jobs] == [2, 3]
+    assert all(job.state is JobState.FAILED for job in executor.jobs)
