@@ -253,7 +253,8 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         return f"sorted by {label} {'▼' if table.sort_reverse else '▲'}"
 
     def on_live_table_sort_changed(self, message: LiveTable.SortChanged) -> None:
-        self._show_captions()
+        if not self._shutting_down:
+            self._show_captions()
 
     # --- rules and tags hooks ----------------------------------------------------------------------
 

@@ -78,13 +78,42 @@ class Row:
 
 def build_rows(items: Mapping[str, Any], render: Callable[[Any], Row],
                previous: Mapping[str, Row] | None) -> dict[str, Row]:
-    """Rows for ``items``, re-using the previous refresh's row wherever the item is unchanged."""
+    """Rows for ``items``, re-using the previous refresh's row wherever the item is unchanged,
+    and in a changed row the previous cell wherever its text and style are unchanged (the
+    table re-draws a cell only when it is a new object)."""
     previous = previous or {}
     rows = {}
     for key, item in items.items():
         old = previous.get(key)
-        rows[key] = old if old is not None and old.item == item else render(item)
+        if old is not None and old.item == item:
+            rows[key] = old
+            continue
+        row = render(item)
+        if old is not None:
+            row.cells = tuple(before if before == new else new for before, new in zip(old.cells, row.cells))
+        rows[key] = row
     return rows
+
+
+class _LiveRowData(Mapping):
+    """What DataTable keeps as a row's cells: a view of the table's current ``Row``, so a
+    changed row needs no per-cell writes and ``get_cell`` always answers what is shown."""
+
+    __slots__ = ("_state", "_key", "_index")
+
+    def __init__(self, state: dict[str, Row], key: str, index: dict[str, int]) -> None:
+        self._state = state
+        self._key = key
+        self._index = index
+
+    def __getitem__(self, column_key: Any) -> Cell:
+        return self._state[self._key].cells[self._index[column_key]]
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 class LiveTable(DataTable):
@@ -151,11 +180,9 @@ class LiveTable(DataTable):
         followed = self.cursor_key
         state = self._state
         sort_index = self._column_index[self.sort_column]
-        column_keys = [spec.key for spec in self.COLUMNS]
         gone = [key for key in state if key not in rows]
         added: list[str] = []
-        cell_updates: list[tuple[str, str, Cell]] = []
-        resort = False
+        changed = resort = False
         for key, row in rows.items():
             old = state.get(key)
             if old is row:
@@ -164,9 +191,7 @@ class LiveTable(DataTable):
             if old is None:
                 added.append(key)
                 continue
-            for column_key, new, before in zip(column_keys, row.cells, old.cells):
-                if new != before:
-                    cell_updates.append((key, column_key, new))
+            changed = True
             if row.sort_values[sort_index] != old.sort_values[sort_index]:
                 resort = True
         if gone:
@@ -174,9 +199,9 @@ class LiveTable(DataTable):
                 del state[key]
             self._remove_rows(gone)
         for key in added:
-            self._row_keys[key] = self.add_row(*state[key].cells, key=key)
-        if cell_updates:
-            self._write_cells(cell_updates)
+            self._add_live_row(key)
+        if changed:
+            self._cells_changed()
         if added or resort:
             self._resort()
         self._follow(followed)
@@ -248,13 +273,14 @@ class LiveTable(DataTable):
 
     # --- bulk operations on DataTable internals (see the module docstring) -------------------
 
-    def _write_cells(self, updates: list[tuple[str, str, Cell]]) -> None:
-        """``update_cell`` for many cells with one refresh instead of one per cell."""
-        data = self._data
-        row_keys = self._row_keys
-        column_keys = {key.value: key for key in self.columns}
-        for row_key, column_key, value in updates:
-            data[row_keys[row_key]][column_keys[column_key]] = value
+    def _add_live_row(self, key: str) -> None:
+        """``add_row``, then the row's cells become a view of ``_state`` (see ``_LiveRowData``)."""
+        row_key = self.add_row(*self._state[key].cells, key=key)
+        self._row_keys[key] = row_key
+        self._data[row_key] = _LiveRowData(self._state, key, self._column_index)
+
+    def _cells_changed(self) -> None:
+        """What ``update_cell`` does after writing a cell, once for the whole refresh."""
         self._update_count += 1
         self.refresh()
 
