@@ -233,6 +233,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             cluster_name=snapshot.cluster_name, quorate=snapshot.quorate, totals=refresh.totals,
             balance=refresh.balance, freshness=freshness, interval=self.interval,
             paused=self.paused, read_only=self.read_only, insecure_warning=self.insecure_warning,
+            pve_rebalances_ha=snapshot.crs.ha_auto_rebalance,
         ))
 
     def _show_captions(self) -> None:

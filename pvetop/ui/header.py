@@ -35,6 +35,7 @@ class HeaderView:
     paused: bool = False
     read_only: bool = False
     insecure_warning: str = ""
+    pve_rebalances_ha: bool = False  # PVE >= 9.2 crs ha-auto-rebalance: it moves HA guests itself
 
 
 def _bar_line(label: str, fraction_value: float, detail: str) -> Text:
@@ -73,6 +74,8 @@ def render_header(view: HeaderView) -> Text:
     third.append(f"  spread {balance.spread:.0f} pts")
     if balance.hottest:
         third.append(f"  hottest {balance.hottest}")
+    if view.pve_rebalances_ha:
+        third.append("  PVE rebalances HA guests", style="cyan")
     third.append("   ")
     if fresh.stale_since is not None:
         since = time.strftime("%H:%M:%S", time.localtime(fresh.stale_since))

@@ -77,3 +77,7 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss()
+
+    def on_click(self, event) -> None:
+        if event.widget is self:  # a click beside the box closes it, as escape does
+            self.dismiss()

@@ -8,6 +8,7 @@ from textual.binding import Binding
 from textual.widgets import Sparkline, Static
 
 from pvetop.errors import ConnectionFailed
+from pvetop.model import CrsOptions
 from pvetop.policy.rules import RuleSet
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.detail import GuestDetailScreen, NodeDetailScreen
@@ -39,6 +40,7 @@ async def test_tables_hold_every_node_and_guest(app):
         header = header_text(app)
         assert "homelab" in header and "nodes 2/3 online" in header and "guests 4/7 running" in header
         assert "imbalance" in header and "data 0.0s old" in header
+        assert "PVE rebalances" not in header
 
 
 async def test_new_snapshot_updates_cells_and_rows_in_place(app, source):
@@ -171,6 +173,9 @@ async def test_help_lists_every_binding(app):
             assert description in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        await pilot.click(offset=(1, 1))  # beside the box
+        assert not isinstance(app.screen, HelpScreen)
 
 
 async def test_command_palette_offers_the_same_actions(app):
@@ -263,3 +268,11 @@ async def test_unreachable_cluster_at_start_shows_the_reason(source):
         assert app.guest_table.row_count == 0
 
 
+
+
+async def test_header_says_when_pve_rebalances_ha_guests_itself(source):
+    source.snapshot = replace(source.snapshot, crs=CrsOptions(ha="static", ha_auto_rebalance=True))
+    app = PvetopApp(source, clock=fixed_clock, interval=60)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        assert "PVE rebalances HA guests" in header_text(app)
