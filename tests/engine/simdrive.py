@@ -19,6 +19,7 @@ from pvetop.sim.runner import start_sim
 
 MIGRATION_TYPES = ("qmigrate", "vzmigrate")
 STEP_SECONDS = 1.0
+READ_WAIT_ROUNDS = 200  # x 5 ms: how long a step waits for the code under test to read its tasks
 
 
 @contextlib.contextmanager
@@ -31,26 +32,65 @@ def connect(sim) -> PveClient:
     return PveClient.connect(settings_from_sim_info(sim.info))
 
 
+class TaskReads:
+    """Counts the task status/log reads the sim answers, so a test can step time in lock-step with
+    the code under test: after each step it waits (briefly, in real time) until that code has
+    looked at its running tasks again, and so sees every progress line however loaded the machine."""
+
+    def __init__(self, sim) -> None:
+        self.count = 0
+        self._cluster = sim.cluster
+        original = sim.cluster.task_on
+
+        def counted(node: str, upid: str):
+            self.count += 1
+            return original(node, upid)
+
+        sim.cluster.task_on = counted
+
+    @classmethod
+    def of(cls, sim) -> TaskReads:
+        if not hasattr(sim, "task_reads"):
+            sim.task_reads = cls(sim)
+        return sim.task_reads
+
+    def tasks_running(self) -> bool:
+        with self._cluster.lock:
+            return any(task.running(self._cluster.now) for task in self._cluster.tasks)
+
+
 async def drive(sim, until: Callable[[], bool], *, step: float = STEP_SECONDS, limit: float = 3600) -> None:
     """Steps simulated time while the event loop runs the code under test, until ``until()``."""
+    reads = TaskReads.of(sim)
     stepped = 0.0
     while not until():
         if stepped >= limit:
             raise AssertionError(f"still not done after {limit:g} simulated seconds")
+        seen = reads.count
         sim.cluster.step(step)
         stepped += step
         await asyncio.sleep(0.005)
+        for _ in range(READ_WAIT_ROUNDS):
+            if reads.count >= seen + 2 or not reads.tasks_running() or until():
+                break
+            await asyncio.sleep(0.005)
 
 
 def drive_thread(sim, thread: threading.Thread, *, step: float = STEP_SECONDS, limit: float = 3600) -> None:
     """Same for code running in a thread (the CLI): steps until the thread has finished."""
+    reads = TaskReads.of(sim)
     stepped = 0.0
     while thread.is_alive():
         if stepped >= limit:
             raise AssertionError(f"still running after {limit:g} simulated seconds")
+        seen = reads.count
         sim.cluster.step(step)
         stepped += step
         time.sleep(0.005)
+        for _ in range(READ_WAIT_ROUNDS):
+            if reads.count >= seen + 2 or not reads.tasks_running() or not thread.is_alive():
+                break
+            time.sleep(0.005)
     thread.join()
 
 

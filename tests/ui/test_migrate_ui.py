@@ -141,7 +141,7 @@ async def test_injected_failure_shows_its_log_line_and_the_guest_stays():
         await pilot.press("t")
         await wait_until(pilot, lambda: "ERROR: migration aborted" in screen_text(app))
         await pilot.press("escape")
-        await drive(pilot, sim, lambda: guest_cell(app, 103, "lock") == "", limit=10)
+        await wait_until(pilot, lambda: guest_cell(app, 103, "lock") == "")
         assert guest_cell(app, 103, "node") == "pve-mini1"
 
         set_failure_rate(sim, 0.0)  # the app goes on working

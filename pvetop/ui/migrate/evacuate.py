@@ -93,10 +93,11 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
             notes.append(f"Done: {self.result.summary()}.")
         elif self.jobs:
             notes.append("Running…")
-        self.query_one("#notes", Static).update(" ".join(notes))
+        self.query_one("#notes", Static).update(" · ".join(notes))
         table = self.query_one("#plan", DataTable)
         cursor = table.cursor_row
         table.clear()
+        guests = proposal.snapshot.guest_by_vmid
         for move in plan.moves:
             job = self.jobs.get(move.vmid)
             if job is not None:
@@ -104,7 +105,8 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
             else:
                 overridden = " (moved anyway: pin/lock lifted)" if move.vmid in proposal.overrides else ""
                 status = "planned" + overridden + (f"; warning: {'; '.join(move.warnings)}" if move.warnings else "")
-            table.add_row(str(move.vmid), move.name, move.target, how(move), status, key=f"move:{move.vmid}")
+            via_ha = " via HA" if move.vmid in guests and guests[move.vmid].ha_managed else ""
+            table.add_row(str(move.vmid), move.name, move.target, how(move) + via_ha, status, key=f"move:{move.vmid}")
         for item in plan.needs_decision:
             table.add_row(fmt_cell(str(item.vmid), "yellow"), item.name, "—", "stays",
                           fmt_cell(f"{item.reason} — space: move anyway", "yellow"), key=f"held:{item.vmid}")

@@ -113,8 +113,8 @@ class TasksScreen(ReadOnlyGuard, Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#tasks", DataTable)
-        for label, width in (("Started", 8), ("Node", 12), ("Type", 9), ("ID", 6), ("User", 16),
-                             ("Status / progress / result", 70), ("Duration", 8)):
+        for label, width in (("Started", 8), ("Node", 12), ("Type", 9), ("ID", 6), ("User", 16), ("Duration", 8),
+                             ("Status / progress / result", 90)):
             table.add_column(label, width=width)
         table.focus()
         self._show()
@@ -176,8 +176,8 @@ class TasksScreen(ReadOnlyGuard, Screen):
         for row in ordered:
             style = "bold" if row.running else ("red" if row.failed else "")
             started = time.strftime("%H:%M:%S", time.localtime(row.started)) if row.started else "-"
-            table.add_row(started, row.node, row.type, row.id, row.user, fmt_cell(row.status, style),
-                          _clock(row.duration), key=row.key)
+            table.add_row(started, row.node, row.type, row.id, row.user, _clock(row.duration),
+                          fmt_cell(row.status, style), key=row.key)
         if followed_key in self.rows:
             table.move_cursor(row=table.get_row_index(followed_key))
 
