@@ -212,5 +212,14 @@ async def test_palette_offers_the_actions_and_a_fixed_snapshot_cannot_migrate(ap
         assert {"Migrate the selected guest", "Tag / untag the selected guest", "Evacuate a node", "Tasks"} <= titles
         await pilot.press("m")
         await pilot.pause()
+        await wait_until(pilot, lambda: [n.message for n in app._notifications] == ["this data source cannot migrate"])
         assert app.screen is app.screen_stack[0]
-        assert [n.message for n in app._notifications] == ["this data source cannot migrate"]
+
+
+async def test_a_bad_limit_setting_falls_back_to_the_defaults(tmp_path):
+    with open_store(str(tmp_path / "rules.sqlite")) as store:
+        store.set_setting("homelab", "migrations.max_parallel", "lots")
+        async with sim_pilot(store=store) as (sim, app, pilot):
+            assert app.migrations.limits == Limits()
+            await wait_until(pilot, lambda: any("max_parallel must be a whole number" in n.message
+                                                for n in app._notifications))

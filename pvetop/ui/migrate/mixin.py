@@ -18,6 +18,7 @@ from textual.screen import Screen
 
 from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MigrationJob
 from pvetop.engine.report import job_status
+from pvetop.errors import UsageError
 
 MIGRATION_ACTIONS = frozenset({"migrate", "evacuate", "tag"})
 
@@ -62,7 +63,11 @@ class MigrationsMixin:
     def migrations(self) -> MigrationExecutor:
         if self._migrations is None:
             cluster = self.latest.snapshot.cluster_name if self.latest is not None else ""
-            limits = Limits.from_store(self.store, cluster) if self.store is not None and cluster else Limits()
+            try:
+                limits = Limits.from_store(self.store, cluster) if self.store is not None and cluster else Limits()
+            except UsageError as exc:  # a bad stored setting must not stop migrations: say so, use the defaults
+                self.notify(f"migration limits: {exc.message}; using {Limits()}", severity="warning", timeout=10)
+                limits = Limits()
             self._migrations = MigrationExecutor(self.source, store=self.store, cluster=cluster, limits=limits,
                                                  poll=self.migration_poll, on_update=self._job_changed)
         return self._migrations
