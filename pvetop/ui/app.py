@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
+from textual.css.query import NoMatches
 from textual.binding import Binding
 from textual.reactive import var
 from textual.screen import Screen
@@ -172,8 +173,13 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
 
     @property
     def _shutting_down(self) -> bool:
-        """A poll can finish while the app exits, after the tables are gone."""
-        return self._exit or not self.screen_stack
+        """Polls, timers and table messages can land while the app exits, after its widgets are gone."""
+        if self._exit:
+            return True
+        try:
+            return not self.query_one("#header", ClusterHeader).is_attached
+        except (NoMatches, ScreenStackError):
+            return True
 
     def on_poll_failed(self, message: PollFailed) -> None:
         if self._shutting_down:
@@ -215,7 +221,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
 
     def _show_header(self) -> None:
         refresh = self.latest
-        if refresh is None and not self.stale:
+        if (refresh is None and not self.stale) or self._shutting_down:
             return
         now = self.clock()
         freshness = Freshness(
