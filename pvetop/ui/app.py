@@ -256,7 +256,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
 
     @staticmethod
     def _sort_caption(table: LiveTable) -> str:
-        label = next(spec.label for spec in table.COLUMNS if spec.key == table.sort_column)
+        label = next(spec.name for spec in table.COLUMNS if spec.key == table.sort_column)
         return f"sorted by {label} {'▼' if table.sort_reverse else '▲'}"
 
     def on_live_table_sort_changed(self, message: LiveTable.SortChanged) -> None:
@@ -390,7 +390,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             yield SystemCommand(title, help_, self._runner(action))
         for table, cls in (("guests", GuestTable), ("nodes", NodeTable)):
             for spec in cls.COLUMNS:
-                yield SystemCommand(f"Sort {table} by {spec.label}", f"Again to reverse; or click the {spec.label} header",
+                yield SystemCommand(f"Sort {table} by {spec.name}", f"Again to reverse; or click the {spec.label} header",
                                     self._runner(f"sort('{table}', '{spec.key}')"))
 
     def _runner(self, action: str) -> Callable[[], Any]:

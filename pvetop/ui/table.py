@@ -43,6 +43,11 @@ class ColumnSpec:
     width: int
     justify: Literal["left", "right"] = "left"
     descending_first: bool = False  # numbers: biggest first, like htop's CPU%
+    long_name: str = ""  # for the command palette and captions when the label is terse
+
+    @property
+    def name(self) -> str:
+        return self.long_name or self.label
 
 
 # One cell: (text, rich style, justify). A plain tuple on purpose: the collector stops tracking

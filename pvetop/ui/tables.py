@@ -145,10 +145,10 @@ class GuestTable(LiveTable):
     COLUMNS = (
         ColumnSpec("vmid", "VMID", 6, "right"),
         ColumnSpec("name", "Name", 14),
-        ColumnSpec("type", "T", 2),
+        ColumnSpec("type", "T", 2, long_name="type"),
         ColumnSpec("node", "Node", 10),
         ColumnSpec("status", "Status", 7),
-        ColumnSpec("flags", "Flg", 4),
+        ColumnSpec("flags", "Flg", 4, long_name="flags (tagged, pinned, locked)"),
         ColumnSpec("cpu", "CPU%", 6, "right", True),
         ColumnSpec("mem", "Memory", 11, "right", True),
         ColumnSpec("disk", "Disk", 11, "right", True),
@@ -156,7 +156,7 @@ class GuestTable(LiveTable):
         ColumnSpec("netout", "Net out", 8, "right", True),
         ColumnSpec("uptime", "Uptime", 9, "right", True),
         ColumnSpec("lock", "Lock", 8),
-        ColumnSpec("ha", "HA", 8),
+        ColumnSpec("ha", "HA", 8, long_name="HA state"),
         ColumnSpec("tags", "Tags", 20),
     )
 
