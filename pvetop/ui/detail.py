@@ -115,14 +115,16 @@ def _mem_fraction(rows: list[dict[str, Any]], used: tuple[str, ...], total: tupl
 
 def history_series(rows: list[dict[str, Any]]) -> list[Series]:
     """CPU, memory and network sparklines from guest or node rrddata (the names differ)."""
-    pct = lambda value: f"{value:.1f}%"  # noqa: E731 - a formatter, used twice
-    rate = fmt.human_rate
     return [
-        Series("CPU", _column(rows, "cpu", scale=100), pct),
-        Series("Memory", _mem_fraction(rows, ("mem", "memused"), ("maxmem", "memtotal")), pct),
-        Series("Net in", _column(rows, "netin"), rate),
-        Series("Net out", _column(rows, "netout"), rate),
+        Series("CPU", _column(rows, "cpu", scale=100), _percent_text),
+        Series("Memory", _mem_fraction(rows, ("mem", "memused"), ("maxmem", "memtotal")), _percent_text),
+        Series("Net in", _column(rows, "netin"), fmt.human_rate),
+        Series("Net out", _column(rows, "netout"), fmt.human_rate),
     ]
+
+
+def _percent_text(value: float) -> str:
+    return f"{value:.1f}%"
 
 
 class HistoryLoaded(Message):

@@ -200,9 +200,11 @@ async def test_interval_keys_and_pause(app, source):
         await pilot.press("p")
         assert app.paused and "PAUSED" in header_text(app)
         source.snapshot = replace(source.snapshot, guests=source.snapshot.guests[:2])
+        fetches = source.fetches
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert len(app.guest_table.keys_in_order) == 7  # frozen while paused
+        assert source.fetches == fetches  # and not polling at all
         await pilot.press("p")
         await settle(pilot)
         assert app.guest_table.keys_in_order == ["100", "101"]
