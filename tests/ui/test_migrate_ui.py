@@ -223,3 +223,24 @@ async def test_a_bad_limit_setting_falls_back_to_the_defaults(tmp_path):
             assert app.migrations.limits == Limits()
             await wait_until(pilot, lambda: any("max_parallel must be a whole number" in n.message
                                                 for n in app._notifications))
+
+
+async def test_evacuation_asks_about_a_pinned_guest_and_space_moves_it_anyway():
+    async with sim_pilot(ruleset=RuleSet(pins={105: {"pve-mini1"}})) as (sim, app, pilot):
+        select_row(app.guest_table, "105")
+        await pilot.press("e")  # from the guest table: the node of the selected guest
+        await wait_until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.proposal is not None)
+        assert screen.node == "pve-mini1"
+        table = screen.query_one("#plan", DataTable)
+        assert "pinned to pve-mini1 — space: move anyway" in str(table.get_row("held:105")[-1])
+        select_row(table, "held:105")
+        await pilot.press("space")
+        assert 105 in {move.vmid for move in screen.proposal.plan.moves} and screen.proposal.plan.complete
+        assert "moved anyway: pin/lock lifted" in str(table.get_row("move:105")[-1])
+        select_row(table, "move:105")
+        await pilot.press("space")  # and back: it stays
+        assert [item.vmid for item in screen.proposal.plan.needs_decision] == [105]
+        await pilot.press("escape")
+        assert app.screen is app.screen_stack[0] and sim.cluster.tasks == []
