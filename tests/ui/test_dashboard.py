@@ -278,3 +278,23 @@ async def test_header_says_when_pve_rebalances_ha_guests_itself(source):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_data(pilot)
         assert "PVE rebalances HA guests" in header_text(app)
+
+
+async def wait_until(pilot, condition, timeout_polls: int = 400) -> None:
+    for _ in range(timeout_polls):
+        if condition():
+            return
+        await pilot.pause(0.025)
+    raise AssertionError("condition never became true")
+
+
+async def test_the_poller_retries_by_itself_and_recovers(source):
+    app = PvetopApp(source, clock=fixed_clock, interval=0.2)  # timer-driven, no ctrl+r here
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        source.fail_with = ConnectionFailed("pve1:8006: connection refused")
+        await wait_until(pilot, lambda: app.stale)
+        assert "retry in" in header_text(app)
+        source.fail_with = None
+        await wait_until(pilot, lambda: not app.stale)
+        assert "STALE" not in header_text(app)
