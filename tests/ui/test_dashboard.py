@@ -298,3 +298,14 @@ async def test_the_poller_retries_by_itself_and_recovers(source):
         source.fail_with = None
         await wait_until(pilot, lambda: not app.stale)
         assert "STALE" not in header_text(app)
+
+
+async def test_mouse_click_selects_a_row_and_a_second_click_opens_it(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        table = app.guest_table
+        await pilot.click(table, offset=(3, 4))  # header line, then 100, 101, 102, 103
+        assert table.cursor_key == "103"
+        await pilot.click(table, offset=(3, 4))
+        await settle(pilot)
+        assert isinstance(app.screen, GuestDetailScreen) and app.screen.vmid == 103
