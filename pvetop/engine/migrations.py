@@ -145,6 +145,7 @@ class MigrationJob:
         }
 
 
+NO_CONTENT = "no content"
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 
 
@@ -156,6 +157,12 @@ def failure_line(lines: Iterable[str]) -> str | None:
         if "ERROR" in text and not text.startswith("TASK ERROR"):
             found = text
     return found
+
+
+def real_lines(new: list[str], *, seen: int) -> list[str]:
+    """New log lines without PVE's placeholder for a log that has no line yet (``no content``),
+    which would otherwise count as line 1 and hide the real first line."""
+    return [] if seen == 0 and new == [NO_CONTENT] else new
 
 
 def guest_of(move: PlannedMove) -> Guest:
@@ -363,6 +370,7 @@ class MigrationExecutor:
                 await asyncio.sleep(self.poll)
                 continue
             errors = 0
+            new = real_lines(new, seen=len(lines))
             if new:
                 lines.extend(new)
                 job.log.extend(new)

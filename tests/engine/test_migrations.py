@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MoveOptions, failure_line
+from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MoveOptions, failure_line, real_lines
 from pvetop.engine.report import job_status, progress_text
 from pvetop.errors import UsageError
 from pvetop.policy.placement import planned_move
@@ -241,3 +241,9 @@ async def test_only_the_latest_finished_jobs_are_kept(sim, client, monkeypatch):
         await executor.wait([executor.submit(refused)])
     assert len(executor.jobs) == 2 and [job.id for job in executor.jobs] == [2, 3]
     assert all(job.state is JobState.FAILED for job in executor.jobs)
+
+
+def test_the_empty_log_placeholder_is_not_a_line():
+    assert real_lines(["no content"], seen=0) == []
+    assert real_lines(["no content"], seen=3) == ["no content"]  # a real line saying so, later in a log
+    assert real_lines(["starting migration"], seen=0) == ["starting migration"]

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
-from pvetop.engine.migrations import MigrationJob
+from pvetop.engine.migrations import MigrationJob, real_lines
 from pvetop.engine.report import job_status, progress_text
 from pvetop.errors import PvetopError
 from pvetop.pve import tasks
@@ -296,8 +296,9 @@ class TaskLogScreen(ModalScreen[None]):
         if message.error:
             log.write_line(f"(cannot read the log: {message.error})")
             return
-        log.write_lines(message.lines)
-        self.line_count += len(message.lines)
+        lines = real_lines(message.lines, seen=self.line_count)
+        log.write_lines(lines)
+        self.line_count += len(lines)
         self.running = message.running
 
     def action_close(self) -> None:
