@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import work
-from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
-from textual.css.query import NoMatches
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.reactive import var
 from textual.screen import Screen
@@ -107,21 +106,16 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
     # --- layout --------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield ClusterHeader("connecting…", id="header")
-        yield Static(id="node-caption", classes="caption")
-        yield NodeTable(id="nodes")
-        yield Static(id="guest-caption", classes="caption")
-        yield GuestTable(id="guests")
-        yield Input(placeholder=FILTER_HELP, id="filter")
-        yield Footer()
-
-    @property
-    def node_table(self) -> NodeTable:
-        return self.query_one("#nodes", NodeTable)
-
-    @property
-    def guest_table(self) -> GuestTable:
-        return self.query_one("#guests", GuestTable)
+        # Kept as attributes, not queried: polls, timers and table messages may still land while
+        # the app exits, when a query would find nothing.
+        self.header = ClusterHeader("connecting…", id="header")
+        self.node_caption = Static(id="node-caption", classes="caption")
+        self.node_table = NodeTable(id="nodes")
+        self.guest_caption = Static(id="guest-caption", classes="caption")
+        self.guest_table = GuestTable(id="guests")
+        self.filter_input = Input(placeholder=FILTER_HELP, id="filter")
+        yield from (self.header, self.node_caption, self.node_table, self.guest_caption, self.guest_table,
+                    self.filter_input, Footer())
 
     def on_mount(self) -> None:
         self.guest_table.focus()
@@ -174,12 +168,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
     @property
     def _shutting_down(self) -> bool:
         """Polls, timers and table messages can land while the app exits, after its widgets are gone."""
-        if self._exit:
-            return True
-        try:
-            return not self.query_one("#header", ClusterHeader).is_attached
-        except (NoMatches, ScreenStackError):
-            return True
+        return self._exit or not self.header.is_attached
 
     def on_poll_failed(self, message: PollFailed) -> None:
         if self._shutting_down:
@@ -211,7 +200,11 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             # Everything loaded so far (Textual, the first snapshot, an in-process simulator)
             # lives as long as the app: take it out of the collector's full passes, which would
             # otherwise walk it every few refreshes and freeze a frame for 100-400 ms.
+            gc.collect()
             gc.freeze()
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()  # the app's objects may be garbage now (tests run many apps in one process)
 
     def _apply_guests(self) -> None:
         if self.latest is None:
@@ -231,11 +224,11 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             retry_in=None if self._retry_at is None else max(0.0, self._retry_at - now),
         )
         if refresh is None:
-            self.query_one(ClusterHeader).update(
+            self.header.update(
                 f"cannot reach the cluster: {self._stale_reason} (retrying)")
             return
         snapshot = refresh.snapshot
-        self.query_one(ClusterHeader).show(HeaderView(
+        self.header.show(HeaderView(
             cluster_name=snapshot.cluster_name, quorate=snapshot.quorate, totals=refresh.totals,
             balance=refresh.balance, freshness=freshness, interval=self.interval,
             paused=self.paused, read_only=self.read_only, insecure_warning=self.insecure_warning,
@@ -250,8 +243,8 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             parts.append(f"node {self._node_filter} (n: all nodes)")
         if self._query.active:
             parts.append(f"filter “{self._query.text}” (esc clears)")
-        self.query_one("#guest-caption", Static).update("  ·  ".join(parts))
-        self.query_one("#node-caption", Static).update(
+        self.guest_caption.update("  ·  ".join(parts))
+        self.node_caption.update(
             f"Nodes {nodes.row_count}  ·  {self._sort_caption(nodes)}")
 
     @staticmethod
@@ -301,12 +294,12 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         ]
 
     def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
+        field = self.filter_input
         field.add_class("shown")
         field.focus()
 
     def action_clear_filter(self) -> None:
-        field = self.query_one("#filter", Input)
+        field = self.filter_input
         field.remove_class("shown")
         changed = self._query.active or self._node_filter is not None
         self._query = NO_FILTER
