@@ -114,7 +114,7 @@ def test_evacuate_without_terminal_or_yes_refuses(sim, db, capsys, monkeypatch):
     code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1")
     assert code == 2
     assert "needs a confirmation and stdin is not a terminal" in err and "--yes" in err
-    assert "evacuate pve-mini1: 7 move(s)" in out  # the plan was shown
+    assert "evacuate pve-mini1: 7 move(s)" in out and "runs at most 2 at once, 1 leaving a node at a time" in out
     assert migration_tasks(sim) == []
 
 

@@ -202,7 +202,8 @@ async def _migrate(client, store, cluster: str, move, options, args: argparse.Na
 
 def run_evacuate(args: argparse.Namespace) -> int:
     from pvetop.engine.evacuation import prepare_evacuation
-    from pvetop.engine.report import plan_lines
+    from pvetop.engine.migrations import Limits
+    from pvetop.engine.report import limits_text, plan_lines
 
     options = _options(args)
     with _connect(args) as (client, store):
@@ -225,7 +226,8 @@ def run_evacuate(args: argparse.Namespace) -> int:
             chosen = [item.vmid for item in proposal.plan.needs_decision
                       if _ask(f"{item.vmid} {item.name}: {item.reason}. Move it anyway?")]
             proposal = proposal.decide(chosen)
-        print("\n".join(plan_lines(proposal.plan)), file=out)
+        limits = Limits.from_store(store, cluster)
+        print("\n".join([*plan_lines(proposal.plan), f"runs {limits_text(limits)}"]), file=out)
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError(f"evacuating {args.node} needs a confirmation and stdin is not a terminal",
@@ -233,7 +235,7 @@ def run_evacuate(args: argparse.Namespace) -> int:
             if not _ask(f"Evacuate {args.node} ({len(proposal.plan.moves)} moves) and mark it maintenance?"):
                 print("cancelled; nothing changed", file=out)
                 return 1
-        result = asyncio.run(_evacuate(client, store, cluster, proposal, options, args, out))
+        result = asyncio.run(_evacuate(client, store, cluster, proposal, options, limits, args, out))
     if args.json:
         _emit_json({"node": result.node, "complete": result.complete, "maintenance": True,
                     "moves": [job.as_dict() for job in result.jobs],
@@ -247,12 +249,12 @@ def run_evacuate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _evacuate(client, store, cluster: str, proposal, options, args: argparse.Namespace, out: TextIO):
+async def _evacuate(client, store, cluster: str, proposal, options, limits, args: argparse.Namespace, out: TextIO):
     from pvetop.engine.evacuation import run_evacuation
-    from pvetop.engine.migrations import Limits, MigrationExecutor
+    from pvetop.engine.migrations import MigrationExecutor
 
-    executor = MigrationExecutor(client, store=store, cluster=cluster, poll=args.poll,
-                                 limits=Limits.from_store(store, cluster), on_update=_Progress(out))
+    executor = MigrationExecutor(client, store=store, cluster=cluster, poll=args.poll, limits=limits,
+                                 on_update=_Progress(out))
     return await run_evacuation(executor, proposal, options=options)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pvetop.policy.placement import EvacuationPlan, PlannedMove, Unplaced
 from pvetop.pve.tasks import Progress
 
-from pvetop.engine.migrations import JobState, MigrationJob
+from pvetop.engine.migrations import SETTING_MAX_PARALLEL, SETTING_MAX_PER_SOURCE, JobState, Limits, MigrationJob
 
 GIB = 1024**3
 MIB = 1024**2
@@ -55,6 +55,12 @@ def plan_lines(plan: EvacuationPlan) -> list[str]:
         lines += [f"  {unplaced_line(item)}" for item in plan.unplaceable]
     lines.append(f"cluster imbalance {plan.before.imbalance:.2f} → {plan.after.imbalance:.2f}")
     return lines
+
+
+def limits_text(limits: Limits) -> str:
+    """How many moves run at once, and which settings say so."""
+    return (f"at most {limits.max_parallel} at once, {limits.max_per_source} leaving a node at a time "
+            f"(settings {SETTING_MAX_PARALLEL}, {SETTING_MAX_PER_SOURCE})")
 
 
 def progress_text(progress: Progress) -> str:

@@ -25,7 +25,7 @@ from pvetop.engine.evacuation import (
     start_evacuation,
 )
 from pvetop.engine.migrations import MigrationJob
-from pvetop.engine.report import how, job_status, plan_lines
+from pvetop.engine.report import how, job_status, limits_text, plan_lines
 from pvetop.errors import PvetopError
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
@@ -84,7 +84,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         plan = proposal.plan
         notes = [plan_lines(plan)[0] + (f", {len(plan.needs_decision)} held by a pin or lock" if plan.needs_decision
                                         else "") + (f", {len(plan.unplaceable)} nowhere to go" if plan.unplaceable
-                                                    else "")]
+                                                    else ""), limits_text(self.app.migrations.limits)]
         if self.node in self.app.ruleset.maintenance:
             notes.append(f"{self.node} is in maintenance (c clears it).")
         if self.app.store is None:
