@@ -20,7 +20,7 @@ Format (sizes in GiB/MiB as named, times in seconds; see homelab.json and smb.js
     ha_rules       [{rule, type node-affinity|resource-affinity, resources "vm:100,ct:101",
                      nodes? "pve1:2,pve2", strict?, affinity? positive|negative, disable?, comment?}]
     generate       {"nodes": {count, name "pve{n}", start, template {node fields; a list = pick one}},
-                    "guests": {count, first_vmid, lxc_share, template_share, stopped_share, ha_first,
+                    "guests": {count, first_vmid, lxc_share, template_share, stopped_share, ha_first, ha_storage,
                                roles, sizes [{cores, memory_mib, disk_gib, weight}], storage {id: weight},
                                curves {curve: weight}, tags, max_tags, pools, pool_share,
                                skew {node: placement weight factor}, cpu_range, mem_range}}
@@ -159,7 +159,8 @@ def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_fr
             "node": rng.choices(node_names, weights=weights)[0],
             "cores": size["cores"],
             "memory_mib": size["memory_mib"],
-            "disks": [{"storage": _weighted(storage, rng), "size_gib": size["disk_gib"]}],
+            "disks": [{"storage": spec.get("ha_storage", _weighted(storage, rng)) if ha else _weighted(storage, rng),
+                       "size_gib": size["disk_gib"]}],
             "status": "running" if running else "stopped",
             "template": int(template),
             "load": {"curve": _weighted(curves, rng),
