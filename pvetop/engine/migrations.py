@@ -35,7 +35,7 @@ SETTING_MAX_PARALLEL = "migrations.max_parallel"
 SETTING_MAX_PER_SOURCE = "migrations.max_per_source"
 DEFAULT_MAX_PARALLEL = 2  # DESIGN §5 and the evacuation issue: 2 cluster-wide
 DEFAULT_MAX_PER_SOURCE = 1  # DESIGN §5: one migration leaving a node at a time
-MAX_POLL_ERRORS = 30  # consecutive failed polls before a job is reported as lost
+LOST_AFTER = 300.0  # seconds of failing reads (API unreachable) before a job is reported as lost
 HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real migration
 KEPT_FINISHED_JOBS = 200  # finished jobs remembered for the tasks pane (the journal keeps them all)
 
@@ -175,6 +175,24 @@ class _Lost(PvetopError):
     """The task could not be read for too long; it may still run on the cluster."""
 
 
+class _Outage:
+    """Tolerates failing reads for ``seconds`` (real time) before giving up on a task."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.since: float | None = None
+
+    def failed(self, message: str) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        elif now - self.since >= self.seconds:
+            raise _Lost(message)
+
+    def ended(self) -> None:
+        self.since = None
+
+
 UpdateCallback = Callable[[MigrationJob], None]
 
 
@@ -188,7 +206,8 @@ class MigrationExecutor:
 
     def __init__(self, client: Any, *, store: Any = None, cluster: str = "", limits: Limits | None = None,
                  poll: float = 1.0, on_update: UpdateCallback | None = None,
-                 clock: Callable[[], float] = time.time, ha_followup_timeout: float = HA_FOLLOWUP_TIMEOUT) -> None:
+                 clock: Callable[[], float] = time.time, ha_followup_timeout: float = HA_FOLLOWUP_TIMEOUT,
+                 lost_after: float = LOST_AFTER) -> None:
         self.client = client
         self.store = store
         self.cluster = cluster
@@ -197,6 +216,7 @@ class MigrationExecutor:
         self.on_update = on_update
         self.clock = clock
         self.ha_followup_timeout = ha_followup_timeout
+        self.lost_after = lost_after
         self.jobs: list[MigrationJob] = []
         self._ids = itertools.count(1)
         self._turn = asyncio.Condition()
@@ -358,18 +378,16 @@ class MigrationExecutor:
     async def _follow(self, job: MigrationJob, upid: str, *, main: bool) -> TaskStatus:
         """Polls one task until it stops, appending its new log lines to the job."""
         lines: list[str] = []
-        errors = 0
+        outage = _Outage(self.lost_after)
         while True:
             try:
                 status = await asyncio.to_thread(tasks.task_status, self.client, upid)
                 new = await asyncio.to_thread(tasks.task_log, self.client, upid, start=len(lines))
             except PvetopError as exc:  # the network or a node hiccuped; the task runs on regardless
-                errors += 1
-                if errors >= MAX_POLL_ERRORS:
-                    raise _Lost(f"lost track of task {upid} ({exc.message}); it may still be running") from None
+                outage.failed(f"lost track of task {upid} ({exc.message}); it may still be running")
                 await asyncio.sleep(self.poll)
                 continue
-            errors = 0
+            outage.ended()
             new = real_lines(new, seen=len(lines))
             if new:
                 lines.extend(new)
@@ -384,15 +402,13 @@ class MigrationExecutor:
     async def _await_followup(self, job: MigrationJob, guest: Guest, *, since: int) -> str:
         """The HA manager's own migration task for the guest, once it has started it."""
         deadline = time.monotonic() + self.ha_followup_timeout
-        errors = 0
+        outage = _Outage(self.lost_after)
         while True:
             try:
                 upid = await asyncio.to_thread(actions.find_followup_migration, self.client, guest, since=since)
-                errors = 0
+                outage.ended()
             except PvetopError as exc:
-                errors += 1
-                if errors >= MAX_POLL_ERRORS:
-                    raise _Lost(f"cannot list tasks of {guest.node} ({exc.message})") from None
+                outage.failed(f"cannot list the tasks of {guest.node} ({exc.message})")
                 upid = None
             if upid is not None:
                 return upid

@@ -247,3 +247,25 @@ def test_the_empty_log_placeholder_is_not_a_line():
     assert real_lines(["no content"], seen=0) == []
     assert real_lines(["no content"], seen=3) == ["no content"]  # a real line saying so, later in a log
     assert real_lines(["starting migration"], seen=0) == ["starting migration"]
+
+
+async def test_tracking_survives_a_short_api_outage(sim, client):
+    executor, _ = executor_for(client)
+    job = executor.submit(move_of(client, 103, "pve-big"))
+    await drive(sim, lambda: job.progress.fraction is not None)
+    with sim.cluster.lock:
+        sim.cluster.faults.update({"outage_seconds": 15}, sim.cluster.now)
+    await drive(sim, lambda: not executor.busy, step=5.0)
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert guest_node(sim, 103) == "pve-big"
+
+
+async def test_a_long_outage_reports_the_job_as_lost_not_as_failed_by_pve(sim, client):
+    executor, _ = executor_for(client, lost_after=0.0)
+    job = executor.submit(move_of(client, 103, "pve-big"))
+    await drive(sim, lambda: job.progress.fraction is not None)
+    with sim.cluster.lock:
+        sim.cluster.faults.update({"outage_seconds": 600}, sim.cluster.now)
+    await drive(sim, lambda: not executor.busy, step=5.0)
+    assert job.state is JobState.FAILED and job.exitstatus is None
+    assert job.error.startswith("lost track of task") and "it may still be running" in job.error
