@@ -81,7 +81,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
     def __init__(self, vmid: int) -> None:
         super().__init__()
         self.vmid = vmid
-        self._opened_on: Guest | None = None  # the guest as it was when the dialog opened
+        self._last_seen: Guest | None = None
         self.precondition: MigratePrecondition | None = None
         self.previews: dict[str, MovePreview] = {}
         self.job: MigrationJob | None = None
@@ -91,8 +91,8 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         """The guest as the latest refresh shows it (as it was, should it vanish meanwhile)."""
         current = self.app.latest.snapshot.guest_by_vmid.get(self.vmid)
         if current is not None:
-            self._opened_on = current
-        return self._opened_on
+            self._last_seen = current
+        return self._last_seen
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -124,12 +124,12 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
             table.add_column(label, width=width)
         self._fill()
         table.focus()
-        self._fetch_precondition()
+        self._fetch_precondition(self.guest)
 
     @work(thread=True, exclusive=True, group="precondition", exit_on_error=False)
-    def _fetch_precondition(self) -> None:
+    def _fetch_precondition(self, guest: Guest) -> None:
         try:
-            precondition = actions.migrate_precondition(self.app.source, self.guest)
+            precondition = actions.migrate_precondition(self.app.source, guest)
         except PvetopError as exc:
             self.post_message(PreconditionArrived(None, exc.message))
             return
