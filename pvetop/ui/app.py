@@ -50,6 +50,7 @@ from pvetop.ui.source import SnapshotSource
 from pvetop.ui.table import LiveTable
 from pvetop.ui.tables import GuestTable, Marks, NodeTable, select_guests
 
+FULL_GC_EVERY = 100  # middle-generation passes between two full ones (Python's default: 10)
 FILTER_HELP = "filter: text or regex, all terms must match; name: vmid: tag: node: status: type:"
 
 
@@ -102,6 +103,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         self._stale_since: float | None = None
         self._stale_reason = ""
         self._retry_at: float | None = None
+        self._gc_threshold: tuple[int, int, int] | None = None  # the collector's, while we tune it
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -197,14 +199,27 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         self._apply_guests()
         self._show_header()
         if first:
-            # Everything loaded so far (Textual, the first snapshot, an in-process simulator)
-            # lives as long as the app: take it out of the collector's full passes, which would
-            # otherwise walk it every few refreshes and freeze a frame for 100-400 ms.
-            gc.collect()
-            gc.freeze()
+            self._tune_gc()
+
+    def _tune_gc(self) -> None:
+        """Keep the collector's full passes out of the frames.
+
+        Everything loaded so far (Textual, the first snapshot, an in-process simulator) lives as
+        long as the app: frozen, full passes do not walk it. Each refresh of a big cluster makes
+        ~10k new long-lived objects (guests, rows), which would trigger a full pass (50-400 ms)
+        every other refresh: allowing 10x more young passes between full ones keeps those rare.
+        Both are undone when the app ends (tests run many apps in one process).
+        """
+        gc.collect()
+        gc.freeze()
+        self._gc_threshold = gc.get_threshold()
+        young, middle, old = self._gc_threshold
+        gc.set_threshold(young, middle, max(old, FULL_GC_EVERY))
 
     def on_unmount(self) -> None:
-        gc.unfreeze()  # the app's objects may be garbage now (tests run many apps in one process)
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
+            gc.unfreeze()
 
     def _apply_guests(self) -> None:
         if self.latest is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 from textual.binding import Binding
@@ -309,3 +310,11 @@ async def test_mouse_click_selects_a_row_and_a_second_click_opens_it(app):
         await pilot.click(table, offset=(3, 4))
         await settle(pilot)
         assert isinstance(app.screen, GuestDetailScreen) and app.screen.vmid == 103
+
+
+async def test_collector_tuning_lasts_as_long_as_the_app(app):
+    before = gc.get_threshold()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        assert gc.get_threshold()[2] >= 100 and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
