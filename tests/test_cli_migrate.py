@@ -147,3 +147,11 @@ def test_evacuate_leaves_pinned_guests_unless_told(sim, db, capsys):
     code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1", "--yes", "--move-pinned")
     assert code == 0, err
     assert guest_node(sim, 105) != "pve-mini1"
+
+
+def test_ha_vm_with_local_disks_is_refused_before_asking_pve(sim, db, capsys):
+    with sim.cluster.lock:  # make the HA guest's disk local
+        sim.cluster.guests[100].disks[0].storage = "local-lvm"
+    code, out, err = run(sim, db, capsys, "migrate", "100", "pve-big", "--wait", "--with-local-disks")
+    assert code == 4 and "HA-managed and has local disks" in err and "does not copy local disks" in err
+    assert migration_tasks(sim) == []

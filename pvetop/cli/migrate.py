@@ -130,6 +130,7 @@ def _emit_json(document: dict) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
+    from pvetop.engine.migrations import ha_local_disks_problem
     from pvetop.policy.constraints import check_move
     from pvetop.policy.placement import planned_move
     from pvetop.pve import actions
@@ -151,6 +152,9 @@ def run_migrate(args: argparse.Namespace) -> int:
         if not verdict.allowed:
             raise PvetopError(f"cannot migrate {vmid} to {args.target}: {'; '.join(verdict.blocks)}",
                               exit_code=REFUSED)
+        problem = ha_local_disks_problem(guest, precondition)
+        if problem is not None:
+            raise PvetopError(problem, exit_code=REFUSED)
         live_vm = guest.type == "qemu" and (guest.running if args.online is None else args.online)
         if live_vm and precondition.local_disks and not args.with_local_disks:
             raise PvetopError(

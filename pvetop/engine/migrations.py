@@ -26,6 +26,7 @@ from typing import Any
 
 from pvetop.errors import PvetopError, UsageError
 from pvetop.model import Guest
+from pvetop.policy.constraints import MigratePrecondition
 from pvetop.policy.placement import PlannedMove
 from pvetop.pve import actions, tasks
 from pvetop.pve.tasks import Progress, TaskStatus
@@ -163,6 +164,16 @@ def real_lines(new: list[str], *, seen: int) -> list[str]:
     """New log lines without PVE's placeholder for a log that has no line yet (``no content``),
     which would otherwise count as line 1 and hide the real first line."""
     return [] if seen == 0 and new == [NO_CONTENT] else new
+
+
+def ha_local_disks_problem(guest: Guest, precondition: MigratePrecondition | None) -> str | None:
+    """Why an HA-managed VM with local disks cannot move: PVE's HA manager migrates it live but never
+    with local disks (HA expects shared storage or replication), so the task would fail."""
+    if guest.type != "qemu" or not guest.ha_managed or precondition is None or not precondition.local_disks:
+        return None
+    return (f"VM {guest.vmid} is HA-managed and has local disks ({', '.join(precondition.local_disks)}): "
+            "PVE's HA manager does not copy local disks, so this migration would fail — "
+            "move the disks to shared storage or set up replication")
 
 
 def guest_of(move: PlannedMove) -> Guest:

@@ -244,3 +244,15 @@ async def test_evacuation_asks_about_a_pinned_guest_and_space_moves_it_anyway():
         assert [item.vmid for item in screen.proposal.plan.needs_decision] == [105]
         await pilot.press("escape")
         assert app.screen is app.screen_stack[0] and sim.cluster.tasks == []
+
+
+async def test_ha_vm_with_local_disks_is_explained_not_started():
+    async with sim_pilot() as (sim, app, pilot):
+        with sim.cluster.lock:
+            sim.cluster.guests[100].disks[0].storage = "local-lvm"
+        dialog = await open_dialog(pilot, 100)
+        select_row(dialog.query_one("#candidates", DataTable), "pve-big")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "PVE's HA manager does not copy local disks" in text_of(dialog.query_one("#error", Static))
+        assert app.screen is dialog and app.migrations.jobs == []

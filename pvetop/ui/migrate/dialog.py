@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, DataTable, Input, Label, Static
 
-from pvetop.engine.migrations import JobState, MigrationJob, MoveOptions
+from pvetop.engine.migrations import JobState, MigrationJob, MoveOptions, ha_local_disks_problem
 from pvetop.engine.report import how
 from pvetop.errors import PvetopError, UsageError
 from pvetop.model import Guest
@@ -212,6 +212,9 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
                             self.previews[target].verdict.warnings)
         bwlimit = parse_positive(self.query_one("#bwlimit", Input).value, "bandwidth", integer=False)
         options = MoveOptions(bwlimit_kib=None if bwlimit is None else max(1, round(bwlimit * 1024)))
+        problem = ha_local_disks_problem(guest, self.precondition)
+        if problem is not None:
+            raise UsageError(problem)
         if guest.type == "qemu":
             online = self.query_one("#online", Checkbox).value
             local_disks = self.query_one("#local-disks", Checkbox).value
