@@ -91,25 +91,33 @@ def _table_text(lines: Iterable[tuple[str, str]]) -> Text:
     return text
 
 
+def _number(value: Any) -> float | None:
+    """A point of rrddata as a number; gaps (None) and anything unreadable are skipped."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _column(rows: list[dict[str, Any]], *names: str, scale: float = 1.0) -> list[float]:
-    """One rrd column (the first of ``names`` present); gaps (None) are dropped."""
+    """One rrd column (the first of ``names`` a row has)."""
     points = []
     for row in rows:
-        for name in names:
-            value = row.get(name)
-            if value is not None:
-                points.append(float(value) * scale)
-                break
+        value = next((v for v in (_number(row.get(name)) for name in names) if v is not None), None)
+        if value is not None:
+            points.append(value * scale)
     return points
 
 
 def _mem_fraction(rows: list[dict[str, Any]], used: tuple[str, ...], total: tuple[str, ...]) -> list[float]:
     points = []
     for row in rows:
-        used_value = next((row[n] for n in used if row.get(n) is not None), None)
-        total_value = next((row[n] for n in total if row.get(n)), None)
+        used_value = next((v for v in (_number(row.get(n)) for n in used) if v is not None), None)
+        total_value = next((v for v in (_number(row.get(n)) for n in total) if v), None)
         if used_value is not None and total_value:
-            points.append(float(used_value) / float(total_value) * 100)
+            points.append(used_value / total_value * 100)
     return points
 
 
@@ -128,9 +136,11 @@ def _percent_text(value: float) -> str:
 
 
 class HistoryLoaded(Message):
-    def __init__(self, rrddata: list[dict[str, Any]], config: dict[str, Any]) -> None:
+    """History and config, already turned into what the pane shows (in the worker)."""
+
+    def __init__(self, series: list[Series], config: list[tuple[str, str]]) -> None:
         super().__init__()
-        self.rrddata = rrddata
+        self.series = series
         self.config = config
 
 
@@ -221,17 +231,18 @@ class DetailScreen(ReadOnlyGuard, Screen):
     def _load_history(self) -> None:
         try:
             rrddata, config = self.fetch_history()
-        except Exception as exc:  # network or API trouble: say so in the pane, keep it open
+            loaded = HistoryLoaded(history_series(rrddata), config_lines(config))
+        except Exception as exc:  # network, API or answer trouble: say so in the pane, keep it open
             if not get_current_worker().is_cancelled:
                 self.post_message(HistoryFailed(str(exc) or type(exc).__name__))
             return
         if not get_current_worker().is_cancelled:
-            self.post_message(HistoryLoaded(rrddata, config))
+            self.post_message(loaded)
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
-        for index, series in enumerate(history_series(message.rrddata)):
+        for index, series in enumerate(message.series):
             self.query_one(f"#chart-{index}", HistoryChart).show(series)
-        lines = config_lines(message.config)
+        lines = message.config
         self.query_one("#config", Static).update(_table_text(lines) if lines else Text("no config", style="dim"))
 
     def on_history_failed(self, message: HistoryFailed) -> None:

@@ -66,3 +66,16 @@ def test_backoff_doubles_up_to_a_cap_and_interval_steps():
     assert next_interval(INTERVAL_STEPS[-1], 1) == INTERVAL_STEPS[-1]
     assert next_interval(INTERVAL_STEPS[0], -1) == INTERVAL_STEPS[0]
     assert next_interval(2.5, -1) == 2.0  # an interval from --interval snaps to the steps
+
+
+def test_history_series_reads_guest_and_node_rrddata_and_skips_bad_points():
+    from pvetop.ui.detail import history_series
+
+    guest = [{"time": 1, "cpu": 0.5, "mem": 1, "maxmem": 4, "netin": 10, "netout": 5},
+             {"time": 2, "cpu": None, "mem": "x", "maxmem": 4, "netin": "20.5", "netout": 6}]
+    cpu, mem, netin, netout = history_series(guest)
+    assert cpu.points == [50.0] and mem.points == [25.0] and netin.points == [10.0, 20.5]
+    assert cpu.show(12.34) == "12.3%" and netout.show(2048) == "2.0K/s"
+    node = [{"time": 1, "cpu": 0.1, "memused": 8, "memtotal": 32, "netin": 1, "netout": 2}]
+    assert history_series(node)[1].points == [25.0]
+    assert all(series.points == [] for series in history_series([{"time": 1}]))
