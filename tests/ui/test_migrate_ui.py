@@ -256,3 +256,21 @@ async def test_ha_vm_with_local_disks_is_explained_not_started():
         await pilot.pause()
         assert "PVE's HA manager does not copy local disks" in text_of(dialog.query_one("#error", Static))
         assert app.screen is dialog and app.migrations.jobs == []
+
+
+async def test_keys_work_from_the_detail_panes():
+    from pvetop.ui.detail import GuestDetailScreen, NodeDetailScreen
+
+    async with sim_pilot() as (sim, app, pilot):
+        app.push_screen(GuestDetailScreen(104))
+        await wait_until(pilot, lambda: isinstance(app.screen, GuestDetailScreen))
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, MigrateScreen))
+        assert app.screen.vmid == 104
+        await pilot.press("escape")
+        app.pop_screen()
+        app.push_screen(NodeDetailScreen("pve-big"))
+        await wait_until(pilot, lambda: isinstance(app.screen, NodeDetailScreen))
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
+        assert app.screen.node == "pve-big"

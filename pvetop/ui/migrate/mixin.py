@@ -104,10 +104,14 @@ class MigrationsMixin:
     # --- actions -------------------------------------------------------------------------------
 
     def _guest_under_cursor(self):
-        key = self.guest_table.cursor_key
-        if key is None or self.latest is None:
+        """The guest of an open guest detail pane, else the one under the guest table's cursor."""
+        if self.latest is None:
             return None
-        return self.latest.snapshot.guest_by_vmid.get(int(key))
+        vmid = getattr(self.screen, "vmid", None)
+        if vmid is None:
+            key = self.guest_table.cursor_key
+            vmid = None if key is None else int(key)
+        return None if vmid is None else self.latest.snapshot.guest_by_vmid.get(vmid)
 
     def action_tag(self) -> None:
         guest = self._guest_under_cursor()
@@ -141,9 +145,10 @@ class MigrationsMixin:
 
         if not self._ready_to_migrate():
             return
-        if self.focused is self.node_table:
+        node = getattr(self.screen, "node_name", None)  # an open node detail pane
+        if node is None and self.focused is self.node_table:
             node = self.node_table.cursor_key
-        else:
+        elif node is None:
             guest = self._guest_under_cursor()
             node = guest.node if guest is not None else self.node_table.cursor_key
         if node is not None:
