@@ -130,7 +130,7 @@ async def test_node_selection_filters_guests(app):
         assert len(app.guest_table.keys_in_order) == 7
 
 
-async def test_guest_detail_shows_fields_config_and_history(app):
+async def test_guest_detail_shows_fields_config_and_history(app, source):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_data(pilot)
         await pilot.press("enter")  # cursor starts on vmid 100
@@ -144,8 +144,16 @@ async def test_guest_detail_shows_fields_config_and_history(app):
         assert "scsi0" in config and "digest" not in config
         sparklines = screen.query(Sparkline)
         assert len(sparklines) == 4 and all(len(s.data) == 60 for s in sparklines)
+        source.snapshot = replace(source.snapshot, guests=tuple(
+            replace(g, cpu=0.77) if g.vmid == 100 else g for g in source.snapshot.guests))
+        await pilot.press("ctrl+r")  # the pane follows the live data
+        await settle(pilot)
+        assert "77.0%" in str(screen.query_one("#fields", Static).render())
         await pilot.press("escape")
         assert not isinstance(app.screen, GuestDetailScreen)
+        await pilot.press("ctrl+r")  # a refresh after the pane closed reaches no closed pane
+        await settle(pilot)
+        assert app.is_running and app.latest is not None
 
 
 async def test_node_detail_from_the_node_table(app):
