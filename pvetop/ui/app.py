@@ -355,6 +355,12 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         elif message.data_table is self.guest_table:
             self.push_screen(GuestDetailScreen(int(key)))
 
+    def action_details(self, table: str) -> None:
+        target = self.guest_table if table == "guests" else self.node_table
+        if target.cursor_key is not None:
+            target.focus()
+            target.action_select_cursor()
+
     def action_pause(self) -> None:
         self.paused = not self.paused
         if self.paused:
@@ -393,6 +399,8 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             ("Refresh interval longer", "interval(1)", "Poll less often (+)"),
             ("Refresh interval shorter", "interval(-1)", "Poll more often (-)"),
             ("Refresh now", "refresh_now", "Poll the cluster at once (ctrl+r)"),
+            ("Details of the selected guest", "details('guests')", "Every field, config and history (enter)"),
+            ("Details of the selected node", "details('nodes')", "Every field, config and history (enter)"),
         ]
         for title, action, help_ in commands:
             yield SystemCommand(title, help_, self._runner(action))

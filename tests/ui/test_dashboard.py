@@ -196,6 +196,11 @@ async def test_command_palette_offers_the_same_actions(app):
         await pilot.press("enter")
         await pilot.pause()
         assert app.guest_table.sort_column == "mem"
+        await pilot.press("ctrl+p", *"details of the selected node")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, NodeDetailScreen) and app.screen.node_name == "big"
 
 
 async def test_interval_keys_and_pause(app, source):
