@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Checkbox, DataTable, Input, Static
 
 from pvetop.engine.migrations import Limits
+from pvetop.policy.placement import planned_move
 from pvetop.policy.rules import RuleSet
 from pvetop.store import open_store
 from pvetop.ui.migrate.bulk import BulkMigrateScreen
@@ -274,3 +275,20 @@ async def test_keys_work_from_the_detail_panes():
         await pilot.press("e")
         await wait_until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
         assert app.screen.node == "pve-big"
+
+
+async def test_quitting_with_migrations_under_way_asks_first():
+    async with sim_pilot() as (sim, app, pilot):
+        snapshot = app.latest.snapshot
+        app.migrations.submit(planned_move(snapshot.guest_by_vmid[103], "pve-mini1", "pve-big", "test"))
+        app.migrations.submit(planned_move(snapshot.guest_by_vmid[105], "pve-mini1", "pve-big", "test"))
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "1 migration(s) running, 1 queued" in screen_text(app)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is app.screen_stack[0])
+        assert app.is_running
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running)

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MigrationJob
 from pvetop.engine.report import job_status
 from pvetop.errors import UsageError
+from pvetop.ui.migrate.confirm import ConfirmScreen
 
 MIGRATION_ACTIONS = frozenset({"migrate", "evacuate", "tag"})
 
@@ -164,6 +165,18 @@ class MigrationsMixin:
         )
         for title, action, help_ in commands:
             yield SystemCommand(title, help_, partial(self.run_action, action))
+
+    async def action_quit(self) -> None:
+        """Quitting stops following migrations and never starts the queued ones: ask first."""
+        executor = self._migrations
+        unfinished = [job for job in executor.jobs if not job.state.finished] if executor is not None else []
+        if not unfinished:
+            await super().action_quit()
+            return
+        queued = sum(1 for job in unfinished if job.state is JobState.QUEUED)
+        question = (f"{len(unfinished) - queued} migration(s) running, {queued} queued. Running ones go on in the "
+                    "cluster, but pvetop stops following them and queued ones never start. Quit anyway?")
+        self.push_screen(ConfirmScreen(question, yes="Quit"), lambda confirmed: self.exit() if confirmed else None)
 
     def action_tasks(self) -> None:
         from pvetop.ui.migrate.tasks import TasksScreen
