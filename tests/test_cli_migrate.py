@@ -10,7 +10,7 @@ import pytest
 
 from pvetop.cli import main
 from pvetop.store import open_store
-from tests.engine.simdrive import drive_thread, guest_node, migration_tasks, running_sim, set_failure_rate
+from tests.engine.simdrive import drive_thread, guest_node, max_overlap, migration_tasks, running_sim, set_failure_rate
 
 
 @pytest.fixture
@@ -155,3 +155,19 @@ def test_ha_vm_with_local_disks_is_refused_before_asking_pve(sim, db, capsys):
     code, out, err = run(sim, db, capsys, "migrate", "100", "pve-big", "--wait", "--with-local-disks")
     assert code == 4 and "HA-managed and has local disks" in err and "does not copy local disks" in err
     assert migration_tasks(sim) == []
+
+
+def test_evacuate_parallel_runs_two_moves_off_the_node_at_once(sim, db, capsys):
+    with open_store(db) as store:
+        store.reserve_node("homelab", "pve-mini2")
+    code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1", "--yes", "--parallel", "2")
+    assert code == 0, err
+    assert "runs at most 2 at once, 2 leaving a node at a time" in out
+    record = migration_tasks(sim)
+    assert len(record) == 7 and max_overlap(record) == 2
+
+
+def test_evacuate_parallel_must_be_sensible(sim, db, capsys):
+    code, out, err = run(sim, db, capsys, "evacuate", "pve-mini1", "--yes", "--parallel", "0")
+    assert code == 2 and "max_parallel must be a whole number between 1 and 64" in err
+    assert out == "" and migration_tasks(sim) == []

@@ -58,6 +58,9 @@ def register(subparsers) -> None:
     evacuate.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     evacuate.add_argument("--move-pinned", action="store_true",
                           help="also move guests held only by a pin or lock (lifted for this evacuation only)")
+    evacuate.add_argument("--parallel", metavar="N", type=int,
+                          help="moves at once for this evacuation (default: settings migrations.max_parallel, 2, "
+                               "and migrations.max_per_source, 1)")
     evacuate.add_argument("--clear-maintenance", action="store_true",
                           help="end the node's maintenance (after the work is done) and exit")
     _add_run_options(evacuate)
@@ -220,6 +223,8 @@ def run_evacuate(args: argparse.Namespace) -> int:
             cleared = store.clear_maintenance(cluster, args.node)
             print(f"{args.node}: maintenance cleared" if cleared else f"{args.node} was not in maintenance")
             return 0
+        limits = Limits.from_store(store, cluster) if args.parallel is None else \
+            Limits(max_parallel=args.parallel, max_per_source=args.parallel)
         out = sys.stderr if args.json else sys.stdout
         proposal = asyncio.run(prepare_evacuation(client, snapshot, args.node, store.ruleset(cluster),
                                                   now=time.time()))
@@ -230,7 +235,6 @@ def run_evacuate(args: argparse.Namespace) -> int:
             chosen = [item.vmid for item in proposal.plan.needs_decision
                       if _ask(f"{item.vmid} {item.name}: {item.reason}. Move it anyway?")]
             proposal = proposal.decide(chosen)
-        limits = Limits.from_store(store, cluster)
         print("\n".join([*plan_lines(proposal.plan), f"runs {limits_text(limits)}"]), file=out)
         if not args.yes:
             if not sys.stdin.isatty():
