@@ -56,7 +56,7 @@ class ColumnSpec:
 Cell = tuple[str, str, str]
 
 
-def _fit(text: str, width: int, padding: int, justify: str) -> str:
+def fit_cell(text: str, width: int, padding: int, justify: str) -> str:
     """``text`` padded and justified to exactly ``width`` cells, cut with an ellipsis if long."""
     room = width - 2 * padding
     if cell_len(text) > room:
@@ -313,7 +313,7 @@ class LiveTable(DataTable):
         text, cell_style, justify = value
         style = (base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
                  + Style.parse(cell_style) + post_style)
-        lines = [[Segment(_fit(text, width, self.cell_padding, justify), style)]]
+        lines = [[Segment(fit_cell(text, width, self.cell_padding, justify), style)]]
         self._drawn_cells[cache_key] = (value, lines)
         return lines
 

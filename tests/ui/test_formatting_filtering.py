@@ -79,3 +79,12 @@ def test_history_series_reads_guest_and_node_rrddata_and_skips_bad_points():
     node = [{"time": 1, "cpu": 0.1, "memused": 8, "memtotal": 32, "netin": 1, "netout": 2}]
     assert history_series(node)[1].points == [25.0]
     assert all(series.points == [] for series in history_series([{"time": 1}]))
+
+
+def test_fit_cell_pads_justifies_and_cuts_with_an_ellipsis():
+    from pvetop.ui.table import fit_cell
+
+    assert fit_cell("web", 7, 1, "left") == " web   "
+    assert fit_cell("42%", 7, 1, "right") == "   42% "
+    assert fit_cell("debian-13-template", 10, 1, "left") == " debian-… "
+    assert fit_cell("日本語ホスト", 8, 1, "left") == " 日本 … "  # wide characters count double
