@@ -2,7 +2,7 @@
 
 Both check first what the dashboard's dialogs show (Proxmox VE's migrate precondition and
 pvetop's rules), run through the same engine as the dashboard (journaled, at most
-``migrations.max_parallel`` at once and ``migrations.max_per_source`` per node), print progress
+``migrations.max_parallel`` at once), print progress
 lines while waiting, and exit 0 when done, 4 when PVE refused or a migration failed (with PVE's
 text), 2 for bad usage (including an evacuation nobody confirmed).
 """
@@ -59,8 +59,7 @@ def register(subparsers) -> None:
     evacuate.add_argument("--move-pinned", action="store_true",
                           help="also move guests held only by a pin or lock (lifted for this evacuation only)")
     evacuate.add_argument("--parallel", metavar="N", type=int,
-                          help="moves at once for this evacuation (default: settings migrations.max_parallel, 2, "
-                               "and migrations.max_per_source, 1)")
+                          help="moves at once for this evacuation (default: setting migrations.max_parallel, 2)")
     evacuate.add_argument("--clear-maintenance", action="store_true",
                           help="end the node's maintenance (after the work is done) and exit")
     _add_run_options(evacuate)
@@ -224,7 +223,7 @@ def run_evacuate(args: argparse.Namespace) -> int:
             print(f"{args.node}: maintenance cleared" if cleared else f"{args.node} was not in maintenance")
             return 0
         limits = Limits.from_store(store, cluster) if args.parallel is None else \
-            Limits(max_parallel=args.parallel, max_per_source=args.parallel)
+            replace(Limits.from_store(store, cluster), max_parallel=args.parallel)
         out = sys.stderr if args.json else sys.stdout
         proposal = asyncio.run(prepare_evacuation(client, snapshot, args.node, store.ruleset(cluster),
                                                   now=time.time()))

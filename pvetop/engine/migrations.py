@@ -2,9 +2,10 @@
 
 The executor is plain asyncio so the Textual app (its own loop) and the CLI (``asyncio.run``)
 share it; every blocking API or store call goes through ``asyncio.to_thread``. A job starts when
-fewer than ``Limits.max_parallel`` migrations run cluster-wide and fewer than
-``Limits.max_per_source`` leave its source node; queued jobs start in submission order as soon as
-their turn allows. Each running job polls its task (status + new log lines: 2 requests per poll)
+fewer than ``Limits.max_parallel`` migrations run cluster-wide and, for automatic moves (balancer,
+power policy), fewer than ``Limits.max_per_source`` leave its source node — a user's evacuation
+empties one node, so only the cluster-wide limit binds it; queued jobs start in submission order
+as soon as their turn allows. Each running job polls its task (status + new log lines: 2 requests per poll)
 and exposes the progress parsed from the log. HA-managed guests migrate through PVE's HA
 manager: the migrate call returns a ``hamigrate`` task; once it is done the executor finds the
 ``qmigrate``/``vzmigrate`` task the manager started and follows that one.
@@ -35,7 +36,7 @@ from pvetop.store.records import ACTORS
 SETTING_MAX_PARALLEL = "migrations.max_parallel"
 SETTING_MAX_PER_SOURCE = "migrations.max_per_source"
 DEFAULT_MAX_PARALLEL = 2  # DESIGN §5 and the evacuation issue: 2 cluster-wide
-DEFAULT_MAX_PER_SOURCE = 1  # DESIGN §5: one migration leaving a node at a time
+DEFAULT_MAX_PER_SOURCE = 1  # DESIGN §5 (balancer): one automatic move leaving a node at a time
 LOST_AFTER = 300.0  # seconds of failing reads (API unreachable) before a job is reported as lost
 HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real migration
 KEPT_FINISHED_JOBS = 200  # finished jobs remembered for the tasks pane (the journal keeps them all)
@@ -43,7 +44,7 @@ KEPT_FINISHED_JOBS = 200  # finished jobs remembered for the tasks pane (the jou
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """How many migrations may run at once: cluster-wide, and leaving any one node."""
+    """How many migrations may run at once: cluster-wide, and (automatic moves) leaving any one node."""
 
     max_parallel: int = DEFAULT_MAX_PARALLEL
     max_per_source: int = DEFAULT_MAX_PER_SOURCE
@@ -302,10 +303,12 @@ class MigrationExecutor:
     # --- scheduling ------------------------------------------------------------------------------
 
     def _may_start(self, job: MigrationJob) -> bool:
-        """Room cluster-wide and on the job's source; waiters wake in FIFO order, so queued jobs
-        start in submission order whenever their turn allows."""
+        """Room cluster-wide and, for automatic moves, on the job's source; waiters wake in FIFO
+        order, so queued jobs start in submission order whenever their turn allows."""
         if len(self._active) >= self.limits.max_parallel:
             return False
+        if job.actor == "user":
+            return True
         from_source = sum(1 for other in self._active if other.move.source == job.move.source)
         return from_source < self.limits.max_per_source
 

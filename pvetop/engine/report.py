@@ -8,7 +8,7 @@ from __future__ import annotations
 from pvetop.policy.placement import EvacuationPlan, PlannedMove, Unplaced
 from pvetop.pve.tasks import Progress
 
-from pvetop.engine.migrations import SETTING_MAX_PARALLEL, SETTING_MAX_PER_SOURCE, JobState, Limits, MigrationJob
+from pvetop.engine.migrations import SETTING_MAX_PARALLEL, JobState, Limits, MigrationJob
 
 GIB = 1024**3
 MIB = 1024**2
@@ -59,8 +59,7 @@ def plan_lines(plan: EvacuationPlan) -> list[str]:
 
 def limits_text(limits: Limits) -> str:
     """How many moves run at once, and which settings say so."""
-    return (f"at most {limits.max_parallel} at once, {limits.max_per_source} leaving a node at a time "
-            f"(settings {SETTING_MAX_PARALLEL}, {SETTING_MAX_PER_SOURCE})")
+    return f"at most {limits.max_parallel} at once (setting {SETTING_MAX_PARALLEL})"
 
 
 def progress_text(progress: Progress) -> str:

@@ -62,7 +62,7 @@ async def test_evacuation_moves_every_guest_two_at_once_never_to_the_reserved_no
     assert all(move.target != RESERVED for move in proposal.plan.moves)
     assert any(move.with_local_disks for move in proposal.plan.moves)  # 104's local disk is known up front
 
-    result = await evacuate(sim, client, store, proposal, Limits(max_parallel=2, max_per_source=2))
+    result = await evacuate(sim, client, store, proposal, Limits())
 
     assert result.complete, result.summary()
     assert {vmid: guest_node(sim, vmid) for vmid in on_source} == {vmid: "pve-big" for vmid in on_source}
@@ -77,12 +77,12 @@ async def test_evacuation_moves_every_guest_two_at_once_never_to_the_reserved_no
     assert len([e for e in store.recent_journal("homelab") if e.action == "migrate" and e.result == "ok"]) == 7
 
 
-async def test_default_limits_move_one_guest_per_source_at_a_time(sim, client, store):
+async def test_default_limits_move_two_guests_at_a_time(sim, client, store):
     snapshot = client.fetch_snapshot()
     proposal = await prepare_evacuation(client, snapshot, SOURCE, store.ruleset("homelab"))
     result = await evacuate(sim, client, store, proposal, Limits())
     assert result.complete
-    assert max_overlap(migration_tasks(sim), key=lambda task: task.node) == 1
+    assert max_overlap(migration_tasks(sim), key=lambda task: task.node) == 2
 
 
 async def test_pinned_guest_stays_unless_the_user_moves_it_anyway(sim, client, store):
@@ -96,7 +96,7 @@ async def test_pinned_guest_stays_unless_the_user_moves_it_anyway(sim, client, s
     assert decided.plan.complete and 105 in {m.vmid for m in decided.plan.moves}
     assert store.pin("homelab", 105) is not None  # the pin itself is kept
 
-    result = await evacuate(sim, client, store, proposal, Limits(max_parallel=2, max_per_source=2))
+    result = await evacuate(sim, client, store, proposal, Limits())
     assert not result.complete and [u.vmid for u in result.left_behind] == [105]
     assert guest_node(sim, 105) == SOURCE and "1 left on pve-mini1 (105)" in result.summary()
 
@@ -105,7 +105,7 @@ async def test_failed_moves_leave_guests_on_the_node_and_are_reported(sim, clien
     set_failure_rate(sim, 1.0)
     snapshot = client.fetch_snapshot()
     proposal = await prepare_evacuation(client, snapshot, SOURCE, store.ruleset("homelab"))
-    result = await evacuate(sim, client, store, proposal, Limits(max_parallel=2, max_per_source=2))
+    result = await evacuate(sim, client, store, proposal, Limits())
     assert not result.complete and len(result.failed) == len(proposal.plan.moves)
     assert all(guest_node(sim, move.vmid) == SOURCE for move in proposal.plan.moves)
     assert all("ERROR" in job.error for job in result.failed)

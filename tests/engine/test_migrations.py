@@ -161,11 +161,11 @@ async def test_injected_failure_shows_its_log_line_and_the_guest_stays(sim, clie
     assert retried.state is JobState.SUCCEEDED and guest_node(sim, 103) == "pve-big"
 
 
-async def test_limits_hold_cluster_wide_and_per_source(sim, client):
+async def test_automatic_moves_hold_cluster_wide_and_per_source_limits(sim, client):
     executor, _ = executor_for(client, limits=Limits(max_parallel=2, max_per_source=1))
     moves = [move_of(client, vmid, "pve-big") for vmid in (101, 102, 105, 106)]
     moves += [move_of(client, vmid, "pve-big") for vmid in (110, 112)]
-    jobs = [executor.submit(move) for move in moves]
+    jobs = [executor.submit(move, actor="balancer") for move in moves]
     await run_all(sim, executor)
     assert all(job.succeeded for job in jobs), [job.error for job in jobs if not job.succeeded]
     record = migration_tasks(sim)
@@ -174,8 +174,9 @@ async def test_limits_hold_cluster_wide_and_per_source(sim, client):
     assert max_overlap(record, key=lambda task: task.node) == 1
 
 
-async def test_two_from_one_source_when_allowed(sim, client):
-    executor, _ = executor_for(client, limits=Limits(max_parallel=2, max_per_source=2))
+async def test_user_moves_leave_one_source_two_at_a_time(sim, client):
+    """The per-source limit binds automation only: a user's evacuation runs max_parallel at once."""
+    executor, _ = executor_for(client, limits=Limits(max_parallel=2, max_per_source=1))
     jobs = [executor.submit(move_of(client, vmid, "pve-big")) for vmid in (101, 102, 105)]
     await run_all(sim, executor)
     assert all(job.succeeded for job in jobs)
