@@ -370,8 +370,11 @@ def ha_resources(cluster: SimCluster, kind: str | None) -> list[dict]:
 
 
 def ha_resource(cluster: SimCluster, sid: str) -> dict:
-    guest = cluster.ha_guest(sid)
-    return next(entry for entry in ha_resources(cluster, None) if entry["sid"] == guest.sid)
+    wanted = sid if ":" in sid else f"vm:{sid}"
+    for entry in ha_resources(cluster, None):
+        if entry["sid"] == wanted:
+            return entry
+    raise PveApiError(500, f"no such resource '{wanted}'")
 
 
 def ha_rules(cluster: SimCluster, params: dict) -> list[dict]:
