@@ -132,7 +132,7 @@ def _emit_json(document: dict) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    from pvetop.engine.migrations import ha_local_disks_problem
+    from pvetop.policy.constraints import ha_local_disks_problem
     from pvetop.policy.constraints import check_move
     from pvetop.policy.placement import planned_move
     from pvetop.pve import actions

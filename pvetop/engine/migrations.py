@@ -167,16 +167,6 @@ def real_lines(new: list[str], *, seen: int) -> list[str]:
     return [] if seen == 0 and new == [NO_CONTENT] else new
 
 
-def ha_local_disks_problem(guest: Guest, precondition: MigratePrecondition | None) -> str | None:
-    """Why an HA-managed VM with local disks cannot move: PVE's HA manager migrates it live but never
-    with local disks (HA expects shared storage or replication), so the task would fail."""
-    if guest.type != "qemu" or not guest.ha_managed or precondition is None or not precondition.local_disks:
-        return None
-    return (f"VM {guest.vmid} is HA-managed and has local disks ({', '.join(precondition.local_disks)}): "
-            "PVE's HA manager does not copy local disks, so this migration would fail — "
-            "move the disks to shared storage or set up replication")
-
-
 def guest_of(move: PlannedMove) -> Guest:
     """The little of a guest the migrate endpoint needs: where it is, what it is, whether it runs."""
     return Guest(vmid=move.vmid, type=move.type, node=move.source, name=move.name,

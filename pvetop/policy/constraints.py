@@ -124,6 +124,16 @@ class MigratePrecondition:
         )
 
 
+def ha_local_disks_problem(guest: Guest, precondition: MigratePrecondition | None) -> str | None:
+    """Why an HA-managed VM with local disks cannot move: PVE's HA manager migrates it live but never
+    with local disks (HA expects shared storage or replication), so the task would fail."""
+    if guest.type != "qemu" or not guest.ha_managed or precondition is None or not precondition.local_disks:
+        return None
+    return (f"VM {guest.vmid} is HA-managed and has local disks ({', '.join(precondition.local_disks)}): "
+            "PVE's HA manager does not copy local disks, so this migration would fail — "
+            "move the disks to shared storage or set up replication")
+
+
 def _describe_refusal(detail: Any) -> str:
     """``{"unavailable_storages": ["local-zfs"]}`` -> ``unavailable storages: local-zfs``."""
     if isinstance(detail, Mapping):
@@ -242,7 +252,10 @@ class Constraints:
             found.append(Finding(Kind.PVE, "not in Proxmox VE's allowed nodes"))
         if precondition.local_resources:
             found.append(Finding(Kind.PVE, f"uses local resources: {_names(precondition.local_resources)}", True))
-        if precondition.local_disks and guest.type == "qemu":
+        ha_problem = ha_local_disks_problem(guest, precondition)
+        if ha_problem is not None:
+            found.append(Finding(Kind.PVE, ha_problem, True))
+        elif precondition.local_disks and guest.type == "qemu":
             found.append(Finding(Kind.LOCAL_DISKS, f"local disks are copied: {_names(precondition.local_disks)}", True))
         return found
 

@@ -217,3 +217,26 @@ def test_an_unknown_mode_is_refused():
     snap = _cluster()
     with pytest.raises(UsageError, match="mode must be"):
         check_move(snap, snap.guest_by_vmid[100], "pve2", mode="sometimes")
+
+
+def test_ha_managed_vm_with_local_disks_is_blocked_in_every_mode():
+    """PVE's HA manager never copies local disks, so planners must not propose the move."""
+    snap = make_snapshot([make_node("a"), make_node("b")],
+                         [make_guest(100, "a", hastate="started")])
+    guest = snap.guest_by_vmid[100]
+    precondition = MigratePrecondition.from_api({"running": 1, "allowed_nodes": ["b"], "not_allowed_nodes": {},
+                                                 "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
+                                                 "local_resources": []})
+    for mode in ("manual", "auto"):
+        verdict = check_move(snap, guest, "b", mode=mode, precondition=precondition)
+        assert not verdict.allowed
+        assert any("HA manager does not copy local disks" in block for block in verdict.blocks)
+
+
+def test_non_ha_vm_with_local_disks_only_warns_that_they_are_copied():
+    snap = make_snapshot([make_node("a"), make_node("b")], [make_guest(100, "a")])
+    precondition = MigratePrecondition.from_api({"running": 1, "allowed_nodes": ["b"], "not_allowed_nodes": {},
+                                                 "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
+                                                 "local_resources": []})
+    verdict = check_move(snap, snap.guest_by_vmid[100], "b", precondition=precondition)
+    assert verdict.allowed and any("local disks are copied" in w for w in verdict.warnings)
