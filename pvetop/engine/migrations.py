@@ -27,7 +27,6 @@ from typing import Any
 
 from pvetop.errors import PvetopError, UsageError
 from pvetop.model import Guest
-from pvetop.policy.constraints import MigratePrecondition
 from pvetop.policy.placement import PlannedMove
 from pvetop.pve import actions, tasks
 from pvetop.pve.tasks import Progress, TaskStatus

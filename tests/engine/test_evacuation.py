@@ -11,14 +11,11 @@ from pvetop.engine.evacuation import lift_rules, prepare_evacuation, run_evacuat
 from pvetop.engine.migrations import Limits, MigrationExecutor
 from pvetop.engine.report import plan_lines
 from pvetop.policy.rules import RuleSet
-from pvetop.store import open_store
 from tests.engine.simdrive import (
-    connect,
     drive,
     guest_node,
     max_overlap,
     migration_tasks,
-    running_sim,
     set_failure_rate,
 )
 
@@ -28,22 +25,9 @@ TARGET_IN_LOG = re.compile(r"starting migration of (?:VM|CT) \d+ to node '([^']+
 
 
 @pytest.fixture
-def sim():
-    with running_sim() as running:
-        yield running
-
-
-@pytest.fixture
-def client(sim):
-    with connect(sim) as api:
-        yield api
-
-
-@pytest.fixture
-def store(tmp_path):
-    with open_store(str(tmp_path / "rules.sqlite")) as opened:
-        opened.reserve_node("homelab", RESERVED, reason="test")
-        yield opened
+def store(store):
+    store.reserve_node("homelab", RESERVED, reason="test")
+    return store
 
 
 async def evacuate(sim, client, store, proposal, limits: Limits):

@@ -14,32 +14,12 @@ from pvetop.pve import actions
 from pvetop.pve.tasks import Progress, parse_upid
 from pvetop.store import open_store
 from tests.engine.simdrive import (
-    connect,
     drive,
     guest_node,
     max_overlap,
     migration_tasks,
-    running_sim,
     set_failure_rate,
 )
-
-
-@pytest.fixture
-def sim():
-    with running_sim() as running:
-        yield running
-
-
-@pytest.fixture
-def client(sim):
-    with connect(sim) as api:
-        yield api
-
-
-@pytest.fixture
-def store(tmp_path):
-    with open_store(str(tmp_path / "rules.sqlite")) as opened:
-        yield opened
 
 
 def move_of(client, vmid: int, target: str, *, with_precondition: bool = True):
