@@ -30,6 +30,7 @@ from textual.cache import LRUCache
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widgets.data_table import Row as DataTableRow
 
 DRAWN_CELLS_CACHED = 6_000  # a few screens of cells, drawn
 SORT_UP = " ▲"
@@ -142,11 +143,14 @@ class LiveTable(DataTable):
             self.table = table
 
     def __init__(self, *, sort_column: str, reverse: bool | None = None, **kwargs: Any) -> None:
+        # before DataTable's __init__: its watchers already ask for ordered_rows
+        self._state: dict[str, Row] = {}
+        self._row_keys: dict[str, RowKey] = {}
+        self._order: list[str] = []  # row keys top to bottom, kept with DataTable's own index
+        self._table_rows: dict[str, DataTableRow] = {}
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._specs = {spec.key: spec for spec in self.COLUMNS}
         self._column_index = {spec.key: i for i, spec in enumerate(self.COLUMNS)}
-        self._state: dict[str, Row] = {}
-        self._row_keys: dict[str, RowKey] = {}
         self._drawn_cells: LRUCache[tuple, tuple[Cell, SegmentLines]] = LRUCache(DRAWN_CELLS_CACHED)
         self.sort_column = sort_column
         self.sort_reverse = self._specs[sort_column].descending_first if reverse is None else reverse
@@ -282,6 +286,8 @@ class LiveTable(DataTable):
         """``add_row``, then the row's cells become a view of ``_state`` (see ``_LiveRowData``)."""
         row_key = self.add_row(*self._state[key].cells, key=key)
         self._row_keys[key] = row_key
+        self._order.append(key)  # add_row puts it last
+        self._table_rows[key] = self.rows[row_key]
         self._data[row_key] = _LiveRowData(self._state, key, self._column_index)
 
     def _cells_changed(self) -> None:
@@ -319,21 +325,45 @@ class LiveTable(DataTable):
 
     def _remove_rows(self, keys: list[str]) -> None:
         """``remove_row`` for many rows with one re-index instead of one per row."""
-        doomed = {self._row_keys.pop(key) for key in keys}
-        remaining = [row.key for row in self.ordered_rows if row.key not in doomed]
-        for row_key in doomed:
+        gone = set(keys)
+        for key in gone:
+            row_key = self._row_keys.pop(key)
+            del self._table_rows[key]
             del self.rows[row_key]
             del self._data[row_key]
-        self._set_order([key.value for key in remaining])
+        self._set_order([key for key in self._order if key not in gone])
         self._require_update_dimensions = True
         self.cursor_coordinate = self.cursor_coordinate  # clamp into the shorter table
         self.refresh(layout=True)
 
     def _set_order(self, keys: list[str]) -> None:
         row_keys = self._row_keys
+        self._order = keys
         self._row_locations = TwoWayDict({row_keys[key]: index for index, key in enumerate(keys)})
         self._update_count += 1
         self.refresh()
+
+    @property
+    def ordered_rows(self) -> list[DataTableRow]:
+        # From our own top-to-bottom key list: DataTable's walks its index with a lookup per row.
+        cache_key = (self.row_count, self._update_count)
+        rows = self._ordered_row_cache.get(cache_key)
+        if rows is None:
+            table_rows = self._table_rows
+            rows = [table_rows[key] for key in self._order]
+            self._ordered_row_cache[cache_key] = rows
+        return rows
+
+    def clear(self, columns: bool = False) -> LiveTable:
+        """DataTable's ``clear``, forgetting our rows too (columns are fixed: keep them)."""
+        if columns:
+            raise ValueError("a LiveTable's columns are fixed")
+        self._state.clear()
+        self._row_keys.clear()
+        self._order = []
+        self._table_rows.clear()
+        super().clear()
+        return self
 
     @property
     def _y_offsets(self) -> list[tuple[RowKey, int]]:

@@ -73,3 +73,14 @@ async def test_cursor_stays_on_its_row_through_sorting_and_removals():
         await pilot.pause()
         assert table.keys_in_order == ["fig", "kiwi"] and table.cursor_key == "kiwi"
         assert table.columns[next(k for k in table.columns if k.value == "count")].label.plain == "Count ▲"
+
+
+async def test_clear_forgets_every_row_and_apply_starts_over():
+    app = FruitApp()
+    async with app.run_test():
+        table = app.query_one(Fruit)
+        table.apply(rows(apple=1, fig=7))
+        table.clear()
+        assert table.row_count == 0 and table.keys_in_order == []
+        table.apply(rows(kiwi=2, apple=5))
+        assert table.keys_in_order == ["apple", "kiwi"] and table.cell_text("apple", "count") == "5"
