@@ -113,3 +113,16 @@ async def test_keys_work_against_the_simulated_cluster(sim, client):
         await pilot.press("enter")
         await pilot.pause()
         assert app.node_table.sort_column == "mem_pct"
+
+
+async def test_read_only_greys_out_and_refuses_migrations(sim, client):
+    for read_only in (False, True):
+        app = PvetopApp(client, interval=60, read_only=read_only)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for_data(pilot)
+            main = app.screen
+            assert (app.check_action("migrate", ()) is None) is read_only
+            await pilot.press("m")
+            await settle(pilot)
+            assert (app.screen is main) is read_only  # read-only: no migrate dialog
+            assert ("READ-ONLY" in header_text(app)) is read_only
