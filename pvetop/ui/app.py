@@ -337,8 +337,18 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             self.guest_table.focus()
 
     def action_node_guests(self) -> None:
-        """Show only the guests of the node under the node table's cursor (again: all)."""
-        self._node_filter = None if self._node_filter is not None else self.node_table.cursor_key
+        """Show only the guests of one node (again: all): the selected guest's node when the
+        guest table has focus, else the node under the node table's cursor."""
+        if self._node_filter is not None:
+            self._node_filter = None
+        else:
+            guest_key = self.guest_table.cursor_key
+            if self.focused is self.guest_table and guest_key is not None:
+                node = self.guest_table.item(guest_key).guest.node
+                self.node_table.select_key(node)  # the node table shows which node it is
+            else:
+                node = self.node_table.cursor_key
+            self._node_filter = node
         self._apply_guests()
 
     def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:

@@ -130,6 +130,17 @@ async def test_node_selection_filters_guests(app):
         assert len(app.guest_table.keys_in_order) == 7
 
 
+async def test_n_in_the_guest_table_shows_the_guests_on_that_guests_node(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        app.guest_table.select_key("103")  # dns, on small1
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.guest_table.keys_in_order == ["103", "104"]
+        assert app.node_table.cursor_key == "small1"
+        assert app.guest_table.cursor_key == "103"
+
+
 async def test_guest_detail_shows_fields_config_and_history(app, source):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_data(pilot)
