@@ -96,7 +96,7 @@ class ClusterHeader(Static):
     """Shows a ``HeaderView``; the app builds a new one whenever something in it changes."""
 
     DEFAULT_CSS = """
-    ClusterHeader { height: 3; padding: 0 1; background: $panel; }
+    ClusterHeader { height: auto; padding: 0 1; background: $panel; }  /* lines wrap on narrow terminals */
     """
 
     def show(self, view: HeaderView) -> None:
