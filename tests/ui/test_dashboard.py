@@ -342,3 +342,11 @@ async def test_collector_tuning_lasts_as_long_as_the_app(app):
         await wait_for_data(pilot)
         assert gc.get_threshold()[2] >= 100 and gc.get_freeze_count() > 0
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_a_narrow_terminal_wraps_the_header_without_hiding_the_freshness_line(app):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_data(pilot)
+        lines = app.header.render_lines(app.header.region.reset_offset)
+        assert len(lines) >= 4
+        assert "data 0.0s old" in "".join(segment.text for line in lines for segment in line)
