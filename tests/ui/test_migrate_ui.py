@@ -281,9 +281,10 @@ async def test_quitting_with_migrations_under_way_asks_first():
         snapshot = app.latest.snapshot
         app.migrations.submit(planned_move(snapshot.guest_by_vmid[103], "pve-mini1", "pve-big", "test"))
         app.migrations.submit(planned_move(snapshot.guest_by_vmid[105], "pve-mini1", "pve-big", "test"))
+        app.migrations.submit(planned_move(snapshot.guest_by_vmid[106], "pve-mini1", "pve-big", "test"))
         await pilot.press("q")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "1 migration(s) running, 1 queued" in screen_text(app)
+        assert "2 migration(s) running, 1 queued" in screen_text(app)  # max_parallel 2
         await pilot.press("n")
         await wait_until(pilot, lambda: app.screen is app.screen_stack[0])
         assert app.is_running
