@@ -9,6 +9,7 @@ reason and retries with a doubling delay.
 Hooks for other rooms: ``ruleset`` (pins, locks, reserved nodes; set it and the flag columns
 follow), ``tagged`` (vmids for a bulk move; call ``refresh_marks`` after changing it), ``store``
 (the rules store, when one is open), ``detail_panels`` (widgets mounted in the detail panes),
+``add_app_binding`` (an app-wide key that help and the command palette list too),
 ``read_only`` with ``ReadOnlyGuard.WRITE_ACTIONS`` (write actions greyed out).
 """
 
@@ -94,6 +95,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         self.clock = clock
         self.insecure_warning = insecure_warning
         self.detail_panels: dict[str, list[Callable[[Screen], Widget]]] = {"guest": [], "node": []}
+        self.added_bindings: list[Binding] = []  # see add_app_binding
         self._ruleset = ruleset or RuleSet.empty()
         self.tagged: set[int] = set()  # vmids tagged for a bulk move (space); see refresh_marks
         self._query: GuestFilter = NO_FILTER
@@ -299,10 +301,16 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             return
         self.push_screen(HelpScreen(help_text(self, self.help_sections(), HELP_EXTRAS)))
 
-    def help_sections(self) -> list[tuple[str, list[type]]]:
+    def add_app_binding(self, key: str, action: str, description: str) -> None:
+        """Binds an app-wide key for another room (the rules store) and lists it in help and the
+        command palette, which only see class ``BINDINGS`` otherwise."""
+        self.bind(key, action, description=description)
+        self.added_bindings.append(Binding(key, action, description))
+
+    def help_sections(self) -> list[tuple[str, list[type | Binding]]]:
         panels = [make for makers in self.detail_panels.values() for make in makers if isinstance(make, type)]
         return [
-            ("Everywhere", [type(self)]),
+            ("Everywhere", [type(self), *self.added_bindings]),
             ("Node and guest tables", [GuestTable, NodeTable]),
             ("Detail panes (enter)", [DetailScreen, *panels]),
             ("Help", [HelpScreen]),
@@ -414,6 +422,8 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         ]
         for title, action, help_ in commands:
             yield SystemCommand(title, help_, self._runner(action))
+        for binding in self.added_bindings:
+            yield SystemCommand(binding.description, f"({binding.key})", self._runner(binding.action))
         for table, cls in (("guests", GuestTable), ("nodes", NodeTable)):
             for spec in cls.COLUMNS:
                 yield SystemCommand(f"Sort {table} by {spec.name}", f"Again to reverse; or click the {spec.label} header",

@@ -17,22 +17,23 @@ from textual.widgets import Static
 HelpSection = tuple[str, list[BindingType]]
 
 
-def _bindings(classes: Iterable[type]) -> list[Binding]:
-    """Bindings of the classes and their bases, most specific first, each key once."""
+def _bindings(sources: Iterable[type | Binding]) -> list[Binding]:
+    """Bindings of the classes (and their bases) or given directly, most specific first, each key once."""
     seen: set[str] = set()
     result: list[Binding] = []
-    for cls in classes:
-        for base in cls.__mro__:
-            for item in base.__dict__.get("BINDINGS", []):
-                binding = item if isinstance(item, Binding) else Binding(*item)
-                if binding.key in seen or not binding.description:
-                    continue
-                seen.add(binding.key)
-                result.append(binding)
+    for source in sources:
+        items = [source] if isinstance(source, Binding) else [
+            item for base in source.__mro__ for item in base.__dict__.get("BINDINGS", [])]
+        for item in items:
+            binding = item if isinstance(item, Binding) else Binding(*item)
+            if binding.key in seen or not binding.description:
+                continue
+            seen.add(binding.key)
+            result.append(binding)
     return result
 
 
-def help_text(app, sections: list[tuple[str, list[type]]], extra: list[tuple[str, str]]) -> Text:
+def help_text(app, sections: list[tuple[str, list[type | Binding]]], extra: list[tuple[str, str]]) -> Text:
     text = Text()
     for title, classes in sections:
         bindings = _bindings(classes)

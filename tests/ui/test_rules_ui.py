@@ -197,6 +197,26 @@ async def test_journal_view_lists_recent_entries(source, store):
         assert not isinstance(app.screen, JournalScreen)
 
 
+async def test_rules_keys_are_in_help_and_the_command_palette(source, store):
+    """`?` lists every binding, the ones the rules store adds at run time included."""
+    from pvetop.ui.help import HelpScreen
+
+    app = make_app(source, store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text", Static).render())
+        for key, description in (("j", "Journal"), ("c", "Reconcile"), ("i", "Pin hints")):
+            assert f"  {key:<18}{description}" in text
+        await pilot.press("escape")
+        await pilot.press("ctrl+p", *"journal")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, JournalScreen)
+
+
 async def test_reconcile_shows_the_changes_and_applies_only_after_confirmation(source, store):
     store.pin_guest(C, 150, "gone-guest", ["big"])
     store.lock_guest(C, 100, "mail")  # vmid 100 is now "web-1": a reused vmid

@@ -27,7 +27,7 @@ def install_rules(app, store: Store) -> RulesController:
     for name, screen in SCREENS.items():
         app.install_screen(screen(), name)
     for key, name, description in KEYS:
-        app.bind(key, f"push_screen('{name}')", description=description)
+        app.add_app_binding(key, f"push_screen('{name}')", description)
     return controller
 
 
