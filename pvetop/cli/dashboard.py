@@ -32,10 +32,9 @@ def _check_options(args: argparse.Namespace) -> None:
     if not 0.2 <= args.interval <= 3600:
         raise UsageError(f"--interval {args.interval:g}: give between 0.2 and 3600 seconds")
     if args.theme is not None:
-        from textual.theme import BUILTIN_THEMES
+        from pvetop.ui.themes import check_theme
 
-        if args.theme not in BUILTIN_THEMES:
-            raise UsageError(f"--theme {args.theme}: unknown theme", hint=f"one of {', '.join(sorted(BUILTIN_THEMES))}")
+        check_theme(args.theme)
 
 
 @contextlib.contextmanager
