@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from pvetop.config import settings_from_sim_info
 from pvetop.pve import PveClient
@@ -59,8 +59,11 @@ class TaskReads:
             return any(task.running(self._cluster.now) for task in self._cluster.tasks)
 
 
-async def drive(sim, until: Callable[[], bool], *, step: float = STEP_SECONDS, limit: float = 3600) -> None:
-    """Steps simulated time while the event loop runs the code under test, until ``until()``."""
+async def drive(sim, until: Callable[[], bool], *, step: float = STEP_SECONDS, limit: float = 3600,
+                pause: Callable[[float], Awaitable[object]] = asyncio.sleep, pause_seconds: float = 0.005) -> None:
+    """Steps simulated time while the event loop runs the code under test, until ``until()``;
+    after each step it waits (``pause``: ``asyncio.sleep``, or a Pilot's ``pause`` for an app)
+    until the code under test has read the tasks again, so no progress line is skipped."""
     reads = TaskReads.of(sim)
     stepped = 0.0
     while not until():
@@ -69,11 +72,11 @@ async def drive(sim, until: Callable[[], bool], *, step: float = STEP_SECONDS, l
         seen = reads.count
         sim.cluster.step(step)
         stepped += step
-        await asyncio.sleep(0.005)
+        await pause(pause_seconds)
         for _ in range(READ_WAIT_ROUNDS):
             if reads.count >= seen + 2 or not reads.tasks_running() or until():
                 break
-            await asyncio.sleep(0.005)
+            await pause(pause_seconds)
 
 
 def drive_thread(sim, thread: threading.Thread, *, step: float = STEP_SECONDS, limit: float = 3600) -> None:

@@ -10,7 +10,8 @@ from textual.widgets import DataTable, Static
 from textual.pilot import Pilot
 
 from pvetop.ui.app import PvetopApp
-from tests.engine.simdrive import READ_WAIT_ROUNDS, TaskReads, connect, running_sim, set_failure_rate
+from tests.engine import simdrive
+from tests.engine.simdrive import connect, running_sim, set_failure_rate
 from tests.ui.conftest import wait_for_data
 
 SIZE = (150, 45)
@@ -33,19 +34,7 @@ async def sim_pilot(*, read_only: bool = False, store=None, ruleset=None, failur
 
 async def drive(pilot, sim, until: Callable[[], bool], *, step: float = 5.0, limit: float = 3600) -> None:
     """Steps simulated time while the app polls, until ``until()`` holds (in lock-step with task reads)."""
-    reads = TaskReads.of(sim)
-    stepped = 0.0
-    while not until():
-        if stepped >= limit:
-            raise AssertionError(f"not reached after {limit:g} simulated seconds")
-        seen = reads.count
-        sim.cluster.step(step)
-        stepped += step
-        await pilot.pause(0.01)
-        for _ in range(READ_WAIT_ROUNDS):
-            if reads.count >= seen + 2 or not reads.tasks_running() or until():
-                break
-            await pilot.pause(0.01)
+    await simdrive.drive(sim, until, step=step, limit=limit, pause=pilot.pause, pause_seconds=0.01)
 
 
 async def wait_until(pilot, until: Callable[[], bool], *, tries: int = 500) -> None:
