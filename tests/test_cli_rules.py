@@ -67,6 +67,10 @@ def test_removals_work_offline_and_are_journaled(db, capsys):
 def test_removing_what_is_not_there_is_an_error(db, capsys):
     code, _, err = run(capsys, "pins", "rm", "100", "--cluster", C, "--db", db)
     assert code == 1 and err == "pvetop: error: guest 100 has no pin in cluster homelab\n"
+    code, _, err = run(capsys, "locks", "rm", "101", "--cluster", C, "--db", db)
+    assert code == 1 and err == "pvetop: error: guest 101 has no lock in cluster homelab\n"
+    code, _, err = run(capsys, "unreserve", "pve3", "--cluster", C, "--db", db)
+    assert code == 1 and err == "pvetop: error: node pve3 is not reserved in cluster homelab\n"
     code, _, err = run(capsys, "pins", "rm", "abc", "--cluster", C, "--db", db)
     assert code == 2 and "vmid 'abc' is not a number" in err
 

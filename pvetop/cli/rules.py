@@ -223,13 +223,20 @@ def run_pins_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_pins_rm(args: argparse.Namespace) -> int:
-    vmid = _vmid(args.vmid)
+def _remove(args: argparse.Namespace, remove, missing: str):
+    """Removes one rule from the store (no connection needed); a rule that is not there is an error
+    naming it and the cluster, so a typo in a script never passes silently."""
     with _open_store(args) as store:
         cluster, _, _ = _target(args, offline=True)
-        removed = store.unpin(cluster, vmid)
+        removed = remove(store, cluster)
     if removed is None:
-        raise PvetopError(f"guest {vmid} has no pin in cluster {cluster}")
+        raise PvetopError(f"{missing} in cluster {cluster}")
+    return removed
+
+
+def run_pins_rm(args: argparse.Namespace) -> int:
+    vmid = _vmid(args.vmid)
+    removed = _remove(args, lambda store, cluster: store.unpin(cluster, vmid), f"guest {vmid} has no pin")
     print(f"unpinned {vmid} ({removed.name or 'unnamed'}), was pinned to {', '.join(sorted(removed.nodes))}")
     return 0
 
@@ -309,11 +316,7 @@ def run_locks_add(args: argparse.Namespace) -> int:
 
 def run_locks_rm(args: argparse.Namespace) -> int:
     vmid = _vmid(args.vmid)
-    with _open_store(args) as store:
-        cluster, _, _ = _target(args, offline=True)
-        removed = store.unlock_guest(cluster, vmid)
-    if removed is None:
-        raise PvetopError(f"guest {vmid} has no lock in cluster {cluster}")
+    removed = _remove(args, lambda store, cluster: store.unlock_guest(cluster, vmid), f"guest {vmid} has no lock")
     print(f"unlocked {vmid} ({removed.name or 'unnamed'})")
     return 0
 
@@ -338,11 +341,7 @@ def run_unreserve(args: argparse.Namespace) -> int:
     from pvetop.store.validate import check_node
 
     node = check_node(args.node)
-    with _open_store(args) as store:
-        cluster, _, _ = _target(args, offline=True)
-        removed = store.unreserve_node(cluster, node)
-    if removed is None:
-        raise PvetopError(f"node {node} is not reserved in cluster {cluster}")
+    _remove(args, lambda store, cluster: store.unreserve_node(cluster, node), f"node {node} is not reserved")
     print(f"released {node}")
     return 0
 
