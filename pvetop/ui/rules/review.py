@@ -10,18 +10,28 @@ from pvetop.ui.rules.controller import RulesController
 from pvetop.ui.rules.dialogs import ReviewDialog
 
 
-class ReconcileDialog(ReviewDialog):
+class ClusterReviewDialog(ReviewDialog):
+    """A review computed from the latest snapshot; until the first refresh there is nothing to review."""
+
+    def load(self):
+        controller = RulesController(self.app, self.app.store)
+        if controller.snapshot is None:
+            return [], "no cluster data yet: wait for the first refresh"
+        return self.proposals(controller, controller.snapshot)
+
+    def proposals(self, controller: RulesController, snapshot):
+        """(label, proposal) pairs for ``snapshot``, and the text shown when there are none."""
+        raise NotImplementedError
+
+
+class ReconcileDialog(ClusterReviewDialog):
     """Rules naming vanished guests, reused vmids or missing nodes; all proposed, none applied yet."""
 
     HEADING = "Reconcile rules with the cluster"
     EXPLAIN = "These stored rules no longer match the cluster. Selected changes are applied and journaled."
     PRESELECT = True
 
-    def load(self):
-        controller = RulesController(self.app, self.app.store)
-        snapshot = controller.snapshot
-        if snapshot is None:
-            return [], "no cluster data yet: wait for the first refresh"
+    def proposals(self, controller, snapshot):
         try:
             changes = reconcile(snapshot, controller.store.rules(controller.cluster))
         except ValueError as exc:
@@ -40,18 +50,14 @@ class ReconcileDialog(ReviewDialog):
         self.app.notify(f"reconcile: {applied} change(s) applied{note}", timeout=4)
 
 
-class SuggestionsDialog(ReviewDialog):
+class SuggestionsDialog(ClusterReviewDialog):
     """Pins read from ProxLB plb_pin_ tags and HA node-affinity rules; none selected until chosen."""
 
     HEADING = "Suggested pins"
     EXPLAIN = "From ProxLB plb_pin_<node> tags and PVE HA node-affinity rules. Select the ones to pin."
     PRESELECT = False
 
-    def load(self):
-        controller = RulesController(self.app, self.app.store)
-        snapshot = controller.snapshot
-        if snapshot is None:
-            return [], "no cluster data yet: wait for the first refresh"
+    def proposals(self, controller, snapshot):
         suggestions = suggest_pins(snapshot, self.app.ruleset.pins)
         items = []
         for s in suggestions:
