@@ -37,6 +37,14 @@ async def open_tasks(pilot) -> TasksScreen:
     return pilot.app.screen
 
 
+async def tasks_with_theirs(pilot, sim) -> tuple[TasksScreen, str]:
+    """The tasks pane open on a migration someone else started (VM 103 to pve-big), once it is listed."""
+    theirs = start_elsewhere(sim, 103, "pve-big")
+    screen = await open_tasks(pilot)
+    await wait_until(pilot, lambda: theirs in screen.rows)
+    return screen, theirs
+
+
 async def test_pane_shows_ours_and_the_clusters_tasks_with_progress():
     async with sim_pilot() as (sim, app, pilot):
         theirs = start_elsewhere(sim, 103, "pve-big")
@@ -58,9 +66,7 @@ async def test_pane_shows_ours_and_the_clusters_tasks_with_progress():
 
 async def test_enter_opens_the_full_log_of_a_task():
     async with sim_pilot() as (sim, app, pilot):
-        theirs = start_elsewhere(sim, 103, "pve-big")
-        screen = await open_tasks(pilot)
-        await wait_until(pilot, lambda: theirs in screen.rows)
+        screen, theirs = await tasks_with_theirs(pilot, sim)
         select_row(screen.query_one("#tasks", DataTable), theirs)
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, TaskLogScreen))
@@ -74,9 +80,7 @@ async def test_enter_opens_the_full_log_of_a_task():
 
 async def test_stopping_a_running_task_asks_first_and_the_guest_stays():
     async with sim_pilot() as (sim, app, pilot):
-        theirs = start_elsewhere(sim, 103, "pve-big")
-        screen = await open_tasks(pilot)
-        await wait_until(pilot, lambda: theirs in screen.rows)
+        screen, theirs = await tasks_with_theirs(pilot, sim)
         select_row(screen.query_one("#tasks", DataTable), theirs)
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -110,9 +114,7 @@ async def test_stopping_our_own_job_goes_through_the_executor():
 
 async def test_read_only_greys_out_stopping():
     async with sim_pilot(read_only=True) as (sim, app, pilot):
-        theirs = start_elsewhere(sim, 103, "pve-big")
-        screen = await open_tasks(pilot)
-        await wait_until(pilot, lambda: theirs in screen.rows)
+        screen, theirs = await tasks_with_theirs(pilot, sim)
         assert screen.check_action("stop", ()) is None and screen.check_action("open_log", ()) is True
         select_row(screen.query_one("#tasks", DataTable), theirs)
         await pilot.press("s")
