@@ -331,15 +331,19 @@ class SimCluster:
         return task
 
     # ----- migrations ---------------------------------------------------------------------
-    def migrate(self, kind: str, node: str, vmid: int, params: dict, user: str) -> str:
-        """POST .../{vmid}/migrate: PVE's synchronous refusals, else a task's UPID."""
-        target = params["target"]
+    def check_migration_target(self, node: str, target: str) -> None:
+        """PVE's synchronous refusals shared by migrate and migrateall, in PVE's order."""
         if target == node:
             raise param_error({"target": "target is local node."})
         self.reachable_node(node)
         self.require_quorum()
         if target not in self.nodes:
             raise PveApiError(500, f"no such cluster node '{target}'")
+
+    def migrate(self, kind: str, node: str, vmid: int, params: dict, user: str) -> str:
+        """POST .../{vmid}/migrate: PVE's synchronous refusals, else a task's UPID."""
+        target = params["target"]
+        self.check_migration_target(node, target)
         guest = self.guest_on(node, vmid, kind)
         label = "VM" if kind == "qemu" else "CT"
         if guest.lock:
@@ -368,12 +372,7 @@ class SimCluster:
     def migrate_all(self, node: str, target: str, user: str, *, max_workers: int, vmids: set[int] | None,
                     with_local_disks: bool) -> str:
         """POST /nodes/{node}/migrateall: one task that migrates every guest, ``max_workers`` at a time."""
-        if target == node:
-            raise param_error({"target": "target is local node."})
-        self.reachable_node(node)
-        self.require_quorum()
-        if target not in self.nodes:
-            raise PveApiError(500, f"no such cluster node '{target}'")
+        self.check_migration_target(node, target)
         queue = [g for g in self.guests.values() if g.node == node and (vmids is None or g.vmid in vmids)]
         task = self.new_task(node, "migrateall", "", user)
         started_at = self.now
