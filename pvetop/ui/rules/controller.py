@@ -9,6 +9,7 @@ journals it; failures become notifications, never tracebacks.
 from __future__ import annotations
 
 import getpass
+from functools import partial
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -44,22 +45,42 @@ class RulesController:
 
     def on_refresh(self, refresh: Any) -> None:
         """Watches ``app.latest``: each poll brings a new value (its arrival time moves), so rules
-        changed elsewhere (the CLI, another pvetop) show on the next refresh."""
-        if refresh is not None:
-            self.reload()
+        changed elsewhere (the CLI, another pvetop) show on the next refresh. The store is read in a
+        thread worker: a slow disk or a remote PostgreSQL never stalls the UI."""
+        cluster = self.cluster
+        if refresh is not None and cluster is not None:
+            self.app.run_worker(partial(self._read_in_worker, cluster), thread=True, exclusive=True,
+                                group="rules-reload", exit_on_error=False)
+
+    def _read_in_worker(self, cluster: str) -> None:
+        try:
+            ruleset = self.store.ruleset(cluster)
+        except PvetopError as exc:
+            self.app.call_from_thread(self._unreadable, exc)
+        else:
+            self.app.call_from_thread(self._show, ruleset)
+        finally:
+            self.store.close()  # this worker thread's own connection
 
     def reload(self) -> None:
-        """Reads the cluster's rules; ``app.ruleset`` is replaced only when they changed."""
+        """Reads the cluster's rules now (after a change the user just made, so it shows at once)."""
         cluster = self.cluster
         if cluster is None:
             return
         try:
             ruleset = self.store.ruleset(cluster)
         except PvetopError as exc:
-            self.app.notify(f"cannot read the rules store: {exc}", severity="error", timeout=6)
+            self._unreadable(exc)
             return
+        self._show(ruleset)
+
+    def _show(self, ruleset) -> None:
+        """``app.ruleset`` is replaced only when the rules changed, so the tables redraw only then."""
         if ruleset != self.app.ruleset:
             self.app.ruleset = ruleset
+
+    def _unreadable(self, exc: PvetopError) -> None:
+        self.app.notify(f"cannot read the rules store: {exc}", severity="error", timeout=6)
 
     def change(self, describe: str, operation: Callable[[Store, str], T]) -> T | None:
         """Runs one store change for the current cluster, then shows it; None when it failed."""
