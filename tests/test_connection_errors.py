@@ -34,7 +34,8 @@ def connection(sim, *, token: bool = True, **overrides: str) -> list[str]:
     else:
         options["--password"] = info["password"]
     options.update(overrides)
-    return [part for key, value in options.items() if value is not None for part in (key, value)]
+    # --key=value, as scripts should pass secrets: a value starting with "-" is not taken for an option
+    return [f"{key}={value}" for key, value in options.items() if value is not None]
 
 
 def assert_one_clear_error(result: subprocess.CompletedProcess, *needles: str, code: int = 3) -> None:
@@ -51,6 +52,21 @@ def test_status_prints_the_cluster(sim, tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"cluster {sim.cluster.cluster_name}: quorate" in result.stdout
     assert all(name in result.stdout for name in sim.cluster.nodes)
+
+
+def test_a_password_starting_with_a_dash_works_in_the_key_value_form(tmp_path):
+    with start_sim(scenario="quorum3", seed=1, port=0, manual_clock=True, password="-starts-with-dash") as dashed:
+        result = run_status(tmp_path, *connection(dashed, token=False))
+    assert result.returncode == 0, result.stderr
+    assert "3/3 nodes online" in result.stdout
+
+
+def test_generated_sim_passwords_are_safe_to_paste_after_password():
+    from pvetop.sim.auth import new_password
+
+    passwords = [new_password() for _ in range(200)]
+    assert all(pw.isalnum() and len(pw) == 16 for pw in passwords)
+    assert len(set(passwords)) == 200
 
 
 def test_status_json_has_normalised_fields(sim, tmp_path):

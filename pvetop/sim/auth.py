@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import string
 import uuid
 from dataclasses import dataclass, field
 
@@ -26,6 +27,14 @@ ALL_PRIVILEGES = (
 )
 AUDIT_PRIVILEGES = ("Datastore.Audit", "Sys.Audit", "VM.Audit")
 PERMISSION_PATHS = ("/", "/access", "/nodes", "/pool", "/sdn", "/storage", "/vms")
+
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_password(length: int = 16) -> str:
+    """A random password of letters and digits: pasted after ``--password`` it can never be taken
+    for an option (``token_urlsafe`` may start with ``-``)."""
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
 
 
 @dataclass
@@ -56,9 +65,9 @@ class Identity:
 class Auth:
     def __init__(self, clock_now, *, root_password: str | None = None):
         self._now = clock_now
-        self.root = Account("root@pam", root_password or secrets.token_urlsafe(12), frozenset(ALL_PRIVILEGES),
+        self.root = Account("root@pam", root_password or new_password(), frozenset(ALL_PRIVILEGES),
                             {"pvetop": str(uuid.uuid4())})
-        self.auditor = Account("auditor@pve", secrets.token_urlsafe(12), frozenset(AUDIT_PRIVILEGES),
+        self.auditor = Account("auditor@pve", new_password(), frozenset(AUDIT_PRIVILEGES),
                                {"readonly": str(uuid.uuid4())})
         self.accounts = {a.userid: a for a in (self.root, self.auditor)}
         self._key = secrets.token_bytes(32)
