@@ -46,10 +46,19 @@ DEFAULT_PORT = 8006
 DEFAULT_TIMEOUT = 5.0
 PASSWORD_COMMAND_TIMEOUT = 30.0
 
-PROFILE_KEYS = frozenset({
-    "host", "user", "password", "password_command", "token_name", "token_value",
-    "verify_ssl", "fingerprint", "timeout",
-})
+PROFILE_KEYS = frozenset(
+    {
+        "host",
+        "user",
+        "password",
+        "password_command",
+        "token_name",
+        "token_value",
+        "verify_ssl",
+        "fingerprint",
+        "timeout",
+    }
+)
 TOP_LEVEL_SCALARS = frozenset({"default_profile", "db"})
 
 Verify = bool | str  # True, False, or the path of a CA file/directory
@@ -60,6 +69,7 @@ def default_config_path() -> Path:
 
 
 # --------------------------------------------------------------------------- settings
+
 
 @dataclass(frozen=True)
 class ConnectionSettings:
@@ -85,9 +95,11 @@ class ConnectionSettings:
 
     def __repr__(self) -> str:
         auth = f"token_name={self.token_name!r}, token_value='***'" if self.uses_token else "password='***'"
-        return (f"ConnectionSettings(hosts={self.host_labels!r}, user={self.user!r}, {auth}, "
-                f"verify={self.verify!r}, fingerprint={self.fingerprint!r}, timeout={self.timeout!r}, "
-                f"profile={self.profile!r})")
+        return (
+            f"ConnectionSettings(hosts={self.host_labels!r}, user={self.user!r}, {auth}, "
+            f"verify={self.verify!r}, fingerprint={self.fingerprint!r}, timeout={self.timeout!r}, "
+            f"profile={self.profile!r})"
+        )
 
     __str__ = __repr__
 
@@ -126,8 +138,10 @@ class Config:
         if name is not None:
             if name not in self.profiles:
                 known = ", ".join(sorted(self.profiles)) or "none"
-                raise UsageError(f"profile {name!r} not found in {self._where()} (profiles: {known})",
-                                 hint=f"add a [profiles.{name}] table or pick one of the listed profiles")
+                raise UsageError(
+                    f"profile {name!r} not found in {self._where()} (profiles: {known})",
+                    hint=f"add a [profiles.{name}] table or pick one of the listed profiles",
+                )
             return self.profiles[name]
         if self.default_profile is not None:
             return self.profiles[self.default_profile]
@@ -140,6 +154,7 @@ class Config:
 
 
 # --------------------------------------------------------------------------- value parsing
+
 
 def format_host(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -171,8 +186,10 @@ def parse_hosts(value: str | list, *, source: str) -> tuple[tuple[str, int], ...
     """A comma-separated string or a list of strings -> ((host, port), ...) in failover order."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise UsageError(f"{source}: host must be a string or a list of strings",
-                         hint='write host = "pve1" or host = ["pve1:8006", "pve2:8006"]')
+        raise UsageError(
+            f"{source}: host must be a string or a list of strings",
+            hint='write host = "pve1" or host = ["pve1:8006", "pve2:8006"]',
+        )
     hosts = tuple(parse_host(item, source=source) for item in items if item.strip())
     if not hosts:
         raise UsageError(f"{source}: no host given", hint='write host = "pve1:8006"')
@@ -198,9 +215,10 @@ def parse_verify(value: bool | str, *, source: str, base_dir: Path | None = None
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
     if not path.exists():
-        raise UsageError(f"{source}: CA file {str(path)!r} does not exist",
-                         hint="give true, false, or the path of the cluster's CA certificate "
-                              "(/etc/pve/pve-root-ca.pem on a node)")
+        raise UsageError(
+            f"{source}: CA file {str(path)!r} does not exist",
+            hint="give true, false, or the path of the cluster's CA certificate (/etc/pve/pve-root-ca.pem on a node)",
+        )
     return str(path)
 
 
@@ -211,11 +229,13 @@ def parse_fingerprint(value: str, *, source: str) -> str:
     """A SHA-256 fingerprint with or without colons -> ``AB:CD:...`` (the form PVE shows)."""
     digits = value.strip().replace(":", "") if isinstance(value, str) else ""
     if not _HEX.fullmatch(digits):
-        raise UsageError(f"{source}: fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed)",
-                         hint="copy it from the node's Certificates panel or run: "
-                              "openssl x509 -in /etc/pve/local/pve-ssl.pem -noout -fingerprint -sha256")
+        raise UsageError(
+            f"{source}: fingerprint must be a SHA-256 fingerprint (64 hex digits, colons allowed)",
+            hint="copy it from the node's Certificates panel or run: "
+            "openssl x509 -in /etc/pve/local/pve-ssl.pem -noout -fingerprint -sha256",
+        )
     digits = digits.upper()
-    return ":".join(digits[i:i + 2] for i in range(0, 64, 2))
+    return ":".join(digits[i : i + 2] for i in range(0, 64, 2))
 
 
 def parse_timeout(value: Any, *, source: str) -> float:
@@ -238,12 +258,15 @@ def split_token_id(token_name: str, user: str | None, *, source: str) -> tuple[s
     if not token_user or not name:
         raise UsageError(f"{source}: bad token id {token_name!r}", hint="write USER@REALM!TOKENID or just TOKENID")
     if user is not None and user != token_user:
-        raise UsageError(f"{source}: token {token_name!r} belongs to {token_user}, not to user {user}",
-                         hint="drop the user setting or make it match the token's user")
+        raise UsageError(
+            f"{source}: token {token_name!r} belongs to {token_user}, not to user {user}",
+            hint="drop the user setting or make it match the token's user",
+        )
     return token_user, name
 
 
 # --------------------------------------------------------------------------- config file
+
 
 def load_config(path: Path | str | None = None, *, explicit: bool = False) -> Config:
     """Reads and validates the config file; a missing default file is an empty config.
@@ -255,8 +278,10 @@ def load_config(path: Path | str | None = None, *, explicit: bool = False) -> Co
         raw_bytes = config_path.read_bytes()
     except FileNotFoundError:
         if explicit:
-            raise UsageError(f"config file {config_path} does not exist",
-                             hint="create it or leave out --config to use the default location") from None
+            raise UsageError(
+                f"config file {config_path} does not exist",
+                hint="create it or leave out --config to use the default location",
+            ) from None
         return Config(path=None)
     except OSError as exc:
         raise UsageError(f"cannot read config file {config_path}: {exc.strerror}") from None
@@ -265,8 +290,10 @@ def load_config(path: Path | str | None = None, *, explicit: bool = False) -> Co
     except UnicodeDecodeError:
         raise UsageError(f"{config_path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{config_path}: TOML syntax error: {exc}",
-                         hint="fix the line shown; strings need quotes, e.g. host = \"pve1:8006\"") from None
+        raise UsageError(
+            f"{config_path}: TOML syntax error: {exc}",
+            hint='fix the line shown; strings need quotes, e.g. host = "pve1:8006"',
+        ) from None
     return _build_config(config_path, data)
 
 
@@ -281,9 +308,11 @@ def _build_config(path: Path, data: dict[str, Any]) -> Config:
         if isinstance(value, dict):
             sections[key] = value
         elif key not in TOP_LEVEL_SCALARS:
-            raise UsageError(f"{path}: unknown key {key!r}",
-                             hint=f"top-level keys are {', '.join(sorted(TOP_LEVEL_SCALARS))}; "
-                                  "cluster settings go into [profiles.NAME]")
+            raise UsageError(
+                f"{path}: unknown key {key!r}",
+                hint=f"top-level keys are {', '.join(sorted(TOP_LEVEL_SCALARS))}; "
+                "cluster settings go into [profiles.NAME]",
+            )
     profiles = {name: _build_profile(path, name, table) for name, table in profiles_raw.items()}
     default_profile = data.get("default_profile")
     if default_profile is not None:
@@ -291,16 +320,19 @@ def _build_config(path: Path, data: dict[str, Any]) -> Config:
             raise UsageError(f"{path}: default_profile must be a string")
         if default_profile not in profiles:
             known = ", ".join(sorted(profiles)) or "none"
-            raise UsageError(f"{path}: default_profile {default_profile!r} has no [profiles.{default_profile}] table",
-                             hint=f"profiles defined: {known}")
+            raise UsageError(
+                f"{path}: default_profile {default_profile!r} has no [profiles.{default_profile}] table",
+                hint=f"profiles defined: {known}",
+            )
     db = data.get("db")
     if db is not None and (not isinstance(db, str) or not db.strip()):
         raise UsageError(f"{path}: db must be a path or database URL string")
     warnings = ()
     if any(p.holds_secret for p in profiles.values()):
         warnings = _permission_warnings(path)
-    return Config(path=path, profiles=profiles, default_profile=default_profile, db=db,
-                  sections=sections, warnings=warnings)
+    return Config(
+        path=path, profiles=profiles, default_profile=default_profile, db=db, sections=sections, warnings=warnings
+    )
 
 
 def _permission_warnings(path: Path) -> tuple[str, ...]:
@@ -316,17 +348,19 @@ def _build_profile(path: Path, name: str, table: Any) -> Profile:
         raise UsageError(f"{where} must be a table", hint=f"write [profiles.{name}] followed by key = value lines")
     unknown = sorted(set(table) - PROFILE_KEYS)
     if unknown:
-        raise UsageError(f"{where}: unknown key {unknown[0]!r}",
-                         hint=f"known keys: {', '.join(sorted(PROFILE_KEYS))}")
+        raise UsageError(f"{where}: unknown key {unknown[0]!r}", hint=f"known keys: {', '.join(sorted(PROFILE_KEYS))}")
     for key in ("user", "password", "token_name", "token_value"):
         if key in table and (not isinstance(table[key], str) or not table[key]):
             raise UsageError(f"{where} {key}: must be a non-empty string")
     command = table.get("password_command")
     if command is not None and not (
-            (isinstance(command, str) and command.strip())
-            or (isinstance(command, list) and command and all(isinstance(a, str) for a in command))):
-        raise UsageError(f"{where} password_command: must be a command string or a list of arguments",
-                         hint='e.g. password_command = "pass show proxmox/root"')
+        (isinstance(command, str) and command.strip())
+        or (isinstance(command, list) and command and all(isinstance(a, str) for a in command))
+    ):
+        raise UsageError(
+            f"{where} password_command: must be a command string or a list of arguments",
+            hint='e.g. password_command = "pass show proxmox/root"',
+        )
     user = table.get("user")
     token_name = table.get("token_name")
     if token_name is not None:
@@ -339,15 +373,20 @@ def _build_profile(path: Path, name: str, table: Any) -> Profile:
         password_command=command,
         token_name=token_name,
         token_value=table.get("token_value"),
-        verify=(parse_verify(table["verify_ssl"], source=f"{where} verify_ssl", base_dir=path.parent)
-                if "verify_ssl" in table else None),
+        verify=(
+            parse_verify(table["verify_ssl"], source=f"{where} verify_ssl", base_dir=path.parent)
+            if "verify_ssl" in table
+            else None
+        ),
         fingerprint=parse_fingerprint(table["fingerprint"], source=f"{where} fingerprint")
-        if "fingerprint" in table else None,
+        if "fingerprint" in table
+        else None,
         timeout=parse_timeout(table["timeout"], source=f"{where} timeout") if "timeout" in table else None,
     )
 
 
 # --------------------------------------------------------------------------- resolution
+
 
 def option(args: Any, name: str) -> Any:
     """An argparse value or None; sub-parsers leave unset options out entirely (SUPPRESS)."""
@@ -364,8 +403,9 @@ def load_config_for(args: Any) -> Config:
     return load_config(path, explicit=path is not None)
 
 
-def resolve_connection(args: Any, env: Mapping[str, str] = os.environ, *,
-                       warn: Callable[[str], None] = _print_warning) -> ConnectionSettings:
+def resolve_connection(
+    args: Any, env: Mapping[str, str] = os.environ, *, warn: Callable[[str], None] = _print_warning
+) -> ConnectionSettings:
     """Merges CLI options, PVETOP_* variables and the selected profile into ConnectionSettings."""
     config = load_config_for(args)
     for message in config.warnings:
@@ -385,32 +425,38 @@ def resolve_connection(args: Any, env: Mapping[str, str] = os.environ, *,
     hosts_value, source = pick("host", "PVETOP_HOST", profile.hosts if profile else ())
     hosts = parse_hosts(hosts_value, source=source) if source else hosts_value
     if not hosts:
-        raise UsageError("no Proxmox VE host given",
-                         hint=_missing_hint("--host HOST[:PORT]", "PVETOP_HOST", "host", config, pname))
+        raise UsageError(
+            "no Proxmox VE host given", hint=_missing_hint("--host HOST[:PORT]", "PVETOP_HOST", "host", config, pname)
+        )
 
     user_value, user_source = pick("user", "PVETOP_USER", profile.user if profile else None)
     token_value_raw, token_source = pick("token_name", "PVETOP_TOKEN_NAME", profile.token_name if profile else None)
     token_name = token_value_raw
     if token_value_raw is not None:
-        user_value, token_name = split_token_id(token_value_raw, user_value,
-                                                source=token_source or f"{config.path} {pname} token_name")
+        user_value, token_name = split_token_id(
+            token_value_raw, user_value, source=token_source or f"{config.path} {pname} token_name"
+        )
     if not user_value:
-        raise UsageError("no user given",
-                         hint=_missing_hint("--user USER@REALM", "PVETOP_USER", "user", config, pname))
+        raise UsageError("no user given", hint=_missing_hint("--user USER@REALM", "PVETOP_USER", "user", config, pname))
     if "@" not in user_value:
-        raise UsageError(f"{user_source or f'{config.path} {pname} user'}: user {user_value!r} lacks a realm",
-                         hint="write USER@REALM, e.g. root@pam")
+        raise UsageError(
+            f"{user_source or f'{config.path} {pname} user'}: user {user_value!r} lacks a realm",
+            hint="write USER@REALM, e.g. root@pam",
+        )
 
     token_secret, _ = pick("token_value", "PVETOP_TOKEN_VALUE", profile.token_value if profile else None)
     password = None
     if token_name is not None:
         if not token_secret:
-            raise UsageError(f"API token {user_value}!{token_name} has no secret",
-                             hint=_missing_hint("--token-value SECRET", "PVETOP_TOKEN_VALUE", "token_value",
-                                                config, pname))
+            raise UsageError(
+                f"API token {user_value}!{token_name} has no secret",
+                hint=_missing_hint("--token-value SECRET", "PVETOP_TOKEN_VALUE", "token_value", config, pname),
+            )
     elif token_secret:
-        raise UsageError("a token secret was given without its token name",
-                         hint=_missing_hint("--token-name NAME", "PVETOP_TOKEN_NAME", "token_name", config, pname))
+        raise UsageError(
+            "a token secret was given without its token name",
+            hint=_missing_hint("--token-name NAME", "PVETOP_TOKEN_NAME", "token_name", config, pname),
+        )
     else:
         password, _ = pick("password", "PVETOP_PASSWORD", profile.password if profile else None)
         if password is None and profile is not None and profile.password_command is not None:
@@ -419,8 +465,9 @@ def resolve_connection(args: Any, env: Mapping[str, str] = os.environ, *,
             raise UsageError(
                 f"no credentials for {user_value}",
                 hint="give an API token (--token-name and --token-value, PVETOP_TOKEN_NAME and PVETOP_TOKEN_VALUE, "
-                     "or token_name and token_value in a config profile) or a password (PVETOP_PASSWORD, "
-                     "--password, or password / password_command in a config profile)")
+                "or token_name and token_value in a config profile) or a password (PVETOP_PASSWORD, "
+                "--password, or password / password_command in a config profile)",
+            )
 
     fingerprint_value, fp_source = pick("fingerprint", "PVETOP_FINGERPRINT", profile.fingerprint if profile else None)
     fingerprint = parse_fingerprint(fingerprint_value, source=fp_source) if fp_source else fingerprint_value
@@ -430,9 +477,13 @@ def resolve_connection(args: Any, env: Mapping[str, str] = os.environ, *,
     timeout = parse_timeout(timeout_value, source=timeout_source) if timeout_source else timeout_value
 
     return ConnectionSettings(
-        hosts=hosts, user=user_value, password=password, token_name=token_name,
+        hosts=hosts,
+        user=user_value,
+        password=password,
+        token_name=token_name,
         token_value=token_secret if token_name is not None else None,
-        verify=True if verify is None else verify, fingerprint=fingerprint,
+        verify=True if verify is None else verify,
+        fingerprint=fingerprint,
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         profile=profile.name if profile else None,
     )
@@ -447,8 +498,14 @@ def run_password_command(command: str | list[str], *, source: str) -> str:
     """Runs the user's secret helper; the password is the first line of its stdout."""
     shown = command if isinstance(command, str) else " ".join(command)
     try:
-        result = subprocess.run(command, shell=isinstance(command, str), capture_output=True, text=True,
-                                timeout=PASSWORD_COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            command,
+            shell=isinstance(command, str),
+            capture_output=True,
+            text=True,
+            timeout=PASSWORD_COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         raise UsageError(f"{source}: command not found: {shown!r}") from None
     except subprocess.TimeoutExpired:
@@ -459,7 +516,9 @@ def run_password_command(command: str | list[str], *, source: str) -> str:
     lines = result.stdout.splitlines()
     password = lines[0].strip() if lines else ""
     if not password:
-        raise UsageError(f"{source}: {shown!r} printed no password", hint="it must print the password on its first line")
+        raise UsageError(
+            f"{source}: {shown!r} printed no password", hint="it must print the password on its first line"
+        )
     return password
 
 

@@ -191,10 +191,7 @@ def _endpoints() -> tuple[tuple[str, str, re.Pattern[str], Schema], ...]:
     for endpoint in document["endpoints"]:
         template = endpoint["path"]
         regex = re.compile(
-            "".join(
-                "[^/]+" if part.startswith("{") else re.escape(part)
-                for part in re.split(r"(\{[^}]+\})", template)
-            )
+            "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^}]+\})", template))
             + r"\Z"
         )
         compiled.append((endpoint["method"], template, regex, endpoint.get("returns", {})))
@@ -208,7 +205,7 @@ def find_endpoint(method: str, path: str) -> tuple[str, Schema]:
     method = method.upper()
     path = path.split("?", 1)[0].rstrip("/") or "/"
     if path.startswith("/api2/json"):
-        path = path[len("/api2/json"):]
+        path = path[len("/api2/json") :]
     for endpoint_method, template, regex, returns in _endpoints():
         if endpoint_method == method and regex.match(path):
             return template, returns

@@ -26,8 +26,20 @@ def db(tmp_path):
 
 def connection(sim, db: str) -> list[str]:
     info = sim.info
-    return ["--host", f"{info['host']}:{info['port']}", "--user", info["user"], "--token-name", info["token_name"],
-            "--token-value", info["token_value"], "--verify-ssl", info["ca_file"], "--db", db]
+    return [
+        "--host",
+        f"{info['host']}:{info['port']}",
+        "--user",
+        info["user"],
+        "--token-name",
+        info["token_name"],
+        "--token-value",
+        info["token_value"],
+        "--verify-ssl",
+        info["ca_file"],
+        "--db",
+        db,
+    ]
 
 
 def run(sim, db, capsys, *argv: str) -> tuple[int, str, str]:
@@ -35,7 +47,8 @@ def run(sim, db, capsys, *argv: str) -> tuple[int, str, str]:
     command, *rest = argv
     result = {}
     thread = threading.Thread(
-        target=lambda: result.setdefault("code", main([command, *rest, "--poll", "0.01", *connection(sim, db)])))
+        target=lambda: result.setdefault("code", main([command, *rest, "--poll", "0.01", *connection(sim, db)]))
+    )
     thread.start()
     drive_thread(sim, thread)
     out, err = capsys.readouterr()
@@ -96,14 +109,17 @@ def test_injected_failure_exits_4_with_the_log_line(sim, db, capsys):
     assert guest_node(sim, 103) == "pve-mini1"
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (("migrate", "999", "pve-big"), "no guest 999"),
-    (("migrate", "abc", "pve-big"), "is not a number"),
-    (("migrate", "103", "nowhere"), "no node 'nowhere'"),
-    (("migrate", "103", "pve-mini1"), "already on this node"),
-    (("migrate", "103", "pve-big", "--bwlimit", "0"), "--bwlimit"),
-    (("evacuate", "nowhere", "--yes"), "no node 'nowhere'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("migrate", "999", "pve-big"), "no guest 999"),
+        (("migrate", "abc", "pve-big"), "is not a number"),
+        (("migrate", "103", "nowhere"), "no node 'nowhere'"),
+        (("migrate", "103", "pve-mini1"), "already on this node"),
+        (("migrate", "103", "pve-big", "--bwlimit", "0"), "--bwlimit"),
+        (("evacuate", "nowhere", "--yes"), "no node 'nowhere'"),
+    ],
+)
 def test_bad_usage_is_a_clear_error(sim, db, capsys, argv, message):
     code, out, err = run(sim, db, capsys, *argv)
     assert code in (2, 4) and message in err and "Traceback" not in err

@@ -92,12 +92,17 @@ def test_export_then_import_into_an_empty_store(db, tmp_path, capsys):
     assert json.loads(out)["clusters"] == document["clusters"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", r"not valid JSON \(line 1, column 2"),
-    ('{"format": "pvetop-rules", "version": 1, "clusters": {"homelab": {"pins": [{"vmid": 5, "nodes": ["pve1"]}]}}}',
-     r"clusters.homelab.pins\[0\].vmid: vmid 5 is out of range"),
-    ('[]', r"\(top\): expected an object, found a list"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", r"not valid JSON \(line 1, column 2"),
+        (
+            '{"format": "pvetop-rules", "version": 1, "clusters": {"homelab": {"pins": [{"vmid": 5, "nodes": ["pve1"]}]}}}',
+            r"clusters.homelab.pins\[0\].vmid: vmid 5 is out of range",
+        ),
+        ("[]", r"\(top\): expected an object, found a list"),
+    ],
+)
 def test_import_checks_the_whole_file_first(db, tmp_path, capsys, content, message):
     seed(db)
     with open_store(db) as store:
@@ -117,10 +122,13 @@ def test_import_of_a_missing_file_is_a_usage_error(db, tmp_path, capsys):
     assert code == 2 and "cannot read" in err and "No such file" in err
 
 
-@pytest.mark.parametrize("value, message", [
-    ("mysql://u@h/x", "unsupported database type"),
-    ("sqlite:///:memory:", "would forget every rule"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("mysql://u@h/x", "unsupported database type"),
+        ("sqlite:///:memory:", "would forget every rule"),
+    ],
+)
 def test_bad_db_value_is_a_usage_error(capsys, value, message):
     code, _, err = run(capsys, "pins", "list", "--cluster", C, "--db", value)
     assert code == 2 and message in err and "Traceback" not in err
@@ -142,6 +150,7 @@ def test_pvetop_db_environment_variable(tmp_path, monkeypatch, capsys):
 
 # --------------------------------------------------------------------------- connected to a simulated cluster
 
+
 @pytest.fixture(scope="module")
 def sim():
     from pvetop.sim.runner import start_sim
@@ -153,8 +162,18 @@ def sim():
 @pytest.fixture
 def conn(sim):
     info = sim.info
-    return ["--host", f"{info['host']}:{info['port']}", "--user", info["user"], "--token-name", info["token_name"],
-            "--token-value", info["token_value"], "--verify-ssl", str(info["ca_file"])]
+    return [
+        "--host",
+        f"{info['host']}:{info['port']}",
+        "--user",
+        info["user"],
+        "--token-name",
+        info["token_name"],
+        "--token-value",
+        info["token_value"],
+        "--verify-ssl",
+        str(info["ca_file"]),
+    ]
 
 
 def test_pins_add_checks_the_cluster_and_records_name_and_user(db, conn, capsys):
@@ -163,7 +182,12 @@ def test_pins_add_checks_the_cluster_and_records_name_and_user(db, conn, capsys)
     assert "outside its pin" in err  # it runs on pve-mini1 today
     with open_store(db) as store:
         pin = store.pin(C, 103)
-        assert (pin.name, pin.nodes, pin.note, pin.who) == ("nextcloud", {"pve-big", "pve-mini2"}, "big disks", "root@pam")
+        assert (pin.name, pin.nodes, pin.note, pin.who) == (
+            "nextcloud",
+            {"pve-big", "pve-mini2"},
+            "big disks",
+            "root@pam",
+        )
         (entry,) = store.recent_journal(C)
         assert (entry.actor, entry.action, entry.target) == ("user", "pin", "guest/103")
         assert conn[conn.index("--token-value") + 1] not in repr(entry)  # no secret in the journal
@@ -173,13 +197,16 @@ def test_pins_add_checks_the_cluster_and_records_name_and_user(db, conn, capsys)
     assert json.loads(out)["pins"][0]["node"] == "pve-mini1"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["pins", "add", "999", "pve-big"], "cluster homelab has no guest 999"),
-    (["pins", "add", "103", "pve-big", "pve-gone"], "cluster homelab has no node pve-gone"),
-    (["locks", "add", "998"], "cluster homelab has no guest 998"),
-    (["reserve", "pve-nope"], "cluster homelab has no node pve-nope"),
-    (["reserve", "pve-big", "--cluster", "other"], "--cluster other but the API at 127.0.0.1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["pins", "add", "999", "pve-big"], "cluster homelab has no guest 999"),
+        (["pins", "add", "103", "pve-big", "pve-gone"], "cluster homelab has no node pve-gone"),
+        (["locks", "add", "998"], "cluster homelab has no guest 998"),
+        (["reserve", "pve-nope"], "cluster homelab has no node pve-nope"),
+        (["reserve", "pve-big", "--cluster", "other"], "--cluster other but the API at 127.0.0.1"),
+    ],
+)
 def test_rules_naming_what_the_cluster_lacks_are_refused(db, conn, capsys, argv, message):
     code, _, err = run(capsys, *argv, "--db", db, *conn)
     assert code == 2 and message in err and "Traceback" not in err
@@ -198,14 +225,19 @@ def test_locks_and_reservations_connected(db, conn, capsys):
     with open_store(db) as store:
         assert store.ruleset(C).locks == {104} and store.ruleset(C).reserved == frozenset()
         assert [(e.action, e.params.get("who")) for e in reversed(store.recent_journal(C))] == [
-            ("lock", "root@pam"), ("reserve", "root@pam"), ("unreserve", None)]
+            ("lock", "root@pam"),
+            ("reserve", "root@pam"),
+            ("unreserve", None),
+        ]
 
 
 def test_suggested_pins_from_ha_node_affinity(db, conn, capsys):
     code, out, _ = run(capsys, "pins", "suggest", "--json", "--db", db, *conn)
     listed = json.loads(out)["suggestions"]
     assert [(s["vmid"], s["nodes"], s["source"]) for s in listed] == [
-        (100, ["pve-mini1", "pve-mini2"], "ha-rule:ha-on-minis"), (112, ["pve-mini1", "pve-mini2"], "ha-rule:ha-on-minis")]
+        (100, ["pve-mini1", "pve-mini2"], "ha-rule:ha-on-minis"),
+        (112, ["pve-mini1", "pve-mini2"], "ha-rule:ha-on-minis"),
+    ]
     with open_store(db) as store:
         assert store.pins(C) == []  # listing changes nothing
     code, out, _ = run(capsys, "pins", "suggest", "--accept", "112", "--db", db, *conn)

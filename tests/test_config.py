@@ -46,7 +46,8 @@ def resolve(*argv: str, env: dict | None = None, warnings: list | None = None) -
     return resolve_connection(args(*argv), env=env or {}, warn=sink.append)
 
 
-PROFILES = """
+PROFILES = (
+    """
 default_profile = "home"
 
 [profiles.home]
@@ -62,7 +63,9 @@ host = "lab1:9000"
 user = "admin@pve"
 password = "lab-password"
 fingerprint = "%s"
-""" % FP
+"""
+    % FP
+)
 
 
 def test_profile_values_are_used_and_default_profile_is_chosen(tmp_path):
@@ -85,14 +88,28 @@ def test_profile_option_selects_another_profile(tmp_path):
 
 def test_env_beats_profile_and_cli_beats_env(tmp_path):
     path = write_config(tmp_path, PROFILES)
-    env = {"PVETOP_HOST": "envhost:8443,[fe80::1]:8006", "PVETOP_TOKEN_VALUE": "env-secret",
-           "PVETOP_VERIFY_SSL": "true"}
+    env = {
+        "PVETOP_HOST": "envhost:8443,[fe80::1]:8006",
+        "PVETOP_TOKEN_VALUE": "env-secret",
+        "PVETOP_VERIFY_SSL": "true",
+    }
     from_env = resolve("--config", str(path), env=env)
     assert from_env.hosts == (("envhost", 8443), ("fe80::1", 8006))
     assert from_env.token_value == "env-secret" and from_env.verify is True
     assert from_env.user == "root@pam"  # still from the profile, field by field
-    from_cli = resolve("--config", str(path), "--host", "clihost", "--token-value", "cli-secret",
-                       "--verify-ssl", "false", "--timeout", "2", env=env)
+    from_cli = resolve(
+        "--config",
+        str(path),
+        "--host",
+        "clihost",
+        "--token-value",
+        "cli-secret",
+        "--verify-ssl",
+        "false",
+        "--timeout",
+        "2",
+        env=env,
+    )
     assert from_cli.hosts == (("clihost", 8006),)
     assert from_cli.token_value == "cli-secret" and from_cli.verify is False and from_cli.timeout == 2.0
 
@@ -139,8 +156,9 @@ def test_password_command_is_skipped_when_a_password_is_given(tmp_path):
 def test_password_command_failure_is_a_clear_error(tmp_path):
     script = tmp_path / "locked.py"
     script.write_text("import sys\nsys.stderr.write('vault locked\\n')\nsys.exit(3)\n")
-    path = write_config(tmp_path, f'[profiles.p]\nhost = "h"\nuser = "root@pam"\n'
-                                  f'password_command = ["{sys.executable}", "{script}"]\n')  # an argument list
+    path = write_config(
+        tmp_path, f'[profiles.p]\nhost = "h"\nuser = "root@pam"\npassword_command = ["{sys.executable}", "{script}"]\n'
+    )  # an argument list
     with pytest.raises(UsageError) as caught:
         resolve("--config", str(path))
     message = str(caught.value)
@@ -177,8 +195,16 @@ def test_repr_hides_secrets():
 
 
 def test_settings_from_sim_info_use_the_token_and_the_sim_ca():
-    info = {"host": "127.0.0.1", "port": 44321, "user": "root@pam", "password": "pw", "token_name": "pvetop",
-            "token_value": "tok", "ca_file": "/tmp/ca.pem", "fingerprint": FP_COLONS}
+    info = {
+        "host": "127.0.0.1",
+        "port": 44321,
+        "user": "root@pam",
+        "password": "pw",
+        "token_name": "pvetop",
+        "token_value": "tok",
+        "ca_file": "/tmp/ca.pem",
+        "fingerprint": FP_COLONS,
+    }
     settings = settings_from_sim_info(info)
     assert settings.hosts == (("127.0.0.1", 44321),)
     assert (settings.token_name, settings.token_value, settings.password) == ("pvetop", "tok", None)
@@ -194,20 +220,29 @@ def test_resolve_db_precedence(tmp_path):
 
 
 def test_other_tables_are_kept_for_their_owners(tmp_path):
-    config = load_config(write_config(tmp_path, "[balancer]\nmode = \"auto\"\n"))
+    config = load_config(write_config(tmp_path, '[balancer]\nmode = "auto"\n'))
     assert config.sections == {"balancer": {"mode": "auto"}}
 
 
 def test_relative_ca_path_is_relative_to_the_config_file(tmp_path):
     (tmp_path / "ca.pem").write_text("x")
-    path = write_config(tmp_path, '[profiles.p]\nhost = "h"\nuser = "root@pam"\npassword = "p"\nverify_ssl = "ca.pem"\n')
+    path = write_config(
+        tmp_path, '[profiles.p]\nhost = "h"\nuser = "root@pam"\npassword = "p"\nverify_ssl = "ca.pem"\n'
+    )
     assert resolve("--config", str(path)).verify == str(tmp_path / "ca.pem")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("pve1", ("pve1", 8006)), ("pve1:8443", ("pve1", 8443)), ("10.0.0.1", ("10.0.0.1", 8006)),
-    ("[fe80::1]:8007", ("fe80::1", 8007)), ("fe80::1", ("fe80::1", 8006)), ("[::1]", ("::1", 8006)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("pve1", ("pve1", 8006)),
+        ("pve1:8443", ("pve1", 8443)),
+        ("10.0.0.1", ("10.0.0.1", 8006)),
+        ("[fe80::1]:8007", ("fe80::1", 8007)),
+        ("fe80::1", ("fe80::1", 8006)),
+        ("[::1]", ("::1", 8006)),
+    ],
+)
 def test_host_forms(text, expected):
     assert parse_host(text, source="--host") == expected
 
@@ -218,6 +253,7 @@ def test_fingerprint_forms():
 
 
 # ------------------------------------------------------------------ error messages
+
 
 def error_of(*argv: str, env: dict | None = None) -> str:
     with pytest.raises(UsageError) as caught:

@@ -22,8 +22,9 @@ def sim():
 def run_status(tmp_path, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
     clean = {key: value for key, value in os.environ.items() if not key.startswith(("PVETOP_", "REQUESTS_CA"))}
     clean.update({"XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "pvetop", "status", *argv], capture_output=True, text=True,
-                          env=clean, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pvetop", "status", *argv], capture_output=True, text=True, env=clean, timeout=60
+    )
 
 
 def connection(sim, *, token: bool = True, **overrides: str) -> list[str]:
@@ -84,9 +85,13 @@ def test_status_json_has_normalised_fields(sim, tmp_path):
 
 def test_settings_from_the_environment(sim, tmp_path):
     info = sim.info
-    env = {"PVETOP_HOST": f"127.0.0.1:{closed_port()},{info['host']}:{info['port']}", "PVETOP_USER": info["user"],
-           "PVETOP_TOKEN_NAME": info["token_name"], "PVETOP_TOKEN_VALUE": info["token_value"],
-           "PVETOP_VERIFY_SSL": info["ca_file"]}
+    env = {
+        "PVETOP_HOST": f"127.0.0.1:{closed_port()},{info['host']}:{info['port']}",
+        "PVETOP_USER": info["user"],
+        "PVETOP_TOKEN_NAME": info["token_name"],
+        "PVETOP_TOKEN_VALUE": info["token_value"],
+        "PVETOP_VERIFY_SSL": info["ca_file"],
+    }
     result = run_status(tmp_path, env=env)
     assert result.returncode == 0, result.stderr
 

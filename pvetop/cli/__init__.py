@@ -66,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: say so briefly, full detail with --debug
         if args.debug or os.environ.get("PVETOP_DEBUG"):
             raise
-        print(f"pvetop: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-              file=sys.stderr)
+        print(f"pvetop: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
         return 1
     return int(code or 0)
 

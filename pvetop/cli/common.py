@@ -14,27 +14,48 @@ from typing import Any
 def add_connection_options(parser: argparse.ArgumentParser, *, suppress_defaults: bool = True) -> None:
     default = argparse.SUPPRESS if suppress_defaults else None
     group = parser.add_argument_group("connection (also PVETOP_* environment variables)")
-    group.add_argument("--config", metavar="PATH", default=default,
-                       help="config file (default: pvetop/config.toml in the platform config dir)")
-    group.add_argument("--profile", metavar="NAME", default=default,
-                       help="cluster profile from the config file")
-    group.add_argument("--host", metavar="HOST[:PORT]", default=default,
-                       help="API host; several as a comma-separated list fail over in order [PVETOP_HOST]")
+    group.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="config file (default: pvetop/config.toml in the platform config dir)",
+    )
+    group.add_argument("--profile", metavar="NAME", default=default, help="cluster profile from the config file")
+    group.add_argument(
+        "--host",
+        metavar="HOST[:PORT]",
+        default=default,
+        help="API host; several as a comma-separated list fail over in order [PVETOP_HOST]",
+    )
     group.add_argument("--user", metavar="USER@REALM", default=default, help="user [PVETOP_USER]")
-    group.add_argument("--password", metavar="PASSWORD", default=default,
-                       help="password (prefer PVETOP_PASSWORD or password_command in the config)")
-    group.add_argument("--token-name", metavar="NAME", default=default,
-                       help="API token id, e.g. pvetop [PVETOP_TOKEN_NAME]")
-    group.add_argument("--token-value", metavar="SECRET", default=default,
-                       help="API token secret [PVETOP_TOKEN_VALUE]")
-    group.add_argument("--verify-ssl", metavar="true|false|CA_FILE", default=default,
-                       help="verify TLS: true (default), false, or a CA file [PVETOP_VERIFY_SSL]")
-    group.add_argument("--fingerprint", metavar="SHA256", default=default,
-                       help="pin the API certificate by its SHA-256 fingerprint (self-signed clusters)")
-    group.add_argument("--timeout", metavar="SECONDS", type=float, default=default,
-                       help="API request timeout (default 5)")
-    group.add_argument("--db", metavar="PATH|URL", default=default,
-                       help="rules store: SQLite path or database URL [PVETOP_DB]")
+    group.add_argument(
+        "--password",
+        metavar="PASSWORD",
+        default=default,
+        help="password (prefer PVETOP_PASSWORD or password_command in the config)",
+    )
+    group.add_argument(
+        "--token-name", metavar="NAME", default=default, help="API token id, e.g. pvetop [PVETOP_TOKEN_NAME]"
+    )
+    group.add_argument("--token-value", metavar="SECRET", default=default, help="API token secret [PVETOP_TOKEN_VALUE]")
+    group.add_argument(
+        "--verify-ssl",
+        metavar="true|false|CA_FILE",
+        default=default,
+        help="verify TLS: true (default), false, or a CA file [PVETOP_VERIFY_SSL]",
+    )
+    group.add_argument(
+        "--fingerprint",
+        metavar="SHA256",
+        default=default,
+        help="pin the API certificate by its SHA-256 fingerprint (self-signed clusters)",
+    )
+    group.add_argument(
+        "--timeout", metavar="SECONDS", type=float, default=default, help="API request timeout (default 5)"
+    )
+    group.add_argument(
+        "--db", metavar="PATH|URL", default=default, help="rules store: SQLite path or database URL [PVETOP_DB]"
+    )
 
 
 def option(args: argparse.Namespace, name: str, default: Any = None) -> Any:

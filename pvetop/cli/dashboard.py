@@ -18,12 +18,23 @@ DEMO_SEED = 1
 
 def add_dashboard_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dashboard")
-    group.add_argument("--demo", nargs="?", const="homelab", metavar="SCENARIO",
-                       help="run against a built-in simulated cluster (homelab, smb, large, quorum3)")
-    group.add_argument("--read-only", action="store_true",
-                       help="no write actions at all (migrations, pins, power): look, don't touch")
-    group.add_argument("--interval", metavar="SECONDS", type=float, default=2.0,
-                       help="refresh interval (default 2; + and - change it while running)")
+    group.add_argument(
+        "--demo",
+        nargs="?",
+        const="homelab",
+        metavar="SCENARIO",
+        help="run against a built-in simulated cluster (homelab, smb, large, quorum3)",
+    )
+    group.add_argument(
+        "--read-only", action="store_true", help="no write actions at all (migrations, pins, power): look, don't touch"
+    )
+    group.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=float,
+        default=2.0,
+        help="refresh interval (default 2; + and - change it while running)",
+    )
     group.add_argument("--theme", metavar="NAME", help="Textual theme, e.g. textual-dark, nord, gruvbox")
 
 
@@ -72,8 +83,12 @@ def run(args: argparse.Namespace) -> int:
 
     source_cm = _demo_source(args.demo) if args.demo else _cluster_source(args)
     with dashboard_store(args) as store, source_cm as source:
-        app = PvetopApp(source, read_only=args.read_only, interval=args.interval,
-                        insecure_warning=getattr(source, "insecure_warning", None) or "")
+        app = PvetopApp(
+            source,
+            read_only=args.read_only,
+            interval=args.interval,
+            insecure_warning=getattr(source, "insecure_warning", None) or "",
+        )
         install_rules(app, store)
         if args.theme is not None:
             app.theme = args.theme

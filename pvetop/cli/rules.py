@@ -27,11 +27,15 @@ JSON_HELP = "machine-readable output"
 
 # --------------------------------------------------------------------------- parser
 
+
 def register(subparsers) -> None:
     """Adds ``pins``, ``locks``, ``reserve``, ``unreserve``, ``export``, ``import`` and ``reconcile``."""
-    pins = subparsers.add_parser("pins", help="list, add or remove guest pins (allowed node sets)",
-                                 description="A pinned guest runs only on its allowed nodes: the balancer keeps it "
-                                             "there and the power policy never strands it.")
+    pins = subparsers.add_parser(
+        "pins",
+        help="list, add or remove guest pins (allowed node sets)",
+        description="A pinned guest runs only on its allowed nodes: the balancer keeps it "
+        "there and the power policy never strands it.",
+    )
     pins_actions = pins.add_subparsers(title="actions", metavar="ACTION", required=True)
     _leaf(pins_actions, "list", run_pins_list, "list pins", offline=True, json_output=True)
     add = _leaf(pins_actions, "add", run_pins_add, "pin a guest to one or more nodes")
@@ -40,8 +44,13 @@ def register(subparsers) -> None:
     add.add_argument("--note", default="", help="why it is pinned")
     rm = _leaf(pins_actions, "rm", run_pins_rm, "remove a guest's pin", offline=True)
     rm.add_argument("vmid", metavar="VMID")
-    suggest = _leaf(pins_actions, "suggest", run_pins_suggest,
-                    "pins suggested by ProxLB plb_pin_<node> tags and HA node-affinity rules", json_output=True)
+    suggest = _leaf(
+        pins_actions,
+        "suggest",
+        run_pins_suggest,
+        "pins suggested by ProxLB plb_pin_<node> tags and HA node-affinity rules",
+        json_output=True,
+    )
     accept = suggest.add_mutually_exclusive_group()
     accept.add_argument("--accept", metavar="VMID", nargs="+", help="pin these guests as suggested")
     accept.add_argument("--accept-all", action="store_true", help="pin every guest as suggested")
@@ -61,39 +70,51 @@ def register(subparsers) -> None:
     unreserve = _leaf(subparsers, "unreserve", run_unreserve, "release a reserved node", offline=True)
     unreserve.add_argument("node", metavar="NODE")
 
-    export = _leaf(subparsers, "export", run_export, "write every rule and setting as JSON (not the journal)",
-                   offline=True)
+    export = _leaf(
+        subparsers, "export", run_export, "write every rule and setting as JSON (not the journal)", offline=True
+    )
     export.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     export.add_argument("--all-clusters", action="store_true", help="every cluster in the store (no connection)")
-    import_ = subparsers.add_parser("import", help="add the rules of an export file (a bad file changes nothing)",
-                                    description="Adds every rule and setting of a `pvetop export` file, replacing "
-                                                "entries with the same key. Needs no connection.")
+    import_ = subparsers.add_parser(
+        "import",
+        help="add the rules of an export file (a bad file changes nothing)",
+        description="Adds every rule and setting of a `pvetop export` file, replacing "
+        "entries with the same key. Needs no connection.",
+    )
     import_.add_argument("file", metavar="FILE", help="the export file, or - for standard input")
     common.add_connection_options(import_)
     import_.set_defaults(handler=run_import)
 
-    recon = _leaf(subparsers, "reconcile", run_reconcile,
-                  "find rules naming vanished guests, reused vmids or missing nodes, and fix them after confirmation",
-                  json_output=True)
+    recon = _leaf(
+        subparsers,
+        "reconcile",
+        run_reconcile,
+        "find rules naming vanished guests, reused vmids or missing nodes, and fix them after confirmation",
+        json_output=True,
+    )
     recon.add_argument("--yes", "-y", action="store_true", help="apply without asking")
     recon.add_argument("--dry-run", action="store_true", help="only show what would change")
 
 
-def _leaf(subparsers, name: str, handler, help_text: str, *, offline: bool = False,
-          json_output: bool = False) -> argparse.ArgumentParser:
+def _leaf(
+    subparsers, name: str, handler, help_text: str, *, offline: bool = False, json_output: bool = False
+) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
     if json_output:
         parser.add_argument("--json", action="store_true", help=JSON_HELP)
-    parser.add_argument("--cluster", metavar="NAME",
-                        help="the cluster's name in the store" + (
-                            "; with it, no connection is made" if offline else
-                            "; must match the cluster connected to"))
+    parser.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help="the cluster's name in the store"
+        + ("; with it, no connection is made" if offline else "; must match the cluster connected to"),
+    )
     common.add_connection_options(parser)
     parser.set_defaults(handler=handler)
     return parser
 
 
 # --------------------------------------------------------------------------- shared steps
+
 
 def _open_store(args: argparse.Namespace):
     from pvetop.config import resolve_db
@@ -112,7 +133,10 @@ def dashboard_store(args: argparse.Namespace) -> Iterator[Any]:
     from pvetop.store import open_store
 
     if getattr(args, "demo", None) and not common.option(args, "db"):
-        with tempfile.TemporaryDirectory(prefix="pvetop-demo-") as tmp, open_store(str(Path(tmp) / "demo.sqlite")) as store:
+        with (
+            tempfile.TemporaryDirectory(prefix="pvetop-demo-") as tmp,
+            open_store(str(Path(tmp) / "demo.sqlite")) as store,
+        ):
             yield store
         return
     with _open_store(args) as store:
@@ -133,8 +157,9 @@ def _connect(args: argparse.Namespace):
         raise UsageError("the cluster did not tell its name", hint="pass --cluster NAME")
     wanted = common.option(args, "cluster")
     if wanted and wanted != snapshot.cluster_name:
-        raise UsageError(f"--cluster {wanted} but the API at {settings.host_labels[0]} belongs to cluster "
-                         f"{snapshot.cluster_name}")
+        raise UsageError(
+            f"--cluster {wanted} but the API at {settings.host_labels[0]} belongs to cluster {snapshot.cluster_name}"
+        )
     return snapshot, settings.user
 
 
@@ -177,17 +202,30 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 # --------------------------------------------------------------------------- pins
 
+
 def run_pins_list(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         cluster, snapshot, _ = _target(args, offline=True)
         pins = store.pins(cluster)
     located = snapshot.guest_by_vmid if snapshot else {}
     if args.json:
-        _print_json({"cluster": cluster, "pins": [
-            {"vmid": p.vmid, "name": p.name, "nodes": sorted(p.nodes), "note": p.note, "who": p.who,
-             "created_at": p.created_at,
-             **({"node": located[p.vmid].node if p.vmid in located else None} if snapshot else {})}
-            for p in pins]})
+        _print_json(
+            {
+                "cluster": cluster,
+                "pins": [
+                    {
+                        "vmid": p.vmid,
+                        "name": p.name,
+                        "nodes": sorted(p.nodes),
+                        "note": p.note,
+                        "who": p.who,
+                        "created_at": p.created_at,
+                        **({"node": located[p.vmid].node if p.vmid in located else None} if snapshot else {}),
+                    }
+                    for p in pins
+                ],
+            }
+        )
         return 0
     if not pins:
         print(f"cluster {cluster}: no pins")
@@ -213,13 +251,18 @@ def run_pins_add(args: argparse.Namespace) -> int:
         guest = _guest(snapshot, vmid)
         unknown = sorted(nodes - set(snapshot.node_by_name))
         if unknown:
-            raise UsageError(f"cluster {cluster} has no node {', '.join(unknown)}",
-                             hint=f"nodes: {', '.join(sorted(snapshot.node_by_name))}")
+            raise UsageError(
+                f"cluster {cluster} has no node {', '.join(unknown)}",
+                hint=f"nodes: {', '.join(sorted(snapshot.node_by_name))}",
+            )
         pin = store.pin_guest(cluster, vmid, guest.name, nodes, note=args.note, who=who)
     print(f"pinned {vmid} ({guest.name or 'unnamed'}) to {', '.join(sorted(pin.nodes))}")
     if not pin.allows(guest.node):
-        print(f"pvetop: note: {vmid} runs on {guest.node}, outside its pin; automatic moves will bring it back "
-              "into its set", file=sys.stderr)
+        print(
+            f"pvetop: note: {vmid} runs on {guest.node}, outside its pin; automatic moves will bring it back "
+            "into its set",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -257,8 +300,10 @@ def run_pins_suggest(args: argparse.Namespace) -> int:
             if not offers:
                 raise UsageError(f"nothing is suggested for guest {vmid}")
             if len({s.nodes for s in offers}) > 1:
-                message = (f"guest {vmid} has conflicting suggestions ({', '.join(s.source for s in offers)}); "
-                           f"choose with `pvetop pins add {vmid} NODE...`")
+                message = (
+                    f"guest {vmid} has conflicting suggestions ({', '.join(s.source for s in offers)}); "
+                    f"choose with `pvetop pins add {vmid} NODE...`"
+                )
                 if args.accept_all:
                     print(f"pvetop: skipped: {message}", file=sys.stderr)
                     continue
@@ -267,9 +312,23 @@ def run_pins_suggest(args: argparse.Namespace) -> int:
             store.pin_guest(cluster, vmid, offer.name, offer.nodes, note=offer.note, who=who)
             accepted.append(offer)
     if args.json:
-        _print_json({"cluster": cluster, "accepted": [s.vmid for s in accepted], "suggestions": [
-            {"vmid": s.vmid, "name": s.name, "nodes": sorted(s.nodes), "source": s.source, "reason": s.reason,
-             "replaces": sorted(s.replaces) if s.replaces is not None else None} for s in suggestions]})
+        _print_json(
+            {
+                "cluster": cluster,
+                "accepted": [s.vmid for s in accepted],
+                "suggestions": [
+                    {
+                        "vmid": s.vmid,
+                        "name": s.name,
+                        "nodes": sorted(s.nodes),
+                        "source": s.source,
+                        "reason": s.reason,
+                        "replaces": sorted(s.replaces) if s.replaces is not None else None,
+                    }
+                    for s in suggestions
+                ],
+            }
+        )
         return 0
     if accepted:
         for s in accepted:
@@ -278,8 +337,16 @@ def run_pins_suggest(args: argparse.Namespace) -> int:
     if not suggestions:
         print(f"cluster {cluster}: no pin suggestions")
         return 0
-    rows = [[str(s.vmid), s.name or "-", ",".join(sorted(s.nodes)),
-             ",".join(sorted(s.replaces)) if s.replaces is not None else "-", s.reason] for s in suggestions]
+    rows = [
+        [
+            str(s.vmid),
+            s.name or "-",
+            ",".join(sorted(s.nodes)),
+            ",".join(sorted(s.replaces)) if s.replaces is not None else "-",
+            s.reason,
+        ]
+        for s in suggestions
+    ]
     sys.stdout.write(_table(["VMID", "NAME", "SUGGESTED NODES", "CURRENT PIN", "FROM"], rows))
     print("accept with: pvetop pins suggest --accept VMID... (or --accept-all)")
     return 0
@@ -287,20 +354,30 @@ def run_pins_suggest(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- locks
 
+
 def run_locks_list(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         cluster, _, _ = _target(args, offline=True)
         locks = store.locks(cluster)
     if args.json:
-        _print_json({"cluster": cluster, "locks": [
-            {"vmid": lk.vmid, "name": lk.name, "reason": lk.reason, "who": lk.who, "created_at": lk.created_at}
-            for lk in locks]})
+        _print_json(
+            {
+                "cluster": cluster,
+                "locks": [
+                    {"vmid": lk.vmid, "name": lk.name, "reason": lk.reason, "who": lk.who, "created_at": lk.created_at}
+                    for lk in locks
+                ],
+            }
+        )
     elif not locks:
         print(f"cluster {cluster}: no locks")
     else:
-        sys.stdout.write(_table(["VMID", "NAME", "REASON", "BY", "SINCE"],
-                                [[str(lk.vmid), lk.name or "-", lk.reason, lk.who, _when(lk.created_at)]
-                                 for lk in locks]))
+        sys.stdout.write(
+            _table(
+                ["VMID", "NAME", "REASON", "BY", "SINCE"],
+                [[str(lk.vmid), lk.name or "-", lk.reason, lk.who, _when(lk.created_at)] for lk in locks],
+            )
+        )
     return 0
 
 
@@ -323,6 +400,7 @@ def run_locks_rm(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- nodes
 
+
 def run_reserve(args: argparse.Namespace) -> int:
     from pvetop.store.validate import check_node
 
@@ -330,8 +408,9 @@ def run_reserve(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         cluster, snapshot, who = _target(args, offline=False)
         if node not in snapshot.node_by_name:
-            raise UsageError(f"cluster {cluster} has no node {node}",
-                             hint=f"nodes: {', '.join(sorted(snapshot.node_by_name))}")
+            raise UsageError(
+                f"cluster {cluster} has no node {node}", hint=f"nodes: {', '.join(sorted(snapshot.node_by_name))}"
+            )
         store.reserve_node(cluster, node, reason=args.reason, who=who)
     print(f"reserved {node}: nothing moves to or from it automatically")
     return 0
@@ -347,6 +426,7 @@ def run_unreserve(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- export / import
+
 
 def run_export(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
@@ -387,13 +467,17 @@ def run_import(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         counts = store.import_rules(document, source=source)
     for cluster, kinds in counts.items():
-        print(f"imported into cluster {cluster}: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in kinds.items()))
+        print(
+            f"imported into cluster {cluster}: "
+            + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in kinds.items())
+        )
     if not counts:
         print(f"{source} holds no cluster: nothing imported")
     return 0
 
 
 # --------------------------------------------------------------------------- reconcile
+
 
 def run_reconcile(args: argparse.Namespace) -> int:
     from pvetop.policy.reconcile import reconcile
@@ -406,12 +490,20 @@ def run_reconcile(args: argparse.Namespace) -> int:
             raise PvetopError(str(exc)) from None
         if not args.json:
             _print_changes(cluster, changes)
-        apply = bool(changes) and not args.dry_run and (
-            args.yes or (not args.json and _confirm(f"Apply these {len(changes)} change(s)? [y/N] ")))
+        apply = (
+            bool(changes)
+            and not args.dry_run
+            and (args.yes or (not args.json and _confirm(f"Apply these {len(changes)} change(s)? [y/N] ")))
+        )
         outcome = store.apply_reconcile(cluster, changes) if apply else [(c, False) for c in changes]
     if args.json:
-        _print_json({"cluster": cluster, "applied": apply,
-                     "changes": [{**_change_json(c), "applied": done} for c, done in outcome]})
+        _print_json(
+            {
+                "cluster": cluster,
+                "applied": apply,
+                "changes": [{**_change_json(c), "applied": done} for c, done in outcome],
+            }
+        )
     elif apply:
         skipped = [c for c, done in outcome if not done]
         print(f"applied {len(outcome) - len(skipped)} change(s)")
@@ -432,8 +524,14 @@ def _print_changes(cluster: str, changes) -> None:
 
 
 def _change_json(change) -> dict:
-    return {"kind": change.kind, "target": change.target, "problem": change.problem, "action": change.action,
-            "detail": change.detail, **({"nodes": sorted(change.new_nodes)} if change.action == "narrow" else {})}
+    return {
+        "kind": change.kind,
+        "target": change.target,
+        "problem": change.problem,
+        "action": change.action,
+        "detail": change.detail,
+        **({"nodes": sorted(change.new_nodes)} if change.action == "narrow" else {}),
+    }
 
 
 def _confirm(prompt: str) -> bool:

@@ -20,10 +20,16 @@ from pvetop.sim.scenarios import list_scenarios
 def register(subparsers) -> None:
     """Adds ``sim`` to the top-level parser."""
     parser = subparsers.add_parser(
-        "sim", help="run a simulated Proxmox VE cluster (HTTPS API + wake-on-LAN) in the foreground",
-        description="Serve a simulated cluster on 127.0.0.1 speaking the PVE JSON API, until Ctrl-C.")
-    parser.add_argument("--scenario", default="homelab", metavar="NAME|FILE.json",
-                        help=f"built-in scenario ({', '.join(list_scenarios())}; default homelab) or a scenario file")
+        "sim",
+        help="run a simulated Proxmox VE cluster (HTTPS API + wake-on-LAN) in the foreground",
+        description="Serve a simulated cluster on 127.0.0.1 speaking the PVE JSON API, until Ctrl-C.",
+    )
+    parser.add_argument(
+        "--scenario",
+        default="homelab",
+        metavar="NAME|FILE.json",
+        help=f"built-in scenario ({', '.join(list_scenarios())}; default homelab) or a scenario file",
+    )
     parser.add_argument("--port", type=int, default=0, help="HTTPS port (default: any free port)")
     parser.add_argument("--wol-port", type=int, default=0, help="UDP wake-on-LAN port (default: any free port)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
@@ -42,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= getattr(args, name) <= 65535:
             raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 65535")
     try:
-        sim = start_sim(scenario=args.scenario, seed=args.seed, speed=args.speed, port=args.port,
-                        wol_port=args.wol_port, password=args.password)
+        sim = start_sim(
+            scenario=args.scenario,
+            seed=args.seed,
+            speed=args.speed,
+            port=args.port,
+            wol_port=args.wol_port,
+            password=args.password,
+        )
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1: {exc.strerror or exc}") from exc
     stop = threading.Event()
@@ -74,19 +86,21 @@ def describe(sim, args: argparse.Namespace) -> str:
     readonly = sim.readonly_info
     cluster = sim.cluster
     guests = len(cluster.guests)
-    return "\n".join([
-        f"pvetop sim: scenario {cluster.scenario.name!r} ({len(cluster.nodes)} nodes, {guests} guests), "
-        f"seed {args.seed}, speed x{args.speed:g}",
-        f"  API          {sim.url}",
-        f"  user         {info['user']}  password {info['password']}",
-        f"  token        {info['user']}!{info['token_name']} = {info['token_value']}",
-        f"  read-only    {readonly['user']}!{readonly['token_name']} = {readonly['token_value']}",
-        f"  CA file      {info['ca_file']}",
-        f"  fingerprint  {info['fingerprint']}",
-        f"  wake-on-LAN  udp://127.0.0.1:{info['wol_port']}",
-        f"  control      {info['control_url']}/state  (POST /sim/step, /sim/faults, /sim/speed, /sim/nodes/NODE/crash)",
-        "connect with:",
-        f"  pvetop --host {info['host']}:{info['port']} --user {info['user']} --token-name {info['token_name']} "
-        f"--token-value {info['token_value']} --verify-ssl {info['ca_file']}",
-        "Ctrl-C stops the simulator.",
-    ])
+    return "\n".join(
+        [
+            f"pvetop sim: scenario {cluster.scenario.name!r} ({len(cluster.nodes)} nodes, {guests} guests), "
+            f"seed {args.seed}, speed x{args.speed:g}",
+            f"  API          {sim.url}",
+            f"  user         {info['user']}  password {info['password']}",
+            f"  token        {info['user']}!{info['token_name']} = {info['token_value']}",
+            f"  read-only    {readonly['user']}!{readonly['token_name']} = {readonly['token_value']}",
+            f"  CA file      {info['ca_file']}",
+            f"  fingerprint  {info['fingerprint']}",
+            f"  wake-on-LAN  udp://127.0.0.1:{info['wol_port']}",
+            f"  control      {info['control_url']}/state  (POST /sim/step, /sim/faults, /sim/speed, /sim/nodes/NODE/crash)",
+            "connect with:",
+            f"  pvetop --host {info['host']}:{info['port']} --user {info['user']} --token-name {info['token_name']} "
+            f"--token-value {info['token_value']} --verify-ssl {info['ca_file']}",
+            "Ctrl-C stops the simulator.",
+        ]
+    )

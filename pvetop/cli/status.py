@@ -18,10 +18,13 @@ from pvetop.model import ClusterSnapshot
 def register(subparsers) -> None:
     """Adds ``status`` to the top-level parser."""
     parser = subparsers.add_parser(
-        "status", help="print the cluster's nodes and guests once and exit",
-        description="Connect, fetch one snapshot (2 API requests) and print it.")
-    parser.add_argument("--json", action="store_true",
-                        help='machine-readable output: {"cluster", "quorate", "nodes", "guests", ...}')
+        "status",
+        help="print the cluster's nodes and guests once and exit",
+        description="Connect, fetch one snapshot (2 API requests) and print it.",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help='machine-readable output: {"cluster", "quorate", "nodes", "guests", ...}'
+    )
     common.add_connection_options(parser)
     parser.set_defaults(handler=run)
 
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 def snapshot_to_json(snapshot: ClusterSnapshot) -> dict:
     """Plain dict with model field names and normalised units (cpu fraction, bytes, seconds)."""
+
     def rows(items):
         return [dataclasses.asdict(item) for item in items]
 
@@ -62,19 +66,22 @@ def snapshot_to_json(snapshot: ClusterSnapshot) -> dict:
 
 
 def _gib(value: int) -> str:
-    return f"{value / 1024 ** 3:.1f}"
+    return f"{value / 1024**3:.1f}"
 
 
 def render_table(snapshot: ClusterSnapshot) -> str:
     guests_by_node = snapshot.guests_by_node
-    lines = [f"cluster {snapshot.cluster_name or '-'}: {'quorate' if snapshot.quorate else 'NOT QUORATE'}, "
-             f"{len(snapshot.online_nodes)}/{len(snapshot.nodes)} nodes online, {len(snapshot.guests)} guests "
-             f"({sum(g.running for g in snapshot.guests)} running)",
-             f"{'NODE':<16} {'STATUS':<8} {'CPU%':>5} {'MEM GiB':>15} {'GUESTS':>6} {'RUN':>4}"]
+    lines = [
+        f"cluster {snapshot.cluster_name or '-'}: {'quorate' if snapshot.quorate else 'NOT QUORATE'}, "
+        f"{len(snapshot.online_nodes)}/{len(snapshot.nodes)} nodes online, {len(snapshot.guests)} guests "
+        f"({sum(g.running for g in snapshot.guests)} running)",
+        f"{'NODE':<16} {'STATUS':<8} {'CPU%':>5} {'MEM GiB':>15} {'GUESTS':>6} {'RUN':>4}",
+    ]
     for node in snapshot.nodes:
         guests = guests_by_node.get(node.name, ())
         mem = f"{_gib(node.mem)}/{_gib(node.maxmem)}" if node.maxmem else "-"
         cpu = f"{node.cpu * 100:.0f}" if node.online else "-"
-        lines.append(f"{node.name:<16} {node.status:<8} {cpu:>5} {mem:>15} {len(guests):>6} "
-                     f"{sum(g.running for g in guests):>4}")
+        lines.append(
+            f"{node.name:<16} {node.status:<8} {cpu:>5} {mem:>15} {len(guests):>6} {sum(g.running for g in guests):>4}"
+        )
     return "\n".join(lines) + "\n"

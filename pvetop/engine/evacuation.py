@@ -15,14 +15,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pvetop.engine.migrations import MigrationExecutor, MigrationJob, MoveOptions
 from pvetop.errors import PvetopError
 from pvetop.model import ClusterSnapshot, Guest
 from pvetop.policy.constraints import MigratePrecondition
 from pvetop.policy.placement import EvacuationPlan, Unplaced, plan_evacuation
 from pvetop.policy.rules import RuleSet
 from pvetop.pve import actions
-
-from pvetop.engine.migrations import MigrationExecutor, MigrationJob, MoveOptions
 
 PRECONDITION_CONCURRENCY = 4
 
@@ -32,8 +31,11 @@ def lift_rules(rules: RuleSet, vmids: Iterable[int]) -> RuleSet:
     lifted = frozenset(vmids)
     if not lifted:
         return rules
-    return replace(rules, pins={vmid: nodes for vmid, nodes in rules.pins.items() if vmid not in lifted},
-                   locks=rules.locks - lifted)
+    return replace(
+        rules,
+        pins={vmid: nodes for vmid, nodes in rules.pins.items() if vmid not in lifted},
+        locks=rules.locks - lifted,
+    )
 
 
 async def fetch_preconditions(client: Any, guests: Iterable[Guest]) -> dict[int, MigratePrecondition]:
@@ -73,13 +75,20 @@ class EvacuationProposal:
     def decide(self, move_anyway: Iterable[int]) -> EvacuationProposal:
         """Re-plans with the pins and locks of ``move_anyway`` lifted (on top of earlier decisions)."""
         overrides = self.overrides | frozenset(move_anyway)
-        plan = plan_evacuation(self.snapshot, self.node, lift_rules(self.rules, overrides), mode="manual",
-                               now=self.plan.planned_at, preconditions=self.preconditions)
+        plan = plan_evacuation(
+            self.snapshot,
+            self.node,
+            lift_rules(self.rules, overrides),
+            mode="manual",
+            now=self.plan.planned_at,
+            preconditions=self.preconditions,
+        )
         return replace(self, overrides=overrides, plan=plan)
 
 
-async def prepare_evacuation(client: Any, snapshot: ClusterSnapshot, node: str, rules: RuleSet, *,
-                             now: float | None = None) -> EvacuationProposal:
+async def prepare_evacuation(
+    client: Any, snapshot: ClusterSnapshot, node: str, rules: RuleSet, *, now: float | None = None
+) -> EvacuationProposal:
     """Preconditions of the node's guests, then the plan (raises ``UsageError`` for an unknown node)."""
     plan_evacuation(snapshot, node, rules, mode="manual")  # fail fast on a bad node name, before any request
     preconditions = await fetch_preconditions(client, snapshot.guests_by_node.get(node, ()))
@@ -108,42 +117,69 @@ class EvacuationResult:
         if self.failed:
             parts.append(f"{len(self.failed)} failed ({', '.join(str(job.vmid) for job in self.failed)})")
         if self.left_behind:
-            parts.append(f"{len(self.left_behind)} left on {self.node} "
-                         f"({', '.join(str(u.vmid) for u in self.left_behind)})")
+            parts.append(
+                f"{len(self.left_behind)} left on {self.node} ({', '.join(str(u.vmid) for u in self.left_behind)})"
+            )
         return "; ".join(parts)
 
 
-async def start_evacuation(executor: MigrationExecutor, proposal: EvacuationProposal, *,
-                           options: MoveOptions | None = None, actor: str = "user") -> list[MigrationJob]:
+async def start_evacuation(
+    executor: MigrationExecutor,
+    proposal: EvacuationProposal,
+    *,
+    options: MoveOptions | None = None,
+    actor: str = "user",
+) -> list[MigrationJob]:
     """Marks the node maintenance, journals the plan and queues every move (they start within limits)."""
     plan = proposal.plan
     store, cluster = executor.store, executor.cluster
     if store is not None and cluster:
-        await asyncio.to_thread(store.set_maintenance, cluster, plan.node,
-                                reason=f"evacuation of {len(plan.moves)} guests", actor=actor)
-        await asyncio.to_thread(store.journal, cluster, actor, "evacuate", f"node/{plan.node}",
-                                {"moves": [f"{m.vmid}->{m.target}" for m in plan.moves],
-                                 "left": [u.vmid for u in proposal.left_behind],
-                                 "overrides": sorted(proposal.overrides)}, "started")
+        await asyncio.to_thread(
+            store.set_maintenance, cluster, plan.node, reason=f"evacuation of {len(plan.moves)} guests", actor=actor
+        )
+        await asyncio.to_thread(
+            store.journal,
+            cluster,
+            actor,
+            "evacuate",
+            f"node/{plan.node}",
+            {
+                "moves": [f"{m.vmid}->{m.target}" for m in plan.moves],
+                "left": [u.vmid for u in proposal.left_behind],
+                "overrides": sorted(proposal.overrides),
+            },
+            "started",
+        )
     return [executor.submit(move, options, actor=actor) for move in plan.moves]
 
 
-async def finish_evacuation(executor: MigrationExecutor, proposal: EvacuationProposal, jobs: list[MigrationJob], *,
-                            actor: str = "user") -> EvacuationResult:
+async def finish_evacuation(
+    executor: MigrationExecutor, proposal: EvacuationProposal, jobs: list[MigrationJob], *, actor: str = "user"
+) -> EvacuationResult:
     """Waits for the queued moves and journals the outcome (the maintenance flag stays)."""
     await executor.wait(jobs)
     result = EvacuationResult(proposal.node, tuple(jobs), proposal.left_behind)
     store, cluster = executor.store, executor.cluster
     if store is not None and cluster:
-        await asyncio.to_thread(store.journal, cluster, actor, "evacuate", f"node/{proposal.node}",
-                                {"moved": [job.vmid for job in jobs if job.succeeded],
-                                 "failed": [job.vmid for job in result.failed]},
-                                "ok" if result.complete else f"incomplete: {result.summary()}")
+        await asyncio.to_thread(
+            store.journal,
+            cluster,
+            actor,
+            "evacuate",
+            f"node/{proposal.node}",
+            {"moved": [job.vmid for job in jobs if job.succeeded], "failed": [job.vmid for job in result.failed]},
+            "ok" if result.complete else f"incomplete: {result.summary()}",
+        )
     return result
 
 
-async def run_evacuation(executor: MigrationExecutor, proposal: EvacuationProposal, *,
-                         options: MoveOptions | None = None, actor: str = "user") -> EvacuationResult:
+async def run_evacuation(
+    executor: MigrationExecutor,
+    proposal: EvacuationProposal,
+    *,
+    options: MoveOptions | None = None,
+    actor: str = "user",
+) -> EvacuationResult:
     """The whole evacuation: start it, then wait for every move."""
     jobs = await start_evacuation(executor, proposal, options=options, actor=actor)
     return await finish_evacuation(executor, proposal, jobs, actor=actor)

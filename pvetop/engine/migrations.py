@@ -59,8 +59,10 @@ class Limits:
         """The cluster's settings (``migrations.max_parallel``/``max_per_source``), else the defaults."""
         if store is None:
             return cls()
-        return cls(max_parallel=store.get_setting(cluster, SETTING_MAX_PARALLEL, DEFAULT_MAX_PARALLEL),
-                   max_per_source=store.get_setting(cluster, SETTING_MAX_PER_SOURCE, DEFAULT_MAX_PER_SOURCE))
+        return cls(
+            max_parallel=store.get_setting(cluster, SETTING_MAX_PARALLEL, DEFAULT_MAX_PARALLEL),
+            max_per_source=store.get_setting(cluster, SETTING_MAX_PER_SOURCE, DEFAULT_MAX_PER_SOURCE),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +138,25 @@ class MigrationJob:
         """The job for ``--json`` output."""
         move = self.move
         return {
-            "vmid": move.vmid, "name": move.name, "type": move.type, "source": move.source,
-            "target": move.target, "online": move.online, "restart": move.restart,
-            "with_local_disks": bool(move.with_local_disks), "bwlimit_kib": self.options.bwlimit_kib,
-            "state": self.state.value, "upid": self.upid, "ha_upid": self.ha_upid, "via_ha": self.via_ha,
-            "exitstatus": self.exitstatus, "error": self.error,
-            "transferred_bytes": self.progress.transferred_bytes, "total_bytes": self.progress.total_bytes,
-            "started_at": self.started_at, "finished_at": self.finished_at,
+            "vmid": move.vmid,
+            "name": move.name,
+            "type": move.type,
+            "source": move.source,
+            "target": move.target,
+            "online": move.online,
+            "restart": move.restart,
+            "with_local_disks": bool(move.with_local_disks),
+            "bwlimit_kib": self.options.bwlimit_kib,
+            "state": self.state.value,
+            "upid": self.upid,
+            "ha_upid": self.ha_upid,
+            "via_ha": self.via_ha,
+            "exitstatus": self.exitstatus,
+            "error": self.error,
+            "transferred_bytes": self.progress.transferred_bytes,
+            "total_bytes": self.progress.total_bytes,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
         }
 
 
@@ -168,8 +182,13 @@ def real_lines(new: list[str], *, seen: int) -> list[str]:
 
 def guest_of(move: PlannedMove) -> Guest:
     """The little of a guest the migrate endpoint needs: where it is, what it is, whether it runs."""
-    return Guest(vmid=move.vmid, type=move.type, node=move.source, name=move.name,
-                 status="running" if move.online or move.restart else "stopped")
+    return Guest(
+        vmid=move.vmid,
+        type=move.type,
+        node=move.source,
+        name=move.name,
+        status="running" if move.online or move.restart else "stopped",
+    )
 
 
 class _Lost(PvetopError):
@@ -205,10 +224,19 @@ class MigrationExecutor:
     two reads of a running task.
     """
 
-    def __init__(self, client: Any, *, store: Any = None, cluster: str = "", limits: Limits | None = None,
-                 poll: float = 1.0, on_update: UpdateCallback | None = None,
-                 clock: Callable[[], float] = time.time, ha_followup_timeout: float = HA_FOLLOWUP_TIMEOUT,
-                 lost_after: float = LOST_AFTER) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        store: Any = None,
+        cluster: str = "",
+        limits: Limits | None = None,
+        poll: float = 1.0,
+        on_update: UpdateCallback | None = None,
+        clock: Callable[[], float] = time.time,
+        ha_followup_timeout: float = HA_FOLLOWUP_TIMEOUT,
+        lost_after: float = LOST_AFTER,
+    ) -> None:
         self.client = client
         self.store = store
         self.cluster = cluster
@@ -235,8 +263,9 @@ class MigrationExecutor:
         busy = self.job_for(move.vmid)
         if busy is not None:
             raise UsageError(f"guest {move.vmid} is already being migrated ({busy.label})")
-        job = MigrationJob(id=next(self._ids), move=move, options=options or MoveOptions(), actor=actor,
-                           queued_at=self.clock())
+        job = MigrationJob(
+            id=next(self._ids), move=move, options=options or MoveOptions(), actor=actor, queued_at=self.clock()
+        )
         self._forget_old_jobs()
         self.jobs.append(job)
         self._runners[job.id] = asyncio.get_running_loop().create_task(self._run(job), name=f"migrate-{move.vmid}")
@@ -286,7 +315,7 @@ class MigrationExecutor:
     def _forget_old_jobs(self) -> None:
         finished = [job for job in self.jobs if job.state.finished]
         if len(finished) > KEPT_FINISHED_JOBS:
-            dropped = {id(job) for job in finished[:len(finished) - KEPT_FINISHED_JOBS]}
+            dropped = {id(job) for job in finished[: len(finished) - KEPT_FINISHED_JOBS]}
             self.jobs = [job for job in self.jobs if id(job) not in dropped]
 
     # --- scheduling ------------------------------------------------------------------------------
@@ -339,10 +368,18 @@ class MigrationExecutor:
                 precondition = await asyncio.to_thread(actions.migrate_precondition, self.client, guest, move.target)
                 job.move = move = replace(move, with_local_disks=bool(precondition.local_disks))
             upid = await asyncio.to_thread(
-                partial(actions.migrate, self.client, guest, move.target, online=move.online if move.type == "qemu"
-                        else None, with_local_disks=bool(move.with_local_disks),
-                        bwlimit_kib=job.options.bwlimit_kib, restart=move.restart if move.type == "lxc" else None,
-                        restart_timeout=job.options.restart_timeout if move.type == "lxc" else None))
+                partial(
+                    actions.migrate,
+                    self.client,
+                    guest,
+                    move.target,
+                    online=move.online if move.type == "qemu" else None,
+                    with_local_disks=bool(move.with_local_disks),
+                    bwlimit_kib=job.options.bwlimit_kib,
+                    restart=move.restart if move.type == "lxc" else None,
+                    restart_timeout=job.options.restart_timeout if move.type == "lxc" else None,
+                )
+            )
         except PvetopError as exc:
             await self._journal(job, f"refused: {exc.message}")
             self._finish(job, JobState.FAILED, error=exc.message)
@@ -416,8 +453,10 @@ class MigrationExecutor:
             if upid is not None:
                 return upid
             if time.monotonic() >= deadline:
-                raise _Lost(f"the HA manager did not start the migration within {self.ha_followup_timeout:g} s "
-                            "(check the HA state of the guest)")
+                raise _Lost(
+                    f"the HA manager did not start the migration within {self.ha_followup_timeout:g} s "
+                    "(check the HA state of the guest)"
+                )
             await asyncio.sleep(self.poll)
 
     # --- bookkeeping -----------------------------------------------------------------------------
@@ -444,10 +483,25 @@ class MigrationExecutor:
         if self.store is None or not self.cluster:
             return
         move = job.move
-        params = {"source": move.source, "target": move.target, "type": move.type, "name": move.name,
-                  "online": move.online, "restart": move.restart, "with_local_disks": bool(move.with_local_disks),
-                  "bwlimit_kib": job.options.bwlimit_kib, "via_ha": job.via_ha, "reason": move.reason}
-        await asyncio.to_thread(self.store.journal, self.cluster, job.actor, "migrate", f"guest/{move.vmid}",
-                                params, result, job.upid or job.ha_upid)
-
-
+        params = {
+            "source": move.source,
+            "target": move.target,
+            "type": move.type,
+            "name": move.name,
+            "online": move.online,
+            "restart": move.restart,
+            "with_local_disks": bool(move.with_local_disks),
+            "bwlimit_kib": job.options.bwlimit_kib,
+            "via_ha": job.via_ha,
+            "reason": move.reason,
+        }
+        await asyncio.to_thread(
+            self.store.journal,
+            self.cluster,
+            job.actor,
+            "migrate",
+            f"guest/{move.vmid}",
+            params,
+            result,
+            job.upid or job.ha_upid,
+        )

@@ -5,10 +5,9 @@ One wording everywhere: what the CLI prints while waiting is what the tasks pane
 
 from __future__ import annotations
 
+from pvetop.engine.migrations import SETTING_MAX_PARALLEL, JobState, Limits, MigrationJob
 from pvetop.policy.placement import EvacuationPlan, PlannedMove, Unplaced
 from pvetop.pve.tasks import Progress
-
-from pvetop.engine.migrations import SETTING_MAX_PARALLEL, JobState, Limits, MigrationJob
 
 GIB = 1024**3
 MIB = 1024**2
@@ -48,8 +47,9 @@ def plan_lines(plan: EvacuationPlan) -> list[str]:
     lines += [f"  {move_line(move)}" for move in plan.moves]
     if plan.needs_decision:
         lines.append(f"held by a pin or lock ({len(plan.needs_decision)}): stay unless you move them anyway")
-        lines += [f"  {unplaced_line(item)}  [could go to {', '.join(item.alternatives)}]"
-                  for item in plan.needs_decision]
+        lines += [
+            f"  {unplaced_line(item)}  [could go to {', '.join(item.alternatives)}]" for item in plan.needs_decision
+        ]
     if plan.unplaceable:
         lines.append(f"no node can take ({len(plan.unplaceable)}): they stay on {plan.node}")
         lines += [f"  {unplaced_line(item)}" for item in plan.unplaceable]

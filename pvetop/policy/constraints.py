@@ -129,9 +129,11 @@ def ha_local_disks_problem(guest: Guest, precondition: MigratePrecondition | Non
     with local disks (HA expects shared storage or replication), so the task would fail."""
     if guest.type != "qemu" or not guest.ha_managed or precondition is None or not precondition.local_disks:
         return None
-    return (f"VM {guest.vmid} is HA-managed and has local disks ({', '.join(precondition.local_disks)}): "
-            "PVE's HA manager does not copy local disks, so this migration would fail — "
-            "move the disks to shared storage or set up replication")
+    return (
+        f"VM {guest.vmid} is HA-managed and has local disks ({', '.join(precondition.local_disks)}): "
+        "PVE's HA manager does not copy local disks, so this migration would fail — "
+        "move the disks to shared storage or set up replication"
+    )
 
 
 def _describe_refusal(detail: Any) -> str:
@@ -207,13 +209,15 @@ class Constraints:
         found += self._proxlb(guest, target, projection, companions)
         return found
 
-    def verdict(self, guest: Guest, target: str, *, mode: Mode, projection: ProjectedCluster,
-                **options: Any) -> Verdict:
+    def verdict(
+        self, guest: Guest, target: str, *, mode: Mode, projection: ProjectedCluster, **options: Any
+    ) -> Verdict:
         findings = self.findings(guest, target, projection=projection, **options)
         return Verdict.weigh(target, findings, BLOCKING[check_mode(mode)])
 
-    def _placement(self, guest: Guest, target: str, projection: ProjectedCluster, demand: Demand,
-                   mem_ceiling: float) -> list[Finding]:
+    def _placement(
+        self, guest: Guest, target: str, projection: ProjectedCluster, demand: Demand, mem_ceiling: float
+    ) -> list[Finding]:
         found: list[Finding] = []
 
         def block(text: str, about_guest: bool = False) -> None:
@@ -276,8 +280,9 @@ class Constraints:
             found.append(Finding(Kind.MAINTENANCE, "node is in maintenance"))
         return found
 
-    def _ha_rules(self, guest: Guest, target: str, projection: ProjectedCluster,
-                  companions: frozenset[int]) -> list[Finding]:
+    def _ha_rules(
+        self, guest: Guest, target: str, projection: ProjectedCluster, companions: frozenset[int]
+    ) -> list[Finding]:
         found: list[Finding] = []
         for rule in self._node_rules.get(guest.vmid, ()):
             listed = {name for name, _priority in rule.nodes}
@@ -286,8 +291,9 @@ class Constraints:
             if rule.strict:
                 found.append(Finding(Kind.HA, f"strict HA node-affinity rule '{rule.rule}'"))
             else:
-                found.append(Finding(Kind.HA_PREFERENCE,
-                                     f"HA node-affinity rule '{rule.rule}' prefers {_names(listed)}"))
+                found.append(
+                    Finding(Kind.HA_PREFERENCE, f"HA node-affinity rule '{rule.rule}' prefers {_names(listed)}")
+                )
         for rule, members in self._resource_rules.get(guest.vmid, ()):
             others = [vmid for vmid in members if vmid != guest.vmid]
             if rule.affinity == "negative":
@@ -298,16 +304,21 @@ class Constraints:
                 others = [vmid for vmid in others if vmid not in companions]
                 elsewhere = {projection.node_of(vmid) for vmid in others} - {target}
                 if elsewhere:
-                    found.append(Finding(Kind.HA, f"HA affinity rule '{rule.rule}' keeps it with "
-                                                  f"{self._sids(others)} on {_names(elsewhere)}"))
+                    found.append(
+                        Finding(
+                            Kind.HA,
+                            f"HA affinity rule '{rule.rule}' keeps it with {self._sids(others)} on {_names(elsewhere)}",
+                        )
+                    )
         return found
 
     def _sids(self, vmids: Iterable[int]) -> str:
         guest_by_vmid = self.snapshot.guest_by_vmid
         return ", ".join(guest_by_vmid[vmid].sid for vmid in sorted(vmids))
 
-    def _proxlb(self, guest: Guest, target: str, projection: ProjectedCluster,
-                companions: frozenset[int]) -> list[Finding]:
+    def _proxlb(
+        self, guest: Guest, target: str, projection: ProjectedCluster, companions: frozenset[int]
+    ) -> list[Finding]:
         tags = proxlb_tags(guest, self.rules)
         if not tags.any:
             return []
@@ -318,18 +329,26 @@ class Constraints:
             found.append(Finding(Kind.PROXLB_PIN, f"ProxLB pin to {_names(tags.pins)}"))
         for together, names in ((False, tags.anti_affinity), (True, tags.affinity)):
             for name in sorted(names):
-                others = [vmid for vmid in self._plb_groups[together, name]
-                          if vmid != guest.vmid and not (together and vmid in companions)]
+                others = [
+                    vmid
+                    for vmid in self._plb_groups[together, name]
+                    if vmid != guest.vmid and not (together and vmid in companions)
+                ]
                 if together:
                     elsewhere = {projection.node_of(vmid) for vmid in others} - {target}
                     if elsewhere:
-                        found.append(Finding(Kind.PROXLB_GROUP, f"ProxLB affinity '{name}' keeps it with "
-                                                                f"{_names(others)} on {_names(elsewhere)}"))
+                        found.append(
+                            Finding(
+                                Kind.PROXLB_GROUP,
+                                f"ProxLB affinity '{name}' keeps it with {_names(others)} on {_names(elsewhere)}",
+                            )
+                        )
                 else:
                     there = [vmid for vmid in others if projection.node_of(vmid) == target]
                     if there:
-                        found.append(Finding(Kind.PROXLB_GROUP, f"ProxLB anti-affinity '{name}': "
-                                                                f"{_names(there)} there"))
+                        found.append(
+                            Finding(Kind.PROXLB_GROUP, f"ProxLB anti-affinity '{name}': {_names(there)} there")
+                        )
         return found
 
 
@@ -345,5 +364,6 @@ def check_move(
 ) -> Verdict:
     """One verdict, for callers asking about a single node; planners keep a ``Constraints``."""
     constraints = Constraints(snapshot, rules or RuleSet.empty())
-    return constraints.verdict(guest, target, mode=mode, projection=projection or ProjectedCluster.of(snapshot),
-                               precondition=precondition)
+    return constraints.verdict(
+        guest, target, mode=mode, projection=projection or ProjectedCluster.of(snapshot), precondition=precondition
+    )

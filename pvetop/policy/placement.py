@@ -32,15 +32,20 @@ EVACUATION_MEM_CEILING = 0.9
 # A user evacuating a node by hand may override pins and locks (the plan asks, see
 # ``needs_decision``) but never sends guests to reserved, maintenance or offline nodes, and
 # never breaks HA rules, ProxLB groups or what makes the migration itself fail.
-EVACUATION_SOFT: Mapping[Mode, frozenset[Kind]] = MappingProxyType({
-    "manual": frozenset({Kind.PIN, Kind.LOCK, Kind.PROXLB_PIN, Kind.PROXLB_IGNORE}),
-    "auto": frozenset(),
-})
-EVACUATION_HARD: Mapping[Mode, frozenset[Kind]] = MappingProxyType({
-    "manual": frozenset({Kind.PLACEMENT, Kind.PVE, Kind.RESERVED_TARGET, Kind.MAINTENANCE, Kind.HA,
-                         Kind.PROXLB_GROUP}),
-    "auto": BLOCKING["auto"],
-})
+EVACUATION_SOFT: Mapping[Mode, frozenset[Kind]] = MappingProxyType(
+    {
+        "manual": frozenset({Kind.PIN, Kind.LOCK, Kind.PROXLB_PIN, Kind.PROXLB_IGNORE}),
+        "auto": frozenset(),
+    }
+)
+EVACUATION_HARD: Mapping[Mode, frozenset[Kind]] = MappingProxyType(
+    {
+        "manual": frozenset(
+            {Kind.PLACEMENT, Kind.PVE, Kind.RESERVED_TARGET, Kind.MAINTENANCE, Kind.HA, Kind.PROXLB_GROUP}
+        ),
+        "auto": BLOCKING["auto"],
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +127,14 @@ class BulkPlan:
     projection: ProjectedCluster
 
 
-def planned_move(guest: Guest, source: str, target: str, reason: str,
-                 precondition: MigratePrecondition | None = None, warnings: Iterable[str] = ()) -> PlannedMove:
+def planned_move(
+    guest: Guest,
+    source: str,
+    target: str,
+    reason: str,
+    precondition: MigratePrecondition | None = None,
+    warnings: Iterable[str] = (),
+) -> PlannedMove:
     """How to migrate this guest: live for running VMs, restart for running containers."""
     live_vm = guest.type == "qemu" and guest.running
     if not live_vm:
@@ -159,8 +170,15 @@ def _require_ceiling(mem_ceiling: float) -> None:
 # the migrate dialog
 
 
-def _preview(constraints: Constraints, projection: ProjectedCluster, before: Balance, guest: Guest,
-             target: str, mode: Mode, precondition: MigratePrecondition | None) -> MovePreview:
+def _preview(
+    constraints: Constraints,
+    projection: ProjectedCluster,
+    before: Balance,
+    guest: Guest,
+    target: str,
+    mode: Mode,
+    precondition: MigratePrecondition | None,
+) -> MovePreview:
     source = projection.node_of(guest.vmid)
     verdict = constraints.verdict(guest, target, mode=mode, projection=projection, precondition=precondition)
     after = projection.apply((guest.vmid,), target)
@@ -174,8 +192,15 @@ def _preview(constraints: Constraints, projection: ProjectedCluster, before: Bal
     )
 
 
-def preview_move(snapshot: ClusterSnapshot, guest: Guest, target: str, rules: RuleSet | None = None, *,
-                 mode: Mode = "manual", precondition: MigratePrecondition | None = None) -> MovePreview:
+def preview_move(
+    snapshot: ClusterSnapshot,
+    guest: Guest,
+    target: str,
+    rules: RuleSet | None = None,
+    *,
+    mode: Mode = "manual",
+    precondition: MigratePrecondition | None = None,
+) -> MovePreview:
     """How the guest's node and ``target`` would look after the move, and whether it is allowed."""
     _require_node(snapshot, target)
     projection = ProjectedCluster.of(snapshot)
@@ -183,9 +208,14 @@ def preview_move(snapshot: ClusterSnapshot, guest: Guest, target: str, rules: Ru
     return _preview(constraints, projection, projection.balance(), guest, target, check_mode(mode), precondition)
 
 
-def preview_candidates(snapshot: ClusterSnapshot, guest: Guest, rules: RuleSet | None = None, *,
-                       mode: Mode = "manual",
-                       precondition: MigratePrecondition | None = None) -> tuple[MovePreview, ...]:
+def preview_candidates(
+    snapshot: ClusterSnapshot,
+    guest: Guest,
+    rules: RuleSet | None = None,
+    *,
+    mode: Mode = "manual",
+    precondition: MigratePrecondition | None = None,
+) -> tuple[MovePreview, ...]:
     """A preview for every other node: allowed first, offline last, then by the target's load after."""
     check_mode(mode)
     projection = ProjectedCluster.of(snapshot)
@@ -196,8 +226,7 @@ def preview_candidates(snapshot: ClusterSnapshot, guest: Guest, rules: RuleSet |
         for node in snapshot.nodes
         if node.name != guest.node
     ]
-    previews.sort(key=lambda p: (not p.verdict.allowed, not p.target.before.online, p.target.after.load,
-                                 p.target.node))
+    previews.sort(key=lambda p: (not p.verdict.allowed, not p.target.before.online, p.target.after.load, p.target.node))
     return tuple(previews)
 
 
@@ -252,9 +281,17 @@ class _Option:
         return (self.after.load, self.after.committed_fraction, self.node)
 
 
-def _weigh_targets(constraints: Constraints, projection: ProjectedCluster, unit: tuple[Guest, ...],
-                   targets: list[str], *, hard_kinds: frozenset[Kind], soft_kinds: frozenset[Kind],
-                   mem_ceiling: float, preconditions: Mapping[int, MigratePrecondition]) -> list[_Option]:
+def _weigh_targets(
+    constraints: Constraints,
+    projection: ProjectedCluster,
+    unit: tuple[Guest, ...],
+    targets: list[str],
+    *,
+    hard_kinds: frozenset[Kind],
+    soft_kinds: frozenset[Kind],
+    mem_ceiling: float,
+    preconditions: Mapping[int, MigratePrecondition],
+) -> list[_Option]:
     """Every target's findings for a unit, with the unit's whole demand landing there."""
     companions = frozenset(g.vmid for g in unit)
     demand = sum((Demand.of(g) for g in unit), Demand())
@@ -263,17 +300,24 @@ def _weigh_targets(constraints: Constraints, projection: ProjectedCluster, unit:
         findings: list[Finding] = []
         for guest in unit:
             findings += constraints.findings(
-                guest, target, projection=projection, demand=demand, mem_ceiling=mem_ceiling,
-                precondition=preconditions.get(guest.vmid), companions=companions,
+                guest,
+                target,
+                projection=projection,
+                demand=demand,
+                mem_ceiling=mem_ceiling,
+                precondition=preconditions.get(guest.vmid),
+                companions=companions,
             )
-        options.append(_Option(
-            node=target,
-            hard=_dedupe(f.text for f in findings if f.kind in hard_kinds),
-            soft=_dedupe(f.text for f in findings if f.kind in soft_kinds),
-            warnings=_dedupe(f.text for f in findings if f.kind not in hard_kinds | soft_kinds),
-            about_guest=frozenset(f.text for f in findings if f.about_guest),
-            after=projection.usage_of(target).plus(demand, len(unit)),
-        ))
+        options.append(
+            _Option(
+                node=target,
+                hard=_dedupe(f.text for f in findings if f.kind in hard_kinds),
+                soft=_dedupe(f.text for f in findings if f.kind in soft_kinds),
+                warnings=_dedupe(f.text for f in findings if f.kind not in hard_kinds | soft_kinds),
+                about_guest=frozenset(f.text for f in findings if f.about_guest),
+                after=projection.usage_of(target).plus(demand, len(unit)),
+            )
+        )
     return options
 
 
@@ -328,8 +372,16 @@ def plan_evacuation(
     unplaceable: list[Unplaced] = []
     units = sorted(_affinity_units(constraints, snapshot.guests_by_node.get(node, ())), key=_unit_order)
     for unit in units:
-        options = _weigh_targets(constraints, projection, unit, targets, hard_kinds=hard_kinds,
-                                 soft_kinds=soft_kinds, mem_ceiling=mem_ceiling, preconditions=preconditions)
+        options = _weigh_targets(
+            constraints,
+            projection,
+            unit,
+            targets,
+            hard_kinds=hard_kinds,
+            soft_kinds=soft_kinds,
+            mem_ceiling=mem_ceiling,
+            preconditions=preconditions,
+        )
         together = "" if len(unit) == 1 else f"moves together with {', '.join(str(g.vmid) for g in unit)}: "
         free = sorted((o for o in options if not o.hard and not o.soft), key=lambda o: o.fit)
         overridable = sorted((o for o in options if not o.hard), key=lambda o: o.fit)
@@ -337,16 +389,16 @@ def plan_evacuation(
             best = free[0]
             for guest in unit:
                 reason = f"{together}evacuate {node}: {best.node} has the lowest load after ({best.after.load:.0%})"
-                moves.append(planned_move(guest, node, best.node, reason, preconditions.get(guest.vmid),
-                                          best.warnings))
+                moves.append(planned_move(guest, node, best.node, reason, preconditions.get(guest.vmid), best.warnings))
             projection = projection.apply((g.vmid for g in unit), best.node)
         elif overridable and soft_kinds:
             blocked_within = [o for o in options if o.hard and not o.soft]
             reason = "; ".join(_dedupe(text for o in overridable for text in o.soft))
             if blocked_within:  # nodes the pin allows, but which cannot take the guest
                 reason += "; " + _explain(blocked_within, lambda o: o.hard)
-            needs_decision += [Unplaced(g.vmid, g.name, node, together + reason, tuple(o.node for o in overridable))
-                               for g in unit]
+            needs_decision += [
+                Unplaced(g.vmid, g.name, node, together + reason, tuple(o.node for o in overridable)) for g in unit
+            ]
         else:
             reason = _explain(options, lambda o: o.hard + o.soft)
             unplaceable += [Unplaced(g.vmid, g.name, node, together + reason) for g in unit]
@@ -400,13 +452,19 @@ def plan_bulk_move(
             refused.append(Unplaced(vmid, "", "", f"no guest {vmid} in the cluster"))
             continue
         precondition = preconditions.get(vmid)
-        verdict = constraints.verdict(guest, target, mode=mode, projection=projection, mem_ceiling=mem_ceiling,
-                                      precondition=precondition, companions=companions)
+        verdict = constraints.verdict(
+            guest,
+            target,
+            mode=mode,
+            projection=projection,
+            mem_ceiling=mem_ceiling,
+            precondition=precondition,
+            companions=companions,
+        )
         if not verdict.allowed:
             refused.append(Unplaced(vmid, guest.name, guest.node, "; ".join(verdict.blocks)))
             continue
-        moves.append(planned_move(guest, guest.node, target, f"bulk move to {target}", precondition,
-                                  verdict.warnings))
+        moves.append(planned_move(guest, guest.node, target, f"bulk move to {target}", precondition, verdict.warnings))
         projection = projection.apply((vmid,), target)
     return BulkPlan(
         target=target,

@@ -71,27 +71,53 @@ def reconcile(snapshot: ClusterSnapshot, rules: StoredRulesLike) -> tuple[Reconc
         if not gone:
             continue
         if kept:
-            changes.append(ReconcileChange(
-                "pin", target, "nodes_gone", "narrow", pin,
-                f"pin of {pin.vmid} ({pin.name}) names missing node(s) {', '.join(gone)}: "
-                f"keep only {', '.join(sorted(kept))}",
-                new_nodes=kept,
-            ))
+            changes.append(
+                ReconcileChange(
+                    "pin",
+                    target,
+                    "nodes_gone",
+                    "narrow",
+                    pin,
+                    f"pin of {pin.vmid} ({pin.name}) names missing node(s) {', '.join(gone)}: "
+                    f"keep only {', '.join(sorted(kept))}",
+                    new_nodes=kept,
+                )
+            )
         else:
-            changes.append(ReconcileChange(
-                "pin", target, "nodes_gone", "remove", pin,
-                f"every node of the pin of {pin.vmid} ({pin.name}) is gone ({', '.join(gone)}): remove the pin",
-            ))
+            changes.append(
+                ReconcileChange(
+                    "pin",
+                    target,
+                    "nodes_gone",
+                    "remove",
+                    pin,
+                    f"every node of the pin of {pin.vmid} ({pin.name}) is gone ({', '.join(gone)}): remove the pin",
+                )
+            )
     for lock in rules.locks:
         problem = _guest_problem(lock, snapshot)
         if problem:
-            changes.append(ReconcileChange("lock", f"guest/{lock.vmid}", problem[0], "remove", lock,
-                                           f"{problem[1]}: remove its lock"))
-    node_rules = (("reservation", rules.reservations, "reservation"), ("maintenance", rules.maintenance,
-                  "maintenance flag"), ("node_power", rules.node_power, "power settings"))
+            changes.append(
+                ReconcileChange(
+                    "lock", f"guest/{lock.vmid}", problem[0], "remove", lock, f"{problem[1]}: remove its lock"
+                )
+            )
+    node_rules = (
+        ("reservation", rules.reservations, "reservation"),
+        ("maintenance", rules.maintenance, "maintenance flag"),
+        ("node_power", rules.node_power, "power settings"),
+    )
     for kind, entries, label in node_rules:
         for entry in entries:
             if entry.node not in nodes:
-                changes.append(ReconcileChange(kind, f"node/{entry.node}", "node_gone", "remove", entry,
-                                               f"node {entry.node} is no longer in the cluster: remove its {label}"))
+                changes.append(
+                    ReconcileChange(
+                        kind,
+                        f"node/{entry.node}",
+                        "node_gone",
+                        "remove",
+                        entry,
+                        f"node {entry.node} is no longer in the cluster: remove its {label}",
+                    )
+                )
     return tuple(changes)

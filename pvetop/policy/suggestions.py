@@ -45,8 +45,12 @@ def suggest_pins(snapshot: ClusterSnapshot, current: Mapping[int, frozenset[str]
     for guest in snapshot.guests:
         tagged = parse_proxlb_tags(guest.tags).pins
         if tagged:
-            offer(guest.vmid, set(tagged), "proxlb-tag",
-                  "ProxLB tag" + ("s " if len(tagged) > 1 else " ") + ", ".join(f"plb_pin_{n}" for n in sorted(tagged)))
+            offer(
+                guest.vmid,
+                set(tagged),
+                "proxlb-tag",
+                "ProxLB tag" + ("s " if len(tagged) > 1 else " ") + ", ".join(f"plb_pin_{n}" for n in sorted(tagged)),
+            )
     for rule in snapshot.ha_rules:
         if rule.type != "node-affinity" or rule.disabled or not rule.nodes:
             continue

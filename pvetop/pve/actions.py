@@ -27,9 +27,17 @@ def migrate_precondition(client: PveClient, guest: Guest, target: str | None = N
     return MigratePrecondition.from_api(data)
 
 
-def migrate(client: PveClient, guest: Guest, target: str, *, online: bool | None = None,
-            with_local_disks: bool = False, bwlimit_kib: int | None = None, restart: bool | None = None,
-            restart_timeout: int | None = None) -> str:
+def migrate(
+    client: PveClient,
+    guest: Guest,
+    target: str,
+    *,
+    online: bool | None = None,
+    with_local_disks: bool = False,
+    bwlimit_kib: int | None = None,
+    restart: bool | None = None,
+    restart_timeout: int | None = None,
+) -> str:
     """Starts a migration and returns its UPID (``qmigrate``, ``vzmigrate`` or ``hamigrate``).
 
     ``online`` (qemu) and ``restart`` (lxc) default to "the guest is running", which is what PVE
@@ -40,15 +48,23 @@ def migrate(client: PveClient, guest: Guest, target: str, *, online: bool | None
     if guest.type == "qemu":
         if restart is not None or restart_timeout is not None:
             raise UsageError("restart migration is for containers; a VM migrates live (online)")
-        params: dict[str, Any] = {"target": target, "online": guest.running if online is None else online,
-                                  "with-local-disks": with_local_disks or None, "bwlimit": bwlimit_kib}
+        params: dict[str, Any] = {
+            "target": target,
+            "online": guest.running if online is None else online,
+            "with-local-disks": with_local_disks or None,
+            "bwlimit": bwlimit_kib,
+        }
     else:
         if online:
             raise UsageError("containers cannot migrate live; use restart migration (restart=True)")
         if with_local_disks:
             raise UsageError("with-local-disks is for VMs; container volumes are copied as part of the migration")
-        params = {"target": target, "restart": guest.running if restart is None else restart,
-                  "timeout": restart_timeout, "bwlimit": bwlimit_kib}
+        params = {
+            "target": target,
+            "restart": guest.running if restart is None else restart,
+            "timeout": restart_timeout,
+            "bwlimit": bwlimit_kib,
+        }
     upid = client.post(f"{guest_path(guest)}/migrate", **params)
     return _upid(upid, f"migrate {guest.vmid}")
 

@@ -43,17 +43,26 @@ from pvetop.pve.transport import (
 DEFAULT_SLOW_DATA_EVERY = 30
 SLOW_DATA_TICKET_MARGIN = 600.0  # renew the ticket on the slow cadence, well before it is due
 
-INSECURE_WARNING = ("TLS verification is OFF (verify_ssl = false): anyone on the network path can read "
-                    "the credentials and forge cluster data. Use a CA file or --fingerprint instead.")
-TLS_FIX = ("give the cluster's CA with --verify-ssl CA_FILE (/etc/pve/pve-root-ca.pem on a node) or pin "
-           "the certificate with --fingerprint SHA256")
+INSECURE_WARNING = (
+    "TLS verification is OFF (verify_ssl = false): anyone on the network path can read "
+    "the credentials and forge cluster data. Use a CA file or --fingerprint instead."
+)
+TLS_FIX = (
+    "give the cluster's CA with --verify-ssl CA_FILE (/etc/pve/pve-root-ca.pem on a node) or pin "
+    "the certificate with --fingerprint SHA256"
+)
 
 
 class PveClient:
     """A connection to one cluster. Thread-safe enough for one poller plus detail-pane calls."""
 
-    def __init__(self, settings: ConnectionSettings, *, slow_data_every: int = DEFAULT_SLOW_DATA_EVERY,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        slow_data_every: int = DEFAULT_SLOW_DATA_EVERY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """Builds sessions only; ``connect`` (or the first call) does the network part."""
         self.settings = settings
         self.slow_data_every = slow_data_every
@@ -65,18 +74,29 @@ class PveClient:
             silence_insecure_request_warnings()
         self._ticket_auth: TicketAuth | None = None
         if settings.uses_token:
-            auth = ProxmoxHTTPApiTokenAuth(settings.user, settings.token_name, settings.token_value,
-                                           verify_ssl=self._verify, timeout=settings.timeout)
+            auth = ProxmoxHTTPApiTokenAuth(
+                settings.user,
+                settings.token_name,
+                settings.token_value,
+                verify_ssl=self._verify,
+                timeout=settings.timeout,
+            )
             self._session, _ = build_sessions(self._adapter, auth)
         else:
             self._session, ticket_session = build_sessions(self._adapter, None)
-            self._ticket_auth = TicketAuth(settings.user, settings.password or "", ticket_session,
-                                           timeout=settings.timeout, verify_ssl=self._verify)
+            self._ticket_auth = TicketAuth(
+                settings.user,
+                settings.password or "",
+                ticket_session,
+                timeout=settings.timeout,
+                verify_ssl=self._verify,
+            )
             self._session.auth = self._ticket_auth
         serializer = JsonSerializer()
         self._base_urls = [_base_url(host, port) for host, port in settings.hosts]
-        self._roots = [ProxmoxResource(base_url=url, session=self._session, serializer=serializer)
-                       for url in self._base_urls]
+        self._roots = [
+            ProxmoxResource(base_url=url, session=self._session, serializer=serializer) for url in self._base_urls
+        ]
         self._active = 0
         self._lock = threading.Lock()
         self._crs = CrsOptions()
@@ -103,11 +123,15 @@ class PveClient:
         try:
             version = self.get("version")
         except ApiError as exc:  # answered, but not like PVE: a wrong port or another service
-            raise ConnectionFailed(f"{self.active_host} does not answer like a Proxmox VE API: {exc.message}",
-                                   hint="check the host and port (PVE listens on 8006)") from None
+            raise ConnectionFailed(
+                f"{self.active_host} does not answer like a Proxmox VE API: {exc.message}",
+                hint="check the host and port (PVE listens on 8006)",
+            ) from None
         if not isinstance(version, dict) or "version" not in version:
-            raise ConnectionFailed(f"{self.active_host} does not answer like a Proxmox VE API (GET /version)",
-                                   hint="check the host and port (PVE listens on 8006)")
+            raise ConnectionFailed(
+                f"{self.active_host} does not answer like a Proxmox VE API (GET /version)",
+                hint="check the host and port (PVE listens on 8006)",
+            )
         return version
 
     @property
@@ -195,8 +219,9 @@ class PveClient:
         except requests.RequestException as exc:
             raise self._transport_error(exc, index, method, path) from None
         if isinstance(result, dict) and set(result) == {"errors"} and isinstance(result["errors"], bytes):
-            raise ApiError(200, f"{method} /{path} on {self._label(index)}: the answer is not JSON "
-                                "(is this a Proxmox VE API?)")
+            raise ApiError(
+                200, f"{method} /{path} on {self._label(index)}: the answer is not JSON (is this a Proxmox VE API?)"
+            )
         return result
 
     def _ensure_ticket(self, index: int) -> None:
@@ -221,7 +246,8 @@ class PveClient:
     def _login_error(self, exc: LoginRejected, index: int) -> ConnectionFailed:
         return ConnectionFailed(
             f"login as {self.settings.user} on {self._label(index)} failed: {exc.status} {exc.reason}",
-            hint="check the user (USER@REALM) and the password")
+            hint="check the user (USER@REALM) and the password",
+        )
 
     def _api_error(self, exc: ResourceException, method: str, path: str, index: int) -> PvetopError:
         reason = str(exc.content or exc.status_message or "").strip()
@@ -231,9 +257,11 @@ class PveClient:
                 return ConnectionFailed(
                     f"API token {self.settings.user}!{self.settings.token_name} was refused by "
                     f"{self._label(index)}: 401 {reason}",
-                    hint="check the token id and secret (Datacenter > Permissions > API Tokens)")
-            return ConnectionFailed(f"{self._label(index)} refused the login ticket: 401 {reason}",
-                                    hint="check the user and password")
+                    hint="check the token id and secret (Datacenter > Permissions > API Tokens)",
+                )
+            return ConnectionFailed(
+                f"{self._label(index)} refused the login ticket: 401 {reason}", hint="check the user and password"
+            )
         detail = "; ".join(f"{k}: {str(v).strip()}" for k, v in errors.items())
         message = f"{method} /{path}: {exc.status_code} {reason}" + (f" ({detail})" if detail else "")
         hint = None
@@ -251,20 +279,27 @@ class PveClient:
                 return ConnectionFailed(
                     f"certificate of {label} does not match the pinned fingerprint: expected "
                     f"{_colon_hex(mismatch.group(1))}, presented {_colon_hex(mismatch.group(2))}",
-                    hint="if the node's certificate was renewed on purpose, pin the new fingerprint with --fingerprint")
+                    hint="if the node's certificate was renewed on purpose, pin the new fingerprint with --fingerprint",
+                )
             if "certificate verify failed" not in text:
-                return ConnectionFailed(f"TLS handshake with {label} failed: {text}",
-                                        hint="is this the Proxmox VE API port (HTTPS, 8006 by default)?")
+                return ConnectionFailed(
+                    f"TLS handshake with {label} failed: {text}",
+                    hint="is this the Proxmox VE API port (HTTPS, 8006 by default)?",
+                )
             presented = presented_fingerprint(*self.settings.hosts[index], timeout=self.settings.timeout)
             seen = f" (it presents SHA-256 fingerprint {presented})" if presented else ""
-            return ConnectionFailed(f"TLS verification of {label} failed: {_short_ssl_reason(text)}{seen}",
-                                    hint=TLS_FIX)
+            return ConnectionFailed(
+                f"TLS verification of {label} failed: {_short_ssl_reason(text)}{seen}", hint=TLS_FIX
+            )
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return _HostDown(f"{label}: no answer within {self.settings.timeout:g} s (connect timeout)",
-                             before_connect=True)
+            return _HostDown(
+                f"{label}: no answer within {self.settings.timeout:g} s (connect timeout)", before_connect=True
+            )
         if isinstance(exc, requests.exceptions.Timeout):
-            return _HostDown(f"{label}: {method} /{path} got no answer within {self.settings.timeout:g} s (timeout)",
-                             before_connect=False)
+            return _HostDown(
+                f"{label}: {method} /{path} got no answer within {self.settings.timeout:g} s (timeout)",
+                before_connect=False,
+            )
         if isinstance(exc, requests.exceptions.ConnectionError):
             return _HostDown(f"{label}: {_connection_reason(exc)}", before_connect=_never_connected(exc))
         return ConnectionFailed(f"{label}: {type(exc).__name__}: {_innermost(exc)}")
@@ -325,8 +360,15 @@ class PveClient:
             if self._snapshots_since_slow is not None:
                 self._snapshots_since_slow += 1
         try:
-            return build_snapshot(resources, status, crs=crs, ha_rules=rules, votes=votes,
-                                  fetched_at=self._clock(), api_requests=self._counter.this_thread - before)
+            return build_snapshot(
+                resources,
+                status,
+                crs=crs,
+                ha_rules=rules,
+                votes=votes,
+                fetched_at=self._clock(),
+                api_requests=self._counter.this_thread - before,
+            )
         except MalformedAnswer as exc:
             raise ApiError(200, f"unexpected answer from {self.active_host}: {exc}") from None
 
@@ -354,6 +396,7 @@ def guest_path(guest: Guest) -> str:
 
 
 # ---------------------------------------------------------------------- helpers
+
 
 class _HostDown(Exception):
     """This host did not answer; the next one may."""
@@ -427,7 +470,7 @@ def _short_ssl_reason(text: str) -> str:
 
 def _colon_hex(text: str) -> str:
     digits = text.replace(":", "").upper()
-    return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+    return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
 
 
 def presented_fingerprint(host: str, port: int, *, timeout: float = 5.0) -> str | None:
@@ -436,8 +479,10 @@ def presented_fingerprint(host: str, port: int, *, timeout: float = 5.0) -> str 
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw, \
-                context.wrap_socket(raw, server_hostname=host) as tls:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError):
         return None

@@ -50,36 +50,60 @@ def parse_resources(items: Any) -> tuple[dict[str, Node], list[Guest], list[Stor
             kind = item["type"]
             if kind in GUEST_TYPES:
                 get = item.get
-                guests.append(Guest(
-                    vmid=int(item["vmid"]), type=kind, node=item["node"],
-                    status=get("status") or "unknown", name=get("name") or "",
-                    template=_bool(get("template")),
-                    cpu=float(get("cpu") or 0.0), maxcpu=float(get("maxcpu") or 0.0),
-                    mem=int(get("mem") or 0), maxmem=int(get("maxmem") or 0),
-                    disk=int(get("disk") or 0), maxdisk=int(get("maxdisk") or 0),
-                    netin=int(get("netin") or 0), netout=int(get("netout") or 0),
-                    diskread=int(get("diskread") or 0), diskwrite=int(get("diskwrite") or 0),
-                    uptime=int(get("uptime") or 0), pool=get("pool") or None,
-                    tags=tags(get("tags")), lock=get("lock") or None, hastate=get("hastate") or None,
-                ))
+                guests.append(
+                    Guest(
+                        vmid=int(item["vmid"]),
+                        type=kind,
+                        node=item["node"],
+                        status=get("status") or "unknown",
+                        name=get("name") or "",
+                        template=_bool(get("template")),
+                        cpu=float(get("cpu") or 0.0),
+                        maxcpu=float(get("maxcpu") or 0.0),
+                        mem=int(get("mem") or 0),
+                        maxmem=int(get("maxmem") or 0),
+                        disk=int(get("disk") or 0),
+                        maxdisk=int(get("maxdisk") or 0),
+                        netin=int(get("netin") or 0),
+                        netout=int(get("netout") or 0),
+                        diskread=int(get("diskread") or 0),
+                        diskwrite=int(get("diskwrite") or 0),
+                        uptime=int(get("uptime") or 0),
+                        pool=get("pool") or None,
+                        tags=tags(get("tags")),
+                        lock=get("lock") or None,
+                        hastate=get("hastate") or None,
+                    )
+                )
             elif kind == "node":
                 get = item.get
                 nodes[item["node"]] = Node(
-                    name=item["node"], status=get("status") or "unknown",
-                    cpu=float(get("cpu") or 0.0), maxcpu=int(get("maxcpu") or 0),
-                    mem=int(get("mem") or 0), maxmem=int(get("maxmem") or 0),
-                    disk=int(get("disk") or 0), maxdisk=int(get("maxdisk") or 0),
-                    uptime=int(get("uptime") or 0), level=get("level") or "",
+                    name=item["node"],
+                    status=get("status") or "unknown",
+                    cpu=float(get("cpu") or 0.0),
+                    maxcpu=int(get("maxcpu") or 0),
+                    mem=int(get("mem") or 0),
+                    maxmem=int(get("maxmem") or 0),
+                    disk=int(get("disk") or 0),
+                    maxdisk=int(get("maxdisk") or 0),
+                    uptime=int(get("uptime") or 0),
+                    level=get("level") or "",
                 )
             elif kind == "storage":
                 get = item.get
                 content = get("content")
-                storage.append(Storage(
-                    storage=item["storage"], node=item["node"], plugintype=get("plugintype") or "",
-                    shared=_bool(get("shared")), disk=int(get("disk") or 0), maxdisk=int(get("maxdisk") or 0),
-                    status=get("status") or "available",
-                    content=tuple(content.split(",")) if content else (),
-                ))
+                storage.append(
+                    Storage(
+                        storage=item["storage"],
+                        node=item["node"],
+                        plugintype=get("plugintype") or "",
+                        shared=_bool(get("shared")),
+                        disk=int(get("disk") or 0),
+                        maxdisk=int(get("maxdisk") or 0),
+                        status=get("status") or "available",
+                        content=tuple(content.split(",")) if content else (),
+                    )
+                )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedAnswer(f"GET /cluster/resources: bad entry {_describe(item)}: {_why(exc)}") from None
     return nodes, guests, storage
@@ -107,8 +131,9 @@ def parse_cluster_status(items: Any) -> tuple[str | None, bool | None, dict[str,
     return name, quorate, members
 
 
-def merge_membership(nodes: dict[str, Node], members: Mapping[str, Mapping[str, Any]],
-                     votes: Mapping[str, int]) -> tuple[Node, ...]:
+def merge_membership(
+    nodes: dict[str, Node], members: Mapping[str, Mapping[str, Any]], votes: Mapping[str, int]
+) -> tuple[Node, ...]:
     """Adds nodeid and ip from /cluster/status and corosync votes; members missing from resources still appear.
 
     Votes come from /cluster/status when it carries them, else from ``votes`` (the slowly
@@ -122,9 +147,12 @@ def merge_membership(nodes: dict[str, Node], members: Mapping[str, Mapping[str, 
             node = Node(name=node_name, status="online" if _bool(member.get("online")) else "offline")
         if member is not None:
             nodeid = member.get("nodeid")
-            node = replace(node, nodeid=int(nodeid) if nodeid is not None else None,
-                                 ip=member.get("ip") or None,
-                           votes=int(member.get("votes", votes.get(node_name, 1))))
+            node = replace(
+                node,
+                nodeid=int(nodeid) if nodeid is not None else None,
+                ip=member.get("ip") or None,
+                votes=int(member.get("votes", votes.get(node_name, 1))),
+            )
         elif node_name in votes:
             node = replace(node, votes=votes[node_name])
         merged.append(node)
@@ -152,13 +180,17 @@ def parse_ha_rules(items: Any) -> tuple[HaRule, ...]:
     rules = []
     for item in items:
         try:
-            rules.append(HaRule(
-                rule=item["rule"], type=item["type"],
-                resources=tuple(r for r in (item.get("resources") or "").split(",") if r),
-                nodes=tuple(_node_priority(n) for n in (item.get("nodes") or "").split(",") if n),
-                strict=_bool(item.get("strict")), affinity=item.get("affinity") or None,
-                disabled=_bool(item.get("disable")),
-            ))
+            rules.append(
+                HaRule(
+                    rule=item["rule"],
+                    type=item["type"],
+                    resources=tuple(r for r in (item.get("resources") or "").split(",") if r),
+                    nodes=tuple(_node_priority(n) for n in (item.get("nodes") or "").split(",") if n),
+                    strict=_bool(item.get("strict")),
+                    affinity=item.get("affinity") or None,
+                    disabled=_bool(item.get("disable")),
+                )
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedAnswer(f"GET /cluster/ha/rules: bad entry {_describe(item)}: {_why(exc)}") from None
     return tuple(rules)
@@ -179,8 +211,16 @@ def parse_config_nodes(items: Any) -> dict[str, int]:
         raise MalformedAnswer(f"GET /cluster/config/nodes: {_why(exc)}") from None
 
 
-def build_snapshot(resources: Any, status: Any, *, crs: CrsOptions, ha_rules: Iterable[HaRule],
-                   fetched_at: float, api_requests: int, votes: Mapping[str, int] | None = None) -> ClusterSnapshot:
+def build_snapshot(
+    resources: Any,
+    status: Any,
+    *,
+    crs: CrsOptions,
+    ha_rules: Iterable[HaRule],
+    fetched_at: float,
+    api_requests: int,
+    votes: Mapping[str, int] | None = None,
+) -> ClusterSnapshot:
     """One immutable snapshot from the two per-refresh answers plus the cached slow data."""
     nodes_by_name, guests, storage = parse_resources(resources)
     cluster_name, quorate, members = parse_cluster_status(status)
@@ -190,8 +230,14 @@ def build_snapshot(resources: Any, status: Any, *, crs: CrsOptions, ha_rules: It
         quorate = True
     guests.sort(key=_vmid)
     return ClusterSnapshot(
-        cluster_name=cluster_name, quorate=bool(quorate), nodes=nodes, guests=tuple(guests),
-        storage=tuple(storage), ha_rules=tuple(ha_rules), crs=crs, fetched_at=fetched_at,
+        cluster_name=cluster_name,
+        quorate=bool(quorate),
+        nodes=nodes,
+        guests=tuple(guests),
+        storage=tuple(storage),
+        ha_rules=tuple(ha_rules),
+        crs=crs,
+        fetched_at=fetched_at,
         api_requests=api_requests,
     )
 

@@ -20,7 +20,8 @@ from pvetop.pve.client import PveClient
 _UPID = re.compile(
     r"^UPID:(?P<node>[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?):(?P<pid>[0-9A-Fa-f]{8}):"
     r"(?P<pstart>[0-9A-Fa-f]{8,9}):(?P<starttime>[0-9A-Fa-f]{8}):(?P<type>[^:\s]+):(?P<id>[^:\s]*):"
-    r"(?P<user>[^:\s]+):?$")
+    r"(?P<user>[^:\s]+):?$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,19 @@ class Upid:
 def parse_upid(upid: str) -> Upid:
     match = _UPID.match(upid.strip()) if isinstance(upid, str) else None
     if match is None:
-        raise UsageError(f"not a Proxmox VE task id: {upid!r}",
-                         hint="a task id looks like UPID:pve1:0000ABCD:00112233:6560F00D:qmigrate:100:root@pam:")
-    return Upid(node=match["node"], pid=int(match["pid"], 16), pstart=int(match["pstart"], 16),
-                starttime=int(match["starttime"], 16), type=match["type"], id=match["id"], user=match["user"])
+        raise UsageError(
+            f"not a Proxmox VE task id: {upid!r}",
+            hint="a task id looks like UPID:pve1:0000ABCD:00112233:6560F00D:qmigrate:100:root@pam:",
+        )
+    return Upid(
+        node=match["node"],
+        pid=int(match["pid"], 16),
+        pstart=int(match["pstart"], 16),
+        starttime=int(match["starttime"], 16),
+        type=match["type"],
+        id=match["id"],
+        user=match["user"],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +89,16 @@ def task_status(client: PveClient, upid: str) -> TaskStatus:
     if not isinstance(data, dict) or "status" not in data:
         raise ApiError(200, f"unexpected task status answer for {upid}: {data!r:.120}")
     parsed = parse_upid(upid)
-    return TaskStatus(upid=upid, node=data.get("node", parsed.node), type=data.get("type", parsed.type),
-                      id=str(data.get("id", parsed.id)), user=data.get("user", parsed.user),
-                      status=data["status"], exitstatus=data.get("exitstatus"),
-                      starttime=int(data.get("starttime", parsed.starttime)))
+    return TaskStatus(
+        upid=upid,
+        node=data.get("node", parsed.node),
+        type=data.get("type", parsed.type),
+        id=str(data.get("id", parsed.id)),
+        user=data.get("user", parsed.user),
+        status=data["status"],
+        exitstatus=data.get("exitstatus"),
+        starttime=int(data.get("starttime", parsed.starttime)),
+    )
 
 
 def task_log(client: PveClient, upid: str, start: int = 0, limit: int = 500) -> list[str]:
@@ -102,20 +118,41 @@ def cluster_tasks(client: PveClient) -> list[dict[str, Any]]:
     return client.get("cluster/tasks")
 
 
-def node_tasks(client: PveClient, node: str, *, vmid: int | None = None, typefilter: str | None = None,
-               source: str | None = None, since: int | None = None, limit: int | None = None,
-               errors: bool | None = None) -> list[dict[str, Any]]:
+def node_tasks(
+    client: PveClient,
+    node: str,
+    *,
+    vmid: int | None = None,
+    typefilter: str | None = None,
+    source: str | None = None,
+    since: int | None = None,
+    limit: int | None = None,
+    errors: bool | None = None,
+) -> list[dict[str, Any]]:
     """Task list of one node (``GET /nodes/{node}/tasks``); ``source="all"`` includes running ones."""
-    return client.get(f"nodes/{node}/tasks", vmid=vmid, typefilter=typefilter, source=source, since=since,
-                      limit=limit, errors=errors)
+    return client.get(
+        f"nodes/{node}/tasks", vmid=vmid, typefilter=typefilter, source=source, since=since, limit=limit, errors=errors
+    )
 
 
 # ---------------------------------------------------------------------- migration progress
 
 _SIZE_UNITS = {
-    "B": 1, "KIB": 1024, "MIB": 1024 ** 2, "GIB": 1024 ** 3, "TIB": 1024 ** 4, "PIB": 1024 ** 5,
-    "KB": 1000, "MB": 1000 ** 2, "GB": 1000 ** 3, "TB": 1000 ** 4, "PB": 1000 ** 5, "K": 1024, "M": 1024 ** 2,
-    "G": 1024 ** 3, "T": 1024 ** 4,
+    "B": 1,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
+    "TIB": 1024**4,
+    "PIB": 1024**5,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "PB": 1000**5,
+    "K": 1024,
+    "M": 1024**2,
+    "G": 1024**3,
+    "T": 1024**4,
 }
 _SIZE = r"(\d+(?:\.\d+)?)\s*([KMGTP]?i?B|[KMGT])"
 # qemu RAM: "migration active, transferred 1.2 GiB of 4.0 GiB VM-state, 500.0 MiB/s"
@@ -205,9 +242,16 @@ def _stamp(line: str) -> float | None:
 ProgressCallback = Callable[[TaskStatus, Progress, list[str]], None]
 
 
-def wait_task(client: PveClient, upid: str, *, poll: float = 1.0, timeout: float | None = None,
-              on_progress: ProgressCallback | None = None, sleep: Callable[[float], None] = time.sleep,
-              clock: Callable[[], float] = time.monotonic) -> TaskStatus:
+def wait_task(
+    client: PveClient,
+    upid: str,
+    *,
+    poll: float = 1.0,
+    timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> TaskStatus:
     """Polls a task until it stops; ``on_progress(status, progress, new_log_lines)`` after each poll.
 
     Returns the final status (check ``succeeded``); raises ``PvetopError`` when ``timeout``
@@ -225,6 +269,8 @@ def wait_task(client: PveClient, upid: str, *, poll: float = 1.0, timeout: float
         if not status.running:
             return status
         if deadline is not None and clock() >= deadline:
-            raise PvetopError(f"task {upid} still running after {timeout:g} s (it keeps running on the cluster)",
-                              hint="watch it in the dashboard or stop it with the task's stop action")
+            raise PvetopError(
+                f"task {upid} still running after {timeout:g} s (it keeps running on the cluster)",
+                hint="watch it in the dashboard or stop it with the task's stop action",
+            )
         sleep(poll)

@@ -84,8 +84,16 @@ class TicketAuth(ProxmoxHTTPAuthBase):
     that slept through the 2 h).
     """
 
-    def __init__(self, username: str, password: str, ticket_session: requests.Session, *,
-                 timeout: float, verify_ssl: bool | str, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        ticket_session: requests.Session,
+        *,
+        timeout: float,
+        verify_ssl: bool | str,
+        clock=time.monotonic,
+    ) -> None:
         super().__init__(timeout=timeout, verify_ssl=verify_ssl)
         self.username = username
         self._password = password
@@ -137,8 +145,11 @@ class TicketAuth(ProxmoxHTTPAuthBase):
 
     def _post_ticket(self, password: str) -> None:
         response = self._session.post(
-            f"{self.base_url}/access/ticket", data={"username": self.username, "password": password},
-            verify=self.verify_ssl, timeout=self.timeout)
+            f"{self.base_url}/access/ticket",
+            data={"username": self.username, "password": password},
+            verify=self.verify_ssl,
+            timeout=self.timeout,
+        )
         if response.status_code in (401, 403):
             raise LoginRejected(response.status_code, response.reason or "authentication failure")
         response.raise_for_status()
@@ -147,8 +158,9 @@ class TicketAuth(ProxmoxHTTPAuthBase):
             need_tfa = data.get("NeedTFA")
             ticket, csrf_token = data["ticket"], data["CSRFPreventionToken"]
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise LoginRejected(response.status_code, "unexpected answer to POST /access/ticket "
-                                                      "(is this a Proxmox VE API?)") from None
+            raise LoginRejected(
+                response.status_code, "unexpected answer to POST /access/ticket (is this a Proxmox VE API?)"
+            ) from None
         if need_tfa:
             raise LoginRejected(401, "the account needs a second factor (TFA); use an API token instead")
         self.ticket, self.csrf_token = ticket, csrf_token
@@ -166,7 +178,9 @@ class TicketAuth(ProxmoxHTTPAuthBase):
         return request
 
 
-def build_sessions(adapter: HTTPAdapter, auth: ProxmoxHTTPAuthBase | None) -> tuple[ProxmoxHttpSession, requests.Session]:
+def build_sessions(
+    adapter: HTTPAdapter, auth: ProxmoxHTTPAuthBase | None
+) -> tuple[ProxmoxHttpSession, requests.Session]:
     """proxmoxer's API session (with ``auth``) and a bare session for ticket logins, sharing ``adapter``."""
     api = ProxmoxHttpSession()
     api.auth = auth

@@ -18,12 +18,38 @@ from pvetop.sim.errors import PveApiError
 
 TICKET_LIFETIME = 7200
 ALL_PRIVILEGES = (
-    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Datastore.Audit",
-    "Permissions.Modify", "Pool.Allocate", "Pool.Audit", "SDN.Audit", "SDN.Use", "Sys.Audit",
-    "Sys.Console", "Sys.Modify", "Sys.PowerMgmt", "Sys.Syslog", "User.Modify", "VM.Allocate",
-    "VM.Audit", "VM.Backup", "VM.Clone", "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Cloudinit",
-    "VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network",
-    "VM.Config.Options", "VM.Console", "VM.Migrate", "VM.PowerMgmt", "VM.Snapshot", "VM.Snapshot.Rollback",
+    "Datastore.Allocate",
+    "Datastore.AllocateSpace",
+    "Datastore.AllocateTemplate",
+    "Datastore.Audit",
+    "Permissions.Modify",
+    "Pool.Allocate",
+    "Pool.Audit",
+    "SDN.Audit",
+    "SDN.Use",
+    "Sys.Audit",
+    "Sys.Console",
+    "Sys.Modify",
+    "Sys.PowerMgmt",
+    "Sys.Syslog",
+    "User.Modify",
+    "VM.Allocate",
+    "VM.Audit",
+    "VM.Backup",
+    "VM.Clone",
+    "VM.Config.CDROM",
+    "VM.Config.CPU",
+    "VM.Config.Cloudinit",
+    "VM.Config.Disk",
+    "VM.Config.HWType",
+    "VM.Config.Memory",
+    "VM.Config.Network",
+    "VM.Config.Options",
+    "VM.Console",
+    "VM.Migrate",
+    "VM.PowerMgmt",
+    "VM.Snapshot",
+    "VM.Snapshot.Rollback",
 )
 AUDIT_PRIVILEGES = ("Datastore.Audit", "Sys.Audit", "VM.Audit")
 PERMISSION_PATHS = ("/", "/access", "/nodes", "/pool", "/sdn", "/storage", "/vms")
@@ -65,10 +91,12 @@ class Identity:
 class Auth:
     def __init__(self, clock_now, *, root_password: str | None = None):
         self._now = clock_now
-        self.root = Account("root@pam", root_password or new_password(), frozenset(ALL_PRIVILEGES),
-                            {"pvetop": str(uuid.uuid4())})
-        self.auditor = Account("auditor@pve", new_password(), frozenset(AUDIT_PRIVILEGES),
-                               {"readonly": str(uuid.uuid4())})
+        self.root = Account(
+            "root@pam", root_password or new_password(), frozenset(ALL_PRIVILEGES), {"pvetop": str(uuid.uuid4())}
+        )
+        self.auditor = Account(
+            "auditor@pve", new_password(), frozenset(AUDIT_PRIVILEGES), {"readonly": str(uuid.uuid4())}
+        )
         self.accounts = {a.userid: a for a in (self.root, self.auditor)}
         self._key = secrets.token_bytes(32)
         self._tickets: dict[str, tuple[str, float]] = {}
@@ -92,8 +120,13 @@ class Auth:
         plain = f"PVE:{username}:{stamp}"
         ticket = f"{plain}::{self._sign(plain)}"
         self._tickets[ticket] = (username, issued)
-        return {"username": username, "ticket": ticket, "CSRFPreventionToken": self.csrf_token(username, stamp),
-                "clustername": cluster_name, "cap": {}}
+        return {
+            "username": username,
+            "ticket": ticket,
+            "CSRFPreventionToken": self.csrf_token(username, stamp),
+            "clustername": cluster_name,
+            "cap": {},
+        }
 
     def csrf_token(self, username: str, stamp: str) -> str:
         return f"{stamp}:{self._sign(f'{stamp}:{username}')}"
@@ -123,7 +156,7 @@ class Auth:
         return Identity(username, self.accounts[username].privileges, True)
 
     def _token_identity(self, authorization: str) -> Identity:
-        value = authorization[len("PVEAPIToken"):].lstrip(" =")
+        value = authorization[len("PVEAPIToken") :].lstrip(" =")
         tokenid, sep, secret = value.rpartition("=")
         userid, bang, name = tokenid.partition("!")
         if not sep or not bang:

@@ -22,8 +22,21 @@ from typing import Callable
 
 from pvetop.sim.clock import SimClock
 from pvetop.sim.crs import Candidate, CrsSettings, best_move, imbalance
-from pvetop.sim.entities import (BOOTING, CRASHED, GIB, MIB, OFF, ONLINE, SHUTTING_DOWN, Disk, HaRule,
-                                 SimGuest, SimNode, SimStorage, allocated_bytes)
+from pvetop.sim.entities import (
+    BOOTING,
+    CRASHED,
+    GIB,
+    MIB,
+    OFF,
+    ONLINE,
+    SHUTTING_DOWN,
+    Disk,
+    HaRule,
+    SimGuest,
+    SimNode,
+    SimStorage,
+    allocated_bytes,
+)
 from pvetop.sim.errors import PveApiError, ScenarioError, param_error
 from pvetop.sim.faults import Faults
 from pvetop.sim.load import LoadCurve, default_curve, noise
@@ -77,8 +90,15 @@ class Migration:
 
 
 class SimCluster:
-    def __init__(self, scenario: Scenario | str = "homelab", *, seed: int = 1, speed: float = 1.0,
-                 manual_clock: bool = False, start_time=None):
+    def __init__(
+        self,
+        scenario: Scenario | str = "homelab",
+        *,
+        seed: int = 1,
+        speed: float = 1.0,
+        manual_clock: bool = False,
+        start_time=None,
+    ):
         if isinstance(scenario, str):
             scenario = load_scenario(scenario, seed)
         self.lock = threading.RLock()
@@ -121,8 +141,11 @@ class SimCluster:
             uptime = float(spec.get("uptime_seconds", 86400 * (3 + noise(self.seed, index, 30) * 40)))
             mac = spec.get("mac")
             node = SimNode(
-                name=spec["name"], nodeid=index, ip=spec.get("ip", f"10.10.0.{10 + index}"),
-                cpus=int(spec["cpus"]), sockets=int(spec.get("sockets", 1)),
+                name=spec["name"],
+                nodeid=index,
+                ip=spec.get("ip", f"10.10.0.{10 + index}"),
+                cpus=int(spec["cpus"]),
+                sockets=int(spec.get("sockets", 1)),
                 cpu_model=spec.get("cpu_model", "AMD EPYC 7302P 16-Core Processor"),
                 memory=int(float(spec["memory_gib"]) * GIB),
                 root_disk=int(float(spec.get("root_disk_gib", 100)) * GIB),
@@ -139,23 +162,47 @@ class SimCluster:
             node.power_history.append((self.now - uptime, power == "online"))
             self.nodes[node.name] = node
         self.storages = [
-            SimStorage(storage=s["storage"], type=s.get("type", "dir"), shared=bool(s.get("shared", 0)),
-                       content=s.get("content", "images,rootdir"), size=int(float(s.get("size_gib", 500)) * GIB),
-                       nodes=s.get("nodes"), base_used=int(float(s.get("base_used_gib", 0)) * GIB))
+            SimStorage(
+                storage=s["storage"],
+                type=s.get("type", "dir"),
+                shared=bool(s.get("shared", 0)),
+                content=s.get("content", "images,rootdir"),
+                size=int(float(s.get("size_gib", 500)) * GIB),
+                nodes=s.get("nodes"),
+                base_used=int(float(s.get("base_used_gib", 0)) * GIB),
+            )
             for s in scenario.storage
         ]
         self.storage_by_id = {s.storage: s for s in self.storages}
         self.pools = {p["poolid"]: p.get("comment") for p in scenario.pools}
-        self.ha_rules = [HaRule(rule=r["rule"], type=r["type"], resources=r["resources"], nodes=r.get("nodes"),
-                                strict=r.get("strict"), affinity=r.get("affinity"),
-                                disable=bool(r.get("disable", 0)), comment=r.get("comment"))
-                         for r in scenario.ha_rules]
+        self.ha_rules = [
+            HaRule(
+                rule=r["rule"],
+                type=r["type"],
+                resources=r["resources"],
+                nodes=r.get("nodes"),
+                strict=r.get("strict"),
+                affinity=r.get("affinity"),
+                disable=bool(r.get("disable", 0)),
+                comment=r.get("comment"),
+            )
+            for r in scenario.ha_rules
+        ]
         self.guests: dict[int, SimGuest] = {}
         for spec in sorted(scenario.guests, key=lambda g: g["vmid"]):
             vmid = spec["vmid"]
             load = spec.get("load")
-            curve = (LoadCurve(self.seed, vmid, load.get("curve", "steady"), float(load.get("cpu", 0.1)),
-                               float(load.get("mem", 0.5))) if load else default_curve(self.seed, vmid))
+            curve = (
+                LoadCurve(
+                    self.seed,
+                    vmid,
+                    load.get("curve", "steady"),
+                    float(load.get("cpu", 0.1)),
+                    float(load.get("mem", 0.5)),
+                )
+                if load
+                else default_curve(self.seed, vmid)
+            )
             kind = spec["type"]
             disks = []
             for index, disk in enumerate(spec.get("disks") or [{"storage": self.storages[0].storage, "size_gib": 8}]):
@@ -166,11 +213,22 @@ class SimCluster:
             running = spec.get("status", "running") == "running" and not template
             node = self.nodes[spec["node"]]
             guest = SimGuest(
-                vmid=vmid, type=kind, name=spec["name"], node=node.name, cores=int(spec.get("cores", 1)),
-                memory=memory, disks=disks, status="running" if running and node.power == ONLINE else "stopped",
-                curve=curve, tags=sorted(spec.get("tags", [])), pool=spec.get("pool"), template=template,
-                lock=spec.get("lock"), ha=bool(spec.get("ha", False)),
-                ha_state="started" if running else "stopped", onboot=bool(spec.get("onboot", running)),
+                vmid=vmid,
+                type=kind,
+                name=spec["name"],
+                node=node.name,
+                cores=int(spec.get("cores", 1)),
+                memory=memory,
+                disks=disks,
+                status="running" if running and node.power == ONLINE else "stopped",
+                curve=curve,
+                tags=sorted(spec.get("tags", [])),
+                pool=spec.get("pool"),
+                template=template,
+                lock=spec.get("lock"),
+                ha=bool(spec.get("ha", False)),
+                ha_state="started" if running else "stopped",
+                onboot=bool(spec.get("onboot", running)),
                 started_at=self.now - min(node_uptime(node, self.now), 3600 * (1 + noise(self.seed, vmid, 31) * 500)),
                 description=spec.get("description"),
                 mac="BC:24:11:%02X:%02X:%02X" % (vmid >> 16 & 0xFF, vmid >> 8 & 0xFF, vmid & 0xFF),
@@ -215,8 +273,10 @@ class SimCluster:
     def node(self, name: str) -> SimNode:
         node = self.nodes.get(name)
         if node is None:
-            raise PveApiError(500, f"hostname lookup '{name}' failed - failed to get address info for: "
-                                   f"{name}: Name or service not known")
+            raise PveApiError(
+                500,
+                f"hostname lookup '{name}' failed - failed to get address info for: {name}: Name or service not known",
+            )
         return node
 
     def reachable_node(self, name: str) -> SimNode:
@@ -266,8 +326,13 @@ class SimCluster:
             return 0.0, 0
         return guest.curve.cpu_at(t), int(guest.memory * guest.curve.mem_at(t))
 
-    def node_usage(self, node: SimNode, t: float, guests: list[SimGuest] | None = None,
-                   usage: dict[int, tuple[float, int]] | None = None) -> tuple[float, int]:
+    def node_usage(
+        self,
+        node: SimNode,
+        t: float,
+        guests: list[SimGuest] | None = None,
+        usage: dict[int, tuple[float, int]] | None = None,
+    ) -> tuple[float, int]:
         """(cpu fraction of the node's CPUs, memory bytes) at ``t`` from the guests running on it.
 
         ``usage`` may hold the guests' figures at ``t`` already computed (the resources view)."""
@@ -302,8 +367,9 @@ class SimCluster:
         pid = next(self._pid)
         pstart = int((at - owner.booted_at) * 100) & 0xFFFFFFFF
         upid = make_upid(node, pid, pstart, int(at), task_type, task_id, user)
-        task = Task(upid=upid, node=node, pid=pid, pstart=pstart, starttime=int(at), type=task_type,
-                    id=task_id, user=user)
+        task = Task(
+            upid=upid, node=node, pid=pid, pstart=pstart, starttime=int(at), type=task_type, id=task_id, user=user
+        )
         self.tasks.append(task)
         self.tasks_by_upid[upid] = task
         return task
@@ -364,13 +430,20 @@ class SimCluster:
         if guest.ha:
             return self._request_ha_migration(guest, target, user)
         bwlimit = params.get("bwlimit")
-        task = self._start_migration(guest, target, user, online=online, restart=restart,
-                                     with_local_disks=bool(params.get("with-local-disks")),
-                                     bwlimit_kib=float(bwlimit) if bwlimit else None)
+        task = self._start_migration(
+            guest,
+            target,
+            user,
+            online=online,
+            restart=restart,
+            with_local_disks=bool(params.get("with-local-disks")),
+            bwlimit_kib=float(bwlimit) if bwlimit else None,
+        )
         return task.upid
 
-    def migrate_all(self, node: str, target: str, user: str, *, max_workers: int, vmids: set[int] | None,
-                    with_local_disks: bool) -> str:
+    def migrate_all(
+        self, node: str, target: str, user: str, *, max_workers: int, vmids: set[int] | None, with_local_disks: bool
+    ) -> str:
         """POST /nodes/{node}/migrateall: one task that migrates every guest, ``max_workers`` at a time."""
         self.check_migration_target(node, target)
         queue = [g for g in self.guests.values() if g.node == node and (vmids is None or g.vmid in vmids)]
@@ -380,8 +453,11 @@ class SimCluster:
         failures: list[int] = []
 
         def outcome_failed(guest: SimGuest) -> bool:
-            moves = [t for t in self.tasks if t.id == str(guest.vmid) and t.starttime >= int(started_at)
-                     and t.type in ("qmigrate", "vzmigrate")]
+            moves = [
+                t
+                for t in self.tasks
+                if t.id == str(guest.vmid) and t.starttime >= int(started_at) and t.type in ("qmigrate", "vzmigrate")
+            ]
             return not moves or moves[-1].failed(self.now)
 
         def pump() -> None:
@@ -389,15 +465,22 @@ class SimCluster:
                 active.remove(guest)
                 if outcome_failed(guest):
                     failures.append(guest.vmid)
-                    task.log(self.now, f"Failed Migration of {'VM' if guest.type == 'qemu' else 'CT'} {guest.vmid}",
-                             stamped=False)
+                    task.log(
+                        self.now,
+                        f"Failed Migration of {'VM' if guest.type == 'qemu' else 'CT'} {guest.vmid}",
+                        stamped=False,
+                    )
             while queue and len(active) < max_workers:
                 guest = queue.pop(0)
                 label = "VM" if guest.type == "qemu" else "CT"
                 task.log(self.now, f"Starting Migration of {label} {guest.vmid}", stamped=False)
                 running = guest.status == "running"
-                params = {"target": target, "online": int(running and guest.type == "qemu"),
-                          "restart": int(running and guest.type == "lxc"), "with-local-disks": int(with_local_disks)}
+                params = {
+                    "target": target,
+                    "online": int(running and guest.type == "qemu"),
+                    "restart": int(running and guest.type == "lxc"),
+                    "with-local-disks": int(with_local_disks),
+                }
                 try:
                     self.migrate(guest.type, node, guest.vmid, params, user)
                 except PveApiError as exc:
@@ -438,8 +521,11 @@ class SimCluster:
         upid = ""
         if with_task:
             task = self.new_task(source, "hamigrate", str(guest.vmid), user)
-            task.log(self.now, f"Requesting HA migration for {'VM' if guest.type == 'qemu' else 'CT'} "
-                               f"{guest.vmid} to node {target}", stamped=False)
+            task.log(
+                self.now,
+                f"Requesting HA migration for {'VM' if guest.type == 'qemu' else 'CT'} {guest.vmid} to node {target}",
+                stamped=False,
+            )
             task.finish(self.now + 1, "OK")
             upid = task.upid
         self.ha_migrating.add(guest.vmid)
@@ -449,16 +535,33 @@ class SimCluster:
                 self.ha_migrating.discard(guest.vmid)
                 return
             running = guest.status == "running"
-            self._start_migration(guest, target, "root@pam", online=running and guest.type == "qemu",
-                                  restart=running and guest.type == "lxc", with_local_disks=False,
-                                  bwlimit_kib=None, ha=True)
+            self._start_migration(
+                guest,
+                target,
+                "root@pam",
+                online=running and guest.type == "qemu",
+                restart=running and guest.type == "lxc",
+                with_local_disks=False,
+                bwlimit_kib=None,
+                ha=True,
+            )
 
         self.schedule(self.now + HA_CRM_DELAY, crm_starts)
         self.revision += 1
         return upid
 
-    def _start_migration(self, guest: SimGuest, target: str, user: str, *, online: bool, restart: bool,
-                         with_local_disks: bool, bwlimit_kib: float | None, ha: bool = False) -> Task:
+    def _start_migration(
+        self,
+        guest: SimGuest,
+        target: str,
+        user: str,
+        *,
+        online: bool,
+        restart: bool,
+        with_local_disks: bool,
+        bwlimit_kib: float | None,
+        ha: bool = False,
+    ) -> Task:
         source = guest.node
         task = self.new_task(source, "qmigrate" if guest.type == "qemu" else "vzmigrate", str(guest.vmid), user)
         migration = Migration(guest=guest, source=source, target=target, task=task, restart=restart)
@@ -466,8 +569,14 @@ class SimCluster:
         self.migrations[guest.vmid] = migration
         bandwidth = self.bandwidth if not bwlimit_kib else min(self.bandwidth, bwlimit_kib * 1024)
         fail_roll = noise(self.seed, task.pid, 99)
-        plan = plan_migration(self, migration, online=online, with_local_disks=with_local_disks,
-                              bandwidth=bandwidth, inject_failure=fail_roll < self.faults.migration_failure_rate)
+        plan = plan_migration(
+            self,
+            migration,
+            online=online,
+            with_local_disks=with_local_disks,
+            bandwidth=bandwidth,
+            inject_failure=fail_roll < self.faults.migration_failure_rate,
+        )
         for at, action in plan:
             migration.timers.append(self.schedule(at, action))
         self.revision += 1
@@ -488,13 +597,18 @@ class SimCluster:
         guest = migration.guest
         if migration.flipped:
             task.log(self.now, f"ERROR: {reason}")
-            task.log(self.now, f"ERROR: migration finished with problems (duration "
-                               f"{duration(self.now - task.starttime)})")
+            task.log(
+                self.now, f"ERROR: migration finished with problems (duration {duration(self.now - task.starttime)})"
+            )
             exitstatus = "migration problems"
         else:
             task.log(self.now, f"ERROR: {reason}")
-            task.log(self.now, "aborting phase 2 - cleanup resources" if migration.guest.type == "qemu"
-                     else "aborting phase 1 - cleanup resources")
+            task.log(
+                self.now,
+                "aborting phase 2 - cleanup resources"
+                if migration.guest.type == "qemu"
+                else "aborting phase 1 - cleanup resources",
+            )
             task.log(self.now, f"ERROR: migration aborted (duration {duration(self.now - task.starttime)}): {reason}")
             exitstatus = "migration aborted"
         if migration.restart and guest.status != "running" and self.nodes[guest.node].reachable:
@@ -633,8 +747,7 @@ class SimCluster:
             if policy in ("failover", "migrate") or (policy == "conditional" and not reboot):
                 self._recover_ha_guests(node.name, was_running=running_ha)
 
-        running_ha = {g.vmid for g in self.guests.values()
-                      if g.node == name and g.ha and g.status == "running"}
+        running_ha = {g.vmid for g in self.guests.values() if g.node == name and g.ha and g.status == "running"}
         self.schedule(stop_at, stop_guests)
         self.schedule(self.now + node.shutdown_seconds, power_off)
 
@@ -670,8 +783,9 @@ class SimCluster:
             guest.lock = None
             guest.status = "stopped"
             if guest.vmid in was_running:
-                task = self.new_task(target, "qmstart" if guest.type == "qemu" else "vzstart", str(guest.vmid),
-                                     "root@pam")
+                task = self.new_task(
+                    target, "qmstart" if guest.type == "qemu" else "vzstart", str(guest.vmid), "root@pam"
+                )
                 task.finish(self.now + 1, "OK")
                 guest.status = "running"
                 guest.started_at = self.now
@@ -803,10 +917,18 @@ class SimCluster:
             raise param_error({"nodes": "property is missing and it is not optional"})
         if params["type"] == "resource-affinity" and not params.get("affinity"):
             raise param_error({"affinity": "property is missing and it is not optional"})
-        self.ha_rules.append(HaRule(rule=params["rule"], type=params["type"], resources=",".join(sids),
-                                    nodes=params.get("nodes"), strict=bool(params["strict"]) if "strict" in params else None,
-                                    affinity=params.get("affinity"), disable=bool(params.get("disable", 0)),
-                                    comment=params.get("comment")))
+        self.ha_rules.append(
+            HaRule(
+                rule=params["rule"],
+                type=params["type"],
+                resources=",".join(sids),
+                nodes=params.get("nodes"),
+                strict=bool(params["strict"]) if "strict" in params else None,
+                affinity=params.get("affinity"),
+                disable=bool(params.get("disable", 0)),
+                comment=params.get("comment"),
+            )
+        )
         self.revision += 1
 
     def start_or_stop_all(self, node: str, action: str, user: str, *, vmids: set[int] | None, force: bool) -> str:
@@ -828,8 +950,11 @@ class SimCluster:
             except PveApiError as exc:
                 task.log(self.now, f"{label} {guest.vmid}: {exc.message}", stamped=False)
                 continue
-            task.log(self.now, f"Starting {label} {guest.vmid}" if wanted_running else f"Stopping {label} {guest.vmid}",
-                     stamped=False)
+            task.log(
+                self.now,
+                f"Starting {label} {guest.vmid}" if wanted_running else f"Stopping {label} {guest.vmid}",
+                stamped=False,
+            )
             end = max(end, child.end_time)
         task.finish(end, "OK")
         return task.upid

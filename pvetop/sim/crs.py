@@ -21,10 +21,12 @@ class CrsSettings:
 
     @classmethod
     def from_option(cls, crs: dict) -> CrsSettings:
-        return cls(enabled=bool(crs.get("ha-auto-rebalance", 0)),
-                   threshold=float(crs.get("ha-auto-rebalance-threshold", 0.3)),
-                   hold_rounds=int(crs.get("ha-auto-rebalance-hold-duration", 3)),
-                   margin=float(crs.get("ha-auto-rebalance-margin", 0.1)))
+        return cls(
+            enabled=bool(crs.get("ha-auto-rebalance", 0)),
+            threshold=float(crs.get("ha-auto-rebalance-threshold", 0.3)),
+            hold_rounds=int(crs.get("ha-auto-rebalance-hold-duration", 3)),
+            margin=float(crs.get("ha-auto-rebalance-margin", 0.1)),
+        )
 
 
 def imbalance(loads: list[float]) -> float:

@@ -169,8 +169,13 @@ class HaRule:
     comment: str | None = None
 
     def as_api(self, order: int) -> dict:
-        entry: dict = {"rule": self.rule, "type": self.type, "resources": self.resources,
-                       "order": order, "digest": hashlib.sha1(repr(self).encode()).hexdigest()}
+        entry: dict = {
+            "rule": self.rule,
+            "type": self.type,
+            "resources": self.resources,
+            "order": order,
+            "digest": hashlib.sha1(repr(self).encode()).hexdigest(),
+        }
         if self.nodes is not None:
             entry["nodes"] = self.nodes
         if self.strict is not None:

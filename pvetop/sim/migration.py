@@ -41,12 +41,18 @@ def _progress_times(start: float, seconds: float) -> list[float]:
 
 def local_disks(cluster: SimCluster, guest: SimGuest) -> list[tuple[int, Disk]]:
     """(index, disk) of the guest's disks on storage the target node cannot see (copied on migration)."""
-    return [(index, disk) for index, disk in enumerate(guest.disks)
-            if not cluster.storage_by_id[disk.storage].shared]
+    return [(index, disk) for index, disk in enumerate(guest.disks) if not cluster.storage_by_id[disk.storage].shared]
 
 
-def plan_migration(cluster: SimCluster, migration: Migration, *, online: bool, with_local_disks: bool,
-                   bandwidth: float, inject_failure: bool) -> list[tuple[float, Callable[[], None]]]:
+def plan_migration(
+    cluster: SimCluster,
+    migration: Migration,
+    *,
+    online: bool,
+    with_local_disks: bool,
+    bandwidth: float,
+    inject_failure: bool,
+) -> list[tuple[float, Callable[[], None]]]:
     guest = migration.guest
     task = migration.task
     target = cluster.nodes[migration.target]
@@ -80,9 +86,12 @@ def plan_migration(cluster: SimCluster, migration: Migration, *, online: bool, w
         actions.append((t, stopped))
     log(t, f"starting migration of {label} {guest.vmid} to node '{target.name}' ({target.ip})")
     if not target.reachable:
-        log(t, f"# /usr/bin/ssh -e none -o 'BatchMode=yes' -o 'HostKeyAlias={target.name}' "
-               f"-o 'UserKnownHostsFile=/etc/pve/nodes/{target.name}/ssh_known_hosts' "
-               f"-o 'GlobalKnownHostsFile=none' root@{target.ip} /bin/true")
+        log(
+            t,
+            f"# /usr/bin/ssh -e none -o 'BatchMode=yes' -o 'HostKeyAlias={target.name}' "
+            f"-o 'UserKnownHostsFile=/etc/pve/nodes/{target.name}/ssh_known_hosts' "
+            f"-o 'GlobalKnownHostsFile=none' root@{target.ip} /bin/true",
+        )
         log(t + 3, f"ssh: connect to host {target.ip} port 22: No route to host")
         return fail_at(t + 3, SSH_FAILURE)
     for disk in guest.disks:
@@ -123,8 +132,11 @@ def plan_migration(cluster: SimCluster, migration: Migration, *, online: bool, w
         size = allocated_bytes(disk.size, cluster.storage_by_id[disk.storage].type)
         seconds = size / bandwidth
         if online:
-            log(t, f"{disk.key}: start migration to nbd:unix:/run/qemu-server/{guest.vmid}_nbd.migrate:"
-                   f"exportname=drive-{disk.key}")
+            log(
+                t,
+                f"{disk.key}: start migration to nbd:unix:/run/qemu-server/{guest.vmid}_nbd.migrate:"
+                f"exportname=drive-{disk.key}",
+            )
             log(t, f"drive mirror is starting for drive-{disk.key}")
         else:
             log(t, f"copying local disk image '{volid}'")
@@ -133,14 +145,20 @@ def plan_migration(cluster: SimCluster, migration: Migration, *, online: bool, w
                 break
             done = size * (at - t) / seconds if seconds else size
             if online:
-                log(at, f"drive-{disk.key}: transferred {human(done)} of {human(size)} "
-                        f"({100 * done / size:.2f}%) in {int(at - t)}s")
+                log(
+                    at,
+                    f"drive-{disk.key}: transferred {human(done)} of {human(size)} "
+                    f"({100 * done / size:.2f}%) in {int(at - t)}s",
+                )
             else:
                 log(at, f"transferred {human(done)} of {human(size)} ({100 * done / size:.2f}%)")
         t += seconds
         if fail_time is not None and t > fail_time:
-            return fail_at(fail_time, "storage migration for '%s' to storage '%s' failed - "
-                                      "command 'pvesm import' failed: exit code 255" % (volid, disk.storage))
+            return fail_at(
+                fail_time,
+                "storage migration for '%s' to storage '%s' failed - "
+                "command 'pvesm import' failed: exit code 255" % (volid, disk.storage),
+            )
         if online:
             log(t, f"drive-{disk.key}: transferred {human(size)} of {human(size)} (100.00%) in {int(seconds)}s, ready")
     if online and locals_:
@@ -180,9 +198,12 @@ def plan_migration(cluster: SimCluster, migration: Migration, *, online: bool, w
         log(flip_at, "start final cleanup")
         if migration.restart:
             log(flip_at, "start container on target node")
-            log(flip_at, f"# /usr/bin/ssh -e none -o 'BatchMode=yes' -o 'HostKeyAlias={target.name}' "
-                         f"-o 'UserKnownHostsFile=/etc/pve/nodes/{target.name}/ssh_known_hosts' "
-                         f"-o 'GlobalKnownHostsFile=none' root@{target.ip} pct start {guest.vmid}")
+            log(
+                flip_at,
+                f"# /usr/bin/ssh -e none -o 'BatchMode=yes' -o 'HostKeyAlias={target.name}' "
+                f"-o 'UserKnownHostsFile=/etc/pve/nodes/{target.name}/ssh_known_hosts' "
+                f"-o 'GlobalKnownHostsFile=none' root@{target.ip} pct start {guest.vmid}",
+            )
     log(end_at, f"migration finished successfully (duration {duration(end_at - t0)})")
     task.finish(end_at, "OK")
 

@@ -26,8 +26,18 @@ from pvetop.sim.tls import make_tls
 from pvetop.sim.wol import WolProtocol
 
 HOST = "127.0.0.1"
-INFO_KEYS = ("host", "port", "user", "password", "token_name", "token_value", "ca_file", "fingerprint",
-             "wol_port", "control_url")
+INFO_KEYS = (
+    "host",
+    "port",
+    "user",
+    "password",
+    "token_name",
+    "token_value",
+    "ca_file",
+    "fingerprint",
+    "wol_port",
+    "control_url",
+)
 
 
 class RunningSim:
@@ -77,12 +87,12 @@ class RunningSim:
         server = SimServer(self.cluster, self.auth, auth_failure_delay=self._auth_failure_delay)
         self._runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, self._requested_port, ssl_context=self._tls.context,
-                           reuse_address=True)
+        site = web.TCPSite(self._runner, HOST, self._requested_port, ssl_context=self._tls.context, reuse_address=True)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: WolProtocol(self.cluster.wake_by_mac), local_addr=(HOST, self._requested_wol_port))
+            lambda: WolProtocol(self.cluster.wake_by_mac), local_addr=(HOST, self._requested_wol_port)
+        )
         self._wol_transport = transport
         self.wol_port = transport.get_extra_info("sockname")[1]
 
@@ -121,9 +131,15 @@ class RunningSim:
         ``readonly_token_value``."""
         readonly = self.readonly_info
         return {
-            "host": HOST, "port": self.port, "user": self.auth.root.userid, "password": self.auth.root.password,
-            "token_name": "pvetop", "token_value": self.auth.root.tokens["pvetop"], "ca_file": str(self.ca_file),
-            "fingerprint": self._tls.fingerprint, "wol_port": self.wol_port,
+            "host": HOST,
+            "port": self.port,
+            "user": self.auth.root.userid,
+            "password": self.auth.root.password,
+            "token_name": "pvetop",
+            "token_value": self.auth.root.tokens["pvetop"],
+            "ca_file": str(self.ca_file),
+            "fingerprint": self._tls.fingerprint,
+            "wol_port": self.wol_port,
             "control_url": f"https://{HOST}:{self.port}/sim",
             **{f"readonly_{key}": value for key, value in readonly.items()},
         }
@@ -131,19 +147,32 @@ class RunningSim:
     @property
     def readonly_info(self) -> dict:
         """The read-only auditor (Sys.Audit, VM.Audit, Datastore.Audit): for 403 checks."""
-        return {"user": self.auth.auditor.userid, "password": self.auth.auditor.password,
-                "token_name": "readonly", "token_value": self.auth.auditor.tokens["readonly"]}
+        return {
+            "user": self.auth.auditor.userid,
+            "password": self.auth.auditor.password,
+            "token_name": "readonly",
+            "token_value": self.auth.auditor.tokens["readonly"],
+        }
 
 
-def start_sim(scenario: str | Path = "homelab", seed: int = 1, speed: float = 1.0, port: int = 0,
-              wol_port: int = 0, manual_clock: bool = False, start_time=None,
-              password: str | None = None, auth_failure_delay: float = 0.0) -> RunningSim:
+def start_sim(
+    scenario: str | Path = "homelab",
+    seed: int = 1,
+    speed: float = 1.0,
+    port: int = 0,
+    wol_port: int = 0,
+    manual_clock: bool = False,
+    start_time=None,
+    password: str | None = None,
+    auth_failure_delay: float = 0.0,
+) -> RunningSim:
     """Builds the cluster and serves it on 127.0.0.1 (port 0 = a free port).
 
     ``auth_failure_delay``: seconds to wait before each 401, as real PVE does (3 s); 0 keeps tests fast.
     """
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # dropped connections are on purpose
-    cluster = SimCluster(load_scenario(scenario, seed), seed=seed, speed=speed, manual_clock=manual_clock,
-                         start_time=start_time)
+    cluster = SimCluster(
+        load_scenario(scenario, seed), seed=seed, speed=speed, manual_clock=manual_clock, start_time=start_time
+    )
     auth = Auth(lambda: cluster.now, root_password=password)
     return RunningSim(cluster, auth, port=port, wol_port=wol_port, auth_failure_delay=auth_failure_delay)._start()

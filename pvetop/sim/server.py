@@ -97,12 +97,25 @@ def get_ticket(call: Call):
     return None
 
 
-@route("POST", "/access/ticket", {"username": P(required=True), "password": P(required=True), "realm": P(),
-                                  "otp": P(), "path": P(), "privs": P(), "new-format": P("boolean"),
-                                  "tfa-challenge": P()}, world=True)
+@route(
+    "POST",
+    "/access/ticket",
+    {
+        "username": P(required=True),
+        "password": P(required=True),
+        "realm": P(),
+        "otp": P(),
+        "path": P(),
+        "privs": P(),
+        "new-format": P("boolean"),
+        "tfa-challenge": P(),
+    },
+    world=True,
+)
 def post_ticket(call: Call):
-    return call.auth.login(call.params["username"], call.params["password"], call.params.get("realm"),
-                           call.cluster.cluster_name)
+    return call.auth.login(
+        call.params["username"], call.params["password"], call.params.get("realm"), call.cluster.cluster_name
+    )
 
 
 @route("GET", "/access/permissions", {"path": P(), "userid": P()})
@@ -137,14 +150,39 @@ def get_options(call: Call):
     return views.cluster_options(call.cluster)
 
 
-CRS_KEYS = {"ha", "ha-auto-rebalance", "ha-auto-rebalance-hold-duration", "ha-auto-rebalance-margin",
-            "ha-auto-rebalance-method", "ha-auto-rebalance-threshold", "ha-rebalance-on-start"}
+CRS_KEYS = {
+    "ha",
+    "ha-auto-rebalance",
+    "ha-auto-rebalance-hold-duration",
+    "ha-auto-rebalance-margin",
+    "ha-auto-rebalance-method",
+    "ha-auto-rebalance-threshold",
+    "ha-rebalance-on-start",
+}
 
 
-@route("PUT", "/cluster/options", {"crs": P(), "migration": P(), "ha": P(), "description": P(), "delete": P(),
-                                   "keyboard": P(), "language": P(), "console": P(), "max_workers": P("integer", minimum=1),
-                                   "bwlimit": P(), "tag-style": P(), "registered-tags": P(), "next-id": P(),
-                                   "mac_prefix": P(), "email_from": P(), "fencing": P(enum=("watchdog", "hardware", "both"))})
+@route(
+    "PUT",
+    "/cluster/options",
+    {
+        "crs": P(),
+        "migration": P(),
+        "ha": P(),
+        "description": P(),
+        "delete": P(),
+        "keyboard": P(),
+        "language": P(),
+        "console": P(),
+        "max_workers": P("integer", minimum=1),
+        "bwlimit": P(),
+        "tag-style": P(),
+        "registered-tags": P(),
+        "next-id": P(),
+        "mac_prefix": P(),
+        "email_from": P(),
+        "fencing": P(enum=("watchdog", "hardware", "both")),
+    },
+)
 def put_options(call: Call):
     call.require("/", "Sys.Modify")
     if "crs" in call.params:
@@ -153,8 +191,12 @@ def put_options(call: Call):
         if unknown:
             raise param_error({"crs": f"invalid format - property '{unknown[0]}' not defined"})
         if crs.get("ha", "basic") not in ("basic", "static", "dynamic"):
-            raise param_error({"crs": f"invalid format - value '{crs['ha']}' does not have a value in the "
-                                      "enumeration 'basic, static, dynamic'"})
+            raise param_error(
+                {
+                    "crs": f"invalid format - value '{crs['ha']}' does not have a value in the "
+                    "enumeration 'basic, static, dynamic'"
+                }
+            )
     call.cluster.update_options(call.params)
     return None
 
@@ -204,10 +246,20 @@ def get_ha_rules(call: Call):
     return views.ha_rules(call.cluster, call.params)
 
 
-@route("POST", "/cluster/ha/rules", {"rule": P(required=True), "type": P(required=True, enum=("node-affinity", "resource-affinity")),
-                                     "resources": P(required=True), "nodes": P(), "strict": P("boolean"),
-                                     "affinity": P(enum=("positive", "negative")), "disable": P("boolean"),
-                                     "comment": P()})
+@route(
+    "POST",
+    "/cluster/ha/rules",
+    {
+        "rule": P(required=True),
+        "type": P(required=True, enum=("node-affinity", "resource-affinity")),
+        "resources": P(required=True),
+        "nodes": P(),
+        "strict": P("boolean"),
+        "affinity": P(enum=("positive", "negative")),
+        "disable": P("boolean"),
+        "comment": P(),
+    },
+)
 def post_ha_rule(call: Call):
     call.require("/", "Sys.Console")
     call.cluster.create_ha_rule(call.params)
@@ -276,8 +328,19 @@ def post_wakeonlan(call: Call):
     return call.cluster.wakeonlan(call.node)
 
 
-NODE_CONFIG_PROPERTIES = ("acme", "acmedomain0", "acmedomain1", "acmedomain2", "acmedomain3", "acmedomain4",
-                          "acmedomain5", "ballooning-target", "description", "startall-onboot-delay", "wakeonlan")
+NODE_CONFIG_PROPERTIES = (
+    "acme",
+    "acmedomain0",
+    "acmedomain1",
+    "acmedomain2",
+    "acmedomain3",
+    "acmedomain4",
+    "acmedomain5",
+    "ballooning-target",
+    "description",
+    "startall-onboot-delay",
+    "wakeonlan",
+)
 
 
 @route("GET", "/nodes/{node}/config", {"property": P(enum=NODE_CONFIG_PROPERTIES)})
@@ -287,9 +350,18 @@ def get_node_config(call: Call):
     return views.node_config(call.cluster, node, call.params.get("property"))
 
 
-@route("PUT", "/nodes/{node}/config", {"wakeonlan": P(), "description": P(), "delete": P(), "digest": P(),
-                                       "startall-onboot-delay": P("integer", minimum=0, maximum=300),
-                                       "ballooning-target": P("integer", minimum=0, maximum=100)})
+@route(
+    "PUT",
+    "/nodes/{node}/config",
+    {
+        "wakeonlan": P(),
+        "description": P(),
+        "delete": P(),
+        "digest": P(),
+        "startall-onboot-delay": P("integer", minimum=0, maximum=300),
+        "ballooning-target": P("integer", minimum=0, maximum=100),
+    },
+)
 def put_node_config(call: Call):
     call.require("/", "Sys.Modify")
     node = call.cluster.reachable_node(call.node)
@@ -308,9 +380,17 @@ def _vmid_list(text: str | None) -> set[int] | None:
         raise param_error({"vms": "invalid format - value does not look like a valid VMID list"}) from None
 
 
-@route("POST", "/nodes/{node}/migrateall", {"target": P(required=True), "max-workers": P("integer", minimum=1, maximum=64),
-                                             "maxworkers": P("integer", minimum=1, maximum=64), "vms": P(),
-                                             "with-local-disks": P("boolean")})
+@route(
+    "POST",
+    "/nodes/{node}/migrateall",
+    {
+        "target": P(required=True),
+        "max-workers": P("integer", minimum=1, maximum=64),
+        "maxworkers": P("integer", minimum=1, maximum=64),
+        "vms": P(),
+        "with-local-disks": P("boolean"),
+    },
+)
 def post_migrateall(call: Call):
     params = call.params
     vms = _vmid_list(params.get("vms"))
@@ -319,12 +399,23 @@ def post_migrateall(call: Call):
     if vms is None:
         call.require("/", "VM.Migrate")
     workers = params.get("max-workers") or params.get("maxworkers") or call.cluster.max_workers
-    return call.cluster.migrate_all(call.node, params["target"], call.identity.userid, max_workers=workers,
-                                    vmids=vms, with_local_disks=bool(params.get("with-local-disks")))
+    return call.cluster.migrate_all(
+        call.node,
+        params["target"],
+        call.identity.userid,
+        max_workers=workers,
+        vmids=vms,
+        with_local_disks=bool(params.get("with-local-disks")),
+    )
 
 
-ALL_PARAMS = {"vms": P(), "force": P("boolean"), "max-workers": P("integer", minimum=1, maximum=64),
-              "timeout": P("integer", minimum=0, maximum=7200), "force-stop": P("boolean")}
+ALL_PARAMS = {
+    "vms": P(),
+    "force": P("boolean"),
+    "max-workers": P("integer", minimum=1, maximum=64),
+    "timeout": P("integer", minimum=0, maximum=7200),
+    "force-stop": P("boolean"),
+}
 
 
 def _all(action: str):
@@ -332,8 +423,9 @@ def _all(action: str):
         vms = _vmid_list(call.params.get("vms"))
         for vmid in sorted(vms) if vms else ["/"]:
             call.require(f"/vms/{vmid}" if vms else "/", "VM.PowerMgmt")
-        return call.cluster.start_or_stop_all(call.node, action, call.identity.userid, vmids=vms,
-                                              force=bool(call.params.get("force")))
+        return call.cluster.start_or_stop_all(
+            call.node, action, call.identity.userid, vmids=vms, force=bool(call.params.get("force"))
+        )
 
     return handler
 
@@ -355,8 +447,11 @@ def get_node_rrddata(call: Call):
     return views.node_rrddata(call.cluster, node, call.params["timeframe"], call.params.get("cf", "AVERAGE"))
 
 
-@route("GET", "/nodes/{node}/storage", {"content": P(), "enabled": P("boolean"), "format": P("boolean"),
-                                        "storage": P(), "target": P()})
+@route(
+    "GET",
+    "/nodes/{node}/storage",
+    {"content": P(), "enabled": P("boolean"), "format": P("boolean"), "storage": P(), "target": P()},
+)
 def get_node_storage(call: Call):
     node = call.cluster.reachable_node(call.node)
     return views.node_storage(call.cluster, node, call.params)
@@ -365,8 +460,11 @@ def get_node_storage(call: Call):
 @route("GET", "/nodes/{node}/{kind}", {"full": P("boolean")})
 def get_guests(call: Call):
     call.cluster.reachable_node(call.node)
-    return [views.guest_list_entry(call.cluster, guest) for guest in call.cluster.guests.values()
-            if guest.node == call.node and guest.type == call.kind]
+    return [
+        views.guest_list_entry(call.cluster, guest)
+        for guest in call.cluster.guests.values()
+        if guest.node == call.node and guest.type == call.kind
+    ]
 
 
 def _guest(call: Call):
@@ -385,10 +483,19 @@ def get_guest_config(call: Call):
     return views.guest_config(call.cluster, _guest(call))
 
 
-GUEST_CONFIG_PARAMS = {"tags": P(), "description": P(), "delete": P(), "digest": P(), "onboot": P("boolean"),
-                       "cores": P("integer", minimum=1), "skiplock": P("boolean"), "revert": P()}
-QEMU_CONFIG_PARAMS = dict(GUEST_CONFIG_PARAMS, name=P(), memory=P(), sockets=P("integer", minimum=1),
-                          balloon=P("integer", minimum=0))
+GUEST_CONFIG_PARAMS = {
+    "tags": P(),
+    "description": P(),
+    "delete": P(),
+    "digest": P(),
+    "onboot": P("boolean"),
+    "cores": P("integer", minimum=1),
+    "skiplock": P("boolean"),
+    "revert": P(),
+}
+QEMU_CONFIG_PARAMS = dict(
+    GUEST_CONFIG_PARAMS, name=P(), memory=P(), sockets=P("integer", minimum=1), balloon=P("integer", minimum=0)
+)
 LXC_CONFIG_PARAMS = dict(GUEST_CONFIG_PARAMS, hostname=P(), memory=P("integer", minimum=16))
 CONFIG_PRIVILEGES = ("VM.Config.Options", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Disk")
 
@@ -421,12 +528,25 @@ def get_migrate(call: Call):
     return views.migrate_precondition(call.cluster, _guest(call), call.params.get("target"))
 
 
-QEMU_MIGRATE_PARAMS = {"target": P(required=True), "online": P("boolean"), "with-local-disks": P("boolean"),
-                       "bwlimit": P("integer", minimum=0), "force": P("boolean"), "migration_network": P(),
-                       "migration_type": P(enum=("secure", "insecure")), "targetstorage": P(),
-                       "with-conntrack-state": P("boolean")}
-LXC_MIGRATE_PARAMS = {"target": P(required=True), "online": P("boolean"), "restart": P("boolean"),
-                      "bwlimit": P("number", minimum=0), "target-storage": P(), "timeout": P("integer")}
+QEMU_MIGRATE_PARAMS = {
+    "target": P(required=True),
+    "online": P("boolean"),
+    "with-local-disks": P("boolean"),
+    "bwlimit": P("integer", minimum=0),
+    "force": P("boolean"),
+    "migration_network": P(),
+    "migration_type": P(enum=("secure", "insecure")),
+    "targetstorage": P(),
+    "with-conntrack-state": P("boolean"),
+}
+LXC_MIGRATE_PARAMS = {
+    "target": P(required=True),
+    "online": P("boolean"),
+    "restart": P("boolean"),
+    "bwlimit": P("number", minimum=0),
+    "target-storage": P(),
+    "timeout": P("integer"),
+}
 
 
 @route("POST", "/nodes/{node}/{kind}/{vmid}/migrate", None)
@@ -445,11 +565,21 @@ def get_guest_rrddata(call: Call):
     return views.guest_rrddata(call.cluster, guest, call.params["timeframe"], call.params.get("cf", "AVERAGE"))
 
 
-GUEST_POWER_PARAMS = {"skiplock": P("boolean"), "timeout": P("integer", minimum=0), "forceStop": P("boolean"),
-                      "keepActive": P("boolean"), "force-cpu": P(), "machine": P(), "migratedfrom": P(),
-                      "migration_network": P(), "migration_type": P(enum=("secure", "insecure")),
-                      "stateuri": P(), "targetstorage": P(), "overrule-shutdown": P("boolean"),
-                      "debug": P("boolean")}
+GUEST_POWER_PARAMS = {
+    "skiplock": P("boolean"),
+    "timeout": P("integer", minimum=0),
+    "forceStop": P("boolean"),
+    "keepActive": P("boolean"),
+    "force-cpu": P(),
+    "machine": P(),
+    "migratedfrom": P(),
+    "migration_network": P(),
+    "migration_type": P(enum=("secure", "insecure")),
+    "stateuri": P(),
+    "targetstorage": P(),
+    "overrule-shutdown": P("boolean"),
+    "debug": P("boolean"),
+}
 
 
 @route("GET", "/nodes/{node}/{kind}/{vmid}/status")
@@ -472,10 +602,18 @@ for _action in ("start", "stop", "shutdown"):
 
 
 # ----- tasks ------------------------------------------------------------------------------
-TASK_LIST_PARAMS = {"errors": P("boolean"), "limit": P("integer", minimum=0), "since": P("integer"),
-                    "source": P(enum=("archive", "active", "all")), "start": P("integer", minimum=0),
-                    "statusfilter": P(), "typefilter": P(), "until": P("integer"), "userfilter": P(),
-                    "vmid": P("integer", minimum=100)}
+TASK_LIST_PARAMS = {
+    "errors": P("boolean"),
+    "limit": P("integer", minimum=0),
+    "since": P("integer"),
+    "source": P(enum=("archive", "active", "all")),
+    "start": P("integer", minimum=0),
+    "statusfilter": P(),
+    "typefilter": P(),
+    "until": P("integer"),
+    "userfilter": P(),
+    "vmid": P("integer", minimum=100),
+}
 
 
 @route("GET", "/nodes/{node}/tasks", TASK_LIST_PARAMS)
@@ -504,13 +642,22 @@ def get_tasks(call: Call):
             continue
         if p.get("statusfilter"):
             wanted = {s.strip().lower() for s in p["statusfilter"].split(",")}
-            state = "running" if running else ("ok" if task.exitstatus == "OK" else
-                                               "warning" if str(task.exitstatus).startswith("WARNINGS") else "error")
+            state = (
+                "running"
+                if running
+                else (
+                    "ok"
+                    if task.exitstatus == "OK"
+                    else "warning"
+                    if str(task.exitstatus).startswith("WARNINGS")
+                    else "error"
+                )
+            )
             if state not in wanted:
                 continue
         selected.append(task)
     start, limit = p.get("start", 0), p.get("limit", 50)
-    return [t.list_entry(now) for t in selected[start:start + limit]], len(selected)
+    return [t.list_entry(now) for t in selected[start : start + limit]], len(selected)
 
 
 @route("GET", "/nodes/{node}/tasks/{upid}")
@@ -524,13 +671,16 @@ def get_task_status(call: Call):
     return call.cluster.task_on(call.node, call.path["upid"]).status(call.cluster.now)
 
 
-@route("GET", "/nodes/{node}/tasks/{upid}/log", {"start": P("integer", minimum=0), "limit": P("integer", minimum=0),
-                                                 "download": P("boolean")})
+@route(
+    "GET",
+    "/nodes/{node}/tasks/{upid}/log",
+    {"start": P("integer", minimum=0), "limit": P("integer", minimum=0), "download": P("boolean")},
+)
 def get_task_log(call: Call):
     task = call.cluster.task_on(call.node, call.path["upid"])
     lines = task.visible_lines(call.cluster.now) or ["no content"]
     start, limit = call.params.get("start", 0), call.params.get("limit", 50)
-    chosen = lines[start:start + limit] if limit else lines[start:]
+    chosen = lines[start : start + limit] if limit else lines[start:]
     return [{"n": start + i + 1, "t": text} for i, text in enumerate(chosen)], len(lines)
 
 
@@ -695,9 +845,13 @@ class SimServer:
         with cluster.lock:
             cluster.sync()
             return {
-                "scenario": cluster.scenario.name, "seed": cluster.seed, "time": cluster.now,
-                "manual_clock": cluster.clock.manual, "speed": cluster.clock.speed,
-                "quorate": cluster.quorate, "faults": cluster.faults.as_dict(cluster.now),
+                "scenario": cluster.scenario.name,
+                "seed": cluster.seed,
+                "time": cluster.now,
+                "manual_clock": cluster.clock.manual,
+                "speed": cluster.clock.speed,
+                "quorate": cluster.quorate,
+                "faults": cluster.faults.as_dict(cluster.now),
                 "nodes": {name: node.power for name, node in cluster.nodes.items()},
                 "migrations": sorted(cluster.migrations),
             }

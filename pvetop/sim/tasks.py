@@ -74,8 +74,16 @@ class Task:
         return [text for when, text in self.lines if when <= now]
 
     def status(self, now: float) -> dict:
-        entry = {"upid": self.upid, "node": self.node, "pid": self.pid, "pstart": self.pstart,
-                 "starttime": self.starttime, "type": self.type, "id": self.id, "user": self.user}
+        entry = {
+            "upid": self.upid,
+            "node": self.node,
+            "pid": self.pid,
+            "pstart": self.pstart,
+            "starttime": self.starttime,
+            "type": self.type,
+            "id": self.id,
+            "user": self.user,
+        }
         if self.running(now):
             entry["status"] = "running"
         else:
@@ -84,8 +92,16 @@ class Task:
         return entry
 
     def list_entry(self, now: float) -> dict:
-        entry = {"upid": self.upid, "node": self.node, "pid": self.pid, "pstart": self.pstart,
-                 "starttime": self.starttime, "type": self.type, "id": self.id, "user": self.user}
+        entry = {
+            "upid": self.upid,
+            "node": self.node,
+            "pid": self.pid,
+            "pstart": self.pstart,
+            "starttime": self.starttime,
+            "type": self.type,
+            "id": self.id,
+            "user": self.user,
+        }
         if not self.running(now):
             entry["endtime"] = int(self.end_time)
             entry["status"] = self.exitstatus

@@ -32,5 +32,5 @@ def make_tls() -> SimTls:
     ca.cert_pem.write_to_path(str(ca_file))
     der = ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
     digest = hashlib.sha256(der).hexdigest().upper()
-    fingerprint = ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    fingerprint = ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
     return SimTls(context, ca_file, fingerprint, directory)

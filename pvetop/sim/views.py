@@ -51,9 +51,13 @@ def guest_counters(cluster: SimCluster, guest: SimGuest, usage: tuple[float, int
     uptime = int(now - guest.started_at) if running else 0
     netin, netout, diskread, diskwrite = guest.rates if running else (0, 0, 0, 0)
     return {
-        "cpu": round(cpu, 6), "mem": mem, "uptime": uptime,
-        "netin": int(netin * uptime), "netout": int(netout * uptime),
-        "diskread": int(diskread * uptime), "diskwrite": int(diskwrite * uptime),
+        "cpu": round(cpu, 6),
+        "mem": mem,
+        "uptime": uptime,
+        "netin": int(netin * uptime),
+        "netout": int(netout * uptime),
+        "diskread": int(diskread * uptime),
+        "diskwrite": int(diskwrite * uptime),
     }
 
 
@@ -64,13 +68,24 @@ def guest_resource(cluster: SimCluster, guest: SimGuest, usage: tuple[float, int
         entry["status"] = "unknown"
     else:
         counters = guest_counters(cluster, guest, usage)
-        entry.update({
-            "name": guest.name, "status": guest.status, "template": int(guest.template),
-            "cpu": counters["cpu"], "maxcpu": guest.cores, "mem": counters["mem"], "maxmem": guest.memory,
-            "disk": guest.disk_used, "maxdisk": guest.root_size,
-            "netin": counters["netin"], "netout": counters["netout"],
-            "diskread": counters["diskread"], "diskwrite": counters["diskwrite"], "uptime": counters["uptime"],
-        })
+        entry.update(
+            {
+                "name": guest.name,
+                "status": guest.status,
+                "template": int(guest.template),
+                "cpu": counters["cpu"],
+                "maxcpu": guest.cores,
+                "mem": counters["mem"],
+                "maxmem": guest.memory,
+                "disk": guest.disk_used,
+                "maxdisk": guest.root_size,
+                "netin": counters["netin"],
+                "netout": counters["netout"],
+                "diskread": counters["diskread"],
+                "diskwrite": counters["diskwrite"],
+                "uptime": counters["uptime"],
+            }
+        )
         if guest.type == "qemu":
             entry["memhost"] = int(counters["mem"] * 1.02)
         if guest.pool:
@@ -88,11 +103,20 @@ def guest_list_entry(cluster: SimCluster, guest: SimGuest) -> dict:
     """One entry of GET /nodes/{n}/qemu or /lxc."""
     counters = guest_counters(cluster, guest)
     entry = {
-        "vmid": guest.vmid, "name": guest.name, "status": guest.status, "cpu": counters["cpu"],
-        "cpus": guest.cores, "mem": counters["mem"], "maxmem": guest.memory,
-        "disk": guest.disk_used, "maxdisk": guest.root_size,
-        "netin": counters["netin"], "netout": counters["netout"], "diskread": counters["diskread"],
-        "diskwrite": counters["diskwrite"], "uptime": counters["uptime"],
+        "vmid": guest.vmid,
+        "name": guest.name,
+        "status": guest.status,
+        "cpu": counters["cpu"],
+        "cpus": guest.cores,
+        "mem": counters["mem"],
+        "maxmem": guest.memory,
+        "disk": guest.disk_used,
+        "maxdisk": guest.root_size,
+        "netin": counters["netin"],
+        "netout": counters["netout"],
+        "diskread": counters["diskread"],
+        "diskwrite": counters["diskwrite"],
+        "uptime": counters["uptime"],
     }
     if guest.type == "qemu":
         entry["memhost"] = int(counters["mem"] * 1.02)
@@ -115,8 +139,10 @@ def guest_list_entry(cluster: SimCluster, guest: SimGuest) -> dict:
 def pressures(cluster: SimCluster, key: int, t: float, *, guest: bool) -> dict:
     base = noise(cluster.seed, key, 50, int(t // 60))
     values = {
-        "pressurecpusome": round(base * 2.0, 2), "pressureiosome": round(base * 1.2, 2),
-        "pressureiofull": round(base * 0.8, 2), "pressurememorysome": round(base * 0.3, 2),
+        "pressurecpusome": round(base * 2.0, 2),
+        "pressureiosome": round(base * 1.2, 2),
+        "pressureiofull": round(base * 0.8, 2),
+        "pressurememorysome": round(base * 0.3, 2),
         "pressurememoryfull": round(base * 0.1, 2),
     }
     if guest:
@@ -128,7 +154,7 @@ def guest_status(cluster: SimCluster, guest: SimGuest) -> dict:
     """GET .../{vmid}/status/current."""
     entry = guest_list_entry(cluster, guest)
     entry.pop("type", None)
-    entry["ha"] = ({"managed": 1, "state": hastate(cluster, guest)} if guest.ha else {"managed": 0})
+    entry["ha"] = {"managed": 1, "state": hastate(cluster, guest)} if guest.ha else {"managed": 0}
     if guest.type == "qemu":
         entry["qmpstatus"] = guest.status
         entry["agent"] = 1
@@ -142,21 +168,36 @@ def guest_config(cluster: SimCluster, guest: SimGuest) -> dict:
     """GET .../{vmid}/config: a plausible config file as PVE parses it."""
     config: dict = {"digest": guest.digest(), "cores": guest.cores}
     if guest.type == "qemu":
-        config.update({
-            "name": guest.name, "memory": str(guest.memory // MIB), "sockets": 1, "ostype": guest.ostype,
-            "scsihw": "virtio-scsi-single", "boot": "order=scsi0;net0", "cpu": "x86-64-v2-AES",
-            "net0": f"virtio={guest.mac},bridge=vmbr0,firewall=1", "agent": "1",
-            "smbios1": f"uuid=00000000-0000-4000-8000-{guest.vmid:012d}",
-            "vmgenid": f"11111111-0000-4000-8000-{guest.vmid:012d}", "meta": "creation-qemu=10.0.2,ctime=1750000000",
-        })
+        config.update(
+            {
+                "name": guest.name,
+                "memory": str(guest.memory // MIB),
+                "sockets": 1,
+                "ostype": guest.ostype,
+                "scsihw": "virtio-scsi-single",
+                "boot": "order=scsi0;net0",
+                "cpu": "x86-64-v2-AES",
+                "net0": f"virtio={guest.mac},bridge=vmbr0,firewall=1",
+                "agent": "1",
+                "smbios1": f"uuid=00000000-0000-4000-8000-{guest.vmid:012d}",
+                "vmgenid": f"11111111-0000-4000-8000-{guest.vmid:012d}",
+                "meta": "creation-qemu=10.0.2,ctime=1750000000",
+            }
+        )
         for index, disk in enumerate(guest.disks):
             config[disk.key] = f"{disk.volid(guest.vmid, index)},iothread=1,size={disk.size // GIB}G"
     else:
-        config.update({
-            "hostname": guest.name, "memory": guest.memory // MIB, "swap": 512, "ostype": guest.ostype,
-            "arch": "amd64", "unprivileged": 1,
-            "net0": f"name=eth0,bridge=vmbr0,hwaddr={guest.mac},ip=dhcp,type=veth",
-        })
+        config.update(
+            {
+                "hostname": guest.name,
+                "memory": guest.memory // MIB,
+                "swap": 512,
+                "ostype": guest.ostype,
+                "arch": "amd64",
+                "unprivileged": 1,
+                "net0": f"name=eth0,bridge=vmbr0,hwaddr={guest.mac},ip=dhcp,type=veth",
+            }
+        )
         for index, disk in enumerate(guest.disks):
             mount = "" if disk.key == "rootfs" else f",mp=/mnt/data{index}"
             config[disk.key] = f"{disk.volid(guest.vmid, index)}{mount},size={disk.size // GIB}G"
@@ -184,34 +225,75 @@ def migrate_precondition(cluster: SimCluster, guest: SimGuest, target: str | Non
             not_allowed[name] = {"unavailable_storages": missing}
         else:
             allowed.append(name)
-    dependent = [rule_sid for rule in cluster.ha_rules
-                 if rule.type == "resource-affinity" and rule.affinity == "positive" and rule.covers(guest.sid)
-                 for rule_sid in [s.strip() for s in rule.resources.split(",")] if rule_sid != guest.sid] if guest.ha else []
+    dependent = (
+        [
+            rule_sid
+            for rule in cluster.ha_rules
+            if rule.type == "resource-affinity" and rule.affinity == "positive" and rule.covers(guest.sid)
+            for rule_sid in [s.strip() for s in rule.resources.split(",")]
+            if rule_sid != guest.sid
+        ]
+        if guest.ha
+        else []
+    )
     running = int(guest.status == "running")
     if guest.type == "lxc":
-        return {"running": running, "allowed-nodes": allowed, "not-allowed-nodes": not_allowed,
-                "dependent-ha-resources": dependent}
-    disks = [{"volid": disk.volid(guest.vmid, index), "size": disk.size, "drivename": disk.key,
-              "is_attached": 1, "is_unused": 0, "is_vmstate": 0, "is_tpmstate": 0, "replicated": 0, "cdrom": 0}
-             for index, disk in local_disks(cluster, guest)]
-    return {"running": running, "allowed_nodes": allowed, "not_allowed_nodes": not_allowed,
-            "local_disks": disks, "local_resources": [], "mapped-resources": [], "mapped-resource-info": {},
-            "has-dbus-vmstate": 1, "dependent-ha-resources": dependent}
+        return {
+            "running": running,
+            "allowed-nodes": allowed,
+            "not-allowed-nodes": not_allowed,
+            "dependent-ha-resources": dependent,
+        }
+    disks = [
+        {
+            "volid": disk.volid(guest.vmid, index),
+            "size": disk.size,
+            "drivename": disk.key,
+            "is_attached": 1,
+            "is_unused": 0,
+            "is_vmstate": 0,
+            "is_tpmstate": 0,
+            "replicated": 0,
+            "cdrom": 0,
+        }
+        for index, disk in local_disks(cluster, guest)
+    ]
+    return {
+        "running": running,
+        "allowed_nodes": allowed,
+        "not_allowed_nodes": not_allowed,
+        "local_disks": disks,
+        "local_resources": [],
+        "mapped-resources": [],
+        "mapped-resource-info": {},
+        "has-dbus-vmstate": 1,
+        "dependent-ha-resources": dependent,
+    }
 
 
 # ----- nodes ------------------------------------------------------------------------------
-def node_resource(cluster: SimCluster, node: SimNode, guests: list[SimGuest],
-                  usage: dict[int, tuple[float, int]] | None = None) -> dict:
+def node_resource(
+    cluster: SimCluster, node: SimNode, guests: list[SimGuest], usage: dict[int, tuple[float, int]] | None = None
+) -> dict:
     entry: dict = {"id": f"node/{node.name}", "type": "node", "node": node.name}
     if not node.reachable:
         entry["status"] = "offline"
         return entry
     cpu, mem = cluster.node_usage(node, cluster.now, guests, usage)
-    entry.update({
-        "status": "online", "cpu": round(cpu, 6), "maxcpu": node.cpus, "mem": mem, "maxmem": node.memory,
-        "disk": root_used(cluster, node), "maxdisk": node.root_disk,
-        "uptime": int(node_uptime(node, cluster.now)), "level": node.level, "cgroup-mode": 2,
-    })
+    entry.update(
+        {
+            "status": "online",
+            "cpu": round(cpu, 6),
+            "maxcpu": node.cpus,
+            "mem": mem,
+            "maxmem": node.memory,
+            "disk": root_used(cluster, node),
+            "maxdisk": node.root_disk,
+            "uptime": int(node_uptime(node, cluster.now)),
+            "level": node.level,
+            "cgroup-mode": 2,
+        }
+    )
     return entry
 
 
@@ -236,22 +318,38 @@ def node_status(cluster: SimCluster, node: SimNode) -> dict:
     load = cpu * node.cpus
     used_root = root_used(cluster, node)
     return {
-        "cpu": round(cpu, 6), "wait": round(0.002 + 0.01 * noise(cluster.seed, node.nodeid, 42), 4),
-        "uptime": int(node_uptime(node, cluster.now)), "idle": 0,
+        "cpu": round(cpu, 6),
+        "wait": round(0.002 + 0.01 * noise(cluster.seed, node.nodeid, 42), 4),
+        "uptime": int(node_uptime(node, cluster.now)),
+        "idle": 0,
         "loadavg": [f"{load:.2f}", f"{load * 0.95:.2f}", f"{load * 0.9:.2f}"],
-        "cpuinfo": {"cores": node.cpus // 2 // node.sockets or 1, "cpus": node.cpus, "sockets": node.sockets,
-                    "model": node.cpu_model, "mhz": "3000.000", "hvm": "1", "user_hz": 100,
-                    "flags": "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov"},
-        "memory": {"total": node.memory, "used": mem, "free": node.memory - mem,
-                   "available": node.memory - mem},
+        "cpuinfo": {
+            "cores": node.cpus // 2 // node.sockets or 1,
+            "cpus": node.cpus,
+            "sockets": node.sockets,
+            "model": node.cpu_model,
+            "mhz": "3000.000",
+            "hvm": "1",
+            "user_hz": 100,
+            "flags": "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov",
+        },
+        "memory": {"total": node.memory, "used": mem, "free": node.memory - mem, "available": node.memory - mem},
         "swap": {"total": 8 * GIB, "used": 0, "free": 8 * GIB},
-        "rootfs": {"total": node.root_disk, "used": used_root, "free": node.root_disk - used_root,
-                   "avail": node.root_disk - used_root},
+        "rootfs": {
+            "total": node.root_disk,
+            "used": used_root,
+            "free": node.root_disk - used_root,
+            "avail": node.root_disk - used_root,
+        },
         "ksm": {"shared": 0},
         "pveversion": f"pve-manager/{PVE_VERSION}/{PVE_REPOID}",
         "kversion": f"Linux {KERNEL} #1 SMP PREEMPT_DYNAMIC PMX {KERNEL} (2026-01-01T00:00Z)",
-        "current-kernel": {"sysname": "Linux", "release": KERNEL, "machine": "x86_64",
-                           "version": f"#1 SMP PREEMPT_DYNAMIC PMX {KERNEL} (2026-01-01T00:00Z)"},
+        "current-kernel": {
+            "sysname": "Linux",
+            "release": KERNEL,
+            "machine": "x86_64",
+            "version": f"#1 SMP PREEMPT_DYNAMIC PMX {KERNEL} (2026-01-01T00:00Z)",
+        },
         "boot-info": {"mode": "efi", "secureboot": 0},
     }
 
@@ -280,21 +378,35 @@ def node_storage(cluster: SimCluster, node: SimNode, params: dict) -> list[dict]
         if target and target != node.name and not (storage.shared and storage.on_node(target)):
             continue
         used = cluster.storage_used(storage, node.name)
-        result.append({
-            "storage": storage.storage, "type": storage.type, "content": storage.content,
-            "shared": int(storage.shared), "active": 1, "enabled": 1, "total": storage.size, "used": used,
-            "avail": storage.size - used, "used_fraction": round(used / storage.size, 6) if storage.size else 0,
-        })
+        result.append(
+            {
+                "storage": storage.storage,
+                "type": storage.type,
+                "content": storage.content,
+                "shared": int(storage.shared),
+                "active": 1,
+                "enabled": 1,
+                "total": storage.size,
+                "used": used,
+                "avail": storage.size - used,
+                "used_fraction": round(used / storage.size, 6) if storage.size else 0,
+            }
+        )
     return result
 
 
 def storage_resource(cluster: SimCluster, storage, node: SimNode) -> dict:
-    entry = {"id": f"storage/{node.name}/{storage.storage}", "type": "storage", "storage": storage.storage,
-             "node": node.name, "plugintype": storage.type, "shared": int(storage.shared),
-             "content": storage.content}
+    entry = {
+        "id": f"storage/{node.name}/{storage.storage}",
+        "type": "storage",
+        "storage": storage.storage,
+        "node": node.name,
+        "plugintype": storage.type,
+        "shared": int(storage.shared),
+        "content": storage.content,
+    }
     if node.reachable:
-        entry.update({"status": "available", "disk": cluster.storage_used(storage, node.name),
-                      "maxdisk": storage.size})
+        entry.update({"status": "available", "disk": cluster.storage_used(storage, node.name), "maxdisk": storage.size})
     else:
         entry["status"] = "unknown"
     return entry
@@ -322,30 +434,70 @@ def cluster_resources(cluster: SimCluster, kind: str | None) -> list[dict]:
 
 def cluster_status(cluster: SimCluster) -> list[dict]:
     local = cluster.entry_node.name
-    result = [{"id": "cluster", "type": "cluster", "name": cluster.cluster_name, "nodes": len(cluster.nodes),
-               "quorate": int(cluster.quorate), "version": cluster.config_version}]
+    result = [
+        {
+            "id": "cluster",
+            "type": "cluster",
+            "name": cluster.cluster_name,
+            "nodes": len(cluster.nodes),
+            "quorate": int(cluster.quorate),
+            "version": cluster.config_version,
+        }
+    ]
     for node in cluster.nodes.values():
-        result.append({"id": f"node/{node.name}", "type": "node", "name": node.name, "nodeid": node.nodeid,
-                       "ip": node.ip, "online": int(node.reachable), "local": int(node.name == local),
-                       "level": node.level})
+        result.append(
+            {
+                "id": f"node/{node.name}",
+                "type": "node",
+                "name": node.name,
+                "nodeid": node.nodeid,
+                "ip": node.ip,
+                "online": int(node.reachable),
+                "local": int(node.name == local),
+                "level": node.level,
+            }
+        )
     return result
 
 
 def cluster_config_nodes(cluster: SimCluster) -> list[dict]:
-    return [{"node": node.name, "name": node.name, "nodeid": str(node.nodeid), "quorum_votes": str(node.votes),
-             "ring0_addr": node.ip} for node in cluster.nodes.values()]
+    return [
+        {
+            "node": node.name,
+            "name": node.name,
+            "nodeid": str(node.nodeid),
+            "quorum_votes": str(node.votes),
+            "ring0_addr": node.ip,
+        }
+        for node in cluster.nodes.values()
+    ]
 
 
 # datacenter.cfg properties PVE returns parsed (property string -> object), with their default keys
-PROPERTY_STRING_OPTIONS = {"crs": "ha", "migration": "type", "ha": "shutdown_policy", "next-id": None,
-                           "notify": None, "u2f": None, "webauthn": None, "tag-style": None,
-                           "bwlimit": None, "replication": "type", "user-tag-access": None}
+PROPERTY_STRING_OPTIONS = {
+    "crs": "ha",
+    "migration": "type",
+    "ha": "shutdown_policy",
+    "next-id": None,
+    "notify": None,
+    "u2f": None,
+    "webauthn": None,
+    "tag-style": None,
+    "bwlimit": None,
+    "replication": "type",
+    "user-tag-access": None,
+}
 
 
 def cluster_options(cluster: SimCluster) -> dict:
     """GET /cluster/options as PVE parses datacenter.cfg: property strings become objects."""
-    raw = {"keyboard": "en-us", "console": "xtermjs", "migration": "type=secure",
-           "crs": "ha=static,ha-auto-rebalance=0", "ha": "shutdown_policy=conditional"}
+    raw = {
+        "keyboard": "en-us",
+        "console": "xtermjs",
+        "migration": "type=secure",
+        "crs": "ha=static,ha-auto-rebalance=0",
+        "ha": "shutdown_policy=conditional",
+    }
     raw.update(cluster.options)
     options: dict = {"mac_prefix": "BC:24:11", "description": ""}
     for key, value in raw.items():
@@ -363,9 +515,17 @@ def ha_resources(cluster: SimCluster, kind: str | None) -> list[dict]:
     for guest in cluster.guests.values():
         if not guest.ha or (kind and guest.sid.split(":")[0] != kind):
             continue
-        result.append({"sid": guest.sid, "type": guest.sid.split(":")[0], "state": guest.ha_state,
-                       "max_restart": 1, "max_relocate": 1, "failback": 1,
-                       "digest": guest.digest()})
+        result.append(
+            {
+                "sid": guest.sid,
+                "type": guest.sid.split(":")[0],
+                "state": guest.ha_state,
+                "max_restart": 1,
+                "max_relocate": 1,
+                "failback": 1,
+                "digest": guest.digest(),
+            }
+        )
     return result
 
 
@@ -406,21 +566,44 @@ def ha_status_current(cluster: SimCluster) -> list[dict]:
     master = cluster.entry_node
     now = int(cluster.now)
     result = [
-        {"id": "quorum", "type": "quorum", "node": master.name, "status": "OK" if cluster.quorate else "No quorum on node",
-         "quorate": int(cluster.quorate)},
+        {
+            "id": "quorum",
+            "type": "quorum",
+            "node": master.name,
+            "status": "OK" if cluster.quorate else "No quorum on node",
+            "quorate": int(cluster.quorate),
+        },
         {"id": "master", "type": "master", "node": master.name, "status": _lrm_text(cluster, master), "timestamp": now},
     ]
     for node in cluster.nodes.values():
-        result.append({"id": f"lrm:{node.name}", "type": "lrm", "node": node.name,
-                       "status": _lrm_text(cluster, node), "timestamp": now})
+        result.append(
+            {
+                "id": f"lrm:{node.name}",
+                "type": "lrm",
+                "node": node.name,
+                "status": _lrm_text(cluster, node),
+                "timestamp": now,
+            }
+        )
     for guest in cluster.guests.values():
         if not guest.ha:
             continue
         state = hastate(cluster, guest)
-        result.append({"id": f"service:{guest.sid}", "type": "service", "sid": guest.sid, "node": guest.node,
-                       "state": state, "crm_state": state, "request_state": guest.ha_state,
-                       "status": f"{guest.sid} ({guest.node}, {state})", "max_restart": 1, "max_relocate": 1,
-                       "failback": 1})
+        result.append(
+            {
+                "id": f"service:{guest.sid}",
+                "type": "service",
+                "sid": guest.sid,
+                "node": guest.node,
+                "state": state,
+                "crm_state": state,
+                "request_state": guest.ha_state,
+                "status": f"{guest.sid} ({guest.node}, {state})",
+                "max_restart": 1,
+                "max_relocate": 1,
+                "failback": 1,
+            }
+        )
     return result
 
 
@@ -429,13 +612,23 @@ def ha_manager_status(cluster: SimCluster) -> dict:
     now = int(cluster.now)
     return {
         "manager_status": {
-            "master_node": master.name, "timestamp": now,
+            "master_node": master.name,
+            "timestamp": now,
             "node_status": {n.name: ("online" if n.reachable else "unknown") for n in cluster.nodes.values()},
-            "service_status": {g.sid: {"node": g.node, "state": hastate(cluster, g), "uid": f"{g.vmid:x}"}
-                               for g in cluster.guests.values() if g.ha},
+            "service_status": {
+                g.sid: {"node": g.node, "state": hastate(cluster, g), "uid": f"{g.vmid:x}"}
+                for g in cluster.guests.values()
+                if g.ha
+            },
         },
-        "lrm_status": {n.name: {"mode": "active" if n.reachable else "unknown", "state": "active" if n.reachable else "wait_for_agent_lock",
-                                "timestamp": now} for n in cluster.nodes.values()},
+        "lrm_status": {
+            n.name: {
+                "mode": "active" if n.reachable else "unknown",
+                "state": "active" if n.reachable else "wait_for_agent_lock",
+                "timestamp": now,
+            }
+            for n in cluster.nodes.values()
+        },
         "quorum": {"node": master.name, "quorate": str(int(cluster.quorate))},
     }
 
@@ -480,16 +673,39 @@ def guest_rrddata(cluster: SimCluster, guest: SimGuest, timeframe: str, cf: str)
     running_now = guest.status == "running"
     for t in times:
         if not (running_now and t >= guest.started_at and cluster.nodes[guest.node].online_at(t)):
-            rows.append({"time": t, "maxcpu": guest.cores, "maxmem": guest.memory, "maxdisk": guest.root_size,
-                         "cpu": 0, "mem": 0, "disk": 0, "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0})
+            rows.append(
+                {
+                    "time": t,
+                    "maxcpu": guest.cores,
+                    "maxmem": guest.memory,
+                    "maxdisk": guest.root_size,
+                    "cpu": 0,
+                    "mem": 0,
+                    "disk": 0,
+                    "netin": 0,
+                    "netout": 0,
+                    "diskread": 0,
+                    "diskwrite": 0,
+                }
+            )
             continue
         samples = _samples(t, step)
         cpu = reduce([guest.curve.cpu_at(s) for s in samples])
         mem = reduce([guest.memory * guest.curve.mem_at(s) for s in samples])
-        row = {"time": t, "cpu": round(cpu, 6), "maxcpu": guest.cores, "mem": round(mem, 2), "maxmem": guest.memory,
-               "memhost": round(mem * 1.02, 2), "disk": guest.disk_used, "maxdisk": guest.root_size,
-               "netin": round(rates[0] * (0.5 + cpu), 2), "netout": round(rates[1] * (0.5 + cpu), 2),
-               "diskread": round(rates[2] * (0.5 + cpu), 2), "diskwrite": round(rates[3] * (0.5 + cpu), 2)}
+        row = {
+            "time": t,
+            "cpu": round(cpu, 6),
+            "maxcpu": guest.cores,
+            "mem": round(mem, 2),
+            "maxmem": guest.memory,
+            "memhost": round(mem * 1.02, 2),
+            "disk": guest.disk_used,
+            "maxdisk": guest.root_size,
+            "netin": round(rates[0] * (0.5 + cpu), 2),
+            "netout": round(rates[1] * (0.5 + cpu), 2),
+            "diskread": round(rates[2] * (0.5 + cpu), 2),
+            "diskwrite": round(rates[3] * (0.5 + cpu), 2),
+        }
         row.update(pressures(cluster, guest.vmid, t, guest=True))
         if guest.type == "lxc":
             row.pop("memhost")
@@ -511,11 +727,23 @@ def node_rrddata(cluster: SimCluster, node: SimNode, timeframe: str, cf: str) ->
         mem = reduce([u[1] for u in usage])
         used_root = root_used(cluster, node)
         traffic = sum(g.rates[0] for g in guests if g.status == "running")
-        row = {"time": t, "cpu": round(cpu, 6), "maxcpu": node.cpus, "iowait": round(0.01 * cpu, 6),
-               "loadavg": round(cpu * node.cpus, 2), "memtotal": node.memory, "memused": round(mem, 2),
-               "memavailable": round(node.memory - mem, 2), "arcsize": 0, "swaptotal": 8 * GIB, "swapused": 0,
-               "roottotal": node.root_disk, "rootused": used_root, "netin": round(traffic, 2),
-               "netout": round(traffic * 0.6, 2)}
+        row = {
+            "time": t,
+            "cpu": round(cpu, 6),
+            "maxcpu": node.cpus,
+            "iowait": round(0.01 * cpu, 6),
+            "loadavg": round(cpu * node.cpus, 2),
+            "memtotal": node.memory,
+            "memused": round(mem, 2),
+            "memavailable": round(node.memory - mem, 2),
+            "arcsize": 0,
+            "swaptotal": 8 * GIB,
+            "swapused": 0,
+            "roottotal": node.root_disk,
+            "rootused": used_root,
+            "netin": round(traffic, 2),
+            "netout": round(traffic * 0.6, 2),
+        }
         row.update(pressures(cluster, node.nodeid + 1_000_000, t, guest=False))
         rows.append(row)
     return rows

@@ -43,15 +43,19 @@ def ensure_schema(models: SimpleNamespace, display: str) -> int:
         if not database.table_exists(models.SchemaInfo._meta.table_name):
             ours = [m._meta.table_name for m in models.all if database.table_exists(m._meta.table_name)]
             if ours:
-                raise StoreError(f"rules store {display} has pvetop tables ({', '.join(ours)}) but no schema version",
-                                 hint="it was not written by pvetop; use another --db")
+                raise StoreError(
+                    f"rules store {display} has pvetop tables ({', '.join(ours)}) but no schema version",
+                    hint="it was not written by pvetop; use another --db",
+                )
             database.create_tables(models.all)
             models.SchemaInfo.create(version=CURRENT_VERSION)
             return 0
         row = models.SchemaInfo.select().first()
         if row is None:
-            raise StoreError(f"rules store {display} has an empty schema version table",
-                             hint="it was not written by pvetop; use another --db")
+            raise StoreError(
+                f"rules store {display} has an empty schema version table",
+                hint="it was not written by pvetop; use another --db",
+            )
         found = row.version
         if found > CURRENT_VERSION:
             raise StoreError(

@@ -59,12 +59,16 @@ def open_store(db: str | None = None, *, clock: Callable[[], float] = time.time)
     try:
         store.open()
     except peewee.ImproperlyConfigured as exc:  # PostgreSQL without a driver installed
-        raise UsageError(f"cannot open rules store {where.display}: {_first_line(exc)}",
-                         hint="pip install psycopg2-binary (or psycopg) to keep rules in PostgreSQL") from None
+        raise UsageError(
+            f"cannot open rules store {where.display}: {_first_line(exc)}",
+            hint="pip install psycopg2-binary (or psycopg) to keep rules in PostgreSQL",
+        ) from None
     except peewee.DatabaseError as exc:
         store.close()
-        raise UsageError(f"cannot open rules store {where.display}: {_first_line(exc)}",
-                         hint="check --db / PVETOP_DB and that the location is writable") from None
+        raise UsageError(
+            f"cannot open rules store {where.display}: {_first_line(exc)}",
+            hint="check --db / PVETOP_DB and that the location is writable",
+        ) from None
     except StoreError:
         store.close()
         raise
@@ -143,8 +147,16 @@ class Store:
 
     # -- journal --------------------------------------------------------------------------------
 
-    def journal(self, cluster: str, actor: str, action: str, target: str, params: Mapping[str, Any] | None = None,
-                result: str = "ok", upid: str | None = None) -> JournalEntry:
+    def journal(
+        self,
+        cluster: str,
+        actor: str,
+        action: str,
+        target: str,
+        params: Mapping[str, Any] | None = None,
+        result: str = "ok",
+        upid: str | None = None,
+    ) -> JournalEntry:
         """Records an action; secrets in ``params`` are replaced by ``***`` before they are kept."""
         with self._write():
             return self._journal(cluster, actor, action, target, params, result, upid)
@@ -154,16 +166,31 @@ class Store:
         if actor not in ACTORS:
             raise UsageError(f"journal actor {actor!r} is not one of {', '.join(ACTORS)}")
         clean = scrub(dict(params or {}))
-        row = self._m.Journal.create(at=self._clock(), cluster=cluster, actor=actor, action=action,
-                                     target=str(target), params=json.dumps(clean, sort_keys=True),
-                                     result=scrub(str(result)), upid=upid)
+        row = self._m.Journal.create(
+            at=self._clock(),
+            cluster=cluster,
+            actor=actor,
+            action=action,
+            target=str(target),
+            params=json.dumps(clean, sort_keys=True),
+            result=scrub(str(result)),
+            upid=upid,
+        )
         return self._journal_record(row)
 
     @staticmethod
     def _journal_record(row) -> JournalEntry:
-        return JournalEntry(id=row.id, at=row.at, cluster=row.cluster, actor=row.actor, action=row.action,
-                            target=row.target, params=MappingProxyType(json.loads(row.params or "{}")),
-                            result=row.result, upid=row.upid)
+        return JournalEntry(
+            id=row.id,
+            at=row.at,
+            cluster=row.cluster,
+            actor=row.actor,
+            action=row.action,
+            target=row.target,
+            params=MappingProxyType(json.loads(row.params or "{}")),
+            result=row.result,
+            upid=row.upid,
+        )
 
     def recent_journal(self, cluster: str | None = None, limit: int = 100) -> list[JournalEntry]:
         """Newest first; every cluster when ``cluster`` is None."""
@@ -176,30 +203,75 @@ class Store:
 
     @staticmethod
     def _pin_record(row) -> Pin:
-        return Pin(cluster=row.cluster, vmid=row.vmid, name=row.name, nodes=frozenset(json.loads(row.nodes)),
-                   note=row.note, created_at=row.created_at, who=row.who)
+        return Pin(
+            cluster=row.cluster,
+            vmid=row.vmid,
+            name=row.name,
+            nodes=frozenset(json.loads(row.nodes)),
+            note=row.note,
+            created_at=row.created_at,
+            who=row.who,
+        )
 
-    def pin_guest(self, cluster: str, vmid: int, name: str, nodes: Iterable[str], *, note: str = "",
-                  who: str = "", actor: str = "user") -> Pin:
+    def pin_guest(
+        self,
+        cluster: str,
+        vmid: int,
+        name: str,
+        nodes: Iterable[str],
+        *,
+        note: str = "",
+        who: str = "",
+        actor: str = "user",
+    ) -> Pin:
         """Pins (or re-pins, replacing the node set) a guest; it may then run on any of ``nodes``."""
-        pin = Pin(cluster=check_cluster(cluster), vmid=check_vmid(vmid), name=str(name or ""),
-                  nodes=check_nodes(nodes), note=str(note or ""), created_at=self._clock(), who=str(who or ""))
+        pin = Pin(
+            cluster=check_cluster(cluster),
+            vmid=check_vmid(vmid),
+            name=str(name or ""),
+            nodes=check_nodes(nodes),
+            note=str(note or ""),
+            created_at=self._clock(),
+            who=str(who or ""),
+        )
         with self._write():
             before = self.pin(pin.cluster, pin.vmid)
             self._upsert_pin(pin)
-            self._journal(pin.cluster, actor, "pin", f"guest/{pin.vmid}",
-                          {"name": pin.name, "nodes": pin.nodes, "note": pin.note, "who": pin.who,
-                           "before": sorted(before.nodes) if before else None})
+            self._journal(
+                pin.cluster,
+                actor,
+                "pin",
+                f"guest/{pin.vmid}",
+                {
+                    "name": pin.name,
+                    "nodes": pin.nodes,
+                    "note": pin.note,
+                    "who": pin.who,
+                    "before": sorted(before.nodes) if before else None,
+                },
+            )
         return pin
 
     def _upsert_pin(self, pin: Pin) -> None:
         m = self._m.GuestPin
-        values = {"cluster": pin.cluster, "vmid": pin.vmid, "name": pin.name, "nodes": json.dumps(sorted(pin.nodes)),
-                  "note": pin.note, "created_at": pin.created_at, "who": pin.who}
+        values = {
+            "cluster": pin.cluster,
+            "vmid": pin.vmid,
+            "name": pin.name,
+            "nodes": json.dumps(sorted(pin.nodes)),
+            "note": pin.note,
+            "created_at": pin.created_at,
+            "who": pin.who,
+        }
         m.insert(values).on_conflict(
             conflict_target=[m.cluster, m.vmid],
-            update={m.name: pin.name, m.nodes: values["nodes"], m.note: pin.note, m.created_at: pin.created_at,
-                    m.who: pin.who},
+            update={
+                m.name: pin.name,
+                m.nodes: values["nodes"],
+                m.note: pin.note,
+                m.created_at: pin.created_at,
+                m.who: pin.who,
+            },
         ).execute()
 
     def unpin(self, cluster: str, vmid: int, *, actor: str = "user") -> Pin | None:
@@ -227,23 +299,42 @@ class Store:
 
     @staticmethod
     def _lock_record(row) -> Lock:
-        return Lock(cluster=row.cluster, vmid=row.vmid, name=row.name, reason=row.reason,
-                    created_at=row.created_at, who=row.who)
+        return Lock(
+            cluster=row.cluster, vmid=row.vmid, name=row.name, reason=row.reason, created_at=row.created_at, who=row.who
+        )
 
-    def lock_guest(self, cluster: str, vmid: int, name: str, *, reason: str = "", who: str = "",
-                   actor: str = "user") -> Lock:
-        lock = Lock(cluster=check_cluster(cluster), vmid=check_vmid(vmid), name=str(name or ""),
-                    reason=str(reason or ""), created_at=self._clock(), who=str(who or ""))
+    def lock_guest(
+        self, cluster: str, vmid: int, name: str, *, reason: str = "", who: str = "", actor: str = "user"
+    ) -> Lock:
+        lock = Lock(
+            cluster=check_cluster(cluster),
+            vmid=check_vmid(vmid),
+            name=str(name or ""),
+            reason=str(reason or ""),
+            created_at=self._clock(),
+            who=str(who or ""),
+        )
         with self._write():
             self._upsert_lock(lock)
-            self._journal(lock.cluster, actor, "lock", f"guest/{lock.vmid}",
-                          {"name": lock.name, "reason": lock.reason, "who": lock.who})
+            self._journal(
+                lock.cluster,
+                actor,
+                "lock",
+                f"guest/{lock.vmid}",
+                {"name": lock.name, "reason": lock.reason, "who": lock.who},
+            )
         return lock
 
     def _upsert_lock(self, lock: Lock) -> None:
         m = self._m.GuestLock
-        m.insert(cluster=lock.cluster, vmid=lock.vmid, name=lock.name, reason=lock.reason,
-                 created_at=lock.created_at, who=lock.who).on_conflict(
+        m.insert(
+            cluster=lock.cluster,
+            vmid=lock.vmid,
+            name=lock.name,
+            reason=lock.reason,
+            created_at=lock.created_at,
+            who=lock.who,
+        ).on_conflict(
             conflict_target=[m.cluster, m.vmid],
             update={m.name: lock.name, m.reason: lock.reason, m.created_at: lock.created_at, m.who: lock.who},
         ).execute()
@@ -272,13 +363,20 @@ class Store:
 
     @staticmethod
     def _reservation_record(row) -> Reservation:
-        return Reservation(cluster=row.cluster, node=row.node, reason=row.reason, created_at=row.created_at,
-                           who=row.who)
+        return Reservation(
+            cluster=row.cluster, node=row.node, reason=row.reason, created_at=row.created_at, who=row.who
+        )
 
-    def reserve_node(self, cluster: str, node: str, *, reason: str = "", who: str = "",
-                     actor: str = "user") -> Reservation:
-        res = Reservation(cluster=check_cluster(cluster), node=check_node(node), reason=str(reason or ""),
-                          created_at=self._clock(), who=str(who or ""))
+    def reserve_node(
+        self, cluster: str, node: str, *, reason: str = "", who: str = "", actor: str = "user"
+    ) -> Reservation:
+        res = Reservation(
+            cluster=check_cluster(cluster),
+            node=check_node(node),
+            reason=str(reason or ""),
+            created_at=self._clock(),
+            who=str(who or ""),
+        )
         with self._write():
             self._upsert_reservation(res)
             self._journal(res.cluster, actor, "reserve", f"node/{res.node}", {"reason": res.reason, "who": res.who})
@@ -286,8 +384,9 @@ class Store:
 
     def _upsert_reservation(self, res: Reservation) -> None:
         m = self._m.NodeReservation
-        m.insert(cluster=res.cluster, node=res.node, reason=res.reason, created_at=res.created_at,
-                 who=res.who).on_conflict(
+        m.insert(
+            cluster=res.cluster, node=res.node, reason=res.reason, created_at=res.created_at, who=res.who
+        ).on_conflict(
             conflict_target=[m.cluster, m.node],
             update={m.reason: res.reason, m.created_at: res.created_at, m.who: res.who},
         ).execute()
@@ -319,8 +418,9 @@ class Store:
         cluster, node = check_cluster(cluster), check_node(node)
         with self._write():
             before = self.node_maintenance(cluster, node)
-            flag = Maintenance(cluster=cluster, node=node, since=before.since if before else self._clock(),
-                               reason=str(reason or ""))
+            flag = Maintenance(
+                cluster=cluster, node=node, since=before.since if before else self._clock(), reason=str(reason or "")
+            )
             self._upsert_maintenance(flag)
             self._journal(cluster, actor, "maintenance.set", f"node/{node}", {"reason": flag.reason})
         return flag
@@ -339,7 +439,8 @@ class Store:
     def _upsert_maintenance(self, flag: Maintenance) -> None:
         m = self._m.NodeMaintenance
         m.insert(cluster=flag.cluster, node=flag.node, since=flag.since, reason=flag.reason).on_conflict(
-            conflict_target=[m.cluster, m.node], update={m.since: flag.since, m.reason: flag.reason}).execute()
+            conflict_target=[m.cluster, m.node], update={m.since: flag.since, m.reason: flag.reason}
+        ).execute()
 
     def node_maintenance(self, cluster: str, node: str) -> Maintenance | None:
         m = self._m.NodeMaintenance
@@ -348,15 +449,22 @@ class Store:
 
     def maintenance(self, cluster: str) -> list[Maintenance]:
         m = self._m.NodeMaintenance
-        return [Maintenance(cluster=r.cluster, node=r.node, since=r.since, reason=r.reason)
-                for r in m.select().where(m.cluster == cluster).order_by(m.node)]
+        return [
+            Maintenance(cluster=r.cluster, node=r.node, since=r.since, reason=r.reason)
+            for r in m.select().where(m.cluster == cluster).order_by(m.node)
+        ]
 
     # -- node power settings --------------------------------------------------------------------
 
     @staticmethod
     def _power_record(row) -> NodePower:
-        return NodePower(cluster=row.cluster, node=row.node, wol_mac=row.wol_mac,
-                         allow_power_off=bool(row.allow_power_off), boot_timeout=row.boot_timeout)
+        return NodePower(
+            cluster=row.cluster,
+            node=row.node,
+            wol_mac=row.wol_mac,
+            allow_power_off=bool(row.allow_power_off),
+            boot_timeout=row.boot_timeout,
+        )
 
     def node_power(self, cluster: str, node: str) -> NodePower:
         """The node's power settings; the defaults when none were ever set."""
@@ -371,8 +479,16 @@ class Store:
         m = self._m.NodePowerSettings
         return [self._power_record(r) for r in m.select().where(m.cluster == cluster).order_by(m.node)]
 
-    def set_node_power(self, cluster: str, node: str, *, wol_mac: str | None = UNSET,
-                       allow_power_off: bool = UNSET, boot_timeout: int = UNSET, actor: str = "user") -> NodePower:
+    def set_node_power(
+        self,
+        cluster: str,
+        node: str,
+        *,
+        wol_mac: str | None = UNSET,
+        allow_power_off: bool = UNSET,
+        boot_timeout: int = UNSET,
+        actor: str = "user",
+    ) -> NodePower:
         """Changes only the fields given; ``wol_mac=None`` (or "") forgets the MAC."""
         cluster, node = check_cluster(cluster), check_node(node)
         changes: dict[str, Any] = {}
@@ -388,17 +504,24 @@ class Store:
             before = self.node_power(cluster, node)
             after = replace(before, **changes)
             self._upsert_power(after)
-            self._journal(cluster, actor, "node_power.set", f"node/{node}",
-                          dict(changes))
+            self._journal(cluster, actor, "node_power.set", f"node/{node}", dict(changes))
         return after
 
     def _upsert_power(self, power: NodePower) -> None:
         m = self._m.NodePowerSettings
-        m.insert(cluster=power.cluster, node=power.node, wol_mac=power.wol_mac,
-                 allow_power_off=power.allow_power_off, boot_timeout=power.boot_timeout).on_conflict(
+        m.insert(
+            cluster=power.cluster,
+            node=power.node,
+            wol_mac=power.wol_mac,
+            allow_power_off=power.allow_power_off,
+            boot_timeout=power.boot_timeout,
+        ).on_conflict(
             conflict_target=[m.cluster, m.node],
-            update={m.wol_mac: power.wol_mac, m.allow_power_off: power.allow_power_off,
-                    m.boot_timeout: power.boot_timeout},
+            update={
+                m.wol_mac: power.wol_mac,
+                m.allow_power_off: power.allow_power_off,
+                m.boot_timeout: power.boot_timeout,
+            },
         ).execute()
 
     def remove_node_power(self, cluster: str, node: str, *, actor: str = "user") -> NodePower | None:
@@ -409,8 +532,13 @@ class Store:
             if before is None:
                 return None
             m.delete().where((m.cluster == cluster) & (m.node == node)).execute()
-            self._journal(cluster, actor, "node_power.remove", f"node/{node}",
-                          {"wol_mac": before.wol_mac, "allow_power_off": before.allow_power_off})
+            self._journal(
+                cluster,
+                actor,
+                "node_power.remove",
+                f"node/{node}",
+                {"wol_mac": before.wol_mac, "allow_power_off": before.allow_power_off},
+            )
         return before
 
     # -- settings -------------------------------------------------------------------------------
@@ -428,8 +556,9 @@ class Store:
         """Keeps any JSON value (numbers, strings, lists, objects) under ``key``."""
         self.update_setting(cluster, key, lambda _old: value, actor=actor)
 
-    def update_setting(self, cluster: str, key: str, update: Callable[[Any], Any], default: Any = None, *,
-                       actor: str = "user") -> Any:
+    def update_setting(
+        self, cluster: str, key: str, update: Callable[[Any], Any], default: Any = None, *, actor: str = "user"
+    ) -> Any:
         """Read-modify-write in one transaction (no lost update between threads); returns the new value."""
         cluster = check_cluster(cluster)
         if not isinstance(key, str) or not key.strip():
@@ -453,7 +582,8 @@ class Store:
         m = self._m.Setting
         encoded = _json_value(value)
         m.insert(cluster=cluster, key=key, value=encoded).on_conflict(
-            conflict_target=[m.cluster, m.key], update={m.value: encoded}).execute()
+            conflict_target=[m.cluster, m.key], update={m.value: encoded}
+        ).execute()
 
     def delete_setting(self, cluster: str, key: str, *, actor: str = "user") -> bool:
         m = self._m.Setting
@@ -468,17 +598,28 @@ class Store:
     def clusters(self) -> list[str]:
         """Every cluster name that has a rule, a setting or a journal entry."""
         names: set[str] = set()
-        for model in (self._m.GuestPin, self._m.GuestLock, self._m.NodeReservation, self._m.NodeMaintenance,
-                      self._m.NodePowerSettings, self._m.Setting, self._m.Journal):
+        for model in (
+            self._m.GuestPin,
+            self._m.GuestLock,
+            self._m.NodeReservation,
+            self._m.NodeMaintenance,
+            self._m.NodePowerSettings,
+            self._m.Setting,
+            self._m.Journal,
+        ):
             names.update(r.cluster for r in model.select(model.cluster).distinct())
         return sorted(names)
 
     def rules(self, cluster: str) -> StoredRules:
         with self._read():
-            return StoredRules(cluster=cluster, pins=tuple(self.pins(cluster)), locks=tuple(self.locks(cluster)),
-                               reservations=tuple(self.reservations(cluster)),
-                               maintenance=tuple(self.maintenance(cluster)),
-                               node_power=tuple(self.node_power_settings(cluster)))
+            return StoredRules(
+                cluster=cluster,
+                pins=tuple(self.pins(cluster)),
+                locks=tuple(self.locks(cluster)),
+                reservations=tuple(self.reservations(cluster)),
+                maintenance=tuple(self.maintenance(cluster)),
+                node_power=tuple(self.node_power_settings(cluster)),
+            )
 
     def ruleset(self, cluster: str) -> RuleSet:
         """What the planners read: the cluster's rules as one immutable value."""
@@ -494,13 +635,15 @@ class Store:
             reserved = column(m.NodeReservation, m.NodeReservation.node)
             maintenance = column(m.NodeMaintenance, m.NodeMaintenance.node)
             import_tags = bool(self.get_setting(cluster, IMPORT_PROXLB_TAGS, False))
-        return RuleSet(pins=pins, locks=locks, reserved=reserved, maintenance=maintenance,
-                       import_proxlb_tags=import_tags)
+        return RuleSet(
+            pins=pins, locks=locks, reserved=reserved, maintenance=maintenance, import_proxlb_tags=import_tags
+        )
 
     # -- reconcile ------------------------------------------------------------------------------
 
-    def apply_reconcile(self, cluster: str, changes: Iterable[ReconcileChange], *, actor: str = "user"
-                        ) -> list[tuple[ReconcileChange, bool]]:
+    def apply_reconcile(
+        self, cluster: str, changes: Iterable[ReconcileChange], *, actor: str = "user"
+    ) -> list[tuple[ReconcileChange, bool]]:
         """Applies reviewed changes in one transaction; an entry changed since the review is left
         alone (``False`` beside it), so a confirmation never removes something the user did not see."""
         cluster = check_cluster(cluster)
@@ -513,8 +656,9 @@ class Store:
                     params = {"problem": change.problem, "detail": change.detail}
                     if change.action == "narrow":
                         params["nodes"] = change.new_nodes
-                    self._journal(cluster, actor, f"reconcile.{change.action}", f"{change.kind}:{change.target}",
-                                  params)
+                    self._journal(
+                        cluster, actor, f"reconcile.{change.action}", f"{change.kind}:{change.target}", params
+                    )
         return outcome
 
     def _apply_change(self, cluster: str, change: ReconcileChange) -> bool:
@@ -524,13 +668,22 @@ class Store:
             "pin": (m.GuestPin, m.GuestPin.vmid, lambda: self.pin(cluster, entry.vmid)),
             "lock": (m.GuestLock, m.GuestLock.vmid, lambda: self.lock(cluster, entry.vmid)),
             "reservation": (m.NodeReservation, m.NodeReservation.node, lambda: self.reservation(cluster, entry.node)),
-            "maintenance": (m.NodeMaintenance, m.NodeMaintenance.node,
-                            lambda: self.node_maintenance(cluster, entry.node)),
-            "node_power": (m.NodePowerSettings, m.NodePowerSettings.node,
-                           lambda: self._stored_node_power(cluster, entry.node)),
+            "maintenance": (
+                m.NodeMaintenance,
+                m.NodeMaintenance.node,
+                lambda: self.node_maintenance(cluster, entry.node),
+            ),
+            "node_power": (
+                m.NodePowerSettings,
+                m.NodePowerSettings.node,
+                lambda: self._stored_node_power(cluster, entry.node),
+            ),
         }
-        if change.kind not in tables or change.action not in ("remove", "narrow") or (
-                change.action == "narrow" and change.kind != "pin"):
+        if (
+            change.kind not in tables
+            or change.action not in ("remove", "narrow")
+            or (change.action == "narrow" and change.kind != "pin")
+        ):
             raise UsageError(f"unknown reconcile change {change.kind}/{change.action}")
         model, key_column, current = tables[change.kind]
         if current() != entry:
@@ -549,7 +702,8 @@ class Store:
         with self._read():
             names = [cluster] if cluster is not None else self.clusters()
             return transfer.to_document(
-                [(self.rules(name), self.settings(name)) for name in names], exported_at=self._clock())
+                [(self.rules(name), self.settings(name)) for name in names], exported_at=self._clock()
+            )
 
     def import_rules(self, document: Any, *, source: str = "import", actor: str = "user") -> dict[str, dict[str, int]]:
         """Adds or replaces every entry of an export; the whole file is checked before anything is
@@ -559,19 +713,24 @@ class Store:
         with self._write():
             for rules, settings in parsed:
                 name = rules.cluster
-                for upsert, entries in ((self._upsert_pin, rules.pins), (self._upsert_lock, rules.locks),
-                                        (self._upsert_reservation, rules.reservations),
-                                        (self._upsert_maintenance, rules.maintenance),
-                                        (self._upsert_power, rules.node_power)):
+                for upsert, entries in (
+                    (self._upsert_pin, rules.pins),
+                    (self._upsert_lock, rules.locks),
+                    (self._upsert_reservation, rules.reservations),
+                    (self._upsert_maintenance, rules.maintenance),
+                    (self._upsert_power, rules.node_power),
+                ):
                     for entry in entries:
                         upsert(entry)
                 for key, value in settings.items():
                     self._upsert_setting(name, key, value)
-                counts[name] = {"pins": len(rules.pins), "locks": len(rules.locks),
-                                "reservations": len(rules.reservations), "maintenance": len(rules.maintenance),
-                                "node_power": len(rules.node_power), "settings": len(settings)}
+                counts[name] = {
+                    "pins": len(rules.pins),
+                    "locks": len(rules.locks),
+                    "reservations": len(rules.reservations),
+                    "maintenance": len(rules.maintenance),
+                    "node_power": len(rules.node_power),
+                    "settings": len(settings),
+                }
                 self._journal(name, actor, "import", f"cluster/{name}", {"source": source, **counts[name]})
         return counts
-
-
-

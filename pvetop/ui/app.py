@@ -35,9 +35,9 @@ from pvetop.policy.rules import RuleSet
 from pvetop.ui.detail import DetailScreen, GuestDetailScreen, NodeDetailScreen
 from pvetop.ui.filtering import NO_FILTER, GuestFilter
 from pvetop.ui.guard import ReadOnlyGuard
-from pvetop.ui.migrate import MIGRATION_BINDINGS, MigrationsMixin
 from pvetop.ui.header import ClusterHeader, Freshness, HeaderView
 from pvetop.ui.help import HelpScreen, help_text
+from pvetop.ui.migrate import MIGRATION_BINDINGS, MigrationsMixin
 from pvetop.ui.polling import (
     PollFailed,
     Refresh,
@@ -118,8 +118,15 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         self.guest_caption = Static(id="guest-caption", classes="caption")
         self.guest_table = GuestTable(id="guests")
         self.filter_input = Input(placeholder=FILTER_HELP, id="filter")
-        yield from (self.header, self.node_caption, self.node_table, self.guest_caption, self.guest_table,
-                    self.filter_input, Footer())
+        yield from (
+            self.header,
+            self.node_caption,
+            self.node_table,
+            self.guest_caption,
+            self.guest_table,
+            self.filter_input,
+            Footer(),
+        )
 
     def on_mount(self) -> None:
         self.guest_table.focus()
@@ -241,16 +248,23 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             retry_in=None if self._retry_at is None else max(0.0, self._retry_at - now),
         )
         if refresh is None:
-            self.header.update(
-                f"cannot reach the cluster: {self._stale_reason} (retrying)")
+            self.header.update(f"cannot reach the cluster: {self._stale_reason} (retrying)")
             return
         snapshot = refresh.snapshot
-        self.header.show(HeaderView(
-            cluster_name=snapshot.cluster_name, quorate=snapshot.quorate, totals=refresh.totals,
-            balance=refresh.balance, freshness=freshness, interval=self.interval,
-            paused=self.paused, read_only=self.read_only, insecure_warning=self.insecure_warning,
-            pve_rebalances_ha=snapshot.crs.ha_auto_rebalance,
-        ))
+        self.header.show(
+            HeaderView(
+                cluster_name=snapshot.cluster_name,
+                quorate=snapshot.quorate,
+                totals=refresh.totals,
+                balance=refresh.balance,
+                freshness=freshness,
+                interval=self.interval,
+                paused=self.paused,
+                read_only=self.read_only,
+                insecure_warning=self.insecure_warning,
+                pve_rebalances_ha=snapshot.crs.ha_auto_rebalance,
+            )
+        )
 
     def _show_captions(self) -> None:
         nodes, guests = self.node_table, self.guest_table
@@ -261,8 +275,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         if self._query.active:
             parts.append(f"filter “{self._query.text}” (esc clears)")
         self.guest_caption.update("  ·  ".join(parts))
-        self.node_caption.update(
-            f"Nodes {nodes.row_count}  ·  {self._sort_caption(nodes)}")
+        self.node_caption.update(f"Nodes {nodes.row_count}  ·  {self._sort_caption(nodes)}")
 
     @staticmethod
     def _sort_caption(table: LiveTable) -> str:
@@ -426,8 +439,11 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
             yield SystemCommand(binding.description, f"({binding.key})", self._runner(binding.action))
         for table, cls in (("guests", GuestTable), ("nodes", NodeTable)):
             for spec in cls.COLUMNS:
-                yield SystemCommand(f"Sort {table} by {spec.name}", f"Again to reverse; or click the {spec.label} header",
-                                    self._runner(f"sort('{table}', '{spec.key}')"))
+                yield SystemCommand(
+                    f"Sort {table} by {spec.name}",
+                    f"Again to reverse; or click the {spec.label} header",
+                    self._runner(f"sort('{table}', '{spec.key}')"),
+                )
 
     def _runner(self, action: str) -> Callable[[], Any]:
         return lambda: self.run_action(action)

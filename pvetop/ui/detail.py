@@ -341,7 +341,9 @@ class NodeDetailScreen(DetailScreen):
         ]
         for item in storage:
             shared = " shared" if item.shared else ""
-            lines.append((f"storage {item.storage}", f"{fmt.used_of(item.disk, item.maxdisk)} {item.plugintype}{shared}"))
+            lines.append(
+                (f"storage {item.storage}", f"{fmt.used_of(item.disk, item.maxdisk)} {item.plugintype}{shared}")
+            )
         return lines
 
     def fetch_history(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -62,11 +62,13 @@ def render_header(view: HeaderView) -> Text:
     if view.insecure_warning:
         first.append(f"  {view.insecure_warning}", style="bold yellow")
 
-    second = _bar_line("CPU", totals.cpu_fraction,
-                       f"{totals.cpu_fraction * 100:5.1f}% of {totals.maxcpu} cores")
+    second = _bar_line("CPU", totals.cpu_fraction, f"{totals.cpu_fraction * 100:5.1f}% of {totals.maxcpu} cores")
     second.append("   ")
-    second.append_text(_bar_line("Mem", totals.mem_fraction,
-                                 f"{totals.mem_fraction * 100:5.1f}% {fmt.used_of(totals.mem, totals.maxmem)}"))
+    second.append_text(
+        _bar_line(
+            "Mem", totals.mem_fraction, f"{totals.mem_fraction * 100:5.1f}% {fmt.used_of(totals.mem, totals.maxmem)}"
+        )
+    )
 
     third = Text()
     imbalance_style = "yellow" if balance.imbalance > 0.25 else ""

@@ -22,8 +22,11 @@ def _bindings(sources: Iterable[type | Binding]) -> list[Binding]:
     seen: set[str] = set()
     result: list[Binding] = []
     for source in sources:
-        items = [source] if isinstance(source, Binding) else [
-            item for base in source.__mro__ for item in base.__dict__.get("BINDINGS", [])]
+        items = (
+            [source]
+            if isinstance(source, Binding)
+            else [item for base in source.__mro__ for item in base.__dict__.get("BINDINGS", [])]
+        )
         for item in items:
             binding = item if isinstance(item, Binding) else Binding(*item)
             if binding.key in seen or not binding.description:

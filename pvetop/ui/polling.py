@@ -40,16 +40,22 @@ def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks, n
     old_nodes = previous.node_rows if previous is not None else None
     old_guests = previous.guest_rows if previous is not None else None
     return Refresh(
-        snapshot, rates, cluster_totals(snapshot), cluster_balance(snapshot),
-        node_rows(snapshot, marks.ruleset, old_nodes), guest_rows(snapshot, rates, marks, old_guests),
-        marks, now,
+        snapshot,
+        rates,
+        cluster_totals(snapshot),
+        cluster_balance(snapshot),
+        node_rows(snapshot, marks.ruleset, old_nodes),
+        guest_rows(snapshot, rates, marks, old_guests),
+        marks,
+        now,
     )
 
 
 def with_marks(refresh: Refresh, marks: Marks) -> Refresh:
     """The same data with other rules (pins, locks, reservations) or tags in the flag columns."""
     return replace(
-        refresh, marks=marks,
+        refresh,
+        marks=marks,
         node_rows=node_rows(refresh.snapshot, marks.ruleset, refresh.node_rows),
         guest_rows=guest_rows(refresh.snapshot, refresh.rates, marks, refresh.guest_rows),
     )

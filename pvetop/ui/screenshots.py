@@ -34,10 +34,12 @@ async def _settle(pilot) -> None:
 def take(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    with start_sim(scenario=SCENARIO, seed=1, port=0, manual_clock=True) as sim, \
-            PveClient.connect(settings_from_sim_info(sim.info), clock=sim.cluster.clock.now) as client, \
-            tempfile.TemporaryDirectory(prefix="pvetop-shots-") as tmp, \
-            open_store(str(Path(tmp) / "rules.sqlite")) as store:
+    with (
+        start_sim(scenario=SCENARIO, seed=1, port=0, manual_clock=True) as sim,
+        PveClient.connect(settings_from_sim_info(sim.info), clock=sim.cluster.clock.now) as client,
+        tempfile.TemporaryDirectory(prefix="pvetop-shots-") as tmp,
+        open_store(str(Path(tmp) / "rules.sqlite")) as store,
+    ):
         sim.cluster.step(SIM_MINUTES_BEFORE * 60)
         app = PvetopApp(client, interval=60)  # no poll of its own between the pictures
         install_rules(app, store)

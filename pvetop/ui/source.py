@@ -78,4 +78,3 @@ class MemorySource:
     def node_config(self, node: str) -> dict[str, Any]:
         self._check()
         return self.configs.get(f"node/{node}", {})
-

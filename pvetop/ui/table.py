@@ -82,8 +82,9 @@ class Row:
         self.sort_values = sort_values
 
 
-def build_rows(items: Mapping[str, Any], render: Callable[[Any], Row],
-               previous: Mapping[str, Row] | None) -> dict[str, Row]:
+def build_rows(
+    items: Mapping[str, Any], render: Callable[[Any], Row], previous: Mapping[str, Row] | None
+) -> dict[str, Row]:
     """Rows for ``items``, re-using the previous refresh's row wherever the item is unchanged,
     and in a changed row the previous cell wherever its text and style are unchanged (the
     table re-draws a cell only when it is a new object)."""
@@ -177,8 +178,9 @@ class LiveTable(DataTable):
     @classmethod
     def make_row(cls, item: Any, cells: tuple[tuple[str, str], ...], sort_values: tuple[Any, ...]) -> Row:
         """A ``Row`` from (text, style) pairs in ``COLUMNS`` order."""
-        return Row(item, tuple((text, style, spec.justify) for (text, style), spec in zip(cells, cls.COLUMNS)),
-                   sort_values)
+        return Row(
+            item, tuple((text, style, spec.justify) for (text, style), spec in zip(cells, cls.COLUMNS)), sort_values
+        )
 
     @property
     def keys_in_order(self) -> list[str]:
@@ -295,8 +297,15 @@ class LiveTable(DataTable):
         self._update_count += 1
         self.refresh()
 
-    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
-                     cursor: bool = False, hover: bool = False) -> SegmentLines:
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> SegmentLines:
         # DataTable keys its cell cache on a counter bumped by every update, so one changed
         # cell re-draws every visible cell, each through rich's Padding/Styled machinery.
         # Keyed on the cell object instead (replaced on change), a refresh re-draws only the
@@ -306,19 +315,39 @@ class LiveTable(DataTable):
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
         value = self._data[row_key][column_key]
-        cache_key = (row_key, column_key, row_index, base_style, width, cursor, hover,
-                     self._show_hover_cursor, self._pseudo_class_state)
+        cache_key = (
+            row_key,
+            column_key,
+            row_index,
+            base_style,
+            width,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
         cached = self._drawn_cells.get(cache_key)
         if cached is not None and cached[0] is value:
             return cached[1]
         component_style, post_style = self._get_styles_to_render_cell(
-            False, False, row_index < self.fixed_rows or column_index < self.fixed_columns,
-            hover, cursor, self.show_cursor, self._show_hover_cursor,
-            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css",
+            False,
+            False,
+            row_index < self.fixed_rows or column_index < self.fixed_columns,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
         )
         text, cell_style, justify = value
-        style = (base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
-                 + Style.parse(cell_style) + post_style)
+        style = (
+            base_style
+            + Style.from_meta({"row": row_index, "column": column_index})
+            + component_style
+            + Style.parse(cell_style)
+            + post_style
+        )
         lines = [[Segment(fit_cell(text, width, self.cell_padding, justify), style)]]
         self._drawn_cells[cache_key] = (value, lines)
         return lines

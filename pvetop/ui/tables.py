@@ -208,8 +208,9 @@ def render_guest(item: GuestRow) -> Row:
     return GuestTable.make_row(item, cells, sort_values)
 
 
-def guest_rows(snapshot: ClusterSnapshot, rates: dict[int, tuple[float, float]], marks: Marks,
-               previous: dict[str, Row] | None) -> dict[str, Row]:
+def guest_rows(
+    snapshot: ClusterSnapshot, rates: dict[int, tuple[float, float]], marks: Marks, previous: dict[str, Row] | None
+) -> dict[str, Row]:
     """A row for every guest, keyed by vmid as text (DataTable row keys are strings)."""
     items = {}
     no_rates = (None, None)
@@ -223,5 +224,8 @@ def select_guests(rows: dict[str, Row], query: GuestFilter, node: str | None) ->
     """The rows to show: guests matching the filter (and on the selected node, if any)."""
     if not query.active and node is None:
         return rows
-    return {key: row for key, row in rows.items()
-            if (node is None or row.item.guest.node == node) and (not query.active or query.matches(row.item.guest))}
+    return {
+        key: row
+        for key, row in rows.items()
+        if (node is None or row.item.guest.node == node) and (not query.active or query.matches(row.item.guest))
+    }

@@ -20,8 +20,10 @@ from pvetop.sim.runner import start_sim
 
 
 def main(scenario: str = "large", rounds: int = 10) -> None:
-    with start_sim(scenario=scenario, seed=1, manual_clock=True) as sim, \
-            PveClient.connect(settings_from_sim_info(sim.info)) as client:
+    with (
+        start_sim(scenario=scenario, seed=1, manual_clock=True) as sim,
+        PveClient.connect(settings_from_sim_info(sim.info)) as client,
+    ):
         fetch_ms, parse_ms, requests = [], [], set()
         for _ in range(rounds):
             start = time.perf_counter()
@@ -33,12 +35,20 @@ def main(scenario: str = "large", rounds: int = 10) -> None:
             requests.add(client.fetch_snapshot().api_requests)
             sim.cluster.step(5)
         snapshot = client.fetch_snapshot()
-    print(json.dumps({
-        "benchmark": "fetch_snapshot", "scenario": scenario, "nodes": len(snapshot.nodes),
-        "guests": len(snapshot.guests), "requests_per_refresh": sorted(requests),
-        "round_trips_median_ms": round(statistics.median(fetch_ms), 1),
-        "parse_median_ms": round(statistics.median(parse_ms), 1), "parse_min_ms": round(min(parse_ms), 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "fetch_snapshot",
+                "scenario": scenario,
+                "nodes": len(snapshot.nodes),
+                "guests": len(snapshot.guests),
+                "requests_per_refresh": sorted(requests),
+                "round_trips_median_ms": round(statistics.median(fetch_ms), 1),
+                "parse_median_ms": round(statistics.median(parse_ms), 1),
+                "parse_min_ms": round(min(parse_ms), 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

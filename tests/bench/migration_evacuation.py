@@ -16,16 +16,17 @@ import time
 from pvetop.config import settings_from_sim_info
 from pvetop.engine.evacuation import prepare_evacuation, run_evacuation
 from pvetop.engine.migrations import Limits, MigrationExecutor
-from pvetop.pve import PveClient
 from pvetop.policy.rules import RuleSet
+from pvetop.pve import PveClient
 from pvetop.sim.runner import start_sim
 
 
 def most_at_once(tasks) -> int:
     worst = 0
     for task in tasks:
-        worst = max(worst, sum(1 for other in tasks
-                               if other.starttime <= task.starttime < (other.end_time or float("inf"))))
+        worst = max(
+            worst, sum(1 for other in tasks if other.starttime <= task.starttime < (other.end_time or float("inf")))
+        )
     return worst
 
 
@@ -38,9 +39,13 @@ async def evacuate(client: PveClient, node: str, snapshot, poll: float, limits: 
     result = await run_evacuation(executor, proposal)
     done = time.perf_counter()
     return {
-        "node": node, "guests": len(snapshot.guests_by_node[node]), "moves": len(proposal.plan.moves),
-        "moved": sum(job.succeeded for job in result.jobs), "left_behind": len(result.left_behind),
-        "plan_ms": round((planned - started) * 1000, 1), "run_s": round(done - planned, 2),
+        "node": node,
+        "guests": len(snapshot.guests_by_node[node]),
+        "moves": len(proposal.plan.moves),
+        "moved": sum(job.succeeded for job in result.jobs),
+        "left_behind": len(result.left_behind),
+        "plan_ms": round((planned - started) * 1000, 1),
+        "run_s": round(done - planned, 2),
         "requests_per_move": round((client.request_count - before) / max(1, len(result.jobs)), 1),
     }
 
@@ -58,9 +63,13 @@ def main() -> None:
             sim_start = sim.cluster.clock.now()
             figures = asyncio.run(evacuate(client, node.name, snapshot, args.poll, Limits(2, 2)))
             migrations = [t for t in sim.cluster.tasks if t.type in ("qmigrate", "vzmigrate")]
-            figures.update(scenario=args.scenario, speed=args.speed, poll_s=args.poll,
-                           simulated_s=round(sim.cluster.clock.now() - sim_start, 1),
-                           most_at_once=most_at_once(migrations))
+            figures.update(
+                scenario=args.scenario,
+                speed=args.speed,
+                poll_s=args.poll,
+                simulated_s=round(sim.cluster.clock.now() - sim_start, 1),
+                most_at_once=most_at_once(migrations),
+            )
     print(json.dumps(figures, indent=2))
 
 

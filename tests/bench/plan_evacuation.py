@@ -46,8 +46,12 @@ def build_cluster(nodes: int, guests: int, seed: int) -> tuple[ClusterSnapshot, 
     """Mixed node sizes, guests of varied size and state, and a sprinkling of every rule kind."""
     rng = random.Random(seed)
     names = [f"pve{i + 1:02d}" for i in range(nodes)]
-    node_list = [make_node(name, cpu=0.02, maxcpu=rng.choice((16, 32, 64)), mem=4 * GIB,
-                           maxmem=rng.choice((128, 256, 512)) * GIB) for name in names]
+    node_list = [
+        make_node(
+            name, cpu=0.02, maxcpu=rng.choice((16, 32, 64)), mem=4 * GIB, maxmem=rng.choice((128, 256, 512)) * GIB
+        )
+        for name in names
+    ]
     guest_list = []
     for index in range(guests):
         vmid = 100 + index
@@ -56,20 +60,33 @@ def build_cluster(nodes: int, guests: int, seed: int) -> tuple[ClusterSnapshot, 
             tags = (f"plb_anti_affinity_g{index % 7}",)
         elif index % 61 == 0:
             tags = (f"plb_pin_{rng.choice(names)}",)
-        guest_list.append(make_guest(
-            vmid, rng.choice(names), type=rng.choice(("qemu", "qemu", "lxc")),
-            status="running" if rng.random() < 0.8 else "stopped",
-            cpu=rng.random() * 0.5, maxcpu=rng.choice((1, 2, 4, 8)),
-            mem=rng.choice((1, 2, 4, 8, 16)) * GIB, maxmem=32 * GIB, tags=tags,
-        ))
+        guest_list.append(
+            make_guest(
+                vmid,
+                rng.choice(names),
+                type=rng.choice(("qemu", "qemu", "lxc")),
+                status="running" if rng.random() < 0.8 else "stopped",
+                cpu=rng.random() * 0.5,
+                maxcpu=rng.choice((1, 2, 4, 8)),
+                mem=rng.choice((1, 2, 4, 8, 16)) * GIB,
+                maxmem=32 * GIB,
+                tags=tags,
+            )
+        )
     vmids = [g.vmid for g in guest_list]
     ha_rules = tuple(
-        make_ha_rule(f"apart{i}", "resource-affinity", tuple(f"vm:{v}" for v in rng.sample(vmids, 3)),
-                     affinity="negative")
+        make_ha_rule(
+            f"apart{i}", "resource-affinity", tuple(f"vm:{v}" for v in rng.sample(vmids, 3)), affinity="negative"
+        )
         for i in range(20)
     ) + tuple(
-        make_ha_rule(f"where{i}", "node-affinity", (f"vm:{rng.choice(vmids)}",),
-                     nodes=tuple((name, 1) for name in rng.sample(names, 3)), strict=True)
+        make_ha_rule(
+            f"where{i}",
+            "node-affinity",
+            (f"vm:{rng.choice(vmids)}",),
+            nodes=tuple((name, 1) for name in rng.sample(names, 3)),
+            strict=True,
+        )
         for i in range(20)
     )
     rules = RuleSet(
@@ -101,19 +118,28 @@ def main(argv: list[str]) -> int:
     tagged = [g.vmid for g in snapshot.guests[: max(1, len(snapshot.guests) // 20)]]
     coolest = cluster_balance(snapshot).coolest
 
-    report: dict[str, object] = {"nodes": args.nodes, "guests": args.guests, "busiest_node": busiest,
-                                 "guests_on_busiest": len(snapshot.guests_by_node[busiest]),
-                                 "build_snapshot": build_timing}
+    report: dict[str, object] = {
+        "nodes": args.nodes,
+        "guests": args.guests,
+        "busiest_node": busiest,
+        "guests_on_busiest": len(snapshot.guests_by_node[busiest]),
+        "build_snapshot": build_timing,
+    }
     report["balance"], _ = timed(args.repeat, lambda: cluster_balance(snapshot))
     report["preview_all_candidates"], previews = timed(
-        args.repeat, lambda: preview_candidates(snapshot, running, rules))
+        args.repeat, lambda: preview_candidates(snapshot, running, rules)
+    )
     report["candidates"] = len(previews)  # type: ignore[arg-type]
     slowest = 0.0
     for mode in ("manual", "auto"):
         timing, plan = timed(args.repeat, lambda mode=mode: plan_evacuation(snapshot, busiest, rules, mode=mode))
         slowest = max(slowest, timing["max_ms"])
-        report[f"evacuation_{mode}"] = {**timing, "moves": len(plan.moves), "needs_decision": len(plan.needs_decision),
-                                        "unplaceable": len(plan.unplaceable)}
+        report[f"evacuation_{mode}"] = {
+            **timing,
+            "moves": len(plan.moves),
+            "needs_decision": len(plan.needs_decision),
+            "unplaceable": len(plan.unplaceable),
+        }
     timing, bulk = timed(args.repeat, lambda: plan_bulk_move(snapshot, tagged, coolest, rules))
     report["bulk_move"] = {**timing, "guests": len(tagged), "moves": len(bulk.moves), "refused": len(bulk.refused)}
     slowest = max(slowest, report["preview_all_candidates"]["max_ms"], timing["max_ms"])  # type: ignore[index]

@@ -57,9 +57,13 @@ def with_changes(snapshot: ClusterSnapshot, rng: random.Random, seconds: float) 
     for index in rng.sample(range(len(guests)), int(len(guests) * CHANGED_SHARE)):
         guest = guests[index]
         if guest.running:
-            guests[index] = replace(guest, cpu=rng.random(), mem=int(guest.maxmem * rng.uniform(0.2, 0.9)),
-                                    netin=guest.netin + rng.randrange(1, 10**7),
-                                    netout=guest.netout + rng.randrange(1, 10**7))
+            guests[index] = replace(
+                guest,
+                cpu=rng.random(),
+                mem=int(guest.maxmem * rng.uniform(0.2, 0.9)),
+                netin=guest.netin + rng.randrange(1, 10**7),
+                netout=guest.netout + rng.randrange(1, 10**7),
+            )
     return replace(snapshot, guests=tuple(guests), fetched_at=snapshot.fetched_at + seconds)
 
 
@@ -101,19 +105,26 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
             applied, framed = await timed(refresh)
             step_apply.append(applied)
             step_frame.append(framed)
-    figures.update({
-        "apply_ms_p50": percentile(apply_ms, 0.5), "apply_ms_p95": percentile(apply_ms, 0.95),
-        "frame_ms_p50": percentile(frame_ms, 0.5), "frame_ms_p95": percentile(frame_ms, 0.95),
-        "prepare_ms_median": round(statistics.median(prepare_ms), 1),
-        "sim_step_apply_ms_p50": percentile(step_apply, 0.5), "sim_step_frame_ms_p50": percentile(step_frame, 0.5),
-    })
+    figures.update(
+        {
+            "apply_ms_p50": percentile(apply_ms, 0.5),
+            "apply_ms_p95": percentile(apply_ms, 0.95),
+            "frame_ms_p50": percentile(frame_ms, 0.5),
+            "frame_ms_p95": percentile(frame_ms, 0.95),
+            "prepare_ms_median": round(statistics.median(prepare_ms), 1),
+            "sim_step_apply_ms_p50": percentile(step_apply, 0.5),
+            "sim_step_frame_ms_p50": percentile(step_frame, 0.5),
+        }
+    )
     return figures
 
 
 def main(scenario: str = "large") -> None:
     started = time.perf_counter()
-    with start_sim(scenario=scenario, seed=1, manual_clock=True) as sim, \
-            PveClient.connect(settings_from_sim_info(sim.info)) as client:
+    with (
+        start_sim(scenario=scenario, seed=1, manual_clock=True) as sim,
+        PveClient.connect(settings_from_sim_info(sim.info)) as client,
+    ):
         fetch_ms, requests = [], set()
         for _ in range(5):
             start = time.perf_counter()
@@ -124,13 +135,24 @@ def main(scenario: str = "large") -> None:
         app = PvetopApp(client, interval=2.0)
         figures = asyncio.run(measure(app, sim, client, app_started))
         startup_ms = round((app_started - started) * 1000 + figures["first_paint_ms"])
-    print(json.dumps({
-        "benchmark": "dashboard_refresh", "scenario": scenario, "nodes": len(snapshot.nodes),
-        "guests": len(snapshot.guests), "requests_per_refresh": max(requests),
-        "fetch_parse_ms_median": round(statistics.median(fetch_ms), 1),
-        "startup_ms": startup_ms, **figures, "changed_share": CHANGED_SHARE, "rss_mb": round(rss_mb()),
-        "targets": {"requests_per_refresh": 2, "apply_ms_p95": 150, "rss_mb": 250, "first_paint_ms": 2000},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "dashboard_refresh",
+                "scenario": scenario,
+                "nodes": len(snapshot.nodes),
+                "guests": len(snapshot.guests),
+                "requests_per_refresh": max(requests),
+                "fetch_parse_ms_median": round(statistics.median(fetch_ms), 1),
+                "startup_ms": startup_ms,
+                **figures,
+                "changed_share": CHANGED_SHARE,
+                "rss_mb": round(rss_mb()),
+                "targets": {"requests_per_refresh": 2, "apply_ms_p95": 150, "rss_mb": 250, "first_paint_ms": 2000},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

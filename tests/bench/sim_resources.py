@@ -54,9 +54,7 @@ def timed(call, repeats: int) -> list[float]:
 def raw_fetcher(info: dict):
     """Fetches the body without decoding it: the server's and the wire's share of the time."""
     session = requests.Session()
-    session.headers["Authorization"] = (
-        f"PVEAPIToken={info['user']}!{info['token_name']}={info['token_value']}"
-    )
+    session.headers["Authorization"] = f"PVEAPIToken={info['user']}!{info['token_name']}={info['token_value']}"
     url = f"https://{info['host']}:{info['port']}/api2/json/cluster/resources"
 
     def fetch() -> bytes:
@@ -72,8 +70,13 @@ def measure(args: argparse.Namespace) -> dict:
     with start_sim(scenario=args.scenario, seed=args.seed, manual_clock=True) as sim:
         info = sim.info
         api = ProxmoxAPI(
-            info["host"], port=info["port"], user=info["user"], token_name=info["token_name"],
-            token_value=info["token_value"], verify_ssl=info["ca_file"], timeout=30,
+            info["host"],
+            port=info["port"],
+            user=info["user"],
+            token_name=info["token_name"],
+            token_value=info["token_value"],
+            verify_ssl=info["ca_file"],
+            timeout=30,
         )
         resources = api.cluster.resources
         fetch_body = raw_fetcher(info)

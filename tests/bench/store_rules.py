@@ -40,12 +40,17 @@ def main() -> None:
         target.import_rules(document)
         import_ms = (time.perf_counter() - started) * 1000
         assert target.rules("bench") == store.rules("bench")
-        print(json.dumps({
-            "pin_write_transactions_per_s": round(WRITES / write_s, 1),
-            "ruleset_read_ms_1000_pins_100_locks": round(read_ms, 2),
-            "export_ms_1100_rules": round(export_ms, 1),
-            "import_ms_1100_rules": round(import_ms, 1),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "pin_write_transactions_per_s": round(WRITES / write_s, 1),
+                    "ruleset_read_ms_1000_pins_100_locks": round(read_ms, 2),
+                    "export_ms_1100_rules": round(export_ms, 1),
+                    "import_ms_1100_rules": round(import_ms, 1),
+                },
+                indent=2,
+            )
+        )
         store.close()
         target.close()
 

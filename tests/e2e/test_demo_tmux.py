@@ -46,14 +46,31 @@ def session(tmp_path: Path):
 @pytest.mark.e2e
 def test_demo_paints_nodes_and_guests_then_q_exits_cleanly(session: str, tmp_path: Path):
     exit_file = tmp_path / "exit-code"
-    command = (f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo; "
-               f"echo $? > {shlex.quote(str(exit_file))}; sleep 60")
-    tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", session,
-         "-e", f"HOME={tmp_path}", "-e", f"XDG_DATA_HOME={tmp_path / 'data'}",
-         "-e", f"XDG_CONFIG_HOME={tmp_path / 'config'}", command)
+    command = (
+        f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo; "
+        f"echo $? > {shlex.quote(str(exit_file))}; sleep 60"
+    )
+    tmux(
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-s",
+        session,
+        "-e",
+        f"HOME={tmp_path}",
+        "-e",
+        f"XDG_DATA_HOME={tmp_path / 'data'}",
+        "-e",
+        f"XDG_CONFIG_HOME={tmp_path / 'config'}",
+        command,
+    )
 
-    painted = wait_for(lambda: all(text in pane(session) for text in (HOMELAB_NODE, HOMELAB_GUEST, "VMID")),
-                       FIRST_PAINT_SECONDS)
+    painted = wait_for(
+        lambda: all(text in pane(session) for text in (HOMELAB_NODE, HOMELAB_GUEST, "VMID")), FIRST_PAINT_SECONDS
+    )
     assert painted, f"no node and guest names within {FIRST_PAINT_SECONDS}s:\n{pane(session)}"
     assert pane_flag(session, "alternate_on") == "1"
 

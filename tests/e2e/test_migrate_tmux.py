@@ -52,9 +52,25 @@ def session():
 @pytest.mark.e2e
 def test_migrate_a_guest_from_the_keyboard_in_the_demo(session: str, tmp_path: Path):
     command = f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo; sleep 60"
-    tmux("new-session", "-d", "-x", "130", "-y", "42", "-s", session, "-e", f"HOME={tmp_path}",
-         "-e", f"XDG_DATA_HOME={tmp_path / 'data'}", "-e", f"XDG_CONFIG_HOME={tmp_path / 'config'}",
-         "-e", f"PVETOP_DB={tmp_path / 'rules.sqlite'}", command)
+    tmux(
+        "new-session",
+        "-d",
+        "-x",
+        "130",
+        "-y",
+        "42",
+        "-s",
+        session,
+        "-e",
+        f"HOME={tmp_path}",
+        "-e",
+        f"XDG_DATA_HOME={tmp_path / 'data'}",
+        "-e",
+        f"XDG_CONFIG_HOME={tmp_path / 'config'}",
+        "-e",
+        f"PVETOP_DB={tmp_path / 'rules.sqlite'}",
+        command,
+    )
     screen = wait_for(session, lambda s: SOURCE in guest_line(s), 15, f"{GUEST} on {SOURCE}")
 
     keys(session, "/")  # select the guest: filter down to it, back to the table
@@ -64,19 +80,26 @@ def test_migrate_a_guest_from_the_keyboard_in_the_demo(session: str, tmp_path: P
     wait_for(session, lambda s: f"filter “{GUEST}”" in s, 5, "the filter caption")
 
     keys(session, "m")
-    screen = wait_for(session, lambda s: f"Migrate VM 103 {GUEST}" in s and "checking" not in s, 10,
-                      "the migrate dialog")
+    screen = wait_for(
+        session, lambda s: f"Migrate VM 103 {GUEST}" in s and "checking" not in s, 10, "the migrate dialog"
+    )
     lines = screen.splitlines()
     header = next(i for i, line in enumerate(lines) if "CPU now" in line)
-    rows = {node: next(i for i, line in enumerate(lines) if i > header and f" {node} " in line)
-            for node in (TARGET, "pve-mini2")}
+    rows = {
+        node: next(i for i, line in enumerate(lines) if i > header and f" {node} " in line)
+        for node in (TARGET, "pve-mini2")
+    }
     if rows[TARGET] > rows["pve-mini2"]:
         keys(session, "Down")
     keys(session, "Enter")
     wait_for(session, lambda s: f"{SOURCE} → {TARGET}" in s and "Migrate (y)" in s, 5, "the confirmation")
     keys(session, "y")
 
-    screen = wait_for(session, lambda s: TARGET in guest_line(s) and "migrate" not in guest_line(s),
-                      MIGRATION_SECONDS, f"{GUEST} on {TARGET}")
+    screen = wait_for(
+        session,
+        lambda s: TARGET in guest_line(s) and "migrate" not in guest_line(s),
+        MIGRATION_SECONDS,
+        f"{GUEST} on {TARGET}",
+    )
     assert "Traceback" not in screen
     keys(session, "q")

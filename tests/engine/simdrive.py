@@ -59,8 +59,15 @@ class TaskReads:
             return any(task.running(self._cluster.now) for task in self._cluster.tasks)
 
 
-async def drive(sim, until: Callable[[], bool], *, step: float = STEP_SECONDS, limit: float = 3600,
-                pause: Callable[[float], Awaitable[object]] = asyncio.sleep, pause_seconds: float = 0.005) -> None:
+async def drive(
+    sim,
+    until: Callable[[], bool],
+    *,
+    step: float = STEP_SECONDS,
+    limit: float = 3600,
+    pause: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    pause_seconds: float = 0.005,
+) -> None:
     """Steps simulated time while the event loop runs the code under test, until ``until()``;
     after each step it waits (``pause``: ``asyncio.sleep``, or a Pilot's ``pause`` for an app)
     until the code under test has read the tasks again, so no progress line is skipped."""
@@ -107,8 +114,11 @@ def max_overlap(tasks, key: Callable = lambda task: None) -> int:
     worst = 0
     for task in tasks:
         at = task.starttime
-        running = [other for other in tasks if key(other) == key(task)
-                   and other.starttime <= at and (other.end_time is None or at < other.end_time)]
+        running = [
+            other
+            for other in tasks
+            if key(other) == key(task) and other.starttime <= at and (other.end_time is None or at < other.end_time)
+        ]
         worst = max(worst, len(running))
     return worst
 

@@ -53,7 +53,9 @@ async def test_online_migration_on_shared_storage_reports_progress_and_moves_the
     assert client.fetch_snapshot().guest_by_vmid[103].node == "pve-big"
     journal = store.recent_journal("homelab")
     assert [(e.action, e.target, e.result, e.upid) for e in journal] == [
-        ("migrate", "guest/103", "ok", job.upid), ("migrate", "guest/103", "started", job.upid)]
+        ("migrate", "guest/103", "ok", job.upid),
+        ("migrate", "guest/103", "started", job.upid),
+    ]
     assert journal[0].params["target"] == "pve-big" and journal[0].actor == "user"
 
 
@@ -203,14 +205,20 @@ def test_limits_validate_and_come_from_settings(tmp_path):
 
 
 def test_failure_line_and_progress_text():
-    lines = ["2026-01-01 00:00:05 ERROR: online migrate failure - aborting",
-             "2026-01-01 00:00:05 ERROR: migration aborted (duration 00:00:05): online migrate failure - aborting",
-             "TASK ERROR: migration aborted"]
+    lines = [
+        "2026-01-01 00:00:05 ERROR: online migrate failure - aborting",
+        "2026-01-01 00:00:05 ERROR: migration aborted (duration 00:00:05): online migrate failure - aborting",
+        "TASK ERROR: migration aborted",
+    ]
     assert failure_line(lines) == "ERROR: migration aborted (duration 00:00:05): online migrate failure - aborting"
     assert failure_line(["TASK OK"]) is None
     assert progress_text(Progress()) == ""
-    assert progress_text(Progress(transferred_bytes=2 * 1024**3, total_bytes=8 * 1024**3, fraction=0.25,
-                                  rate=110 * 1024**2)) == "25% (2.0 GiB of 8.0 GiB, 110.0 MiB/s)"
+    assert (
+        progress_text(
+            Progress(transferred_bytes=2 * 1024**3, total_bytes=8 * 1024**3, fraction=0.25, rate=110 * 1024**2)
+        )
+        == "25% (2.0 GiB of 8.0 GiB, 110.0 MiB/s)"
+    )
     assert progress_text(Progress(transferred_bytes=512 * 1024**2)) == "512.0 MiB copied"
 
 

@@ -11,9 +11,13 @@ from tests.factories import GIB, make_guest, make_node, make_snapshot
 def _snapshot():
     return make_snapshot(
         [make_node("pve1"), make_node("pve2"), make_node("pve3", mem=40 * GIB)],
-        [make_guest(100, "pve1", mem=10 * GIB), make_guest(101, "pve2", mem=10 * GIB),
-         make_guest(102, "pve2", mem=10 * GIB), make_guest(103, "pve3", mem=2 * GIB),
-         make_guest(104, "pve1", status="stopped")],
+        [
+            make_guest(100, "pve1", mem=10 * GIB),
+            make_guest(101, "pve2", mem=10 * GIB),
+            make_guest(102, "pve2", mem=10 * GIB),
+            make_guest(103, "pve3", mem=2 * GIB),
+            make_guest(104, "pve1", status="stopped"),
+        ],
         derive_usage=True,
     )
 
@@ -31,8 +35,10 @@ def test_guests_fill_the_target_in_vmid_order_until_full():
 def test_guests_already_there_and_unknown_ids_are_refused():
     plan = plan_bulk_move(_snapshot(), [103, 999], "pve3")
     assert plan.moves == ()
-    assert [(r.vmid, r.reason) for r in plan.refused] == [(103, "already on this node"),
-                                                          (999, "no guest 999 in the cluster")]
+    assert [(r.vmid, r.reason) for r in plan.refused] == [
+        (103, "already on this node"),
+        (999, "no guest 999 in the cluster"),
+    ]
 
 
 def test_manual_bulk_moves_carry_rule_warnings_and_auto_refuses():

@@ -10,14 +10,17 @@ from tests.factories import GIB, make_guest, make_ha_rule, make_node, make_snaps
 
 
 def _cluster(*guests, nodes=("pve1", "pve2", "pve3"), ha_rules=()):
-    return make_snapshot([make_node(name) for name in nodes], guests or [make_guest(100, "pve1")],
-                         ha_rules=ha_rules, derive_usage=True)
+    return make_snapshot(
+        [make_node(name) for name in nodes], guests or [make_guest(100, "pve1")], ha_rules=ha_rules, derive_usage=True
+    )
 
 
 def _both(snap, vmid, target, rules=None, **options):
     guest = snap.guest_by_vmid[vmid]
-    return (check_move(snap, guest, target, rules, mode="manual", **options),
-            check_move(snap, guest, target, rules, mode="auto", **options))
+    return (
+        check_move(snap, guest, target, rules, mode="manual", **options),
+        check_move(snap, guest, target, rules, mode="auto", **options),
+    )
 
 
 def test_a_free_node_is_allowed_in_both_modes():
@@ -25,13 +28,16 @@ def test_a_free_node_is_allowed_in_both_modes():
     assert manual == Verdict("pve2", True) and auto == Verdict("pve2", True)
 
 
-@pytest.mark.parametrize("rules, target, text", [
-    (RuleSet(pins={100: {"pve1", "pve3"}}), "pve2", "pinned to pve1, pve3"),
-    (RuleSet(locks={100}), "pve2", "locked against automatic moves"),
-    (RuleSet(reserved={"pve2"}), "pve2", "node is reserved"),
-    (RuleSet(reserved={"pve1"}), "pve2", "its node pve1 is reserved"),
-    (RuleSet(maintenance={"pve2"}), "pve2", "node is in maintenance"),
-])
+@pytest.mark.parametrize(
+    "rules, target, text",
+    [
+        (RuleSet(pins={100: {"pve1", "pve3"}}), "pve2", "pinned to pve1, pve3"),
+        (RuleSet(locks={100}), "pve2", "locked against automatic moves"),
+        (RuleSet(reserved={"pve2"}), "pve2", "node is reserved"),
+        (RuleSet(reserved={"pve1"}), "pve2", "its node pve1 is reserved"),
+        (RuleSet(maintenance={"pve2"}), "pve2", "node is in maintenance"),
+    ],
+)
 def test_user_rules_warn_a_user_and_stop_automation(rules, target, text):
     manual, auto = _both(_cluster(), 100, target, rules)
     assert manual.allowed and text in manual.warnings and not manual.blocks
@@ -56,8 +62,9 @@ def test_offline_target_blocks():
 
 
 def test_a_guest_on_an_offline_node_cannot_be_migrated():
-    snap = make_snapshot([make_node("pve1", status="offline"), make_node("pve2")],
-                         [make_guest(100, "pve1", status="unknown")])
+    snap = make_snapshot(
+        [make_node("pve1", status="offline"), make_node("pve2")], [make_guest(100, "pve1", status="unknown")]
+    )
     manual, _auto = _both(snap, 100, "pve2")
     assert manual.blocks == ("its node pve1 is offline",)
 
@@ -68,8 +75,9 @@ def test_a_pve_lock_blocks_even_a_manual_move():
 
 
 def test_not_enough_free_memory_blocks_with_figures():
-    snap = make_snapshot([make_node("pve1"), make_node("pve2", mem=60 * GIB + GIB // 5)],
-                         [make_guest(100, "pve1", mem=8 * GIB)])
+    snap = make_snapshot(
+        [make_node("pve1"), make_node("pve2", mem=60 * GIB + GIB // 5)], [make_guest(100, "pve1", mem=8 * GIB)]
+    )
     manual, auto = _both(snap, 100, "pve2")
     assert manual.blocks == ("needs 8.0 GiB, 3.8 GiB free",)
     assert auto.blocks == manual.blocks
@@ -77,26 +85,31 @@ def test_not_enough_free_memory_blocks_with_figures():
 
 def test_memory_ceiling_is_named_in_the_reason():
     snap = _cluster(make_guest(100, "pve1", mem=8 * GIB), make_guest(101, "pve2", mem=52 * GIB))
-    verdict = Constraints(snap, RuleSet()).verdict(snap.guest_by_vmid[100], "pve2", mode="auto",
-                                                   projection=ProjectedCluster.of(snap), mem_ceiling=0.9)
+    verdict = Constraints(snap, RuleSet()).verdict(
+        snap.guest_by_vmid[100], "pve2", mode="auto", projection=ProjectedCluster.of(snap), mem_ceiling=0.9
+    )
     assert verdict.blocks == ("needs 8.0 GiB, 5.6 GiB free below the 90% ceiling",)
 
 
 def test_stopped_guests_need_no_free_memory():
-    snap = make_snapshot([make_node("pve1"), make_node("pve2", mem=64 * GIB)],
-                         [make_guest(100, "pve1", status="stopped", maxmem=32 * GIB)])
+    snap = make_snapshot(
+        [make_node("pve1"), make_node("pve2", mem=64 * GIB)],
+        [make_guest(100, "pve1", status="stopped", maxmem=32 * GIB)],
+    )
     assert _both(snap, 100, "pve2")[1].allowed
 
 
 def test_precondition_refusals_block_and_local_disks_warn():
     snap = _cluster()
-    precondition = MigratePrecondition.from_api({
-        "running": 1,
-        "allowed_nodes": ["pve2"],
-        "not_allowed_nodes": {"pve3": {"unavailable_storages": ["local-zfs"]}},
-        "local_disks": [{"volid": "local-lvm:vm-100-disk-0", "size": 1}],
-        "local_resources": [],
-    })
+    precondition = MigratePrecondition.from_api(
+        {
+            "running": 1,
+            "allowed_nodes": ["pve2"],
+            "not_allowed_nodes": {"pve3": {"unavailable_storages": ["local-zfs"]}},
+            "local_disks": [{"volid": "local-lvm:vm-100-disk-0", "size": 1}],
+            "local_resources": [],
+        }
+    )
     manual, auto = _both(snap, 100, "pve3", precondition=precondition)
     assert manual.blocks == ("Proxmox VE refuses: unavailable storages: local-zfs",)
     assert auto.blocks == manual.blocks
@@ -118,8 +131,9 @@ def test_local_resources_block_every_node():
 
 
 def test_lxc_precondition_uses_dashes():
-    precondition = MigratePrecondition.from_api({"running": 0, "allowed-nodes": ["pve2"],
-                                                 "not-allowed-nodes": {"pve3": {"unavailable-storages": ["x"]}}})
+    precondition = MigratePrecondition.from_api(
+        {"running": 0, "allowed-nodes": ["pve2"], "not-allowed-nodes": {"pve3": {"unavailable-storages": ["x"]}}}
+    )
     assert precondition.allowed_nodes == frozenset({"pve2"})
     assert precondition.not_allowed_nodes == {"pve3": "unavailable storages: x"}
 
@@ -166,8 +180,9 @@ def test_positive_affinity_looks_past_companions_moving_along():
     rule = make_ha_rule("together", "resource-affinity", ("vm:100", "vm:101"), affinity="positive")
     snap = _cluster(make_guest(100, "pve1"), make_guest(101, "pve1"), ha_rules=(rule,))
     constraints = Constraints(snap, RuleSet())
-    found = constraints.findings(snap.guest_by_vmid[100], "pve3", projection=ProjectedCluster.of(snap),
-                                 companions=frozenset({100, 101}))
+    found = constraints.findings(
+        snap.guest_by_vmid[100], "pve3", projection=ProjectedCluster.of(snap), companions=frozenset({100, 101})
+    )
     assert found == []
     assert constraints.positive_partners(snap.guest_by_vmid[100]) == frozenset({101})
 
@@ -202,14 +217,18 @@ def test_proxlb_groups():
         make_guest(102, "pve3", tags=("plb_affinity_web",)),
     )
     _, to_pve2 = _both(snap, 100, "pve2", PROXLB)
-    assert to_pve2.blocks == ("ProxLB anti-affinity 'ntp': 101 there", "ProxLB affinity 'web' keeps it with 102 on pve3")
+    assert to_pve2.blocks == (
+        "ProxLB anti-affinity 'ntp': 101 there",
+        "ProxLB affinity 'web' keeps it with 102 on pve3",
+    )
     assert _both(snap, 100, "pve3", PROXLB)[1].allowed
 
 
 def test_findings_carry_their_kind():
     snap = _cluster()
     found = Constraints(snap, RuleSet(locks={100}, pins={100: {"pve1"}})).findings(
-        snap.guest_by_vmid[100], "pve2", projection=ProjectedCluster.of(snap))
+        snap.guest_by_vmid[100], "pve2", projection=ProjectedCluster.of(snap)
+    )
     assert [f.kind for f in found] == [Kind.PIN, Kind.LOCK]
 
 
@@ -221,12 +240,17 @@ def test_an_unknown_mode_is_refused():
 
 def test_ha_managed_vm_with_local_disks_is_blocked_in_every_mode():
     """PVE's HA manager never copies local disks, so planners must not propose the move."""
-    snap = make_snapshot([make_node("a"), make_node("b")],
-                         [make_guest(100, "a", hastate="started")])
+    snap = make_snapshot([make_node("a"), make_node("b")], [make_guest(100, "a", hastate="started")])
     guest = snap.guest_by_vmid[100]
-    precondition = MigratePrecondition.from_api({"running": 1, "allowed_nodes": ["b"], "not_allowed_nodes": {},
-                                                 "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
-                                                 "local_resources": []})
+    precondition = MigratePrecondition.from_api(
+        {
+            "running": 1,
+            "allowed_nodes": ["b"],
+            "not_allowed_nodes": {},
+            "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
+            "local_resources": [],
+        }
+    )
     for mode in ("manual", "auto"):
         verdict = check_move(snap, guest, "b", mode=mode, precondition=precondition)
         assert not verdict.allowed
@@ -235,8 +259,14 @@ def test_ha_managed_vm_with_local_disks_is_blocked_in_every_mode():
 
 def test_non_ha_vm_with_local_disks_only_warns_that_they_are_copied():
     snap = make_snapshot([make_node("a"), make_node("b")], [make_guest(100, "a")])
-    precondition = MigratePrecondition.from_api({"running": 1, "allowed_nodes": ["b"], "not_allowed_nodes": {},
-                                                 "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
-                                                 "local_resources": []})
+    precondition = MigratePrecondition.from_api(
+        {
+            "running": 1,
+            "allowed_nodes": ["b"],
+            "not_allowed_nodes": {},
+            "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
+            "local_resources": [],
+        }
+    )
     verdict = check_move(snap, snap.guest_by_vmid[100], "b", precondition=precondition)
     assert verdict.allowed and any("local disks are copied" in w for w in verdict.warnings)

@@ -19,9 +19,14 @@ def _targets(plan):
 
 
 def test_every_guest_leaves_and_nothing_is_left_behind():
-    snap = _snapshot([make_guest(100, "pve1", mem=8 * GIB), make_guest(101, "pve1", type="lxc"),
-                      make_guest(102, "pve1", status="stopped"), make_guest(103, "pve1", template=True,
-                                                                             status="stopped")])
+    snap = _snapshot(
+        [
+            make_guest(100, "pve1", mem=8 * GIB),
+            make_guest(101, "pve1", type="lxc"),
+            make_guest(102, "pve1", status="stopped"),
+            make_guest(103, "pve1", template=True, status="stopped"),
+        ]
+    )
     plan = plan_evacuation(snap, "pve1")
     assert set(_targets(plan)) == {100, 101, 102, 103}
     assert all(move.source == "pve1" and move.target != "pve1" for move in plan.moves)
@@ -30,8 +35,14 @@ def test_every_guest_leaves_and_nothing_is_left_behind():
 
 
 def test_migration_kind_follows_guest_type_and_state():
-    snap = _snapshot([make_guest(100, "pve1"), make_guest(101, "pve1", type="lxc"),
-                      make_guest(102, "pve1", status="stopped"), make_guest(103, "pve1", type="lxc", status="stopped")])
+    snap = _snapshot(
+        [
+            make_guest(100, "pve1"),
+            make_guest(101, "pve1", type="lxc"),
+            make_guest(102, "pve1", status="stopped"),
+            make_guest(103, "pve1", type="lxc", status="stopped"),
+        ]
+    )
     moves = {move.vmid: move for move in plan_evacuation(snap, "pve1").moves}
     assert (moves[100].online, moves[100].restart, moves[100].with_local_disks) == (True, False, None)
     assert (moves[101].online, moves[101].restart, moves[101].with_local_disks) == (False, True, False)
@@ -41,8 +52,10 @@ def test_migration_kind_follows_guest_type_and_state():
 
 def test_local_disks_come_from_the_precondition():
     snap = _snapshot([make_guest(100, "pve1"), make_guest(101, "pve1")])
-    preconditions = {100: MigratePrecondition(running=True, local_disks=("local-lvm:vm-100-disk-0",)),
-                     101: MigratePrecondition(running=True)}
+    preconditions = {
+        100: MigratePrecondition(running=True, local_disks=("local-lvm:vm-100-disk-0",)),
+        101: MigratePrecondition(running=True),
+    }
     moves = {move.vmid: move for move in plan_evacuation(snap, "pve1", preconditions=preconditions).moves}
     assert moves[100].with_local_disks is True
     assert moves[100].warnings == ("local disks are copied: local-lvm:vm-100-disk-0",)
@@ -51,10 +64,17 @@ def test_local_disks_come_from_the_precondition():
 
 def test_largest_memory_first_each_to_the_least_loaded_node():
     snap = _snapshot(
-        [make_guest(100, "pve1", mem=4 * GIB), make_guest(101, "pve1", mem=16 * GIB),
-         make_guest(102, "pve1", mem=8 * GIB)],
-        nodes=[make_node("pve1"), make_node("pve2", mem=4 * GIB), make_node("pve3", mem=2 * GIB),
-               make_node("pve4", mem=10 * GIB)],
+        [
+            make_guest(100, "pve1", mem=4 * GIB),
+            make_guest(101, "pve1", mem=16 * GIB),
+            make_guest(102, "pve1", mem=8 * GIB),
+        ],
+        nodes=[
+            make_node("pve1"),
+            make_node("pve2", mem=4 * GIB),
+            make_node("pve3", mem=2 * GIB),
+            make_node("pve4", mem=10 * GIB),
+        ],
     )
     plan = plan_evacuation(snap, "pve1")
     assert [move.vmid for move in plan.moves] == [101, 102, 100]
@@ -64,26 +84,39 @@ def test_largest_memory_first_each_to_the_least_loaded_node():
 
 
 def test_plans_are_deterministic():
-    guests = [make_guest(100 + i, "pve1", mem=(i % 3 + 1) * GIB, status="running" if i % 4 else "stopped")
-              for i in range(20)]
+    guests = [
+        make_guest(100 + i, "pve1", mem=(i % 3 + 1) * GIB, status="running" if i % 4 else "stopped") for i in range(20)
+    ]
     first = plan_evacuation(_snapshot(guests), "pve1")
     again = plan_evacuation(_snapshot(list(reversed(guests))), "pve1")
     assert first.moves == again.moves
 
 
 def test_never_to_reserved_maintenance_or_offline_nodes():
-    snap = _snapshot([make_guest(100 + i, "pve1") for i in range(6)],
-                     nodes=[make_node("pve1"), make_node("pve2"), make_node("pve3"), make_node("pve4"),
-                            make_node("pve5", status="offline")])
+    snap = _snapshot(
+        [make_guest(100 + i, "pve1") for i in range(6)],
+        nodes=[
+            make_node("pve1"),
+            make_node("pve2"),
+            make_node("pve3"),
+            make_node("pve4"),
+            make_node("pve5", status="offline"),
+        ],
+    )
     for mode in ("manual", "auto"):
         plan = plan_evacuation(snap, "pve1", RuleSet(reserved={"pve2"}, maintenance={"pve3"}), mode=mode)
         assert set(_targets(plan).values()) == {"pve4"}
 
 
 def test_memory_ceiling_is_respected():
-    snap = _snapshot([make_guest(100, "pve1", mem=20 * GIB), make_guest(101, "pve1", mem=20 * GIB),
-                      make_guest(102, "pve1", mem=20 * GIB)],
-                     nodes=[make_node("pve1"), make_node("pve2", mem=20 * GIB)])
+    snap = _snapshot(
+        [
+            make_guest(100, "pve1", mem=20 * GIB),
+            make_guest(101, "pve1", mem=20 * GIB),
+            make_guest(102, "pve1", mem=20 * GIB),
+        ],
+        nodes=[make_node("pve1"), make_node("pve2", mem=20 * GIB)],
+    )
     plan = plan_evacuation(snap, "pve1")  # 0.9 * 64 = 57.6 GiB: only one more fits on pve2
     assert len(plan.moves) == 1
     assert [u.vmid for u in plan.unplaceable] == [101, 102]
@@ -109,8 +142,10 @@ def test_a_pinned_guest_without_another_node_needs_a_decision():
 
 
 def test_a_pinned_guest_whose_other_node_is_full_says_why():
-    snap = _snapshot([make_guest(100, "pve1", mem=8 * GIB)],
-                     nodes=[make_node("pve1"), make_node("pve2", mem=60 * GIB), make_node("pve3")])
+    snap = _snapshot(
+        [make_guest(100, "pve1", mem=8 * GIB)],
+        nodes=[make_node("pve1"), make_node("pve2", mem=60 * GIB), make_node("pve3")],
+    )
     [held] = plan_evacuation(snap, "pve1", RuleSet(pins={100: {"pve1", "pve2"}})).needs_decision
     assert held.reason == "pinned to pve1, pve2; pve2: needs 8.0 GiB, 0.0 GiB free below the 90% ceiling"
     assert held.alternatives == ("pve3",)
@@ -140,9 +175,11 @@ def test_auto_mode_never_empties_a_reserved_node():
 
 def test_anti_affinity_spreads_guests():
     rule = make_ha_rule("apart", "resource-affinity", ("vm:100", "vm:101", "vm:102"), affinity="negative")
-    snap = _snapshot([make_guest(100, "pve1"), make_guest(101, "pve1"), make_guest(102, "pve2")],
-                     nodes=[make_node("pve1"), make_node("pve2"), make_node("pve3"), make_node("pve4", mem=30 * GIB)],
-                     ha_rules=(rule,))
+    snap = _snapshot(
+        [make_guest(100, "pve1"), make_guest(101, "pve1"), make_guest(102, "pve2")],
+        nodes=[make_node("pve1"), make_node("pve2"), make_node("pve3"), make_node("pve4", mem=30 * GIB)],
+        ha_rules=(rule,),
+    )
     plan = plan_evacuation(snap, "pve1")
     targets = _targets(plan)
     assert set(targets.values()) == {"pve3", "pve4"}  # never pve2 (102 is there), never both on one node
@@ -150,17 +187,29 @@ def test_anti_affinity_spreads_guests():
 
 def test_anti_affinity_with_no_node_left_is_unplaceable():
     rule = make_ha_rule("apart", "resource-affinity", ("vm:100", "vm:101", "vm:102"), affinity="negative")
-    snap = _snapshot([make_guest(100, "pve1"), make_guest(101, "pve2"), make_guest(102, "pve3")],
-                     nodes=[make_node("pve1"), make_node("pve2"), make_node("pve3")], ha_rules=(rule,))
+    snap = _snapshot(
+        [make_guest(100, "pve1"), make_guest(101, "pve2"), make_guest(102, "pve3")],
+        nodes=[make_node("pve1"), make_node("pve2"), make_node("pve3")],
+        ha_rules=(rule,),
+    )
     [stuck] = plan_evacuation(snap, "pve1").unplaceable
-    assert stuck.reason == "pve2: HA anti-affinity rule 'apart': vm:101 there; pve3: HA anti-affinity rule 'apart': vm:102 there"
+    assert (
+        stuck.reason
+        == "pve2: HA anti-affinity rule 'apart': vm:101 there; pve3: HA anti-affinity rule 'apart': vm:102 there"
+    )
     assert stuck.alternatives == ()
 
 
 def test_positive_affinity_groups_move_together():
     rule = make_ha_rule("pair", "resource-affinity", ("vm:100", "vm:101"), affinity="positive")
-    snap = _snapshot([make_guest(100, "pve1", mem=4 * GIB), make_guest(101, "pve1", mem=4 * GIB),
-                      make_guest(102, "pve1", mem=6 * GIB)], ha_rules=(rule,))
+    snap = _snapshot(
+        [
+            make_guest(100, "pve1", mem=4 * GIB),
+            make_guest(101, "pve1", mem=4 * GIB),
+            make_guest(102, "pve1", mem=6 * GIB),
+        ],
+        ha_rules=(rule,),
+    )
     plan = plan_evacuation(snap, "pve1")
     targets = _targets(plan)
     assert targets[100] == targets[101] != targets[102]
@@ -179,14 +228,17 @@ def test_strict_ha_node_affinity_is_honoured_even_for_a_user():
     snap = _snapshot([make_guest(100, "pve1", hastate="started")], ha_rules=(rule,))
     assert _targets(plan_evacuation(snap, "pve1")) == {100: "pve2"}
     plan = plan_evacuation(snap, "pve1", RuleSet(maintenance={"pve2"}))
-    assert plan.unplaceable[0].reason == ("pve2: node is in maintenance; "
-                                          "pve3, pve4: strict HA node-affinity rule 'r1'")
+    assert plan.unplaceable[0].reason == ("pve2: node is in maintenance; pve3, pve4: strict HA node-affinity rule 'r1'")
 
 
 def test_proxlb_tags_when_imported():
-    snap = _snapshot([make_guest(100, "pve1", tags=("plb_pin_pve3",)),
-                      make_guest(101, "pve1", tags=("plb_anti_affinity_dns",)),
-                      make_guest(102, "pve4", tags=("plb_anti_affinity_dns",), mem=GIB // 2)])
+    snap = _snapshot(
+        [
+            make_guest(100, "pve1", tags=("plb_pin_pve3",)),
+            make_guest(101, "pve1", tags=("plb_anti_affinity_dns",)),
+            make_guest(102, "pve4", tags=("plb_anti_affinity_dns",), mem=GIB // 2),
+        ]
+    )
     plan = plan_evacuation(snap, "pve1", RuleSet(import_proxlb_tags=True), mode="auto")
     targets = _targets(plan)
     assert targets[100] == "pve3"
@@ -194,8 +246,9 @@ def test_proxlb_tags_when_imported():
 
 
 def test_evacuating_an_offline_node_moves_nothing():
-    snap = _snapshot([make_guest(100, "pve1", status="unknown")],
-                     nodes=[make_node("pve1", status="offline"), make_node("pve2")])
+    snap = _snapshot(
+        [make_guest(100, "pve1", status="unknown")], nodes=[make_node("pve1", status="offline"), make_node("pve2")]
+    )
     plan = plan_evacuation(snap, "pve1")
     assert plan.moves == ()
     assert plan.unplaceable[0].reason == "its node pve1 is offline"
@@ -212,8 +265,7 @@ def test_an_empty_node_gives_an_empty_complete_plan():
 
 
 def test_projected_loads_after_the_plan():
-    snap = _snapshot([make_guest(100, "pve1", mem=16 * GIB)],
-                     nodes=[make_node("pve1"), make_node("pve2")])
+    snap = _snapshot([make_guest(100, "pve1", mem=16 * GIB)], nodes=[make_node("pve1"), make_node("pve2")])
     plan = plan_evacuation(snap, "pve1")
     assert plan.before.loads["pve1"] == pytest.approx(0.125)
     assert plan.loads_after == {"pve1": 0.0, "pve2": pytest.approx(0.125)}
@@ -241,9 +293,13 @@ def test_proxlb_ignore_is_a_decision_for_a_user_and_a_wall_for_automation():
 
 def test_an_affinity_group_too_big_for_any_node_stays_together_and_says_so():
     rule = make_ha_rule("pair", "resource-affinity", ("vm:100", "vm:101"), affinity="positive")
-    snap = _snapshot([make_guest(100, "pve1", mem=30 * GIB), make_guest(101, "pve1", mem=30 * GIB)],
-                     nodes=[make_node("pve1"), make_node("pve2")], ha_rules=(rule,))
+    snap = _snapshot(
+        [make_guest(100, "pve1", mem=30 * GIB), make_guest(101, "pve1", mem=30 * GIB)],
+        nodes=[make_node("pve1"), make_node("pve2")],
+        ha_rules=(rule,),
+    )
     plan = plan_evacuation(snap, "pve1")
     assert plan.moves == ()
     assert [u.reason for u in plan.unplaceable] == [
-        "moves together with 100, 101: pve2: needs 60.0 GiB, 57.6 GiB free below the 90% ceiling"] * 2
+        "moves together with 100, 101: pve2: needs 60.0 GiB, 57.6 GiB free below the 90% ceiling"
+    ] * 2

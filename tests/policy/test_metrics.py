@@ -54,11 +54,13 @@ def test_empty_balance():
 
 
 def test_cluster_balance_uses_online_nodes_only():
-    snap = make_snapshot([
-        make_node("pve1", cpu=0.5, mem=32 * GIB),  # load (0.5 + 0.5) / 2
-        make_node("pve2", cpu=0.1, mem=0),  # load 0.05
-        make_node("pve3", status="offline", maxcpu=0, maxmem=0),
-    ])
+    snap = make_snapshot(
+        [
+            make_node("pve1", cpu=0.5, mem=32 * GIB),  # load (0.5 + 0.5) / 2
+            make_node("pve2", cpu=0.1, mem=0),  # load 0.05
+            make_node("pve3", status="offline", maxcpu=0, maxmem=0),
+        ]
+    )
     balance = cluster_balance(snap)
     assert set(balance.loads) == {"pve1", "pve2"}
     assert balance.loads["pve1"] == pytest.approx(0.5)
@@ -68,9 +70,11 @@ def test_cluster_balance_uses_online_nodes_only():
 
 def test_cluster_totals_weigh_cpu_by_cores():
     snap = make_snapshot(
-        [make_node("big", cpu=0.5, maxcpu=64, mem=32 * GIB, maxmem=256 * GIB),
-         make_node("small", cpu=1.0, maxcpu=4, mem=8 * GIB, maxmem=16 * GIB),
-         make_node("off", status="offline", maxcpu=8, maxmem=32 * GIB)],
+        [
+            make_node("big", cpu=0.5, maxcpu=64, mem=32 * GIB, maxmem=256 * GIB),
+            make_node("small", cpu=1.0, maxcpu=4, mem=8 * GIB, maxmem=16 * GIB),
+            make_node("off", status="offline", maxcpu=8, maxmem=32 * GIB),
+        ],
         [make_guest(100, "big"), make_guest(101, "small", status="stopped")],
     )
     totals = cluster_totals(snap)
@@ -90,10 +94,12 @@ def _counters(vmid, node="pve1", **counters):
 
 
 def test_rates_are_bytes_per_second():
-    before = make_snapshot([make_node()], [_counters(100, netin=1000, netout=0, diskread=500, diskwrite=0)],
-                           fetched_at=100.0)
-    after = make_snapshot([make_node()], [_counters(100, netin=3000, netout=1000, diskread=500, diskwrite=4000)],
-                          fetched_at=110.0)
+    before = make_snapshot(
+        [make_node()], [_counters(100, netin=1000, netout=0, diskread=500, diskwrite=0)], fetched_at=100.0
+    )
+    after = make_snapshot(
+        [make_node()], [_counters(100, netin=3000, netout=1000, diskread=500, diskwrite=4000)], fetched_at=110.0
+    )
     assert guest_rates(before, after) == {100: GuestRates(200.0, 100.0, 0.0, 400.0)}
     assert guest_rates(before, after, 4.0)[100].netin == 500.0
 
@@ -106,8 +112,9 @@ def test_a_reset_counter_counts_from_zero():
 
 def test_new_and_unreporting_guests_have_no_rate_yet():
     before = make_snapshot([make_node()], [_counters(100), _counters(101)], fetched_at=0.0)
-    after = make_snapshot([make_node()], [_counters(100), _counters(101, status="unknown"), _counters(102)],
-                          fetched_at=5.0)
+    after = make_snapshot(
+        [make_node()], [_counters(100), _counters(101, status="unknown"), _counters(102)], fetched_at=5.0
+    )
     assert set(guest_rates(before, after)) == {100}
 
 

@@ -10,8 +10,12 @@ from tests.factories import GIB, make_guest, make_node, make_snapshot
 
 def _snapshot():
     return make_snapshot(
-        [make_node("pve1", maxcpu=8), make_node("pve2", maxcpu=16, mem=8 * GIB),
-         make_node("pve3", maxcpu=16, mem=60 * GIB), make_node("pve4", status="offline")],
+        [
+            make_node("pve1", maxcpu=8),
+            make_node("pve2", maxcpu=16, mem=8 * GIB),
+            make_node("pve3", maxcpu=16, mem=60 * GIB),
+            make_node("pve4", status="offline"),
+        ],
         [make_guest(100, "pve1", cpu=0.5, maxcpu=4, mem=8 * GIB, maxmem=12 * GIB)],
         derive_usage=True,
     )
@@ -54,8 +58,9 @@ def test_auto_mode_preview_blocks_on_rules():
 
 
 def test_a_stopped_guest_moves_no_load():
-    snap = make_snapshot([make_node("pve1"), make_node("pve2", mem=4 * GIB)],
-                         [make_guest(100, "pve1", status="stopped")])
+    snap = make_snapshot(
+        [make_node("pve1"), make_node("pve2", mem=4 * GIB)], [make_guest(100, "pve1", status="stopped")]
+    )
     target = preview_move(snap, snap.guest_by_vmid[100], "pve2").target
     assert (target.after.mem, target.after.cpu_cores, target.after.committed) == (4 * GIB, 0.0, 0)
     assert target.after.guests == target.before.guests + 1

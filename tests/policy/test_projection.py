@@ -9,8 +9,10 @@ from tests.factories import GIB, make_guest, make_node, make_snapshot
 def _snapshot():
     return make_snapshot(
         [make_node("pve1", maxcpu=8), make_node("pve2", maxcpu=16), make_node("off", status="offline")],
-        [make_guest(100, "pve1", cpu=0.5, maxcpu=4, mem=6 * GIB, maxmem=8 * GIB),
-         make_guest(101, "pve1", status="stopped", maxmem=16 * GIB)],
+        [
+            make_guest(100, "pve1", cpu=0.5, maxcpu=4, mem=6 * GIB, maxmem=8 * GIB),
+            make_guest(101, "pve1", status="stopped", maxmem=16 * GIB),
+        ],
         derive_usage=True,
     )
 

@@ -45,8 +45,9 @@ def test_a_string_where_a_set_belongs_is_rejected():
 
 
 def test_proxlb_tags_are_parsed():
-    tags = parse_proxlb_tags(["plb_pin_pve1", "plb_pin_pve2", "plb_affinity_web", "plb_anti_affinity_ntp",
-                              "prod", "plb_ignore_dev"])
+    tags = parse_proxlb_tags(
+        ["plb_pin_pve1", "plb_pin_pve2", "plb_affinity_web", "plb_anti_affinity_ntp", "prod", "plb_ignore_dev"]
+    )
     assert tags.pins == frozenset({"pve1", "pve2"})
     assert tags.affinity == frozenset({"web"})
     assert tags.anti_affinity == frozenset({"ntp"})

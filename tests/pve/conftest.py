@@ -33,8 +33,9 @@ def token_settings(sim: RunningSim, **changes) -> ConnectionSettings:
 
 def password_settings(sim: RunningSim, **changes) -> ConnectionSettings:
     info = sim.info
-    base = ConnectionSettings(hosts=((info["host"], info["port"]),), user=info["user"], password=info["password"],
-                              verify=info["ca_file"])
+    base = ConnectionSettings(
+        hosts=((info["host"], info["port"]),), user=info["user"], password=info["password"], verify=info["ca_file"]
+    )
     return replace(base, **changes)
 
 

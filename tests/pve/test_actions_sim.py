@@ -39,7 +39,7 @@ def test_live_migration_of_a_running_vm(sim, client):
     assert final.succeeded and final.exitstatus == "OK"
     fractions = [p.fraction for p in seen if p.fraction is not None]
     assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert seen[-1].finished and seen[-1].total_bytes == 8192 * 1024 ** 2 and seen[-1].rate > 0
+    assert seen[-1].finished and seen[-1].total_bytes == 8192 * 1024**2 and seen[-1].rate > 0
     moved = guest(client, 103)
     assert (moved.node, moved.lock, moved.status) == ("pve-big", None, "running")
 

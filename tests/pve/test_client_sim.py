@@ -29,22 +29,34 @@ def test_snapshot_matches_the_sims_state(homelab, client):
     for node in snap.nodes:
         sim_node = cluster.nodes[node.name]
         assert (node.maxcpu, node.maxmem, node.nodeid, node.ip, node.votes) == (
-            sim_node.cpus, sim_node.memory, sim_node.nodeid, sim_node.ip, sim_node.votes)
+            sim_node.cpus,
+            sim_node.memory,
+            sim_node.nodeid,
+            sim_node.ip,
+            sim_node.votes,
+        )
         assert 0.0 <= node.cpu <= 1.0 and 0 < node.mem <= node.maxmem
     for guest in snap.guests:
         sim_guest = cluster.guests[guest.vmid]
         assert (guest.type, guest.node, guest.name, guest.maxmem) == (
-            sim_guest.type, sim_guest.node, sim_guest.name, sim_guest.memory)
-        assert guest.tags == tuple(sim_guest.tags) and guest.hastate == ("started" if sim_guest.ha and
-                                                                          guest.running else guest.hastate)
+            sim_guest.type,
+            sim_guest.node,
+            sim_guest.name,
+            sim_guest.memory,
+        )
+        assert guest.tags == tuple(sim_guest.tags) and guest.hastate == (
+            "started" if sim_guest.ha and guest.running else guest.hastate
+        )
         assert 0.0 <= guest.cpu <= 1.0 and guest.mem <= guest.maxmem
     assert snap.storage and all(s.maxdisk > 0 for s in snap.storage)
 
 
 @pytest.mark.parametrize("scenario", ["homelab", "large"])
 def test_every_snapshot_costs_exactly_two_requests(scenario):
-    with start_sim(scenario=scenario, seed=1, port=0, manual_clock=True) as sim, \
-            PveClient.connect(token_settings(sim, timeout=30)) as client:
+    with (
+        start_sim(scenario=scenario, seed=1, port=0, manual_clock=True) as sim,
+        PveClient.connect(token_settings(sim, timeout=30)) as client,
+    ):
         for _ in range(3):
             before = client.request_count
             snap = client.fetch_snapshot()
@@ -78,8 +90,11 @@ def test_slow_data_changes_reach_the_next_snapshot_only_after_a_slow_refresh(fre
 def test_guests_of_a_crashed_node_stay_as_unknown(fresh_homelab):
     cluster = fresh_homelab.cluster
     with PveClient.connect(token_settings(fresh_homelab)) as client:
-        victim = next(name for name in cluster.nodes if name != cluster.entry_node.name
-                      and any(g.node == name for g in cluster.guests.values()))
+        victim = next(
+            name
+            for name in cluster.nodes
+            if name != cluster.entry_node.name and any(g.node == name for g in cluster.guests.values())
+        )
         expected = sorted(g.vmid for g in cluster.guests.values() if g.node == victim)
         cluster.crash_node(victim)
         fresh_homelab.cluster.step(1)
@@ -110,8 +125,7 @@ def test_ticket_is_renewed_before_its_two_hours(homelab):
     now = [1000.0]
     counter = RequestCounter()
     _, bare = build_sessions(CountingAdapter(counter), None)
-    auth = TicketAuth(info["user"], info["password"], bare, timeout=5, verify_ssl=info["ca_file"],
-                      clock=lambda: now[0])
+    auth = TicketAuth(info["user"], info["password"], bare, timeout=5, verify_ssl=info["ca_file"], clock=lambda: now[0])
     auth.ensure(f"https://{info['host']}:{info['port']}/api2/json")
     assert auth.ticket and counter.value == 1
     now[0] += TICKET_RENEW_AFTER - 1
@@ -162,8 +176,9 @@ def test_silent_host_times_out():
     with socket.socket() as silent:  # accepts TCP connections but never speaks TLS
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
-        settings = ConnectionSettings(hosts=(silent.getsockname(),), user="root@pam", token_name="t",
-                                      token_value="v", timeout=0.3)
+        settings = ConnectionSettings(
+            hosts=(silent.getsockname(),), user="root@pam", token_name="t", token_value="v", timeout=0.3
+        )
         with pytest.raises(ConnectionFailed, match=r"no answer within 0.3 s \(timeout\)"):
             PveClient.connect(settings)
 
@@ -224,8 +239,11 @@ def test_parameter_errors_keep_pves_errors_map(client):
 
 def test_missing_privilege_is_a_403_with_a_hint(homelab):
     readonly = homelab.readonly_info
-    with PveClient.connect(token_settings(homelab, user=readonly["user"], token_name=readonly["token_name"],
-                                          token_value=readonly["token_value"])) as client:
+    with PveClient.connect(
+        token_settings(
+            homelab, user=readonly["user"], token_name=readonly["token_name"], token_value=readonly["token_value"]
+        )
+    ) as client:
         guest = client.fetch_snapshot().guests[0]
         with pytest.raises(ApiError) as caught:
             client.post(f"nodes/{guest.node}/{guest.type}/{guest.vmid}/migrate", target="elsewhere")
@@ -263,8 +281,9 @@ def test_a_service_that_is_not_pve_is_named_as_such():
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        settings = ConnectionSettings(hosts=(server.server_address,), user="root@pam", token_name="t",
-                                      token_value="v", verify=False)
+        settings = ConnectionSettings(
+            hosts=(server.server_address,), user="root@pam", token_name="t", token_value="v", verify=False
+        )
         with pytest.raises(ConnectionFailed, match="does not answer like a Proxmox VE API"):
             PveClient.connect(settings)
     finally:

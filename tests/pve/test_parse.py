@@ -14,46 +14,127 @@ from pvetop.pve.parse import (
     parse_tags,
 )
 
-GIB = 1024 ** 3
+GIB = 1024**3
 
 RESOURCES = [
-    {"id": "node/pve1", "type": "node", "node": "pve1", "status": "online", "cpu": 0.125, "maxcpu": 16,
-     "mem": 8 * GIB, "maxmem": 64 * GIB, "disk": 10 * GIB, "maxdisk": 100 * GIB, "uptime": 3600, "level": "",
-     "cgroup-mode": 2},
+    {
+        "id": "node/pve1",
+        "type": "node",
+        "node": "pve1",
+        "status": "online",
+        "cpu": 0.125,
+        "maxcpu": 16,
+        "mem": 8 * GIB,
+        "maxmem": 64 * GIB,
+        "disk": 10 * GIB,
+        "maxdisk": 100 * GIB,
+        "uptime": 3600,
+        "level": "",
+        "cgroup-mode": 2,
+    },
     {"id": "node/pve2", "type": "node", "node": "pve2", "status": "offline"},
-    {"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "pve1", "name": "web", "status": "running",
-     "template": 0, "cpu": 0.5, "maxcpu": 2, "mem": 1 * GIB, "maxmem": 4 * GIB, "disk": 0, "maxdisk": 32 * GIB,
-     "netin": 1000, "netout": 2000, "diskread": 3000, "diskwrite": 4000, "uptime": 60, "tags": "prod;web",
-     "hastate": "started", "pool": "apps", "memhost": 1 * GIB},
-    {"id": "lxc/101", "type": "lxc", "vmid": 101, "node": "pve1", "name": "dns", "status": "stopped",
-     "template": 1, "cpu": 0, "maxcpu": 1, "mem": 0, "maxmem": 512 * 1024 ** 2, "lock": "backup"},
+    {
+        "id": "qemu/100",
+        "type": "qemu",
+        "vmid": 100,
+        "node": "pve1",
+        "name": "web",
+        "status": "running",
+        "template": 0,
+        "cpu": 0.5,
+        "maxcpu": 2,
+        "mem": 1 * GIB,
+        "maxmem": 4 * GIB,
+        "disk": 0,
+        "maxdisk": 32 * GIB,
+        "netin": 1000,
+        "netout": 2000,
+        "diskread": 3000,
+        "diskwrite": 4000,
+        "uptime": 60,
+        "tags": "prod;web",
+        "hastate": "started",
+        "pool": "apps",
+        "memhost": 1 * GIB,
+    },
+    {
+        "id": "lxc/101",
+        "type": "lxc",
+        "vmid": 101,
+        "node": "pve1",
+        "name": "dns",
+        "status": "stopped",
+        "template": 1,
+        "cpu": 0,
+        "maxcpu": 1,
+        "mem": 0,
+        "maxmem": 512 * 1024**2,
+        "lock": "backup",
+    },
     {"id": "qemu/102", "type": "qemu", "vmid": 102, "node": "pve2", "status": "unknown", "tags": "db"},
-    {"id": "storage/pve1/local-lvm", "type": "storage", "storage": "local-lvm", "node": "pve1",
-     "plugintype": "lvmthin", "shared": 0, "disk": 5 * GIB, "maxdisk": 50 * GIB, "status": "available",
-     "content": "images,rootdir"},
+    {
+        "id": "storage/pve1/local-lvm",
+        "type": "storage",
+        "storage": "local-lvm",
+        "node": "pve1",
+        "plugintype": "lvmthin",
+        "shared": 0,
+        "disk": 5 * GIB,
+        "maxdisk": 50 * GIB,
+        "status": "available",
+        "content": "images,rootdir",
+    },
     {"id": "pool/apps", "type": "pool", "pool": "apps"},
     {"id": "sdn/pve1/localnetwork", "type": "sdn", "sdn": "localnetwork", "node": "pve1", "status": "ok"},
 ]
 
 STATUS = [
     {"type": "cluster", "id": "cluster", "name": "homelab", "nodes": 2, "quorate": 1, "version": 4},
-    {"type": "node", "id": "node/pve1", "name": "pve1", "nodeid": 1, "ip": "10.0.0.1", "online": 1, "local": 1,
-     "level": ""},
-    {"type": "node", "id": "node/pve2", "name": "pve2", "nodeid": 2, "ip": "10.0.0.2", "online": 0, "local": 0,
-     "level": ""},
+    {
+        "type": "node",
+        "id": "node/pve1",
+        "name": "pve1",
+        "nodeid": 1,
+        "ip": "10.0.0.1",
+        "online": 1,
+        "local": 1,
+        "level": "",
+    },
+    {
+        "type": "node",
+        "id": "node/pve2",
+        "name": "pve2",
+        "nodeid": 2,
+        "ip": "10.0.0.2",
+        "online": 0,
+        "local": 0,
+        "level": "",
+    },
 ]
 
 
 def snapshot(resources=RESOURCES, status=STATUS, **kwargs):
-    return build_snapshot(resources, status, crs=kwargs.get("crs", CrsOptions()), ha_rules=kwargs.get("ha_rules", ()),
-                          fetched_at=123.0, api_requests=2)
+    return build_snapshot(
+        resources,
+        status,
+        crs=kwargs.get("crs", CrsOptions()),
+        ha_rules=kwargs.get("ha_rules", ()),
+        fetched_at=123.0,
+        api_requests=2,
+    )
 
 
 def test_nodes_keep_units_and_get_membership_from_cluster_status():
     snap = snapshot()
     pve1, pve2 = snap.nodes
     assert (pve1.name, pve1.status, pve1.cpu, pve1.maxcpu, pve1.mem, pve1.maxmem) == (
-        "pve1", "online", 0.125, 16, 8 * GIB, 64 * GIB)
+        "pve1",
+        "online",
+        0.125,
+        16,
+        8 * GIB,
+        64 * GIB,
+    )
     assert (pve1.nodeid, pve1.ip, pve1.votes) == (1, "10.0.0.1", 1)
     assert (pve2.status, pve2.maxmem, pve2.nodeid) == ("offline", 0, 2)
     assert (snap.cluster_name, snap.quorate, snap.fetched_at, snap.api_requests) == ("homelab", True, 123.0, 2)
@@ -79,8 +160,12 @@ def test_storage_and_ignored_types():
     snap = snapshot()
     assert [s.storage for s in snap.storage] == ["local-lvm"]
     local = snap.storage[0]
-    assert (local.shared, local.plugintype, local.maxdisk, local.content) == (False, "lvmthin", 50 * GIB,
-                                                                              ("images", "rootdir"))
+    assert (local.shared, local.plugintype, local.maxdisk, local.content) == (
+        False,
+        "lvmthin",
+        50 * GIB,
+        ("images", "rootdir"),
+    )
     assert sorted(g.vmid for g in snap.guests) == [100, 101, 102]
 
 
@@ -107,9 +192,16 @@ def test_member_missing_from_resources_still_appears():
     assert snap.node_by_name["pve2"].status == "offline"
 
 
-@pytest.mark.parametrize("text, tags", [
-    ("a;b", ("a", "b")), ("", ()), (None, ()), ("a,b c", ("a", "b", "c")), ("solo;", ("solo",)),
-])
+@pytest.mark.parametrize(
+    "text, tags",
+    [
+        ("a;b", ("a", "b")),
+        ("", ()),
+        (None, ()),
+        ("a,b c", ("a", "b", "c")),
+        ("solo;", ("solo",)),
+    ],
+)
 def test_tags(text, tags):
     assert parse_tags(text) == tags
 
@@ -121,24 +213,40 @@ def test_crs_as_object_or_property_string():
 
 
 def test_ha_rules():
-    rules = parse_ha_rules([
-        {"rule": "keep-db", "type": "node-affinity", "resources": "vm:100,ct:101", "nodes": "pve1:2,pve2",
-         "strict": 1, "digest": "x"},
-        {"rule": "apart", "type": "resource-affinity", "resources": "vm:100,vm:102", "affinity": "negative",
-         "disable": 1},
-    ])
+    rules = parse_ha_rules(
+        [
+            {
+                "rule": "keep-db",
+                "type": "node-affinity",
+                "resources": "vm:100,ct:101",
+                "nodes": "pve1:2,pve2",
+                "strict": 1,
+                "digest": "x",
+            },
+            {
+                "rule": "apart",
+                "type": "resource-affinity",
+                "resources": "vm:100,vm:102",
+                "affinity": "negative",
+                "disable": 1,
+            },
+        ]
+    )
     assert rules == (
         HaRule("keep-db", "node-affinity", ("vm:100", "ct:101"), (("pve1", 2), ("pve2", 0)), True, None, False),
         HaRule("apart", "resource-affinity", ("vm:100", "vm:102"), (), False, "negative", True),
     )
 
 
-@pytest.mark.parametrize("resources, needle", [
-    ({"data": []}, "expected a list"),
-    ([{"id": "qemu/1", "type": "qemu", "vmid": 1}], "missing field 'node'"),
-    ([{"id": "qemu/1", "type": "qemu", "vmid": "x", "node": "n"}], "qemu/1"),
-    (["garbage"], "bad entry"),
-])
+@pytest.mark.parametrize(
+    "resources, needle",
+    [
+        ({"data": []}, "expected a list"),
+        ([{"id": "qemu/1", "type": "qemu", "vmid": 1}], "missing field 'node'"),
+        ([{"id": "qemu/1", "type": "qemu", "vmid": "x", "node": "n"}], "qemu/1"),
+        (["garbage"], "bad entry"),
+    ],
+)
 def test_malformed_resources_are_named(resources, needle):
     with pytest.raises(MalformedAnswer, match="GET /cluster/resources") as caught:
         parse_resources(resources)
@@ -155,7 +263,11 @@ def test_malformed_status_and_rules_are_named():
 def test_votes_from_corosync_config_nodes():
     from pvetop.pve.parse import parse_config_nodes
 
-    votes = parse_config_nodes([{"node": "pve1", "name": "pve1", "nodeid": "1", "quorum_votes": "3"},
-                                {"node": "pve2", "name": "pve2", "nodeid": "2", "quorum_votes": "1"}])
+    votes = parse_config_nodes(
+        [
+            {"node": "pve1", "name": "pve1", "nodeid": "1", "quorum_votes": "3"},
+            {"node": "pve2", "name": "pve2", "nodeid": "2", "quorum_votes": "1"},
+        ]
+    )
     snap = build_snapshot(RESOURCES, STATUS, crs=CrsOptions(), ha_rules=(), fetched_at=0, api_requests=2, votes=votes)
     assert snap.node_by_name["pve1"].votes == 3 and snap.total_votes == 4

@@ -7,14 +7,21 @@ import pytest
 from pvetop.errors import UsageError
 from pvetop.pve.tasks import Progress, TaskStatus, Upid, parse_migration_progress, parse_upid
 
-GIB = 1024 ** 3
-MIB = 1024 ** 2
+GIB = 1024**3
+MIB = 1024**2
 
 
 def test_parse_upid_decodes_hex_fields_and_keeps_token_users():
     upid = "UPID:pve1:0000ABCD:00112233:6560F00D:qmigrate:100:root@pam!pvetop:"
-    assert parse_upid(upid) == Upid(node="pve1", pid=0xABCD, pstart=0x112233, starttime=0x6560F00D,
-                                    type="qmigrate", id="100", user="root@pam!pvetop")
+    assert parse_upid(upid) == Upid(
+        node="pve1",
+        pid=0xABCD,
+        pstart=0x112233,
+        starttime=0x6560F00D,
+        type="qmigrate",
+        id="100",
+        user="root@pam!pvetop",
+    )
 
 
 def test_parse_upid_allows_an_empty_id():
@@ -47,24 +54,29 @@ QEMU_LIVE = """\
 
 def test_qemu_live_migration_progress():
     progress = parse_migration_progress(QEMU_LIVE)
-    assert progress == Progress(transferred_bytes=GIB, total_bytes=4 * GIB, fraction=0.25, rate=500.0 * MIB,
-                                finished=False)
+    assert progress == Progress(
+        transferred_bytes=GIB, total_bytes=4 * GIB, fraction=0.25, rate=500.0 * MIB, finished=False
+    )
 
 
 def test_qemu_finish_lines_complete_it():
-    done = QEMU_LIVE + ["2025-11-21 10:00:12 migration active, transferred 4.0 GiB of 4.0 GiB VM-state, 0.0 B/s",
-                        "2025-11-21 10:00:12 average migration speed: 341.3 MiB/s - downtime 67 ms",
-                        "2025-11-21 10:00:12 migration status: completed",
-                        "2025-11-21 10:00:15 migration finished successfully (duration 00:00:15)",
-                        "TASK OK"]
+    done = QEMU_LIVE + [
+        "2025-11-21 10:00:12 migration active, transferred 4.0 GiB of 4.0 GiB VM-state, 0.0 B/s",
+        "2025-11-21 10:00:12 average migration speed: 341.3 MiB/s - downtime 67 ms",
+        "2025-11-21 10:00:12 migration status: completed",
+        "2025-11-21 10:00:15 migration finished successfully (duration 00:00:15)",
+        "TASK OK",
+    ]
     progress = parse_migration_progress(done)
     assert progress.finished and progress.fraction == 1.0 and progress.rate == pytest.approx(341.3 * MIB)
 
 
 def test_local_disk_mirror_lines_sum_over_drives():
-    lines = ["2025-11-21 10:00:05 drive-scsi0: transferred 8.0 GiB of 8.0 GiB (100.00%) in 10s, ready",
-             "2025-11-21 10:00:06 drive-scsi1: transferred 1.0 GiB of 8.0 GiB (12.50%) in 1s",
-             "2025-11-21 10:00:08 drive-scsi1: transferred 3.0 GiB of 8.0 GiB (37.50%) in 3s"]
+    lines = [
+        "2025-11-21 10:00:05 drive-scsi0: transferred 8.0 GiB of 8.0 GiB (100.00%) in 10s, ready",
+        "2025-11-21 10:00:06 drive-scsi1: transferred 1.0 GiB of 8.0 GiB (12.50%) in 1s",
+        "2025-11-21 10:00:08 drive-scsi1: transferred 3.0 GiB of 8.0 GiB (37.50%) in 3s",
+    ]
     progress = parse_migration_progress(lines)
     assert (progress.transferred_bytes, progress.total_bytes) == (11 * GIB, 16 * GIB)
     assert progress.fraction == pytest.approx(11 / 16)
@@ -72,9 +84,11 @@ def test_local_disk_mirror_lines_sum_over_drives():
 
 
 def test_offline_copy_lines_without_drive_or_duration():
-    lines = ["2025-11-21 10:00:01 copying local disk image 'local-lvm:vm-101-disk-0'",
-             "2025-11-21 10:00:02 transferred 512.0 MiB of 2.0 GiB (25.00%)",
-             "2025-11-21 10:00:04 transferred 1.5 GiB of 2.0 GiB (75.00%)"]
+    lines = [
+        "2025-11-21 10:00:01 copying local disk image 'local-lvm:vm-101-disk-0'",
+        "2025-11-21 10:00:02 transferred 512.0 MiB of 2.0 GiB (25.00%)",
+        "2025-11-21 10:00:04 transferred 1.5 GiB of 2.0 GiB (75.00%)",
+    ]
     progress = parse_migration_progress(lines)
     assert progress.fraction == 0.75 and progress.rate == pytest.approx(512 * MIB)
 
@@ -86,9 +100,11 @@ def test_dd_copy_line_gives_bytes_and_rate_without_total():
 
 
 def test_failure_lines_finish_it():
-    lines = QEMU_LIVE + ["2025-11-21 10:00:06 ERROR: online migrate failure - aborting",
-                         "2025-11-21 10:00:06 ERROR: migration aborted (duration 00:00:06): online migrate failure",
-                         "TASK ERROR: migration aborted"]
+    lines = QEMU_LIVE + [
+        "2025-11-21 10:00:06 ERROR: online migrate failure - aborting",
+        "2025-11-21 10:00:06 ERROR: migration aborted (duration 00:00:06): online migrate failure",
+        "TASK ERROR: migration aborted",
+    ]
     assert parse_migration_progress(lines).finished
 
 

@@ -30,8 +30,12 @@ def token_api(info: dict, **options: Any) -> ProxmoxAPI:
     options.setdefault("verify_ssl", info["ca_file"])
     options.setdefault("timeout", 15)
     return ProxmoxAPI(
-        info["host"], port=info["port"], user=info["user"],
-        token_name=info["token_name"], token_value=info["token_value"], **options,
+        info["host"],
+        port=info["port"],
+        user=info["user"],
+        token_name=info["token_name"],
+        token_value=info["token_value"],
+        **options,
     )
 
 
@@ -39,9 +43,7 @@ def password_api(info: dict, **options: Any) -> ProxmoxAPI:
     """proxmoxer with user/password auth: it fetches a ticket and sends CSRF headers on writes."""
     options.setdefault("verify_ssl", info["ca_file"])
     options.setdefault("timeout", 15)
-    return ProxmoxAPI(
-        info["host"], port=info["port"], user=info["user"], password=info["password"], **options
-    )
+    return ProxmoxAPI(info["host"], port=info["port"], user=info["user"], password=info["password"], **options)
 
 
 def raw(info: dict, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:

@@ -26,12 +26,24 @@ UPID_PATTERN = re.compile(
     r"UPID:(?P<node>[A-Za-z0-9][A-Za-z0-9.-]*):(?P<pid>[0-9A-F]{8}):(?P<pstart>[0-9A-F]{8}):"
     r"(?P<starttime>[0-9A-F]{8}):(?P<type>[a-z]+):(?P<id>[^:]*):(?P<user>[^:]+@[^:]+):\Z"
 )
-GUEST_METRICS = {"cpu", "maxcpu", "mem", "maxmem", "disk", "maxdisk", "uptime",
-                 "netin", "netout", "diskread", "diskwrite"}
+GUEST_METRICS = {
+    "cpu",
+    "maxcpu",
+    "mem",
+    "maxmem",
+    "disk",
+    "maxdisk",
+    "uptime",
+    "netin",
+    "netout",
+    "diskread",
+    "diskwrite",
+}
 MiB = 2**20
 
 
 # --------------------------------------------------------------------------- fixtures / helpers
+
 
 @pytest.fixture(scope="module")
 def sim():
@@ -67,8 +79,15 @@ def local_node(api) -> str:
 
 
 def running_guest(resources: list[dict], kind: str) -> dict:
-    candidates = [r for r in resources if r["type"] == kind and r["status"] == "running"
-                  and not r.get("lock") and not r.get("hastate") and not r.get("template")]
+    candidates = [
+        r
+        for r in resources
+        if r["type"] == kind
+        and r["status"] == "running"
+        and not r.get("lock")
+        and not r.get("hastate")
+        and not r.get("template")
+    ]
     assert candidates, f"scenario {SCENARIO} has no running unlocked non-HA {kind} guest"
     return min(candidates, key=lambda r: r["vmid"])
 
@@ -100,6 +119,7 @@ def step_until(sim, condition, max_seconds: int = 4 * 3600, step: int = 5) -> No
 
 def step_until_task_stops(sim, api, node: str, upid: str) -> dict:
     """Move simulated time until the task has stopped; its final status."""
+
     def status() -> dict:
         return call(api, "GET", f"/nodes/{node}/tasks/{upid}/status")
 
@@ -118,8 +138,10 @@ def ha_guest_and_target(api) -> tuple[dict, str]:
     sid = f"vm:{guest['vmid']}"
     rule_nodes = {
         node.split(":")[0]
-        for rule in call(api, "GET", "/cluster/ha/rules") if sid in rule["resources"].split(",")
-        for node in rule.get("nodes", "").split(",") if node
+        for rule in call(api, "GET", "/cluster/ha/rules")
+        if sid in rule["resources"].split(",")
+        for node in rule.get("nodes", "").split(",")
+        if node
     }
     candidates = [n for n in online_nodes(resources) if n != guest["node"] and (not rule_nodes or n in rule_nodes)]
     return guest, candidates[0]
@@ -128,8 +150,10 @@ def ha_guest_and_target(api) -> tuple[dict, str]:
 def running_vm_with_local_disk(api) -> tuple[dict, str]:
     """A running non-HA VM whose precondition lists local disks, and a target for it."""
     resources = call(api, "GET", "/cluster/resources")
-    for guest in sorted((r for r in resources if r["type"] == "qemu" and r["status"] == "running"
-                         and not r.get("hastate")), key=lambda r: r["vmid"]):
+    for guest in sorted(
+        (r for r in resources if r["type"] == "qemu" and r["status"] == "running" and not r.get("hastate")),
+        key=lambda r: r["vmid"],
+    ):
         target = other_online_node(resources, guest["node"])
         precondition = call(api, "GET", f"/nodes/{guest['node']}/qemu/{guest['vmid']}/migrate", target=target)
         if precondition["local_disks"]:
@@ -146,6 +170,7 @@ def assert_migration_aborted(sim, api, guest: dict, upid: str) -> None:
 
 
 # --------------------------------------------------------------------------- envelope, basics
+
 
 def test_every_answer_is_wrapped_in_a_data_envelope_from_pve_api_daemon(sim):
     response = raw(sim.info, "GET", "/version")
@@ -176,10 +201,16 @@ def test_access_permissions_grant_what_proxlb_and_pvetop_need(api):
 
 # --------------------------------------------------------------------------- cluster-wide reads
 
+
 @pytest.mark.parametrize(
     ("type_filter", "allowed_types"),
-    [(None, {"node", "qemu", "lxc", "storage", "pool", "sdn", "network"}),
-     ("vm", {"qemu", "lxc"}), ("node", {"node"}), ("storage", {"storage"}), ("sdn", {"sdn"})],
+    [
+        (None, {"node", "qemu", "lxc", "storage", "pool", "sdn", "network"}),
+        ("vm", {"qemu", "lxc"}),
+        ("node", {"node"}),
+        ("storage", {"storage"}),
+        ("sdn", {"sdn"}),
+    ],
 )
 def test_cluster_resources_type_filter(api, type_filter, allowed_types):
     params = {"type": type_filter} if type_filter else {}
@@ -259,9 +290,7 @@ def test_ha_resources_rules_and_status(api, resources):
     ha_resources = call(api, "GET", "/cluster/ha/resources")
     for entry in ha_resources:
         assert re.fullmatch(r"(vm|ct):\d+", entry["sid"]), entry
-    sids_managed = {
-        f"{'vm' if r['type'] == 'qemu' else 'ct'}:{r['vmid']}" for r in resources if r.get("hastate")
-    }
+    sids_managed = {f"{'vm' if r['type'] == 'qemu' else 'ct'}:{r['vmid']}" for r in resources if r.get("hastate")}
     assert sids_managed == {entry["sid"] for entry in ha_resources}
     call(api, "GET", "/cluster/ha/rules")
     status = call(api, "GET", "/cluster/ha/status/current")
@@ -297,13 +326,15 @@ def test_nodes_index_matches_cluster_resources(api, resources):
 
 # --------------------------------------------------------------------------- per-node reads
 
+
 def test_node_status_version_config_and_storage(api, resources):
     for node in online_nodes(resources):
         status = call(api, "GET", f"/nodes/{node}/status")
         assert status["memory"]["used"] <= status["memory"]["total"]
         assert len(status["loadavg"]) == 3
         assert status["cpuinfo"]["cpus"] == next(
-            r["maxcpu"] for r in resources if r["type"] == "node" and r["node"] == node)
+            r["maxcpu"] for r in resources if r["type"] == "node" and r["node"] == node
+        )
         call(api, "GET", f"/nodes/{node}/version")
         call(api, "GET", f"/nodes/{node}/config")
         storages = call(api, "GET", f"/nodes/{node}/storage")
@@ -362,12 +393,22 @@ def test_guest_status_config_and_migrate_precondition(api, resources, kind):
 def test_node_task_list_accepts_proxlbs_filters(api, resources):
     node = online_nodes(resources)[0]
     guest = running_guest(resources, "qemu")
-    call(api, "GET", f"/nodes/{node}/tasks", typefilter="qmigrate", vmid=guest["vmid"],
-         since=0, source="all", start=0, limit=10)
+    call(
+        api,
+        "GET",
+        f"/nodes/{node}/tasks",
+        typefilter="qmigrate",
+        vmid=guest["vmid"],
+        since=0,
+        source="all",
+        start=0,
+        limit=10,
+    )
     call(api, "GET", f"/nodes/{node}/tasks", errors=1, userfilter="root@pam", until=2**31)
 
 
 # --------------------------------------------------------------------------- errors
+
 
 def test_unknown_path_or_method_is_501(sim):
     for method, path in [("GET", "/nonexistent"), ("DELETE", "/version"), ("GET", "/nodes/x/y/z")]:
@@ -386,25 +427,36 @@ def test_missing_or_invalid_parameter_is_400_with_an_errors_map(sim, resources):
     assert body["message"] == "Parameter verification failed.\n"
     assert body["errors"] == {"timeframe": "property is missing and it is not optional"}
     for params, errors in [
-        ({"timeframe": "fortnight"},
-         {"timeframe": "value 'fortnight' does not have a value in the enumeration "
-                       "'hour, day, week, month, year, decade'"}),
-        ({"timeframe": "hour", "colour": "red"},
-         {"colour": "property is not defined in schema and the schema does not allow additional properties"}),
+        (
+            {"timeframe": "fortnight"},
+            {
+                "timeframe": "value 'fortnight' does not have a value in the enumeration "
+                "'hour, day, week, month, year, decade'"
+            },
+        ),
+        (
+            {"timeframe": "hour", "colour": "red"},
+            {"colour": "property is not defined in schema and the schema does not allow additional properties"},
+        ),
     ]:
         response = raw(sim.info, "GET", f"/nodes/{node}/rrddata", params=params)
         assert (response.status_code, response.json()["errors"]) == (400, errors)
     guest = running_guest(resources, "qemu")
-    response = raw(sim.info, "POST", f"/nodes/{guest['node']}/qemu/{guest['vmid']}/migrate",
-                   data={"target": other_online_node(resources, guest["node"]), "online": "maybe"})
+    response = raw(
+        sim.info,
+        "POST",
+        f"/nodes/{guest['node']}/qemu/{guest['vmid']}/migrate",
+        data={"target": other_online_node(resources, guest["node"]), "online": "maybe"},
+    )
     assert (response.status_code, response.json()["errors"]) == (
-        400, {"online": "type check ('boolean') failed - got 'maybe'"})
+        400,
+        {"online": "type check ('boolean') failed - got 'maybe'"},
+    )
 
 
 def test_migrating_to_the_local_node_is_400(api, resources):
     guest = running_guest(resources, "qemu")
-    error = api_error(lambda: api.nodes(guest["node"]).qemu(guest["vmid"]).migrate.post(
-        target=guest["node"], online=1))
+    error = api_error(lambda: api.nodes(guest["node"]).qemu(guest["vmid"]).migrate.post(target=guest["node"], online=1))
     assert error.status_code == 400
     assert error.errors == {"target": "target is local node."}
 
@@ -417,6 +469,7 @@ def test_unknown_guest_is_500_with_pves_text(api, resources):
 
 
 # --------------------------------------------------------------------------- writes (fresh sim)
+
 
 def test_node_config_put_round_trips_wakeonlan(fresh_sim):
     api = token_api(fresh_sim.info)
@@ -457,7 +510,11 @@ def test_migration_locks_flips_node_and_finishes_ok(fresh_sim, kind, task_type):
     # a task started with an API token is owned by the token: user@realm!tokenid
     token_owner = f"{fresh_sim.info['user']}!{fresh_sim.info['token_name']}"
     assert (match["node"], match["type"], match["id"], match["user"]) == (
-        source, task_type, str(guest["vmid"]), token_owner)
+        source,
+        task_type,
+        str(guest["vmid"]),
+        token_owner,
+    )
 
     during = resource_entry(api, guest["vmid"])
     assert (during["node"], during.get("lock")) == (source, "migrate")
@@ -465,7 +522,10 @@ def test_migration_locks_flips_node_and_finishes_ok(fresh_sim, kind, task_type):
     assert status["status"] == "running" and "exitstatus" not in status
     assert (status["upid"], status["node"], status["type"], status["id"]) == (upid, source, task_type, match["id"])
     assert (status["pid"], status["pstart"], status["starttime"]) == (
-        int(match["pid"], 16), int(match["pstart"], 16), int(match["starttime"], 16))
+        int(match["pid"], 16),
+        int(match["pstart"], 16),
+        int(match["starttime"], 16),
+    )
     active = call(api, "GET", f"/nodes/{source}/tasks", source="active")
     assert upid in {task["upid"] for task in active}
 
@@ -481,8 +541,10 @@ def test_migration_locks_flips_node_and_finishes_ok(fresh_sim, kind, task_type):
             seen.append((entry["node"], entry.get("lock")))
     else:
         pytest.fail(f"{upid} still running after an hour of simulated time")
-    assert seen in ([(source, "migrate"), (target, "migrate"), (target, None)],
-                    [(source, "migrate"), (target, None)]), seen
+    assert seen in (
+        [(source, "migrate"), (target, "migrate"), (target, None)],
+        [(source, "migrate"), (target, None)],
+    ), seen
     final = call(api, "GET", f"/nodes/{source}/tasks/{upid}/status")
     assert final["exitstatus"] == "OK"
     after = resource_entry(api, guest["vmid"])
@@ -507,8 +569,9 @@ def test_ha_guest_migrates_through_hamigrate_then_qmigrate(fresh_sim):
     assert step_until_task_stops(sim, api, source, upid)["exitstatus"] == "OK"
 
     def qmigrate_tasks():
-        return call(api, "GET", f"/nodes/{source}/tasks", typefilter="qmigrate", vmid=vmid,
-                    source="all", start=0, limit=10)
+        return call(
+            api, "GET", f"/nodes/{source}/tasks", typefilter="qmigrate", vmid=vmid, source="all", start=0, limit=10
+        )
 
     step_until(sim, lambda: bool(qmigrate_tasks()))
     qmigrate = qmigrate_tasks()[0]
@@ -545,8 +608,11 @@ def test_node_task_list_pages_newest_first_with_total_and_error_filter(fresh_sim
     sim, api = fresh_sim, token_api(fresh_sim.info)
     vm, target = running_vm_with_local_disk(api)
     source = vm["node"]
-    container = next(r for r in call(api, "GET", "/cluster/resources", type="vm") if r["type"] == "lxc"
-                     and r["node"] == source and r["status"] == "running" and not r.get("hastate"))
+    container = next(
+        r
+        for r in call(api, "GET", "/cluster/resources", type="vm")
+        if r["type"] == "lxc" and r["node"] == source and r["status"] == "running" and not r.get("hastate")
+    )
     failing = call(api, "POST", f"/nodes/{source}/qemu/{vm['vmid']}/migrate", target=target, online=1)
     sim.cluster.step(30)
     succeeding = call(api, "POST", f"/nodes/{source}/lxc/{container['vmid']}/migrate", target=target, restart=1)
@@ -587,13 +653,19 @@ def test_node_reboot_returns_no_task_and_the_node_comes_back(fresh_sim):
 
 def test_injected_migration_failure_aborts_and_keeps_the_guest(fresh_sim):
     sim, api = fresh_sim, token_api(fresh_sim.info)
-    response = requests.post(f"{sim.info['control_url']}/faults", json={"migration_failure_rate": 1},
-                             verify=sim.info["ca_file"], timeout=15)
+    response = requests.post(
+        f"{sim.info['control_url']}/faults", json={"migration_failure_rate": 1}, verify=sim.info["ca_file"], timeout=15
+    )
     assert response.status_code == 200
     resources = call(api, "GET", "/cluster/resources")
     guest = running_guest(resources, "lxc")
-    upid = call(api, "POST", f"/nodes/{guest['node']}/lxc/{guest['vmid']}/migrate",
-                target=other_online_node(resources, guest["node"]), restart=1)
+    upid = call(
+        api,
+        "POST",
+        f"/nodes/{guest['node']}/lxc/{guest['vmid']}/migrate",
+        target=other_online_node(resources, guest["node"]),
+        restart=1,
+    )
     final = step_until_task_stops(sim, api, guest["node"], upid)
     assert final["exitstatus"] != "OK"
     after = resource_entry(api, guest["vmid"])
@@ -604,8 +676,13 @@ def test_running_vm_without_online_flag_is_500(fresh_sim):
     api = token_api(fresh_sim.info)
     resources = call(api, "GET", "/cluster/resources")
     guest = running_guest(resources, "qemu")
-    error = api_error(lambda: api.nodes(guest["node"]).qemu(guest["vmid"]).migrate.post(
-        target=other_online_node(resources, guest["node"])))
+    error = api_error(
+        lambda: (
+            api.nodes(guest["node"])
+            .qemu(guest["vmid"])
+            .migrate.post(target=other_online_node(resources, guest["node"]))
+        )
+    )
     assert error.status_code == 500
     assert error.content == "can't migrate running VM without --online"
 
@@ -614,8 +691,11 @@ def test_running_container_without_restart_flag_is_500(fresh_sim):
     api = token_api(fresh_sim.info)
     resources = call(api, "GET", "/cluster/resources")
     guest = running_guest(resources, "lxc")
-    error = api_error(lambda: api.nodes(guest["node"]).lxc(guest["vmid"]).migrate.post(
-        target=other_online_node(resources, guest["node"])))
+    error = api_error(
+        lambda: (
+            api.nodes(guest["node"]).lxc(guest["vmid"]).migrate.post(target=other_online_node(resources, guest["node"]))
+        )
+    )
     assert error.status_code == 500
     assert error.content.startswith("running container can only be migrated in restart mode")
 
@@ -637,8 +717,11 @@ def test_stopping_a_running_task_aborts_the_migration(fresh_sim):
     resources = call(api, "GET", "/cluster/resources")
     guest = running_guest(resources, "qemu")
     source = guest["node"]
-    upid = api.nodes(source).qemu(guest["vmid"]).migrate.post(
-        target=other_online_node(resources, source), online=1, **{"with-local-disks": 1})
+    upid = (
+        api.nodes(source)
+        .qemu(guest["vmid"])
+        .migrate.post(target=other_online_node(resources, source), online=1, **{"with-local-disks": 1})
+    )
     assert call(api, "DELETE", f"/nodes/{source}/tasks/{upid}") is None
     final = step_until_task_stops(sim, api, source, upid)
     assert final["exitstatus"] != "OK"
@@ -685,8 +768,11 @@ def test_node_shutdown_offline_595_and_wake_on_lan(fresh_sim):
 def test_guests_on_a_crashed_node_show_unknown_with_few_fields(fresh_sim):
     sim, api = fresh_sim, token_api(fresh_sim.info)
     resources = call(api, "GET", "/cluster/resources")
-    victim = next(r["node"] for r in resources if r["type"] == "qemu" and r["status"] == "running"
-                  and r["node"] != local_node(api))
+    victim = next(
+        r["node"]
+        for r in resources
+        if r["type"] == "qemu" and r["status"] == "running" and r["node"] != local_node(api)
+    )
     stranded = {r["vmid"] for r in resources if r["type"] in ("qemu", "lxc") and r["node"] == victim}
     sim.cluster.crash_node(victim)
 
@@ -709,16 +795,18 @@ def test_without_quorum_reads_work_but_cluster_writes_fail():
         local = local_node(api)
         for entry in call(api, "GET", "/cluster/status"):
             if entry["type"] == "node" and entry["name"] != local:
-                requests.post(f"{trio.info['control_url']}/nodes/{entry['name']}/crash",
-                              verify=trio.info["ca_file"], timeout=15).raise_for_status()
+                requests.post(
+                    f"{trio.info['control_url']}/nodes/{entry['name']}/crash", verify=trio.info["ca_file"], timeout=15
+                ).raise_for_status()
         assert next(e for e in call(api, "GET", "/cluster/status") if e["type"] == "cluster")["quorate"] == 0
         resources = call(api, "GET", "/cluster/resources")
         guest = running_guest(resources, "qemu")
         assert guest["node"] == local
         base = f"/nodes/{local}/qemu/{guest['vmid']}"
 
-        error = api_error(lambda: api.nodes(local).qemu(guest["vmid"]).migrate.post(
-            target=any_other_node(resources, local), online=1))
+        error = api_error(
+            lambda: api.nodes(local).qemu(guest["vmid"]).migrate.post(target=any_other_node(resources, local), online=1)
+        )
         assert (error.status_code, error.content) == (500, "cluster not ready - no quorum?")
         description_before = call(api, "GET", f"{base}/config").get("description")
         assert raw(trio.info, "PUT", f"{base}/config", data={"description": "no quorum"}).status_code == 500
@@ -728,6 +816,7 @@ def test_without_quorum_reads_work_but_cluster_writes_fail():
 
 # --------------------------------------------------------------------------- every scenario
 
+
 @pytest.mark.parametrize("scenario", list_scenarios())
 def test_every_scenario_answers_the_core_reads_per_schema(scenario):
     """Scenario data must not produce answers PVE could not send (types, enums, quorum)."""
@@ -735,8 +824,16 @@ def test_every_scenario_answers_the_core_reads_per_schema(scenario):
         api = token_api(other.info)
         other.cluster.step(300)
         resources = call(api, "GET", "/cluster/resources")
-        for path in ("/cluster/ha/resources", "/cluster/ha/rules", "/cluster/ha/status/current",
-                     "/cluster/options", "/cluster/tasks", "/nodes", "/pools", "/access/permissions"):
+        for path in (
+            "/cluster/ha/resources",
+            "/cluster/ha/rules",
+            "/cluster/ha/status/current",
+            "/cluster/options",
+            "/cluster/tasks",
+            "/nodes",
+            "/pools",
+            "/access/permissions",
+        ):
             call(api, "GET", path)
         votes = {e["node"]: int(e["quorum_votes"]) for e in call(api, "GET", "/cluster/config/nodes")}
         status = call(api, "GET", "/cluster/status")
@@ -758,6 +855,7 @@ def test_every_scenario_answers_the_core_reads_per_schema(scenario):
 
 
 # --------------------------------------------------------------------------- determinism
+
 
 def resources_json_after(seed: int, seconds: int) -> str:
     with start_sim(scenario=SCENARIO, seed=seed, manual_clock=True, start_time=1_750_000_000) as other:

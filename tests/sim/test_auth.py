@@ -40,8 +40,13 @@ def local_node(api) -> str:
 
 
 def fetch_ticket(info: dict, username: str | None = None, password: str | None = None) -> dict:
-    response = raw(info, "POST", "/access/ticket", auth=False,
-                   data={"username": username or info["user"], "password": password or info["password"]})
+    response = raw(
+        info,
+        "POST",
+        "/access/ticket",
+        auth=False,
+        data={"username": username or info["user"], "password": password or info["password"]},
+    )
     assert response.status_code == 200, (response.status_code, response.reason)
     return response.json()["data"]
 
@@ -49,8 +54,7 @@ def fetch_ticket(info: dict, username: str | None = None, password: str | None =
 def ticket_request(info: dict, method: str, path: str, ticket: dict, *, csrf: bool = True, **kwargs):
     """A request authenticated by the ticket cookie, with or without the CSRF header."""
     headers = {"CSRFPreventionToken": ticket["CSRFPreventionToken"]} if csrf else {}
-    return raw(info, method, path, auth=False, headers=headers,
-               cookies={"PVEAuthCookie": ticket["ticket"]}, **kwargs)
+    return raw(info, method, path, auth=False, headers=headers, cookies={"PVEAuthCookie": ticket["ticket"]}, **kwargs)
 
 
 def assert_unauthorized(response: requests.Response, reason: str | None = None) -> None:
@@ -62,6 +66,7 @@ def assert_unauthorized(response: requests.Response, reason: str | None = None) 
 
 
 # --------------------------------------------------------------------------- happy paths
+
 
 def test_token_auth_reads_and_writes_without_csrf(sim):
     api = token_api(sim.info)
@@ -103,26 +108,37 @@ def test_server_certificate_names_127_0_0_1_and_matches_the_fingerprint(sim):
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
     digest = hashlib.sha256(der).hexdigest().upper()
-    assert info["fingerprint"] == ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+    assert info["fingerprint"] == ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 # --------------------------------------------------------------------------- refusals
+
 
 def test_no_credentials_is_401_no_ticket(sim):
     assert_unauthorized(raw(sim.info, "GET", "/cluster/resources", auth=False), "No ticket")
 
 
 def test_wrong_password_is_401_authentication_failure(sim):
-    response = raw(sim.info, "POST", "/access/ticket", auth=False,
-                   data={"username": sim.info["user"], "password": "not-the-password"})
+    response = raw(
+        sim.info,
+        "POST",
+        "/access/ticket",
+        auth=False,
+        data={"username": sim.info["user"], "password": "not-the-password"},
+    )
     assert_unauthorized(response, "authentication failure")
     with pytest.raises(AuthenticationError):
         password_api(dict(sim.info, password="not-the-password"))
 
 
 def test_unknown_user_is_401_authentication_failure(sim):
-    response = raw(sim.info, "POST", "/access/ticket", auth=False,
-                   data={"username": "nobody@pam", "password": sim.info["password"]})
+    response = raw(
+        sim.info,
+        "POST",
+        "/access/ticket",
+        auth=False,
+        data={"username": "nobody@pam", "password": sim.info["password"]},
+    )
     assert_unauthorized(response, "authentication failure")
 
 
@@ -136,8 +152,7 @@ def test_bad_token_is_401(sim, part):
 
 
 def test_malformed_token_header_is_401(sim):
-    response = raw(sim.info, "GET", "/version", auth=False,
-                   headers={"Authorization": "PVEAPIToken=no-separators-here"})
+    response = raw(sim.info, "GET", "/version", auth=False, headers={"Authorization": "PVEAPIToken=no-separators-here"})
     assert_unauthorized(response)
 
 
@@ -146,12 +161,10 @@ def test_ticket_cookie_reads_without_csrf_but_writes_need_it(sim):
     ticket = fetch_ticket(info)
     node = local_node(token_api(info))
     assert ticket_request(info, "GET", "/cluster/resources", ticket, csrf=False).status_code == 200
-    refused = ticket_request(info, "PUT", f"/nodes/{node}/config", ticket, csrf=False,
-                             data={"description": "no csrf"})
+    refused = ticket_request(info, "PUT", f"/nodes/{node}/config", ticket, csrf=False, data={"description": "no csrf"})
     assert_unauthorized(refused, "Permission denied - invalid csrf token")
     wrong_csrf = dict(ticket, CSRFPreventionToken=ticket["CSRFPreventionToken"][:-2] + "xx")
-    refused = ticket_request(info, "PUT", f"/nodes/{node}/config", wrong_csrf,
-                             data={"description": "bad csrf"})
+    refused = ticket_request(info, "PUT", f"/nodes/{node}/config", wrong_csrf, data={"description": "bad csrf"})
     assert_unauthorized(refused, "Permission denied - invalid csrf token")
     accepted = ticket_request(info, "PUT", f"/nodes/{node}/config", ticket, data={"description": "csrf ok"})
     assert accepted.status_code == 200
@@ -182,8 +195,12 @@ def read_only_requester(info: dict, via: str):
     if via == "ticket":
         reader = fetch_ticket(info, username=info["readonly_user"], password=info["readonly_password"])
         return lambda method, path, **kw: ticket_request(info, method, path, reader, **kw)
-    token_info = dict(info, user=info["readonly_user"], token_name=info["readonly_token_name"],
-                      token_value=info["readonly_token_value"])
+    token_info = dict(
+        info,
+        user=info["readonly_user"],
+        token_name=info["readonly_token_name"],
+        token_value=info["readonly_token_value"],
+    )
     return lambda method, path, **kw: raw(token_info, method, path, **kw)
 
 
@@ -195,12 +212,17 @@ def test_read_only_identity_may_read_but_writing_is_403(sim, via):
     resources = token_api(info).cluster.resources.get()
     guest = next(r for r in resources if r["type"] in ("qemu", "lxc") and r["status"] == "running")
     target = next(r["node"] for r in resources if r["type"] == "node" and r["node"] != guest["node"])
-    response = request("POST", f"/nodes/{guest['node']}/{guest['type']}/{guest['vmid']}/migrate",
-                       data={"target": target, "online": 1, "restart": 1})
+    response = request(
+        "POST",
+        f"/nodes/{guest['node']}/{guest['type']}/{guest['vmid']}/migrate",
+        data={"target": target, "online": 1, "restart": 1},
+    )
     assert response.status_code == 403, (response.status_code, response.reason)
     assert response.reason == f"Permission check failed (/vms/{guest['vmid']}, VM.Migrate)"
     response = request("POST", f"/nodes/{target}/status", data={"command": "shutdown"})
     assert response.status_code == 403
     assert response.reason == f"Permission check failed (/nodes/{target}, Sys.PowerMgmt)"
-    assert next(r for r in token_api(info).cluster.resources.get(type="vm")
-                if r["vmid"] == guest["vmid"])["node"] == guest["node"]
+    assert (
+        next(r for r in token_api(info).cluster.resources.get(type="vm") if r["vmid"] == guest["vmid"])["node"]
+        == guest["node"]
+    )

@@ -59,14 +59,16 @@ def run_proxlb(config: dict, tmp_path: Path, *extra_args: str) -> dict:
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     completed = subprocess.run(
         [sys.executable, "-m", "proxlb", "-c", str(config_file), "--json", *extra_args],
-        capture_output=True, text=True, timeout=PROXLB_TIMEOUT_SECONDS, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=PROXLB_TIMEOUT_SECONDS,
+        cwd=tmp_path,
     )
     transcript = f"stdout:\n{completed.stdout[-4000:]}\nstderr:\n{completed.stderr[-4000:]}"
     assert completed.returncode == 0, f"ProxLB exited {completed.returncode}\n{transcript}"
     # ProxLB survives many API failures by logging and carrying on with zeros; any such line means
     # the simulator answered something ProxLB could not use
-    complaints = [line for line in completed.stdout.splitlines()
-                  if " - ERROR - " in line or " - CRITICAL - " in line]
+    complaints = [line for line in completed.stdout.splitlines() if " - ERROR - " in line or " - CRITICAL - " in line]
     assert complaints == [], f"ProxLB logged errors:\n{transcript}"
     # ProxLB logs to stdout too; its JSON starts on a line of its own with "{"
     lines = completed.stdout.splitlines(keepends=True)
@@ -79,7 +81,8 @@ def run_proxlb(config: dict, tmp_path: Path, *extra_args: str) -> dict:
 def running_guests_on_online_nodes(resources: list[dict]) -> dict[str, dict]:
     online = {r["node"] for r in resources if r["type"] == "node" and r["status"] == "online"}
     return {
-        r["name"]: r for r in resources
+        r["name"]: r
+        for r in resources
         if r["type"] in ("qemu", "lxc") and r["status"] == "running" and r["node"] in online
     }
 
@@ -118,7 +121,6 @@ def test_real_run_migrates_guests_and_the_sim_shows_them_on_their_new_nodes(tmp_
         entry = by_name[name]
         assert entry["node"] == move["node_target"], f"{name} planned to {move['node_target']}, is on {entry['node']}"
         assert "lock" not in entry, entry
-        migrations = [t for t in tasks if t["id"] == str(move["id"])
-                      and t["type"] in ("qmigrate", "vzmigrate")]
+        migrations = [t for t in tasks if t["id"] == str(move["id"]) and t["type"] in ("qmigrate", "vzmigrate")]
         assert migrations, f"no migration task for {name} in /cluster/tasks"
         assert all(t.get("status") == "OK" for t in migrations), migrations

@@ -4,42 +4,73 @@ The conformance suite trusts ``check_response``; these hand-written payloads pro
 fail, so an empty violation list there means something.
 """
 
-
 import pytest
 
 from tests import pve_schema
 from tests.pve_schema import SchemaNotFound, UnknownEndpoint, check_response, find_endpoint
 
 GOOD_NODE_ENTRY = {
-    "id": "node/pve1", "type": "node", "node": "pve1", "status": "online", "cpu": 0.125,
-    "maxcpu": 8, "mem": 4 * 2**30, "maxmem": 32 * 2**30, "disk": 10**9, "maxdisk": 10**11,
-    "uptime": 3600, "level": "",
+    "id": "node/pve1",
+    "type": "node",
+    "node": "pve1",
+    "status": "online",
+    "cpu": 0.125,
+    "maxcpu": 8,
+    "mem": 4 * 2**30,
+    "maxmem": 32 * 2**30,
+    "disk": 10**9,
+    "maxdisk": 10**11,
+    "uptime": 3600,
+    "level": "",
 }
 GOOD_GUEST_ENTRY = {
-    "id": "qemu/100", "type": "qemu", "vmid": 100, "node": "pve1", "name": "web",
-    "status": "running", "template": 0, "cpu": 0.5, "maxcpu": 2, "mem": 2**30,
-    "maxmem": 2 * 2**30, "disk": 0, "maxdisk": 32 * 2**30, "netin": 1, "netout": 2,
-    "diskread": 3, "diskwrite": 4, "uptime": 60, "tags": "prod;web",
+    "id": "qemu/100",
+    "type": "qemu",
+    "vmid": 100,
+    "node": "pve1",
+    "name": "web",
+    "status": "running",
+    "template": 0,
+    "cpu": 0.5,
+    "maxcpu": 2,
+    "mem": 2**30,
+    "maxmem": 2 * 2**30,
+    "disk": 0,
+    "maxdisk": 32 * 2**30,
+    "netin": 1,
+    "netout": 2,
+    "diskread": 3,
+    "diskwrite": 4,
+    "uptime": 60,
+    "tags": "prod;web",
 }
 GOOD_TASK_STATUS = {
     "upid": "UPID:pve1:0000A1B2:0001C3D4:65000000:qmigrate:100:root@pam:",
-    "node": "pve1", "pid": 41394, "pstart": 115668, "starttime": 1694498816,
-    "type": "qmigrate", "id": "100", "user": "root@pam", "status": "stopped", "exitstatus": "OK",
+    "node": "pve1",
+    "pid": 41394,
+    "pstart": 115668,
+    "starttime": 1694498816,
+    "type": "qmigrate",
+    "id": "100",
+    "user": "root@pam",
+    "status": "stopped",
+    "exitstatus": "OK",
 }
 
 
 def test_good_cluster_resources_pass():
-    data = [GOOD_NODE_ENTRY, GOOD_GUEST_ENTRY, {"id": "qemu/101", "type": "qemu", "vmid": 101,
-                                                "node": "pve2", "status": "unknown"}]
+    data = [
+        GOOD_NODE_ENTRY,
+        GOOD_GUEST_ENTRY,
+        {"id": "qemu/101", "type": "qemu", "vmid": 101, "node": "pve2", "status": "unknown"},
+    ]
     assert check_response("GET", "/cluster/resources", data) == []
 
 
 def test_missing_required_property_is_reported():
     entry = dict(GOOD_GUEST_ENTRY)
     del entry["id"]
-    assert check_response("GET", "/cluster/resources", [entry]) == [
-        "data[0]: required property 'id' is missing"
-    ]
+    assert check_response("GET", "/cluster/resources", [entry]) == ["data[0]: required property 'id' is missing"]
 
 
 def test_null_counts_as_missing_for_required_but_not_for_optional():
@@ -51,13 +82,13 @@ def test_null_counts_as_missing_for_required_but_not_for_optional():
 @pytest.mark.parametrize(
     ("field", "bad_value", "expected"),
     [
-        ("maxmem", "2147483648", "data[0].maxmem: expected integer, got \"2147483648\""),
+        ("maxmem", "2147483648", 'data[0].maxmem: expected integer, got "2147483648"'),
         ("maxmem", 2.5, "data[0].maxmem: expected integer, got 2.5"),
-        ("cpu", "0.5", "data[0].cpu: expected number, got \"0.5\""),
+        ("cpu", "0.5", 'data[0].cpu: expected number, got "0.5"'),
         ("template", True, "data[0].template: expected boolean, got true"),
         ("template", 2, "data[0].template: expected boolean, got 2"),
         ("name", 7, "data[0].name: expected string, got 7"),
-        ("type", "vm", "data[0].type: \"vm\" is not one of"),
+        ("type", "vm", 'data[0].type: "vm" is not one of'),
         ("vmid", 99, "data[0].vmid: 99 is below the minimum 100"),
         ("mem", -1, "data[0].mem: -1 is below the minimum 0"),
     ],
@@ -74,18 +105,19 @@ def test_number_accepts_integers_and_boolean_accepts_zero_one():
 
 
 def test_a_list_where_an_object_is_due_is_reported():
-    assert check_response("GET", "/cluster/resources", {"data": []}) == [
-        'data: expected array, got {"data": []}'
-    ]
+    assert check_response("GET", "/cluster/resources", {"data": []}) == ['data: expected array, got {"data": []}']
 
 
 def test_nested_objects_are_checked():
     status = {
-        "boot-info": {"mode": "uefi"}, "cpu": 0.1,
+        "boot-info": {"mode": "uefi"},
+        "cpu": 0.1,
         "cpuinfo": {"cores": 4, "cpus": 8, "model": "x", "sockets": 1},
         "current-kernel": {"machine": "x86_64", "release": "6.8", "sysname": "Linux", "version": "#1"},
-        "loadavg": ["0.10", 0.2, "0.30"], "memory": {"available": 1, "free": 1, "total": 2, "used": 1},
-        "pveversion": "pve-manager/9.2.0/abc", "rootfs": {"avail": 1, "free": 1, "total": 2},
+        "loadavg": ["0.10", 0.2, "0.30"],
+        "memory": {"available": 1, "free": 1, "total": 2, "used": 1},
+        "pveversion": "pve-manager/9.2.0/abc",
+        "rootfs": {"avail": 1, "free": 1, "total": 2},
     }
     assert check_response("GET", "/nodes/pve1/status", status) == [
         "data.boot-info.mode: \"uefi\" is not one of ['efi', 'legacy-bios']",
@@ -184,8 +216,12 @@ def test_env_var_locates_the_schema_when_it_is_not_beside_the_repo(monkeypatch, 
 
 
 def test_cluster_options_property_strings_must_arrive_parsed():
-    parsed = {"crs": {"ha": "static", "ha-auto-rebalance": 1}, "migration": {"type": "secure"},
-              "ha": {"shutdown_policy": "conditional"}, "keyboard": "en-us"}
+    parsed = {
+        "crs": {"ha": "static", "ha-auto-rebalance": 1},
+        "migration": {"type": "secure"},
+        "ha": {"shutdown_policy": "conditional"},
+        "keyboard": "en-us",
+    }
     assert check_response("GET", "/cluster/options", parsed) == []
     raw_strings = {"crs": "ha=static,ha-auto-rebalance=1", "migration": "type=secure"}
     assert check_response("GET", "/cluster/options", raw_strings) == [

@@ -122,7 +122,10 @@ def test_unknown_target_and_guest_on_another_node_are_500(homelab):
     error = refusal(api.nodes("pve-mini1").qemu(103).migrate.post, target="pve-nope", online=1)
     assert (error.status_code, error.content) == (500, "no such cluster node 'pve-nope'")
     error = refusal(api.nodes("pve-mini2").qemu(103).migrate.post, target="pve-big", online=1)
-    assert (error.status_code, error.content) == (500, "Configuration file 'nodes/pve-mini2/qemu-server/103.conf' does not exist")
+    assert (error.status_code, error.content) == (
+        500,
+        "Configuration file 'nodes/pve-mini2/qemu-server/103.conf' does not exist",
+    )
 
 
 def test_locked_guest_is_refused(homelab):
@@ -178,8 +181,12 @@ def test_offline_target_fails_the_task(homelab):
 
 def test_injected_failure_aborts_and_the_guest_stays_on_its_source(homelab):
     api = token_api(homelab.info)
-    answer = requests.post(f"{homelab.info['control_url']}/faults", json={"migration_failure_rate": 1.0},
-                           verify=homelab.info["ca_file"], timeout=15)
+    answer = requests.post(
+        f"{homelab.info['control_url']}/faults",
+        json={"migration_failure_rate": 1.0},
+        verify=homelab.info["ca_file"],
+        timeout=15,
+    )
     assert answer.status_code == 200 and answer.json()["faults"]["migration_failure_rate"] == 1.0
     upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
     status = run_to_end(homelab, api, "pve-mini1", upid)
@@ -214,8 +221,17 @@ def test_ha_managed_guest_goes_through_hamigrate_then_qmigrate(homelab):
     homelab.cluster.step(10)
     assert resource(api, 100)["hastate"] == "migrate"
     started = task_status(api, "pve-mini1", upid)["starttime"]
-    found = call(api, "GET", "/nodes/pve-mini1/tasks", typefilter="qmigrate", vmid=100, since=started,
-                 source="all", start=0, limit=10)
+    found = call(
+        api,
+        "GET",
+        "/nodes/pve-mini1/tasks",
+        typefilter="qmigrate",
+        vmid=100,
+        since=started,
+        source="all",
+        start=0,
+        limit=10,
+    )
     assert len(found) == 1 and found[0]["user"] == "root@pam"
     assert run_to_end(homelab, api, "pve-mini1", found[0]["upid"])["exitstatus"] == "OK"
     entry = resource(api, 100)
@@ -237,8 +253,10 @@ def test_migrate_preconditions(homelab):
     assert [d["volid"] for d in local["local_disks"]] == ["local-lvm:vm-104-disk-0"]
     pinned = call(api, "GET", "/nodes/pve-big/qemu/200/migrate")
     assert pinned["allowed_nodes"] == []
-    assert pinned["not_allowed_nodes"] == {"pve-mini1": {"unavailable_storages": ["big-zfs"]},
-                                           "pve-mini2": {"unavailable_storages": ["big-zfs"]}}
+    assert pinned["not_allowed_nodes"] == {
+        "pve-mini1": {"unavailable_storages": ["big-zfs"]},
+        "pve-mini2": {"unavailable_storages": ["big-zfs"]},
+    }
     container = call(api, "GET", "/nodes/pve-mini1/lxc/102/migrate")
     assert set(container) >= {"running", "allowed-nodes", "not-allowed-nodes"}
 
@@ -260,8 +278,12 @@ def test_task_log_paging_and_task_list_filters(homelab):
 
 
 def test_read_only_token_cannot_migrate(homelab):
-    info = dict(homelab.info, user=homelab.info["readonly_user"], token_name=homelab.info["readonly_token_name"],
-                token_value=homelab.info["readonly_token_value"])
+    info = dict(
+        homelab.info,
+        user=homelab.info["readonly_user"],
+        token_name=homelab.info["readonly_token_name"],
+        token_value=homelab.info["readonly_token_value"],
+    )
     reader = token_api(info)
     error = refusal(reader.nodes("pve-mini1").qemu(103).migrate.post, target="pve-big", online=1)
     assert (error.status_code, error.content) == (403, "Permission check failed (/vms/103, VM.Migrate)")
@@ -270,8 +292,9 @@ def test_read_only_token_cannot_migrate(homelab):
 
 def test_migrateall_moves_every_guest_it_can_two_at_a_time(homelab):
     api = token_api(homelab.info)
-    upid = call(api, "POST", "/nodes/pve-big/migrateall", target="pve-mini2",
-                **{"max-workers": 2, "with-local-disks": 1})
+    upid = call(
+        api, "POST", "/nodes/pve-big/migrateall", target="pve-mini2", **{"max-workers": 2, "with-local-disks": 1}
+    )
     assert ":migrateall::" in upid
     homelab.cluster.step(1)
     assert len(homelab.cluster.migrations) == 2

@@ -90,7 +90,10 @@ def test_wakeonlan_errors(homelab):
     api = token_api(homelab.info)
     with pytest.raises(ResourceException) as no_mac:
         api.nodes("pve-mini2").wakeonlan.post()
-    assert (no_mac.value.status_code, no_mac.value.content) == (500, "No wake on LAN MAC address defined for 'pve-mini2'!")
+    assert (no_mac.value.status_code, no_mac.value.content) == (
+        500,
+        "No wake on LAN MAC address defined for 'pve-mini2'!",
+    )
     with pytest.raises(ResourceException) as myself:
         api.nodes("pve-mini1").wakeonlan.post()
     assert (myself.value.status_code, myself.value.content) == (500, "'pve-mini1' is local node, cannot wake my self!")
@@ -133,8 +136,9 @@ def test_reboot_goes_offline_then_comes_back(homelab):
 
 def test_crash_through_the_control_api_is_immediate(homelab):
     api = token_api(homelab.info)
-    answer = requests.post(f"{homelab.info['control_url']}/nodes/pve-big/crash", verify=homelab.info["ca_file"],
-                           timeout=15)
+    answer = requests.post(
+        f"{homelab.info['control_url']}/nodes/pve-big/crash", verify=homelab.info["ca_file"], timeout=15
+    )
     assert answer.status_code == 200 and answer.json()["nodes"]["pve-big"] == "crashed"
     assert node_entry(api, "pve-big")["status"] == "offline"
     assert {g["status"] for g in guests_on(api, "pve-big")} == {"unknown"}
@@ -142,11 +146,18 @@ def test_crash_through_the_control_api_is_immediate(homelab):
 
 
 def test_shutdown_needs_sys_powermgmt(homelab):
-    info = dict(homelab.info, user=homelab.info["readonly_user"], token_name=homelab.info["readonly_token_name"],
-                token_value=homelab.info["readonly_token_value"])
+    info = dict(
+        homelab.info,
+        user=homelab.info["readonly_user"],
+        token_name=homelab.info["readonly_token_name"],
+        token_value=homelab.info["readonly_token_value"],
+    )
     with pytest.raises(ResourceException) as caught:
         token_api(info).nodes("pve-big").status.post(command="shutdown")
-    assert (caught.value.status_code, caught.value.content) == (403, "Permission check failed (/nodes/pve-big, Sys.PowerMgmt)")
+    assert (caught.value.status_code, caught.value.content) == (
+        403,
+        "Permission check failed (/nodes/pve-big, Sys.PowerMgmt)",
+    )
 
 
 def test_quorum_follows_the_votes_of_online_nodes(make_sim):

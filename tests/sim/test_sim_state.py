@@ -139,23 +139,40 @@ def test_builtin_scenarios():
 
 def test_scenario_from_a_file_and_clear_errors(tmp_path):
     path = tmp_path / "tiny.json"
-    path.write_text(json.dumps({
-        "name": "tiny", "nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
-        "storage": [{"storage": "local", "type": "dir"}],
-        "guests": [{"vmid": 100, "type": "lxc", "name": "ct", "node": "n1", "disks": [{"storage": "local"}]}],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "tiny",
+                "nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
+                "storage": [{"storage": "local", "type": "dir"}],
+                "guests": [{"vmid": 100, "type": "lxc", "name": "ct", "node": "n1", "disks": [{"storage": "local"}]}],
+            }
+        )
+    )
     cluster = SimCluster(load_scenario(path), manual_clock=True)
     assert list(cluster.guests) == [100]
     with pytest.raises(ScenarioError, match="choose one of: .*homelab"):
         load_scenario("nope")
-    path.write_text(json.dumps({"nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
-                                "storage": [{"storage": "local"}],
-                                "guests": [{"vmid": 100, "type": "qemu", "name": "x", "node": "n2"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
+                "storage": [{"storage": "local"}],
+                "guests": [{"vmid": 100, "type": "qemu", "name": "x", "node": "n2"}],
+            }
+        )
+    )
     with pytest.raises(ScenarioError, match="unknown node 'n2'"):
         load_scenario(path)
-    path.write_text(json.dumps({"nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
-                                "storage": [{"storage": "local"}],
-                                "ha_rules": [{"rule": "r", "type": "node-affinity", "resources": "vm:100"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "nodes": [{"name": "n1", "cpus": 4, "memory_gib": 8}],
+                "storage": [{"storage": "local"}],
+                "ha_rules": [{"rule": "r", "type": "node-affinity", "resources": "vm:100"}],
+            }
+        )
+    )
     with pytest.raises(ScenarioError, match="vm:100 are not HA-managed"):
         load_scenario(path)
     path.write_text("{not json")
@@ -214,12 +231,28 @@ def test_cli_unknown_scenario_exits_2_listing_the_valid_ones(capsys):
 
 def test_cli_serves_until_interrupted_and_writes_the_info_file(tmp_path):
     info_file = tmp_path / "sim.json"
-    process = subprocess.Popen([sys.executable, "-m", "pvetop", "sim", "--scenario", "quorum3", "--speed", "10",
-                                "--info-file", str(info_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pvetop",
+            "sim",
+            "--scenario",
+            "quorum3",
+            "--speed",
+            "10",
+            "--info-file",
+            str(info_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     try:
-        wait_until(lambda: info_file.exists() and info_file.read_text().endswith("\n"), timeout=30,
-                   what="the info file")
+        wait_until(
+            lambda: info_file.exists() and info_file.read_text().endswith("\n"), timeout=30, what="the info file"
+        )
         info = json.loads(info_file.read_text())
         assert tuple(info) == INFO_KEYS
         assert token_api(info).cluster.status.get()[0]["name"] == "trio"
@@ -247,14 +280,30 @@ def test_cluster_options_and_ha_rules_can_be_written(homelab):
 def crowded_ha_cluster(tmp_path, crs: str) -> SimCluster:
     """Three equal nodes, six HA VMs all on n1."""
     path = tmp_path / "crowded.json"
-    path.write_text(json.dumps({
-        "name": "crowded", "options": {"crs": crs},
-        "nodes": [{"name": f"n{i}", "cpus": 8, "memory_gib": 32} for i in (1, 2, 3)],
-        "storage": [{"storage": "ceph", "type": "rbd", "shared": 1}],
-        "guests": [{"vmid": 100 + i, "type": "qemu", "name": f"vm{i}", "node": "n1", "cores": 2, "memory_mib": 4096,
-                    "disks": [{"storage": "ceph"}], "ha": True, "load": {"curve": "steady", "cpu": 0.5, "mem": 0.8}}
-                   for i in range(6)],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "crowded",
+                "options": {"crs": crs},
+                "nodes": [{"name": f"n{i}", "cpus": 8, "memory_gib": 32} for i in (1, 2, 3)],
+                "storage": [{"storage": "ceph", "type": "rbd", "shared": 1}],
+                "guests": [
+                    {
+                        "vmid": 100 + i,
+                        "type": "qemu",
+                        "name": f"vm{i}",
+                        "node": "n1",
+                        "cores": 2,
+                        "memory_mib": 4096,
+                        "disks": [{"storage": "ceph"}],
+                        "ha": True,
+                        "load": {"curve": "steady", "cpu": 0.5, "mem": 0.8},
+                    }
+                    for i in range(6)
+                ],
+            }
+        )
+    )
     return SimCluster(load_scenario(path), manual_clock=True)
 
 

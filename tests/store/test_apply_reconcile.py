@@ -4,8 +4,9 @@ from pvetop.policy.reconcile import reconcile
 from tests.factories import make_guest, make_node, make_snapshot
 
 C = "test"
-SNAP = make_snapshot([make_node("pve1"), make_node("pve2")],
-                     [make_guest(100, "pve1", name="web"), make_guest(101, "pve2", name="newdb")])
+SNAP = make_snapshot(
+    [make_node("pve1"), make_node("pve2")], [make_guest(100, "pve1", name="web"), make_guest(101, "pve2", name="newdb")]
+)
 
 
 def test_reviewed_changes_are_applied_and_journaled(store):
@@ -25,10 +26,16 @@ def test_reviewed_changes_are_applied_and_journaled(store):
     assert [n.node for n in store.node_power_settings(C)] == ["pve1"]
     assert reconcile(SNAP, store.rules(C)) == ()
     entries = [(e.action, e.target) for e in store.recent_journal(C, limit=6)]
-    assert sorted(entries) == sorted([("reconcile.narrow", "pin:guest/100"), ("reconcile.remove", "pin:guest/150"),
-                                      ("reconcile.remove", "lock:guest/101"), ("reconcile.remove", "reservation:node/gone"),
-                                      ("reconcile.remove", "maintenance:node/gone"),
-                                      ("reconcile.remove", "node_power:node/gone")])
+    assert sorted(entries) == sorted(
+        [
+            ("reconcile.narrow", "pin:guest/100"),
+            ("reconcile.remove", "pin:guest/150"),
+            ("reconcile.remove", "lock:guest/101"),
+            ("reconcile.remove", "reservation:node/gone"),
+            ("reconcile.remove", "maintenance:node/gone"),
+            ("reconcile.remove", "node_power:node/gone"),
+        ]
+    )
 
 
 def test_an_entry_changed_after_the_review_is_left_alone(store):

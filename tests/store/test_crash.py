@@ -23,8 +23,12 @@ REPORTED_BEFORE_KILL = 150
 def test_pins_reported_committed_survive_sigkill(tmp_path):
     path = str(tmp_path / "crash.sqlite")
     open_store(path).close()  # the schema exists before the writer starts
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, path], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, path],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     reported = []
     try:
         for line in writer.stdout:

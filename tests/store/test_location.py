@@ -23,11 +23,14 @@ def test_env_variable_names_the_store_when_no_option_is_given(tmp_path, monkeypa
     assert (tmp_path / "from-env.sqlite").is_file()
 
 
-@pytest.mark.parametrize("make_value", [
-    lambda d: f"sqlite:///{d}/abs.sqlite",  # sqlite:/// + an absolute path = four slashes
-    lambda d: str(d / "plain.sqlite"),
-    lambda d: f"{d}/nested/dirs/are/created.sqlite",
-])
+@pytest.mark.parametrize(
+    "make_value",
+    [
+        lambda d: f"sqlite:///{d}/abs.sqlite",  # sqlite:/// + an absolute path = four slashes
+        lambda d: str(d / "plain.sqlite"),
+        lambda d: f"{d}/nested/dirs/are/created.sqlite",
+    ],
+)
 def test_paths_and_sqlite_urls(tmp_path, make_value):
     value = make_value(tmp_path)
     with open_store(value) as store:
@@ -48,16 +51,19 @@ def test_sqlite_store_uses_wal(tmp_path):
         assert store._db.execute_sql("PRAGMA busy_timeout").fetchone()[0] >= 5000
 
 
-@pytest.mark.parametrize("value, message", [
-    ("", "--db is empty"),
-    ("mysql://u@h/db", "unsupported database type 'mysql'"),
-    ("ftp://example/x", "unsupported database type"),
-    ("sqlite://", "needs a file path"),
-    ("sqlite://host/x.db", "needs a file path"),
-    ("sqlite:///:memory:", "would forget every rule"),
-    ("postgresql://u@localhost", "name the database"),
-    ("postgresql://u@localhost:notaport/db", "port is not a number"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "--db is empty"),
+        ("mysql://u@h/db", "unsupported database type 'mysql'"),
+        ("ftp://example/x", "unsupported database type"),
+        ("sqlite://", "needs a file path"),
+        ("sqlite://host/x.db", "needs a file path"),
+        ("sqlite:///:memory:", "would forget every rule"),
+        ("postgresql://u@localhost", "name the database"),
+        ("postgresql://u@localhost:notaport/db", "port is not a number"),
+    ],
+)
 def test_bad_values_give_a_clear_usage_error(value, message):
     with pytest.raises(UsageError, match=message):
         open_store(value)

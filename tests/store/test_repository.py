@@ -81,12 +81,15 @@ def test_node_power_settings_change_only_the_fields_given(store):
     assert store.node_power_settings(C) == [] and store.remove_node_power(C, "big") is None
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"wol_mac": "aa:bb:cc"}, "not a MAC address"),
-    ({"boot_timeout": 0}, "boot timeout"),
-    ({"boot_timeout": "300"}, "boot timeout"),
-    ({"allow_power_off": "yes"}, "true or false"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"wol_mac": "aa:bb:cc"}, "not a MAC address"),
+        ({"boot_timeout": 0}, "boot timeout"),
+        ({"boot_timeout": "300"}, "boot timeout"),
+        ({"allow_power_off": "yes"}, "true or false"),
+    ],
+)
 def test_node_power_rejects_bad_values(store, kwargs, message):
     with pytest.raises(UsageError, match=message):
         store.set_node_power(C, "big", **kwargs)
@@ -121,8 +124,13 @@ def test_ruleset_gathers_every_rule(store):
     store.reserve_node(C, "pve3")
     store.set_maintenance(C, "pve2")
     store.set_setting(C, "import_proxlb_tags", True)
-    assert store.ruleset(C) == RuleSet(pins={100: frozenset({"pve1", "pve2"})}, locks={101}, reserved={"pve3"},
-                                       maintenance={"pve2"}, import_proxlb_tags=True)
+    assert store.ruleset(C) == RuleSet(
+        pins={100: frozenset({"pve1", "pve2"})},
+        locks={101},
+        reserved={"pve3"},
+        maintenance={"pve2"},
+        import_proxlb_tags=True,
+    )
     assert store.ruleset("elsewhere") == RuleSet.empty()
 
 
@@ -139,13 +147,29 @@ def test_empty_cluster_name_is_refused(store):
 
 
 def test_journal_keeps_actions_and_hides_secrets(store):
-    entry = store.journal(C, "balancer", "migrate", "guest/100",
-                          {"target": "pve2", "password": "hunter2", "auth": {"token_value": "abc"},
-                           "header": "PVEAPIToken=root@pam!pvetop=secret", "nodes": {"b", "a"}},
-                          result="OK", upid="UPID:pve1:0000AAAA:0000BBBB:6560A000:qmigrate:100:root@pam:")
+    entry = store.journal(
+        C,
+        "balancer",
+        "migrate",
+        "guest/100",
+        {
+            "target": "pve2",
+            "password": "hunter2",
+            "auth": {"token_value": "abc"},
+            "header": "PVEAPIToken=root@pam!pvetop=secret",
+            "nodes": {"b", "a"},
+        },
+        result="OK",
+        upid="UPID:pve1:0000AAAA:0000BBBB:6560A000:qmigrate:100:root@pam:",
+    )
     assert entry.actor == "balancer" and entry.upid.startswith("UPID:pve1")
-    assert dict(entry.params) == {"target": "pve2", "password": "***", "auth": {"token_value": "***"},
-                                  "header": "***", "nodes": ["a", "b"]}
+    assert dict(entry.params) == {
+        "target": "pve2",
+        "password": "***",
+        "auth": {"token_value": "***"},
+        "header": "***",
+        "nodes": ["a", "b"],
+    }
     assert store.recent_journal(C) == [entry]
     assert "hunter2" not in repr(store.recent_journal(C)) and "secret" not in repr(store.recent_journal(C))
     with pytest.raises(UsageError, match="actor"):

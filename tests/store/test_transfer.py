@@ -27,8 +27,7 @@ def test_export_then_import_into_an_empty_store_gives_the_same_rules(store, tmp_
     assert "journal" not in json.dumps(document)
     with open_store(str(tmp_path / "empty.sqlite")) as target:
         counts = target.import_rules(document, source="rules.json")
-        assert counts[C] == {"pins": 1, "locks": 1, "reservations": 1, "maintenance": 1, "node_power": 1,
-                             "settings": 2}
+        assert counts[C] == {"pins": 1, "locks": 1, "reservations": 1, "maintenance": 1, "node_power": 1, "settings": 2}
         for name in ("homelab", "other"):
             assert target.rules(name) == store.rules(name)
             assert target.settings(name) == store.settings(name)
@@ -57,6 +56,7 @@ def broken(mutate):
         document = copy.deepcopy(document)
         mutate(document)
         return document
+
     return apply
 
 
@@ -66,6 +66,7 @@ def set_in(path, value):
         for key in path[:-1]:
             target = target[key]
         target[path[-1]] = value
+
     return mutate
 
 
@@ -82,7 +83,10 @@ CASES = [
     (broken(set_in(["clusters", C, "node_power", 0, "allow_power_off"], "yes")), "expected true or false"),
     (broken(set_in(["clusters", C, "maintenance", 0, "since"], "yesterday")), "since: expected a number"),
     (broken(set_in(["clusters", C, "settings"], ["x"])), "settings: expected an object"),
-    (broken(lambda d: d["clusters"][C]["pins"].append(dict(d["clusters"][C]["pins"][0]))), "pin of guest 100 appears twice"),
+    (
+        broken(lambda d: d["clusters"][C]["pins"].append(dict(d["clusters"][C]["pins"][0]))),
+        "pin of guest 100 appears twice",
+    ),
     (lambda d: "not an object", r"\(top\): expected an object, found a string"),
 ]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from textual.widgets import DataTable, Static
-
 from textual.pilot import Pilot
+from textual.widgets import DataTable, Static
 
 from pvetop.ui.app import PvetopApp
 from tests.engine import simdrive
@@ -18,8 +17,9 @@ SIZE = (150, 45)
 
 
 @contextlib.asynccontextmanager
-async def sim_pilot(*, read_only: bool = False, store=None, ruleset=None, failure_rate: float = 0.0
-                    ) -> AsyncIterator[tuple[object, PvetopApp, Pilot]]:
+async def sim_pilot(
+    *, read_only: bool = False, store=None, ruleset=None, failure_rate: float = 0.0
+) -> AsyncIterator[tuple[object, PvetopApp, Pilot]]:
     """A started sim and a dashboard polling it every 0.25 s, reading migration tasks every 0.05 s."""
     with running_sim() as sim, connect(sim) as client:
         set_failure_rate(sim, failure_rate)

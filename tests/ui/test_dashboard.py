@@ -90,8 +90,9 @@ async def test_cursor_follows_its_guest_when_a_refresh_reorders_rows(app, source
         table.sort_by("cpu", reverse=True)
         table.select_key("103")
         before = table.cursor_row
-        source.snapshot = replace(source.snapshot, guests=tuple(
-            replace(g, cpu=0.99) if g.vmid == 103 else g for g in source.snapshot.guests))
+        source.snapshot = replace(
+            source.snapshot, guests=tuple(replace(g, cpu=0.99) if g.vmid == 103 else g for g in source.snapshot.guests)
+        )
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert table.keys_in_order[0] == "103"
@@ -155,8 +156,9 @@ async def test_guest_detail_shows_fields_config_and_history(app, source):
         assert "scsi0" in config and "digest" not in config
         sparklines = screen.query(Sparkline)
         assert len(sparklines) == 4 and all(len(s.data) == 60 for s in sparklines)
-        source.snapshot = replace(source.snapshot, guests=tuple(
-            replace(g, cpu=0.77) if g.vmid == 100 else g for g in source.snapshot.guests))
+        source.snapshot = replace(
+            source.snapshot, guests=tuple(replace(g, cpu=0.77) if g.vmid == 100 else g for g in source.snapshot.guests)
+        )
         await pilot.press("ctrl+r")  # the pane follows the live data
         await settle(pilot)
         assert "77.0%" in str(screen.query_one("#fields", Static).render())
@@ -188,8 +190,19 @@ async def test_help_lists_every_binding(app):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = str(app.screen.query_one("#help-text", Static).render())
-        for description in ("Quit", "Filter", "Pause/resume", "Interval +", "Reverse sort", "Sort by CPU%",
-                            "Details", "Node's guests", "Refresh now", "Back", "Cursor up"):
+        for description in (
+            "Quit",
+            "Filter",
+            "Pause/resume",
+            "Interval +",
+            "Reverse sort",
+            "Sort by CPU%",
+            "Details",
+            "Node's guests",
+            "Refresh now",
+            "Back",
+            "Cursor up",
+        ):
             assert description in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -293,8 +306,6 @@ async def test_unreachable_cluster_at_start_shows_the_reason(source):
         await settle(pilot)
         assert "no route to host" in header_text(app)
         assert app.guest_table.row_count == 0
-
-
 
 
 async def test_header_says_when_pve_rebalances_ha_guests_itself(source):

@@ -29,8 +29,7 @@ def client(sim):
 
 
 def set_faults(sim, **faults) -> None:
-    response = requests.post(f"{sim.info['control_url']}/faults", json=faults,
-                             verify=sim.info["ca_file"], timeout=10)
+    response = requests.post(f"{sim.info['control_url']}/faults", json=faults, verify=sim.info["ca_file"], timeout=10)
     response.raise_for_status()
 
 

@@ -10,9 +10,17 @@ from pvetop.ui.filtering import GuestFilter
 from pvetop.ui.polling import INTERVAL_STEPS, MAX_BACKOFF_SECONDS, backoff_delay, next_interval
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (0, "0B"), (1023, "1023B"), (1536, "1.5K"), (3 * 1024**3, "3.0G"), (512 * 1024**3, "512G"), (2 * 1024**5, "2.0P"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0, "0B"),
+        (1023, "1023B"),
+        (1536, "1.5K"),
+        (3 * 1024**3, "3.0G"),
+        (512 * 1024**3, "512G"),
+        (2 * 1024**5, "2.0P"),
+    ],
+)
 def test_human_bytes(value, text):
     assert fmt.human_bytes(value) == text
 
@@ -39,20 +47,23 @@ def selected(query: str) -> list[int]:
     return [g.vmid for g in GUESTS if parsed.matches(g)]
 
 
-@pytest.mark.parametrize(("query", "vmids"), [
-    ("", [100, 101, 1000]),
-    ("WEB", [100, 1000]),  # any field, case-insensitive
-    ("100", [100, 1000]),  # vmid text
-    ("vmid:^100$", [100]),
-    ("^db$", [101]),  # a regular expression
-    ("web.t", [1000]),
-    ("web-1 prod", [100]),  # all terms must match
-    ("tag:prod status:stopped", [101]),
-    ("node:pve2 type:ct", [101]),
-    ("type:vm", [100, 1000]),
-    ("[unclosed", []),  # not a valid expression: matched literally, no error
-    ("nosuchfield:x", []),  # an unknown field name is just text
-])
+@pytest.mark.parametrize(
+    ("query", "vmids"),
+    [
+        ("", [100, 101, 1000]),
+        ("WEB", [100, 1000]),  # any field, case-insensitive
+        ("100", [100, 1000]),  # vmid text
+        ("vmid:^100$", [100]),
+        ("^db$", [101]),  # a regular expression
+        ("web.t", [1000]),
+        ("web-1 prod", [100]),  # all terms must match
+        ("tag:prod status:stopped", [101]),
+        ("node:pve2 type:ct", [101]),
+        ("type:vm", [100, 1000]),
+        ("[unclosed", []),  # not a valid expression: matched literally, no error
+        ("nosuchfield:x", []),  # an unknown field name is just text
+    ],
+)
 def test_filter_language(query, vmids):
     assert selected(query) == vmids
 
@@ -71,8 +82,10 @@ def test_backoff_doubles_up_to_a_cap_and_interval_steps():
 def test_history_series_reads_guest_and_node_rrddata_and_skips_bad_points():
     from pvetop.ui.detail import history_series
 
-    guest = [{"time": 1, "cpu": 0.5, "mem": 1, "maxmem": 4, "netin": 10, "netout": 5},
-             {"time": 2, "cpu": None, "mem": "x", "maxmem": 4, "netin": "20.5", "netout": 6}]
+    guest = [
+        {"time": 1, "cpu": 0.5, "mem": 1, "maxmem": 4, "netin": 10, "netout": 5},
+        {"time": 2, "cpu": None, "mem": "x", "maxmem": 4, "netin": "20.5", "netout": 6},
+    ]
     cpu, mem, netin, netout = history_series(guest)
     assert cpu.points == [50.0] and mem.points == [25.0] and netin.points == [10.0, 20.5]
     assert cpu.show(12.34) == "12.3%" and netout.show(2048) == "2.0K/s"

@@ -221,8 +221,9 @@ async def test_a_bad_limit_setting_falls_back_to_the_defaults(tmp_path):
         store.set_setting("homelab", "migrations.max_parallel", "lots")
         async with sim_pilot(store=store) as (sim, app, pilot):
             assert app.migrations.limits == Limits()
-            await wait_until(pilot, lambda: any("max_parallel must be a whole number" in n.message
-                                                for n in app._notifications))
+            await wait_until(
+                pilot, lambda: any("max_parallel must be a whole number" in n.message for n in app._notifications)
+            )
 
 
 async def test_evacuation_asks_about_a_pinned_guest_and_space_moves_it_anyway():

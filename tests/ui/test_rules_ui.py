@@ -87,8 +87,12 @@ async def test_pin_here_lock_and_unpin_from_the_guest_pane(source, store):
         await pilot.press("escape")
         assert store.pin(C, 101) is None and store.lock(C, 101) is None
         assert flags(app.guest_table, "101") == ""
-    assert journal_actions(store) == [("user", "pin", "guest/101"), ("user", "lock", "guest/101"),
-                                      ("user", "unpin", "guest/101"), ("user", "unlock", "guest/101")]
+    assert journal_actions(store) == [
+        ("user", "pin", "guest/101"),
+        ("user", "lock", "guest/101"),
+        ("user", "unpin", "guest/101"),
+        ("user", "unlock", "guest/101"),
+    ]
 
 
 async def test_choose_the_allowed_nodes_in_the_multi_select(source, store):
@@ -181,8 +185,15 @@ async def test_rules_changed_elsewhere_show_on_the_next_refresh(source, store):
 
 async def test_journal_view_lists_recent_entries(source, store):
     store.pin_guest(C, 100, "web-1", ["big"])
-    store.journal(C, "balancer", "migrate", "guest/101", {"target": "small1"}, result="OK",
-                  upid="UPID:big:00001234:00005678:65000000:qmigrate:101:root@pam:")
+    store.journal(
+        C,
+        "balancer",
+        "migrate",
+        "guest/101",
+        {"target": "small1"},
+        result="OK",
+        upid="UPID:big:00001234:00005678:65000000:qmigrate:101:root@pam:",
+    )
     app = make_app(source, store)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_data(pilot)
@@ -191,7 +202,10 @@ async def test_journal_view_lists_recent_entries(source, store):
         assert isinstance(app.screen, JournalScreen)
         table = app.screen.query_one(DataTable)
         rows = [table.get_row_at(i) for i in range(table.row_count)]
-        assert [(r[1], r[2], r[3]) for r in rows] == [("balancer", "migrate", "guest/101"), ("user", "pin", "guest/100")]
+        assert [(r[1], r[2], r[3]) for r in rows] == [
+            ("balancer", "migrate", "guest/101"),
+            ("user", "pin", "guest/100"),
+        ]
         assert "qmigrate" in rows[0][5]
         await pilot.press("escape")
         assert not isinstance(app.screen, JournalScreen)
@@ -249,8 +263,10 @@ async def test_pin_suggestions_from_tags_are_offered_and_accepted(source, store)
     from dataclasses import replace
 
     snapshot = source.snapshot
-    source.snapshot = replace(snapshot, guests=tuple(
-        replace(g, tags=g.tags + ("plb_pin_small1",)) if g.vmid == 103 else g for g in snapshot.guests))
+    source.snapshot = replace(
+        snapshot,
+        guests=tuple(replace(g, tags=g.tags + ("plb_pin_small1",)) if g.vmid == 103 else g for g in snapshot.guests),
+    )
     app = make_app(source, store)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_data(pilot)
@@ -285,9 +301,11 @@ async def test_against_the_simulator_pin_and_power_settings_use_the_real_client(
     from pvetop.pve import PveClient
     from pvetop.sim.runner import start_sim
 
-    with start_sim(scenario="homelab", seed=1, manual_clock=True) as sim, \
-            PveClient.connect(settings_from_sim_info(sim.info)) as client, \
-            open_store(str(tmp_path / "sim.sqlite")) as store:
+    with (
+        start_sim(scenario="homelab", seed=1, manual_clock=True) as sim,
+        PveClient.connect(settings_from_sim_info(sim.info)) as client,
+        open_store(str(tmp_path / "sim.sqlite")) as store,
+    ):
         app = make_app(client, store)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for_data(pilot)

@@ -48,8 +48,9 @@ async def tasks_with_theirs(pilot, sim) -> tuple[TasksScreen, str]:
 async def test_pane_shows_ours_and_the_clusters_tasks_with_progress():
     async with sim_pilot() as (sim, app, pilot):
         theirs = start_elsewhere(sim, 103, "pve-big")
-        job = app.migrations.submit(planned_move(app.latest.snapshot.guest_by_vmid[102], "pve-mini1", "pve-mini2",
-                                                 "test"))
+        job = app.migrations.submit(
+            planned_move(app.latest.snapshot.guest_by_vmid[102], "pve-mini1", "pve-mini2", "test")
+        )
         screen = await open_tasks(pilot)
         await wait_until(pilot, lambda: job.upid in screen.rows and theirs in screen.rows)
         await wait_until(pilot, lambda: "2 running" in screen_text(app))  # simulated time stands still
@@ -99,8 +100,9 @@ async def test_stopping_a_running_task_asks_first_and_the_guest_stays():
 
 async def test_stopping_our_own_job_goes_through_the_executor():
     async with sim_pilot() as (sim, app, pilot):
-        job = app.migrations.submit(planned_move(app.latest.snapshot.guest_by_vmid[103], "pve-mini1", "pve-big",
-                                                 "test"))
+        job = app.migrations.submit(
+            planned_move(app.latest.snapshot.guest_by_vmid[103], "pve-mini1", "pve-big", "test")
+        )
         screen = await open_tasks(pilot)
         await wait_until(pilot, lambda: job.upid in screen.rows)
         select_row(screen.query_one("#tasks", DataTable), job.upid)

@@ -66,8 +66,10 @@ def load_scenario(name_or_path: str | Path, seed: int = 1) -> Scenario:
     if path.suffix != ".json" or not path.exists():
         builtin = SCENARIO_DIR / f"{name_or_path}.json"
         if not builtin.exists():
-            raise ScenarioError(f"unknown scenario {str(name_or_path)!r}; "
-                                f"choose one of: {', '.join(list_scenarios())} (or a .json file path)")
+            raise ScenarioError(
+                f"unknown scenario {str(name_or_path)!r}; "
+                f"choose one of: {', '.join(list_scenarios())} (or a .json file path)"
+            )
         path = builtin
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -87,7 +89,9 @@ def expand(data: dict, seed: int, *, source: str = "<scenario>") -> Scenario:
     if "nodes" in generate:
         nodes += _generate_nodes(generate["nodes"], rng)
     if "guests" in generate:
-        guests += _generate_guests(generate["guests"], nodes, rng, first_free=max([g.get("vmid", 99) for g in guests] + [99]) + 1)
+        guests += _generate_guests(
+            generate["guests"], nodes, rng, first_free=max([g.get("vmid", 99) for g in guests] + [99]) + 1
+        )
     scenario = Scenario(
         name=name,
         description=str(data.get("description", "")),
@@ -159,13 +163,19 @@ def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_fr
             "node": rng.choices(node_names, weights=weights)[0],
             "cores": size["cores"],
             "memory_mib": size["memory_mib"],
-            "disks": [{"storage": spec.get("ha_storage", _weighted(storage, rng)) if ha else _weighted(storage, rng),
-                       "size_gib": size["disk_gib"]}],
+            "disks": [
+                {
+                    "storage": spec.get("ha_storage", _weighted(storage, rng)) if ha else _weighted(storage, rng),
+                    "size_gib": size["disk_gib"],
+                }
+            ],
             "status": "running" if running else "stopped",
             "template": int(template),
-            "load": {"curve": _weighted(curves, rng),
-                     "cpu": round(rng.uniform(*spec.get("cpu_range", [0.02, 0.4])), 3),
-                     "mem": round(rng.uniform(*spec.get("mem_range", [0.3, 0.8])), 3)},
+            "load": {
+                "curve": _weighted(curves, rng),
+                "cpu": round(rng.uniform(*spec.get("cpu_range", [0.02, 0.4])), 3),
+                "mem": round(rng.uniform(*spec.get("mem_range", [0.3, 0.8])), 3),
+            },
         }
         picked = sorted({rng.choice(tags) for _ in range(rng.randint(0, int(spec.get("max_tags", 2))))}) if tags else []
         if picked:

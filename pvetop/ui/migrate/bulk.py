@@ -43,8 +43,14 @@ class BulkMigrateScreen(ModalScreen[int]):
 
     def on_mount(self) -> None:
         table = self.query_one("#targets", DataTable)
-        for label, width in (("Node", 12), ("Moves", 6), ("CPU now", 8), ("Memory now", 17), ("→ after", 17),
-                             ("Refused", 60)):
+        for label, width in (
+            ("Node", 12),
+            ("Moves", 6),
+            ("CPU now", 8),
+            ("Memory now", 17),
+            ("→ after", 17),
+            ("Refused", 60),
+        ):
             table.add_column(label, width=width)
         self._fill()
         table.focus()
@@ -52,8 +58,9 @@ class BulkMigrateScreen(ModalScreen[int]):
 
     async def _fetch_preconditions(self) -> None:
         snapshot = self.app.latest.snapshot
-        self.preconditions = await fetch_preconditions(self.app.source,
-                                                       [snapshot.guest_by_vmid[vmid] for vmid in self.vmids])
+        self.preconditions = await fetch_preconditions(
+            self.app.source, [snapshot.guest_by_vmid[vmid] for vmid in self.vmids]
+        )
         self.query_one("#notes", Static).update("Proxmox VE's migrate preconditions are included.")
         self._fill()
 
@@ -64,16 +71,23 @@ class BulkMigrateScreen(ModalScreen[int]):
         table.clear()
         self.plans = {}
         for node in snapshot.nodes:
-            plan = plan_bulk_move(snapshot, self.vmids, node.name, self.app.ruleset, mode="manual",
-                                  preconditions=self.preconditions)
+            plan = plan_bulk_move(
+                snapshot, self.vmids, node.name, self.app.ruleset, mode="manual", preconditions=self.preconditions
+            )
             self.plans[node.name] = plan
             cpu, before = usage_text(plan.target_before)
             _, after = usage_text(plan.target_after)
             refused = "; ".join(unplaced_line(item) for item in plan.refused)
             dim = "" if plan.moves else "dim"
-            table.add_row(fmt_cell(node.name, dim or "bold"), fmt_cell(str(len(plan.moves)), dim),
-                          fmt_cell(cpu, dim), fmt_cell(before, dim), fmt_cell(after, dim), fmt_cell(refused, dim),
-                          key=node.name)
+            table.add_row(
+                fmt_cell(node.name, dim or "bold"),
+                fmt_cell(str(len(plan.moves)), dim),
+                fmt_cell(cpu, dim),
+                fmt_cell(before, dim),
+                fmt_cell(after, dim),
+                fmt_cell(refused, dim),
+                key=node.name,
+            )
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 
@@ -90,8 +104,9 @@ class BulkMigrateScreen(ModalScreen[int]):
         if plan.refused:
             lines += [f"not moved ({len(plan.refused)}):", *(f"  {unplaced_line(item)}" for item in plan.refused)]
         lines.append(f"cluster imbalance after: {plan.after.imbalance:.2f}")
-        self.app.push_screen(ConfirmScreen("\n".join(lines), yes="Migrate"),
-                             lambda confirmed: self._start(plan) if confirmed else None)
+        self.app.push_screen(
+            ConfirmScreen("\n".join(lines), yes="Migrate"), lambda confirmed: self._start(plan) if confirmed else None
+        )
 
     def _start(self, plan: BulkPlan) -> None:
         executor = self.app.migrations
@@ -105,8 +120,12 @@ class BulkMigrateScreen(ModalScreen[int]):
                 problems.append(exc.message)
         self.app.tagged.clear()
         self.app.refresh_marks()
-        self.app.notify(f"{started} migration(s) to {plan.target} queued (t shows tasks)"
-                        + (f"; {'; '.join(problems)}" if problems else ""), title="Bulk move", timeout=5)
+        self.app.notify(
+            f"{started} migration(s) to {plan.target} queued (t shows tasks)"
+            + (f"; {'; '.join(problems)}" if problems else ""),
+            title="Bulk move",
+            timeout=5,
+        )
         self.dismiss(started)
 
     def action_cancel(self) -> None:

@@ -100,8 +100,12 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         guest = self.guest
         kind = "VM" if guest.type == "qemu" else "CT"
         with Vertical():
-            yield Static(f"Migrate {kind} {guest.vmid} {guest.name} — on {guest.node}, {guest.status}, "
-                         f"{fmt.used_of(guest.mem, guest.maxmem)} memory", classes="title", markup=False)
+            yield Static(
+                f"Migrate {kind} {guest.vmid} {guest.name} — on {guest.node}, {guest.status}, "
+                f"{fmt.used_of(guest.mem, guest.maxmem)} memory",
+                classes="title",
+                markup=False,
+            )
             yield Static("checking with Proxmox VE…", id="notes", classes="notes", markup=False)
             yield DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
             with Horizontal(classes="options"):
@@ -119,8 +123,15 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#candidates", DataTable)
-        for label, width in (("Node", 12), ("", 8), ("CPU now", 8), ("→ after", 8), ("Memory now", 17),
-                             ("→ after", 17), ("Why not / warnings", 60)):
+        for label, width in (
+            ("Node", 12),
+            ("", 8),
+            ("CPU now", 8),
+            ("→ after", 8),
+            ("Memory now", 17),
+            ("→ after", 17),
+            ("Why not / warnings", 60),
+        ):
             table.add_column(label, width=width)
         self._fill()
         table.focus()
@@ -146,15 +157,17 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
             notes.append(f"Proxmox VE's precondition check failed: {message.error}")
         elif self.precondition is not None and self.precondition.local_disks and guest.type == "qemu":
             disks = ", ".join(self.precondition.local_disks)
-            notes.append(f"Local disks ({disks}): they are copied to the target — "
-                         "a live migration needs “With local disks”.")
+            notes.append(
+                f"Local disks ({disks}): they are copied to the target — a live migration needs “With local disks”."
+            )
             self.query_one("#local-disks", Checkbox).value = True
         self.query_one("#notes", Static).update(" ".join(notes) or "Proxmox VE raises no objection.")
 
     def _fill(self) -> None:
         app = self.app
-        previews = preview_candidates(app.latest.snapshot, self.guest, app.ruleset, mode="manual",
-                                      precondition=self.precondition)
+        previews = preview_candidates(
+            app.latest.snapshot, self.guest, app.ruleset, mode="manual", precondition=self.precondition
+        )
         self.previews = {preview.target.node: preview for preview in previews}
         table = self.query_one("#candidates", DataTable)
         cursor = table.cursor_row
@@ -170,9 +183,16 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
                 state, style = "blocked", "red"
                 notes = "; ".join(verdict.blocks + verdict.warnings)
             dim = "" if verdict.allowed else "dim"
-            table.add_row(fmt_cell(preview.target.node, dim or "bold"), fmt_cell(state, style),
-                          fmt_cell(before_cpu, dim), fmt_cell(after_cpu, dim), fmt_cell(before_mem, dim),
-                          fmt_cell(after_mem, dim), fmt_cell(notes, dim), key=preview.target.node)
+            table.add_row(
+                fmt_cell(preview.target.node, dim or "bold"),
+                fmt_cell(state, style),
+                fmt_cell(before_cpu, dim),
+                fmt_cell(after_cpu, dim),
+                fmt_cell(before_mem, dim),
+                fmt_cell(after_mem, dim),
+                fmt_cell(notes, dim),
+                key=preview.target.node,
+            )
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 
@@ -201,15 +221,20 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         if self.guest.ha_managed:
             question.append("HA-managed: PVE's HA manager carries out the move.")
         if preview.verdict.warnings:
-            question.append("Warning (pins and locks bind only automation, so this is allowed): "
-                            + "; ".join(preview.verdict.warnings))
-        self.app.push_screen(ConfirmScreen("\n".join(question), yes="Migrate"),
-                             lambda confirmed: self._start(move, options) if confirmed else None)
+            question.append(
+                "Warning (pins and locks bind only automation, so this is allowed): "
+                + "; ".join(preview.verdict.warnings)
+            )
+        self.app.push_screen(
+            ConfirmScreen("\n".join(question), yes="Migrate"),
+            lambda confirmed: self._start(move, options) if confirmed else None,
+        )
 
     def _move_to(self, target: str) -> tuple[PlannedMove, MoveOptions]:
         guest = self.guest
-        move = planned_move(guest, guest.node, target, "migrate dialog", self.precondition,
-                            self.previews[target].verdict.warnings)
+        move = planned_move(
+            guest, guest.node, target, "migrate dialog", self.precondition, self.previews[target].verdict.warnings
+        )
         bwlimit = parse_positive(self.query_one("#bwlimit", Input).value, "bandwidth", integer=False)
         options = MoveOptions(bwlimit_kib=None if bwlimit is None else max(1, round(bwlimit * 1024)))
         problem = ha_local_disks_problem(guest, self.precondition)
@@ -219,8 +244,10 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
             online = self.query_one("#online", Checkbox).value
             local_disks = self.query_one("#local-disks", Checkbox).value
             if online and not local_disks and self.precondition is not None and self.precondition.local_disks:
-                raise UsageError("this VM has local disks: a live migration needs “With local disks” "
-                                 "(or migrate it offline after shutting it down)")
+                raise UsageError(
+                    "this VM has local disks: a live migration needs “With local disks” "
+                    "(or migrate it offline after shutting it down)"
+                )
             move = replace(move, online=online, with_local_disks=local_disks)
         else:
             timeout = parse_positive(self.query_one("#timeout", Input).value, "shutdown timeout", integer=True)
@@ -240,8 +267,11 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         if job is not self.job or not self.is_attached:
             return
         if job.state is JobState.RUNNING or job.succeeded:
-            self.app.notify(f"{job.label}: started{' via HA manager' if job.via_ha else ''} (t shows tasks)",
-                            title="Migration", timeout=4)
+            self.app.notify(
+                f"{job.label}: started{' via HA manager' if job.via_ha else ''} (t shows tasks)",
+                title="Migration",
+                timeout=4,
+            )
             self.dismiss(job)
         elif job.state.finished:
             self.query_one("#error", Static).update(f"Proxmox VE refused: {job.error}")

@@ -56,8 +56,11 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
             yield Static("planning…", id="notes", classes="notes", markup=False)
             yield DataTable(id="plan", cursor_type="row", zebra_stripes=True)
             yield Static("", id="error", classes="error", markup=False)
-            yield Static("x: run · space: move a pinned/locked guest anyway (or keep it) · c: clear maintenance · "
-                         "esc: close (a running evacuation goes on)", classes="hint")
+            yield Static(
+                "x: run · space: move a pinned/locked guest anyway (or keep it) · c: clear maintenance · "
+                "esc: close (a running evacuation goes on)",
+                classes="hint",
+            )
 
     def on_mount(self) -> None:
         table = self.query_one("#plan", DataTable)
@@ -69,8 +72,9 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
     async def _prepare(self) -> None:
         app = self.app
         try:
-            self.base = await prepare_evacuation(app.source, app.latest.snapshot, self.node, app.ruleset,
-                                                 now=time.time())
+            self.base = await prepare_evacuation(
+                app.source, app.latest.snapshot, self.node, app.ruleset, now=time.time()
+            )
         except PvetopError as exc:
             self.query_one("#error", Static).update(f"cannot plan: {exc.message}")
             return
@@ -82,9 +86,12 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
     def _show(self) -> None:
         proposal = self.proposal
         plan = proposal.plan
-        notes = [plan_lines(plan)[0] + (f", {len(plan.needs_decision)} held by a pin or lock" if plan.needs_decision
-                                        else "") + (f", {len(plan.unplaceable)} nowhere to go" if plan.unplaceable
-                                                    else ""), limits_text(self.app.migrations.limits)]
+        notes = [
+            plan_lines(plan)[0]
+            + (f", {len(plan.needs_decision)} held by a pin or lock" if plan.needs_decision else "")
+            + (f", {len(plan.unplaceable)} nowhere to go" if plan.unplaceable else ""),
+            limits_text(self.app.migrations.limits),
+        ]
         if self.node in self.app.ruleset.maintenance:
             notes.append(f"{self.node} is in maintenance (c clears it).")
         if self.app.store is None:
@@ -108,11 +115,23 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
             via_ha = " via HA" if move.vmid in guests and guests[move.vmid].ha_managed else ""
             table.add_row(str(move.vmid), move.name, move.target, how(move) + via_ha, status, key=f"move:{move.vmid}")
         for item in plan.needs_decision:
-            table.add_row(fmt_cell(str(item.vmid), "yellow"), item.name, "—", "stays",
-                          fmt_cell(f"{item.reason} — space: move anyway", "yellow"), key=f"held:{item.vmid}")
+            table.add_row(
+                fmt_cell(str(item.vmid), "yellow"),
+                item.name,
+                "—",
+                "stays",
+                fmt_cell(f"{item.reason} — space: move anyway", "yellow"),
+                key=f"held:{item.vmid}",
+            )
         for item in plan.unplaceable:
-            table.add_row(fmt_cell(str(item.vmid), "red"), item.name, "—", "stays",
-                          fmt_cell(item.reason, "red"), key=f"stuck:{item.vmid}")
+            table.add_row(
+                fmt_cell(str(item.vmid), "red"),
+                item.name,
+                "—",
+                "stays",
+                fmt_cell(item.reason, "red"),
+                key=f"stuck:{item.vmid}",
+            )
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 
@@ -144,8 +163,9 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
             return
         plan = self.proposal.plan
         lines = plan_lines(plan) + [f"{self.node} will be marked maintenance until you clear it."]
-        self.app.push_screen(ConfirmScreen("\n".join(lines), yes="Evacuate"),
-                             lambda confirmed: self._start() if confirmed else None)
+        self.app.push_screen(
+            ConfirmScreen("\n".join(lines), yes="Evacuate"), lambda confirmed: self._start() if confirmed else None
+        )
 
     def _start(self) -> None:
         self.app.run_worker(self._execute(self.proposal), group="evacuation", exit_on_error=False)
@@ -158,8 +178,12 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         if self.is_attached:
             self._show()
         self.result = await finish_evacuation(app.migrations, proposal, jobs)
-        app.notify(f"{self.node}: {self.result.summary()}", title="Evacuation",
-                   severity="information" if self.result.complete else "error", timeout=8)
+        app.notify(
+            f"{self.node}: {self.result.summary()}",
+            title="Evacuation",
+            severity="information" if self.result.complete else "error",
+            timeout=8,
+        )
         if self.is_attached:
             self._show()
 
@@ -174,8 +198,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
             return
         cleared = app.store.clear_maintenance(app.latest.snapshot.cluster_name, self.node)
         self._refresh_rules()
-        app.notify(f"{self.node}: maintenance cleared" if cleared else f"{self.node} was not in maintenance",
-                   timeout=3)
+        app.notify(f"{self.node}: maintenance cleared" if cleared else f"{self.node} was not in maintenance", timeout=3)
         if self.proposal is not None:
             self._show()
 

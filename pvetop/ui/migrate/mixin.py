@@ -69,8 +69,14 @@ class MigrationsMixin:
             except UsageError as exc:  # a bad stored setting must not stop migrations: say so, use the defaults
                 self.notify(f"migration limits: {exc.message}; using {Limits()}", severity="warning", timeout=10)
                 limits = Limits()
-            self._migrations = MigrationExecutor(self.source, store=self.store, cluster=cluster, limits=limits,
-                                                 poll=self.migration_poll, on_update=self._job_changed)
+            self._migrations = MigrationExecutor(
+                self.source,
+                store=self.store,
+                cluster=cluster,
+                limits=limits,
+                poll=self.migration_poll,
+                on_update=self._job_changed,
+            )
         return self._migrations
 
     async def on_unmount(self) -> None:
@@ -120,8 +126,9 @@ class MigrationsMixin:
             return
         self.tagged.symmetric_difference_update({guest.vmid})  # app.tagged: shown as * in the Flg column
         self.refresh_marks()
-        self.notify(f"{len(self.tagged)} guest(s) tagged (m migrates them)" if self.tagged else "no guest tagged",
-                    timeout=2)
+        self.notify(
+            f"{len(self.tagged)} guest(s) tagged (m migrates them)" if self.tagged else "no guest tagged", timeout=2
+        )
         self.guest_table.action_cursor_down()
 
     def action_migrate(self) -> None:
@@ -174,8 +181,10 @@ class MigrationsMixin:
             await super().action_quit()
             return
         queued = sum(1 for job in unfinished if job.state is JobState.QUEUED)
-        question = (f"{len(unfinished) - queued} migration(s) running, {queued} queued. Running ones go on in the "
-                    "cluster, but pvetop stops following them and queued ones never start. Quit anyway?")
+        question = (
+            f"{len(unfinished) - queued} migration(s) running, {queued} queued. Running ones go on in the "
+            "cluster, but pvetop stops following them and queued ones never start. Quit anyway?"
+        )
         self.push_screen(ConfirmScreen(question, yes="Quit"), lambda confirmed: self.exit() if confirmed else None)
 
     def action_tasks(self) -> None:

@@ -59,11 +59,20 @@ def _clock(seconds: float | None) -> str:
 def job_row(job: MigrationJob, now: float) -> TaskRow:
     upid = job.upid or job.ha_upid
     parsed = tasks.parse_upid(upid) if upid else None
-    return TaskRow(key=upid or f"job:{job.id}", upid=upid, started=parsed.starttime if parsed else None,
-                   node=job.move.source, type=parsed.type if parsed else "migrate", id=str(job.vmid),
-                   user=parsed.user if parsed else "(pvetop)", running=not job.state.finished,
-                   status=f"{job.move.source} → {job.move.target}: {job_status(job)}", duration=job.duration(now),
-                   failed=job.state.finished and not job.succeeded, job=job)
+    return TaskRow(
+        key=upid or f"job:{job.id}",
+        upid=upid,
+        started=parsed.starttime if parsed else None,
+        node=job.move.source,
+        type=parsed.type if parsed else "migrate",
+        id=str(job.vmid),
+        user=parsed.user if parsed else "(pvetop)",
+        running=not job.state.finished,
+        status=f"{job.move.source} → {job.move.target}: {job_status(job)}",
+        duration=job.duration(now),
+        failed=job.state.finished and not job.succeeded,
+        job=job,
+    )
 
 
 def cluster_row(entry: dict[str, Any], progress: Progress | None) -> TaskRow:
@@ -72,10 +81,19 @@ def cluster_row(entry: dict[str, Any], progress: Progress | None) -> TaskRow:
     if running and progress is not None and progress_text(progress):
         status = progress_text(progress)
     start, end = entry.get("starttime"), entry.get("endtime")
-    return TaskRow(key=entry["upid"], upid=entry["upid"], started=start, node=str(entry.get("node", "")),
-                   type=str(entry.get("type", "")), id=str(entry.get("id", "")), user=str(entry.get("user", "")),
-                   running=running, status=status, duration=None if running or start is None or end is None
-                   else end - start, failed=not running and status != "OK" and not status.startswith("WARNINGS"))
+    return TaskRow(
+        key=entry["upid"],
+        upid=entry["upid"],
+        started=start,
+        node=str(entry.get("node", "")),
+        type=str(entry.get("type", "")),
+        id=str(entry.get("id", "")),
+        user=str(entry.get("user", "")),
+        running=running,
+        status=status,
+        duration=None if running or start is None or end is None else end - start,
+        failed=not running and status != "OK" and not status.startswith("WARNINGS"),
+    )
 
 
 class ClusterTasksArrived(Message):
@@ -113,8 +131,15 @@ class TasksScreen(ReadOnlyGuard, Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#tasks", DataTable)
-        for label, width in (("Started", 8), ("Node", 12), ("Type", 9), ("ID", 6), ("User", 16), ("Duration", 8),
-                             ("Status / progress / result", 90)):
+        for label, width in (
+            ("Started", 8),
+            ("Node", 12),
+            ("Type", 9),
+            ("ID", 6),
+            ("User", 16),
+            ("Duration", 8),
+            ("Status / progress / result", 90),
+        ):
             table.add_column(label, width=width)
         table.focus()
         self._show()
@@ -135,8 +160,11 @@ class TasksScreen(ReadOnlyGuard, Screen):
         try:
             entries = [e for e in tasks.cluster_tasks(client) if isinstance(e, dict) and e.get("upid")]
             progress = {}
-            others = [e["upid"] for e in entries
-                      if "endtime" not in e and e.get("type") in MIGRATION_TYPES and e["upid"] not in ours]
+            others = [
+                e["upid"]
+                for e in entries
+                if "endtime" not in e and e.get("type") in MIGRATION_TYPES and e["upid"] not in ours
+            ]
             for upid in others[:MAX_LOGS_PER_POLL]:
                 progress[upid] = tasks.parse_migration_progress(tasks.task_log(client, upid))
         except PvetopError as exc:
@@ -168,16 +196,25 @@ class TasksScreen(ReadOnlyGuard, Screen):
         self.rows = {row.key: row for row in ordered}
         running = sum(1 for row in ordered if row.running)
         caption = f"Tasks: {running} running, {len(ordered) - running} recent · enter: log · s: stop · esc: back"
-        self.query_one("#tasks-caption", Static).update(caption + (f" · cannot list tasks: {self.error}"
-                                                                   if self.error else ""))
+        self.query_one("#tasks-caption", Static).update(
+            caption + (f" · cannot list tasks: {self.error}" if self.error else "")
+        )
         table = self.query_one("#tasks", DataTable)
         followed_key = self.cursor_key
         table.clear()
         for row in ordered:
             style = "bold" if row.running else ("red" if row.failed else "")
             started = time.strftime("%H:%M:%S", time.localtime(row.started)) if row.started else "-"
-            table.add_row(started, row.node, row.type, row.id, row.user, _clock(row.duration),
-                          fmt_cell(row.status, style), key=row.key)
+            table.add_row(
+                started,
+                row.node,
+                row.type,
+                row.id,
+                row.user,
+                _clock(row.duration),
+                fmt_cell(row.status, style),
+                key=row.key,
+            )
         if followed_key in self.rows:
             table.move_cursor(row=table.get_row_index(followed_key))
 
@@ -208,10 +245,15 @@ class TasksScreen(ReadOnlyGuard, Screen):
             self.notify("select a running task to stop", severity="warning", timeout=3)
             return
         what = f"{row.type} {row.id} on {row.node}"
-        consequence = " The migration is aborted and the guest stays on its node." if row.type in MIGRATION_TYPES \
-            or row.job is not None else ""
-        self.app.push_screen(ConfirmScreen(f"Stop task {what}?{consequence}\n{row.upid or ''}", yes="Stop task"),
-                             lambda confirmed: self._stop(row) if confirmed else None)
+        consequence = (
+            " The migration is aborted and the guest stays on its node."
+            if row.type in MIGRATION_TYPES or row.job is not None
+            else ""
+        )
+        self.app.push_screen(
+            ConfirmScreen(f"Stop task {what}?{consequence}\n{row.upid or ''}", yes="Stop task"),
+            lambda confirmed: self._stop(row) if confirmed else None,
+        )
 
     def _stop(self, row: TaskRow) -> None:
         if row.job is not None:

@@ -14,7 +14,11 @@ from pvetop.ui.rules.panels import GuestRulesPanel, NodeRulesPanel
 from pvetop.ui.rules.review import ReconcileDialog, SuggestionsDialog
 
 SCREENS = {"rules-journal": JournalScreen, "rules-reconcile": ReconcileDialog, "rules-suggestions": SuggestionsDialog}
-KEYS = (("j", "rules-journal", "Journal"), ("c", "rules-reconcile", "Reconcile"), ("i", "rules-suggestions", "Pin hints"))
+KEYS = (
+    ("j", "rules-journal", "Journal"),
+    ("c", "rules-reconcile", "Reconcile"),
+    ("i", "rules-suggestions", "Pin hints"),
+)
 
 
 def install_rules(app, store: Store) -> RulesController:

@@ -9,8 +9,8 @@ journals it; failures become notifications, never tracebacks.
 from __future__ import annotations
 
 import getpass
-from functools import partial
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 from pvetop.errors import PvetopError
@@ -49,8 +49,13 @@ class RulesController:
         thread worker: a slow disk or a remote PostgreSQL never stalls the UI."""
         cluster = self.cluster
         if refresh is not None and cluster is not None:
-            self.app.run_worker(partial(self._read_in_worker, cluster), thread=True, exclusive=True,
-                                group="rules-reload", exit_on_error=False)
+            self.app.run_worker(
+                partial(self._read_in_worker, cluster),
+                thread=True,
+                exclusive=True,
+                group="rules-reload",
+                exit_on_error=False,
+            )
 
     def _read_in_worker(self, cluster: str) -> None:
         try:
@@ -109,8 +114,9 @@ class RulesController:
             done = self.change("unpin", lambda store, cluster: store.unpin(cluster, vmid))
             message = f"{vmid} unpinned" if done else None
         else:
-            done = self.change("pin", lambda store, cluster: store.pin_guest(
-                cluster, vmid, guest.name, {guest.node}, who=self.who))
+            done = self.change(
+                "pin", lambda store, cluster: store.pin_guest(cluster, vmid, guest.name, {guest.node}, who=self.who)
+            )
             message = f"{vmid} pinned to {guest.node}" if done else None
         if message:
             self.app.notify(message, timeout=3)
@@ -148,8 +154,12 @@ class RulesController:
             self.app.notify(f"{node} reserved: nothing moves to or from it automatically", timeout=3)
 
     def save_power(self, node: str, *, wol_mac: str | None, allow_power_off: bool, boot_timeout: int) -> bool:
-        done = self.change("saving power settings", lambda store, cluster: store.set_node_power(
-            cluster, node, wol_mac=wol_mac, allow_power_off=allow_power_off, boot_timeout=boot_timeout))
+        done = self.change(
+            "saving power settings",
+            lambda store, cluster: store.set_node_power(
+                cluster, node, wol_mac=wol_mac, allow_power_off=allow_power_off, boot_timeout=boot_timeout
+            ),
+        )
         if done:
             self.app.notify(f"{node}: power settings saved", timeout=3)
         return done is not None

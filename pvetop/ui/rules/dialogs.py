@@ -53,10 +53,12 @@ class NodeSetDialog(ModalScreen[frozenset[str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.title_text, classes="dialog-title")
-            yield SelectionList[str](*(Selection(label, name, name in self.selected) for name, label in self.nodes),
-                                     id="nodes")
-            yield Label("space toggles a node · enter saves · escape cancels · none selected = unpin",
-                        classes="dialog-hint")
+            yield SelectionList[str](
+                *(Selection(label, name, name in self.selected) for name, label in self.nodes), id="nodes"
+            )
+            yield Label(
+                "space toggles a node · enter saves · escape cancels · none selected = unpin", classes="dialog-hint"
+            )
 
     def on_mount(self) -> None:
         _fit(self.query_one(SelectionList)).focus()
@@ -78,11 +80,14 @@ class PowerForm:
 class PowerSettingsDialog(ModalScreen[PowerForm | None]):
     """The node's wake-on-LAN MAC, whether the power policy may switch it off, its boot timeout."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="PowerSettingsDialog") + """
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="PowerSettingsDialog")
+        + """
     PowerSettingsDialog Input { width: 30; }
     PowerSettingsDialog .field { height: auto; }
     PowerSettingsDialog .field Label { width: 22; padding-top: 1; }
     """
+    )
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
     def __init__(self, node: str, form: PowerForm, mac_source: str):
@@ -162,10 +167,13 @@ class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
             yield Label(self.HEADING, classes="dialog-title")
             if self.items:
                 yield Static(self.EXPLAIN)
-                yield SelectionList(*(Selection(Text(label), index, self.PRESELECT)
-                                      for index, (label, _) in enumerate(self.items)), id="items")
-                yield Label("space toggles · a applies the selected · escape closes without changes",
-                            classes="dialog-hint")
+                yield SelectionList(
+                    *(Selection(Text(label), index, self.PRESELECT) for index, (label, _) in enumerate(self.items)),
+                    id="items",
+                )
+                yield Label(
+                    "space toggles · a applies the selected · escape closes without changes", classes="dialog-hint"
+                )
             else:
                 yield Static(self.message, id="empty")
                 yield Label("escape closes", classes="dialog-hint")

@@ -44,11 +44,19 @@ class JournalScreen(Screen):
             details = json.dumps(dict(entry.params), sort_keys=True, separators=(", ", ": "))
             if entry.upid:
                 details = f"{entry.upid}  {details}"
-            table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at)), entry.actor, entry.action,
-                          entry.target, entry.result, details, key=str(entry.id))
+            table.add_row(
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at)),
+                entry.actor,
+                entry.action,
+                entry.target,
+                entry.result,
+                details,
+                key=str(entry.id),
+            )
         self.query_one("#journal-title", Static).update(
             f" Journal of {cluster or 'every cluster'}: {len(entries)} most recent entr{'y' if len(entries) == 1 else 'ies'}"
-            " (escape: back)")
+            " (escape: back)"
+        )
         table.focus()
 
     def action_close(self) -> None:

@@ -109,8 +109,10 @@ class GuestRulesPanel(RulesPanel):
         pin = controller.store.pin(controller.cluster, self.vmid)
         guest = snapshot.guest_by_vmid.get(self.vmid)
         selected = pin.nodes if pin is not None else frozenset({guest.node} if guest else ())
-        labels = [(node.name, f"{node.name:<12} {node.status:<8} load {node.load * 100:3.0f}%")
-                  for node in sorted(snapshot.nodes, key=lambda n: n.name)]
+        labels = [
+            (node.name, f"{node.name:<12} {node.status:<8} load {node.load * 100:3.0f}%")
+            for node in sorted(snapshot.nodes, key=lambda n: n.name)
+        ]
 
         def chosen(nodes: frozenset[str] | None) -> None:
             if nodes is not None:
@@ -203,9 +205,12 @@ class NodeRulesPanel(RulesPanel):
 
         def saved(result: PowerForm | None) -> None:
             if result is not None:
-                controller.save_power(self.node, wol_mac=result.wol_mac, allow_power_off=result.allow_power_off,
-                                      boot_timeout=result.boot_timeout)
+                controller.save_power(
+                    self.node,
+                    wol_mac=result.wol_mac,
+                    allow_power_off=result.allow_power_off,
+                    boot_timeout=result.boot_timeout,
+                )
             self.show()
 
         self.app.push_screen(PowerSettingsDialog(self.node, form, source), saved)
-

@@ -36,8 +36,9 @@ class ReconcileDialog(ClusterReviewDialog):
             changes = reconcile(snapshot, controller.store.rules(controller.cluster))
         except ValueError as exc:
             return [], str(exc)
-        return [(f"[{c.kind} {c.target}] {c.detail}", c) for c in changes], \
-            "every rule matches the cluster: nothing to reconcile"
+        return [
+            (f"[{c.kind} {c.target}] {c.detail}", c) for c in changes
+        ], "every rule matches the cluster: nothing to reconcile"
 
     def apply(self, chosen: list) -> None:
         controller = RulesController(self.app, self.app.store)
@@ -69,10 +70,21 @@ class SuggestionsDialog(ClusterReviewDialog):
         controller = RulesController(self.app, self.app.store)
         twice = [vmid for vmid, count in Counter(s.vmid for s in chosen).items() if count > 1]
         if twice:
-            self.app.notify(f"choose one suggestion per guest ({', '.join(map(str, twice))} chosen twice): "
-                            "nothing pinned", severity="error", timeout=6)
+            self.app.notify(
+                f"choose one suggestion per guest ({', '.join(map(str, twice))} chosen twice): nothing pinned",
+                severity="error",
+                timeout=6,
+            )
             return
-        pinned = [s for s in chosen if controller.change("pin", lambda store, cluster, s=s: store.pin_guest(
-            cluster, s.vmid, s.name, s.nodes, note=s.note, who=controller.who))]
+        pinned = [
+            s
+            for s in chosen
+            if controller.change(
+                "pin",
+                lambda store, cluster, s=s: store.pin_guest(
+                    cluster, s.vmid, s.name, s.nodes, note=s.note, who=controller.who
+                ),
+            )
+        ]
         if pinned:
             self.app.notify(f"pinned {', '.join(str(s.vmid) for s in pinned)}", timeout=4)
