@@ -24,6 +24,11 @@ class SettingSpec:
     help: str
     parse: Callable[[str], Any]
     choices: tuple[str, ...] = ()
+    # The risk a user must confirm before ``value`` is set (e.g. a lower safety margin); None: none.
+    confirm: Callable[[Any], str | None] | None = None
+
+    def risk(self, value: Any) -> str | None:
+        return self.confirm(value) if self.confirm is not None else None
 
     def validate(self, value: Any) -> Any:
         """A stored or typed value, checked again (the store may hold a value an older version wrote)."""
