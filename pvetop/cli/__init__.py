@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from pvetop import __version__
-from pvetop.cli import common, dashboard, migrate, rules, sim, status
+from pvetop.cli import common, dashboard, guest, migrate, rules, sim, status
 from pvetop.errors import PvetopError
 
-SUBCOMMAND_MODULES = (sim, status, rules, migrate)
+SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest)
 
 EPILOG = """\
 connecting (every command): --host/--user/--password or --token-name/--token-value, or the
@@ -28,6 +28,7 @@ examples:
   pvetop --demo smb                   ... an 8-node, 200-guest one
   pvetop --host pve1:8006 --user root@pam --token-name pvetop --token-value SECRET
   pvetop status --json                print the cluster snapshot and exit
+  pvetop guest shutdown 101 --wait    shut a guest down (HA guests through the HA manager)
   pvetop sim --scenario homelab --info-file sim.json   run the simulator standalone
 exit codes: 0 ok, 1 error, 2 bad usage or config, 3 cannot connect/authenticate, 4 API refused,
 130 interrupted.

@@ -191,7 +191,7 @@ def guest_of(move: PlannedMove) -> Guest:
     )
 
 
-class _Lost(PvetopError):
+class TaskLost(PvetopError):
     """The task could not be read for too long; it may still run on the cluster."""
 
 
@@ -207,10 +207,36 @@ class _Outage:
         if self.since is None:
             self.since = now
         elif now - self.since >= self.seconds:
-            raise _Lost(message)
+            raise TaskLost(message)
 
     def ended(self) -> None:
         self.since = None
+
+
+async def follow_task(
+    client: Any, upid: str, *, poll: float, lost_after: float, on_lines: Callable[[list[str]], None]
+) -> TaskStatus:
+    """Polls one task until it stops (status + new log lines: 2 requests per poll) and returns its
+    final status; ``on_lines(lines)`` gets every line so far whenever new ones came. Raises
+    ``TaskLost`` after ``lost_after`` seconds of failing reads (the task may still run)."""
+    lines: list[str] = []
+    outage = _Outage(lost_after)
+    while True:
+        try:
+            status = await asyncio.to_thread(tasks.task_status, client, upid)
+            new = await asyncio.to_thread(tasks.task_log, client, upid, start=len(lines))
+        except PvetopError as exc:  # the network or a node hiccuped; the task runs on regardless
+            outage.failed(f"lost track of task {upid} ({exc.message}); it may still be running")
+            await asyncio.sleep(poll)
+            continue
+        outage.ended()
+        new = real_lines(new, seen=len(lines))
+        if new:
+            lines.extend(new)
+            on_lines(lines)
+        if not status.running:
+            return status
+        await asyncio.sleep(poll)
 
 
 UpdateCallback = Callable[[MigrationJob], None]
@@ -403,7 +429,7 @@ class MigrationExecutor:
                 job.upid = await self._await_followup(job, guest, since=tasks.parse_upid(upid).starttime)
                 self._changed(job)
             status = await self._follow(job, job.upid, main=True)
-        except _Lost as exc:
+        except TaskLost as exc:
             self._finish(job, JobState.FAILED, error=exc.message)
             await self._journal(job, f"failed: {exc.message}")
             return
@@ -417,27 +443,17 @@ class MigrationExecutor:
 
     async def _follow(self, job: MigrationJob, upid: str, *, main: bool) -> TaskStatus:
         """Polls one task until it stops, appending its new log lines to the job."""
-        lines: list[str] = []
-        outage = _Outage(self.lost_after)
-        while True:
-            try:
-                status = await asyncio.to_thread(tasks.task_status, self.client, upid)
-                new = await asyncio.to_thread(tasks.task_log, self.client, upid, start=len(lines))
-            except PvetopError as exc:  # the network or a node hiccuped; the task runs on regardless
-                outage.failed(f"lost track of task {upid} ({exc.message}); it may still be running")
-                await asyncio.sleep(self.poll)
-                continue
-            outage.ended()
-            new = real_lines(new, seen=len(lines))
-            if new:
-                lines.extend(new)
-                job.log.extend(new)
-                if main:
-                    job.progress = tasks.parse_migration_progress(lines)
-                self._changed(job)
-            if not status.running:
-                return status
-            await asyncio.sleep(self.poll)
+        seen = 0
+
+        def on_lines(lines: list[str]) -> None:
+            nonlocal seen
+            job.log.extend(lines[seen:])
+            seen = len(lines)
+            if main:
+                job.progress = tasks.parse_migration_progress(lines)
+            self._changed(job)
+
+        return await follow_task(self.client, upid, poll=self.poll, lost_after=self.lost_after, on_lines=on_lines)
 
     async def _await_followup(self, job: MigrationJob, guest: Guest, *, since: int) -> str:
         """The HA manager's own migration task for the guest, once it has started it."""
@@ -453,7 +469,7 @@ class MigrationExecutor:
             if upid is not None:
                 return upid
             if time.monotonic() >= deadline:
-                raise _Lost(
+                raise TaskLost(
                     f"the HA manager did not start the migration within {self.ha_followup_timeout:g} s "
                     "(check the HA state of the guest)"
                 )

@@ -1,4 +1,4 @@
-"""Writes to the cluster: migrations, node shutdown and wake-up; thin, faithful wrappers.
+"""Writes to the cluster: migrations, guest start/stop, node shutdown and wake-up; thin, faithful wrappers.
 
 Each call is one PVE endpoint with PVE's own parameters; the only logic is what PVE would
 otherwise refuse: a running qemu VM needs ``online=1``, a running container ``restart=1``.
@@ -71,9 +71,49 @@ def migrate(
 
 def find_followup_migration(client: PveClient, guest: Guest, *, since: int) -> str | None:
     """The ``qmigrate``/``vzmigrate`` task the HA manager started for ``guest`` after ``since`` (epoch s)."""
-    kind = "qmigrate" if guest.type == "qemu" else "vzmigrate"
-    tasks = node_tasks(client, guest.node, vmid=guest.vmid, typefilter=kind, source="all", since=since)
-    upids = [t["upid"] for t in tasks if isinstance(t, dict) and t.get("upid")]
+    return find_followup_task(client, guest, ("qmigrate" if guest.type == "qemu" else "vzmigrate",), since=since)
+
+
+GUEST_ACTIONS = ("start", "shutdown", "stop", "reboot")
+HA_REQUEST_TASKS = ("hastart", "hastop")
+
+
+def guest_power(
+    client: PveClient, guest: Guest, action: str, *, timeout: int | None = None, force_stop: bool = False
+) -> str:
+    """``POST .../{vmid}/status/{action}``; returns the task's UPID.
+
+    For an HA-managed guest PVE forwards start, shutdown and stop to the HA manager: the task is a
+    short ``hastart``/``hastop`` that sets the resource's requested state, and the node's LRM runs
+    the real ``qm*``/``vz*`` task shortly after (see ``find_followup_task``); reboot is never
+    forwarded. ``timeout`` is the seconds a shutdown or reboot may take; ``force_stop`` makes a
+    shutdown that runs out of time stop the guest hard instead of failing.
+    """
+    if action not in GUEST_ACTIONS:
+        raise UsageError(f"unknown guest action {action!r}", hint=f"one of {', '.join(GUEST_ACTIONS)}")
+    if timeout is not None and (action not in ("shutdown", "reboot") or timeout < 0):
+        raise UsageError("a timeout is for shutdown and reboot, in whole seconds (0 or more)")
+    if force_stop and action != "shutdown":
+        raise UsageError("force-stop is for shutdown")
+    params = {"timeout": timeout, "forceStop": force_stop or None}
+    upid = client.post(f"{guest_path(guest)}/status/{action}", **params)
+    return _upid(upid, f"{action} {guest.vmid}")
+
+
+def lifecycle_task_types(guest: Guest, action: str) -> tuple[str, ...]:
+    """The ``qm*``/``vz*`` task types the HA manager's LRM may run for an HA ``action``
+    (a stop request with a timeout is carried out as a shutdown that ends hard)."""
+    prefix = "qm" if guest.type == "qemu" else "vz"
+    kinds = ("start",) if action == "start" else ("shutdown", "stop")
+    return tuple(prefix + kind for kind in kinds)
+
+
+def find_followup_task(client: PveClient, guest: Guest, types: tuple[str, ...], *, since: int) -> str | None:
+    """The newest task of one of ``types`` for ``guest`` on its node started at or after ``since``
+    (epoch s): the real task the HA manager started after a ``hamigrate``/``hastart``/``hastop``."""
+    typefilter = types[0] if len(types) == 1 else None
+    found = node_tasks(client, guest.node, vmid=guest.vmid, typefilter=typefilter, source="all", since=since)
+    upids = [t["upid"] for t in found if isinstance(t, dict) and t.get("upid") and t.get("type") in types]
     return max(upids, key=lambda u: parse_upid(u).starttime) if upids else None
 
 

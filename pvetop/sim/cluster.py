@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
+from pvetop.sim import lifecycle
 from pvetop.sim.clock import SimClock
 from pvetop.sim.crs import Candidate, CrsSettings, best_move, imbalance
 from pvetop.sim.entities import (
@@ -685,37 +686,9 @@ class SimCluster:
         return tuple(sorted(allowed))
 
     # ----- guest power --------------------------------------------------------------------
-    GUEST_ACTION_SECONDS = {"start": 3.0, "stop": 1.0, "shutdown": 6.0}
-
-    def guest_power(self, kind: str, node: str, vmid: int, action: str, user: str) -> str:
-        """POST .../{vmid}/status/{start|stop|shutdown}: a qm*/vz* task that takes a few seconds."""
-        guest = self.guest_on(node, vmid, kind)
-        self.require_quorum()
-        label = "VM" if kind == "qemu" else "CT"
-        if guest.lock:
-            raise PveApiError(500, f"{label} is locked ({guest.lock})")
-        if action == "start" and guest.template:
-            raise PveApiError(500, "you can't start a vm if it's a template")
-        task = self.new_task(node, f"{'qm' if kind == 'qemu' else 'vz'}{action}", str(vmid), user)
-        end = self.now + self.GUEST_ACTION_SECONDS[action]
-        wanted = "running" if action == "start" else "stopped"
-        if action == "start" and guest.status == "running":
-            task.finish(self.now, f"{label} {vmid} already running")
-            return task.upid
-        if guest.ha:
-            guest.ha_state = "started" if action == "start" else "stopped"
-        if action == "start":
-            task.log(self.now, f"starting {label} {vmid} on node '{node}'", stamped=False)
-        task.finish(end, "OK")
-
-        def done() -> None:
-            if guest.node == node and self.nodes[node].reachable:
-                guest.status = wanted
-                guest.started_at = self.now
-
-        self.schedule(end, done)
-        self.revision += 1
-        return task.upid
+    def guest_power(self, kind: str, node: str, vmid: int, action: str, user: str, params: dict | None = None) -> str:
+        """POST .../{vmid}/status/{start|stop|shutdown|reboot}: see ``lifecycle``."""
+        return lifecycle.guest_power(self, kind, node, vmid, action, user, params or {})
 
     # ----- node power ---------------------------------------------------------------------
     def _set_power(self, node: SimNode, power: str) -> None:

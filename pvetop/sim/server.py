@@ -586,19 +586,20 @@ GUEST_POWER_PARAMS = {
 def get_guest_status_index(call: Call):
     call.require(f"/vms/{call.vmid}", "VM.Audit")
     _guest(call)
-    return [{"subdir": name} for name in ("current", "start", "stop", "shutdown")]
+    return [{"subdir": name} for name in ("current", "start", "stop", "shutdown", "reboot")]
 
 
 def _power(action: str):
     def handler(call: Call):
         call.require(f"/vms/{call.vmid}", "VM.PowerMgmt")
-        return call.cluster.guest_power(call.kind, call.node, call.vmid, action, call.identity.userid)
+        return call.cluster.guest_power(call.kind, call.node, call.vmid, action, call.identity.userid, call.params)
 
     return handler
 
 
 for _action in ("start", "stop", "shutdown"):
     route("POST", f"/nodes/{{node}}/{{kind}}/{{vmid}}/status/{_action}", GUEST_POWER_PARAMS)(_power(_action))
+route("POST", "/nodes/{node}/{kind}/{vmid}/status/reboot", {"timeout": P("integer", minimum=0)})(_power("reboot"))
 
 
 # ----- tasks ------------------------------------------------------------------------------
