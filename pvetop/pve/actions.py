@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pvetop.errors import ApiError, UsageError
+from pvetop.config import format_host
+from pvetop.errors import ApiError, PvetopError, UsageError
 from pvetop.model import Guest
 from pvetop.policy.constraints import MigratePrecondition
 from pvetop.pve.client import PveClient, guest_path
@@ -115,6 +116,43 @@ def find_followup_task(client: PveClient, guest: Guest, types: tuple[str, ...], 
     found = node_tasks(client, guest.node, vmid=guest.vmid, typefilter=typefilter, source="all", since=since)
     upids = [t["upid"] for t in found if isinstance(t, dict) and t.get("upid") and t.get("type") in types]
     return max(upids, key=lambda u: parse_upid(u).starttime) if upids else None
+
+
+def guest_power(client: PveClient, guest: Guest, action: str) -> str:
+    """``POST .../status/{shutdown|start}``: a graceful shutdown (ACPI / container init) or a start; the task's UPID."""
+    if action not in ("shutdown", "start"):
+        raise UsageError(f"guest power action must be shutdown or start, not {action!r}")
+    return _upid(client.post(f"{guest_path(guest)}/status/{action}"), f"{action} {guest.vmid}")
+
+
+def qdevice_status(client: PveClient) -> dict[str, Any]:
+    """``GET /cluster/config/qdevice``: empty when the cluster has no QDevice (or this PVE lacks the call)."""
+    try:
+        data = client.get("cluster/config/qdevice")
+    except ApiError as exc:
+        if exc.status in (404, 500, 501):
+            return {}
+        raise
+    return data if isinstance(data, dict) else {}
+
+
+def endpoint_nodes(client: PveClient) -> dict[str, str | None]:
+    """For each configured API host (``host:port``), the node answering there (``local`` in
+    ``/cluster/status``), None for a host that does not answer: powering that node off cuts
+    pvetop off unless another endpoint answers."""
+    found: dict[str, str | None] = {}
+    for index, (host, port) in enumerate(client.settings.hosts):
+        label = format_host(host, port)
+        try:
+            items = client.get_from_host(index, "cluster/status")
+        except PvetopError:
+            found[label] = None
+            continue
+        local = [
+            i.get("name") for i in items or () if isinstance(i, dict) and i.get("type") == "node" and i.get("local")
+        ]
+        found[label] = str(local[0]) if local else None
+    return found
 
 
 def shutdown_node(client: PveClient, node: str) -> None:

@@ -200,6 +200,14 @@ class PveClient:
             return result
         raise _unreachable(failures, write=method != "GET")
 
+    def get_from_host(self, index: int, path: str, **params: Any) -> Any:
+        """GET on one configured host only, without failing over: asks "does this endpoint answer?"."""
+        try:
+            self._ensure_ticket(index)
+            return self._send(index, "GET", path.strip("/"), params)
+        except _HostDown as down:
+            raise _unreachable([down.detail], write=False) from None
+
     def _send(self, index: int, method: str, path: str, args: dict[str, Any]) -> Any:
         resource = self._roots[index](path) if path else self._roots[index]
         send = getattr(resource, method.lower())  # proxmoxer's get/post/put/delete

@@ -1,0 +1,491 @@
+"""The power worker: observe the cluster, ask ``policy.power`` what to do, do it, journal it.
+
+Modes (setting ``power.mode``): ``off`` (default) plans nothing, ``advise`` plans and shows,
+``auto`` acts — one node at a time. A power-off drains the node with the evacuation planner and
+the migration executor (its limits apply), checks that nothing but the guests marked to sleep
+with the node still runs, shuts those down gracefully, asks PVE to shut the node down and
+watches it go offline. A wake sends a magic packet (``wakeonlan``) or asks PVE's ``wakeonlan``
+on another online node, then watches the node rejoin within its boot timeout and starts the
+guests that slept with it; a node that does not come back is marked ``failed`` with an alert,
+and is not retried. Nothing happens on stale data, without quorum, or read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import wakeonlan
+
+from pvetop.engine.evacuation import fetch_preconditions
+from pvetop.engine.migrations import MigrationExecutor
+from pvetop.errors import PvetopError, UsageError
+from pvetop.model import ClusterSnapshot, Guest
+from pvetop.policy.power import (
+    POWER_SETTINGS,
+    EnergyReport,
+    NodeDecision,
+    NodeFacts,
+    PowerInputs,
+    PowerPlan,
+    PowerSettings,
+    check_power_off,
+    check_wake,
+    energy_report,
+    plan_power,
+    qdevice_votes,
+    samples_from_rrd,
+)
+from pvetop.policy.settings import SettingsRegistry
+from pvetop.pve import actions, tasks
+
+SLEEP_WITH_NODE = "power.sleep_with_node"  # setting: {vmid: guest name} of guests that sleep with their node
+SLEPT = "power.slept"  # setting: {node: [vmids]} shut down with their node, to start after its wake
+MARGIN_KEY = "power.failure_margin"
+SHUTDOWN_TIMEOUT = 900.0  # seconds a node gets to go offline after PVE accepted the shutdown
+GUEST_SHUTDOWN_TIMEOUT = 300.0  # seconds a guest that sleeps with its node gets to shut down
+POWER_ACTIONS = ("power.off", "power.wake")
+
+UpdateCallback = Callable[[str], None]
+
+
+def power_registry() -> SettingsRegistry:
+    return SettingsRegistry(POWER_SETTINGS)
+
+
+def load_settings(store: Any, cluster: str) -> PowerSettings:
+    """The cluster's ``power.*`` settings, with when the failure margin in force was chosen."""
+    if store is None:
+        return PowerSettings()
+    values = power_registry().effective(store.settings(cluster))
+    chosen = store.journal_entries(cluster, actions=("setting.set",), target=f"setting/{MARGIN_KEY}")
+    return PowerSettings.from_values(values, margin_chosen_at=chosen[-1].at if chosen else None)
+
+
+def sleep_marks(store: Any, cluster: str) -> dict[int, str]:
+    """Guests marked to sleep with their node: vmid -> the guest's name when it was marked."""
+    stored = store.get_setting(cluster, SLEEP_WITH_NODE, {}) if store is not None else {}
+    return {int(vmid): str(name) for vmid, name in (stored or {}).items()}
+
+
+def mark_sleep_with_node(store: Any, cluster: str, guest: Guest, on: bool, *, actor: str = "user") -> dict[int, str]:
+    """Marks (or unmarks) a guest to be shut down with its node and started again after the wake."""
+
+    def update(old: Any) -> dict[str, str]:
+        marks = {str(k): str(v) for k, v in (old or {}).items()}
+        if on:
+            marks[str(guest.vmid)] = guest.name
+        else:
+            marks.pop(str(guest.vmid), None)
+        return marks
+
+    store.update_setting(cluster, SLEEP_WITH_NODE, update, {}, actor=actor)
+    return sleep_marks(store, cluster)
+
+
+def power_events(store: Any, cluster: str, since: float = 0.0) -> list[tuple[float, str, str]]:
+    """(time, node, "off"|"on") from the journal: when a power-off ended offline, when a wake rejoined."""
+    if store is None:
+        return []
+    events = []
+    for entry in store.journal_entries(cluster, actions=POWER_ACTIONS, since=since):
+        if entry.result == "ok":
+            events.append(
+                (entry.at, entry.target.removeprefix("node/"), "off" if entry.action == "power.off" else "on")
+            )
+    return events
+
+
+def energy(store: Any, cluster: str, settings: PowerSettings, *, now: float, since: float = 0.0) -> EnergyReport:
+    return energy_report(power_events(store, cluster), settings, now=now, since=since)
+
+
+def local_minute_of_day(at: float) -> int:
+    """Minutes since local midnight: the power windows are written in the operator's local time."""
+    moment = datetime.fromtimestamp(at)
+    return moment.hour * 60 + moment.minute
+
+
+@dataclass
+class NodeTrack:
+    """What the worker is doing with one node (the policy reads ``state``)."""
+
+    state: str
+    since: float
+    detail: str = ""
+
+
+@dataclass
+class PowerOutcome:
+    node: str
+    action: str
+    ok: bool
+    detail: str
+    decision: NodeDecision | None = None
+    refused: bool = False
+
+
+@dataclass
+class PowerWorker:
+    """One cluster's power worker; every blocking call runs in a thread, so the UI loop stays free."""
+
+    client: Any
+    store: Any
+    cluster: str
+    executor: MigrationExecutor | None = None
+    clock: Callable[[], float] = time.time
+    poll: float = 2.0
+    read_only: bool = False
+    on_update: UpdateCallback | None = None
+    send_packet: Callable[..., None] = wakeonlan.wake
+    local_minute: Callable[[float], int] = local_minute_of_day
+    tracks: dict[str, NodeTrack] = field(default_factory=dict)
+    alerts: list[str] = field(default_factory=list)
+    plan: PowerPlan | None = None
+    running: dict[str, asyncio.Task] = field(default_factory=dict)
+    _pve_macs: dict[str, str | None] = field(default_factory=dict)
+    _qdevice: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.executor is None:
+            self.executor = MigrationExecutor(self.client, store=self.store, cluster=self.cluster, poll=self.poll / 2)
+
+    # --- observing -------------------------------------------------------------------------------
+
+    async def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    def settings(self) -> PowerSettings:
+        return load_settings(self.store, self.cluster)
+
+    async def snapshot(self) -> ClusterSnapshot:
+        return await self._call(self.client.fetch_snapshot)
+
+    async def _pve_mac(self, node: str, online: bool) -> str | None:
+        """The MAC in the node's PVE config; read while it is online, remembered while it sleeps."""
+        if online and node not in self._pve_macs:
+            try:
+                self._pve_macs[node] = await self._call(actions.node_wakeonlan_mac, self.client, node)
+            except PvetopError:
+                return None
+        return self._pve_macs.get(node)
+
+    async def inputs(
+        self, snapshot: ClusterSnapshot, settings: PowerSettings, *, preconditions_for: Iterable[str] = ()
+    ) -> PowerInputs:
+        now = self.clock()
+        store, cluster = self.store, self.cluster
+        rules = await self._call(store.ruleset, cluster) if store is not None else None
+        offs = [e for e in power_events(store, cluster, since=now - 86400.0) if e[2] == "off"]
+        facts: dict[str, NodeFacts] = {}
+        history = {}
+        for node in snapshot.nodes:
+            stored = await self._call(store.node_power, cluster, node.name) if store is not None else None
+            track = self.tracks.get(node.name)
+            facts[node.name] = NodeFacts(
+                allow_power_off=bool(stored and stored.allow_power_off),
+                store_mac=stored.wol_mac if stored else None,
+                pve_mac=await self._pve_mac(node.name, node.online),
+                boot_timeout=stored.boot_timeout if stored else 300,
+                state=track.state if track else None,  # type: ignore[arg-type]
+                power_offs=tuple(at for at, name, _ in offs if name == node.name),
+            )
+            if node.online:
+                try:
+                    rows = await self._call(self.client.node_rrddata, node.name, "hour")
+                except PvetopError:
+                    rows = []
+                history[node.name] = samples_from_rrd(rows)
+        if self._qdevice is None:
+            try:
+                self._qdevice = await self._call(actions.qdevice_status, self.client)
+            except PvetopError:
+                self._qdevice = {}
+        endpoints = await self._call(actions.endpoint_nodes, self.client)
+        api_node = endpoints.get(self.client.active_host)
+        others = any(name is not None and name != api_node for name in endpoints.values())
+        sleepers = await self._call(sleep_marks, store, cluster) if store is not None else {}
+        guests = [g for n in preconditions_for for g in snapshot.guests_by_node.get(n, ()) if g.running]
+        preconditions = await fetch_preconditions(self.client, guests) if guests else {}
+        kwargs: dict[str, Any] = {"rules": rules} if rules is not None else {}
+        return PowerInputs(
+            snapshot=snapshot,
+            now=now,
+            minute_of_day=self.local_minute(now),
+            settings=settings,
+            facts=facts,
+            history=history,
+            qdevice=qdevice_votes(self._qdevice or {}, len(snapshot.nodes)),
+            api_node=api_node,
+            other_endpoint_answers=others,
+            sleepers=sleepers,
+            preconditions=preconditions,
+            **kwargs,
+        )
+
+    def _paused(self, snapshot: ClusterSnapshot, settings: PowerSettings) -> str | None:
+        age = self.clock() - snapshot.fetched_at
+        if snapshot.fetched_at and age > max(3 * settings.interval, 120.0):
+            return f"cluster data is {age:.0f} s old"
+        if not snapshot.quorate:
+            return "the cluster has lost quorum"
+        if self.read_only:
+            return "read-only: pvetop changes nothing"
+        return None
+
+    async def evaluate(self, snapshot: ClusterSnapshot | None = None) -> PowerPlan:
+        """The policy's plan now; a candidate for power-off is re-planned with PVE's migrate preconditions."""
+        settings = await self._call(self.settings)
+        try:
+            snapshot = snapshot or await self.snapshot()
+        except PvetopError as exc:
+            if self.plan is not None:
+                self.plan = replace(self.plan, paused=f"cannot read the cluster: {exc.message}")
+            raise
+        self._follow_states(snapshot)
+        paused = self._paused(snapshot, settings)
+        inputs = await self.inputs(snapshot, settings)
+        plan = plan_power(inputs, paused=paused)
+        if plan.action is not None and plan.action.action == "power_off":
+            inputs = await self.inputs(snapshot, settings, preconditions_for=[plan.action.node])
+            plan = plan_power(inputs, paused=paused)
+        self.plan = plan
+        self._changed("plan")
+        return plan
+
+    def _follow_states(self, snapshot: ClusterSnapshot) -> None:
+        """Forget finished tracks: a node seen online while "off" (woken by someone) is simply on."""
+        for name, track in list(self.tracks.items()):
+            node = snapshot.node_by_name.get(name)
+            if node is None:
+                del self.tracks[name]
+            elif track.state == "on" or (node.online and track.state in ("off", "failed")):
+                del self.tracks[name]  # done, or woken (or fixed) by someone else
+            elif track.state == "waking" and node.online and name not in self.running:
+                del self.tracks[name]
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def step(self, snapshot: ClusterSnapshot | None = None) -> PowerPlan | None:
+        """One evaluation; in ``auto`` the planned action starts (in the background)."""
+        settings = await self._call(self.settings)
+        if settings.mode == "off":
+            self.plan = None
+            return None
+        plan = await self.evaluate(snapshot)
+        action = plan.action
+        if settings.mode == "auto" and action is not None and plan.paused is None and not self.running:
+            if action.action == "power_off":
+                self.start(self.power_off(action.node, actor="power"), action.node)
+            elif action.action == "wake":
+                self.start(self.wake(action.node, actor="power"), action.node)
+        return plan
+
+    def start(self, work: Any, node: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(work, name=f"power-{node}")
+        self.running[node] = task
+        task.add_done_callback(lambda _t: self.running.pop(node, None))
+        return task
+
+    async def run(self) -> None:
+        """Evaluates every ``power.interval`` seconds until cancelled; a failed read waits for the next round."""
+        while True:
+            try:
+                await self.step()
+            except PvetopError:
+                pass  # the plan says why (paused); the next round tries again
+            await asyncio.sleep((await self._call(self.settings)).interval)
+
+    # --- acting ----------------------------------------------------------------------------------
+
+    def _set(self, node: str, state: str, detail: str = "") -> None:
+        self.tracks[node] = NodeTrack(state, self.clock(), detail)
+        self._changed(node)
+
+    def _changed(self, what: str) -> None:
+        if self.on_update is not None:
+            self.on_update(what)
+
+    def _alert(self, text: str) -> None:
+        self.alerts.append(text)
+        self._changed("alert")
+
+    async def _journal(self, actor: str, action: str, node: str, params: Mapping[str, Any], result: str) -> None:
+        if self.store is not None:
+            await self._call(self.store.journal, self.cluster, actor, action, f"node/{node}", dict(params), result)
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise UsageError("read-only: pvetop changes nothing on the cluster")
+
+    async def _wait_for(self, done: Callable[[ClusterSnapshot], bool], timeout: float) -> ClusterSnapshot | None:
+        """Polls snapshots until ``done``; None when ``timeout`` (clock seconds) passed first."""
+        deadline = self.clock() + timeout
+        while True:
+            try:
+                snapshot = await self.snapshot()
+                if done(snapshot):
+                    return snapshot
+            except PvetopError:
+                pass  # the node we talk to may be the one rebooting; keep asking until the deadline
+            if self.clock() >= deadline:
+                return None
+            await asyncio.sleep(self.poll)
+
+    async def check_power_off(self, node: str) -> NodeDecision:
+        snapshot = await self.snapshot()
+        settings = await self._call(self.settings)
+        inputs = await self.inputs(snapshot, settings, preconditions_for=[node])
+        return check_power_off(inputs, node)
+
+    async def check_wake(self, node: str) -> NodeDecision:
+        snapshot = await self.snapshot()
+        inputs = await self.inputs(snapshot, await self._call(self.settings))
+        return check_wake(inputs, node)
+
+    async def power_off(self, node: str, *, actor: str = "user", force: bool = False) -> PowerOutcome:
+        """Drain, shut the sleepers down, shut the node down, wait until it is offline."""
+        self._refuse_if_read_only()
+        snapshot = await self.snapshot()
+        settings = await self._call(self.settings)
+        inputs = await self.inputs(snapshot, settings, preconditions_for=[node])
+        decision = check_power_off(inputs, node) if actor == "user" else plan_power(inputs).decision(node)
+        if decision.refusals and not force:
+            await self._journal(actor, "power.off", node, {"reasons": list(decision.reasons)}, "refused")
+            return PowerOutcome(node, "power_off", False, "; ".join(decision.refusals), decision, refused=True)
+        params = {"reasons": list(decision.refusals if force else decision.reasons), "forced": force}
+        await self._journal(actor, "power.off", node, params, "started")
+        self._set(node, "draining", f"{len(decision.drain.moves) if decision.drain else 0} moves")
+        try:
+            return await self._power_off(node, decision, actor)
+        except PvetopError as exc:
+            return await self._power_off_failed(node, actor, f"{exc.message}", decision)
+
+    async def _power_off_failed(self, node: str, actor: str, why: str, decision: NodeDecision) -> PowerOutcome:
+        self._set(node, "on", f"power-off failed: {why}")
+        self._alert(f"{node}: power-off stopped: {why}")
+        await self._journal(actor, "power.off", node, {}, f"failed: {why}")
+        return PowerOutcome(node, "power_off", False, why, decision)
+
+    async def _power_off(self, node: str, decision: NodeDecision, actor: str) -> PowerOutcome:
+        executor = self.executor
+        assert executor is not None
+        drain = decision.drain
+        jobs = [executor.submit(move, actor=actor) for move in (drain.moves if drain else ())]
+        await executor.wait(jobs)
+        failed = [job for job in jobs if not job.succeeded]
+        if failed:
+            why = "; ".join(f"{job.vmid}: {job.error}" for job in failed)
+            return await self._power_off_failed(node, actor, f"drain incomplete ({why})", decision)
+        snapshot = await self.snapshot()
+        still = [g for g in snapshot.guests_by_node.get(node, ()) if g.running and g.vmid not in decision.sleepers]
+        if still:
+            names = ", ".join(f"{g.vmid} ({g.name})" for g in still)
+            return await self._power_off_failed(node, actor, f"still running after the drain: {names}", decision)
+        sleepers = [g for g in snapshot.guests_by_node.get(node, ()) if g.running and g.vmid in decision.sleepers]
+        if sleepers:
+            self._set(node, "shutting down", f"shutting down {len(sleepers)} guests that sleep with it")
+            await self._call(
+                self.store.update_setting,
+                self.cluster,
+                SLEPT,
+                lambda old: {**(old or {}), node: sorted(g.vmid for g in sleepers)},
+                {},
+                actor=actor,
+            )
+            for guest in sleepers:
+                upid = await self._call(actions.guest_power, self.client, guest, "shutdown")
+                await self._await_task(upid, GUEST_SHUTDOWN_TIMEOUT)
+            stopped = await self._wait_for(
+                lambda s: not any(g.running for g in s.guests_by_node.get(node, ())), GUEST_SHUTDOWN_TIMEOUT
+            )
+            if stopped is None:
+                return await self._power_off_failed(node, actor, "guests that sleep with it did not stop", decision)
+        self._set(node, "shutting down")
+        await self._call(actions.shutdown_node, self.client, node)
+        gone = await self._wait_for(lambda s: not s.node_by_name[node].online, SHUTDOWN_TIMEOUT)
+        if gone is None:
+            self._set(node, "failed", "did not go offline")
+            self._alert(f"{node}: did not go offline within {SHUTDOWN_TIMEOUT:.0f} s after the shutdown")
+            await self._journal(actor, "power.off", node, {}, "failed: did not go offline")
+            return PowerOutcome(node, "power_off", False, "did not go offline", decision)
+        self._set(node, "off")
+        await self._journal(actor, "power.off", node, {"sleepers": list(decision.sleepers)}, "ok")
+        return PowerOutcome(node, "power_off", True, "offline", decision)
+
+    async def _await_task(self, upid: str, timeout: float) -> None:
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            status = await self._call(tasks.task_status, self.client, upid)
+            if not status.running:
+                return
+            await asyncio.sleep(self.poll)
+
+    async def wake(self, node: str, *, actor: str = "user", wait: bool = True, force: bool = False) -> PowerOutcome:
+        """Sends the wake, then (``wait``) watches the node rejoin within its boot timeout."""
+        self._refuse_if_read_only()
+        snapshot = await self.snapshot()
+        settings = await self._call(self.settings)
+        inputs = await self.inputs(snapshot, settings)
+        decision = check_wake(inputs, node) if actor == "user" else plan_power(inputs).decision(node)
+        method = decision.wake
+        if method is None or (decision.refusals and not force):
+            await self._journal(actor, "power.wake", node, {"reasons": list(decision.reasons)}, "refused")
+            return PowerOutcome(node, "wake", False, "; ".join(decision.refusals), decision, refused=True)
+        self._set(node, "waking", method.describe())
+        try:
+            if method.kind == "packet":
+                assert method.mac is not None
+                await self._call(self.send_packet, method.mac, host=settings.wol_host, port=settings.wol_port)
+            else:
+                await self._call(actions.wake_node, self.client, node)
+        except (PvetopError, OSError) as exc:
+            why = exc.message if isinstance(exc, PvetopError) else str(exc)
+            self._set(node, "failed", why)
+            self._alert(f"{node}: wake failed: {why}")
+            await self._journal(actor, "power.wake", node, {"method": method.describe()}, f"failed: {why}")
+            return PowerOutcome(node, "wake", False, why, decision)
+        await self._journal(actor, "power.wake", node, {"method": method.describe()}, "started")
+        if not wait:
+            return PowerOutcome(node, "wake", True, f"sent {method.describe()}", decision)
+        return await self.watch_rejoin(node, actor, decision)
+
+    async def watch_rejoin(self, node: str, actor: str, decision: NodeDecision) -> PowerOutcome:
+        timeout = float(
+            (await self._call(self.store.node_power, self.cluster, node)).boot_timeout if self.store else 300
+        )
+        back = await self._wait_for(lambda s: s.node_by_name[node].online, timeout)
+        if back is None:
+            why = f"did not rejoin within {timeout:.0f} s"
+            self._set(node, "failed", why)
+            self._alert(f"{node}: {why} after the wake — marked failed, not retried; check it by hand")
+            await self._journal(actor, "power.wake", node, {}, f"failed: {why}")
+            return PowerOutcome(node, "wake", False, why, decision)
+        await self._start_slept_guests(node, back, actor)
+        self._set(node, "on")
+        await self._journal(actor, "power.wake", node, {}, "ok")
+        return PowerOutcome(node, "wake", True, "online", decision)
+
+    async def _start_slept_guests(self, node: str, snapshot: ClusterSnapshot, actor: str) -> None:
+        slept = (await self._call(self.store.get_setting, self.cluster, SLEPT, {}) or {}).get(node, [])
+        for vmid in slept:
+            guest = snapshot.guest_by_vmid.get(int(vmid))
+            if guest is None or guest.running or guest.node != node:
+                continue
+            try:
+                await self._call(actions.guest_power, self.client, guest, "start")
+            except PvetopError as exc:
+                self._alert(f"{node}: could not start guest {vmid} after the wake: {exc.message}")
+        if slept:
+            await self._call(
+                self.store.update_setting,
+                self.cluster,
+                SLEPT,
+                lambda old: {k: v for k, v in (old or {}).items() if k != node},
+                {},
+                actor=actor,
+            )

@@ -1,0 +1,141 @@
+"""The power worker against the homelab simulator (manual clock): drain, sleep, wake, fail.
+
+Homelab: pve-mini1 answers the API, pve-big (MAC 3C:EC:EF:42:9B:20 in its PVE node config)
+boots in 180 s and shuts down in 60 s. Guests on big-zfs (local to pve-big) cannot leave it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pvetop.config import settings_from_sim_info
+from pvetop.engine.power import SLEPT, PowerWorker, energy, load_settings, mark_sleep_with_node
+from pvetop.pve import PveClient
+from tests.engine.simdrive import drive, running_sim
+
+BIG = "pve-big"
+CLUSTER = "homelab"
+
+
+@pytest.fixture
+def sim():
+    with running_sim() as running:
+        yield running
+
+
+@pytest.fixture
+def client(sim):
+    with PveClient.connect(settings_from_sim_info(sim.info), clock=lambda: sim.cluster.now) as api:
+        yield api
+
+
+def prepare(store, sim, *, margin: int = 0) -> None:
+    store.set_setting(CLUSTER, "power.failure_margin", margin)
+    store.set_setting(CLUSTER, "power.wake_method", "packet")
+    store.set_setting(CLUSTER, "power.wol_host", "127.0.0.1")
+    store.set_setting(CLUSTER, "power.wol_port", sim.info["wol_port"])
+    store.set_node_power(CLUSTER, BIG, allow_power_off=True, boot_timeout=600)
+
+
+def worker_for(sim, client, store, **options) -> PowerWorker:
+    return PowerWorker(client, store, CLUSTER, clock=lambda: sim.cluster.now, poll=0.01, **options)
+
+
+def unmovable(sim) -> list:
+    """Running guests of pve-big whose disks live on its local big-zfs."""
+    with sim.cluster.lock:
+        return [
+            g
+            for g in sim.cluster.guests.values()
+            if g.node == BIG and g.status == "running" and any(d.storage == "big-zfs" for d in g.disks)
+        ]
+
+
+async def run(sim, work, *, step: float = 2.0, limit: float = 7200):
+    task = asyncio.ensure_future(work)
+    await drive(sim, task.done, step=step, limit=limit)
+    return task.result()
+
+
+def running_vmids(sim) -> dict[int, str]:
+    with sim.cluster.lock:
+        return {g.vmid: g.node for g in sim.cluster.guests.values() if g.status == "running"}
+
+
+async def test_power_off_by_hand_drains_sleeps_and_wakes_by_magic_packet(sim, client, store):
+    prepare(store, sim)
+    snapshot = client.fetch_snapshot()
+    for guest in unmovable(sim):
+        mark_sleep_with_node(store, CLUSTER, snapshot.guest_by_vmid[guest.vmid], True)
+    sleepers = {g.vmid for g in unmovable(sim)}
+    before = running_vmids(sim)
+    worker = worker_for(sim, client, store)
+
+    outcome = await run(sim, worker.power_off(BIG))
+    assert outcome.ok, outcome.detail
+    assert worker.tracks[BIG].state == "off"
+    with sim.cluster.lock:
+        assert not sim.cluster.nodes[BIG].reachable
+    after = running_vmids(sim)
+    assert set(after) == set(before) - sleepers  # every other guest still runs, elsewhere
+    assert all(node != BIG for node in after.values())
+    assert store.get_setting(CLUSTER, SLEPT) == {BIG: sorted(sleepers)}
+
+    woken = await run(sim, worker.wake(BIG))
+    assert woken.ok, woken.detail
+    assert woken.decision.wake.describe() == "magic packet to 3C:EC:EF:42:9B:20"
+    await drive(sim, lambda: set(running_vmids(sim)) >= set(before), step=2.0, limit=120)
+    assert {vmid: node for vmid, node in running_vmids(sim).items() if vmid in sleepers} == dict.fromkeys(
+        sleepers, BIG
+    )
+    assert store.get_setting(CLUSTER, SLEPT) == {}
+    results = [(e.action, e.result) for e in reversed(store.recent_journal(CLUSTER)) if e.action.startswith("power.")]
+    assert results == [("power.off", "started"), ("power.off", "ok"), ("power.wake", "started"), ("power.wake", "ok")]
+    report = energy(store, CLUSTER, load_settings(store, CLUSTER), now=sim.cluster.now)
+    assert report.hours_off[BIG] > 0 and report.total_kwh == pytest.approx(report.hours_off[BIG] * 0.1)
+
+
+async def test_power_off_refused_with_default_margin_and_with_unmovable_guests(sim, client, store):
+    prepare(store, sim, margin=1)
+    worker = worker_for(sim, client, store)
+    outcome = await run(sim, worker.power_off(BIG))
+    assert outcome.refused and not outcome.ok
+    assert "failure margin 0 below the required 1" in outcome.detail
+    if unmovable(sim):
+        assert "sleep with its node" in outcome.detail
+    with sim.cluster.lock:
+        assert sim.cluster.nodes[BIG].reachable
+    assert [(e.action, e.result) for e in store.recent_journal(CLUSTER)][0] == ("power.off", "refused")
+
+
+async def test_dropped_magic_packet_marks_the_node_failed_without_retrying(sim, client, store):
+    prepare(store, sim)
+    store.set_node_power(CLUSTER, BIG, boot_timeout=240)
+    snapshot = client.fetch_snapshot()
+    for guest in unmovable(sim):
+        mark_sleep_with_node(store, CLUSTER, snapshot.guest_by_vmid[guest.vmid], True)
+    sent: list[str] = []
+    worker = worker_for(sim, client, store, send_packet=lambda mac, **_: sent.append(mac))  # lost on the wire
+    assert (await run(sim, worker.power_off(BIG))).ok
+
+    outcome = await run(sim, worker.wake(BIG))
+    assert not outcome.ok and outcome.detail == "did not rejoin within 240 s"
+    assert worker.tracks[BIG].state == "failed"
+    assert any("did not rejoin" in alert and "not retried" in alert for alert in worker.alerts)
+    assert sent == ["3C:EC:EF:42:9B:20"]
+    store.set_setting(CLUSTER, "power.mode", "auto")
+    plan = await worker.step()
+    assert plan.action is None and sent == ["3C:EC:EF:42:9B:20"]  # no retry loop
+    assert plan.decision(BIG).state == "failed"
+
+
+async def test_read_only_changes_nothing(sim, client, store):
+    prepare(store, sim)
+    worker = worker_for(sim, client, store, read_only=True)
+    with pytest.raises(Exception, match="read-only"):
+        await worker.power_off(BIG)
+    store.set_setting(CLUSTER, "power.mode", "auto")
+    plan = await worker.step()
+    assert plan.paused == "read-only: pvetop changes nothing" and plan.action is None
