@@ -118,13 +118,6 @@ def find_followup_task(client: PveClient, guest: Guest, types: tuple[str, ...], 
     return max(upids, key=lambda u: parse_upid(u).starttime) if upids else None
 
 
-def guest_power(client: PveClient, guest: Guest, action: str) -> str:
-    """``POST .../status/{shutdown|start}``: a graceful shutdown (ACPI / container init) or a start; the task's UPID."""
-    if action not in ("shutdown", "start"):
-        raise UsageError(f"guest power action must be shutdown or start, not {action!r}")
-    return _upid(client.post(f"{guest_path(guest)}/status/{action}"), f"{action} {guest.vmid}")
-
-
 def qdevice_status(client: PveClient) -> dict[str, Any]:
     """``GET /cluster/config/qdevice``: empty when the cluster has no QDevice (or this PVE lacks the call)."""
     try:
