@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from pvetop import __version__
-from pvetop.cli import common, dashboard, guest, migrate, rules, sim, status
+from pvetop.cli import common, dashboard, guest, migrate, power, rules, sim, status
 from pvetop.errors import PvetopError
 
-SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest)
+SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest, power)
 
 EPILOG = """\
 connecting (every command): --host/--user/--password or --token-name/--token-value, or the

@@ -166,12 +166,21 @@ class PowerWorker:
         return await self._call(self.client.fetch_snapshot)
 
     async def _pve_mac(self, node: str, online: bool) -> str | None:
-        """The MAC in the node's PVE config; read while it is online, remembered while it sleeps."""
-        if online and node not in self._pve_macs:
+        """The MAC in the node's PVE config. PVE only answers for an online node (595 otherwise), so
+        a sleeping node's MAC is the one remembered, or the one journaled when it was switched off."""
+        if node in self._pve_macs:
+            return self._pve_macs[node]
+        if online:
             try:
                 self._pve_macs[node] = await self._call(actions.node_wakeonlan_mac, self.client, node)
             except PvetopError:
                 return None
+        elif self.store is not None:
+            offs = await self._call(
+                self.store.journal_entries, self.cluster, actions=("power.off",), target=f"node/{node}"
+            )
+            macs = [e.params["pve_mac"] for e in offs if e.params.get("pve_mac")]
+            self._pve_macs[node] = macs[-1] if macs else None
         return self._pve_macs.get(node)
 
     async def inputs(
@@ -357,7 +366,11 @@ class PowerWorker:
         if decision.refusals and not force:
             await self._journal(actor, "power.off", node, {"reasons": list(decision.reasons)}, "refused")
             return PowerOutcome(node, "power_off", False, "; ".join(decision.refusals), decision, refused=True)
-        params = {"reasons": list(decision.refusals if force else decision.reasons), "forced": force}
+        params = {
+            "reasons": list(decision.refusals if force else decision.reasons),
+            "forced": force,
+            "pve_mac": inputs.fact(node).pve_mac,  # the way back, once PVE no longer answers for the node
+        }
         await self._journal(actor, "power.off", node, params, "started")
         self._set(node, "draining", f"{len(decision.drain.moves) if decision.drain else 0} moves")
         try:
