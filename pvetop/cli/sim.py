@@ -59,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1: {exc.strerror or exc}") from exc
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Both signals stop the server explicitly: a process started with SIGINT ignored (a background
+    # job, a pytest-xdist worker's child) never gets a KeyboardInterrupt from Ctrl-C.
+    stoppers = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in stoppers}
     try:
         info = sim.info
         if args.info_file:
@@ -69,13 +72,11 @@ def run(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise UsageError(f"cannot write --info-file {path}: {exc.strerror or exc}") from exc
         print(describe(sim, args), flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         sim.stop()
     print("simulator stopped", file=sys.stderr)
     return 0

@@ -230,6 +230,7 @@ def test_cli_unknown_scenario_exits_2_listing_the_valid_ones(capsys):
 
 
 def test_cli_serves_until_interrupted_and_writes_the_info_file(tmp_path):
+    """Ctrl-C stops the server even when SIGINT was ignored at start (as for a background job)."""
     info_file = tmp_path / "sim.json"
     process = subprocess.Popen(
         [
@@ -248,6 +249,7 @@ def test_cli_serves_until_interrupted_and_writes_the_info_file(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         wait_until(
