@@ -4,7 +4,7 @@ Precedence is CLI option > environment variable > config-file profile, field by 
 profile can hold the host and token name while the secret comes from the environment.
 Variables: PVETOP_HOST (host[:port], comma list), PVETOP_USER, PVETOP_PASSWORD,
 PVETOP_TOKEN_NAME, PVETOP_TOKEN_VALUE, PVETOP_VERIFY_SSL (true/false/CA path),
-PVETOP_FINGERPRINT, PVETOP_TIMEOUT, PVETOP_DB. Every
+PVETOP_FINGERPRINT, PVETOP_TIMEOUT, PVETOP_DB, PVETOP_READ_ONLY. Every
 mistake raises ``UsageError`` naming the file, the key and the fix; secrets never reach a repr.
 
 Config file (``user_config_dir("pvetop")/config.toml``, or ``--config PATH``)::
@@ -20,6 +20,7 @@ Config file (``user_config_dir("pvetop")/config.toml``, or ``--config PATH``)::
     verify_ssl = true                       # true, false, or a CA file path
     fingerprint = "AB:CD:..."               # SHA-256 pin of the API certificate
     timeout = 5
+    read_only = true                        # no writes at all (also --read-only, PVETOP_READ_ONLY)
 
 Other top-level tables (``[balancer]``, ``[power]``, ...) are kept raw in ``Config.sections``
 for the rooms that own them.
@@ -57,6 +58,7 @@ PROFILE_KEYS = frozenset(
         "verify_ssl",
         "fingerprint",
         "timeout",
+        "read_only",
     }
 )
 TOP_LEVEL_SCALARS = frozenset({"default_profile", "db"})
@@ -84,6 +86,7 @@ class ConnectionSettings:
     fingerprint: str | None = None  # "AB:CD:..." SHA-256; replaces CA verification when set
     timeout: float = DEFAULT_TIMEOUT
     profile: str | None = None
+    read_only: str | None = None  # what asked for read-only (flag, variable, profile key): no API writes
 
     @property
     def uses_token(self) -> bool:
@@ -118,6 +121,7 @@ class Profile:
     verify: Verify | None = None
     fingerprint: str | None = None
     timeout: float | None = None
+    read_only: bool = False
 
     @property
     def holds_secret(self) -> bool:
@@ -198,6 +202,15 @@ def parse_hosts(value: str | list, *, source: str) -> tuple[tuple[str, int], ...
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+
+
+def parse_bool(value: bool | str, *, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise UsageError(f"{source}: must be true or false, not {value!r}")
 
 
 def parse_verify(value: bool | str, *, source: str, base_dir: Path | None = None) -> Verify:
@@ -382,6 +395,7 @@ def _build_profile(path: Path, name: str, table: Any) -> Profile:
         if "fingerprint" in table
         else None,
         timeout=parse_timeout(table["timeout"], source=f"{where} timeout") if "timeout" in table else None,
+        read_only=parse_bool(table.get("read_only", False), source=f"{where} read_only"),
     )
 
 
@@ -444,7 +458,7 @@ def resolve_connection(
             hint="write USER@REALM, e.g. root@pam",
         )
 
-    token_secret, _ = pick("token_value", "PVETOP_TOKEN_VALUE", profile.token_value if profile else None)
+    token_secret, secret_source = pick("token_value", "PVETOP_TOKEN_VALUE", profile.token_value if profile else None)
     password = None
     if token_name is not None:
         if not token_secret:
@@ -458,7 +472,7 @@ def resolve_connection(
             hint=_missing_hint("--token-name NAME", "PVETOP_TOKEN_NAME", "token_name", config, pname),
         )
     else:
-        password, _ = pick("password", "PVETOP_PASSWORD", profile.password if profile else None)
+        password, secret_source = pick("password", "PVETOP_PASSWORD", profile.password if profile else None)
         if password is None and profile is not None and profile.password_command is not None:
             password = run_password_command(profile.password_command, source=f"{config.path} {pname} password_command")
         if not password:
@@ -468,6 +482,13 @@ def resolve_connection(
                 "or token_name and token_value in a config profile) or a password (PVETOP_PASSWORD, "
                 "--password, or password / password_command in a config profile)",
             )
+
+    if secret_source in ("--password", "--token-value"):
+        variable = "PVETOP_PASSWORD" if secret_source == "--password" else "PVETOP_TOKEN_VALUE"
+        warn(
+            f"warning: {secret_source} on the command line is visible to other local users (ps, /proc/PID/cmdline); "
+            f"prefer {variable} or a config profile"
+        )
 
     fingerprint_value, fp_source = pick("fingerprint", "PVETOP_FINGERPRINT", profile.fingerprint if profile else None)
     fingerprint = parse_fingerprint(fingerprint_value, source=fp_source) if fp_source else fingerprint_value
@@ -486,7 +507,22 @@ def resolve_connection(
         fingerprint=fingerprint,
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         profile=profile.name if profile else None,
+        read_only=read_only_source(args, env, config),
     )
+
+
+def read_only_source(args: Any, env: Mapping[str, str] = os.environ, config: Config | None = None) -> str | None:
+    """What puts pvetop in read-only mode (``--read-only``, ``PVETOP_READ_ONLY``, a profile's
+    ``read_only = true``), or None. Any one of them is enough: none can switch another off."""
+    if option(args, "read_only"):
+        return "--read-only"
+    if env.get("PVETOP_READ_ONLY") and parse_bool(env["PVETOP_READ_ONLY"], source="PVETOP_READ_ONLY"):
+        return "PVETOP_READ_ONLY"
+    config = config if config is not None else load_config_for(args)
+    profile = config.select_profile(option(args, "profile"))
+    if profile is not None and profile.read_only:
+        return f"read_only in [profiles.{profile.name}] of {config.path}"
+    return None
 
 
 def _missing_hint(cli: str, env_name: str, key: str, config: Config, pname: str | None) -> str:

@@ -42,3 +42,10 @@ class ApiError(PvetopError):
         super().__init__(message, hint=hint)
         self.status = status
         self.errors = errors or {}
+
+
+class ReadOnlyRefused(PvetopError):
+    """A write (to the cluster or the rules store) while read-only mode is on: refused, exit code 2
+    like any other request the options or the config rule out."""
+
+    exit_code = 2

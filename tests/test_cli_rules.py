@@ -136,8 +136,15 @@ def test_bad_db_value_is_a_usage_error(capsys, value, message):
 
 def test_unwritable_db_path_is_a_usage_error(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    code, _, err = run(capsys, "export", "--cluster", C, "--db", str(tmp_path / "file" / "rules.sqlite"))
+    code, _, err = run(capsys, "pins", "rm", "100", "--cluster", C, "--db", str(tmp_path / "file" / "rules.sqlite"))
     assert code == 2 and "cannot create the directory" in err
+
+
+def test_a_listing_neither_creates_the_store_nor_its_directory(tmp_path, capsys):
+    where = tmp_path / "new" / "rules.sqlite"
+    code, out, _ = run(capsys, "pins", "list", "--cluster", C, "--db", str(where))
+    assert code == 0 and out == f"cluster {C}: no pins\n"
+    assert not where.parent.exists()
 
 
 def test_pvetop_db_environment_variable(tmp_path, monkeypatch, capsys):

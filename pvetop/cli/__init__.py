@@ -8,13 +8,16 @@ Running ``pvetop`` with no sub-command opens the dashboard.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 from pvetop import __version__
 from pvetop.cli import common, dashboard, guest, migrate, power, rules, sim, status
 from pvetop.errors import PvetopError
+from pvetop.text import visible
 
 SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest, power)
 
@@ -53,9 +56,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class VisibleText:
+    """A text stream that shows control characters instead of passing them to the terminal.
+
+    Every line a command prints may quote the cluster (guest names, tags, PVE's error texts) or
+    the store (names and notes saved earlier); ESC or a C1 control in them would make the
+    terminal set its title, write the clipboard or clear the screen. Line breaks and tabs pass.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(visible(text, multiline=True))
+        return len(text)
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding... of the real stream
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _visible_output() -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = VisibleText(sys.stdout), VisibleText(sys.stderr)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _visible_output():  # Textual draws the dashboard on the real stream (pvetop.ui sanitizes it)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = args.handler(args)
     except PvetopError as exc:

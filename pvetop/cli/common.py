@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pvetop.errors import ReadOnlyRefused
+
 
 def add_connection_options(parser: argparse.ArgumentParser, *, suppress_defaults: bool = True) -> None:
     default = argparse.SUPPRESS if suppress_defaults else None
@@ -56,6 +58,40 @@ def add_connection_options(parser: argparse.ArgumentParser, *, suppress_defaults
     group.add_argument(
         "--db", metavar="PATH|URL", default=default, help="rules store: SQLite path or database URL [PVETOP_DB]"
     )
+    group.add_argument(
+        "--read-only",
+        action="store_true",
+        default=default if suppress_defaults else False,
+        help="no writes at all, to the cluster or the rules store: look, don't touch "
+        "[PVETOP_READ_ONLY, read_only in a profile]",
+    )
+
+
+def read_only(args: argparse.Namespace) -> str | None:
+    """What put pvetop in read-only mode (the flag before or after the command, the variable, the
+    profile), or None; worked out once per run."""
+    if not hasattr(args, "_read_only_source"):
+        from pvetop.config import read_only_source
+
+        args._read_only_source = read_only_source(args)
+    return args._read_only_source
+
+
+def refuse_writes(args: argparse.Namespace, what: str) -> None:
+    """Stops a command that would change something, before it connects or plans, in read-only mode."""
+    source = read_only(args)
+    if source is not None:
+        raise ReadOnlyRefused(f"read-only mode ({source}): {what} refused; nothing was changed")
+
+
+def open_rules_store(args: argparse.Namespace, *, writes: bool):
+    """The rules store for one command: read-only when the command only reads (it then never waits
+    for another instance's write lock) or read-only mode is on."""
+    from pvetop.config import resolve_db
+    from pvetop.store import open_store
+
+    why = read_only(args) or (None if writes else "this command only reads")
+    return open_store(resolve_db(args), read_only=why)
 
 
 def option(args: argparse.Namespace, name: str, default: Any = None) -> Any:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
+from dataclasses import replace
 
+from pvetop.cli import common
 from pvetop.errors import UsageError
 
 DEMO_SPEED = 10.0  # simulated seconds per real second: things visibly move, nothing races
@@ -24,9 +26,6 @@ def add_dashboard_options(parser: argparse.ArgumentParser) -> None:
         const="homelab",
         metavar="SCENARIO",
         help="run against a built-in simulated cluster (homelab, smb, large, quorum3)",
-    )
-    group.add_argument(
-        "--read-only", action="store_true", help="no write actions at all (migrations, pins, power): look, don't touch"
     )
     group.add_argument(
         "--interval",
@@ -49,14 +48,15 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def _demo_source(scenario: str) -> Iterator[object]:
+def _demo_source(scenario: str, read_only: str | None) -> Iterator[object]:
     from pvetop.config import settings_from_sim_info
     from pvetop.pve import PveClient
     from pvetop.sim.runner import start_sim
 
     with start_sim(scenario=scenario, seed=DEMO_SEED, port=0, speed=DEMO_SPEED) as sim:
+        settings = replace(settings_from_sim_info(sim.info), read_only=read_only)
         # snapshots stamped with simulated time, so rates are per simulated second like the counters
-        client = PveClient.connect(settings_from_sim_info(sim.info), clock=sim.cluster.clock.now)
+        client = PveClient.connect(settings, clock=sim.cluster.clock.now)
         try:
             yield client
         finally:
@@ -81,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
     from pvetop.ui.app import PvetopApp  # Textual loads only when the dashboard opens
     from pvetop.ui.rules import install_rules
 
-    source_cm = _demo_source(args.demo) if args.demo else _cluster_source(args)
+    read_only = common.read_only(args)
+    source_cm = _demo_source(args.demo, read_only) if args.demo else _cluster_source(args)
     with dashboard_store(args) as store, source_cm as source:
         app = PvetopApp(
             source,
-            read_only=args.read_only,
+            read_only=read_only is not None,
             interval=args.interval,
             insecure_warning=getattr(source, "insecure_warning", None) or "",
         )

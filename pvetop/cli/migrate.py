@@ -110,13 +110,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _connect(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
     """The PVE client and the rules store (journal, pins, settings) for one command."""
-    from pvetop.config import resolve_connection, resolve_db
+    from pvetop.config import resolve_connection
     from pvetop.pve import PveClient
-    from pvetop.store import open_store
 
     if not 0.01 <= args.poll <= 60:
         raise UsageError(f"--poll {args.poll:g}: give between 0.01 and 60 seconds")
-    store = open_store(resolve_db(args))
+    store = common.open_rules_store(args, writes=True)
     try:
         with PveClient.connect(resolve_connection(args)) as client:
             if client.insecure_warning:
@@ -168,6 +167,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     from pvetop.store.validate import check_vmid
 
     vmid = check_vmid(args.vmid)
+    common.refuse_writes(args, f"migrating {vmid} to {args.target}")
     options = _options(args)
     with _connect(args) as (client, store):
         snapshot = client.fetch_snapshot()
@@ -243,6 +243,8 @@ def run_evacuate(args: argparse.Namespace) -> int:
     from pvetop.engine.migrations import Limits
     from pvetop.engine.report import limits_text, plan_lines
 
+    what = f"clearing the maintenance of {args.node}" if args.clear_maintenance else f"evacuating {args.node}"
+    common.refuse_writes(args, what)
     options = _options(args)
     with _connect(args) as (client, store):
         snapshot = client.fetch_snapshot()

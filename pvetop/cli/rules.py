@@ -116,11 +116,12 @@ def _leaf(
 # --------------------------------------------------------------------------- shared steps
 
 
-def _open_store(args: argparse.Namespace):
-    from pvetop.config import resolve_db
-    from pvetop.store import open_store
-
-    return open_store(resolve_db(args))
+def _open_store(args: argparse.Namespace, writing: str | None = None):
+    """The store; ``writing`` (what the command changes) refuses it in read-only mode and
+    opens the store writable, else it is opened read-only."""
+    if writing is not None:
+        common.refuse_writes(args, writing)
+    return common.open_rules_store(args, writes=writing is not None)
 
 
 @contextlib.contextmanager
@@ -139,7 +140,7 @@ def dashboard_store(args: argparse.Namespace) -> Iterator[Any]:
         ):
             yield store
         return
-    with _open_store(args) as store:
+    with _open_store(args, None if common.read_only(args) else "the dashboard's rule changes") as store:
         yield store
 
 
@@ -246,7 +247,7 @@ def run_pins_add(args: argparse.Namespace) -> int:
     from pvetop.store.validate import check_nodes
 
     vmid, nodes = _vmid(args.vmid), check_nodes(args.nodes)
-    with _open_store(args) as store:
+    with _open_store(args, f"pinning {vmid}") as store:
         cluster, snapshot, who = _target(args, offline=False)
         guest = _guest(snapshot, vmid)
         unknown = sorted(nodes - set(snapshot.node_by_name))
@@ -266,10 +267,10 @@ def run_pins_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove(args: argparse.Namespace, remove, missing: str):
+def _remove(args: argparse.Namespace, remove, missing: str, what: str):
     """Removes one rule from the store (no connection needed); a rule that is not there is an error
     naming it and the cluster, so a typo in a script never passes silently."""
-    with _open_store(args) as store:
+    with _open_store(args, what) as store:
         cluster, _, _ = _target(args, offline=True)
         removed = remove(store, cluster)
     if removed is None:
@@ -279,7 +280,9 @@ def _remove(args: argparse.Namespace, remove, missing: str):
 
 def run_pins_rm(args: argparse.Namespace) -> int:
     vmid = _vmid(args.vmid)
-    removed = _remove(args, lambda store, cluster: store.unpin(cluster, vmid), f"guest {vmid} has no pin")
+    removed = _remove(
+        args, lambda store, cluster: store.unpin(cluster, vmid), f"guest {vmid} has no pin", f"unpinning {vmid}"
+    )
     print(f"unpinned {vmid} ({removed.name or 'unnamed'}), was pinned to {', '.join(sorted(removed.nodes))}")
     return 0
 
@@ -287,7 +290,7 @@ def run_pins_rm(args: argparse.Namespace) -> int:
 def run_pins_suggest(args: argparse.Namespace) -> int:
     from pvetop.policy.suggestions import suggest_pins
 
-    with _open_store(args) as store:
+    with _open_store(args, "accepting pin suggestions" if args.accept or args.accept_all else None) as store:
         cluster, snapshot, who = _target(args, offline=False)
         suggestions = suggest_pins(snapshot, store.ruleset(cluster).pins)
         by_vmid: dict[int, list] = {}
@@ -383,7 +386,7 @@ def run_locks_list(args: argparse.Namespace) -> int:
 
 def run_locks_add(args: argparse.Namespace) -> int:
     vmid = _vmid(args.vmid)
-    with _open_store(args) as store:
+    with _open_store(args, f"locking {vmid}") as store:
         cluster, snapshot, who = _target(args, offline=False)
         guest = _guest(snapshot, vmid)
         store.lock_guest(cluster, vmid, guest.name, reason=args.reason, who=who)
@@ -393,7 +396,9 @@ def run_locks_add(args: argparse.Namespace) -> int:
 
 def run_locks_rm(args: argparse.Namespace) -> int:
     vmid = _vmid(args.vmid)
-    removed = _remove(args, lambda store, cluster: store.unlock_guest(cluster, vmid), f"guest {vmid} has no lock")
+    removed = _remove(
+        args, lambda store, cluster: store.unlock_guest(cluster, vmid), f"guest {vmid} has no lock", f"unlocking {vmid}"
+    )
     print(f"unlocked {vmid} ({removed.name or 'unnamed'})")
     return 0
 
@@ -405,7 +410,7 @@ def run_reserve(args: argparse.Namespace) -> int:
     from pvetop.store.validate import check_node
 
     node = check_node(args.node)
-    with _open_store(args) as store:
+    with _open_store(args, f"reserving {node}") as store:
         cluster, snapshot, who = _target(args, offline=False)
         if node not in snapshot.node_by_name:
             raise UsageError(
@@ -420,7 +425,12 @@ def run_unreserve(args: argparse.Namespace) -> int:
     from pvetop.store.validate import check_node
 
     node = check_node(args.node)
-    _remove(args, lambda store, cluster: store.unreserve_node(cluster, node), f"node {node} is not reserved")
+    _remove(
+        args,
+        lambda store, cluster: store.unreserve_node(cluster, node),
+        f"node {node} is not reserved",
+        f"releasing {node}",
+    )
     print(f"released {node}")
     return 0
 
@@ -464,7 +474,7 @@ def run_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
     document = load_json(text, source)
-    with _open_store(args) as store:
+    with _open_store(args, f"importing {source}") as store:
         counts = store.import_rules(document, source=source)
     for cluster, kinds in counts.items():
         print(
@@ -482,7 +492,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_reconcile(args: argparse.Namespace) -> int:
     from pvetop.policy.reconcile import reconcile
 
-    with _open_store(args) as store:
+    with _open_store(args, None if args.dry_run else "reconcile (--dry-run only lists)") as store:
         cluster, snapshot, _ = _target(args, offline=False)
         try:
             changes = reconcile(snapshot, store.rules(cluster))

@@ -28,7 +28,7 @@ from proxmoxer.core import ProxmoxResource, ResourceException
 from urllib3.exceptions import NewConnectionError
 
 from pvetop.config import ConnectionSettings, format_host
-from pvetop.errors import ApiError, ConnectionFailed, PvetopError
+from pvetop.errors import ApiError, ConnectionFailed, PvetopError, ReadOnlyRefused
 from pvetop.model import ClusterSnapshot, CrsOptions, Guest, HaRule
 from pvetop.pve.parse import MalformedAnswer, build_snapshot, parse_config_nodes, parse_crs, parse_ha_rules
 from pvetop.pve.transport import (
@@ -183,6 +183,8 @@ class PveClient:
         reached a node is not sent twice.
         """
         path = path.strip("/")
+        if method != "GET" and self.settings.read_only:
+            raise ReadOnlyRefused(f"read-only mode ({self.settings.read_only}): {method} /{path} not sent")
         start = self._active
         failures: list[str] = []
         for offset in range(len(self._roots)):

@@ -7,9 +7,11 @@ half a change. Reads hand out frozen records (``records.py``), never peewee rows
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from typing import Any
 
 import peewee
 
-from pvetop.errors import UsageError
+from pvetop.errors import ReadOnlyRefused, UsageError
 from pvetop.policy.reconcile import ReconcileChange
 from pvetop.policy.rules import RuleSet
 from pvetop.store import location as location_mod
@@ -35,7 +37,7 @@ from pvetop.store.records import (
     Reservation,
     StoredRules,
 )
-from pvetop.store.schema import StoreError, ensure_schema
+from pvetop.store.schema import StoreError, check_readable, ensure_schema
 from pvetop.store.validate import (
     check_boot_timeout,
     check_cluster,
@@ -52,23 +54,25 @@ REDACTED = "***"
 UNSET: Any = object()
 
 
-def open_store(db: str | None = None, *, clock: Callable[[], float] = time.time) -> Store:
-    """Opens (creating or upgrading) the rules store named by ``--db``/``PVETOP_DB``/the default."""
-    where = location_mod.resolve(db)
-    store = Store(where.database, where.display, clock=clock)
+def open_store(db: str | None = None, *, clock: Callable[[], float] = time.time, read_only: str | None = None) -> Store:
+    """Opens (creating or upgrading) the rules store named by ``--db``/``PVETOP_DB``/the default.
+
+    ``read_only`` (why: "--read-only", "listing only", ...) opens it so that nothing can change
+    it: a SQLite file is opened read-only, never waits for another instance's write lock, and is
+    not created when missing (it then reads as empty).
+    """
+    where = location_mod.resolve(db, read_only=read_only is not None)
+    store = Store(where.database, where.display, clock=clock, read_only=read_only)
     try:
-        store.open()
+        store.open(empty=where.missing)
     except peewee.ImproperlyConfigured as exc:  # PostgreSQL without a driver installed
         raise UsageError(
             f"cannot open rules store {where.display}: {_first_line(exc)}",
             hint="pip install psycopg2-binary (or psycopg) to keep rules in PostgreSQL",
         ) from None
-    except peewee.DatabaseError as exc:
+    except (peewee.PeeweeException, sqlite3.Error) as exc:
         store.close()
-        raise UsageError(
-            f"cannot open rules store {where.display}: {_first_line(exc)}",
-            hint="check --db / PVETOP_DB and that the location is writable",
-        ) from None
+        raise store_failure(where.display, exc, opening=True) from None
     except StoreError:
         store.close()
         raise
@@ -78,6 +82,53 @@ def open_store(db: str | None = None, *, clock: Callable[[], float] = time.time)
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+# what SQLite says -> what it means for the user
+_CAUSES = (
+    ("database or disk is full", "the disk is full"),
+    ("readonly database", "the file or its directory is not writable"),
+    ("unable to open database file", "the file cannot be opened (missing directory or no permission)"),
+    ("malformed", "the file is damaged (corrupted database pages)"),
+    ("file is not a database", "the file is not an SQLite database (or is damaged beyond reading)"),
+    ("database is locked", "another program held its write lock for too long"),
+    ("disk i/o error", "a disk I/O error"),
+)
+
+
+def store_failure(display: str, exc: BaseException, *, opening: bool = False) -> StoreError:
+    """One clear line for a database failure, naming its cause. SQLite rolls back a failed
+    transaction whole, so nothing was changed by it."""
+    text = _first_line(exc)
+    cause = next((meaning for needle, meaning in _CAUSES if needle in text.lower()), text)
+    if cause == "the disk is full" or "not writable" in cause or "write lock" in cause:
+        hint = "nothing was changed; fix that and run the command again"
+    elif opening:
+        hint = "check --db / PVETOP_DB; the file was left untouched"
+    else:
+        hint = "restore the file from a backup or move it aside (pvetop then starts a new one)"
+    verb = "cannot open" if opening else "cannot use"
+    shown = f"{cause} ({text})" if cause != text else cause
+    return StoreError(f"{verb} rules store {display}: {shown}", hint=hint)
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A public store method whose database failures, and unreadable values found in rows, end as
+    a ``StoreError`` naming the cause instead of a peewee/sqlite/json traceback."""
+
+    @functools.wraps(method)
+    def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (peewee.PeeweeException, sqlite3.Error) as exc:
+            raise store_failure(self.display, exc) from None
+        except (ValueError, TypeError) as exc:  # json.loads, int(), frozenset() of a bad row value
+            raise StoreError(
+                f"rules store {self.display} holds a value pvetop cannot read: {_first_line(exc)}",
+                hint="fix or remove that entry (pvetop export shows the rules), or restore a backup",
+            ) from None
+
+    return call
 
 
 def scrub(value: Any) -> Any:
@@ -106,17 +157,37 @@ def _json_value(value: Any) -> str:
 class Store:
     """Repository of one database; methods are keyed by cluster name and safe from any thread."""
 
-    def __init__(self, database: peewee.Database, display: str, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        database: peewee.Database,
+        display: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        read_only: str | None = None,
+    ):
         self._db = database
         self.display = display
+        self.read_only = read_only  # why nothing may be written (None: writable)
         self._clock = clock
         self._m = bind_models(database)
         self._sqlite = isinstance(database, peewee.SqliteDatabase)
         self.found_version: int | None = None  # schema version the database had when opened (0 = new)
 
-    def open(self) -> None:
+    def open(self, *, empty: bool = False) -> None:
+        """Checks (or, writable, creates and upgrades) the schema. ``empty``: the database stands
+        in for a store file that does not exist yet, so it gets the schema whatever the mode."""
         self._db.connect(reuse_if_open=True)
+        if self.read_only is not None and not empty:
+            self.found_version = check_readable(self._m, self.display)
+            if self.found_version is not None:
+                return
+            self._db.close()  # a file without tables (yet): read it as an empty store
+            self._db = location_mod.empty_database()
+            self._m = bind_models(self._db)
+            empty = True
         self.found_version = ensure_schema(self._m, self.display)
+        if self._sqlite and not empty:
+            self._db.execute_sql("PRAGMA journal_mode=wal")  # readers never wait for a writer
 
     def close(self) -> None:
         """Closes this thread's connection (each thread holds its own)."""
@@ -136,6 +207,8 @@ class Store:
 
     @contextmanager
     def _write(self):
+        if self.read_only is not None:
+            raise ReadOnlyRefused(f"rules store {self.display} is open read-only ({self.read_only}): nothing changed")
         with self._db.atomic():  # SQLite: BEGIN IMMEDIATE (see location.py)
             yield
 
@@ -744,3 +817,8 @@ class Store:
                 }
                 self._journal(name, actor, "import", f"cluster/{name}", {"source": source, **counts[name]})
         return counts
+
+
+for _name, _method in list(vars(Store).items()):
+    if not _name.startswith("_") and callable(_method) and _name not in ("open", "close"):
+        setattr(Store, _name, _guarded(_method))

@@ -74,9 +74,8 @@ def test_a_database_with_our_tables_but_no_version_is_refused(tmp_path):
 
 
 def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path):
-    from pvetop.errors import UsageError
-
     path = tmp_path / "notes.txt"
     path.write_text("these are not rules\n" * 200)
-    with pytest.raises(UsageError, match="cannot open rules store .*notes.txt"):
+    with pytest.raises(StoreError, match="cannot open rules store .*notes.txt: the file is not an SQLite database"):
         open_store(str(path))
+    assert path.read_text() == "these are not rules\n" * 200
