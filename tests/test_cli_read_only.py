@@ -30,6 +30,7 @@ WRITE_COMMANDS = {
     "migrate": ["migrate", "103", "pve-big"],
     "evacuate": ["evacuate", "pve-mini2", "--yes"],
     "clear-maintenance": ["evacuate", "pve-mini2", "--clear-maintenance"],
+    "guest shutdown": ["guest", "shutdown", "110"],
     "pins add": ["pins", "add", "103", "pve-big"],
     "pins rm": ["pins", "rm", "100"],
     "pins suggest --accept-all": ["pins", "suggest", "--accept-all"],
@@ -73,6 +74,11 @@ def connection(sim) -> list[str]:
     ]
 
 
+def guest_tasks(sim) -> int:
+    with sim.cluster.lock:
+        return len(sim.cluster.tasks)
+
+
 def journal_rows(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT count(*) FROM journal").fetchone()[0]
@@ -110,14 +116,14 @@ def test_every_write_command_refuses_in_read_only_mode(sim, db, tmp_path, monkey
         config = tmp_path / "config.toml"
         config.write_text("[profiles.lab]\nread_only = true\n")
         argv = [*command, f"--config={config}", *common]
-    tasks_before, rows_before, bytes_before = len(migration_tasks(sim)), journal_rows(db), db.read_bytes()
+    tasks_before, rows_before, bytes_before = guest_tasks(sim), journal_rows(db), db.read_bytes()
 
     code, out, err = run(sim, capsys, argv)
 
     assert code == 2, (out, err)
     assert err.startswith("pvetop: error: read-only mode (") and err.count("\n") == 1, err
     assert "refused; nothing was changed" in err
-    assert len(migration_tasks(sim)) == tasks_before
+    assert guest_tasks(sim) == tasks_before
     assert journal_rows(db) == rows_before and db.read_bytes() == bytes_before
 
 

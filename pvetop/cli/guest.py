@@ -60,6 +60,7 @@ def run_guest(args: argparse.Namespace) -> int:
     if args.shutdown_timeout is not None and (args.action not in ("shutdown", "reboot") or args.shutdown_timeout < 0):
         raise UsageError("--shutdown-timeout is for shutdown and reboot, in whole seconds (0 or more)")
     vmids = [check_vmid(value) for value in args.vmids]
+    common.refuse_writes(args, f"guest {args.action}")
     out = sys.stderr if args.json else sys.stdout
     with _connect(args) as (client, store):
         snapshot = client.fetch_snapshot()
