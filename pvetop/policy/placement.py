@@ -234,8 +234,8 @@ def preview_candidates(
 # evacuation
 
 
-def _affinity_units(constraints: Constraints, guests: tuple[Guest, ...]) -> list[tuple[Guest, ...]]:
-    """Guests of one node that must stay together (positive affinity) form one unit."""
+def affinity_units(constraints: Constraints, guests: tuple[Guest, ...]) -> list[tuple[Guest, ...]]:
+    """Guests that must stay together (positive affinity) form one unit; the others are units of one."""
     parent = {guest.vmid: guest.vmid for guest in guests}
 
     def root(vmid: int) -> int:
@@ -370,7 +370,7 @@ def plan_evacuation(
     moves: list[PlannedMove] = []
     needs_decision: list[Unplaced] = []
     unplaceable: list[Unplaced] = []
-    units = sorted(_affinity_units(constraints, snapshot.guests_by_node.get(node, ())), key=_unit_order)
+    units = sorted(affinity_units(constraints, snapshot.guests_by_node.get(node, ())), key=_unit_order)
     for unit in units:
         options = _weigh_targets(
             constraints,

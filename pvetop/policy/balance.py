@@ -1,0 +1,750 @@
+"""The balancer's decisions: how uneven the cluster is, whether to act, and which guests to move.
+
+Node load is Proxmox VE's CRS figure, the share of CPU and memory in use averaged (the weights
+are settings); imbalance is the coefficient of variation of the node loads divided by √(n−1),
+0 when even and 1 when one node carries everything. Because that figure shrinks as nodes are
+added (30 nodes with one at 85 % memory and the rest near 10 % read only 0.10), a wide memory
+spread with a hot node triggers balancing too.
+
+The planner is greedy on gain per GiB moved (a live migration copies the guest's memory): at
+every step it takes the allowed move that lowers imbalance most per GiB, re-projects the cluster
+and goes on while some move still gains at least ``min_gain``; an earlier move can free the room
+a later one needs. Every rule is hard here: pins, locks, reserved and maintenance nodes, PVE's HA
+rules (an HA guest only goes to its highest-priority nodes, or the HA manager moves it back),
+ProxLB tags, PVE's migrate precondition, the memory cap, and the destination staying below the
+source's load. Guests that would have helped but may not move are returned with the reason.
+Pure: plain data in and out, time is an argument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from pvetop.model import ClusterSnapshot, Guest, Node
+from pvetop.policy.constraints import (
+    BLOCKING,
+    Constraints,
+    Kind,
+    MigratePrecondition,
+    ha_local_disks_problem,
+)
+from pvetop.policy.metrics import imbalance as imbalance_of
+from pvetop.policy.placement import PlannedMove, affinity_units, planned_move
+from pvetop.policy.projection import Demand, ProjectedCluster
+from pvetop.policy.rules import RuleSet, proxlb_tags
+from pvetop.policy.settings import SettingSpec, boolean, choice, number
+
+GIB = 1024**3
+MIN_GIB_COST = 0.25  # a guest using almost no memory still costs a migration: never divide by ~0
+MAX_MOVES = 100  # one plan never runs away; the engine re-plans after every move anyway
+TARGETS_PER_STEP = 8  # coolest nodes with room a freely movable guest is tried on at each step
+MODES = ("off", "advise", "auto")
+
+
+def _percent(text: str) -> float:
+    return float(number(1, 100)(text))
+
+
+BALANCER_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("balancer.mode", "advise", "off, advise (show a plan to apply) or auto (act)", choice(*MODES), MODES),
+    SettingSpec(
+        "balancer.threshold", 0.25, "imbalance (0 even .. 1 all on one node) that calls for balancing", number(0.01, 1)
+    ),
+    SettingSpec(
+        "balancer.memory_spread", 20.0, "memory spread (max − min, points) that calls for balancing …", number(1, 100)
+    ),
+    SettingSpec("balancer.hot_node", 60.0, "… when the hottest node's memory is above this %", number(1, 100)),
+    SettingSpec(
+        "balancer.hold", 3, "evaluations in a row the trigger must hold before auto acts", number(1, 100, integer=True)
+    ),
+    SettingSpec("balancer.min_cut", 0.10, "a plan must cut imbalance by this fraction of it, as a whole", number(0, 1)),
+    SettingSpec("balancer.min_gain", 0.001, "a move must lower imbalance by at least this much", number(0, 1)),
+    SettingSpec("balancer.memory_cap", 80.0, "a destination's memory stays below this % after a move", _percent),
+    SettingSpec("balancer.cooldown_minutes", 30.0, "a moved guest stays put this long", number(0, 10080)),
+    SettingSpec(
+        "balancer.cooldown_backoff", 2.0, "each repeat move within a day multiplies the cooldown by this", number(1, 10)
+    ),
+    SettingSpec("balancer.cpu_weight", 1.0, "weight of the CPU share in a node's load", number(0, 10)),
+    SettingSpec("balancer.mem_weight", 1.0, "weight of the memory share in a node's load", number(0, 10)),
+    SettingSpec("balancer.restart_containers", False, "move running containers (restart migration: downtime)", boolean),
+    SettingSpec("balancer.local_disks", False, "move VMs with local disks (copies the disks along)", boolean),
+    SettingSpec(
+        "balancer.proxlb_tags", True, "honour ProxLB tags (plb_pin_*, plb_ignore*, plb_(anti_)affinity_*)", boolean
+    ),
+    SettingSpec(
+        "balancer.smoothing", 5, "polls averaged into the loads the balancer plans on", number(1, 60, integer=True)
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BalancerConfig:
+    """The settings the planner and the worker read, in the units they compute with."""
+
+    mode: str = "advise"
+    threshold: float = 0.25
+    memory_spread: float = 20.0  # points
+    hot_node: float = 0.60  # fraction
+    hold: int = 3
+    min_cut: float = 0.10
+    min_gain: float = 0.001
+    memory_cap: float = 0.80  # fraction
+    cooldown_minutes: float = 30.0
+    cooldown_backoff: float = 2.0
+    cpu_weight: float = 1.0
+    mem_weight: float = 1.0
+    restart_containers: bool = False
+    local_disks: bool = False
+    proxlb_tags: bool = True
+    smoothing: int = 5
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> BalancerConfig:
+        """From ``SettingsRegistry.effective`` values (``balancer.*`` keys; percents become fractions)."""
+
+        percent = {"hot_node", "memory_cap"}
+        fields = {}
+        for spec in BALANCER_SETTINGS:
+            name = spec.key.removeprefix("balancer.")
+            value = values.get(spec.key, spec.default)
+            fields[name] = value / 100 if name in percent else value
+        config = cls(**fields)
+        if config.cpu_weight + config.mem_weight <= 0:
+            return replace(config, cpu_weight=1.0, mem_weight=1.0)
+        return config
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Load and memory of the balanced nodes (online, not reserved, not in maintenance)."""
+
+    loads: Mapping[str, float]
+    memory: Mapping[str, float]  # fraction in use
+    imbalance: float
+    memory_spread: float  # points
+    hottest: str | None  # by memory
+    mean: float
+
+    @property
+    def hottest_memory(self) -> float:
+        return self.memory[self.hottest] if self.hottest is not None else 0.0
+
+
+def node_load(cpu_fraction: float, mem_fraction: float, config: BalancerConfig) -> float:
+    weights = config.cpu_weight + config.mem_weight
+    return (config.cpu_weight * cpu_fraction + config.mem_weight * mem_fraction) / weights
+
+
+def balanced_nodes(snapshot: ClusterSnapshot, rules: RuleSet) -> tuple[str, ...]:
+    """Nodes the balancer evens out: online ones the user did not set aside (reserved, maintenance)."""
+    kept_out = rules.reserved | rules.maintenance
+    return tuple(sorted(node.name for node in snapshot.nodes if node.online and node.name not in kept_out))
+
+
+def measure_projection(projection: ProjectedCluster, nodes: Sequence[str], config: BalancerConfig) -> Measure:
+    loads = {}
+    memory = {}
+    for name in nodes:
+        usage = projection.usage_of(name)
+        loads[name] = node_load(usage.cpu_fraction, usage.mem_fraction, config)
+        memory[name] = usage.mem_fraction
+    values = list(loads.values())
+    hottest = max(sorted(memory), key=lambda name: memory[name]) if memory else None
+    spread = (max(memory.values()) - min(memory.values())) * 100 if memory else 0.0
+    return Measure(
+        loads=MappingProxyType(loads),
+        memory=MappingProxyType(memory),
+        imbalance=imbalance_of(values),
+        memory_spread=spread,
+        hottest=hottest,
+        mean=sum(values) / len(values) if values else 0.0,
+    )
+
+
+def measure(snapshot: ClusterSnapshot, rules: RuleSet, config: BalancerConfig) -> Measure:
+    return measure_projection(ProjectedCluster.of(snapshot), balanced_nodes(snapshot, rules), config)
+
+
+def trigger_reason(figures: Measure, config: BalancerConfig) -> str | None:
+    """Why the cluster needs balancing now, or None when it is even enough."""
+    if figures.imbalance > config.threshold:
+        return f"imbalance {figures.imbalance:.2f} above {config.threshold:.2f}"
+    if figures.memory_spread > config.memory_spread and figures.hottest_memory > config.hot_node:
+        return (
+            f"memory spread {figures.memory_spread:.0f} points (over {config.memory_spread:.0f}) with "
+            f"{figures.hottest} at {figures.hottest_memory:.0%} (over {config.hot_node:.0%})"
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerState:
+    """How many evaluations in a row found the trigger, so auto acts only on a lasting imbalance."""
+
+    held: int = 0
+    reason: str | None = None
+
+    def next(self, reason: str | None) -> TriggerState:
+        return TriggerState(self.held + 1, reason) if reason is not None else TriggerState()
+
+    def ready(self, config: BalancerConfig) -> bool:
+        return self.reason is not None and self.held >= config.hold
+
+
+def smooth(snapshots: Sequence[ClusterSnapshot]) -> ClusterSnapshot:
+    """The newest snapshot with node and guest CPU and memory averaged over ``snapshots``.
+
+    A burst in one poll does not move guests. Only entities that sit where they sat in the
+    newest snapshot are averaged (a guest that moved meanwhile counts only from its new node);
+    callers start a fresh window after a migration so node figures never mix before and after.
+    """
+    if not snapshots:
+        raise ValueError("nothing to smooth")
+    latest = snapshots[-1]
+    if len(snapshots) == 1:
+        return latest
+    node_sums: dict[str, list[float]] = {node.name: [0.0, 0.0, 0] for node in latest.nodes}
+    guest_sums: dict[int, list[float]] = {guest.vmid: [0.0, 0.0, 0] for guest in latest.guests}
+    latest_node_of = {guest.vmid: guest.node for guest in latest.guests}
+    for snap in snapshots:
+        for node in snap.nodes:
+            sums = node_sums.get(node.name)
+            if sums is not None and node.online:
+                sums[0] += node.cpu
+                sums[1] += node.mem
+                sums[2] += 1
+        for guest in snap.guests:
+            sums = guest_sums.get(guest.vmid)
+            if sums is not None and guest.running and latest_node_of[guest.vmid] == guest.node:
+                sums[0] += guest.cpu
+                sums[1] += guest.mem
+                sums[2] += 1
+
+    def node_avg(node: Node) -> Node:
+        cpu, mem, count = node_sums[node.name]
+        return replace(node, cpu=cpu / count, mem=int(mem / count)) if node.online and count else node
+
+    def guest_avg(guest: Guest) -> Guest:
+        cpu, mem, count = guest_sums[guest.vmid]
+        return replace(guest, cpu=cpu / count, mem=int(mem / count)) if guest.running and count else guest
+
+    return replace(
+        latest,
+        nodes=tuple(node_avg(node) for node in latest.nodes),
+        guests=tuple(guest_avg(guest) for guest in latest.guests),
+    )
+
+
+def cooldown_until(moved_at: Sequence[float], config: BalancerConfig) -> float:
+    """When a guest the balancer moved at ``moved_at`` (epoch seconds) may move again.
+
+    Each move within a day of the previous one multiplies the cooldown by the backoff, so a guest
+    that keeps being the best candidate settles instead of travelling.
+    """
+    if not moved_at:
+        return 0.0
+    times = sorted(moved_at)
+    repeats = 0
+    for earlier, later in zip(times, times[1:], strict=False):
+        repeats = repeats + 1 if later - earlier < 86400 else 0
+    return times[-1] + config.cooldown_minutes * 60 * config.cooldown_backoff**repeats
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceMove:
+    """One step of the plan, with the figure it leads to."""
+
+    move: PlannedMove
+    gib: float
+    imbalance_after: float
+
+    @property
+    def vmid(self) -> int:
+        return self.move.vmid
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A guest that would have helped but is left alone, and why."""
+
+    vmid: int
+    name: str
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BalancePlan:
+    before: Measure
+    after: Measure
+    moves: tuple[BalanceMove, ...]
+    held: tuple[Held, ...]
+    trigger: str | None  # why the cluster needs balancing; None when even
+    summary: str  # one sentence for the UI and the journal
+    unchecked: frozenset[int] = frozenset()  # planned VMs whose migrate precondition was not read
+    planned_at: float = 0.0
+    projection: ProjectedCluster | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def gib(self) -> float:
+        return sum(move.gib for move in self.moves)
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape ``pvetop plan --json`` prints."""
+        return {
+            "imbalance_before": round(self.before.imbalance, 4),
+            "imbalance_after": round(self.after.imbalance, 4),
+            "moves": [
+                {
+                    "vmid": step.move.vmid,
+                    "name": step.move.name,
+                    "from": step.move.source,
+                    "to": step.move.target,
+                    "gib": round(step.gib, 2),
+                    "reason": step.move.reason,
+                    "imbalance_after": round(step.imbalance_after, 4),
+                }
+                for step in self.moves
+            ],
+            "held": [{"vmid": item.vmid, "name": item.name, "reason": item.reason} for item in self.held],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """Guests that move together (positive affinity), with what they take along."""
+
+    guests: tuple[Guest, ...]
+    source: str
+    cores: float
+    mem: int
+    targets: tuple[str, ...]  # nodes the static rules allow, its own included (pins, HA priorities, ProxLB pins)
+    narrowed_by: str | None = None  # the rule that keeps it off the other nodes
+
+    @property
+    def vmids(self) -> tuple[int, ...]:
+        return tuple(guest.vmid for guest in self.guests)
+
+    @property
+    def gib(self) -> float:
+        return max(self.mem / GIB, MIN_GIB_COST)
+
+
+class _Planner:
+    """One planning run: the rules indexed once, the projection advanced move by move."""
+
+    def __init__(
+        self,
+        snapshot: ClusterSnapshot,
+        rules: RuleSet,
+        config: BalancerConfig,
+        *,
+        now: float,
+        cooldowns: Mapping[int, float],
+        preconditions: Mapping[int, MigratePrecondition],
+    ) -> None:
+        if config.proxlb_tags and not rules.import_proxlb_tags:
+            rules = replace(rules, import_proxlb_tags=True)
+        self.snapshot = snapshot
+        self.rules = rules
+        self.config = config
+        self.now = now
+        self.cooldowns = cooldowns
+        self.preconditions = preconditions
+        self.constraints = Constraints(snapshot, rules)
+        self.nodes = balanced_nodes(snapshot, rules)
+        # every rule is hard for an automatic move; copying local disks only when the user allows it
+        self.blocking = BLOCKING["auto"] if config.local_disks else BLOCKING["auto"] | {Kind.LOCAL_DISKS}
+        self.ha_targets = self._ha_targets()
+        self.held: dict[int, str] = {}  # vmid -> why it may not move at all
+        self.movable: list[_Unit] = []
+
+    # --- who may move where, whatever the load ---------------------------------------------------
+
+    def _ha_targets(self) -> dict[int, frozenset[str]]:
+        """Per guest in an HA node-affinity rule: its highest-priority online nodes.
+
+        PVE's CRM keeps a service only on the top priority group of its rule among online nodes
+        and migrates it there otherwise (pve-ha-manager Manager.pm select_service_node), so any
+        other node would be undone; a non-strict rule with none of its nodes online allows any.
+        """
+        online = {node.name for node in self.snapshot.online_nodes}
+        vmid_by_sid = {guest.sid: guest.vmid for guest in self.snapshot.guests}
+        allowed: dict[int, frozenset[str]] = {}
+        for rule in self.snapshot.ha_rules:
+            if rule.disabled or rule.type != "node-affinity":
+                continue
+            up = [(name, priority) for name, priority in rule.nodes if name in online]
+            if up:
+                top = max(priority for _name, priority in up)
+                nodes = frozenset(name for name, priority in up if priority == top)
+            else:
+                nodes = frozenset() if rule.strict else frozenset(online)
+            for sid in rule.resources:
+                vmid = vmid_by_sid.get(sid)
+                if vmid is not None:
+                    allowed[vmid] = allowed.get(vmid, nodes) & nodes
+        return allowed
+
+    def _guest_hold(self, guest: Guest) -> str | None:
+        """Why this guest may not move anywhere, or None."""
+        rules, config = self.rules, self.config
+        if guest.vmid in rules.locks:
+            return "locked"
+        if guest.lock:
+            return f"locked by Proxmox VE ({guest.lock})"
+        if guest.node in rules.reserved:
+            return f"on reserved node {guest.node}"
+        if guest.node in rules.maintenance:
+            return f"on maintenance node {guest.node} (evacuation moves it)"
+        tags = proxlb_tags(guest, rules)
+        if tags.ignore:
+            return "ProxLB tag plb_ignore"
+        if guest.ha_managed and self.snapshot.crs.ha_auto_rebalance:
+            return "HA guest: PVE rebalances it (crs ha-auto-rebalance)"
+        until = self.cooldowns.get(guest.vmid, 0.0)
+        if until > self.now:
+            return f"cooldown ({math.ceil((until - self.now) / 60)} min left)"
+        if guest.type == "lxc" and not config.restart_containers:
+            return "container (restart migration is off: balancer.restart_containers)"
+        precondition = self.preconditions.get(guest.vmid)
+        if precondition is not None:
+            if precondition.local_resources:
+                return f"local resources ({', '.join(precondition.local_resources)})"
+            if ha_local_disks_problem(guest, precondition) is not None:
+                return "local disk (HA guest)"
+            if precondition.local_disks and guest.type == "qemu" and not config.local_disks:
+                return "local disk"
+        return None
+
+    def _static_targets(self, guest: Guest) -> tuple[frozenset[str], str | None]:
+        """Nodes the guest's own rules allow (its own node included), and the rule that narrowed them."""
+        allowed = frozenset(self.nodes)
+        why = None
+        pinned = self.rules.pinned_to(guest.vmid)
+        if pinned is not None:
+            allowed &= pinned
+            why = f"pinned to {', '.join(sorted(pinned))}"
+        tags = proxlb_tags(guest, self.rules)
+        if tags.pins:
+            allowed &= tags.pins
+            why = why or f"ProxLB pin to {', '.join(sorted(tags.pins))}"
+        ha = self.ha_targets.get(guest.vmid)
+        if ha is not None:
+            if not (allowed & ha) - {guest.node}:
+                rule = next(
+                    (r.rule for r in self.snapshot.ha_rules if r.type == "node-affinity" and guest.sid in r.resources),
+                    "?",
+                )
+                why = f"HA rule '{rule}'"
+            allowed &= ha
+        return allowed, why
+
+    def units(self) -> list[_Unit]:
+        """Movable units, each with its statically allowed targets; holds go to ``self.held``."""
+        units = []
+        running = tuple(g for g in self.snapshot.guests if g.running and g.node in self.snapshot.node_by_name)
+        for group in affinity_units(self.constraints, running):
+            sources = {guest.node for guest in group}
+            # a partner that is stopped or elsewhere makes the group immovable as a whole
+            partners = set().union(*(self.constraints.positive_partners(g) for g in group))
+            missing = partners - {g.vmid for g in group}
+            reason = None
+            if len(sources) > 1 or missing:
+                reason = "affinity partners not together on one node"
+            for guest in group:
+                reason = reason or self._guest_hold(guest)
+            targets = frozenset(self.nodes)
+            narrowed_by = None
+            for guest in group:
+                allowed, why = self._static_targets(guest)
+                targets &= allowed
+                narrowed_by = narrowed_by or why
+                if not targets - {guest.node} and reason is None:
+                    reason = why or "no other node to go to"
+            if reason is not None:
+                for guest in group:
+                    self.held[guest.vmid] = reason
+                continue
+            demand = sum((Demand.of(g) for g in group), Demand())
+            units.append(
+                _Unit(
+                    guests=tuple(sorted(group, key=lambda g: g.vmid)),
+                    source=group[0].node,
+                    cores=demand.cpu_cores,
+                    mem=demand.mem,
+                    targets=tuple(sorted(targets)),
+                    narrowed_by=narrowed_by,
+                )
+            )
+        units.sort(key=lambda unit: unit.guests[0].vmid)
+        return units
+
+    # --- the dynamic rules: anti-affinity, partners, memory, PVE's precondition ------------------
+
+    def blocks(self, unit: _Unit, target: str, projection: ProjectedCluster) -> list[str]:
+        companions = frozenset(unit.vmids)
+        demand = Demand(unit.cores, unit.mem, 0)
+        found: list[str] = []
+        for guest in unit.guests:
+            for finding in self.constraints.findings(
+                guest,
+                target,
+                projection=projection,
+                demand=demand,
+                mem_ceiling=self.config.memory_cap,
+                precondition=self.preconditions.get(guest.vmid),
+                companions=companions,
+            ):
+                if finding.kind in self.blocking and finding.text not in found:
+                    found.append(finding.text)
+        return found
+
+    # --- the greedy loop ---------------------------------------------------------------------------
+
+    def plan(self) -> tuple[list[BalanceMove], ProjectedCluster]:
+        projection = ProjectedCluster.of(self.snapshot)
+        units = self.movable = self.units()
+        moves: list[BalanceMove] = []
+        if len(self.nodes) < 2:
+            return moves, projection
+        all_nodes = frozenset(self.nodes)
+        while len(moves) < MAX_MOVES:
+            figures = _Figures(projection, self.nodes, self.config)
+            # A unit free to go anywhere is tried on the coolest nodes with room only: the best
+            # destination is nearly always among them, and it keeps a step linear in the guests.
+            coolest = figures.coolest(TARGETS_PER_STEP)
+            candidates: list[tuple[float, int, str, float]] = []
+            for position, unit in enumerate(units):
+                source = projection.node_of(unit.guests[0].vmid)
+                tried = coolest if len(unit.targets) == len(all_nodes) else unit.targets
+                for target, after in figures.gains(source, unit, tried):
+                    candidates.append((-(figures.imbalance - after) / unit.gib, position, target, after))
+            if not candidates:
+                break
+            candidates.sort(key=lambda c: (c[0], units[c[1]].guests[0].vmid, c[2]))
+            chosen = next(
+                (
+                    (units[pos], target, after)
+                    for _score, pos, target, after in candidates
+                    if not self.blocks(units[pos], target, projection)
+                ),
+                None,
+            )
+            if chosen is None:
+                break
+            unit, target, after = chosen
+            source = projection.node_of(unit.guests[0].vmid)
+            reason = self._reason(unit, source, target, figures, after)
+            for guest in unit.guests:
+                move = planned_move(guest, source, target, reason, self.preconditions.get(guest.vmid))
+                moves.append(BalanceMove(move, Demand.of(guest).mem / GIB, after))
+            projection = projection.apply(unit.vmids, target)
+        return moves, projection
+
+    def _reason(self, unit: _Unit, source: str, target: str, figures: _Figures, after: float) -> str:
+        together = f" with {', '.join(str(v) for v in unit.vmids[1:])}" if len(unit.guests) > 1 else ""
+        return (
+            f"{source} load {figures.load_of(source):.0%} → {target} {figures.load_of(target):.0%}{together}: "
+            f"imbalance {figures.imbalance:.3f} → {after:.3f} for {unit.mem / GIB:.1f} GiB"
+        )
+
+    # --- who would have helped -------------------------------------------------------------------
+
+    def held_that_would_help(self, projection: ProjectedCluster) -> tuple[Held, ...]:
+        """Guests left where they are although moving them (to a balanced node with room) would
+        still gain after the plan, each with the rule that stopped it."""
+        if len(self.nodes) < 2:
+            return ()
+        figures = _Figures(projection, self.nodes, self.config)
+        reasons: dict[int, str] = {}
+        for guest in self.snapshot.guests:
+            reason = self.held.get(guest.vmid)
+            source = projection.node_of(guest.vmid)
+            if reason is not None and source in figures.index:
+                demand = Demand.of(guest)
+                alone = _Unit((guest,), source, demand.cpu_cores, demand.mem, ())
+                if next(iter(figures.gains(source, alone, self.nodes)), None) is not None:
+                    reasons[guest.vmid] = reason
+        for unit in self.movable:
+            source = projection.node_of(unit.guests[0].vmid)
+            if source != unit.source:  # the plan moves it
+                continue
+            gaining = [target for target, _after in figures.gains(source, unit, self.nodes)]
+            if not gaining:
+                continue
+            allowed = [target for target in gaining if target in unit.targets]
+            blocks = self.blocks(unit, allowed[0], projection) if allowed else []
+            reason = blocks[0] if blocks else unit.narrowed_by
+            if reason is not None:
+                for guest in unit.guests:
+                    reasons[guest.vmid] = reason
+        by_vmid = self.snapshot.guest_by_vmid
+        return tuple(
+            Held(vmid, by_vmid[vmid].name, projection.node_of(vmid), reason) for vmid, reason in sorted(reasons.items())
+        )
+
+
+class _Figures:
+    """Node loads of one projection as flat lists, so a candidate move is judged in O(1)."""
+
+    def __init__(self, projection: ProjectedCluster, nodes: Sequence[str], config: BalancerConfig) -> None:
+        self.config = config
+        self.names = tuple(nodes)
+        self.index = {name: i for i, name in enumerate(nodes)}
+        weights = config.cpu_weight + config.mem_weight
+        self.wc, self.wm = config.cpu_weight / weights, config.mem_weight / weights
+        usages = [projection.usage_of(name) for name in nodes]
+        self.cores = [u.cpu_cores for u in usages]
+        self.mem = [float(u.mem) for u in usages]
+        self.inv_cpu = [1 / u.maxcpu if u.maxcpu else 0.0 for u in usages]
+        self.inv_mem = [1 / u.maxmem if u.maxmem else 0.0 for u in usages]
+        self.cap = [config.memory_cap * u.maxmem for u in usages]
+        # a node's load is cpu_weight·cores + mem_weight·bytes, the weights folding in its size
+        self.cpu_weight = [self.wc * inverse for inverse in self.inv_cpu]
+        self.mem_weight = [self.wm * inverse for inverse in self.inv_mem]
+        self.loads = [
+            cw * c + mw * m for cw, c, mw, m in zip(self.cpu_weight, self.cores, self.mem_weight, self.mem, strict=True)
+        ]
+        self.n = len(nodes)
+        self.total = sum(self.loads)
+        self.squares = sum(load * load for load in self.loads)
+        self.imbalance = _imbalance(self.total, self.squares, self.n)
+
+    def load_of(self, node: str) -> float:
+        return self.loads[self.index[node]]
+
+    def coolest(self, count: int) -> tuple[str, ...]:
+        """The ``count`` least loaded nodes still below the memory cap."""
+        roomy = [i for i in range(self.n) if self.mem[i] < self.cap[i]]
+        roomy.sort(key=lambda i: (self.loads[i], i))
+        return tuple(self.names[i] for i in roomy[:count])
+
+    def gains(self, source: str, unit: _Unit, targets: Iterable[str]) -> Iterable[tuple[str, float]]:
+        """(target, imbalance after) for each target where moving ``unit`` gains at least ``min_gain``,
+        fits below the memory cap and leaves the target below the source's load before the move."""
+        s = self.index.get(source)
+        if s is None:
+            return
+        loads, cpu_weight, mem_weight, mem, cap, index = (
+            self.loads,
+            self.cpu_weight,
+            self.mem_weight,
+            self.mem,
+            self.cap,
+            self.index,
+        )
+        cores, size = unit.cores, unit.mem
+        ls = loads[s]
+        ls_after = cpu_weight[s] * max(0.0, self.cores[s] - cores) + mem_weight[s] * max(0.0, mem[s] - size)
+        base_total = self.total - ls + ls_after
+        base_squares = self.squares - ls * ls + ls_after * ls_after
+        n = self.n
+        # imbalance² · (n − 1) + 1 = n · Σload² / (Σload)²: compare that before taking any root
+        bound = self.imbalance - max(self.config.min_gain, 1e-9)
+        if bound <= 0:
+            return
+        limit = bound * bound * (n - 1) + 1
+        for target in targets:
+            t = index[target]
+            lt = loads[t]
+            if t == s or lt >= ls or mem[t] + size > cap[t]:
+                continue
+            lt_after = lt + cpu_weight[t] * cores + mem_weight[t] * size
+            if lt_after >= ls:
+                continue
+            total = base_total - lt + lt_after
+            squares = base_squares - lt * lt + lt_after * lt_after
+            if total > 0 and n * squares <= limit * total * total:
+                yield target, _imbalance(total, squares, n)
+
+
+def _imbalance(total: float, squares: float, n: int) -> float:
+    mean = total / n
+    if mean <= 0:
+        return 0.0
+    variance = max(0.0, squares / n - mean * mean)
+    return min(1.0, math.sqrt(variance) / mean / math.sqrt(n - 1))
+
+
+def plan_balance(
+    snapshot: ClusterSnapshot,
+    rules: RuleSet | None = None,
+    config: BalancerConfig | None = None,
+    *,
+    now: float = 0.0,
+    cooldowns: Mapping[int, float] | None = None,
+    preconditions: Mapping[int, MigratePrecondition] | None = None,
+) -> BalancePlan:
+    """The moves that even the cluster out, or none with the reason.
+
+    ``cooldowns`` maps a vmid to the epoch second it may move again; ``preconditions`` are PVE's
+    migrate answers known so far (a planned VM without one is listed in ``unchecked``: fetch it
+    and plan again, it may have local disks).
+    """
+    rules = rules or RuleSet.empty()
+    config = config or BalancerConfig()
+    planner = _Planner(snapshot, rules, config, now=now, cooldowns=cooldowns or {}, preconditions=preconditions or {})
+    start = ProjectedCluster.of(snapshot)
+    before = measure_projection(start, planner.nodes, config)
+    reason = trigger_reason(before, config) if len(planner.nodes) >= 2 else None
+    if not snapshot.quorate:
+        return _empty(before, "no quorum: nothing moves", now, start)
+    if reason is None:
+        even = f"balanced: imbalance {before.imbalance:.2f} (threshold {config.threshold:.2f})"
+        return _empty(before, even, now, start)
+    moves, projection = planner.plan()
+    after = measure_projection(projection, planner.nodes, config)
+    cut = (before.imbalance - after.imbalance) / before.imbalance if before.imbalance > 0 else 0.0
+    held = planner.held_that_would_help(projection)
+    if not moves or cut < config.min_cut:
+        text = (
+            "no move lowers imbalance within the rules"
+            if not moves
+            else f"the best plan cuts imbalance only {cut:.0%} (less than {config.min_cut:.0%}): not proposed"
+        )
+        return BalancePlan(before, before, (), held, reason, f"{reason}; {text}", frozenset(), now, start)
+    unchecked = frozenset(
+        step.vmid for step in moves if step.move.type == "qemu" and step.vmid not in planner.preconditions
+    )
+    summary = (
+        f"{reason}: {len(moves)} move{'s' if len(moves) != 1 else ''} "
+        f"({sum(m.gib for m in moves):.1f} GiB) take imbalance {before.imbalance:.2f} → {after.imbalance:.2f}"
+    )
+    return BalancePlan(before, after, tuple(moves), held, reason, summary, unchecked, now, projection)
+
+
+def _empty(before: Measure, summary: str, now: float, projection: ProjectedCluster) -> BalancePlan:
+    return BalancePlan(before, before, (), (), None, summary, frozenset(), now, projection)
+
+
+def apply_plan(snapshot: ClusterSnapshot, moves: Iterable[BalanceMove]) -> ClusterSnapshot:
+    """The snapshot as it would read after the moves: guests on their new nodes, node figures moved.
+
+    For tests and the benchmark (planning again on the result must find nothing to do).
+    """
+    projection = ProjectedCluster.of(snapshot)
+    for step in moves:
+        projection = projection.apply((step.vmid,), step.move.target)
+    nodes = []
+    for node in snapshot.nodes:
+        usage = projection.usage_of(node.name)
+        cpu = usage.cpu_cores / node.maxcpu if node.maxcpu else node.cpu
+        nodes.append(replace(node, cpu=cpu, mem=usage.mem))
+    guests = tuple(
+        replace(guest, node=projection.moved[guest.vmid]) if guest.vmid in projection.moved else guest
+        for guest in snapshot.guests
+    )
+    return replace(snapshot, nodes=tuple(nodes), guests=guests)

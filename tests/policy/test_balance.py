@@ -1,0 +1,409 @@
+"""The balancer's planner: figures, the trigger, every rule, room-making order, stopping, holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from pvetop.model import CrsOptions
+from pvetop.policy.balance import (
+    BALANCER_SETTINGS,
+    BalancerConfig,
+    TriggerState,
+    apply_plan,
+    cooldown_until,
+    measure,
+    node_load,
+    plan_balance,
+    smooth,
+    trigger_reason,
+)
+from pvetop.policy.constraints import MigratePrecondition
+from pvetop.policy.rules import RuleSet
+from pvetop.policy.settings import SettingsRegistry
+from tests.factories import GIB, make_guest, make_ha_rule, make_node, make_snapshot
+
+
+def hot_cluster(*, extra=(), nodes=("pve1", "pve2", "pve3"), ha_rules=(), crs=None):
+    """pve1 carries six 8 GiB VMs busy on 2 cores each; the other nodes are idle."""
+    guests = [make_guest(100 + i, "pve1", mem=8 * GIB, cpu=1.0) for i in range(6)]
+    return make_snapshot(
+        [make_node(name) for name in nodes], [*guests, *extra], ha_rules=ha_rules, crs=crs, derive_usage=True
+    )
+
+
+def targets(plan) -> dict[int, str]:
+    return {step.vmid: step.move.target for step in plan.moves}
+
+
+def held(plan) -> dict[int, str]:
+    return {item.vmid: item.reason for item in plan.held}
+
+
+# --- figures and the trigger -------------------------------------------------------------------
+
+
+def test_node_load_is_the_weighted_average_of_cpu_and_memory_shares():
+    assert node_load(0.5, 0.3, BalancerConfig()) == pytest.approx(0.4)
+    assert node_load(0.5, 0.3, BalancerConfig(cpu_weight=0, mem_weight=1)) == pytest.approx(0.3)
+    assert node_load(0.5, 0.3, BalancerConfig(cpu_weight=3, mem_weight=1)) == pytest.approx(0.45)
+
+
+def test_asymmetric_cluster_is_measured_by_shares_not_bytes():
+    # 64 GiB used on a 256 GiB node is the same share as 8 GiB on a 32 GiB node: even
+    big = make_node("big", maxmem=256 * GIB, mem=64 * GIB, maxcpu=64, cpu=0.25)
+    small = [make_node(f"mini{i}", maxmem=32 * GIB, mem=8 * GIB, maxcpu=8, cpu=0.25) for i in (1, 2)]
+    figures = measure(make_snapshot([big, *small]), RuleSet(), BalancerConfig())
+    assert figures.imbalance == pytest.approx(0.0)
+    assert figures.memory_spread == pytest.approx(0.0)
+
+
+def test_an_even_cluster_gets_no_plan_at_all():
+    guests = [make_guest(100 + i, f"pve{i % 3 + 1}", mem=8 * GIB, cpu=0.5) for i in range(9)]
+    snap = make_snapshot([make_node(f"pve{i}") for i in (1, 2, 3)], guests, derive_usage=True)
+    plan = plan_balance(snap)
+    assert plan.moves == () and plan.trigger is None
+    assert plan.summary.startswith("balanced")
+
+
+def test_memory_spread_with_a_hot_node_triggers_where_the_imbalance_figure_reads_low():
+    # 30 nodes, one at 85 % memory, the rest near 10 %: imbalance reads about 0.10
+    nodes = [make_node("hot", mem=int(0.85 * 64 * GIB), cpu=0.2)]
+    nodes += [make_node(f"n{i:02}", mem=int(0.10 * 64 * GIB), cpu=0.05) for i in range(29)]
+    figures = measure(make_snapshot(nodes), RuleSet(), BalancerConfig())
+    assert figures.imbalance < 0.25
+    assert figures.hottest == "hot" and figures.memory_spread == pytest.approx(75)
+    assert "memory spread" in trigger_reason(figures, BalancerConfig())
+    assert trigger_reason(figures, BalancerConfig(hot_node=0.9)) is None
+
+
+def test_the_memory_spread_trigger_leads_to_moves_off_the_hot_node():
+    guests = [make_guest(100 + i, "hot", mem=5 * GIB, cpu=0.2) for i in range(10)]
+    nodes = [make_node("hot", mem=4 * GIB)] + [make_node(f"n{i:02}", mem=6 * GIB) for i in range(29)]
+    snap = make_snapshot(nodes, guests, derive_usage=True)
+    plan = plan_balance(snap)
+    assert plan.moves and all(step.move.source == "hot" for step in plan.moves)
+    assert plan.after.memory["hot"] < plan.before.memory["hot"]
+
+
+def test_trigger_must_hold_for_n_evaluations():
+    config = BalancerConfig(hold=3)
+    state = TriggerState()
+    for _ in range(2):
+        state = state.next("imbalance 0.40 above 0.25")
+        assert not state.ready(config)
+    state = state.next("imbalance 0.40 above 0.25")
+    assert state.ready(config)
+    assert not state.next(None).ready(config) and state.next(None).held == 0
+
+
+# --- the plan ------------------------------------------------------------------------------------
+
+
+def test_plan_moves_off_the_hot_node_and_each_move_lowers_imbalance():
+    plan = plan_balance(hot_cluster())
+    assert plan.moves and all(step.move.source == "pve1" for step in plan.moves)
+    figures = [plan.before.imbalance, *(step.imbalance_after for step in plan.moves)]
+    assert figures == sorted(figures, reverse=True) and len(set(figures)) == len(figures)
+    assert plan.after.imbalance < 0.25
+    assert all("imbalance" in step.move.reason and "→" in step.move.reason for step in plan.moves)
+
+
+def test_planning_again_on_the_result_plans_nothing():
+    snap = hot_cluster()
+    plan = plan_balance(snap)
+    again = plan_balance(apply_plan(snap, plan.moves))
+    assert again.moves == ()
+
+
+def test_moves_are_chosen_by_gain_per_gib():
+    # a 2 GiB VM and a 16 GiB VM give about the same relief (their CPU dominates): the small one goes
+    small = make_guest(200, "pve1", mem=2 * GIB, cpu=1.0, maxcpu=8)
+    big = make_guest(201, "pve1", mem=16 * GIB, cpu=0.25, maxcpu=8)
+    snap = make_snapshot([make_node("pve1"), make_node("pve2")], [small, big], derive_usage=True)
+    plan = plan_balance(snap)
+    assert plan.moves[0].vmid == 200
+
+
+def test_stops_when_no_move_gains_enough():
+    small = [make_guest(200 + i, "pve1", mem=GIB // 2, cpu=0.1) for i in range(6)]
+    snap = hot_cluster(extra=small)
+    strict = plan_balance(snap, config=BalancerConfig(min_gain=0.02))
+    lenient = plan_balance(snap, config=BalancerConfig(min_gain=0.0001))
+    assert strict.moves and lenient.after.imbalance < strict.after.imbalance
+    steps = [strict.before.imbalance, *(step.imbalance_after for step in strict.moves)]
+    assert all(before - after >= 0.02 for before, after in zip(steps, steps[1:], strict=False))
+    assert plan_balance(snap, config=BalancerConfig(min_gain=0.9)).moves == ()
+
+
+def test_a_plan_that_cuts_too_little_is_not_proposed():
+    snap = hot_cluster()
+    best = plan_balance(snap, RuleSet(locks={100, 101, 102, 103}))
+    cut = (best.before.imbalance - best.after.imbalance) / best.before.imbalance
+    assert 0 < cut < 0.99
+    refused = plan_balance(snap, RuleSet(locks={100, 101, 102, 103}), config=BalancerConfig(min_cut=cut + 0.01))
+    assert refused.moves == () and "not proposed" in refused.summary
+
+
+def test_asymmetric_cluster_sends_load_to_the_big_node():
+    big = make_node("big", maxmem=256 * GIB, maxcpu=64)
+    minis = [make_node(f"mini{i}", maxmem=32 * GIB, maxcpu=8) for i in (1, 2)]
+    guests = [make_guest(100 + i, "mini1", mem=4 * GIB, cpu=0.5) for i in range(5)]
+    guests += [make_guest(110 + i, "mini2", mem=4 * GIB, cpu=0.5) for i in range(4)]
+    plan = plan_balance(make_snapshot([big, *minis], guests, derive_usage=True))
+    assert plan.moves and {step.move.target for step in plan.moves} == {"big"}
+
+
+def test_destination_stays_below_the_memory_cap():
+    # the only other node would pass 80 % with any of the guests
+    snap = make_snapshot(
+        [make_node("pve1"), make_node("pve2", mem=48 * GIB)],
+        [make_guest(100 + i, "pve1", mem=8 * GIB, cpu=1.0) for i in range(6)],
+        derive_usage=True,
+    )
+    assert plan_balance(snap).moves == ()
+    assert plan_balance(snap, config=BalancerConfig(memory_cap=0.95)).moves
+
+
+def test_destination_ends_below_the_source_load():
+    plan = plan_balance(hot_cluster())
+    snap = hot_cluster()
+    state = snap
+    for step in plan.moves:
+        before = measure(state, RuleSet(), BalancerConfig())
+        state = apply_plan(state, [step])
+        after = measure(state, RuleSet(), BalancerConfig())
+        assert after.loads[step.move.target] < before.loads[step.move.source]
+
+
+def test_ordering_makes_room_for_a_pinned_guest():
+    # G may only go to pve2, which has no room until one of its guests leaves for pve3
+    g = make_guest(100, "pve1", mem=16 * GIB, cpu=1.0, maxcpu=10)
+    k = make_guest(101, "pve1", mem=24 * GIB, cpu=1.0, maxcpu=2)
+    h = make_guest(102, "pve2", mem=24 * GIB, cpu=0.0)
+    j = make_guest(103, "pve2", mem=24 * GIB, cpu=0.5, maxcpu=2)
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], [g, k, h, j], derive_usage=True)
+    rules = RuleSet(pins={100: {"pve1", "pve2"}}, locks={101})
+    plan = plan_balance(snap, rules)
+    order = [(step.vmid, step.move.source, step.move.target) for step in plan.moves]
+    assert (100, "pve1", "pve2") in order
+    room = [i for i, (vmid, source, _t) in enumerate(order) if source == "pve2"]
+    assert room and room[0] < order.index((100, "pve1", "pve2"))
+
+
+# --- every rule -----------------------------------------------------------------------------------
+
+
+def test_pinned_guest_moves_only_within_its_set_and_is_held_when_the_set_is_its_node():
+    rules = RuleSet(pins={100: {"pve1", "pve3"}, 101: {"pve1"}}, locks={102, 103, 104, 105})
+    pinned = plan_balance(hot_cluster(), rules)
+    assert targets(pinned).get(100, "pve3") == "pve3"
+    assert 101 not in targets(pinned)
+    assert held(pinned).get(101, "").startswith("pinned to pve1")
+
+
+def test_locked_guest_never_moves():
+    plan = plan_balance(hot_cluster(), RuleSet(locks={100, 101, 102, 103, 104}))
+    assert not {100, 101, 102, 103, 104} & set(targets(plan))
+    assert held(plan)[100] == "locked"
+
+
+def test_pve_lock_holds_a_guest():
+    snap = hot_cluster(extra=[make_guest(110, "pve1", mem=8 * GIB, cpu=1.0, lock="backup")])
+    plan = plan_balance(snap, RuleSet(locks={100, 101, 102, 103, 104, 105}))
+    assert 110 not in targets(plan) and "backup" in held(plan)[110]
+
+
+def test_reserved_nodes_send_and_receive_nothing():
+    plan = plan_balance(hot_cluster(), RuleSet(reserved={"pve2"}))
+    assert plan.moves and "pve2" not in {step.move.target for step in plan.moves}
+    from_reserved = plan_balance(hot_cluster(), RuleSet(reserved={"pve1"}))
+    assert from_reserved.moves == ()
+
+
+def test_maintenance_node_receives_nothing():
+    plan = plan_balance(hot_cluster(), RuleSet(maintenance={"pve3"}))
+    assert plan.moves and {step.move.target for step in plan.moves} == {"pve2"}
+
+
+def test_strict_ha_node_affinity_keeps_a_guest_within_its_nodes():
+    rule = make_ha_rule("db-here", "node-affinity", ("vm:100", "vm:101"), nodes=(("pve1", 1), ("pve3", 1)), strict=True)
+    plan = plan_balance(hot_cluster(ha_rules=(rule,)))
+    assert {targets(plan).get(v, "pve3") for v in (100, 101)} == {"pve3"}
+
+
+def test_ha_guest_moves_only_among_its_highest_priority_nodes():
+    # non-strict rule: pve1 and pve2 at priority 2, pve3 at 1 -> never pve3 (HA would move it back)
+    rule = make_ha_rule(
+        "db-fast",
+        "node-affinity",
+        ("vm:100", "vm:101", "vm:102", "vm:103"),
+        nodes=(("pve1", 2), ("pve2", 2), ("pve3", 1)),
+    )
+    plan = plan_balance(hot_cluster(ha_rules=(rule,)))
+    assert plan.moves and {step.move.target for step in plan.moves if step.vmid in (100, 101, 102, 103)} == {"pve2"}
+
+
+def test_ha_guest_on_a_node_outside_its_top_priority_is_held_with_the_rule():
+    rule = make_ha_rule("only-pve1", "node-affinity", ("vm:100",), nodes=(("pve1", 1),), strict=False)
+    plan = plan_balance(hot_cluster(ha_rules=(rule,)), RuleSet(locks={101, 102, 103, 104, 105}))
+    assert held(plan)[100] == "HA rule 'only-pve1'"
+
+
+def test_positive_resource_affinity_moves_together_or_not_at_all():
+    rule = make_ha_rule("pair", "resource-affinity", ("vm:100", "vm:101"), affinity="positive")
+    plan = plan_balance(hot_cluster(ha_rules=(rule,)))
+    moved = targets(plan)
+    assert (100 in moved) == (101 in moved)
+    if 100 in moved:
+        assert moved[100] == moved[101]
+        steps = [step.vmid for step in plan.moves]
+        assert abs(steps.index(100) - steps.index(101)) == 1
+    locked_partner = plan_balance(hot_cluster(ha_rules=(rule,)), RuleSet(locks={101}))
+    assert 100 not in targets(locked_partner)
+
+
+def test_negative_resource_affinity_keeps_guests_apart():
+    extra = [make_guest(110, "pve2", mem=1 * GIB), make_guest(111, "pve3", mem=1 * GIB)]
+    rules = (
+        make_ha_rule("apart2", "resource-affinity", ("vm:100", "vm:110"), affinity="negative"),
+        make_ha_rule("apart3", "resource-affinity", ("vm:100", "vm:111"), affinity="negative"),
+    )
+    plan = plan_balance(hot_cluster(extra=extra, ha_rules=rules))
+    assert 100 not in targets(plan)
+    assert plan.moves  # the others still move
+
+
+def test_proxlb_tags_are_honoured_by_default_and_can_be_ignored():
+    tagged = [
+        make_guest(100, "pve1", mem=8 * GIB, cpu=1.0, tags=("plb_ignore_vm",)),
+        make_guest(101, "pve1", mem=8 * GIB, cpu=1.0, tags=("plb_pin_pve3",)),
+        make_guest(102, "pve1", mem=8 * GIB, cpu=1.0, tags=("plb_anti_affinity_web",)),
+        make_guest(103, "pve1", mem=8 * GIB, cpu=1.0),
+        make_guest(104, "pve2", mem=1 * GIB, tags=("plb_anti_affinity_web",)),
+        make_guest(105, "pve3", mem=1 * GIB, tags=("plb_anti_affinity_web",)),
+    ]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], tagged, derive_usage=True)
+    plan = plan_balance(snap, RuleSet(locks={103}))
+    moved = targets(plan)
+    assert 100 not in moved and held(plan)[100] == "ProxLB tag plb_ignore"
+    assert moved.get(101, "pve3") == "pve3"
+    assert 102 not in moved and held(plan)[102].startswith("ProxLB anti-affinity 'web'")
+    untagged = plan_balance(snap, RuleSet(locks={103}), config=BalancerConfig(proxlb_tags=False))
+    assert 100 in targets(untagged) or 102 in targets(untagged)
+
+
+def test_proxlb_affinity_group_moves_together():
+    tagged = [make_guest(100 + i, "pve1", mem=8 * GIB, cpu=1.0, tags=("plb_affinity_app",)) for i in range(2)]
+    tagged += [make_guest(102 + i, "pve1", mem=8 * GIB, cpu=1.0) for i in range(3)]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], tagged, derive_usage=True)
+    moved = targets(plan_balance(snap))
+    assert (100 in moved) == (101 in moved) and moved.get(100) == moved.get(101)
+
+
+def test_local_disks_and_local_resources_hold_a_vm_by_default():
+    pre = {
+        100: MigratePrecondition(running=True, local_disks=("local-lvm:vm-100-disk-0",)),
+        101: MigratePrecondition(running=True, local_resources=("hostpci0",)),
+    }
+    others = RuleSet(locks={102, 103, 104, 105})
+    plan = plan_balance(hot_cluster(), others, preconditions=pre)
+    assert not {100, 101} & set(targets(plan))
+    assert held(plan)[100] == "local disk" and held(plan)[101].startswith("local resources")
+    allowed = plan_balance(hot_cluster(), others, config=BalancerConfig(local_disks=True), preconditions=pre)
+    assert 101 not in targets(allowed)
+    with_disks = [step.move for step in allowed.moves if step.vmid == 100]
+    assert not with_disks or with_disks[0].with_local_disks is True
+
+
+def test_planned_vms_without_a_precondition_are_listed_as_unchecked():
+    plan = plan_balance(hot_cluster())
+    assert plan.unchecked == frozenset(targets(plan))
+    known = {v: MigratePrecondition(running=True) for v in range(100, 104)}
+    assert plan_balance(hot_cluster(), preconditions=known).unchecked == frozenset()
+
+
+def test_containers_move_only_when_restart_migration_is_allowed():
+    cts = [make_guest(100 + i, "pve1", type="lxc", mem=8 * GIB, cpu=1.0) for i in range(4)]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], cts, derive_usage=True)
+    assert plan_balance(snap).moves == ()
+    assert held(plan_balance(snap))[100].startswith("container")
+    moves = plan_balance(snap, config=BalancerConfig(restart_containers=True)).moves
+    assert moves and all(step.move.restart for step in moves)
+
+
+def test_guest_in_cooldown_is_held():
+    rules = RuleSet(locks={102, 103, 104, 105})
+    plan = plan_balance(hot_cluster(), rules, now=1000.0, cooldowns={100: 1000.0 + 600, 101: 999.0})
+    assert 100 not in targets(plan) and held(plan)[100] == "cooldown (10 min left)"
+    assert 101 in targets(plan)  # its cooldown is over
+
+
+def test_ha_guests_are_left_to_pve_when_it_rebalances_them():
+    snap = make_snapshot(
+        [make_node(n) for n in ("pve1", "pve2", "pve3")],
+        [make_guest(100 + i, "pve1", mem=8 * GIB, cpu=1.0, hastate="started") for i in range(4)],
+        crs=CrsOptions(ha="static", ha_auto_rebalance=True),
+        derive_usage=True,
+    )
+    plan = plan_balance(snap)
+    assert plan.moves == () and "PVE rebalances" in held(plan)[100]
+
+
+def test_no_quorum_no_plan():
+    snap = hot_cluster()
+    plan = plan_balance(make_snapshot(list(snap.nodes), list(snap.guests), quorate=False))
+    assert plan.moves == () and "quorum" in plan.summary
+
+
+def test_offline_nodes_are_neither_measured_nor_targets():
+    snap = make_snapshot(
+        [make_node("pve1"), make_node("pve2"), make_node("pve3", status="offline", maxmem=0, maxcpu=0)],
+        [make_guest(100 + i, "pve1", mem=8 * GIB, cpu=1.0) for i in range(4)],
+        derive_usage=True,
+    )
+    plan = plan_balance(snap)
+    assert plan.moves and {step.move.target for step in plan.moves} == {"pve2"}
+    assert set(plan.before.loads) == {"pve1", "pve2"}
+
+
+def test_json_shape():
+    doc = plan_balance(hot_cluster(), RuleSet(locks={103})).as_json()
+    assert set(doc) == {"imbalance_before", "imbalance_after", "moves", "held"}
+    assert set(doc["moves"][0]) == {"vmid", "name", "from", "to", "gib", "reason", "imbalance_after"}
+    assert doc["moves"][0]["gib"] == 8.0
+    assert all(set(item) == {"vmid", "name", "reason"} for item in doc["held"])
+
+
+# --- helpers for the worker -----------------------------------------------------------------------
+
+
+def test_smoothing_averages_cpu_over_the_window_so_a_spike_does_not_count():
+    calm = hot_cluster()
+    spiky = make_snapshot(
+        [make_node(n) for n in ("pve1", "pve2", "pve3")],
+        [make_guest(100 + i, "pve1", mem=8 * GIB, cpu=1.0 if i else 0.0) for i in range(4)]
+        + [make_guest(200, "pve2", mem=1 * GIB, cpu=1.0, maxcpu=16)],
+        derive_usage=True,
+    )
+    averaged = smooth([calm, calm, calm, spiky])
+    assert averaged.guest_by_vmid[100].cpu == pytest.approx(0.75)
+    assert averaged.node_by_name["pve1"].cpu == pytest.approx(
+        sum(s.node_by_name["pve1"].cpu for s in (calm, calm, calm, spiky)) / 4
+    )
+    assert averaged.guests == tuple(averaged.guests) and averaged.guest_by_vmid[200].node == "pve2"
+
+
+def test_cooldown_doubles_on_repeated_moves():
+    config = BalancerConfig(cooldown_minutes=30, cooldown_backoff=2)
+    assert cooldown_until([], config) == 0
+    assert cooldown_until([1000.0], config) == 1000 + 1800
+    assert cooldown_until([1000.0, 5000.0], config) == 5000 + 3600
+    assert cooldown_until([1000.0, 5000.0, 9000.0], config) == 9000 + 7200
+    assert cooldown_until([1000.0, 1000.0 + 2 * 86400], config) == 1000 + 2 * 86400 + 1800
+
+
+def test_settings_give_the_config_with_percent_as_fractions():
+    registry = SettingsRegistry(BALANCER_SETTINGS)
+    config = BalancerConfig.from_settings(registry.effective({"balancer.memory_cap": 70, "balancer.hold": 5}))
+    assert config.memory_cap == pytest.approx(0.70) and config.hold == 5 and config.hot_node == pytest.approx(0.6)
+    assert BalancerConfig.from_settings(registry.effective({})) == BalancerConfig()
