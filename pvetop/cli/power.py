@@ -143,6 +143,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def run_off(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
+    common.refuse_writes(args, f"powering off {args.node}")
     with _connect(args) as (client, store):
         snapshot = client.fetch_snapshot()
         _node(snapshot, args.node)
@@ -201,6 +202,7 @@ def _finish(outcome, args: argparse.Namespace) -> int:
 
 def run_wake(args: argparse.Namespace) -> int:
     out = sys.stderr if args.json else sys.stdout
+    common.refuse_writes(args, f"waking {args.node}")
     with _connect(args) as (client, store):
         snapshot = client.fetch_snapshot()
         _node(snapshot, args.node)
@@ -235,6 +237,7 @@ def run_sleep_with_node(args: argparse.Namespace) -> int:
     from pvetop.store.validate import check_vmid
 
     vmid = check_vmid(args.vmid)
+    common.refuse_writes(args, f"marking {vmid} to sleep with its node")
     with _connect(args) as (client, store):
         snapshot = client.fetch_snapshot()
         guest = snapshot.guest_by_vmid.get(vmid)
