@@ -1,10 +1,11 @@
-"""A fresh store per test, with a clock the test moves (no wall-clock dependence)."""
+"""A fresh store per test on each backend (SQLite, PostgreSQL), with a clock the test moves."""
 
 import itertools
 
 import pytest
 
 from pvetop.store import open_store
+from tests.store.backends import BACKENDS, Databases, postgres_server  # noqa: F401  (a fixture)
 
 
 class StepClock:
@@ -18,8 +19,22 @@ class StepClock:
         return self.start + next(self._ticks)
 
 
+@pytest.fixture(params=BACKENDS)
+def databases(request, tmp_path):
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    made = Databases(request.param, tmp_path, server)
+    yield made
+    made.drop_all()
+
+
 @pytest.fixture
-def store(tmp_path):
-    opened = open_store(str(tmp_path / "rules.sqlite"), clock=StepClock())
+def new_db(databases):
+    """``new_db(label)`` gives a ``--db`` value for an empty database of the test's backend."""
+    return databases.new
+
+
+@pytest.fixture
+def store(new_db):
+    opened = open_store(new_db("rules"), clock=StepClock())
     yield opened
     opened.close()

@@ -9,8 +9,8 @@ C = "busy"
 DURATION = 10.0  # the figure: long enough for many thousands of interleavings
 
 
-def test_three_threads_read_and_write_for_ten_seconds(tmp_path):
-    store = open_store(str(tmp_path / "shared.sqlite"))
+def test_three_threads_read_and_write_for_ten_seconds(new_db):
+    store = open_store(new_db("shared"))
     errors: list[BaseException] = []
     increments = [0, 0, 0]
     expected_pins: list[dict[int, frozenset[str]]] = [{}, {}, {}]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from pvetop.store import open_store
+from tests.store.backends import integrity_ok
 
 WRITER = """
 import sys
@@ -20,8 +21,8 @@ while True:
 REPORTED_BEFORE_KILL = 150
 
 
-def test_pins_reported_committed_survive_sigkill(tmp_path):
-    path = str(tmp_path / "crash.sqlite")
+def test_pins_reported_committed_survive_sigkill(new_db):
+    path = new_db("crash")
     open_store(path).close()  # the schema exists before the writer starts
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, path],
@@ -50,6 +51,6 @@ def test_pins_reported_committed_survive_sigkill(tmp_path):
         assert all(stored[v].nodes == {f"pve{v % 3}"} and stored[v].name == f"guest{v}" for v in reported)
         # at most the one pin being written when the signal came may be there unreported
         assert len(stored) - len(reported) <= 1
-        assert store._db.execute_sql("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert integrity_ok(store)
         journal = store.recent_journal("crash", limit=10_000)
         assert len(journal) == len(stored)  # each pin and its journal entry commit together

@@ -186,8 +186,8 @@ def test_recent_journal_is_newest_first_and_limited(store):
     assert len(store.recent_journal(None, limit=100)) == 11
 
 
-def test_rules_survive_reopening(tmp_path):
-    path = str(tmp_path / "rules.sqlite")
+def test_rules_survive_reopening(new_db):
+    path = new_db("reopened")
     with open_store(path) as first:
         first.pin_guest(C, 100, "web", ["pve1"])
         first.reserve_node(C, "pve3")

@@ -21,11 +21,11 @@ def fill(store):
     store.set_setting(C, "power.band", {"low": 0.45, "high": 0.81})
 
 
-def test_export_then_import_into_an_empty_store_gives_the_same_rules(store, tmp_path):
+def test_export_then_import_into_an_empty_store_gives_the_same_rules(store, new_db):
     fill(store)
     document = json.loads(json.dumps(store.export()))  # through JSON text, as the CLI does
     assert "journal" not in json.dumps(document)
-    with open_store(str(tmp_path / "empty.sqlite")) as target:
+    with open_store(new_db("empty")) as target:
         counts = target.import_rules(document, source="rules.json")
         assert counts[C] == {"pins": 1, "locks": 1, "reservations": 1, "maintenance": 1, "node_power": 1, "settings": 2}
         for name in ("homelab", "other"):
@@ -92,11 +92,11 @@ CASES = [
 
 
 @pytest.mark.parametrize("make_bad, message", CASES)
-def test_a_malformed_import_changes_nothing(store, tmp_path, make_bad, message):
+def test_a_malformed_import_changes_nothing(store, new_db, make_bad, message):
     fill(store)
     good = store.export()
     # the target has rules of its own that a failed import must leave exactly as they were
-    with open_store(str(tmp_path / "target.sqlite")) as target:
+    with open_store(new_db("target")) as target:
         target.pin_guest(C, 200, "keep", ["pve1"])
         before = (target.rules(C), target.settings(C), target.recent_journal(None))
         bad = make_bad(good)
