@@ -570,10 +570,12 @@ def resolve_db(args: Any, env: Mapping[str, str] = os.environ) -> str | None:
 
 
 def settings_from_sim_info(info: Mapping[str, Any]) -> ConnectionSettings:
-    """Connection settings for a running simulator (``pvetop --demo``): token auth, its own CA."""
+    """Connection settings for a running simulator (``pvetop --demo``): token auth, its own CA,
+    and every node's endpoint (first node first) so the client fails over when a node goes down."""
     token_name = info.get("token_name")
+    endpoints = info.get("endpoints") or [info]
     return ConnectionSettings(
-        hosts=((str(info["host"]), int(info["port"])),),
+        hosts=tuple((str(e["host"]), int(e["port"])) for e in endpoints),
         user=str(info["user"]),
         password=None if token_name else info.get("password"),
         token_name=token_name or None,

@@ -209,6 +209,9 @@ def test_settings_from_sim_info_use_the_token_and_the_sim_ca():
     assert settings.hosts == (("127.0.0.1", 44321),)
     assert (settings.token_name, settings.token_value, settings.password) == ("pvetop", "tok", None)
     assert settings.verify == "/tmp/ca.pem"
+    endpoints = [{"node": "a", "host": "127.0.0.1", "port": 44321}, {"node": "b", "host": "127.0.0.1", "port": 44322}]
+    every_node = settings_from_sim_info(dict(info, endpoints=endpoints))
+    assert every_node.hosts == (("127.0.0.1", 44321), ("127.0.0.1", 44322)), "the demo fails over between nodes"
 
 
 def test_resolve_db_precedence(tmp_path):

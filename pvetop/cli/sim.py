@@ -87,6 +87,7 @@ def describe(sim, args: argparse.Namespace) -> str:
     readonly = sim.readonly_info
     cluster = sim.cluster
     guests = len(cluster.guests)
+    hosts = ",".join(f"{e['host']}:{e['port']}" for e in info["endpoints"])
     return "\n".join(
         [
             f"pvetop sim: scenario {cluster.scenario.name!r} ({len(cluster.nodes)} nodes, {guests} guests), "
@@ -99,8 +100,9 @@ def describe(sim, args: argparse.Namespace) -> str:
             f"  fingerprint  {info['fingerprint']}",
             f"  wake-on-LAN  udp://127.0.0.1:{info['wol_port']}",
             f"  control      {info['control_url']}/state  (POST /sim/step, /sim/faults, /sim/speed, /sim/nodes/NODE/crash)",
-            "connect with:",
-            f"  pvetop --host {info['host']}:{info['port']} --user {info['user']} --token-name {info['token_name']} "
+            "  endpoints    " + ", ".join(f"{e['node']} {e['host']}:{e['port']}" for e in info["endpoints"]),
+            "connect with (every node's endpoint, so pvetop fails over when one goes down):",
+            f"  pvetop --host {hosts} --user {info['user']} --token-name {info['token_name']} "
             f"--token-value {info['token_value']} --verify-ssl {info['ca_file']}",
             "Ctrl-C stops the simulator.",
         ]

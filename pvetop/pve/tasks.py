@@ -94,7 +94,7 @@ def task_status(client: PveClient, upid: str) -> TaskStatus:
         node=data.get("node", parsed.node),
         type=data.get("type", parsed.type),
         id=str(data.get("id", parsed.id)),
-        user=data.get("user", parsed.user),
+        user=parsed.user,  # the UPID keeps a token's full id; the answer splits it into user + tokenid
         status=data["status"],
         exitstatus=data.get("exitstatus"),
         starttime=int(data.get("starttime", parsed.starttime)),

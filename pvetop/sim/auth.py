@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pvetop.sim.errors import PveApiError
 
 TICKET_LIFETIME = 7200
+# pve-manager HTTPServer.pm auth_handler: any bad token or ticket gets this one text (details go to syslog)
+AUTH_FAILED = "Authentication failed!"
 ALL_PRIVILEGES = (
     "Datastore.Allocate",
     "Datastore.AllocateSpace",
@@ -147,7 +149,7 @@ class Auth:
             raise PveApiError(401, "No ticket")
         username = self._ticket_user(ticket)
         if username is None:
-            raise PveApiError(401, "permission denied - invalid PVE ticket")
+            raise PveApiError(401, AUTH_FAILED)
         if method != "GET":
             csrf = headers.get("CSRFPreventionToken", "")
             stamp = ticket.split(":")[2] if ticket.count(":") >= 3 else ""
@@ -159,11 +161,13 @@ class Auth:
         value = authorization[len("PVEAPIToken") :].lstrip(" =")
         tokenid, sep, secret = value.rpartition("=")
         userid, bang, name = tokenid.partition("!")
-        if not sep or not bang:
-            raise PveApiError(401, "invalid API token")
         account = self.accounts.get(userid)
-        if account is None or name not in account.tokens:
-            raise PveApiError(401, f"no such token '{name}' for user '{userid}'")
-        if not secrets.compare_digest(secret, account.tokens[name]):
-            raise PveApiError(401, "invalid token value!")
+        if (
+            not sep
+            or not bang
+            or account is None
+            or name not in account.tokens
+            or not secrets.compare_digest(secret, account.tokens[name])
+        ):
+            raise PveApiError(401, AUTH_FAILED)
         return Identity(tokenid, account.privileges, False)

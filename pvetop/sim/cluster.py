@@ -128,6 +128,9 @@ class SimCluster:
         self.cluster_name = scenario.cluster_name
         self.max_workers = int(self.options.get("max_workers", 4))  # datacenter.cfg default for bulk tasks
         self.fingerprint = ""  # the API certificate's, set by the server (shown in GET /nodes)
+        # called (under the lock, from any thread) when a node starts or stops answering: the
+        # runner opens or closes that node's API port
+        self.power_listeners: list[Callable[[SimNode], None]] = []
         self.config_version = 3 + len(scenario.nodes)
         self._build(scenario)
         self._crs_armed = False
@@ -298,7 +301,7 @@ class SimCluster:
 
     @property
     def entry_node(self) -> SimNode:
-        """The node answering API calls (the first one reachable): 'local' in /cluster/status."""
+        """The first reachable node: where the HA manager's master runs."""
         for node in self.nodes.values():
             if node.reachable:
                 return node
@@ -696,6 +699,8 @@ class SimCluster:
         node.power = power
         if node.reachable != was_online:
             node.power_history.append((self.now, node.reachable))
+            for listener in self.power_listeners:
+                listener(node)
         self.revision += 1
 
     def shutdown_node(self, name: str, *, reboot: bool = False) -> None:
@@ -816,10 +821,9 @@ class SimCluster:
 
         self.schedule(self.now + node.boot_seconds, booted)
 
-    def wakeonlan(self, name: str) -> str:
-        """POST /nodes/{name}/wakeonlan, sent by the node answering the API."""
-        local = self.entry_node
-        if name in ("localhost", local.name):
+    def wakeonlan(self, name: str, local: str) -> str:
+        """POST /nodes/{name}/wakeonlan, sent by ``local``, the node answering the API."""
+        if name in ("localhost", local):
             raise PveApiError(500, f"'{name}' is local node, cannot wake my self!")
         if name not in self.nodes:
             raise PveApiError(500, f"no such cluster node '{name}'")

@@ -6,7 +6,10 @@
                          verify_ssl=sim.info["ca_file"])
         sim.cluster.step(30)
 
-The thread runs its own asyncio loop; the cluster is shared with the caller under its lock.
+Each node serves the API on a port of its own, as every PVE node runs its own pveproxy: while a
+node is off or crashed its port refuses connections (``info["endpoints"]`` lists them; ``host``
+and ``port`` are the first node's). The /sim control API has a port of its own that never goes
+away. The thread runs its own asyncio loop; the cluster is shared with the caller under its lock.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from aiohttp import web
 
 from pvetop.sim.auth import Auth
 from pvetop.sim.cluster import SimCluster
+from pvetop.sim.entities import SimNode
 from pvetop.sim.scenarios import load_scenario
 from pvetop.sim.server import SimServer
 from pvetop.sim.tls import make_tls
@@ -37,7 +41,19 @@ INFO_KEYS = (
     "fingerprint",
     "wol_port",
     "control_url",
+    "endpoints",
 )
+SHUTDOWN_SECONDS = 0.2  # a dying node's in-flight requests get this long before their connections drop
+
+
+class _Endpoint:
+    """One node's API port: listening while the node answers, closed (refusing) while it is down."""
+
+    def __init__(self, node: str, requested_port: int) -> None:
+        self.node = node
+        self.port = requested_port
+        self.runner: web.AppRunner | None = None
+        self.lock = asyncio.Lock()
 
 
 class RunningSim:
@@ -47,7 +63,6 @@ class RunningSim:
         self.cluster = cluster
         self.auth = auth
         self._auth_failure_delay = auth_failure_delay
-        self._requested_port = port
         self._requested_wol_port = wol_port
         self._tls = make_tls()
         cluster.fingerprint = self._tls.fingerprint
@@ -55,9 +70,11 @@ class RunningSim:
         self._thread = threading.Thread(target=self._run, name="pvetop-sim", daemon=True)
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: SimServer | None = None
+        self._endpoints = [_Endpoint(name, port if index == 0 else 0) for index, name in enumerate(cluster.nodes)]
+        self._control: web.AppRunner | None = None
         self._wol_transport = None
-        self.port = 0
+        self.control_port = 0
         self.wol_port = 0
 
     # ----- lifecycle ----------------------------------------------------------------------
@@ -84,23 +101,61 @@ class RunningSim:
         self._loop.close()
 
     async def _serve(self) -> None:
-        server = SimServer(self.cluster, self.auth, auth_failure_delay=self._auth_failure_delay)
-        self._runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, self._requested_port, ssl_context=self._tls.context, reuse_address=True)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self._server = SimServer(self.cluster, self.auth, auth_failure_delay=self._auth_failure_delay)
+        self._control, self.control_port = await self._listen(self._server.control_app(), 0)
+        for endpoint in self._endpoints:
+            # every port is bound once, so it is known (and kept) even for a node that starts off
+            endpoint.runner, endpoint.port = await self._listen(self._server.app(endpoint.node), endpoint.port)
+            await self._apply_power(endpoint)
         transport, _ = await self._loop.create_datagram_endpoint(
             lambda: WolProtocol(self.cluster.wake_by_mac), local_addr=(HOST, self._requested_wol_port)
         )
         self._wol_transport = transport
         self.wol_port = transport.get_extra_info("sockname")[1]
+        self.cluster.power_listeners.append(self._power_changed)
+
+    async def _listen(self, app: web.Application, port: int) -> tuple[web.AppRunner, int]:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+        await runner.setup()
+        site = web.TCPSite(runner, HOST, port, ssl_context=self._tls.context, reuse_address=True)
+        await site.start()
+        return runner, runner.addresses[0][1]
+
+    def _power_changed(self, node: SimNode) -> None:
+        """Called by the cluster (any thread, under its lock): reconcile that node's port soon."""
+        if self._loop.is_closed():
+            return
+        for endpoint in self._endpoints:
+            if endpoint.node == node.name:
+                self._loop.call_soon_threadsafe(lambda e=endpoint: self._loop.create_task(self._apply_power(e)))
+
+    async def _apply_power(self, endpoint: _Endpoint) -> None:
+        """Opens the node's port while it answers the API, closes it (connections too) when it does not."""
+        assert self._server is not None
+        async with endpoint.lock:
+            reachable = self.cluster.nodes[endpoint.node].reachable
+            if reachable and endpoint.runner is None:
+                endpoint.runner, _ = await self._listen(self._server.app(endpoint.node), endpoint.port)
+            elif not reachable and endpoint.runner is not None:
+                runner, endpoint.runner = endpoint.runner, None
+                await runner.cleanup()
+
+    def settle(self) -> None:
+        """Waits until every node's port matches its power state (call it outside the cluster lock:
+        after stepping a node down, its port refuses once this returns)."""
+
+        async def apply_all() -> None:
+            for endpoint in self._endpoints:
+                await self._apply_power(endpoint)
+
+        asyncio.run_coroutine_threadsafe(apply_all(), self._loop).result(timeout=30)
 
     async def _shutdown(self) -> None:
         if self._wol_transport is not None:
             self._wol_transport.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in [e.runner for e in self._endpoints] + [self._control]:
+            if runner is not None:
+                await runner.cleanup()
 
     def stop(self) -> None:
         """Stops serving and removes the CA file; safe to call twice."""
@@ -116,6 +171,16 @@ class RunningSim:
         self.stop()
 
     # ----- connection details -------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        """The first node's API port."""
+        return self._endpoints[0].port
+
+    @property
+    def endpoints(self) -> list[dict]:
+        """Every node's API endpoint, in node order: ``[{node, host, port}]``."""
+        return [{"node": e.node, "host": HOST, "port": e.port} for e in self._endpoints]
+
     @property
     def url(self) -> str:
         return f"https://{HOST}:{self.port}/api2/json"
@@ -140,7 +205,8 @@ class RunningSim:
             "ca_file": str(self.ca_file),
             "fingerprint": self._tls.fingerprint,
             "wol_port": self.wol_port,
-            "control_url": f"https://{HOST}:{self.port}/sim",
+            "control_url": f"https://{HOST}:{self.control_port}/sim",
+            "endpoints": self.endpoints,
             **{f"readonly_{key}": value for key, value in readonly.items()},
         }
 

@@ -9,6 +9,7 @@ apply to /api2 only; /sim stays reachable so tests can turn them off again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -43,6 +44,7 @@ class Call:
     path: dict[str, str]
     params: dict
     encoded_resources: Callable[[str | None], web.Response]
+    local: str  # the node whose pveproxy answers this call
 
     @property
     def node(self) -> str:
@@ -135,7 +137,7 @@ def get_resources(call: Call):
 @route("GET", "/cluster/status")
 def get_cluster_status(call: Call):
     call.require("/", "Sys.Audit")
-    return views.cluster_status(call.cluster)
+    return views.cluster_status(call.cluster, call.local)
 
 
 @route("GET", "/cluster/config/nodes")
@@ -214,11 +216,28 @@ def get_nextid(call: Call):
     return vmid
 
 
+CLUSTER_TASKS_FINISHED_PER_NODE = 25  # pve-common RESTEnvironment active_workers keeps this many
+
+
 @route("GET", "/cluster/tasks")
 def get_cluster_tasks(call: Call):
+    """What pvestatd broadcasts: every running task plus each node's 25 newest finished ones;
+    finished entries carry no pid and no entry carries pstart."""
     now = call.cluster.now
-    tasks = sorted(call.cluster.tasks, key=lambda t: (t.starttime, t.pid), reverse=True)
-    return [dict(task.list_entry(now), saved=int(not task.running(now))) for task in tasks[:1000]]
+    finished_per_node: dict[str, int] = {}
+    result = []
+    for task in sorted(call.cluster.tasks, key=lambda t: (t.starttime, t.pid), reverse=True):
+        entry = task.list_entry(now)
+        del entry["pstart"]
+        if not task.running(now):
+            shown = finished_per_node.get(task.node, 0)
+            if shown >= CLUSTER_TASKS_FINISHED_PER_NODE:
+                continue
+            finished_per_node[task.node] = shown + 1
+            del entry["pid"]
+        entry["saved"] = int(not task.running(now))
+        result.append(entry)
+    return result
 
 
 @route("GET", "/cluster/ha/resources", {"type": P(enum=("ct", "vm"))})
@@ -325,7 +344,7 @@ def post_node_status(call: Call):
 @route("POST", "/nodes/{node}/wakeonlan")
 def post_wakeonlan(call: Call):
     call.require(f"/nodes/{call.node}", "Sys.PowerMgmt")
-    return call.cluster.wakeonlan(call.node)
+    return call.cluster.wakeonlan(call.node, call.local)
 
 
 NODE_CONFIG_PROPERTIES = (
@@ -559,8 +578,9 @@ def post_migrate(call: Call):
 @route("GET", "/nodes/{node}/{kind}/{vmid}/rrddata", {"timeframe": P(required=True, enum=GUEST_TIMEFRAMES), "cf": CF})
 def get_guest_rrddata(call: Call):
     call.require(f"/vms/{call.vmid}", "VM.Audit")
+    # rrd files are keyed by vmid alone and the call is not proxied: any node answers for any guest
     guest = call.cluster.guests.get(call.vmid)
-    if guest is None or guest.node != call.node or guest.type != call.kind:
+    if guest is None or guest.type != call.kind:
         _guest(call)
     return views.guest_rrddata(call.cluster, guest, call.params["timeframe"], call.params.get("cf", "AVERAGE"))
 
@@ -721,7 +741,8 @@ def _json_bytes(body: bytes) -> web.Response:
 
 
 class SimServer:
-    """Builds the aiohttp application around one cluster and its accounts."""
+    """Builds the aiohttp applications around one cluster and its accounts: one API application
+    per node (each node's pveproxy is its own endpoint) and the control application."""
 
     def __init__(self, cluster: SimCluster, auth: Auth, *, auth_failure_delay: float = 0.0):
         self.cluster = cluster
@@ -729,9 +750,17 @@ class SimServer:
         self.auth_failure_delay = auth_failure_delay  # real PVE waits 3 s before every 401
         self._resources_cache: dict[str | None, tuple[tuple, bytes]] = {}
 
-    def app(self) -> web.Application:
+    def app(self, node: str) -> web.Application:
+        """The API as ``node`` serves it: ``local`` is that node, and while it is down every
+        request on a connection opened before has that connection dropped."""
         app = web.Application(client_max_size=1024**2)
-        app.router.add_route("*", "/api2/json/{tail:.*}", self.handle_api)
+        app.router.add_route("*", "/api2/json/{tail:.*}", functools.partial(self.handle_api, local=node))
+        app.on_response_prepare.append(self._headers)
+        return app
+
+    def control_app(self) -> web.Application:
+        """The /sim control API, on a port of its own that outlives every node."""
+        app = web.Application(client_max_size=1024**2)
         app.router.add_get("/sim/state", self.sim_state)
         app.router.add_post("/sim/step", self.sim_step)
         app.router.add_post("/sim/faults", self.sim_faults)
@@ -761,12 +790,12 @@ class SimServer:
                 params.update({key: str(value) for key, value in form.items()})
         return params
 
-    async def handle_api(self, request: web.Request) -> web.StreamResponse:
+    async def handle_api(self, request: web.Request, *, local: str) -> web.StreamResponse:
         cluster = self.cluster
         faults = cluster.faults
         with cluster.lock:
             cluster.sync()
-            outage = cluster.now < faults.outage_until
+            outage = cluster.now < faults.outage_until or not cluster.nodes[local].reachable
             drop = outage or (faults.drop_rate and cluster.fault_rng.random() < faults.drop_rate)
             error = faults.error_rate and cluster.fault_rng.random() < faults.error_rate
             latency = faults.latency_ms
@@ -780,7 +809,7 @@ class SimServer:
             if error:
                 raise PveApiError(500, "simulated fault: internal server error")
             params = await self._params(request)
-            return self._dispatch(request, params)
+            return self._dispatch(request, params, local)
         except PveApiError as exc:
             if exc.status == 401 and self.auth_failure_delay:
                 await asyncio.sleep(self.auth_failure_delay)
@@ -789,7 +818,7 @@ class SimServer:
             logger.exception("simulator error on %s %s", request.method, request.path)
             return _error_response(PveApiError(500, f"simulator error: {type(exc).__name__}: {exc}"))
 
-    def _dispatch(self, request: web.Request, params: dict[str, str]) -> web.Response:
+    def _dispatch(self, request: web.Request, params: dict[str, str], local: str) -> web.Response:
         method = request.method
         rel = "/" + request.match_info["tail"].strip("/")
         matched = None
@@ -811,7 +840,7 @@ class SimServer:
             handler_route, path = matched
             self._check_path(path)
             values = params if handler_route.params is None else check(handler_route.params, params)
-            result = handler_route.handler(Call(cluster, self.auth, identity, path, values, self._resources))
+            result = handler_route.handler(Call(cluster, self.auth, identity, path, values, self._resources, local))
         if isinstance(result, web.Response):
             return result
         if isinstance(result, tuple):

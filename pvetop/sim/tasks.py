@@ -73,6 +73,12 @@ class Task:
     def visible_lines(self, now: float) -> list[str]:
         return [text for when, text in self.lines if when <= now]
 
+    def owner(self) -> dict:
+        """``user`` and, for an API token's task, ``tokenid``: PVE splits ``root@pam!pvetop`` in
+        its task answers (API2/Tasks.pm $convert_token_task; Cluster.pm tasks)."""
+        user, bang, tokenid = self.user.partition("!")
+        return {"user": user, "tokenid": tokenid} if bang else {"user": user}
+
     def status(self, now: float) -> dict:
         entry = {
             "upid": self.upid,
@@ -82,7 +88,7 @@ class Task:
             "starttime": self.starttime,
             "type": self.type,
             "id": self.id,
-            "user": self.user,
+            **self.owner(),
         }
         if self.running(now):
             entry["status"] = "running"
@@ -100,7 +106,7 @@ class Task:
             "starttime": self.starttime,
             "type": self.type,
             "id": self.id,
-            "user": self.user,
+            **self.owner(),
         }
         if not self.running(now):
             entry["endtime"] = int(self.end_time)

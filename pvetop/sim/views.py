@@ -20,8 +20,17 @@ if TYPE_CHECKING:
     from pvetop.sim.cluster import SimCluster
 
 KERNEL = "6.14.11-4-pve"
-RRD_STEPS = {"hour": 60, "day": 1800, "week": 10800, "month": 43200, "year": 604800, "decade": 6048000}
-RRD_POINTS = 70
+# PVE 9's rrd layout (pve-cluster RRD.pm create_rrd_data, pve-*-9.0 files): (step seconds, points)
+RRD_LAYOUT = {
+    "hour": (60, 60),
+    "day": (60, 1440),
+    "week": (1800, 336),
+    "month": (1800, 1440),
+    "year": (21600, 1440),
+    "decade": (604800, 570),
+}
+# pmxcfs keeps a node's last status broadcast this long after it stops sending (status.c rrd_entry_is_old)
+RRD_EXPIRE_SECONDS = 300
 
 
 # ----- versions ---------------------------------------------------------------------------
@@ -43,9 +52,23 @@ def hastate(cluster: SimCluster, guest: SimGuest) -> str:
     return guest.ha_state if guest.ha_state == "stopped" else ("started" if guest.status == "running" else "stopped")
 
 
-def guest_counters(cluster: SimCluster, guest: SimGuest, usage: tuple[float, int] | None = None) -> dict:
-    """cpu, memory and the cumulative byte counters since the guest started."""
-    now = cluster.now
+def stats_time(cluster: SimCluster, node: SimNode) -> float | None:
+    """When the figures shown for ``node`` and its guests were sampled: now while it is up; the
+    moment it went down for ``RRD_EXPIRE_SECONDS`` after that (pmxcfs still serves its last
+    broadcast); None once that has expired."""
+    if node.reachable:
+        return cluster.now
+    went_down = node.power_history[-1][0] if node.power_history else None
+    if went_down is not None and cluster.now - went_down <= RRD_EXPIRE_SECONDS:
+        return went_down
+    return None
+
+
+def guest_counters(
+    cluster: SimCluster, guest: SimGuest, usage: tuple[float, int] | None = None, at: float | None = None
+) -> dict:
+    """cpu, memory and the cumulative byte counters since the guest started, at ``at`` (now)."""
+    now = cluster.now if at is None else at
     cpu, mem = usage if usage is not None else cluster.guest_usage(guest, now)
     running = guest.status == "running"
     uptime = int(now - guest.started_at) if running else 0
@@ -61,13 +84,18 @@ def guest_counters(cluster: SimCluster, guest: SimGuest, usage: tuple[float, int
     }
 
 
-def guest_resource(cluster: SimCluster, guest: SimGuest, usage: tuple[float, int] | None = None) -> dict:
-    """One qemu/lxc entry of /cluster/resources; few fields when its node is offline."""
+def guest_resource(
+    cluster: SimCluster, guest: SimGuest, usage: tuple[float, int] | None = None, at: float | None = None
+) -> dict:
+    """One qemu/lxc entry of /cluster/resources, with the figures sampled at ``at`` (see
+    ``stats_time``); once a dead node's figures expired only config-derived fields are left."""
+    if at is None:
+        at = stats_time(cluster, cluster.nodes[guest.node])
     entry: dict = {"id": guest.resource_id, "type": guest.type, "vmid": guest.vmid, "node": guest.node}
-    if not cluster.nodes[guest.node].reachable:
+    if at is None:
         entry["status"] = "unknown"
     else:
-        counters = guest_counters(cluster, guest, usage)
+        counters = guest_counters(cluster, guest, usage, at)
         entry.update(
             {
                 "name": guest.name,
@@ -88,8 +116,8 @@ def guest_resource(cluster: SimCluster, guest: SimGuest, usage: tuple[float, int
         )
         if guest.type == "qemu":
             entry["memhost"] = int(counters["mem"] * 1.02)
-        if guest.pool:
-            entry["pool"] = guest.pool
+    if guest.pool:  # from user.cfg, so it outlives the node's figures
+        entry["pool"] = guest.pool
     if guest.tags:
         entry["tags"] = ";".join(guest.tags)
     if guest.lock:
@@ -278,6 +306,8 @@ def node_resource(
     entry: dict = {"id": f"node/{node.name}", "type": "node", "node": node.name}
     if not node.reachable:
         entry["status"] = "offline"
+        if stats_time(cluster, node) is not None:  # its last broadcast still carries the sizes
+            entry.update({"level": node.level, "maxcpu": node.cpus, "maxmem": node.memory, "maxdisk": node.root_disk})
         return entry
     cpu, mem = cluster.node_usage(node, cluster.now, guests, usage)
     entry.update(
@@ -405,7 +435,7 @@ def storage_resource(cluster: SimCluster, storage, node: SimNode) -> dict:
         "shared": int(storage.shared),
         "content": storage.content,
     }
-    if node.reachable:
+    if stats_time(cluster, node) is not None:
         entry.update({"status": "available", "disk": cluster.storage_used(storage, node.name), "maxdisk": storage.size})
     else:
         entry["status"] = "unknown"
@@ -414,14 +444,26 @@ def storage_resource(cluster: SimCluster, storage, node: SimNode) -> dict:
 
 # ----- cluster-wide -----------------------------------------------------------------------
 def cluster_resources(cluster: SimCluster, kind: str | None) -> list[dict]:
+    """GET /cluster/resources in PVE's order: pools (unfiltered only), guests, nodes, storage,
+    then the ``localnetwork`` zone of every node (unfiltered only; 9.x nodes broadcast ``network``
+    entries instead of ``sdn`` ones, so ``type=sdn`` is empty)."""
     result: list[dict] = []
+    pools = {poolid: {"id": f"/pool/{poolid}", "type": "pool", "pool": poolid} for poolid in cluster.pools}
+    if kind is None:
+        result.extend(pools.values())
+    sampled = {name: stats_time(cluster, node) for name, node in cluster.nodes.items()}
     by_node: dict[str, list[SimGuest]] = {name: [] for name in cluster.nodes}
     usage = {}
     for guest in cluster.guests.values():
         by_node[guest.node].append(guest)
-        usage[guest.vmid] = cluster.guest_usage(guest, cluster.now)
+        at = sampled[guest.node]
+        usage[guest.vmid] = cluster.guest_usage(guest, at) if at is not None else (0.0, 0)
     if kind in (None, "vm"):
-        result.extend(guest_resource(cluster, guest, usage[guest.vmid]) for guest in cluster.guests.values())
+        for guest in cluster.guests.values():
+            entry = guest_resource(cluster, guest, usage[guest.vmid], sampled[guest.node])
+            result.append(entry)
+            if guest.pool in pools and entry.get("uptime"):
+                _add_to_pool(pools[guest.pool], entry)
     if kind in (None, "node"):
         result.extend(node_resource(cluster, node, by_node[node.name], usage) for node in cluster.nodes.values())
     if kind in (None, "storage"):
@@ -429,11 +471,35 @@ def cluster_resources(cluster: SimCluster, kind: str | None) -> list[dict]:
             for storage in cluster.storages:
                 if storage.on_node(node.name):
                     result.append(storage_resource(cluster, storage, node))
+    if kind is None:
+        result.extend(
+            {
+                "id": f"network/{name}/zone/localnetwork",
+                "type": "network",
+                "network-type": "zone",
+                "network": "localnetwork",
+                "node": name,
+                "status": "ok",
+            }
+            for name in cluster.nodes
+        )
     return result
 
 
-def cluster_status(cluster: SimCluster) -> list[dict]:
-    local = cluster.entry_node.name
+def _add_to_pool(pool: dict, entry: dict) -> None:
+    """Sums a running member into its pool entry as PVE does: longest uptime, summed memory and
+    CPUs, cpu as the CPU-weighted mean of the members' fractions."""
+    pool["uptime"] = max(pool.get("uptime", 0), entry["uptime"])
+    pool["mem"] = pool.get("mem", 0) + entry["mem"]
+    pool["maxmem"] = pool.get("maxmem", 0) + entry["maxmem"]
+    maxcpu = pool.get("maxcpu", 0)
+    total = maxcpu + entry["maxcpu"]
+    pool["cpu"] = (pool.get("cpu", 0) * maxcpu + entry["cpu"] * entry["maxcpu"]) / total if total else 0
+    pool["maxcpu"] = total
+
+
+def cluster_status(cluster: SimCluster, local: str) -> list[dict]:
+    """GET /cluster/status as ``local``'s pveproxy answers it (``local: 1`` on that node)."""
     result = [
         {
             "id": "cluster",
@@ -655,13 +721,16 @@ def pool(cluster: SimCluster, poolid: str) -> dict:
 
 # ----- history ----------------------------------------------------------------------------
 def _rrd_times(cluster: SimCluster, timeframe: str) -> tuple[int, list[int]]:
-    step = RRD_STEPS[timeframe]
+    step, points = RRD_LAYOUT[timeframe]
     last = int(cluster.now // step) * step
-    return step, [last - step * (RRD_POINTS - 1 - i) for i in range(RRD_POINTS)]
+    return step, [last - step * (points - 1 - i) for i in range(points)]
 
 
 def _samples(t: int, step: int) -> list[float]:
-    """Instants averaged (or maxed) into one rrd row: a few spread over the row's interval."""
+    """Instants averaged (or maxed) into one rrd row: one per minute-long row, a few spread over
+    longer rows (cheap enough for 1440-row answers)."""
+    if step <= 60:
+        return [float(t)]
     return [t - step + step * (k + 1) / 3 for k in range(3)]
 
 

@@ -147,13 +147,13 @@ def test_bad_token_is_401(sim, part):
     info = dict(sim.info, **{part: "bad" + sim.info[part][:3]})
     if part == "user":
         info["user"] = "nobody@pam"
-    assert_unauthorized(raw(info, "GET", "/version"))
-    assert_unauthorized(raw(info, "GET", "/cluster/resources"))
+    assert_unauthorized(raw(info, "GET", "/version"), "Authentication failed!")
+    assert_unauthorized(raw(info, "GET", "/cluster/resources"), "Authentication failed!")
 
 
 def test_malformed_token_header_is_401(sim):
     response = raw(sim.info, "GET", "/version", auth=False, headers={"Authorization": "PVEAPIToken=no-separators-here"})
-    assert_unauthorized(response)
+    assert_unauthorized(response, "Authentication failed!")
 
 
 def test_ticket_cookie_reads_without_csrf_but_writes_need_it(sim):
@@ -174,7 +174,7 @@ def test_ticket_cookie_reads_without_csrf_but_writes_need_it(sim):
 def test_tampered_ticket_is_401(sim):
     ticket = fetch_ticket(sim.info)
     tampered = dict(ticket, ticket=ticket["ticket"].replace(sim.info["user"], "intruder@pam"))
-    assert_unauthorized(ticket_request(sim.info, "GET", "/cluster/resources", tampered))
+    assert_unauthorized(ticket_request(sim.info, "GET", "/cluster/resources", tampered), "Authentication failed!")
 
 
 def test_ticket_expires_after_two_hours_of_simulated_time_unless_renewed(fresh_sim):

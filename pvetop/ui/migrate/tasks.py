@@ -88,12 +88,18 @@ def cluster_row(entry: dict[str, Any], progress: Progress | None) -> TaskRow:
         node=str(entry.get("node", "")),
         type=str(entry.get("type", "")),
         id=str(entry.get("id", "")),
-        user=str(entry.get("user", "")),
+        user=_task_owner(entry),
         running=running,
         status=status,
         duration=None if running or start is None or end is None else end - start,
         failed=not running and status != "OK" and not status.startswith("WARNINGS"),
     )
+
+
+def _task_owner(entry: dict[str, Any]) -> str:
+    """``root@pam!pvetop`` for a token's task: PVE answers ``user`` and ``tokenid`` apart."""
+    user = str(entry.get("user", ""))
+    return f"{user}!{entry['tokenid']}" if entry.get("tokenid") else user
 
 
 class ClusterTasksArrived(Message):
