@@ -104,7 +104,8 @@ def store_failure(display: str, exc: BaseException, *, opening: bool = False) ->
     if cause == "the disk is full" or "not writable" in cause or "write lock" in cause:
         hint = "nothing was changed; fix that and run the command again"
     elif opening:
-        hint = "check --db / PVETOP_DB; the file was left untouched"
+        untouched = "the database" if "://" in display else "the file"  # a server URL, or a file path
+        hint = f"check --db / PVETOP_DB; {untouched} was left untouched"
     else:
         hint = "restore the file from a backup or move it aside (pvetop then starts a new one)"
     verb = "cannot open" if opening else "cannot use"

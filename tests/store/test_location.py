@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from pvetop.errors import UsageError
+from pvetop.errors import PvetopError, UsageError
 from pvetop.store import location, open_store
 
 
@@ -84,10 +84,12 @@ def test_unwritable_location_gives_a_clear_usage_error(tmp_path):
         open_store(str(tmp_path))
 
 
-def test_unreachable_postgresql_gives_a_clear_usage_error():
+def test_unreachable_postgresql_gives_a_clear_error():
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(UsageError, match="cannot open rules store postgresql://pvetop:\\*\\*\\*@127.0.0.1") as caught:
+    with pytest.raises(PvetopError, match="cannot open rules store postgresql://pvetop:\\*\\*\\*@127.0.0.1") as caught:
         open_store(f"postgresql://pvetop:hunter2@127.0.0.1:{port}/rules")
     assert "hunter2" not in str(caught.value)
+    assert "refused" in str(caught.value).lower()  # the cause, named
+    assert "the database was left untouched" in str(caught.value.hint)

@@ -26,7 +26,9 @@ def v1_for_postgres() -> str:
     sql = sql.replace(" REAL ", " DOUBLE PRECISION ").replace('"allow_power_off" INTEGER', '"allow_power_off" BOOLEAN')
     sql = sql.replace("'aa:bb:cc:dd:ee:01', 1)", "'aa:bb:cc:dd:ee:01', true)")
     tables = re.findall(r'CREATE TABLE "(\w+)"', sql)
-    resync = "".join(f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), COALESCE(MAX(id), 1)) FROM \"{t}\";" for t in tables)
+    resync = "".join(
+        f"SELECT setval(pg_get_serial_sequence('\"{t}\"', 'id'), COALESCE(MAX(id), 1)) FROM \"{t}\";" for t in tables
+    )
     return sql + resync
 
 
