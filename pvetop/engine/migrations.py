@@ -3,7 +3,8 @@
 The executor is plain asyncio so the Textual app (its own loop) and the CLI (``asyncio.run``)
 share it; every blocking API or store call goes through ``asyncio.to_thread``. A job starts when
 fewer than ``Limits.max_parallel`` migrations run cluster-wide and, for automatic moves (balancer,
-power policy), fewer than ``Limits.max_per_source`` leave its source node — a user's evacuation
+power policy), fewer than ``Limits.max_per_source`` leave its source node and fewer than
+``Limits.max_per_target`` arrive on its target — a user's evacuation
 empties one node, so only the cluster-wide limit binds it; queued jobs start in submission order
 as soon as their turn allows. Each running job polls its task (status + new log lines: 2 requests per poll)
 and exposes the progress parsed from the log. HA-managed guests migrate through PVE's HA
@@ -34,8 +35,10 @@ from pvetop.store.records import ACTORS
 
 SETTING_MAX_PARALLEL = "migrations.max_parallel"
 SETTING_MAX_PER_SOURCE = "migrations.max_per_source"
+SETTING_MAX_PER_TARGET = "migrations.max_per_target"
 DEFAULT_MAX_PARALLEL = 2  # DESIGN §5 and the evacuation issue: 2 cluster-wide
 DEFAULT_MAX_PER_SOURCE = 1  # DESIGN §5 (balancer): one automatic move leaving a node at a time
+DEFAULT_MAX_PER_TARGET = 1  # and one arriving on a node at a time
 LOST_AFTER = 300.0  # seconds of failing reads (API unreachable) before a job is reported as lost
 HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real migration
 KEPT_FINISHED_JOBS = 200  # finished jobs remembered for the tasks pane (the journal keeps them all)
@@ -47,9 +50,10 @@ class Limits:
 
     max_parallel: int = DEFAULT_MAX_PARALLEL
     max_per_source: int = DEFAULT_MAX_PER_SOURCE
+    max_per_target: int = DEFAULT_MAX_PER_TARGET
 
     def __post_init__(self) -> None:
-        for name in ("max_parallel", "max_per_source"):
+        for name in ("max_parallel", "max_per_source", "max_per_target"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
                 raise UsageError(f"{name} must be a whole number between 1 and 64, not {value!r}")
@@ -62,6 +66,7 @@ class Limits:
         return cls(
             max_parallel=store.get_setting(cluster, SETTING_MAX_PARALLEL, DEFAULT_MAX_PARALLEL),
             max_per_source=store.get_setting(cluster, SETTING_MAX_PER_SOURCE, DEFAULT_MAX_PER_SOURCE),
+            max_per_target=store.get_setting(cluster, SETTING_MAX_PER_TARGET, DEFAULT_MAX_PER_TARGET),
         )
 
 
@@ -347,14 +352,15 @@ class MigrationExecutor:
     # --- scheduling ------------------------------------------------------------------------------
 
     def _may_start(self, job: MigrationJob) -> bool:
-        """Room cluster-wide and, for automatic moves, on the job's source; waiters wake in FIFO
-        order, so queued jobs start in submission order whenever their turn allows."""
+        """Room cluster-wide and, for automatic moves, on the job's source and target; waiters wake
+        in FIFO order, so queued jobs start in submission order whenever their turn allows."""
         if len(self._active) >= self.limits.max_parallel:
             return False
         if job.actor == "user":
             return True
         from_source = sum(1 for other in self._active if other.move.source == job.move.source)
-        return from_source < self.limits.max_per_source
+        to_target = sum(1 for other in self._active if other.move.target == job.move.target)
+        return from_source < self.limits.max_per_source and to_target < self.limits.max_per_target
 
     async def _run(self, job: MigrationJob) -> None:
         try:

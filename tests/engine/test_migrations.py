@@ -144,7 +144,7 @@ async def test_injected_failure_shows_its_log_line_and_the_guest_stays(sim, clie
 
 
 async def test_automatic_moves_hold_cluster_wide_and_per_source_limits(sim, client):
-    executor, _ = executor_for(client, limits=Limits(max_parallel=2, max_per_source=1))
+    executor, _ = executor_for(client, limits=Limits(max_parallel=2, max_per_source=1, max_per_target=2))
     moves = [move_of(client, vmid, "pve-big") for vmid in (101, 102, 105, 106)]
     moves += [move_of(client, vmid, "pve-big") for vmid in (110, 112)]
     jobs = [executor.submit(move, actor="balancer") for move in moves]
@@ -154,6 +154,15 @@ async def test_automatic_moves_hold_cluster_wide_and_per_source_limits(sim, clie
     assert len(record) == 6
     assert max_overlap(record) == 2  # two at once did happen, never three
     assert max_overlap(record, key=lambda task: task.node) == 1
+
+
+async def test_automatic_moves_arrive_one_at_a_time_per_target(sim, client):
+    executor, _ = executor_for(client, limits=Limits(max_parallel=2, max_per_source=2, max_per_target=1))
+    jobs = [executor.submit(move_of(client, vmid, "pve-big"), actor="balancer") for vmid in (101, 102, 110)]
+    await run_all(sim, executor)
+    assert all(job.succeeded for job in jobs), [job.error for job in jobs if not job.succeeded]
+    record = migration_tasks(sim)
+    assert len(record) == 3 and max_overlap(record) == 1  # every move goes to pve-big: one at a time
 
 
 async def test_user_moves_leave_one_source_two_at_a_time(sim, client):
@@ -196,6 +205,8 @@ def test_limits_validate_and_come_from_settings(tmp_path):
         Limits(max_parallel=0)
     with pytest.raises(UsageError, match="max_per_source"):
         Limits(max_per_source="2")
+    with pytest.raises(UsageError, match="max_per_target"):
+        Limits(max_per_target=0)
     with pytest.raises(UsageError, match="bwlimit"):
         MoveOptions(bwlimit_kib=-5)
     with open_store(str(tmp_path / "rules.sqlite")) as store:

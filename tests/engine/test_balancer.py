@@ -1,0 +1,198 @@
+"""The balancer worker against the simulator: auto converges within caps and cooldowns, pauses
+on stale data, no quorum and read-only, reports failures without retrying, journals everything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+
+import pytest
+
+from pvetop.config import settings_from_sim_info
+from pvetop.engine.balancer import ACTOR, PLAN_ACTION, SKIP_ACTION, BalancerWorker, batch, set_mode
+from pvetop.engine.migrations import Limits, MigrationExecutor
+from pvetop.policy.balance import BalancerConfig, measure, plan_balance, trigger_reason
+from pvetop.policy.rules import RuleSet
+from pvetop.pve import PveClient
+from pvetop.sim.runner import start_sim
+from pvetop.store import open_store
+from tests.engine.simdrive import drive, guest_node, migration_tasks, set_failure_rate
+from tests.factories import GIB, make_guest, make_node, make_snapshot
+
+EVALUATE_EVERY = 10.0  # simulated seconds between two evaluations (a poll)
+
+
+@contextlib.contextmanager
+def balancer_on(scenario: str, tmp_path, *, mode: str = "auto", **settings):
+    """A manual-clock sim, a client and a store on its clock, and a worker in ``mode``."""
+    with start_sim(scenario=scenario, seed=1, manual_clock=True) as sim:
+        now = sim.cluster.clock.now
+        with (
+            PveClient.connect(settings_from_sim_info(sim.info), clock=now) as client,
+            open_store(str(tmp_path / "rules.sqlite"), clock=now) as store,
+        ):
+            cluster = client.fetch_snapshot().cluster_name
+            set_mode(store, cluster, mode)
+            for key, value in settings.items():
+                store.set_setting(cluster, f"balancer.{key}", value)
+            executor = MigrationExecutor(client, store=store, cluster=cluster, limits=Limits(), poll=0.01, clock=now)
+            worker = BalancerWorker(client, store, cluster, executor, clock=now)
+            yield sim, client, store, worker
+
+
+async def run_auto(sim, client, worker, *, rounds: int) -> list:
+    """Polls like the dashboard: evaluate (auto may start moves), let simulated time pass."""
+    plans = []
+    for _ in range(rounds):
+        await worker.step(client.fetch_snapshot())
+        plans.append(worker.plan)
+        if worker.running:
+            await drive(sim, lambda: not worker.running)
+        else:
+            sim.cluster.step(EVALUATE_EVERY)
+        if worker.plan is not None and worker.plan.trigger is None and not worker.running:
+            break
+    return plans
+
+
+async def test_auto_converges_on_an_imbalanced_smb_within_caps_and_cooldowns(tmp_path):
+    with balancer_on("smb", tmp_path) as (sim, client, store, worker):
+        config = worker.config()
+        before = measure(client.fetch_snapshot(), RuleSet(), config)
+        assert trigger_reason(before, config) is not None, "smb starts imbalanced"
+        await run_auto(sim, client, worker, rounds=80)
+        await worker.executor.wait()
+        cluster = client.fetch_snapshot()
+        tasks = migration_tasks(sim)
+        journal = store.journal_entries(cluster.cluster_name, actions=("migrate",))
+
+    after = measure(cluster, RuleSet(), config)
+    assert trigger_reason(after, config) is None, f"still imbalanced: {after}"
+    assert after.imbalance < config.threshold
+    assert worker.jobs and all(job.succeeded for job in worker.jobs), [j.error for j in worker.jobs]
+    # caps, from the simulator's own record of migration tasks
+    assert tasks
+    limits = Limits()
+    assert max_overlap(tasks) <= limits.max_parallel
+    assert max_overlap(tasks, key=lambda t: t.node) <= limits.max_per_source
+    assert max_overlap(tasks, key=task_target) <= limits.max_per_target
+    # no guest moved twice within its cooldown
+    starts: dict[str, list[float]] = {}
+    for task in tasks:
+        starts.setdefault(task.id, []).append(task.starttime)
+    for times in starts.values():
+        times.sort()
+        assert all(b - a >= config.cooldown_minutes * 60 for a, b in zip(times, times[1:], strict=False))
+    # the HA manager moved nothing back: every migration was the balancer's, and each guest stays put
+    assert len(tasks) == len(worker.jobs)
+    for job in worker.jobs:
+        assert cluster.guest_by_vmid[job.vmid].node == job.move.target
+    # every move journaled as the balancer's, with its reason
+    done = [e for e in journal if e.result == "ok"]
+    assert len(done) == len(worker.jobs) and all(e.actor == ACTOR and "imbalance" in e.params["reason"] for e in done)
+
+
+def task_target(task) -> str:
+    """The target node, from the migration task's first log line (``... to node 'pve3' (ip)``)."""
+    first = next(text for _at, text in task.lines if "to node '" in text)
+    return first.split("to node '", 1)[1].split("'", 1)[0]
+
+
+def max_overlap(tasks, key=lambda task: None) -> int:
+    worst = 0
+    for task in tasks:
+        at = task.starttime
+        same = [
+            other
+            for other in tasks
+            if key(other) == key(task) and other.starttime <= at and (other.end_time is None or at < other.end_time)
+        ]
+        worst = max(worst, len(same))
+    return worst
+
+
+async def test_auto_waits_for_the_trigger_to_hold(tmp_path):
+    with balancer_on("imbalanced", tmp_path, hold=3) as (sim, client, store, worker):
+        for expected in (1, 2):
+            assert await worker.step(client.fetch_snapshot()) == []
+            assert worker.trigger.held == expected
+            sim.cluster.step(EVALUATE_EVERY)
+        started = await worker.step(client.fetch_snapshot())
+        assert started and all(job.actor == ACTOR for job in started)
+        await drive(sim, lambda: not worker.running)
+
+
+async def test_advise_plans_and_journals_but_moves_nothing_until_applied(tmp_path):
+    with balancer_on("imbalanced", tmp_path, mode="advise") as (sim, client, store, worker):
+        for _ in range(4):
+            assert await worker.step(client.fetch_snapshot()) == []
+            sim.cluster.step(EVALUATE_EVERY)
+        plan = worker.plan
+        assert plan is not None and plan.moves and not migration_tasks(sim)
+        plans = store.journal_entries(worker.cluster, actions=(PLAN_ACTION,))
+        # journaled when what it proposes changes, not on every evaluation
+        assert 1 <= len(plans) < 4 and plans[-1].result == plan.summary
+        first = plan.moves[0]
+        [job] = await worker.apply([first])
+        await drive(sim, lambda: not worker.running)
+        await worker.executor.wait()
+        assert job.succeeded and job.actor == "user"
+        assert guest_node(sim, first.vmid) == first.move.target
+        [entry] = [e for e in store.journal_entries(worker.cluster, actions=("migrate",)) if e.result == "ok"]
+        assert entry.params["reason"] == first.move.reason
+
+
+async def test_stale_data_no_quorum_and_read_only_move_nothing(tmp_path):
+    with balancer_on("imbalanced", tmp_path, hold=1) as (sim, client, store, worker):
+        snapshot = client.fetch_snapshot()
+        assert await worker.step(snapshot, stale=True) == []
+        assert "stale" in worker.paused and worker.trigger.held == 0
+        assert await worker.step(replace(snapshot, quorate=False)) == []
+        assert "quorum" in worker.paused
+        worker.read_only = True
+        assert await worker.step(client.fetch_snapshot()) == []
+        assert worker.plan.moves and "read-only" in worker.paused
+        with pytest.raises(Exception, match="read-only"):
+            await worker.apply(worker.plan.moves[:1])
+        skips = store.journal_entries(worker.cluster, actions=(SKIP_ACTION,))
+        assert [("stale" in e.result, "quorum" in e.result) for e in skips] == [(True, False), (False, True)]
+        assert not migration_tasks(sim)
+
+
+async def test_a_failed_move_is_reported_and_not_retried_before_its_cooldown(tmp_path):
+    with balancer_on("imbalanced", tmp_path, hold=1) as (sim, client, store, worker):
+        set_failure_rate(sim, 1.0)
+        await run_auto(sim, client, worker, rounds=1)
+        await asyncio.sleep(0.05)  # the worker reports results as they come in
+        failed = [job for job in worker.jobs if not job.succeeded]
+        assert failed and worker.alerts and "not retried" in worker.alerts[0]
+        set_failure_rate(sim, 0.0)
+        await worker.step(client.fetch_snapshot())
+        again = {job.vmid for job in worker.jobs if job not in failed}
+        assert not again & {job.vmid for job in failed}
+        held = {item.vmid: item.reason for item in worker.plan.held}
+        assert all(held.get(job.vmid, "").startswith("cooldown") for job in failed if job.vmid in held)
+        await drive(sim, lambda: not worker.running)
+
+
+async def test_balance_runs_until_the_plan_is_empty_or_max_moves(tmp_path):
+    with balancer_on("imbalanced", tmp_path, mode="advise") as (sim, client, store, worker):
+        limited = asyncio.ensure_future(worker.balance(client.fetch_snapshot, max_moves=1))
+        await drive(sim, lambda: limited.done())
+        assert len(limited.result()) == 1
+        rest = asyncio.ensure_future(worker.balance(client.fetch_snapshot))
+        await drive(sim, lambda: rest.done())
+        assert rest.result() and all(job.succeeded for job in rest.result())
+        assert worker.plan.trigger is None
+
+
+def test_a_batch_never_starts_a_move_into_a_node_an_earlier_move_leaves():
+    guests = [make_guest(100 + i, "a", mem=8 * GIB, cpu=1.0) for i in range(4)]
+    snap = make_snapshot([make_node(n) for n in ("a", "b", "c", "d")], guests, derive_usage=True)
+    plan = plan_balance(snap, config=BalancerConfig())
+    chosen = batch(plan.moves)
+    assert chosen == list(plan.moves[:1])  # every move leaves a: one at a time
+    moves = list(plan.moves)
+    moves[1] = replace(moves[1], move=replace(moves[1].move, source="d", target="c"))
+    assert [m.vmid for m in batch(moves)] == [moves[0].vmid, moves[1].vmid]
