@@ -37,6 +37,7 @@ from pvetop.ui.filtering import NO_FILTER, GuestFilter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.header import ClusterHeader, Freshness, HeaderView
 from pvetop.ui.help import HelpScreen, help_text
+from pvetop.ui.lifecycle import LIFECYCLE_BINDINGS, LifecycleMixin
 from pvetop.ui.migrate import MIGRATION_BINDINGS, MigrationsMixin
 from pvetop.ui.polling import (
     PollFailed,
@@ -55,7 +56,7 @@ FULL_GC_EVERY = 100  # middle-generation passes between two full ones (Python's 
 FILTER_HELP = "filter: text or regex, all terms must match; name: vmid: tag: node: status: type:"
 
 
-class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
+class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "pvetop"
     ENABLE_COMMAND_PALETTE = True
@@ -71,6 +72,7 @@ class PvetopApp(MigrationsMixin, ReadOnlyGuard, App):
         Binding("minus", "interval(-1)", "Interval -", key_display="-"),
         Binding("ctrl+r", "refresh_now", "Refresh now", show=False),
         *MIGRATION_BINDINGS,
+        *LIFECYCLE_BINDINGS,
     ]
 
     latest: var[Refresh | None] = var(None, init=False)

@@ -48,3 +48,20 @@ def test_help(snap_compare):
 
 def test_filtered_and_sorted_by_cpu(snap_compare):
     assert snap_compare(**dashboard("P", "slash", *"prod", "enter"))
+
+
+def test_power_dialog(snap_compare):
+    """``x`` on a guest: the start/shutdown/reboot/stop dialog (pushed directly: the in-memory source cannot write)."""
+    setup = dashboard()
+    before = setup["run_before"]
+
+    async def run_before(pilot) -> None:
+        from pvetop.ui.lifecycle import PowerScreen
+
+        await before(pilot)
+        app = pilot.app
+        await app.push_screen(PowerScreen([app.latest.snapshot.guest_by_vmid[100]]))
+        await settle(pilot)
+
+    return_value = snap_compare(**{**setup, "run_before": run_before})
+    assert return_value

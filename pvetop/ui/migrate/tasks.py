@@ -18,7 +18,8 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
-from pvetop.engine.migrations import MigrationJob, real_lines
+from pvetop.engine.lifecycle import LifecycleJob
+from pvetop.engine.migrations import JobState, MigrationJob, real_lines
 from pvetop.engine.report import job_status, progress_text
 from pvetop.errors import PvetopError
 from pvetop.pve import tasks
@@ -72,6 +73,25 @@ def job_row(job: MigrationJob, now: float) -> TaskRow:
         duration=job.duration(now),
         failed=job.state.finished and not job.succeeded,
         job=job,
+    )
+
+
+def lifecycle_row(job: LifecycleJob, now: float) -> TaskRow:
+    """A start/shutdown/stop/reboot of ours: the guest's own task once known, else the HA request."""
+    upid = job.upid or job.ha_upid
+    parsed = tasks.parse_upid(upid) if upid else None
+    return TaskRow(
+        key=upid or f"power:{job.id}",
+        upid=upid,
+        started=parsed.starttime if parsed else None,
+        node=job.guest.node,
+        type=parsed.type if parsed else job.action,
+        id=str(job.vmid),
+        user=parsed.user if parsed else "(pvetop)",
+        running=not job.state.finished,
+        status=f"{job.action}: {job.status_text}",
+        duration=job.duration(now),
+        failed=job.state is JobState.FAILED,
     )
 
 
@@ -140,7 +160,7 @@ class TasksScreen(ReadOnlyGuard, Screen):
         for label, width in (
             ("Started", 8),
             ("Node", 12),
-            ("Type", 9),
+            ("Type", 10),
             ("ID", 6),
             ("User", 16),
             ("Duration", 8),
@@ -156,6 +176,11 @@ class TasksScreen(ReadOnlyGuard, Screen):
     def jobs(self) -> list[MigrationJob]:
         executor = getattr(self.app, "_migrations", None)
         return list(executor.jobs) if executor is not None else []
+
+    @property
+    def lifecycle_jobs(self) -> list[LifecycleJob]:
+        runner = getattr(self.app, "_lifecycle", None)
+        return list(runner.jobs) if runner is not None else []
 
     @work(thread=True, exclusive=True, group="cluster-tasks", exit_on_error=False)
     def _poll(self) -> None:
@@ -184,7 +209,7 @@ class TasksScreen(ReadOnlyGuard, Screen):
         self.error = message.error
         self._show()
 
-    def job_updated(self, job: MigrationJob) -> None:
+    def job_updated(self, job: MigrationJob | LifecycleJob) -> None:
         if self.is_attached:
             self._show()
 
@@ -194,7 +219,10 @@ class TasksScreen(ReadOnlyGuard, Screen):
         for job in reversed(self.jobs):
             row = job_row(job, now)
             rows[row.key] = row
-        followed = {key for job in self.jobs for key in (job.upid, job.ha_upid) if key}
+        for power in reversed(self.lifecycle_jobs):
+            row = lifecycle_row(power, now)
+            rows[row.key] = row
+        followed = {key for job in [*self.jobs, *self.lifecycle_jobs] for key in (job.upid, job.ha_upid) if key}
         for entry in self.cluster_entries:
             if entry["upid"] not in followed and entry["upid"] not in rows:
                 rows[entry["upid"]] = cluster_row(entry, self.cluster_progress.get(entry["upid"]))
