@@ -160,7 +160,8 @@ class BalancerWorker:
                 if job.state is JobState.FAILED:
                     self._alert(f"balancer move {job.label} failed: {job.error} (not retried before its cooldown)")
 
-    async def _plan(self, snapshot: ClusterSnapshot, config: BalancerConfig) -> BalancePlan:
+    async def plan_now(self, snapshot: ClusterSnapshot, config: BalancerConfig) -> BalancePlan:
+        """The plan for ``snapshot``, PVE's migrate precondition read for every VM it moves."""
         now = self.clock()
         rules = await self._call(self.store.ruleset, self.cluster) if self.store is not None else RuleSet()
         waits = await self._call(cooldowns, self.store, self.cluster, config, now)
@@ -204,7 +205,7 @@ class BalancerWorker:
         if paused is None or paused.startswith("read-only"):
             self._window.append(snapshot)
         window = list(self._window)[-config.smoothing :] or [snapshot]
-        plan = await self._plan(smooth(window), config)
+        plan = await self.plan_now(smooth(window), config)
         if paused is None or paused.startswith("read-only"):
             self.trigger = self.trigger.next(plan.trigger)
         self.plan = plan
@@ -255,19 +256,22 @@ class BalancerWorker:
     async def balance(
         self, fetch: Callable[[], ClusterSnapshot], *, max_moves: int | None = None, actor: str = ACTOR
     ) -> list[MigrationJob]:
-        """Plan, run the head of the plan, wait, re-plan on a fresh snapshot: until the plan is empty
-        (or only what cannot run now is left), or ``max_moves`` moves were made (for cron/systemd)."""
+        """Plan, run the head of the plan, wait, re-plan on a fresh snapshot: until nothing is left
+        to gain, or ``max_moves`` moves were made. Asked for explicitly (cron, systemd), it runs
+        whatever the mode, but never on stale data, without quorum or read-only."""
+        config = await self._call(self.config)
         done: list[MigrationJob] = []
         while max_moves is None or len(done) < max_moves:
             snapshot = await self._call(fetch)
-            plan = await self.evaluate(snapshot)
-            if plan is None or not plan.moves:
-                break
+            await self._set_paused(self._why_paused(snapshot, False))
             if self.paused is not None:
                 break
-            moves = batch(plan.moves)
-            if max_moves is not None:
-                moves = moves[: max_moves - len(done)]
+            plan = self.plan = await self.plan_now(snapshot, config)
+            self.history.append(plan.before.imbalance)
+            await self._journal_plan(plan)
+            if not plan.moves:
+                break
+            moves = batch(plan.moves)[: None if max_moves is None else max_moves - len(done)]
             jobs = await self.apply(moves, actor=actor)
             if not jobs:
                 break
@@ -275,7 +279,7 @@ class BalancerWorker:
             done += jobs
             self._follow_jobs()
             if all(job.state is JobState.FAILED for job in jobs):
-                break  # every move of the batch failed: report, do not loop on it
+                break  # every move of the batch failed: reported, not looped on
         return done
 
     # --- bookkeeping -------------------------------------------------------------------------------
