@@ -22,9 +22,7 @@ from typing import Callable
 
 from pvetop.sim import lifecycle
 from pvetop.sim.clock import SimClock
-from pvetop.sim.crs import Candidate, CrsSettings, best_move, imbalance
 from pvetop.sim.entities import (
-    BOOTING,
     CRASHED,
     GIB,
     MIB,
@@ -40,19 +38,18 @@ from pvetop.sim.entities import (
 )
 from pvetop.sim.errors import PveApiError, ScenarioError, param_error
 from pvetop.sim.faults import Faults
+from pvetop.sim.ha import HaManager
 from pvetop.sim.load import LoadCurve, default_curve, noise
 from pvetop.sim.migration import plan_migration
+from pvetop.sim.power import Power
 from pvetop.sim.scenarios import Scenario, load_scenario
 from pvetop.sim.tasks import Task, duration, make_upid, parse_upid
-from pvetop.sim.validate import normalize_tags, parse_property_string
+from pvetop.sim.validate import normalize_tags
 
 DEFAULT_START = calendar.timegm((2026, 1, 1, 0, 0, 0))
 PVE_VERSION = "9.2.0"
 PVE_RELEASE = "9.2"
 PVE_REPOID = "5e1f7a3c9b2d4e60"
-HA_CRM_DELAY = 6.0  # seconds between a hamigrate request and the CRM starting the migration
-CRM_ROUND_SECONDS = 10.0  # the HA manager's round, when automatic rebalancing decides
-HA_FENCE_DELAY = 120.0  # a crashed node's HA guests are fenced, then recovered elsewhere after this
 
 
 def parse_start_time(value) -> float | None:
@@ -120,22 +117,19 @@ class SimCluster:
         self.tasks: list[Task] = []
         self.tasks_by_upid: dict[str, Task] = {}
         self.migrations: dict[int, Migration] = {}
-        self.ha_migrating: set[int] = set()
         self.faults = Faults()
         self.faults.update(scenario.faults, start)
         self.options = dict(scenario.options)
         self.bandwidth = scenario.migration_bandwidth_mib * MIB
         self.cluster_name = scenario.cluster_name
-        self.max_workers = int(self.options.get("max_workers", 4))  # datacenter.cfg default for bulk tasks
         self.fingerprint = ""  # the API certificate's, set by the server (shown in GET /nodes)
         # called (under the lock, from any thread) when a node starts or stops answering: the
         # runner opens or closes that node's API port
         self.power_listeners: list[Callable[[SimNode], None]] = []
         self.config_version = 3 + len(scenario.nodes)
         self._build(scenario)
-        self._crs_armed = False
-        self._crs_hold = 0  # consecutive CRM rounds above the imbalance threshold
-        self._arm_crs()
+        self.power = Power(self)
+        self.ha = HaManager(self)
 
     # ----- construction -------------------------------------------------------------------
     def _build(self, scenario: Scenario) -> None:
@@ -446,69 +440,32 @@ class SimCluster:
         return task.upid
 
     def migrate_all(
-        self, node: str, target: str, user: str, *, max_workers: int, vmids: set[int] | None, with_local_disks: bool
+        self,
+        node: str,
+        target: str,
+        user: str,
+        *,
+        max_workers: int | None,
+        vmids: set[int] | None,
+        with_local_disks: bool,
     ) -> str:
-        """POST /nodes/{node}/migrateall: one task that migrates every guest, ``max_workers`` at a time."""
-        self.check_migration_target(node, target)
-        queue = [g for g in self.guests.values() if g.node == node and (vmids is None or g.vmid in vmids)]
-        task = self.new_task(node, "migrateall", "", user)
-        started_at = self.now
-        active: list[SimGuest] = []
-        failures: list[int] = []
-
-        def outcome_failed(guest: SimGuest) -> bool:
-            moves = [
-                t
-                for t in self.tasks
-                if t.id == str(guest.vmid) and t.starttime >= int(started_at) and t.type in ("qmigrate", "vzmigrate")
-            ]
-            return not moves or moves[-1].failed(self.now)
-
-        def pump() -> None:
-            for guest in [g for g in active if g.vmid not in self.migrations and g.vmid not in self.ha_migrating]:
-                active.remove(guest)
-                if outcome_failed(guest):
-                    failures.append(guest.vmid)
-                    task.log(
-                        self.now,
-                        f"Failed Migration of {'VM' if guest.type == 'qemu' else 'CT'} {guest.vmid}",
-                        stamped=False,
-                    )
-            while queue and len(active) < max_workers:
-                guest = queue.pop(0)
-                label = "VM" if guest.type == "qemu" else "CT"
-                task.log(self.now, f"Starting Migration of {label} {guest.vmid}", stamped=False)
-                running = guest.status == "running"
-                params = {
-                    "target": target,
-                    "online": int(running and guest.type == "qemu"),
-                    "restart": int(running and guest.type == "lxc"),
-                    "with-local-disks": int(with_local_disks),
-                }
-                try:
-                    self.migrate(guest.type, node, guest.vmid, params, user)
-                except PveApiError as exc:
-                    task.log(self.now, f"Failed Migration of {label} {guest.vmid}: {exc.message}", stamped=False)
-                    failures.append(guest.vmid)
-                    continue
-                active.append(guest)
-            if queue or active:
-                self.schedule(self.now + 1, pump)
-            else:
-                task.finish(self.now, "OK" if not failures else f"WARNINGS: {len(failures)}")
-
-        pump()
-        return task.upid
+        return self.power.migrate_all(
+            node, target, user, max_workers=max_workers, vmids=vmids, with_local_disks=with_local_disks
+        )
 
     def ha_migrate(self, sid: str, target: str, user: str) -> dict:
-        """POST /cluster/ha/resources/{sid}/migrate: queue the move for the CRM."""
+        """POST /cluster/ha/resources/{sid}/migrate: queues the move for the CRM and says which
+        partners would comigrate and what blocks the target (HA/Config.pm get_resource_motion_info)."""
         guest = self.ha_guest(sid)
-        if target not in self.nodes:
-            raise PveApiError(500, f"no such cluster node '{target}'")
         self.require_quorum()
-        if guest.node != target:
-            self._request_ha_migration(guest, target, user, with_task=False)
-        return {"sid": guest.sid, "requested-node": target}
+        self.ha.queue_command(f"migrate {guest.sid} {target}")
+        result: dict = {"sid": guest.sid, "requested-node": target}
+        comigrated, blocking = self.ha.motion_info(guest.sid)
+        if comigrated:
+            result["comigrated-resources"] = comigrated
+        if blocking.get(target):
+            result["blocking-resources"] = blocking[target]
+        return result
 
     def ha_guest(self, sid: str) -> SimGuest:
         kind, colon, number = sid.partition(":")
@@ -519,40 +476,32 @@ class SimCluster:
             raise PveApiError(500, f"service '{sid}' not defined")
         return guest
 
-    def _request_ha_migration(self, guest: SimGuest, target: str, user: str, *, with_task: bool = True) -> str:
-        """HA-managed guests: a short hamigrate task, then the CRM starts the real migration."""
-        source = guest.node
-        upid = ""
-        if with_task:
-            task = self.new_task(source, "hamigrate", str(guest.vmid), user)
-            task.log(
-                self.now,
-                f"Requesting HA migration for {'VM' if guest.type == 'qemu' else 'CT'} {guest.vmid} to node {target}",
-                stamped=False,
-            )
-            task.finish(self.now + 1, "OK")
-            upid = task.upid
-        self.ha_migrating.add(guest.vmid)
-
-        def crm_starts() -> None:
-            if guest.node != source or guest.lock or not self.nodes[source].reachable:
-                self.ha_migrating.discard(guest.vmid)
-                return
-            running = guest.status == "running"
-            self._start_migration(
-                guest,
-                target,
-                "root@pam",
-                online=running and guest.type == "qemu",
-                restart=running and guest.type == "lxc",
-                with_local_disks=False,
-                bwlimit_kib=None,
-                ha=True,
-            )
-
-        self.schedule(self.now + HA_CRM_DELAY, crm_starts)
+    def _request_ha_migration(self, guest: SimGuest, target: str, user: str) -> str:
+        """qemu-server/pve-container migrate_vm for an HA guest: an 'hamigrate' task that runs
+        ``ha-manager migrate``; the CRM decides on its next round (and may drop the request)."""
+        task = self.new_task(guest.node, "hamigrate", str(guest.vmid), user)
+        task.log(
+            self.now,
+            f"Requesting HA migration for {'VM' if guest.type == 'qemu' else 'CT'} {guest.vmid} to node {target}",
+            stamped=False,
+        )
+        task.finish(self.now + 1, "OK")
+        self.ha.queue_command(f"{'migrate' if guest.type == 'qemu' else 'relocate'} {guest.sid} {target}")
         self.revision += 1
-        return upid
+        return task.upid
+
+    def ha_motion(self, guest: SimGuest, target: str, *, relocate: bool) -> Task:
+        """The LRM runs the CRM's migrate (live) or relocate (restart) as root@pam."""
+        running = guest.status == "running"
+        return self._start_migration(
+            guest,
+            target,
+            "root@pam",
+            online=running and guest.type == "qemu",
+            restart=running and (relocate or guest.type == "lxc"),
+            with_local_disks=False,
+            bwlimit_kib=None,
+        )
 
     def _start_migration(
         self,
@@ -564,7 +513,6 @@ class SimCluster:
         restart: bool,
         with_local_disks: bool,
         bwlimit_kib: float | None,
-        ha: bool = False,
     ) -> Task:
         source = guest.node
         task = self.new_task(source, "qmigrate" if guest.type == "qemu" else "vzmigrate", str(guest.vmid), user)
@@ -591,7 +539,6 @@ class SimCluster:
         guest.lock = None
         guest.config_version += 1
         self.migrations.pop(guest.vmid, None)
-        self.ha_migrating.discard(guest.vmid)
 
     def _abort_migration(self, migration: Migration, reason: str) -> None:
         """Stops a migration now: the guest stays where it is (the source unless flipped)."""
@@ -622,79 +569,12 @@ class SimCluster:
         self.finish_migration(migration)
         self.revision += 1
 
-    # ----- CRS automatic rebalancing (PVE 9.2) ---------------------------------------------
-    def crs_settings(self) -> CrsSettings:
-        return CrsSettings.from_option(parse_property_string(str(self.options.get("crs", "")), "ha"))
-
-    def _arm_crs(self) -> None:
-        """Runs CRM rounds while ``ha-auto-rebalance`` is on (they stop when it is switched off)."""
-        if not self._crs_armed and self.crs_settings().enabled:
-            self._crs_armed = True
-            self.schedule(self.now + CRM_ROUND_SECONDS, self._crs_round)
-
-    def _crs_round(self) -> None:
-        settings = self.crs_settings()
-        if not settings.enabled:
-            self._crs_armed = False
-            self._crs_hold = 0
-            return
-        self.schedule(self.now + CRM_ROUND_SECONDS, self._crs_round)
-        if not self.quorate or self.ha_migrating:
-            return
-        online = {n.name: n for n in self.nodes.values() if n.power == ONLINE}
-        if len(online) < 2:
-            return
-        by_node: dict[str, list[SimGuest]] = {name: [] for name in online}
-        usage: dict[int, tuple[float, int]] = {}
-        for guest in self.guests.values():
-            if guest.node in by_node:
-                by_node[guest.node].append(guest)
-                usage[guest.vmid] = self.guest_usage(guest, self.now)
-        loads = {}
-        for name, node in online.items():
-            cpu, mem = self.node_usage(node, self.now, by_node[name], usage)
-            loads[name] = (cpu + mem / node.memory) / 2
-        current = imbalance(list(loads.values()))
-        self._crs_hold = self._crs_hold + 1 if current > settings.threshold else 0
-        if self._crs_hold < settings.hold_rounds:
-            return
-        candidates = []
-        for name, guests in by_node.items():
-            for guest in guests:
-                if not guest.ha or guest.lock or guest.status != "running":
-                    continue
-                cpu, mem = usage[guest.vmid]
-                load_on = {n: (cpu * guest.cores / node.cpus + mem / node.memory) / 2 for n, node in online.items()}
-                candidates.append(Candidate(guest.vmid, name, load_on, self._ha_allowed_nodes(guest, online)))
-        move = best_move(loads, candidates)
-        if move is not None and move[2] <= current * (1 - settings.margin):
-            self._crs_hold = 0
-            self._request_ha_migration(self.guests[move[0]], move[1], "root@pam", with_task=False)
-
-    def _ha_allowed_nodes(self, guest: SimGuest, online: dict[str, SimNode]) -> tuple[str, ...]:
-        """Nodes the HA rules let this guest run on: strict node affinity, negative resource
-        affinity; guests in a positive resource-affinity group are not moved alone."""
-        allowed = set(online)
-        for rule in self.ha_rules:
-            if rule.disable or not rule.covers(guest.sid):
-                continue
-            if rule.type == "node-affinity" and rule.strict and rule.nodes:
-                allowed &= {part.partition(":")[0].strip() for part in rule.nodes.split(",")}
-            elif rule.type == "resource-affinity" and rule.affinity == "positive":
-                return ()
-            elif rule.type == "resource-affinity" and rule.affinity == "negative":
-                for other in self.guests.values():
-                    if other is not guest and rule.covers(other.sid):
-                        allowed.discard(other.node)
-        return tuple(sorted(allowed))
-
-    # ----- guest power --------------------------------------------------------------------
+    # ----- guest and node power (pvetop.sim.power) -----------------------------------------
     def guest_power(self, kind: str, node: str, vmid: int, action: str, user: str, params: dict | None = None) -> str:
         """POST .../{vmid}/status/{start|stop|shutdown|reboot}: see ``lifecycle``."""
         return lifecycle.guest_power(self, kind, node, vmid, action, user, params or {})
 
-    # ----- node power ---------------------------------------------------------------------
-    def _set_power(self, node: SimNode, power: str) -> None:
+    def set_power(self, node: SimNode, power: str) -> None:
         was_online = node.reachable
         node.power = power
         if node.reachable != was_online:
@@ -704,96 +584,20 @@ class SimCluster:
         self.revision += 1
 
     def shutdown_node(self, name: str, *, reboot: bool = False) -> None:
-        """POST /nodes/{n}/status command=shutdown|reboot: guests stop, then the node goes down."""
-        node = self.reachable_node(name)
-        if node.power == SHUTTING_DOWN:
-            return
-        self._set_power(node, SHUTTING_DOWN)
-        stop_at = self.now + node.shutdown_seconds * 0.5
-
-        def stop_guests() -> None:
-            for guest in self.guests.values():
-                if guest.node == name and guest.status == "running" and guest.vmid not in self.migrations:
-                    guest.status = "stopped"
-
-        def power_off() -> None:
-            stop_guests()
-            self._lose_node(node, OFF)
-            if reboot:
-                self._begin_boot(node)
-            policy = self._ha_shutdown_policy()
-            if policy in ("failover", "migrate") or (policy == "conditional" and not reboot):
-                self._recover_ha_guests(node.name, was_running=running_ha)
-
-        running_ha = {g.vmid for g in self.guests.values() if g.node == name and g.ha and g.status == "running"}
-        self.schedule(stop_at, stop_guests)
-        self.schedule(self.now + node.shutdown_seconds, power_off)
+        self.power.shutdown_node(name, reboot=reboot)
 
     def crash_node(self, name: str) -> None:
-        """The node dies at once (control API): its guests show ``unknown`` until it boots, except
-        HA-managed ones, which the HA manager fences and recovers on another node."""
+        """The node dies at once (control API); the HA manager fences and recovers its services."""
         node = self.node(name)
-        if not node.reachable:
-            return
-        running_ha = {g.vmid for g in self.guests.values() if g.node == name and g.ha and g.status == "running"}
-        self._lose_node(node, CRASHED)
-        self.schedule(self.now + HA_FENCE_DELAY, lambda: self._recover_ha_guests(name, was_running=running_ha))
+        if node.reachable:
+            self.lose_node(node, CRASHED)
 
-    def _ha_shutdown_policy(self) -> str:
-        ha = str(self.options.get("ha", ""))
-        for part in ha.split(","):
-            key, _, value = part.partition("=")
-            if key.strip() == "shutdown_policy":
-                return value.strip()
-        return "conditional"
-
-    def _recover_ha_guests(self, name: str, *, was_running: set[int]) -> None:
-        """Moves the HA guests of a down node to the best online node and starts those that ran."""
-        if self.nodes[name].reachable or not self.quorate:
-            return
-        for guest in self.guests.values():
-            if guest.node != name or not guest.ha or guest.ha_state != "started":
-                continue
-            target = self._ha_recovery_target(guest)
-            if target is None:
-                continue
-            guest.node = target
-            guest.lock = None
-            guest.status = "stopped"
-            if guest.vmid in was_running:
-                task = self.new_task(
-                    target, "qmstart" if guest.type == "qemu" else "vzstart", str(guest.vmid), "root@pam"
-                )
-                task.finish(self.now + 1, "OK")
-                guest.status = "running"
-                guest.started_at = self.now
-        self.revision += 1
-
-    def _ha_recovery_target(self, guest: SimGuest) -> str | None:
-        """Highest-priority online node of the guest's node-affinity rule, else the emptiest."""
-        online = [n for n in self.nodes.values() if n.power == ONLINE]
-        for rule in self.ha_rules:
-            if rule.type != "node-affinity" or rule.disable or not rule.covers(guest.sid) or not rule.nodes:
-                continue
-            priorities = {}
-            for part in rule.nodes.split(","):
-                node, _, priority = part.partition(":")
-                priorities[node.strip()] = int(priority or 0)
-            preferred = [n for n in online if n.name in priorities]
-            if preferred:
-                top = max(priorities[n.name] for n in preferred)
-                online = [n for n in preferred if priorities[n.name] == top]
-            elif rule.strict:
-                return None
-        if not online:
-            return None
-        return min(online, key=lambda n: (self.node_usage(n, self.now)[1] / n.memory, n.nodeid)).name
-
-    def _lose_node(self, node: SimNode, power: str) -> None:
+    def lose_node(self, node: SimNode, power: str) -> None:
         for migration in list(self.migrations.values()):
             if node.name in (migration.source, migration.target) and migration.task.running(self.now):
                 self._abort_migration(migration, f"node '{node.name}' went offline")
-        self._set_power(node, power)
+        self.ha.node_down(node.name)
+        self.set_power(node, power)
 
     def wake_by_mac(self, mac: str) -> str | None:
         """A magic packet arrived: boots the powered-off node with that MAC; returns its name."""
@@ -801,25 +605,9 @@ class SimCluster:
             self.sync()
             for node in self.nodes.values():
                 if node.mac == mac.upper() and node.power in (OFF, CRASHED):
-                    self._begin_boot(node)
+                    self.power.boot(node)
                     return node.name
         return None
-
-    def _begin_boot(self, node: SimNode) -> None:
-        self._set_power(node, BOOTING)
-
-        def booted() -> None:
-            node.booted_at = self.now
-            self._set_power(node, ONLINE)
-            for guest in self.guests.values():
-                if guest.node != node.name:
-                    continue
-                guest.status = "stopped"
-                if guest.onboot and not guest.template:
-                    guest.status = "running"
-                    guest.started_at = self.now
-
-        self.schedule(self.now + node.boot_seconds, booted)
 
     def wakeonlan(self, name: str, local: str) -> str:
         """POST /nodes/{name}/wakeonlan, sent by ``local``, the node answering the API."""
@@ -830,8 +618,7 @@ class SimCluster:
         node = self.nodes[name]
         if not node.mac:
             raise PveApiError(500, f"No wake on LAN MAC address defined for '{name}'!")
-        if node.power in (OFF, CRASHED):
-            self._begin_boot(node)
+        self.power.wake(node)
         return node.mac
 
     # ----- configuration ------------------------------------------------------------------
@@ -876,8 +663,6 @@ class SimCluster:
         for key, value in params.items():
             if key != "delete":
                 self.options[key] = value
-        self.max_workers = int(self.options.get("max_workers", 4))
-        self._arm_crs()
         self.revision += 1
 
     def create_ha_rule(self, params: dict) -> None:
@@ -907,34 +692,6 @@ class SimCluster:
             )
         )
         self.revision += 1
-
-    def start_or_stop_all(self, node: str, action: str, user: str, *, vmids: set[int] | None, force: bool) -> str:
-        """POST /nodes/{node}/startall|stopall: one task starting (onboot ones) or stopping every guest."""
-        self.reachable_node(node)
-        self.require_quorum()
-        task = self.new_task(node, f"{action}all", "", user)
-        end = self.now
-        verb = "start" if action == "start" else "stop"
-        for guest in self.guests.values():
-            if guest.node != node or guest.template or (vmids is not None and guest.vmid not in vmids):
-                continue
-            wanted_running = action == "start"
-            if (guest.status == "running") == wanted_running or (wanted_running and not (guest.onboot or force)):
-                continue
-            label = "VM" if guest.type == "qemu" else "CT"
-            try:
-                child = self.tasks_by_upid[self.guest_power(guest.type, node, guest.vmid, verb, user)]
-            except PveApiError as exc:
-                task.log(self.now, f"{label} {guest.vmid}: {exc.message}", stamped=False)
-                continue
-            task.log(
-                self.now,
-                f"Starting {label} {guest.vmid}" if wanted_running else f"Stopping {label} {guest.vmid}",
-                stamped=False,
-            )
-            end = max(end, child.end_time)
-        task.finish(end, "OK")
-        return task.upid
 
     def update_node_config(self, node: SimNode, params: dict) -> None:
         self.require_quorum()

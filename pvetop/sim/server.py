@@ -255,8 +255,7 @@ def get_ha_resource(call: Call):
 @route("POST", "/cluster/ha/resources/{sid}/migrate", {"node": P(required=True)})
 def post_ha_migrate(call: Call):
     call.require("/", "Sys.Console")
-    result = call.cluster.ha_migrate(call.path["sid"], call.params["node"], call.identity.userid)
-    return dict(result, **{"comigrated-resources": [], "blocking-resources": []})
+    return call.cluster.ha_migrate(call.path["sid"], call.params["node"], call.identity.userid)
 
 
 @route("GET", "/cluster/ha/rules", {"type": P(enum=("node-affinity", "resource-affinity")), "resource": P()})
@@ -417,12 +416,11 @@ def post_migrateall(call: Call):
         call.require(f"/vms/{vmid}", "VM.Migrate")
     if vms is None:
         call.require("/", "VM.Migrate")
-    workers = params.get("max-workers") or params.get("maxworkers") or call.cluster.max_workers
     return call.cluster.migrate_all(
         call.node,
         params["target"],
         call.identity.userid,
-        max_workers=workers,
+        max_workers=params.get("max-workers") or params.get("maxworkers"),
         vmids=vms,
         with_local_disks=bool(params.get("with-local-disks")),
     )
@@ -442,9 +440,22 @@ def _all(action: str):
         vms = _vmid_list(call.params.get("vms"))
         for vmid in sorted(vms) if vms else ["/"]:
             call.require(f"/vms/{vmid}" if vms else "/", "VM.PowerMgmt")
-        return call.cluster.start_or_stop_all(
-            call.node, action, call.identity.userid, vmids=vms, force=bool(call.params.get("force"))
-        )
+        power = call.cluster.power
+        workers = call.params.get("max-workers")
+        if action == "start":
+            task = power.start_all(
+                call.node, call.identity.userid, vmids=vms, force=bool(call.params.get("force")), max_workers=workers
+            )
+        else:
+            task = power.stop_all(
+                call.node,
+                call.identity.userid,
+                vmids=vms,
+                timeout=call.params.get("timeout"),
+                force_stop=bool(call.params.get("force-stop", 1)),
+                max_workers=workers,
+            )
+        return task.upid
 
     return handler
 

@@ -6,11 +6,12 @@ project's reference notes). Callers hold the cluster lock and have synced it.
 
 from __future__ import annotations
 
+import hashlib
 import time as _time
 from typing import TYPE_CHECKING
 
 from pvetop.sim.cluster import PVE_RELEASE, PVE_REPOID, PVE_VERSION, node_uptime
-from pvetop.sim.entities import CRASHED, GIB, MIB, SimGuest, SimNode
+from pvetop.sim.entities import GIB, MIB, SimGuest, SimNode
 from pvetop.sim.errors import PveApiError
 from pvetop.sim.load import noise
 from pvetop.sim.migration import local_disks
@@ -44,12 +45,7 @@ def node_version() -> dict:
 
 # ----- guests -----------------------------------------------------------------------------
 def hastate(cluster: SimCluster, guest: SimGuest) -> str:
-    node = cluster.nodes[guest.node]
-    if not node.reachable:
-        return "fence" if node.power == CRASHED else "freeze"
-    if guest.vmid in cluster.ha_migrating:
-        return "migrate"
-    return guest.ha_state if guest.ha_state == "stopped" else ("started" if guest.status == "running" else "stopped")
+    return cluster.ha.state_of(guest)
 
 
 def stats_time(cluster: SimCluster, node: SimNode) -> float | None:
@@ -244,26 +240,19 @@ def guest_config(cluster: SimCluster, guest: SimGuest) -> dict:
 
 def migrate_precondition(cluster: SimCluster, guest: SimGuest, target: str | None) -> dict:
     """GET .../{vmid}/migrate: which nodes can take the guest and what ties it to its node."""
-    allowed, not_allowed = [], {}
+    allowed: list[str] = []
+    not_allowed: dict[str, dict] = {}
+    dependent, blocking = cluster.ha.motion_info(guest.sid) if guest.ha else ([], {})
     for name in cluster.nodes:
         if name == guest.node or (target and name != target):
             continue
         missing = sorted({d.storage for d in guest.disks if not cluster.storage_by_id[d.storage].on_node(name)})
         if missing:
             not_allowed[name] = {"unavailable_storages": missing}
-        else:
+        if blocking.get(name):
+            not_allowed.setdefault(name, {})["blocking-ha-resources"] = blocking[name]
+        if name not in not_allowed:
             allowed.append(name)
-    dependent = (
-        [
-            rule_sid
-            for rule in cluster.ha_rules
-            if rule.type == "resource-affinity" and rule.affinity == "positive" and rule.covers(guest.sid)
-            for rule_sid in [s.strip() for s in rule.resources.split(",")]
-            if rule_sid != guest.sid
-        ]
-        if guest.ha
-        else []
-    )
     running = int(guest.status == "running")
     if guest.type == "lxc":
         return {
@@ -304,6 +293,8 @@ def node_resource(
     cluster: SimCluster, node: SimNode, guests: list[SimGuest], usage: dict[int, tuple[float, int]] | None = None
 ) -> dict:
     entry: dict = {"id": f"node/{node.name}", "type": "node", "node": node.name}
+    if node.name in cluster.ha.node_state:  # the CRM's node_status, once HA is in use
+        entry["hastate"] = cluster.ha.node_state[node.name]
     if not node.reachable:
         entry["status"] = "offline"
         if stats_time(cluster, node) is not None:  # its last broadcast still carries the sizes
@@ -336,6 +327,7 @@ def nodes_index(cluster: SimCluster) -> list[dict]:
     for node in cluster.nodes.values():
         entry = node_resource(cluster, node, [g for g in cluster.guests.values() if g.node == node.name])
         entry.pop("cgroup-mode", None)
+        entry.pop("hastate", None)
         if node.reachable:
             entry["ssl_fingerprint"] = cluster.fingerprint
         result.append(entry)
@@ -621,50 +613,105 @@ def ha_rule(cluster: SimCluster, name: str) -> dict:
     raise PveApiError(500, f"no such ha rule '{name}'")
 
 
-def _lrm_text(cluster: SimCluster, node: SimNode) -> str:
-    when = _time.asctime(_time.gmtime(cluster.now))  # Perl's scalar localtime: "Thu Jan  1 00:00:00 2026"
-    if node.reachable:
-        return f"{node.name} (active, {when})"
-    return f"{node.name} (old timestamp - dead?, {when})"
+def _age_text(cluster: SimCluster, timestamp: float) -> str:
+    """API2/HA/Status.pm timestamp_to_status."""
+    return "old timestamp - dead?" if cluster.now - timestamp > 30 else "active"
+
+
+def _localtime(timestamp: float) -> str:
+    return _time.asctime(_time.gmtime(timestamp))  # Perl's scalar localtime (the sim runs in UTC)
+
+
+def _verbose_state(guest: SimGuest, state: str, running: bool) -> str:
+    """Tools.pm get_verbose_service_state: quick feedback for pending starts and stops."""
+    if state == "stopped" and guest.ha_state == "started":
+        return "starting"
+    if state == "started":
+        return "stopping" if guest.ha_state == "stopped" else ("started" if running else "starting")
+    return state
 
 
 def ha_status_current(cluster: SimCluster) -> list[dict]:
-    master = cluster.entry_node
-    now = int(cluster.now)
-    result = [
+    """GET /cluster/ha/status/current (API2/HA/Status.pm status)."""
+    ha = cluster.ha
+    local = cluster.entry_node.name
+    result: list[dict] = [
         {
             "id": "quorum",
             "type": "quorum",
-            "node": master.name,
-            "status": "OK" if cluster.quorate else "No quorum on node",
+            "node": local,
+            "status": "OK" if cluster.quorate else f"No quorum on node '{local}'!",
             "quorate": int(cluster.quorate),
-        },
-        {"id": "master", "type": "master", "node": master.name, "status": _lrm_text(cluster, master), "timestamp": now},
+        }
     ]
-    for node in cluster.nodes.values():
+    if ha.master is None or ha.master_timestamp is None:
+        return result
+    crm = _age_text(cluster, ha.master_timestamp)
+    scheduler = ha.crs_settings()[0]
+    extra = f" - {scheduler} load CRS" if scheduler != "basic" else ""
+    result.append(
+        {
+            "id": "master",
+            "type": "master",
+            "node": ha.master,
+            "status": f"{ha.master} ({crm}, {_localtime(ha.master_timestamp)}){extra}",
+            "timestamp": int(ha.master_timestamp),
+        }
+    )
+    armed = "armed" if crm == "active" else "standby"
+    result.append(
+        {
+            "id": "fencing",
+            "type": "fencing",
+            "node": ha.master,
+            "status": f"{armed} (CRM watchdog {'active' if armed == 'armed' else 'standby'})",
+            "armed-state": armed,
+        }
+    )
+    for name in sorted(ha.node_state):
+        lrm = ha.lrms[name]
+        if lrm.timestamp is None:
+            result.append(
+                {"id": f"lrm:{name}", "type": "lrm", "node": name, "status": f"{name} (unable to read lrm status)"}
+            )
+            continue
+        age = _age_text(cluster, lrm.timestamp)
+        watchdog = (
+            "watchdog active" if age == "active" and lrm.state in ("active", "maintenance") else "watchdog standby"
+        )
+        text = age
+        if age == "active":
+            if lrm.mode != "active":
+                text = f"{lrm.mode} mode"
+            elif lrm.state == "wait_for_agent_lock" and not ha.active_count(name):
+                text = "idle"
+            else:
+                text = lrm.state
+        elif lrm.mode == "maintenance":
+            text = "maintenance mode"
         result.append(
             {
-                "id": f"lrm:{node.name}",
+                "id": f"lrm:{name}",
                 "type": "lrm",
-                "node": node.name,
-                "status": _lrm_text(cluster, node),
-                "timestamp": now,
+                "node": name,
+                "status": f"{name} ({text}, {watchdog}, {_localtime(lrm.timestamp)})",
+                "timestamp": int(lrm.timestamp),
             }
         )
-    for guest in cluster.guests.values():
-        if not guest.ha:
-            continue
-        state = hastate(cluster, guest)
+    for sid in sorted(ha.services):
+        sd = ha.services[sid]
+        guest = ha.guest(sid)
+        state = _verbose_state(guest, sd.state, sd.running)
         result.append(
             {
-                "id": f"service:{guest.sid}",
+                "id": f"service:{sid}",
                 "type": "service",
-                "sid": guest.sid,
-                "node": guest.node,
+                "sid": sid,
+                "node": sd.node,
+                "crm_state": sd.state,
                 "state": state,
-                "crm_state": state,
+                "status": f"{sid} ({sd.node}, {state})",
                 "request_state": guest.ha_state,
-                "status": f"{guest.sid} ({guest.node}, {state})",
                 "max_restart": 1,
                 "max_relocate": 1,
                 "failback": 1,
@@ -674,28 +721,38 @@ def ha_status_current(cluster: SimCluster) -> list[dict]:
 
 
 def ha_manager_status(cluster: SimCluster) -> dict:
-    master = cluster.entry_node
-    now = int(cluster.now)
-    return {
-        "manager_status": {
-            "master_node": master.name,
-            "timestamp": now,
-            "node_status": {n.name: ("online" if n.reachable else "unknown") for n in cluster.nodes.values()},
-            "service_status": {
-                g.sid: {"node": g.node, "state": hastate(cluster, g), "uid": f"{g.vmid:x}"}
-                for g in cluster.guests.values()
-                if g.ha
-            },
-        },
-        "lrm_status": {
-            n.name: {
-                "mode": "active" if n.reachable else "unknown",
-                "state": "active" if n.reachable else "wait_for_agent_lock",
-                "timestamp": now,
+    ha = cluster.ha
+    status: dict = {}
+    if ha.master is not None and ha.master_timestamp is not None:
+        status = {
+            "master_node": ha.master,
+            "timestamp": int(ha.master_timestamp),
+            "node_status": dict(sorted(ha.node_state.items())),
+            "service_status": {},
+        }
+        for sid in sorted(ha.services):
+            sd = ha.services[sid]
+            entry: dict = {
+                "node": sd.node,
+                "state": sd.state,
+                "uid": hashlib.md5(f"{sid}:{sd.state}".encode()).hexdigest()[:22],
             }
-            for n in cluster.nodes.values()
-        },
-        "quorum": {"node": master.name, "quorate": str(int(cluster.quorate))},
+            if sd.target:
+                entry["target"] = sd.target
+            if sd.state == "started" and sd.running:
+                entry["running"] = 1
+            if sd.maintenance_node:
+                entry["maintenance_node"] = sd.maintenance_node
+            status["service_status"][sid] = entry
+    lrm_status = {}
+    for name in sorted(ha.node_state):
+        lrm = ha.lrms[name]
+        if lrm.timestamp is not None:
+            lrm_status[name] = {"mode": lrm.mode, "state": lrm.state, "timestamp": int(lrm.timestamp), "results": {}}
+    return {
+        "manager_status": status,
+        "lrm_status": lrm_status,
+        "quorum": {"node": cluster.entry_node.name, "quorate": str(int(cluster.quorate))},
     }
 
 

@@ -30,6 +30,10 @@ def store(store):
     return store
 
 
+def target_of(task) -> str:
+    return TARGET_IN_LOG.search(" ".join(text for _, text in task.lines)).group(1)
+
+
 async def evacuate(sim, client, store, proposal, limits: Limits):
     executor = MigrationExecutor(client, store=store, cluster="homelab", limits=limits, poll=0.01)
     running = asyncio.ensure_future(run_evacuation(executor, proposal))
@@ -49,12 +53,15 @@ async def test_evacuation_moves_every_guest_two_at_once_never_to_the_reserved_no
     result = await evacuate(sim, client, store, proposal, Limits())
 
     assert result.complete, result.summary()
-    assert {vmid: guest_node(sim, vmid) for vmid in on_source} == {vmid: "pve-big" for vmid in on_source}
-    record = migration_tasks(sim)
+    # vm:100's HA rule prefers the minis (non-strict, failback on): PVE's CRM takes it off pve-big
+    # again on its next rounds, so only the evacuation's own moves are counted here
+    record = [task for task in migration_tasks(sim) if target_of(task) == "pve-big"]
     assert {int(task.id) for task in record} == on_source
     assert max_overlap(record) == 2
-    targets = {TARGET_IN_LOG.search(" ".join(text for _, text in task.lines)).group(1) for task in record}
-    assert targets == {"pve-big"}
+    assert all(target_of(task) != RESERVED for task in migration_tasks(sim) if task.id != "100")
+    assert {vmid: guest_node(sim, vmid) for vmid in on_source - {100}} == {
+        vmid: "pve-big" for vmid in on_source - {100}
+    }
     assert [m.node for m in store.maintenance("homelab")] == [SOURCE]
     evacuations = [e for e in store.recent_journal("homelab") if e.action == "evacuate"]
     assert [e.result for e in evacuations] == ["ok", "started"]

@@ -146,7 +146,7 @@ async def test_injected_failure_shows_its_log_line_and_the_guest_stays(sim, clie
 async def test_automatic_moves_hold_cluster_wide_and_per_source_limits(sim, client):
     executor, _ = executor_for(client, limits=Limits(max_parallel=2, max_per_source=1, max_per_target=2))
     moves = [move_of(client, vmid, "pve-big") for vmid in (101, 102, 105, 106)]
-    moves += [move_of(client, vmid, "pve-big") for vmid in (110, 112)]
+    moves += [move_of(client, 110, "pve-big"), move_of(client, 112, "pve-mini1")]  # ct:112's HA rule: the minis
     jobs = [executor.submit(move, actor="balancer") for move in moves]
     await run_all(sim, executor)
     assert all(job.succeeded for job in jobs), [job.error for job in jobs if not job.succeeded]

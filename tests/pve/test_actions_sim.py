@@ -77,7 +77,7 @@ def test_ha_guest_migrates_through_the_ha_manager(sim, client):
     upid = actions.migrate(client, homeassistant, "pve-mini2")
     assert tasks.parse_upid(upid).type == "hamigrate"
     assert wait(sim, client, upid).succeeded
-    sim.cluster.step(10)  # the CRM picks the request up a few seconds later
+    sim.cluster.step(15)  # the CRM takes the request on its next round, the LRM starts the qmigrate after
     followup = actions.find_followup_migration(client, homeassistant, since=since)
     assert followup is not None and tasks.parse_upid(followup).type == "qmigrate"
     assert wait(sim, client, followup).succeeded

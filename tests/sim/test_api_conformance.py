@@ -291,7 +291,11 @@ def test_ha_resources_rules_and_status(api, resources):
     ha_resources = call(api, "GET", "/cluster/ha/resources")
     for entry in ha_resources:
         assert re.fullmatch(r"(vm|ct):\d+", entry["sid"]), entry
-    sids_managed = {f"{'vm' if r['type'] == 'qemu' else 'ct'}:{r['vmid']}" for r in resources if r.get("hastate")}
+    sids_managed = {
+        f"{'vm' if r['type'] == 'qemu' else 'ct'}:{r['vmid']}"
+        for r in resources
+        if r["type"] in ("qemu", "lxc") and r.get("hastate")
+    }
     assert sids_managed == {entry["sid"] for entry in ha_resources}
     call(api, "GET", "/cluster/ha/rules")
     status = call(api, "GET", "/cluster/ha/status/current")
@@ -578,6 +582,8 @@ def test_ha_guest_migrates_through_hamigrate_then_qmigrate(fresh_sim):
     qmigrate = qmigrate_tasks()[0]
     assert qmigrate["id"] == str(vmid) and qmigrate["starttime"] >= int(match["starttime"], 16)
     assert step_until_task_stops(sim, api, source, qmigrate["upid"])["exitstatus"] == "OK"
+    # the service stays 'migrate' until the CRM's next round takes the LRM's result (Manager.pm)
+    step_until(sim, lambda: resource_entry(api, vmid).get("hastate") == "started", max_seconds=30)
     after = resource_entry(api, vmid)
     assert (after["node"], after.get("hastate"), after.get("lock")) == (target, "started", None)
     service = next(e for e in call(api, "GET", "/cluster/ha/status/current") if e.get("sid") == f"vm:{vmid}")

@@ -214,12 +214,18 @@ def test_stopping_the_task_aborts_the_migration(homelab):
 
 
 def test_ha_managed_guest_goes_through_hamigrate_then_qmigrate(homelab):
+    """qemu-server migrate_vm forks 'hamigrate' for an HA guest (``ha-manager migrate``); the CRM
+    takes the command on its next 10 s round (state 'migrate'), the LRM runs the qmigrate as
+    root@pam, and the service turns 'started' on the target only on the CRM round after that
+    (pve-ha-manager Manager.pm update_crm_commands, next_state_migrate_relocate)."""
     api = token_api(homelab.info)
     upid = api.nodes("pve-mini1").qemu(100).migrate.post(target="pve-mini2", online=1)
     assert ":hamigrate:100:" in upid
     assert run_to_end(homelab, api, "pve-mini1", upid)["exitstatus"] == "OK"
+    assert task_log(api, "pve-mini1", upid)[0] == "Requesting HA migration for VM 100 to node pve-mini2"
     homelab.cluster.step(10)
     assert resource(api, 100)["hastate"] == "migrate"
+    homelab.cluster.step(5)
     started = task_status(api, "pve-mini1", upid)["starttime"]
     found = call(
         api,
@@ -234,6 +240,9 @@ def test_ha_managed_guest_goes_through_hamigrate_then_qmigrate(homelab):
     )
     assert len(found) == 1 and found[0]["user"] == "root@pam"
     assert run_to_end(homelab, api, "pve-mini1", found[0]["upid"])["exitstatus"] == "OK"
+    entry = resource(api, 100)
+    assert (entry["node"], entry["hastate"], entry.get("lock")) == ("pve-mini2", "migrate", None)
+    homelab.cluster.step(20)
     entry = resource(api, 100)
     assert (entry["node"], entry["hastate"], entry.get("lock")) == ("pve-mini2", "started", None)
 
@@ -291,6 +300,10 @@ def test_read_only_token_cannot_migrate(homelab):
 
 
 def test_migrateall_moves_every_guest_it_can_two_at_a_time(homelab):
+    """pve-manager Nodes.pm migrateall: every guest of the node (templates too), VMs after the
+    migrate precondition ('Check VM x: ...', skipped when the target lacks their storage),
+    ``max-workers`` at a time; failures of single migrations do not fail it: it ends 'All jobs
+    finished, used N workers in total.' and TASK OK."""
     api = token_api(homelab.info)
     upid = call(
         api, "POST", "/nodes/pve-big/migrateall", target="pve-mini2", **{"max-workers": 2, "with-local-disks": 1}
@@ -299,8 +312,33 @@ def test_migrateall_moves_every_guest_it_can_two_at_a_time(homelab):
     homelab.cluster.step(1)
     assert len(homelab.cluster.migrations) == 2
     status = run_to_end(homelab, api, "pve-big", upid, max_seconds=7200)
-    assert status["exitstatus"] == "WARNINGS: 2", "200 and 203 live on big-zfs, which pve-mini2 lacks"
+    assert status["exitstatus"] == "OK"
     log = task_log(api, "pve-big", upid)
-    assert "Failed Migration of VM 200" in log and "Failed Migration of CT 203" in log
+    assert log[:3] == [
+        "Check VM 200: skip VM 200 - precondition check failed:",
+        "  Has unavailable storages: big-zfs",
+        "Check VM 201: precondition check passed",
+    ]
+    assert "Migrating CT 203" in log and "All jobs finished, used 4 workers in total." in log
     placement = {g["vmid"]: g["node"] for g in call(api, "GET", "/cluster/resources", type="vm") if g["vmid"] >= 200}
     assert placement == {200: "pve-big", 201: "pve-mini2", 202: "pve-mini2", 203: "pve-big", 9000: "pve-mini2"}
+
+
+def test_migrateall_needs_max_workers(homelab):
+    """Nodes.pm migrateall dies before forking when neither ``max-workers`` nor datacenter
+    ``max_workers`` is set (homelab sets neither)."""
+    api = token_api(homelab.info)
+    error = refusal(api.nodes("pve-big").migrateall.post, target="pve-mini2")
+    assert (error.status_code, error.content) == (
+        500,
+        "either 'max-workers' parameter or max_workers in datacenter.cfg must be set!",
+    )
+    call(api, "PUT", "/cluster/options", max_workers=3)
+    assert ":migrateall::" in call(api, "POST", "/nodes/pve-big/migrateall", target="pve-mini2", vms="201")
+
+
+def test_migrateall_without_a_started_worker_fails(homelab):
+    """Nodes.pm migrateall: when every guest was skipped it dies 'no migrations worker started...'."""
+    api = token_api(homelab.info)
+    upid = call(api, "POST", "/nodes/pve-big/migrateall", target="pve-mini2", vms="200", **{"max-workers": 1})
+    assert run_to_end(homelab, api, "pve-big", upid)["exitstatus"] == "no migrations worker started..."

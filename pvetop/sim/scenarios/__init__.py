@@ -10,20 +10,22 @@ Format (sizes in GiB/MiB as named, times in seconds; see homelab.json and smb.js
     options        datacenter.cfg values as PVE writes them: {"crs": "ha=static,ha-auto-rebalance=0", ...}
     faults         initial faults: {"latency_ms", "error_rate", "drop_rate", "migration_failure_rate"}
     nodes          [{name, cpus, memory_gib, sockets?, cpu_model?, root_disk_gib?, votes?, ip?, mac?,
-                     boot_seconds?, shutdown_seconds?, power: online|off, base_cpu?, level?, description?}]
+                     boot_seconds?, shutdown_seconds? (the OS once guests and HA are done), power: online|off,
+                     base_cpu?, level?, description?}]
     storage        [{storage, type (dir, lvmthin, zfspool, nfs, rbd, cephfs), shared 0|1, content,
                      size_gib (per node when local), base_used_gib?, nodes? (default: all)}]
     pools          [{poolid, comment?}]
     guests         [{vmid, type qemu|lxc, name (unique), node, cores, memory_mib, disks [{storage, size_gib}],
-                     status running|stopped, template?, tags?, pool?, ha?, lock?, onboot?,
+                     status running|stopped, template?, tags?, pool?, ha?, lock?, onboot?, startup? "order=1,up=30",
+                     shutdown_seconds? (how long its OS takes to power off; above 180 the stop is forced),
                      load {curve steady|diurnal|bursty, cpu (fraction of its cores), mem (fraction)}}]
     ha_rules       [{rule, type node-affinity|resource-affinity, resources "vm:100,ct:101",
                      nodes? "pve1:2,pve2", strict?, affinity? positive|negative, disable?, comment?}]
-    generate       {"nodes": {count, name "pve{n}", start, template {node fields; a list = pick one}},
+    generate       {"nodes": {count, name "pve{n}", start, template {node fields; a list = pick one; mac_prefix}},
                     "guests": {count, first_vmid, lxc_share, template_share, stopped_share, ha_first, ha_storage,
                                roles, sizes [{cores, memory_mib, disk_gib, weight}], storage {id: weight},
                                curves {curve: weight}, tags, max_tags, pools, pool_share,
-                               skew {node: placement weight factor}, cpu_range, mem_range}}
+                               skew {node: placement weight factor}, cpu_range, mem_range, place {vmid: node}}}
 """
 
 from __future__ import annotations
@@ -121,8 +123,10 @@ def _generate_nodes(spec: dict, rng: random.Random) -> list[dict]:
     nodes = []
     for index in range(count):
         number = int(spec.get("start", 1)) + index
-        node = {key: _pick(value, rng) for key, value in template.items()}
+        node = {key: _pick(value, rng) for key, value in template.items() if key != "mac_prefix"}
         node["name"] = pattern.format(n=number)
+        if "mac_prefix" in template:  # one wake-on-LAN MAC per node: the prefix plus the node number
+            node["mac"] = f"{template['mac_prefix']}:{number:02X}"
         nodes.append(node)
     return nodes
 
@@ -142,6 +146,7 @@ def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_fr
     tags = spec.get("tags") or []
     pools = spec.get("pools") or []
     ha_first = int(spec.get("ha_first", 0))
+    place = spec.get("place") or {}  # vmid -> node: guests pinned where the scenario's HA rules want them
     # placement weight per node: its memory, bent by "skew" so one node can be made the hot one
     skew = spec.get("skew") or {}
     node_names = [n["name"] for n in nodes]
@@ -160,7 +165,7 @@ def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_fr
             "vmid": vmid,
             "type": kind,
             "name": f"{role}-{vmid}",
-            "node": rng.choices(node_names, weights=weights)[0],
+            "node": place.get(str(vmid), rng.choices(node_names, weights=weights)[0]),
             "cores": size["cores"],
             "memory_mib": size["memory_mib"],
             "disks": [
