@@ -5,8 +5,8 @@ What PVE does (qemu-server API2/Qemu.pm, pve-container API2/LXC/Status.pm):
 - start, stop and shutdown of an HA-managed guest do not touch the guest: the API forks a short
   ``hastart``/``hastop`` task that runs ``ha-manager set <sid> --state started`` (start) or
   ``ha-manager crm-command stop <sid> <timeout>`` (stop: timeout 0, shutdown: its timeout,
-  default 60). The CRM then has the node's LRM run the real ``qmstart``/``qmshutdown``/``qmstop``
-  task as root@pam a few seconds later;
+  default 60). The CRM (``ha``) then has the node's LRM run the real ``qmstart``/``qmshutdown``/
+  ``qmstop`` task as root@pam on its next rounds;
 - reboot is never forwarded to HA (``qmreboot``/``vzreboot``) and needs a running guest;
 - a graceful shutdown that outlasts ``timeout`` fails ("got timeout") unless ``forceStop`` is set,
   which then stops the guest hard;
@@ -24,9 +24,8 @@ if TYPE_CHECKING:
     from pvetop.sim.entities import SimGuest
 
 ACTIONS = ("start", "stop", "shutdown", "reboot")
-SECONDS = {"start": 3.0, "stop": 1.0, "shutdown": 6.0}  # how long the guest takes for each
+SECONDS = {"start": 3.0, "stop": 1.0}  # how long the guest takes (a shutdown: its OS, see Power.shutdown_seconds)
 HA_REQUEST_SECONDS = 1.0  # the hastart/hastop task only hands the request to the CRM
-LRM_DELAY = 5.0  # seconds until the HA manager's LRM runs the real task
 DEFAULT_HA_SHUTDOWN_TIMEOUT = 60  # ha-manager crm-command stop: PVE's default for a shutdown
 
 
@@ -47,31 +46,19 @@ def guest_power(cluster: SimCluster, kind: str, node: str, vmid: int, action: st
 
 
 def _request_ha(cluster: SimCluster, guest: SimGuest, action: str, user: str, params: dict) -> str:
-    """``hastart``/``hastop``: sets the requested HA state; the LRM acts on it shortly after."""
+    """``hastart``/``hastop``: hands the request to the HA manager (``ha-manager set --state
+    started`` or ``crm-command stop``); its LRM runs the real task on a later round."""
     starting = action == "start"
     task = cluster.new_task(guest.node, "hastart" if starting else "hastop", str(guest.vmid), user)
     task.log(
         cluster.now, f"Requesting HA {'start' if starting else 'stop'} for {_label(guest)} {guest.vmid}", stamped=False
     )
     task.finish(cluster.now + HA_REQUEST_SECONDS, "OK")
-    guest.ha_state = "started" if starting else "stopped"
-    timeout = 0 if action == "stop" else int(params.get("timeout", DEFAULT_HA_SHUTDOWN_TIMEOUT))
-    node = guest.node
-
-    def lrm_acts() -> None:
-        if (
-            guest.node != node
-            or not cluster.nodes[node].reachable
-            or guest.ha_state != ("started" if starting else "stopped")
-        ):
-            return
-        if starting and guest.status != "running":
-            run_task(cluster, guest, "start", "root@pam", {})
-        elif not starting and guest.status == "running":
-            lrm_action = "stop" if timeout == 0 else "shutdown"
-            run_task(cluster, guest, lrm_action, "root@pam", {"timeout": timeout, "forceStop": 1})
-
-    cluster.schedule(cluster.now + LRM_DELAY, lrm_acts)
+    if starting:
+        cluster.ha.set_requested_state(guest, "started")
+    else:
+        timeout = 0 if action == "stop" else int(params.get("timeout", DEFAULT_HA_SHUTDOWN_TIMEOUT))
+        cluster.ha.queue_command(f"stop {guest.sid} {timeout}")
     cluster.revision += 1
     return task.upid
 
@@ -89,7 +76,7 @@ def run_task(cluster: SimCluster, guest: SimGuest, action: str, user: str, param
         return task
     if action == "start":
         task.log(now, f"starting {label} {guest.vmid} on node '{node}'", stamped=False)
-    end, wanted = _plan(task, guest, action, params, now)
+    end, wanted = _plan(task, guest, action, params, now, cluster.power.shutdown_seconds(guest))
 
     def done() -> None:
         if guest.node == node and cluster.nodes[node].reachable and wanted is not None:
@@ -101,7 +88,7 @@ def run_task(cluster: SimCluster, guest: SimGuest, action: str, user: str, param
     return task
 
 
-def _plan(task, guest: SimGuest, action: str, params: dict, now: float) -> tuple[float, str | None]:
+def _plan(task, guest: SimGuest, action: str, params: dict, now: float, needed: float) -> tuple[float, str | None]:
     """When the task ends and the guest status it leaves (None: unchanged)."""
     if action == "start":
         end = now + SECONDS["start"]
@@ -112,7 +99,6 @@ def _plan(task, guest: SimGuest, action: str, params: dict, now: float) -> tuple
         task.finish(end, "OK")
         return end, "stopped"
     timeout = params.get("timeout")
-    needed = SECONDS["shutdown"]
     if action == "reboot":
         end = now + needed + SECONDS["start"]
         if timeout is not None and int(timeout) < needed:

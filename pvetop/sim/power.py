@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pvetop.sim import lifecycle
 from pvetop.sim.entities import BOOTING, CRASHED, OFF, ONLINE, SHUTTING_DOWN, SimGuest, SimNode
 from pvetop.sim.errors import PveApiError
 from pvetop.sim.load import noise
@@ -25,14 +26,10 @@ from pvetop.sim.tasks import Task
 if TYPE_CHECKING:
     from pvetop.sim.cluster import SimCluster
 
-START_SECONDS = 3.0
-HARD_STOP_SECONDS = 1.0
 STOPALL_TIMEOUT = 180  # pve-guests stopall: seconds per guest before the hard stop
-HA_SHUTDOWN_TIMEOUT = 60  # qemu-server vm_shutdown's default for an HA stop request
 SHUTDOWN_START_DELAY = 2.0  # node_cmd: "(sleep 2;/sbin/poweroff)&"
 VM_START_DELAY = 3  # startall: "$default_delay = 3; # to reduce load" (VMs only)
 POLL_SECONDS = 1.0  # how often the bulk workers look at their children (PVE: sleep(1))
-HA_REQUEST_SECONDS = 1.0  # an hastart/hastop/hamigrate task only queues a request
 LONG_MAX = sys.maxsize  # startall/stopall: guests without a startup order come last
 
 
@@ -68,75 +65,16 @@ class Power:
         spread = noise(self.cluster.seed, guest.vmid, 61)
         return round(4 + 20 * spread, 1) if guest.type == "qemu" else round(2 + 4 * spread, 1)
 
-    def guest_power(self, kind: str, node: str, vmid: int, action: str, user: str, params: dict) -> str:
-        """POST .../status/{start|stop|shutdown}: HA-managed guests only ask their HA manager
-        (qemu-server vm_start/vm_stop/vm_shutdown fork 'hastart'/'hastop'); others act at once."""
-        cluster = self.cluster
-        guest = cluster.guest_on(node, vmid, kind)
-        cluster.require_quorum()
-        if guest.lock and not params.get("skiplock"):
-            raise PveApiError(500, f"{label(guest)} is locked ({guest.lock})")
-        if action == "start" and guest.template:
-            raise PveApiError(500, "you can't start a vm if it's a template")
-        if guest.ha:
-            return self._ha_request(guest, action, user, params).upid
-        return self._act(guest, action, user, params).upid
-
     def agent_power(self, guest: SimGuest, action: str, *, timeout: int | None = None) -> Task:
-        """The LRM's own start/stop of an HA guest (as root@pam, no HA redirection)."""
+        """The LRM's own start/stop of an HA guest (as root@pam, not redirected to HA again)."""
         params = {"timeout": timeout, "forceStop": 1} if action == "shutdown" else {}
-        return self._act(guest, action, "root@pam", params)
+        return lifecycle.run_task(self.cluster, guest, action, "root@pam", params)
 
-    def _ha_request(self, guest: SimGuest, action: str, user: str, params: dict) -> Task:
-        cluster = self.cluster
-        kind = "start" if action == "start" else "stop"
-        task = cluster.new_task(guest.node, f"ha{kind}", str(guest.vmid), user)
-        task.log(cluster.now, f"Requesting HA {kind} for {label(guest)} {guest.vmid}", stamped=False)
-        task.finish(cluster.now + HA_REQUEST_SECONDS, "OK")
-        if action == "start":
-            cluster.ha.set_requested_state(guest, "started")
-        else:
-            timeout = 0 if action == "stop" else int(params.get("timeout") or HA_SHUTDOWN_TIMEOUT)
-            cluster.ha.queue_command(f"stop {guest.sid} {timeout}")
-        return task
-
-    def _act(self, guest: SimGuest, action: str, user: str, params: dict) -> Task:
-        """A qm*/vz* start, stop or shutdown task; a shutdown waits for the guest OS up to its timeout."""
-        cluster = self.cluster
-        node = guest.node
-        prefix = "qm" if guest.type == "qemu" else "vz"
-        task = cluster.new_task(node, f"{prefix}{action}", str(guest.vmid), user)
-        now = cluster.now
-        if action == "start":
-            if guest.status == "running":
-                task.finish(now, f"{label(guest)} {guest.vmid} already running")
-                return task
-            task.log(now, f"starting {label(guest)} {guest.vmid} on node '{node}'", stamped=False)
-            end, wanted = now + START_SECONDS, "running"
-        elif action == "stop" or guest.status != "running":
-            end, wanted = now + HARD_STOP_SECONDS, "stopped"
-        else:
-            timeout = params.get("timeout")
-            timeout = STOPALL_TIMEOUT if timeout is None else int(timeout)
-            needed = self.shutdown_seconds(guest)
-            if needed <= timeout:
-                end, wanted = now + needed, "stopped"
-            elif params.get("forceStop"):
-                task.log(now + timeout, "VM still running - terminating now with SIGTERM", stamped=False)
-                end, wanted = now + timeout + HARD_STOP_SECONDS, "stopped"
-            else:
-                task.finish(now + timeout, "VM quit/powerdown failed - got timeout")
-                return task
-        task.finish(end, "OK")
-
-        def done() -> None:
-            if guest.node == node and cluster.nodes[node].reachable:
-                guest.status = wanted
-                guest.started_at = cluster.now
-
-        cluster.schedule(end, done)
-        cluster.revision += 1
-        return task
+    def _api_power(self, guest: SimGuest, action: str, user: str, params: dict) -> Task:
+        """What startall/stopall call per guest: the guest's own status endpoint (HA guests
+        become hastart/hastop requests there)."""
+        upid = lifecycle.guest_power(self.cluster, guest.type, guest.node, guest.vmid, action, user, params)
+        return self.cluster.tasks_by_upid[upid]
 
     # ----- bulk actions -------------------------------------------------------------------
     def max_workers(self, node: SimNode, given: int | None) -> int:
@@ -206,7 +144,7 @@ class Power:
                     continue
                 task.log(cluster.now, f"Starting {label(guest)} {guest.vmid}", stamped=False)
                 try:
-                    child = cluster.tasks_by_upid[self.guest_power(guest.type, node, guest.vmid, "start", user, {})]
+                    child = self._api_power(guest, "start", user, {})
                 except PveApiError as exc:
                     task.log(cluster.now, exc.message, stamped=False)
                     continue
@@ -269,11 +207,11 @@ class Power:
                 task.log(
                     cluster.now, f"Stopping {label(guest)} {guest.vmid} (timeout = {seconds} seconds)", stamped=False
                 )
-                params = {"timeout": seconds, "forceStop": int(force_stop)}
-                if guest.ha:
-                    child = self._ha_request(guest, "shutdown", user, params)
-                else:
-                    child = self._act(guest, "shutdown", user, params)
+                try:
+                    child = self._api_power(guest, "shutdown", user, {"timeout": seconds, "forceStop": int(force_stop)})
+                except PveApiError as exc:
+                    task.log(cluster.now, exc.message, stamped=False)
+                    continue
                 bulk.workers.append(child)
             if bulk.queue:
                 cluster.schedule(cluster.now + POLL_SECONDS, next_guest)

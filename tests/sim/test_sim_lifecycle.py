@@ -121,7 +121,8 @@ def test_ha_guest_shutdown_and_start_go_through_the_ha_manager(fresh):
     step_until(sim, lambda: resource_entry(api, vmid)["status"] == "stopped", step=1, max_seconds=60)
     lrm = call(api, "GET", f"/nodes/{node}/tasks", vmid=vmid, typefilter="qmshutdown", source="all")
     assert lrm and lrm[0]["user"] == "root@pam"
-    assert resource_entry(api, vmid)["hastate"] == "stopped"
+    # 'request_stop' until the CRM's next round takes the LRM's result (Manager.pm next_state_request_stop)
+    step_until(sim, lambda: resource_entry(api, vmid)["hastate"] == "stopped", step=1, max_seconds=20)
 
     upid = post_power(api, node, "qemu", vmid, "start")
     assert task_type(upid) == "hastart"
