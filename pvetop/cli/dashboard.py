@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     from pvetop.cli.rules import dashboard_store
     from pvetop.ui.app import PvetopApp  # Textual loads only when the dashboard opens
+    from pvetop.ui.balancer import install_balancer
     from pvetop.ui.rules import install_rules
 
     read_only = common.read_only(args)
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             insecure_warning=getattr(source, "insecure_warning", None) or "",
         )
         install_rules(app, store)
+        install_balancer(app, store)
         if args.theme is not None:
             app.theme = args.theme
         app.run()

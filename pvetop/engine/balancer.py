@@ -116,6 +116,7 @@ class BalancerWorker:
     trigger: TriggerState = field(default_factory=TriggerState)
     paused: str | None = None  # why the worker does not act now (shown, journaled once)
     mode: str = "advise"
+    last_config: BalancerConfig = field(default_factory=BalancerConfig)  # as read by the last evaluation
     history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     jobs: list[MigrationJob] = field(default_factory=list)  # the balancer's moves, newest last
     alerts: list[str] = field(default_factory=list)
@@ -170,7 +171,8 @@ class BalancerWorker:
             if not plan.unchecked:
                 break
             guests = [snapshot.guest_by_vmid[vmid] for vmid in sorted(plan.unchecked)]
-            answers = await fetch_preconditions(self.client, guests)
+            # without a client (a fixed snapshot on screen) nothing can be asked, nor moved
+            answers = await fetch_preconditions(self.client, guests) if self.client is not None else {}
             for guest in guests:  # a guest PVE would not answer for is treated as answered (it stays planned)
                 answer = answers.get(guest.vmid, MigratePrecondition(running=guest.running))
                 self._preconditions[guest.vmid] = (now, guest.node, answer)
@@ -191,7 +193,7 @@ class BalancerWorker:
 
     async def evaluate(self, snapshot: ClusterSnapshot, *, stale: bool = False) -> BalancePlan | None:
         """One look at the cluster: the plan now (None in mode off), the trigger, the journal."""
-        config = await self._call(self.config)
+        config = self.last_config = await self._call(self.config)
         self.mode = config.mode
         self._follow_jobs()
         if config.mode == "off":
@@ -218,7 +220,7 @@ class BalancerWorker:
     async def step(self, snapshot: ClusterSnapshot, *, stale: bool = False) -> list[MigrationJob]:
         """Evaluate and, in ``auto`` once the trigger has held, start the head of the plan."""
         plan = await self.evaluate(snapshot, stale=stale)
-        config = await self._call(self.config)
+        config = self.last_config
         if plan is None or config.mode != "auto" or self.paused is not None or not plan.moves:
             return []
         if not self.trigger.ready(config):

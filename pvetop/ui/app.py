@@ -10,7 +10,8 @@ Hooks for other rooms: ``ruleset`` (pins, locks, reserved nodes; set it and the 
 follow), ``tagged`` (vmids for a bulk move; call ``refresh_marks`` after changing it), ``store``
 (the rules store, when one is open), ``detail_panels`` (widgets mounted in the detail panes),
 ``add_app_binding`` (an app-wide key that help and the command palette list too),
-``read_only`` with ``ReadOnlyGuard.WRITE_ACTIONS`` (write actions greyed out).
+``read_only`` with ``ReadOnlyGuard.WRITE_ACTIONS`` (write actions greyed out), ``header_notes`` (a
+room's one-line state in the header).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self.insecure_warning = insecure_warning
         self.detail_panels: dict[str, list[Callable[[Screen], Widget]]] = {"guest": [], "node": []}
         self.added_bindings: list[Binding] = []  # see add_app_binding
+        self.header_notes: dict[str, str] = {}  # a room's one-line state for the header (the balancer's mode)
         self._ruleset = ruleset or RuleSet.empty()
         self.tagged: set[int] = set()  # vmids tagged for a bulk move (space); see refresh_marks
         self._query: GuestFilter = NO_FILTER
@@ -265,6 +267,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
                 read_only=self.read_only,
                 insecure_warning=self.insecure_warning,
                 pve_rebalances_ha=snapshot.crs.ha_auto_rebalance,
+                notes=tuple(self.header_notes.values()),
             )
         )
 

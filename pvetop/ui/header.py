@@ -36,6 +36,7 @@ class HeaderView:
     read_only: bool = False
     insecure_warning: str = ""
     pve_rebalances_ha: bool = False  # PVE >= 9.2 crs ha-auto-rebalance: it moves HA guests itself
+    notes: tuple[str, ...] = ()  # the automation's state, e.g. "balancer advise · plan: 3 moves"
 
 
 def _bar_line(label: str, fraction_value: float, detail: str) -> Text:
@@ -78,6 +79,8 @@ def render_header(view: HeaderView) -> Text:
         third.append(f"  hottest {balance.hottest}")
     if view.pve_rebalances_ha:
         third.append("  PVE rebalances HA guests", style="cyan")
+    for note in view.notes:
+        third.append(f"  {note}", style="magenta")
     third.append("   ")
     if fresh.stale_since is not None:
         since = time.strftime("%H:%M:%S", time.localtime(fresh.stale_since))

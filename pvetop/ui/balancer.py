@@ -1,0 +1,292 @@
+"""The balancer in the dashboard: ``b`` opens its screen; the worker runs beside the tables.
+
+``install_balancer(app, store)`` is the one hook. The worker evaluates every refresh (stale data
+and lost quorum pause it, read-only keeps it advising), runs its moves on the app's shared
+migration executor (one queue, one set of limits with every other migration), and the header
+shows its mode and, in advise mode, how many moves the plan has. The screen shows the mode
+(switching to auto asks first), the imbalance against the threshold with its history, the plan
+with reasons and predicted effect, the guests left alone and why, and the balancer's recent
+moves; ``a`` applies the selected move, ``A`` the whole plan (re-planned after each batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Sparkline, Static
+
+from pvetop.engine.balancer import BalancerWorker, set_mode
+from pvetop.engine.migrations import MigrationExecutor
+from pvetop.engine.report import job_status
+from pvetop.errors import PvetopError
+from pvetop.policy.balance import MODES, BalancePlan
+from pvetop.ui.guard import ReadOnlyGuard
+from pvetop.ui.migrate.confirm import ConfirmScreen
+
+SCREEN_NAME = "balancer"
+KEY = "b"
+
+
+def header_note(mode: str, plan: BalancePlan | None) -> str:
+    """What the header says about the balancer: its mode, and in advise mode the plan's size."""
+    note = f"balancer {mode}"
+    if mode == "advise" and plan is not None and plan.moves:
+        note += f" · plan: {len(plan.moves)} move{'s' if len(plan.moves) != 1 else ''}"
+    return note
+
+
+class BalancerController:
+    """Runs the worker on each refresh and keeps the header and the screen up to date."""
+
+    def __init__(self, app: Any, store: Any) -> None:
+        self.app = app
+        self.store = store
+        self.worker: BalancerWorker | None = None
+        self._busy = False
+
+    def _ensure_worker(self, cluster: str) -> BalancerWorker:
+        if self.worker is None or self.worker.cluster != cluster:
+            live = self.app.can_migrate
+            executor = self.app.migrations if live else MigrationExecutor(None)
+            self.worker = BalancerWorker(
+                self.app.source if live else None,
+                self.store,
+                cluster,
+                executor,
+                clock=self.app.clock,
+                read_only=self.app.read_only or not live,
+                on_update=self._changed,
+            )
+        return self.worker
+
+    def on_refresh(self, refresh: Any) -> None:
+        """Watches ``app.latest``: one evaluation per refresh, never two at once."""
+        if refresh is None or self._busy:
+            return
+        self._busy = True
+        self.app.run_worker(self._evaluate(refresh), group="balancer", exit_on_error=False)
+
+    async def _evaluate(self, refresh: Any) -> None:
+        try:
+            worker = self._ensure_worker(refresh.snapshot.cluster_name)
+            started = await worker.step(refresh.snapshot, stale=self.app.stale)
+            for job in started:
+                self.app.notify(f"balancer: {job.label}", title="Balancer", timeout=4)
+        except PvetopError as exc:
+            self.app.notify(f"balancer: {exc.message}", severity="warning", timeout=6)
+        finally:
+            self._busy = False
+            self._changed("plan")
+
+    def _changed(self, what: str) -> None:
+        worker = self.worker
+        if worker is None:
+            return
+        self.app.header_notes["balancer"] = header_note(worker.mode, worker.plan)
+        if what == "alert" and worker.alerts:
+            self.app.notify(worker.alerts[-1], title="Balancer", severity="error", timeout=10)
+        if isinstance(self.app.screen, BalancerScreen):
+            self.app.screen.show()
+
+
+class BalancerScreen(ReadOnlyGuard, Screen):
+    WRITE_ACTIONS = frozenset({"apply_one", "apply_all", "mode"})
+    DEFAULT_CSS = """
+    BalancerScreen { layout: vertical; }
+    BalancerScreen .caption { height: 1; background: $panel; padding: 0 1; text-style: bold; }
+    BalancerScreen #balancer-status { height: auto; padding: 0 1; }
+    BalancerScreen #balancer-history { height: 3; margin: 0 1; }
+    BalancerScreen DataTable { height: 1fr; }
+    BalancerScreen #balancer-recent { height: 8; }
+    """
+    BINDINGS = [
+        Binding("escape,b", "app.pop_screen", "Back"),
+        Binding("a", "apply_one", "Apply move"),
+        Binding("A", "apply_all", "Apply plan", key_display="A"),
+        Binding("o", "mode", "Mode"),
+        Binding("r", "replan", "Re-plan"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="balancer-status")
+        yield Static("Imbalance, one bar per evaluation (newest right)", classes="caption")
+        yield Sparkline([], id="balancer-history")
+        yield Static("Plan", classes="caption", id="balancer-plan-caption")
+        yield DataTable(id="balancer-moves", cursor_type="row", zebra_stripes=True)
+        yield Static("Left alone (moving them would help)", classes="caption")
+        yield DataTable(id="balancer-held", cursor_type="row")
+        yield Static("Recent balancer moves", classes="caption")
+        yield DataTable(id="balancer-recent", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#balancer-moves", DataTable).add_columns(
+            "#", "VMID", "Name", "From", "To", "GiB", "Imbalance after", "Reason"
+        )
+        self.query_one("#balancer-held", DataTable).add_columns("VMID", "Name", "Node", "Why")
+        self.query_one("#balancer-recent", DataTable).add_columns("VMID", "Name", "From", "To", "Result")
+        self.query_one("#balancer-moves", DataTable).focus()
+        self.show()
+
+    @property
+    def controller(self) -> BalancerController:
+        return self.app.balancer
+
+    def show(self) -> None:
+        """Re-draws everything from the worker's state."""
+        if not self.is_attached:
+            return
+        worker = self.controller.worker
+        plan = worker.plan if worker is not None else None
+        self.query_one("#balancer-status", Static).update(self._status(worker))
+        history = list(worker.history) if worker is not None else []
+        self.query_one("#balancer-history", Sparkline).data = history or [0.0]
+        moves = self.query_one("#balancer-moves", DataTable)
+        cursor = moves.cursor_row
+        moves.clear()
+        if plan is not None:
+            for number, step in enumerate(plan.moves, 1):
+                move = step.move
+                moves.add_row(
+                    str(number),
+                    str(move.vmid),
+                    move.name,
+                    move.source,
+                    move.target,
+                    f"{step.gib:.1f}",
+                    f"{step.imbalance_after:.3f}",
+                    move.reason,
+                    key=str(number - 1),
+                )
+            if plan.moves:
+                moves.move_cursor(row=min(cursor, len(plan.moves) - 1))
+        caption = plan.summary if plan is not None else "no plan yet"
+        self.query_one("#balancer-plan-caption", Static).update(Text(f"Plan: {caption}"))
+        held = self.query_one("#balancer-held", DataTable)
+        held.clear()
+        for item in plan.held if plan is not None else ():
+            held.add_row(str(item.vmid), item.name, item.node, item.reason)
+        recent = self.query_one("#balancer-recent", DataTable)
+        recent.clear()
+        for job in reversed(worker.jobs if worker is not None else []):
+            recent.add_row(str(job.vmid), job.move.name, job.move.source, job.move.target, job_status(job))
+
+    def _status(self, worker: BalancerWorker | None) -> Text:
+        text = Text()
+        if worker is None:
+            return Text("waiting for the first refresh…", style="italic")
+        config = worker.last_config
+        text.append("mode ", style="bold")
+        text.append(worker.mode, style="bold cyan" if worker.mode == "auto" else "bold")
+        text.append("  (o: change)   ")
+        plan = worker.plan
+        if plan is not None:
+            before = plan.before
+            style = "bold yellow" if before.imbalance > config.threshold else "green"
+            text.append(f"imbalance {before.imbalance:.3f}", style=style)
+            text.append(f" / threshold {config.threshold:.2f}")
+            text.append(f"   memory spread {before.memory_spread:.0f} pts")
+            if before.hottest:
+                text.append(f", hottest {before.hottest} {before.hottest_memory:.0%}")
+            text.append(f"\ntrigger: {plan.trigger or 'none'}")
+            if plan.trigger:
+                text.append(f" (held {worker.trigger.held} of {config.hold} evaluations)")
+        if worker.paused:
+            text.append(f"\npaused: {worker.paused}", style="yellow")
+        latest = self.app.latest
+        if latest is not None and latest.snapshot.crs.ha_auto_rebalance:
+            text.append(
+                "\nPVE rebalances HA guests itself (crs ha-auto-rebalance): the balancer leaves them to it",
+                style="cyan",
+            )
+        return text
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def _plan(self) -> BalancePlan | None:
+        worker = self.controller.worker
+        plan = worker.plan if worker is not None else None
+        if plan is None or not plan.moves:
+            self.app.notify("no plan to apply", severity="warning", timeout=3)
+            return None
+        return plan
+
+    async def action_apply_one(self) -> None:
+        plan = self._plan()
+        if plan is None:
+            return
+        row = max(0, self.query_one("#balancer-moves", DataTable).cursor_row)
+        step = plan.moves[min(row, len(plan.moves) - 1)]
+        group = [s for s in plan.moves if s.move.reason == step.move.reason]  # guests that move together
+        await self._run(self.controller.worker.apply(group))
+
+    async def action_apply_all(self) -> None:
+        plan = self._plan()
+        if plan is None:
+            return
+        worker = self.controller.worker
+        self.app.run_worker(
+            self._run(worker.balance(self.app.source.fetch_snapshot, actor="user")),
+            group="balancer-apply",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _run(self, work: Any) -> None:
+        try:
+            jobs = await work
+        except PvetopError as exc:
+            self.app.notify(exc.message, severity="error", timeout=6)
+            return
+        if jobs:
+            self.app.notify(f"{len(jobs)} move(s) started", title="Balancer", timeout=3)
+        self.show()
+
+    def action_mode(self) -> None:
+        worker = self.controller.worker
+        if worker is None:
+            return
+        following = MODES[(MODES.index(worker.mode) + 1) % len(MODES)]
+        if following == "auto":
+            question = (
+                "Switch the balancer to auto? It will migrate guests by itself (within the rules, the "
+                "migration limits and the cooldowns) whenever the cluster stays imbalanced."
+            )
+            self.app.push_screen(
+                ConfirmScreen(question, yes="Auto"), lambda yes: self._set_mode("auto") if yes else None
+            )
+        else:
+            self._set_mode(following)
+
+    def _set_mode(self, mode: str) -> None:
+        self.app.run_worker(self._store_mode(mode), group="balancer-mode", exit_on_error=False)
+
+    async def _store_mode(self, mode: str) -> None:
+        worker = self.controller.worker
+        try:
+            worker.mode = await asyncio.to_thread(set_mode, self.controller.store, worker.cluster, mode)
+        except PvetopError as exc:
+            self.app.notify(exc.message, severity="error", timeout=6)
+            return
+        self.app.notify(f"balancer mode: {mode}", timeout=3)
+        self.action_replan()
+
+    def action_replan(self) -> None:
+        latest = self.app.latest
+        if latest is not None:
+            self.controller.on_refresh(latest)
+
+
+def install_balancer(app: Any, store: Any) -> BalancerController:
+    """Call once, before ``app.run()``: the worker follows every refresh, ``b`` opens the screen."""
+    controller = BalancerController(app, store)
+    app.balancer = controller
+    app.watch(app, "latest", controller.on_refresh, init=False)
+    app.install_screen(BalancerScreen(), SCREEN_NAME)
+    app.add_app_binding(KEY, f"push_screen('{SCREEN_NAME}')", "Balancer")
+    return controller

@@ -1,0 +1,105 @@
+"""``b``: the balancer screen against the simulator (Pilot) and on a fixed cluster (SVG snapshot)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from pvetop.store import open_store
+from pvetop.ui.app import PvetopApp
+from pvetop.ui.balancer import BalancerScreen, install_balancer
+from pvetop.ui.migrate.confirm import ConfirmScreen
+from tests.engine.simdrive import guest_node
+from tests.ui.conftest import settle, wait_for_data
+from tests.ui.fixtures import fixed_clock, memory_source
+from tests.ui.migrate_pilot import drive, guest_cell, screen_text, sim_pilot, wait_until
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(str(tmp_path / "rules.sqlite")) as opened:
+        yield opened
+
+
+@contextlib.asynccontextmanager
+async def balancer_pilot(store, **kwargs):
+    async with sim_pilot(store=store, **kwargs) as (sim, app, pilot):
+        install_balancer(app, store)
+        app.action_refresh_now()
+        await wait_until(pilot, lambda: app.balancer.worker is not None and app.balancer.worker.plan is not None)
+        yield sim, app, pilot
+
+
+async def test_b_shows_the_plan_with_reasons_and_the_header_counts_it(store):
+    async with balancer_pilot(store) as (sim, app, pilot):
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BalancerScreen))
+        plan = app.balancer.worker.plan
+        assert plan.moves
+        text = screen_text(app)
+        assert "mode advise" in text and "threshold 0.25" in text
+        assert plan.moves[0].move.reason in text
+        assert f"balancer advise · plan: {len(plan.moves)} move" in app.header_notes["balancer"]
+
+
+async def test_apply_one_move_shows_the_guest_on_its_new_node_and_journals_it(store):
+    async with balancer_pilot(store) as (sim, app, pilot):
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BalancerScreen))
+        first = app.balancer.worker.plan.moves[0].move
+        await pilot.press("a")
+        worker = app.balancer.worker
+        await wait_until(pilot, lambda: worker.jobs)
+        await drive(pilot, sim, lambda: worker.jobs[0].state.finished)
+        assert worker.jobs[0].succeeded, worker.jobs[0].error
+        assert guest_node(sim, first.vmid) == first.target
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: guest_cell(app, first.vmid, "node") == first.target)
+        entries = [e for e in store.journal_entries(worker.cluster, actions=("migrate",)) if e.result == "ok"]
+        assert [(e.target, e.params["reason"]) for e in entries] == [(f"guest/{first.vmid}", first.reason)]
+
+
+async def test_switching_to_auto_asks_first(store):
+    async with balancer_pilot(store) as (sim, app, pilot):
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BalancerScreen))
+        await pilot.press("o")  # advise -> auto asks
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await settle(pilot)
+        assert store.get_setting(app.balancer.worker.cluster, "balancer.mode") is None
+        await pilot.press("o")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: store.get_setting(app.balancer.worker.cluster, "balancer.mode") == "auto")
+
+
+async def test_read_only_greys_out_apply_and_mode(store):
+    async with balancer_pilot(store, read_only=True) as (sim, app, pilot):
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BalancerScreen))
+        for action in ("apply_one", "apply_all", "mode"):
+            assert app.screen.check_action(action, ()) is None
+        await pilot.press("a")
+        await settle(pilot)
+        assert app.balancer.worker.jobs == []
+        assert "read-only" in screen_text(app)
+
+
+def test_balancer_screen_snapshot(snap_compare, tmp_path):
+    source = memory_source()
+    app = PvetopApp(source, clock=fixed_clock, interval=60)
+    store = open_store(str(tmp_path / "rules.sqlite"), clock=fixed_clock)
+    install_balancer(app, store)
+
+    async def run_before(pilot) -> None:
+        await wait_for_data(pilot)
+        await settle(pilot)
+        await pilot.press("b")
+        await settle(pilot)
+
+    try:
+        assert snap_compare(app, run_before=run_before, terminal_size=(140, 40))
+    finally:
+        store.close()
