@@ -340,7 +340,7 @@ def _build_config(path: Path, data: dict[str, Any]) -> Config:
     db = data.get("db")
     if db is not None and (not isinstance(db, str) or not db.strip()):
         raise UsageError(f"{path}: db must be a path or database URL string")
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if any(p.holds_secret for p in profiles.values()):
         warnings = _permission_warnings(path)
     return Config(

@@ -50,7 +50,7 @@ class Node:
 
     @property
     def load(self) -> float:
-        """Share of CPU and memory in use, averaged: DESIGN §5 / PVE 9.2's node load."""
+        """Share of CPU and memory in use, averaged: the load PVE 9.2's CRS computes per node."""
         return (self.cpu + self.mem_fraction) / 2
 
 
@@ -138,7 +138,7 @@ class ClusterSnapshot:
     ha_rules: tuple[HaRule, ...] = ()
     crs: CrsOptions = field(default_factory=CrsOptions)
     fetched_at: float = 0.0  # epoch seconds, set by whoever fetched it
-    api_requests: int = 0  # requests this refresh cost (DESIGN §8: at most 2)
+    api_requests: int = 0  # requests this refresh cost (the budget: at most 2, whatever the cluster's size)
 
     @cached_property
     def node_by_name(self) -> dict[str, Node]:

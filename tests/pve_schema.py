@@ -1,8 +1,8 @@
 """Check Proxmox VE API answers against PVE's own published schema.
 
-The schema subset (``pve-api-subset.json``, extracted from pve-docs ``apidata.js``) lives in the
-team's shared reference folder beside the repository, never inside it, so it is located at run
-time: ``<repo>/../shared/reference/`` first, then ``$PVETOP_SHARED/reference/``.
+The schema subset, ``tests/pve_api_subset.json``, is the endpoints pvetop and the simulator use,
+extracted unchanged from pve-docs ``api-viewer/apidata.js`` (the file's ``source`` key names the
+pve-docs commit); one endpoint per line so a schema update reads as a diff.
 
 ``check_response(method, path, data)`` returns a list of human-readable violations (empty means
 the answer conforms). It validates the way PVE's own ``PVE::JSONSchema`` does: a property that is
@@ -10,21 +10,19 @@ absent or ``null`` is fine only when the schema marks it ``optional``; booleans 
 integers; ``number`` accepts integers; ``additionalProperties: 0`` forbids unknown keys.
 
 Some endpoints publish a schema too loose to catch a wrong shape (``/access/permissions`` is just
-"object"). ``CONSUMER_EXPECTATIONS`` adds, per endpoint, the fields real clients (ProxLB, pvetop,
-FACTS.md) read from them; ``check_response`` applies both.
+"object"). ``CONSUMER_EXPECTATIONS`` adds, per endpoint, the fields real clients (ProxLB, pvetop)
+read from them; ``check_response`` applies both.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-SCHEMA_FILE_NAME = "pve-api-subset.json"
-SHARED_ENV_VAR = "PVETOP_SHARED"
+SCHEMA_FILE = Path(__file__).with_name("pve_api_subset.json")
 
 Schema = dict[str, Any]
 
@@ -39,7 +37,8 @@ CONSUMER_EXPECTATIONS: dict[tuple[str, str], Schema] = {
             "additionalProperties": {"type": "boolean"},
         },
     },
-    # FACTS.md: per-node votes come from here. Corosync values may travel as digit strings.
+    # pvetop reads per-node quorum votes from here (/cluster/status has no votes). Corosync values
+    # may travel as digit strings.
     ("GET", "/cluster/config/nodes"): {
         "type": "array",
         "items": {
@@ -71,7 +70,7 @@ CONSUMER_EXPECTATIONS: dict[tuple[str, str], Schema] = {
     },
     # PVE parses these datacenter.cfg property strings into objects before answering
     # (PVE::DataCenterConfig::parse_datacenter_config); pvetop reads crs to detect PVE's own
-    # HA rebalancing (DESIGN §3).
+    # HA rebalancing (ha-auto-rebalance), so its balancer does not fight the CRS.
     ("GET", "/cluster/options"): {
         "type": "object",
         "properties": {
@@ -159,34 +158,14 @@ CONSUMER_EXPECTATIONS: dict[tuple[str, str], Schema] = {
 }
 
 
-class SchemaNotFound(RuntimeError):
-    """The shared reference folder holding the PVE schema subset is missing."""
-
-
 class UnknownEndpoint(LookupError):
     """The method and path match no endpoint of the schema subset."""
-
-
-def schema_file() -> Path:
-    """Where the schema subset lives: beside the repository, else under $PVETOP_SHARED."""
-    repo_root = Path(__file__).resolve().parent.parent
-    candidates = [repo_root.parent / "shared" / "reference" / SCHEMA_FILE_NAME]
-    if shared := os.environ.get(SHARED_ENV_VAR):
-        candidates.append(Path(shared) / "reference" / SCHEMA_FILE_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise SchemaNotFound(
-        f"PVE API schema {SCHEMA_FILE_NAME} not found (tried: {tried}). Check out the team's "
-        f"shared/ folder beside the repository or set {SHARED_ENV_VAR} to its path."
-    )
 
 
 @lru_cache(maxsize=1)
 def _endpoints() -> tuple[tuple[str, str, re.Pattern[str], Schema], ...]:
     """(method, template, compiled path regex, returns schema), literal templates first."""
-    document = json.loads(schema_file().read_text(encoding="utf-8"))
+    document = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     compiled = []
     for endpoint in document["endpoints"]:
         template = endpoint["path"]

@@ -97,7 +97,8 @@ def test_export_then_import_into_an_empty_store(db, tmp_path, capsys):
     [
         ("{not json", r"not valid JSON \(line 1, column 2"),
         (
-            '{"format": "pvetop-rules", "version": 1, "clusters": {"homelab": {"pins": [{"vmid": 5, "nodes": ["pve1"]}]}}}',
+            '{"format": "pvetop-rules", "version": 1, '
+            '"clusters": {"homelab": {"pins": [{"vmid": 5, "nodes": ["pve1"]}]}}}',
             r"clusters.homelab.pins\[0\].vmid: vmid 5 is out of range",
         ),
         ("[]", r"\(top\): expected an object, found a list"),

@@ -46,8 +46,7 @@ def resolve(*argv: str, env: dict | None = None, warnings: list | None = None) -
     return resolve_connection(args(*argv), env=env or {}, warn=sink.append)
 
 
-PROFILES = (
-    """
+PROFILES = f"""
 default_profile = "home"
 
 [profiles.home]
@@ -62,10 +61,8 @@ timeout = 7
 host = "lab1:9000"
 user = "admin@pve"
 password = "lab-password"
-fingerprint = "%s"
+fingerprint = "{FP}"
 """
-    % FP
-)
 
 
 def test_profile_values_are_used_and_default_profile_is_chosen(tmp_path):

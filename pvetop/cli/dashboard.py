@@ -10,9 +10,13 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from pvetop.cli import common
 from pvetop.errors import UsageError
+
+if TYPE_CHECKING:
+    from pvetop.pve import PveClient
 
 DEMO_SPEED = 10.0  # simulated seconds per real second: things visibly move, nothing races
 DEMO_SEED = 1
@@ -48,7 +52,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def _demo_source(scenario: str, read_only: str | None) -> Iterator[object]:
+def _demo_source(scenario: str, read_only: str | None) -> Iterator[PveClient]:
     from pvetop.config import settings_from_sim_info
     from pvetop.pve import PveClient
     from pvetop.sim.runner import start_sim
@@ -64,7 +68,7 @@ def _demo_source(scenario: str, read_only: str | None) -> Iterator[object]:
 
 
 @contextlib.contextmanager
-def _cluster_source(args: argparse.Namespace) -> Iterator[object]:
+def _cluster_source(args: argparse.Namespace) -> Iterator[PveClient]:
     from pvetop.config import resolve_connection
     from pvetop.pve import PveClient
 

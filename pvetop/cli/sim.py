@@ -99,7 +99,8 @@ def describe(sim, args: argparse.Namespace) -> str:
             f"  CA file      {info['ca_file']}",
             f"  fingerprint  {info['fingerprint']}",
             f"  wake-on-LAN  udp://127.0.0.1:{info['wol_port']}",
-            f"  control      {info['control_url']}/state  (POST /sim/step, /sim/faults, /sim/speed, /sim/nodes/NODE/crash)",
+            f"  control      {info['control_url']}/state"
+            "  (POST /sim/step, /sim/faults, /sim/speed, /sim/nodes/NODE/crash)",
             "  endpoints    " + ", ".join(f"{e['node']} {e['host']}:{e['port']}" for e in info["endpoints"]),
             "connect with (every node's endpoint, so pvetop fails over when one goes down):",
             f"  pvetop --host {hosts} --user {info['user']} --token-name {info['token_name']} "

@@ -253,7 +253,7 @@ class BalancerWorker:
             self._follow_jobs()
             self._changed("jobs")
         finally:
-            self._watchers.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._watchers.discard(asyncio.current_task())
 
     async def balance(
         self, fetch: Callable[[], ClusterSnapshot], *, max_moves: int | None = None, actor: str = ACTOR

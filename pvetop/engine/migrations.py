@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -36,8 +36,8 @@ from pvetop.store.records import ACTORS
 SETTING_MAX_PARALLEL = "migrations.max_parallel"
 SETTING_MAX_PER_SOURCE = "migrations.max_per_source"
 SETTING_MAX_PER_TARGET = "migrations.max_per_target"
-DEFAULT_MAX_PARALLEL = 2  # DESIGN §5 and the evacuation issue: 2 cluster-wide
-DEFAULT_MAX_PER_SOURCE = 1  # DESIGN §5 (balancer): one automatic move leaving a node at a time
+DEFAULT_MAX_PARALLEL = 2  # at most 2 migrations cluster-wide at once
+DEFAULT_MAX_PER_SOURCE = 1  # one automatic move leaving a node at a time
 DEFAULT_MAX_PER_TARGET = 1  # and one arriving on a node at a time
 LOST_AFTER = 300.0  # seconds of failing reads (API unreachable) before a job is reported as lost
 HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real migration
@@ -84,7 +84,7 @@ class MoveOptions:
                 raise UsageError(f"{name.replace('_', ' ')} must be a positive whole number, not {value!r}")
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     QUEUED = "queued"
     STARTING = "starting"
     RUNNING = "running"
@@ -425,6 +425,7 @@ class MigrationExecutor:
             await asyncio.to_thread(tasks.stop_task, self.client, upid)
         await self._journal(job, "started")
         self._changed(job)
+        main_upid = upid
         try:
             if job.via_ha:
                 ha_status = await self._follow(job, upid, main=False)
@@ -432,9 +433,9 @@ class MigrationExecutor:
                     self._fail_from(job, ha_status, [])
                     await self._journal(job, f"failed: {job.error}")
                     return
-                job.upid = await self._await_followup(job, guest, since=tasks.parse_upid(upid).starttime)
+                main_upid = job.upid = await self._await_followup(job, guest, since=tasks.parse_upid(upid).starttime)
                 self._changed(job)
-            status = await self._follow(job, job.upid, main=True)
+            status = await self._follow(job, main_upid, main=True)
         except TaskLost as exc:
             self._finish(job, JobState.FAILED, error=exc.message)
             await self._journal(job, f"failed: {exc.message}")

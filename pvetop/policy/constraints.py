@@ -1,4 +1,4 @@
-"""Why a node can or cannot receive a guest (DESIGN §4).
+"""Why a node can or cannot receive a guest (the rules table in docs/design.md).
 
 Every check yields a ``Finding``: a kind and a sentence for the user. Which kinds block depends
 on who moves the guest: a user's **manual** move is only stopped by what makes the migration
@@ -78,7 +78,7 @@ class Verdict:
 def check_mode(mode: str) -> Mode:
     if mode not in MODES:
         raise UsageError(f"mode must be 'manual' or 'auto', not {mode!r}")
-    return mode  # type: ignore[return-value]
+    return mode
 
 
 def gib(size: int) -> str:

@@ -1,4 +1,4 @@
-"""Figures the header, the balancer and the planners agree on (DESIGN §5).
+"""Figures the header, the balancer and the planners agree on (docs/design.md, "Balancer").
 
 Node load is the share of CPU and memory in use, averaged. Imbalance is the coefficient of
 variation of the online nodes' loads divided by √(n−1): 0 when every node carries the same load,

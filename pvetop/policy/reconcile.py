@@ -19,12 +19,16 @@ class GuestRule(Protocol):
     name: str
 
 
+class PinRule(GuestRule, Protocol):
+    nodes: frozenset[str]
+
+
 class NodeRule(Protocol):
     node: str
 
 
 class StoredRulesLike(Protocol):
-    pins: Sequence  # of objects with vmid, name, nodes
+    pins: Sequence[PinRule]
     locks: Sequence[GuestRule]
     reservations: Sequence[NodeRule]
     maintenance: Sequence[NodeRule]

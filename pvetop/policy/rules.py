@@ -1,4 +1,4 @@
-"""What binds whom (DESIGN §4), as plain data the planners read.
+"""What binds whom (the rules table in docs/design.md), as plain data the planners read.
 
 The store keeps pins, locks and node flags as rows; it hands policy one immutable ``RuleSet``.
 PVE's own HA rules are not copied here: they travel with the ``ClusterSnapshot`` they were

@@ -8,7 +8,7 @@ same way wherever it is set. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,7 @@ class SettingsRegistry:
             raise ValueError(f"setting {spec.key!r} declared twice")
         self._specs[spec.key] = spec
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[SettingSpec]:
         return iter(sorted(self._specs.values(), key=lambda s: s.key))
 
     def spec(self, key: str) -> SettingSpec:

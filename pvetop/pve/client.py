@@ -6,7 +6,7 @@
 - Several hosts fail over in order when one does not answer; the working one is remembered.
 - Every failure becomes ``ConnectionFailed`` (cannot reach / authenticate) or ``ApiError`` (PVE
   refused, its text kept) with one clear line.
-- ``fetch_snapshot`` costs exactly 2 requests (DESIGN §8); options, HA rules and corosync votes
+- ``fetch_snapshot`` costs exactly 2 requests whatever the cluster's size; options, HA rules and corosync votes
   change rarely and are refreshed by ``refresh_slow_data`` (3 more requests) on the caller's own
   cadence — ``slow_data_due`` says when, every ``slow_data_every`` snapshots.
 """
@@ -385,19 +385,24 @@ class PveClient:
     # ------------------------------------------------------------------ detail panes
 
     def node_rrddata(self, node: str, timeframe: str = "hour", cf: str = "AVERAGE") -> list[dict[str, Any]]:
-        return self.get(f"nodes/{node}/rrddata", timeframe=timeframe, cf=cf)
+        rows: list[dict[str, Any]] = self.get(f"nodes/{node}/rrddata", timeframe=timeframe, cf=cf)
+        return rows
 
     def guest_rrddata(self, guest: Guest, timeframe: str = "hour", cf: str = "AVERAGE") -> list[dict[str, Any]]:
-        return self.get(f"{guest_path(guest)}/rrddata", timeframe=timeframe, cf=cf)
+        rows: list[dict[str, Any]] = self.get(f"{guest_path(guest)}/rrddata", timeframe=timeframe, cf=cf)
+        return rows
 
     def guest_config(self, guest: Guest) -> dict[str, Any]:
-        return self.get(f"{guest_path(guest)}/config")
+        config: dict[str, Any] = self.get(f"{guest_path(guest)}/config")
+        return config
 
     def node_config(self, node: str) -> dict[str, Any]:
-        return self.get(f"nodes/{node}/config")
+        config: dict[str, Any] = self.get(f"nodes/{node}/config")
+        return config
 
     def node_status(self, node: str) -> dict[str, Any]:
-        return self.get(f"nodes/{node}/status")
+        status: dict[str, Any] = self.get(f"nodes/{node}/status")
+        return status
 
 
 def guest_path(guest: Guest) -> str:

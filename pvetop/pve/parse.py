@@ -144,7 +144,8 @@ def merge_membership(
         member = members.get(node_name)
         node = nodes.get(node_name)
         if node is None:  # known to corosync, absent from the resource list
-            node = Node(name=node_name, status="online" if _bool(member.get("online")) else "offline")
+            online = member is not None and _bool(member.get("online"))
+            node = Node(name=node_name, status="online" if online else "offline")
         if member is not None:
             nodeid = member.get("nodeid")
             node = replace(
@@ -167,7 +168,8 @@ def parse_crs(options: Any) -> CrsOptions:
     if not crs:
         return CrsOptions()
     if isinstance(crs, str):
-        crs = dict(part.split("=", 1) if "=" in part else ("ha", part) for part in crs.split(",") if part)
+        pairs = (part.partition("=") for part in crs.split(",") if part)
+        crs = {key if sep else "ha": value if sep else key for key, sep, value in pairs}
     if not isinstance(crs, Mapping):
         raise MalformedAnswer(f"GET /cluster/options: bad crs value {crs!r}")
     return CrsOptions(ha=str(crs.get("ha", "basic")), ha_auto_rebalance=_bool(crs.get("ha-auto-rebalance", 0)))

@@ -115,7 +115,8 @@ def stop_task(client: PveClient, upid: str) -> None:
 
 def cluster_tasks(client: PveClient) -> list[dict[str, Any]]:
     """Recent tasks cluster-wide (``GET /cluster/tasks``), newest first as PVE returns them."""
-    return client.get("cluster/tasks")
+    tasks: list[dict[str, Any]] = client.get("cluster/tasks")
+    return tasks
 
 
 def node_tasks(
@@ -130,9 +131,10 @@ def node_tasks(
     errors: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Task list of one node (``GET /nodes/{node}/tasks``); ``source="all"`` includes running ones."""
-    return client.get(
+    tasks: list[dict[str, Any]] = client.get(
         f"nodes/{node}/tasks", vmid=vmid, typefilter=typefilter, source=source, since=since, limit=limit, errors=errors
     )
+    return tasks
 
 
 # ---------------------------------------------------------------------- migration progress

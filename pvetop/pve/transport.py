@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import requests
 import urllib3
 from proxmoxer.backends.https import JsonSerializer, ProxmoxHTTPAuthBase, ProxmoxHttpSession
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
+from requests.models import PreparedRequest, Response
 from urllib3.exceptions import InsecureRequestWarning
 
 TICKET_RENEW_AFTER = 3600.0  # seconds; PVE tickets expire after 2 h
@@ -52,17 +56,17 @@ def silence_insecure_request_warnings() -> None:
 class CountingAdapter(HTTPAdapter):
     """Counts every request it sends; with ``fingerprint`` the TLS peer must present that cert."""
 
-    def __init__(self, counter: RequestCounter, fingerprint: str | None = None, **kwargs) -> None:
+    def __init__(self, counter: RequestCounter, fingerprint: str | None = None, **kwargs: Any) -> None:
         self._counter = counter
         self._fingerprint = fingerprint.replace(":", "").lower() if fingerprint else None
         super().__init__(**kwargs)
 
-    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         if self._fingerprint:
             pool_kwargs["assert_fingerprint"] = self._fingerprint
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
 
-    def send(self, request, *args, **kwargs):
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         self._counter.increment()
         return super().send(request, *args, **kwargs)
 
@@ -76,7 +80,7 @@ class LoginRejected(Exception):
         self.reason = reason
 
 
-class TicketAuth(ProxmoxHTTPAuthBase):
+class TicketAuth(ProxmoxHTTPAuthBase):  # type: ignore[misc]  # proxmoxer ships no type information
     """User/password auth: PVEAuthCookie ticket + CSRF header on writes, renewed before expiry.
 
     Logs in lazily (``ensure``) so the client can fail over between hosts first; renews with the
@@ -92,7 +96,7 @@ class TicketAuth(ProxmoxHTTPAuthBase):
         *,
         timeout: float,
         verify_ssl: bool | str,
-        clock=time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(timeout=timeout, verify_ssl=verify_ssl)
         self.username = username
@@ -166,13 +170,13 @@ class TicketAuth(ProxmoxHTTPAuthBase):
         self.ticket, self.csrf_token = ticket, csrf_token
         self.issued_at = self._clock()
 
-    def get_cookies(self):
+    def get_cookies(self) -> RequestsCookieJar:
         return requests.cookies.cookiejar_from_dict({"PVEAuthCookie": self.ticket} if self.ticket else {})
 
-    def get_tokens(self):
+    def get_tokens(self) -> tuple[str | None, str | None]:
         return self.ticket, self.csrf_token
 
-    def __call__(self, request):
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
         if request.method != "GET" and self.csrf_token:
             request.headers["CSRFPreventionToken"] = self.csrf_token
         return request

@@ -16,9 +16,9 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 from pvetop.sim import lifecycle
 from pvetop.sim.clock import SimClock
@@ -229,7 +229,7 @@ class SimCluster:
                 onboot=bool(spec.get("onboot", running)),
                 started_at=self.now - min(node_uptime(node, self.now), 3600 * (1 + noise(self.seed, vmid, 31) * 500)),
                 description=spec.get("description"),
-                mac="BC:24:11:%02X:%02X:%02X" % (vmid >> 16 & 0xFF, vmid >> 8 & 0xFF, vmid & 0xFF),
+                mac=f"BC:24:11:{vmid >> 16 & 0xFF:02X}:{vmid >> 8 & 0xFF:02X}:{vmid & 0xFF:02X}",
                 ostype=spec.get("ostype", "l26" if kind == "qemu" else "debian"),
             )
             guest.derive_constants(self.seed)

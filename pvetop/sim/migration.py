@@ -8,7 +8,8 @@ cancels the timers and cuts the log at the current time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pvetop.sim.entities import GIB, MIB, Disk, SimGuest, allocated_bytes
 from pvetop.sim.load import noise
@@ -143,21 +144,21 @@ def plan_migration(
         for at in _progress_times(t, seconds):
             if fail_time is not None and at > fail_time:
                 break
-            done = size * (at - t) / seconds if seconds else size
+            copied = size * (at - t) / seconds if seconds else size
             if online:
                 log(
                     at,
-                    f"drive-{disk.key}: transferred {human(done)} of {human(size)} "
-                    f"({100 * done / size:.2f}%) in {int(at - t)}s",
+                    f"drive-{disk.key}: transferred {human(copied)} of {human(size)} "
+                    f"({100 * copied / size:.2f}%) in {int(at - t)}s",
                 )
             else:
-                log(at, f"transferred {human(done)} of {human(size)} ({100 * done / size:.2f}%)")
+                log(at, f"transferred {human(copied)} of {human(size)} ({100 * copied / size:.2f}%)")
         t += seconds
         if fail_time is not None and t > fail_time:
             return fail_at(
                 fail_time,
-                "storage migration for '%s' to storage '%s' failed - "
-                "command 'pvesm import' failed: exit code 255" % (volid, disk.storage),
+                f"storage migration for '{volid}' to storage '{disk.storage}' failed - "
+                "command 'pvesm import' failed: exit code 255",
             )
         if online:
             log(t, f"drive-{disk.key}: transferred {human(size)} of {human(size)} (100.00%) in {int(seconds)}s, ready")
@@ -173,8 +174,8 @@ def plan_migration(
         for at in _progress_times(t, ram_seconds):
             if fail_time is not None and at > fail_time:
                 break
-            done = ram_bytes * (at - t) / ram_seconds if ram_seconds else ram_bytes
-            log(at, f"migration active, transferred {human(done)} of {human(guest.memory)} VM-state, {speed}/s")
+            copied = ram_bytes * (at - t) / ram_seconds if ram_seconds else ram_bytes
+            log(at, f"migration active, transferred {human(copied)} of {human(guest.memory)} VM-state, {speed}/s")
         t += ram_seconds
         if fail_time is not None and t >= fail_time:
             log(fail_time, "migration status error: failed")

@@ -73,7 +73,7 @@ class RunningSim:
         self._server: SimServer | None = None
         self._endpoints = [_Endpoint(name, port if index == 0 else 0) for index, name in enumerate(cluster.nodes)]
         self._control: web.AppRunner | None = None
-        self._wol_transport = None
+        self._wol_transport: asyncio.DatagramTransport | None = None
         self.control_port = 0
         self.wol_port = 0
 
@@ -127,7 +127,7 @@ class RunningSim:
             return
         for endpoint in self._endpoints:
             if endpoint.node == node.name:
-                self._loop.call_soon_threadsafe(lambda e=endpoint: self._loop.create_task(self._apply_power(e)))
+                self._loop.call_soon_threadsafe(lambda e: self._loop.create_task(self._apply_power(e)), endpoint)
 
     async def _apply_power(self, endpoint: _Endpoint) -> None:
         """Opens the node's port while it answers the API, closes it (connections too) when it does not."""

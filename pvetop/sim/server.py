@@ -13,10 +13,9 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable
 
 from aiohttp import web
 
@@ -40,7 +39,7 @@ class Call:
 
     cluster: SimCluster
     auth: Auth
-    identity: Identity | None
+    caller: Identity | None  # None only on the routes that need no login
     path: dict[str, str]
     params: dict
     encoded_resources: Callable[[str | None], web.Response]
@@ -57,6 +56,13 @@ class Call:
     @property
     def kind(self) -> str:
         return self.path["kind"]
+
+    @property
+    def identity(self) -> Identity:
+        """Who is calling; a route that needs no login and still asks gets PVE's 401."""
+        if self.caller is None:
+            raise PveApiError(401, "No ticket")
+        return self.caller
 
     def require(self, path: str, *privileges: str) -> None:
         self.identity.require(path, *privileges)
@@ -592,7 +598,7 @@ def get_guest_rrddata(call: Call):
     # rrd files are keyed by vmid alone and the call is not proxied: any node answers for any guest
     guest = call.cluster.guests.get(call.vmid)
     if guest is None or guest.type != call.kind:
-        _guest(call)
+        guest = _guest(call)  # raises PVE's error for the mismatch
     return views.guest_rrddata(call.cluster, guest, call.params["timeframe"], call.params.get("cf", "AVERAGE"))
 
 
@@ -876,7 +882,7 @@ class SimServer:
         elif "vmid" in path and int(path["vmid"]) < 100:
             errors["vmid"] = "value must have a minimum value of 100"
         if "node" in path and not NODE_RE.match(path["node"]):
-            errors["node"] = f"value does not match the regex pattern"
+            errors["node"] = "value does not match the regex pattern"
         if errors:
             raise param_error(errors)
 

@@ -108,7 +108,7 @@ class Task:
             "id": self.id,
             **self.owner(),
         }
-        if not self.running(now):
+        if self.end_time is not None and not self.running(now):
             entry["endtime"] = int(self.end_time)
             entry["status"] = self.exitstatus
         return entry

@@ -795,7 +795,7 @@ def guest_rrddata(cluster: SimCluster, guest: SimGuest, timeframe: str, cf: str)
     step, times = _rrd_times(cluster, timeframe)
     reduce = max if cf == "MAX" else (lambda values: sum(values) / len(values))
     rates = guest.rates
-    rows = []
+    rows: list[dict] = []
     running_now = guest.status == "running"
     for t in times:
         if not (running_now and t >= guest.started_at and cluster.nodes[guest.node].online_at(t)):
@@ -843,7 +843,7 @@ def node_rrddata(cluster: SimCluster, node: SimNode, timeframe: str, cf: str) ->
     step, times = _rrd_times(cluster, timeframe)
     guests = [g for g in cluster.guests.values() if g.node == node.name]
     reduce = max if cf == "MAX" else (lambda values: sum(values) / len(values))
-    rows = []
+    rows: list[dict] = []
     for t in times:
         if not node.online_at(t):
             rows.append({"time": t})

@@ -6,13 +6,14 @@ thread and no caller can change a rule without going through the store (and its 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 ACTORS = ("user", "balancer", "power")
 
-DEFAULT_BOOT_TIMEOUT = 300  # seconds a woken node gets to rejoin the cluster (DESIGN §6)
+DEFAULT_BOOT_TIMEOUT = 300  # seconds a woken node gets to rejoin the cluster (else marked failed)
 
 
 @dataclass(frozen=True, slots=True)

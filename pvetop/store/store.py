@@ -737,7 +737,7 @@ class Store:
                 applied = self._apply_change(cluster, change)
                 outcome.append((change, applied))
                 if applied:
-                    params = {"problem": change.problem, "detail": change.detail}
+                    params: dict[str, object] = {"problem": change.problem, "detail": change.detail}
                     if change.action == "narrow":
                         params["nodes"] = change.new_nodes
                     self._journal(
@@ -746,7 +746,7 @@ class Store:
         return outcome
 
     def _apply_change(self, cluster: str, change: ReconcileChange) -> bool:
-        entry = change.entry
+        entry: Any = change.entry  # the stored record of change.kind, as it was reviewed
         m = self._m
         tables = {  # kind -> (model, key column, key of the entry, the entry as stored now)
             "pin": (m.GuestPin, m.GuestPin.vmid, lambda: self.pin(cluster, entry.vmid)),
@@ -797,15 +797,16 @@ class Store:
         with self._write():
             for rules, settings in parsed:
                 name = rules.cluster
-                for upsert, entries in (
-                    (self._upsert_pin, rules.pins),
-                    (self._upsert_lock, rules.locks),
-                    (self._upsert_reservation, rules.reservations),
-                    (self._upsert_maintenance, rules.maintenance),
-                    (self._upsert_power, rules.node_power),
-                ):
-                    for entry in entries:
-                        upsert(entry)
+                for pin in rules.pins:
+                    self._upsert_pin(pin)
+                for lock in rules.locks:
+                    self._upsert_lock(lock)
+                for reservation in rules.reservations:
+                    self._upsert_reservation(reservation)
+                for maintenance in rules.maintenance:
+                    self._upsert_maintenance(maintenance)
+                for power in rules.node_power:
+                    self._upsert_power(power)
                 for key, value in settings.items():
                     self._upsert_setting(name, key, value)
                 counts[name] = {

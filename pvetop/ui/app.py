@@ -229,7 +229,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         young, middle, old = self._gc_threshold
         gc.set_threshold(young, middle, max(old, FULL_GC_EVERY))
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
         if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)
             gc.unfreeze()
@@ -386,6 +386,8 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
 
     def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
         key = message.row_key.value
+        if key is None:  # every row of both tables is added with a key
+            return
         if message.data_table is self.node_table:
             self.push_screen(NodeDetailScreen(key))
         elif message.data_table is self.guest_table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -29,6 +29,9 @@ from pvetop.ui import formatting as fmt
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.polling import Refresh
 from pvetop.ui.tables import guest_flags, node_flags
+
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
 
 HISTORY_SECONDS = 60.0
 BYTE_FIELDS = {"mem", "maxmem", "disk", "maxdisk", "netin", "netout", "diskread", "diskwrite"}
@@ -174,6 +177,9 @@ class HistoryChart(Vertical):
 
 class DetailScreen(ReadOnlyGuard, Screen):
     """Shared frame of the guest and node panes; subclasses say what entity and how to fetch."""
+
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
 
     KIND: ClassVar[str]
     BINDINGS = [

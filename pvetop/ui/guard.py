@@ -8,10 +8,15 @@ and stops the key, the command palette and ``run_action`` alike.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from textual.dom import DOMNode as _GuardedNode  # the app or a screen
+else:
+    _GuardedNode = object
 
 
-class ReadOnlyGuard:
+class ReadOnlyGuard(_GuardedNode):
     WRITE_ACTIONS: ClassVar[frozenset[str]] = frozenset()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -6,7 +6,7 @@ refresh's ``Row`` for an unchanged item, so the table skips it with an identity 
 changed row only the changed cells are written; rows come and go by key; the order is
 re-computed only when a sort value changed or rows were added; the cursor stays on its row key.
 
-Columns have fixed widths, so nothing is ever re-measured (FACTS: measuring is what makes a
+Columns have fixed widths, so nothing is ever re-measured (measuring cell widths is what makes a
 5000-row DataTable slow). A few DataTable internals are used for the bulk operations the public
 API only offers one cell or row at a time (each with a full refresh, or an O(n) re-index per
 removed row) and for drawing: they are kept together at the bottom of the class. Textual is
@@ -97,7 +97,9 @@ def build_rows(
             continue
         row = render(item)
         if old is not None:
-            row.cells = tuple(before if before == new else new for before, new in zip(old.cells, row.cells))
+            row.cells = tuple(
+                before if before == new else new for before, new in zip(old.cells, row.cells, strict=True)
+            )
         rows[key] = row
     return rows
 
@@ -166,7 +168,8 @@ class LiveTable(DataTable):
         if not self.row_count:
             return None
         row = min(self.cursor_row, self.row_count - 1)
-        return self._row_locations.get_key(row).value
+        key = self._row_locations.get_key(row)
+        return key.value if key is not None else None
 
     def item(self, key: str) -> Any:
         return self._state[key].item
@@ -179,12 +182,14 @@ class LiveTable(DataTable):
     def make_row(cls, item: Any, cells: tuple[tuple[str, str], ...], sort_values: tuple[Any, ...]) -> Row:
         """A ``Row`` from (text, style) pairs in ``COLUMNS`` order."""
         return Row(
-            item, tuple((text, style, spec.justify) for (text, style), spec in zip(cells, cls.COLUMNS)), sort_values
+            item,
+            tuple((text, style, spec.justify) for (text, style), spec in zip(cells, cls.COLUMNS, strict=True)),
+            sort_values,
         )
 
     @property
     def keys_in_order(self) -> list[str]:
-        return [row.key.value for row in self.ordered_rows]
+        return [row.key.value for row in self.ordered_rows if row.key.value is not None]
 
     def apply(self, rows: Mapping[str, Row]) -> None:
         """Make the table show exactly ``rows``, touching only what changed."""
@@ -259,7 +264,8 @@ class LiveTable(DataTable):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
-        self.sort_by(event.column_key.value)
+        if event.column_key.value is not None:
+            self.sort_by(event.column_key.value)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -290,7 +296,8 @@ class LiveTable(DataTable):
         self._row_keys[key] = row_key
         self._order.append(key)  # add_row puts it last
         self._table_rows[key] = self.rows[row_key]
-        self._data[row_key] = _LiveRowData(self._state, key, self._column_index)
+        # DataTable only reads a row's cells as a mapping; a view instead of a dict (see above)
+        self._data[row_key] = _LiveRowData(self._state, key, self._column_index)  # type: ignore[assignment]
 
     def _cells_changed(self) -> None:
         """What ``update_cell`` does after writing a cell, once for the whole refresh."""
@@ -310,10 +317,10 @@ class LiveTable(DataTable):
         # cell re-draws every visible cell, each through rich's Padding/Styled machinery.
         # Keyed on the cell object instead (replaced on change), a refresh re-draws only the
         # changed cells, and a one-line cell is drawn directly as a single segment.
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:  # the header row or the row labels
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         value = self._data[row_key][column_key]
         cache_key = (
             row_key,

@@ -1,7 +1,7 @@
 """One refresh against the simulator's 32-node/4000-guest scenario, printed as JSON.
 
 Run: ``.venv/bin/python tests/bench/bench_fetch_snapshot.py [scenario]``. Reports the requests a
-refresh costs (DESIGN §8: 2) and how the time splits between the round trips (server encode +
+refresh costs (budget: 2) and how the time splits between the round trips (server encode +
 transfer + client JSON decode) and building the snapshot.
 """
 

@@ -1,6 +1,6 @@
 """Parse cost of one 32-node/4000-guest refresh (``build_snapshot``), printed as JSON.
 
-Run: ``.venv/bin/python tests/bench/bench_snapshot_parse.py``. DESIGN §8 budgets the whole
+Run: ``.venv/bin/python tests/bench/bench_snapshot_parse.py``. The budget for the whole
 refresh (fetch, parse, diff, render) against a 50 ms frame; parsing should stay a small share.
 """
 

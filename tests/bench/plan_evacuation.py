@@ -1,4 +1,4 @@
-"""Benchmark: policy planning on a 30-node / 1000-guest cluster (DESIGN §8: planning < 1 s).
+"""Benchmark: policy planning on a 30-node / 1000-guest cluster (budget: planning < 1 s).
 
 Times what the UI and the engine ask of ``pvetop.policy`` on a cluster that size, with pins,
 locks, HA rules and ProxLB tags in play: the migrate dialog's preview of every candidate node,

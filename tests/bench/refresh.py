@@ -3,10 +3,10 @@
 Run: ``.venv/bin/python tests/bench/refresh.py [scenario]`` (default ``large``). The simulator
 runs in this process, as with ``pvetop --demo large``. Figures:
 
-- ``requests_per_refresh``: API requests one refresh costs (DESIGN §8: at most 2).
+- ``requests_per_refresh``: API requests one refresh costs (budget: at most 2).
 - ``fetch_parse_ms``: one ``fetch_snapshot`` (round trips + parsing), median, and ``prepare_ms``:
   rates, totals and formatted rows, both done in the poll worker, off the UI thread.
-- ``first_paint_ms``: from starting the app to the first painted table (DESIGN §8: < 2 s),
+- ``first_paint_ms``: from starting the app to the first painted table (budget: < 2 s),
   ``startup_ms`` adds starting the simulator and connecting, as ``pvetop --demo`` does.
 - ``apply_ms``: UI-thread time to diff a refresh into the tables where ~20 % of the guests
   changed (p50/p95), sorted by CPU so rows move every time; ``frame_ms`` the same plus drawing

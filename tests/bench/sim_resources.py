@@ -1,6 +1,6 @@
 """Benchmark: how long one ``GET /cluster/resources`` takes against the simulated large cluster.
 
-This is the request pvetop makes on every refresh (DESIGN §8), so its latency bounds the refresh
+This is the request pvetop makes on every refresh, so its latency bounds the refresh
 rate. The request goes the way pvetop sends it: proxmoxer over HTTPS, API token, keep-alive.
 Prints one JSON object; the target is p50 <= 60 ms. ``fetch_only_p50_ms`` times the same request
 without decoding the JSON, to tell server and wire time from client parsing.

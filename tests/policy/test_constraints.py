@@ -1,4 +1,4 @@
-"""Manual vs automatic verdicts for every kind of rule (DESIGN §4)."""
+"""Manual vs automatic verdicts for every kind of rule (the rules table in docs/design.md)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Load, imbalance and spread (DESIGN §5), header totals and counter rates."""
+"""Load, imbalance and spread (as PVE 9.2's CRS computes them), header totals and counter rates."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Raw PVE answers (shaped per the schema / FACTS.md) -> model types with normalised units."""
+"""Raw PVE answers (shaped per PVE's API schema) -> model types with normalised units."""
 
 from __future__ import annotations
 

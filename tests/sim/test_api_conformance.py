@@ -1,4 +1,4 @@
-"""The simulated cluster answers like a real Proxmox VE API (DESIGN §7, FACTS.md).
+"""The simulated cluster answers like a real Proxmox VE API: same endpoints, fields, units and errors.
 
 Every endpoint pvetop or ProxLB uses is called through proxmoxer over HTTPS and its answer is
 checked against PVE's published return schema (``tests/pve_schema.py``); status codes, error
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import pairwise
 
 import pytest
 import requests
@@ -360,7 +361,7 @@ def test_rrddata_hour_has_one_row_per_minute(api, resources, path_suffix, cf):
     rows = call(api, "GET", f"/nodes/{node}/" + path_suffix.format(vmid=vmid), timeframe="hour", cf=cf)
     assert 60 <= len(rows) <= 70, len(rows)
     times = [row["time"] for row in rows]
-    assert times == sorted(times) and all(b - a == 60 for a, b in zip(times, times[1:]))
+    assert times == sorted(times) and all(b - a == 60 for a, b in pairwise(times))
     assert all(row["time"] % 60 == 0 for row in rows)
     assert any(row.get("cpu") is not None for row in rows)
 
@@ -470,7 +471,7 @@ def test_unknown_guest_is_500_with_pves_text(api, resources):
     node = online_nodes(resources)[0]
     error = api_error(lambda: api.nodes(node).qemu(999999).status.current.get())
     assert error.status_code == 500
-    assert error.content == "Configuration file 'nodes/{0}/qemu-server/999999.conf' does not exist".format(node)
+    assert error.content == f"Configuration file 'nodes/{node}/qemu-server/999999.conf' does not exist"
 
 
 # --------------------------------------------------------------------------- writes (fresh sim)

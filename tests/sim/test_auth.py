@@ -1,7 +1,7 @@
 """The simulator authenticates like PVE: tokens, tickets with CSRF and a 2 h lifetime, TLS.
 
 Failures are checked on the wire (status line, empty body) because that is what clients see:
-PVE sends 401s with an empty body and the message in the reason phrase (FACTS.md).
+PVE sends 401s with an empty body and the message in the reason phrase (pve-http-server).
 """
 
 from __future__ import annotations

@@ -4,10 +4,13 @@ The conformance suite trusts ``check_response``; these hand-written payloads pro
 fail, so an empty violation list there means something.
 """
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests import pve_schema
-from tests.pve_schema import SchemaNotFound, UnknownEndpoint, check_response, find_endpoint
+from tests.pve_schema import UnknownEndpoint, check_response, find_endpoint
 
 GOOD_NODE_ENTRY = {
     "id": "node/pve1",
@@ -198,21 +201,11 @@ def test_endpoint_lookup_prefers_literal_paths_and_strips_the_api_prefix():
         find_endpoint("DELETE", "/version")
 
 
-def test_missing_schema_file_gives_a_clear_message(monkeypatch, tmp_path):
-    monkeypatch.setattr(pve_schema, "__file__", str(tmp_path / "repo" / "tests" / "pve_schema.py"))
-    monkeypatch.setenv(pve_schema.SHARED_ENV_VAR, str(tmp_path / "nowhere"))
-    with pytest.raises(SchemaNotFound, match="PVETOP_SHARED"):
-        pve_schema.schema_file()
-
-
-def test_env_var_locates_the_schema_when_it_is_not_beside_the_repo(monkeypatch, tmp_path):
-    real = pve_schema.schema_file()
-    shared = tmp_path / "shared"
-    (shared / "reference").mkdir(parents=True)
-    (shared / "reference" / real.name).symlink_to(real)
-    monkeypatch.setattr(pve_schema, "__file__", str(tmp_path / "repo" / "tests" / "pve_schema.py"))
-    monkeypatch.setenv(pve_schema.SHARED_ENV_VAR, str(shared))
-    assert pve_schema.schema_file() == shared / "reference" / real.name
+def test_the_schema_subset_lives_in_the_repo_and_says_where_it_comes_from():
+    document = json.loads(pve_schema.SCHEMA_FILE.read_text(encoding="utf-8"))
+    assert pve_schema.SCHEMA_FILE.parent == Path(__file__).resolve().parent.parent
+    assert document["source"].startswith("proxmox/pve-docs api-viewer/apidata.js @ ")
+    assert {(e["method"], e["path"]) for e in document["endpoints"]} >= {("GET", "/cluster/resources")}
 
 
 def test_cluster_options_property_strings_must_arrive_parsed():

@@ -109,7 +109,7 @@ def test_rrddata_history_comes_from_the_same_curves():
     peak = views.guest_rrddata(cluster, guest, "hour", "MAX")
     assert len(average) == 60 and average[1]["time"] - average[0]["time"] == 60
     assert average[-1]["time"] <= cluster.now
-    assert all(p["cpu"] >= a["cpu"] for p, a in zip(peak, average))
+    assert all(p["cpu"] >= a["cpu"] for p, a in zip(peak, average, strict=True))
     day = views.node_rrddata(cluster, cluster.nodes["pve-mini1"], "day", "AVERAGE")
     assert len(day) == 1440 and day[1]["time"] - day[0]["time"] == 60
 

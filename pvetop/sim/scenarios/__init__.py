@@ -35,6 +35,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from pvetop.sim.errors import ScenarioError
 
@@ -195,7 +196,7 @@ def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_fr
 
 
 def _validate(scenario: Scenario, source: str) -> None:
-    def fail(message: str) -> None:
+    def fail(message: str) -> NoReturn:
         raise ScenarioError(f"scenario {source}: {message}")
 
     if not scenario.nodes:

@@ -6,6 +6,8 @@ Each node row shows what the node would carry after taking every guest it can
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -20,8 +22,14 @@ from pvetop.policy.placement import BulkPlan, plan_bulk_move
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell, usage_text
 
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
+
 
 class BulkMigrateScreen(ModalScreen[int]):
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
+
     DEFAULT_CSS = DIALOG_CSS.format(cls="BulkMigrateScreen")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -32,7 +40,7 @@ class BulkMigrateScreen(ModalScreen[int]):
         self.plans: dict[str, BulkPlan] = {}
 
     def compose(self) -> ComposeResult:
-        snapshot = self.app.latest.snapshot
+        snapshot = self.app.planning_snapshot
         names = ", ".join(f"{vmid} {snapshot.guest_by_vmid[vmid].name}".strip() for vmid in self.vmids)
         with Vertical():
             yield Static(f"Move {len(self.vmids)} tagged guest(s): {names}", classes="title", markup=False)
@@ -57,7 +65,7 @@ class BulkMigrateScreen(ModalScreen[int]):
         self.run_worker(self._fetch_preconditions(), exclusive=True, group="preconditions", exit_on_error=False)
 
     async def _fetch_preconditions(self) -> None:
-        snapshot = self.app.latest.snapshot
+        snapshot = self.app.planning_snapshot
         self.preconditions = await fetch_preconditions(
             self.app.source, [snapshot.guest_by_vmid[vmid] for vmid in self.vmids]
         )
@@ -65,7 +73,7 @@ class BulkMigrateScreen(ModalScreen[int]):
         self._fill()
 
     def _fill(self) -> None:
-        snapshot = self.app.latest.snapshot
+        snapshot = self.app.planning_snapshot
         table = self.query_one("#targets", DataTable)
         cursor = table.cursor_row
         table.clear()
@@ -93,7 +101,8 @@ class BulkMigrateScreen(ModalScreen[int]):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.choose(event.row_key.value)
+        if event.row_key.value is not None:
+            self.choose(event.row_key.value)
 
     def choose(self, target: str) -> None:
         plan = self.plans[target]

@@ -10,6 +10,7 @@ a refusal is shown here, in PVE's words, and the user can change the options and
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -30,6 +31,9 @@ from pvetop.policy.projection import NodeUsage
 from pvetop.pve import actions
 from pvetop.ui import formatting as fmt
 from pvetop.ui.migrate.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
 
 DIALOG_CSS = """
     {cls} {{ align: center middle; }}
@@ -75,6 +79,9 @@ class PreconditionArrived(Message):
 
 
 class MigrateScreen(ModalScreen[MigrationJob | None]):
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
+
     DEFAULT_CSS = DIALOG_CSS.format(cls="MigrateScreen")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -89,9 +96,11 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
     @property
     def guest(self) -> Guest:
         """The guest as the latest refresh shows it (as it was, should it vanish meanwhile)."""
-        current = self.app.latest.snapshot.guest_by_vmid.get(self.vmid)
+        current = self.app.planning_snapshot.guest_by_vmid.get(self.vmid)
         if current is not None:
             self._last_seen = current
+        if self._last_seen is None:  # the app opens this dialog for a guest of the latest snapshot
+            raise RuntimeError(f"guest {self.vmid} was never in a snapshot")
         return self._last_seen
 
     # --- layout --------------------------------------------------------------------------------
@@ -139,8 +148,11 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
 
     @work(thread=True, exclusive=True, group="precondition", exit_on_error=False)
     def _fetch_precondition(self, guest: Guest) -> None:
+        client = self.app.client
+        if client is None:  # the app opens this dialog only with a live connection
+            return
         try:
-            precondition = actions.migrate_precondition(self.app.source, guest)
+            precondition = actions.migrate_precondition(client, guest)
         except PvetopError as exc:
             self.post_message(PreconditionArrived(None, exc.message))
             return
@@ -166,7 +178,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
     def _fill(self) -> None:
         app = self.app
         previews = preview_candidates(
-            app.latest.snapshot, self.guest, app.ruleset, mode="manual", precondition=self.precondition
+            app.planning_snapshot, self.guest, app.ruleset, mode="manual", precondition=self.precondition
         )
         self.previews = {preview.target.node: preview for preview in previews}
         table = self.query_one("#candidates", DataTable)
@@ -200,7 +212,8 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.choose(event.row_key.value)
+        if event.row_key.value is not None:
+            self.choose(event.row_key.value)
 
     def choose(self, target: str) -> None:
         """Builds the move for ``target`` from the options, or says what is wrong, then asks."""

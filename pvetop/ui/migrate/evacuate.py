@@ -10,6 +10,7 @@ anyway, which re-plans with those rules lifted for this evacuation. Running it m
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -31,8 +32,14 @@ from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell
 
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
+
 
 class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
+
     DEFAULT_CSS = DIALOG_CSS.format(cls="EvacuateScreen")
     BINDINGS = [
         Binding("x", "run", "Run evacuation"),
@@ -73,7 +80,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         app = self.app
         try:
             self.base = await prepare_evacuation(
-                app.source, app.latest.snapshot, self.node, app.ruleset, now=time.time()
+                app.source, app.planning_snapshot, self.node, app.ruleset, now=time.time()
             )
         except PvetopError as exc:
             self.query_one("#error", Static).update(f"cannot plan: {exc.message}")
@@ -85,6 +92,8 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
 
     def _show(self) -> None:
         proposal = self.proposal
+        if proposal is None:
+            return
         plan = proposal.plan
         notes = [
             plan_lines(plan)[0]
@@ -142,12 +151,13 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
     # --- actions -------------------------------------------------------------------------------
 
     def action_toggle_override(self) -> None:
-        if self.proposal is None or self.jobs:
+        if self.proposal is None or self.base is None or self.jobs:
             return
         table = self.query_one("#plan", DataTable)
         if not table.row_count:
             return
-        kind, _, vmid = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value.partition(":")
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
+        kind, _, vmid = key.partition(":")
         chosen = set(self.proposal.overrides)
         if kind == "held":
             chosen.add(int(vmid))
@@ -168,7 +178,8 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         )
 
     def _start(self) -> None:
-        self.app.run_worker(self._execute(self.proposal), group="evacuation", exit_on_error=False)
+        if self.proposal is not None:
+            self.app.run_worker(self._execute(self.proposal), group="evacuation", exit_on_error=False)
 
     async def _execute(self, proposal: EvacuationProposal) -> None:
         app = self.app

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
-from textual.app import SystemCommand
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
@@ -19,7 +20,12 @@ from textual.screen import Screen
 from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MigrationJob
 from pvetop.engine.report import job_status
 from pvetop.errors import UsageError
+from pvetop.model import ClusterSnapshot, Guest
+from pvetop.pve import PveClient
 from pvetop.ui.migrate.confirm import ConfirmScreen
+from pvetop.ui.polling import Refresh
+from pvetop.ui.source import SnapshotSource
+from pvetop.ui.tables import GuestTable, NodeTable
 
 MIGRATION_ACTIONS = frozenset({"migrate", "evacuate", "tag"})
 
@@ -41,7 +47,34 @@ MIGRATION_BINDINGS = [
 ]
 
 
-class MigrationsMixin:
+class MigrationsHost(Protocol):
+    """What the mixin needs from the dashboard app it is mixed into, beyond Textual's ``App``."""
+
+    read_only: bool
+    source: SnapshotSource
+    store: Any  # the rules store, when one is open
+    tagged: set[int]
+    guest_table: GuestTable
+    node_table: NodeTable
+
+    @property
+    def latest(self) -> Refresh | None: ...
+
+    def refresh_marks(self) -> None: ...
+
+    def action_refresh_now(self) -> None: ...
+
+
+if TYPE_CHECKING:
+
+    class _HostApp(App[Any], MigrationsHost):
+        """The mixin's view of ``self``: a Textual app that provides ``MigrationsHost``."""
+
+else:
+    _HostApp = object
+
+
+class MigrationsMixin(_HostApp):
     """Actions and state for migrations; the host is the dashboard app (``latest``, ``source``, tables)."""
 
     migration_poll: float = 1.0  # seconds between two reads of a running task
@@ -56,9 +89,21 @@ class MigrationsMixin:
     # --- the shared executor -------------------------------------------------------------------
 
     @property
+    def client(self) -> PveClient | None:
+        """The live cluster connection behind ``source``; None for a fixed in-memory snapshot."""
+        return self.source if isinstance(self.source, PveClient) else None
+
+    @property
     def can_migrate(self) -> bool:
         """A live cluster connection (not a fixed in-memory snapshot) and data to plan on."""
-        return hasattr(self.source, "post") and self.latest is not None
+        return self.client is not None and self.latest is not None
+
+    @property
+    def planning_snapshot(self) -> ClusterSnapshot:
+        """The latest snapshot, for the migration screens: they open only once ``can_migrate``."""
+        if self.latest is None:
+            raise RuntimeError("a migration screen opened before the first snapshot")
+        return self.latest.snapshot
 
     @property
     def migrations(self) -> MigrationExecutor:
@@ -110,7 +155,7 @@ class MigrationsMixin:
 
     # --- actions -------------------------------------------------------------------------------
 
-    def _guest_under_cursor(self):
+    def _guest_under_cursor(self) -> Guest | None:
         """The guest of an open guest detail pane, else the one under the guest table's cursor."""
         if self.latest is None:
             return None
@@ -135,7 +180,7 @@ class MigrationsMixin:
         from pvetop.ui.migrate.bulk import BulkMigrateScreen
         from pvetop.ui.migrate.dialog import MigrateScreen
 
-        if not self._ready_to_migrate():
+        if not self._ready_to_migrate() or self.latest is None:
             return
         snapshot = self.latest.snapshot
         tagged = [vmid for vmid in sorted(self.tagged) if vmid in snapshot.guest_by_vmid]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import ComposeResult
@@ -27,6 +27,9 @@ from pvetop.pve.tasks import Progress
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import fmt_cell
+
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
 
 MIGRATION_TYPES = frozenset({"qmigrate", "vzmigrate"})
 MAX_LOGS_PER_POLL = 5  # running migrations of others whose log is read for their progress
@@ -131,6 +134,9 @@ class ClusterTasksArrived(Message):
 
 
 class TasksScreen(ReadOnlyGuard, Screen):
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
+
     POLL = 1.0
     DEFAULT_CSS = """
     TasksScreen #tasks-caption { height: 1; padding: 0 1; background: $boost; text-style: bold; }
@@ -184,8 +190,8 @@ class TasksScreen(ReadOnlyGuard, Screen):
 
     @work(thread=True, exclusive=True, group="cluster-tasks", exit_on_error=False)
     def _poll(self) -> None:
-        client = self.app.source
-        if not hasattr(client, "get"):
+        client = self.app.client
+        if client is None:  # a fixed in-memory snapshot has no tasks
             return
         ours = {job.upid for job in self.jobs} | {job.ha_upid for job in self.jobs}
         try:
@@ -298,7 +304,9 @@ class TasksScreen(ReadOnlyGuard, Screen):
     @work(thread=True, group="stop-task", exit_on_error=False)
     def _stop_upid(self, upid: str) -> None:
         try:
-            tasks.stop_task(self.app.source, upid)
+            client = self.app.client
+            if client is not None:
+                tasks.stop_task(client, upid)
         except PvetopError as exc:
             self.app.call_from_thread(self.notify, f"cannot stop the task: {exc.message}", severity="error")
 
@@ -316,6 +324,9 @@ class TaskLogArrived(Message):
 
 class TaskLogScreen(ModalScreen[None]):
     """A task's full log, following it while it runs."""
+
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
 
     POLL = 1.0
     DEFAULT_CSS = """
@@ -357,7 +368,9 @@ class TaskLogScreen(ModalScreen[None]):
 
     @work(thread=True, group="task-log", exit_on_error=False)
     def _fetch(self, upid: str, start: int) -> None:
-        client = self.app.source
+        client = self.app.client
+        if client is None:
+            return
         try:
             status = tasks.task_status(client, upid)
             lines = tasks.task_log(client, upid, start=start, limit=5000)

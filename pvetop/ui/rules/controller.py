@@ -11,17 +11,20 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pvetop.errors import PvetopError
 from pvetop.model import ClusterSnapshot
 from pvetop.store import Store
 
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
+
 T = TypeVar("T")
 
 
 class RulesController:
-    def __init__(self, app, store: Store):
+    def __init__(self, app: PvetopApp, store: Store) -> None:
         self.app = app
         self.store = store
 
@@ -106,10 +109,11 @@ class RulesController:
     def pin_here_or_unpin(self, vmid: int) -> str | None:
         """Pins a guest to the node it runs on; if it is pinned to exactly that node, unpins it."""
         guest = self.snapshot.guest_by_vmid.get(vmid) if self.snapshot else None
-        if guest is None:
+        cluster = self.cluster
+        if guest is None or cluster is None:
             self.app.notify(f"guest {vmid} is not in the cluster", severity="warning")
             return None
-        current = self.store.pin(self.cluster, vmid)
+        current = self.store.pin(cluster, vmid)
         if current is not None and current.nodes == {guest.node}:
             done = self.change("unpin", lambda store, cluster: store.unpin(cluster, vmid))
             message = f"{vmid} unpinned" if done else None
@@ -136,7 +140,10 @@ class RulesController:
 
     def toggle_lock(self, vmid: int) -> None:
         guest = self.snapshot.guest_by_vmid.get(vmid) if self.snapshot else None
-        if self.store.lock(self.cluster, vmid) is not None:
+        cluster = self.cluster
+        if cluster is None:
+            self.app.notify("no cluster data yet", severity="warning")
+        elif self.store.lock(cluster, vmid) is not None:
             if self.change("unlock", lambda store, cluster: store.unlock_guest(cluster, vmid)):
                 self.app.notify(f"{vmid} unlocked: automatic moves allowed again", timeout=3)
         elif guest is None:
@@ -147,7 +154,10 @@ class RulesController:
     # -- node rules -----------------------------------------------------------------------------
 
     def toggle_reserved(self, node: str) -> None:
-        if self.store.reservation(self.cluster, node) is not None:
+        cluster = self.cluster
+        if cluster is None:
+            self.app.notify("no cluster data yet", severity="warning")
+        elif self.store.reservation(cluster, node) is not None:
             if self.change("release", lambda store, cluster: store.unreserve_node(cluster, node)):
                 self.app.notify(f"{node} released", timeout=3)
         elif self.change("reserve", lambda store, cluster: store.reserve_node(cluster, node, who=self.who)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,12 +13,18 @@ from textual.widgets import DataTable, Footer, Static
 
 from pvetop.ui.rules.controller import RulesController
 
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
+
 LIMIT = 500
 COLUMNS = (("time", 19), ("actor", 8), ("action", 18), ("target", 22), ("result", 10), ("details", 60))
 
 
 class JournalScreen(Screen):
     """Installed once; every time it is shown it re-reads the journal (newest first)."""
+
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
 
     BINDINGS = [Binding("escape,q", "close", "Back"), Binding("ctrl+r", "reload", "Reload")]
 
@@ -53,9 +60,9 @@ class JournalScreen(Screen):
                 details,
                 key=str(entry.id),
             )
+        entries_text = f"{len(entries)} most recent entr{'y' if len(entries) == 1 else 'ies'}"
         self.query_one("#journal-title", Static).update(
-            f" Journal of {cluster or 'every cluster'}: {len(entries)} most recent entr{'y' if len(entries) == 1 else 'ies'}"
-            " (escape: back)"
+            f" Journal of {cluster or 'every cluster'}: {entries_text} (escape: back)"
         )
         table.focus()
 

@@ -7,6 +7,7 @@ opens, so its keys work at once. Its text follows each refresh and each change.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -20,6 +21,9 @@ from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.rules.controller import RulesController
 from pvetop.ui.rules.dialogs import NodeSetDialog, PowerForm, PowerSettingsDialog
 
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
+
 
 def _since(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch)) if epoch else "?"
@@ -27,6 +31,9 @@ def _since(epoch: float) -> str:
 
 class RulesPanel(ReadOnlyGuard, Static):
     """Shared frame: a bordered, focusable text that re-renders on refresh."""
+
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
 
     DEFAULT_CSS = """
     RulesPanel { height: auto; border: round $primary; padding: 0 1; }
@@ -67,13 +74,14 @@ class GuestRulesPanel(RulesPanel):
     def show(self) -> None:
         controller = self.controller
         cluster = controller.cluster
+        snapshot = controller.snapshot
         text = Text()
-        if cluster is None:
+        if cluster is None or snapshot is None:
             self.update(Text("waiting for cluster data…", style="dim"))
             return
         pin = controller.store.pin(cluster, self.vmid)
         lock = controller.store.lock(cluster, self.vmid)
-        guest = controller.snapshot.guest_by_vmid.get(self.vmid)
+        guest = snapshot.guest_by_vmid.get(self.vmid)
         text.append("pinned to  ", style="bold")
         if pin is None:
             text.append("- (may run anywhere)")
@@ -104,9 +112,10 @@ class GuestRulesPanel(RulesPanel):
     def action_allowed_nodes(self) -> None:
         controller = self.controller
         snapshot = controller.snapshot
-        if snapshot is None:
+        cluster = controller.cluster
+        if snapshot is None or cluster is None:
             return
-        pin = controller.store.pin(controller.cluster, self.vmid)
+        pin = controller.store.pin(cluster, self.vmid)
         guest = snapshot.guest_by_vmid.get(self.vmid)
         selected = pin.nodes if pin is not None else frozenset({guest.node} if guest else ())
         labels = [

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from pvetop.policy.reconcile import reconcile
-from pvetop.policy.suggestions import suggest_pins
+from pvetop.policy.suggestions import PinSuggestion, suggest_pins
 from pvetop.ui.rules.controller import RulesController
 from pvetop.ui.rules.dialogs import ReviewDialog
+
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
 
 
 class ClusterReviewDialog(ReviewDialog):
     """A review computed from the latest snapshot; until the first refresh there is nothing to review."""
+
+    if TYPE_CHECKING:
+        app: PvetopApp  # opened by the dashboard app only
 
     def load(self):
         controller = RulesController(self.app, self.app.store)
@@ -66,7 +73,7 @@ class SuggestionsDialog(ClusterReviewDialog):
             items.append((f"{s.vmid} {s.name or '-'} → {', '.join(sorted(s.nodes))}{replaces}  · {s.reason}", s))
         return items, "nothing to suggest: no plb_pin_ tags or HA node-affinity rules beyond the current pins"
 
-    def apply(self, chosen: list) -> None:
+    def apply(self, chosen: list[PinSuggestion]) -> None:
         controller = RulesController(self.app, self.app.store)
         twice = [vmid for vmid, count in Counter(s.vmid for s in chosen).items() if count > 1]
         if twice:
@@ -76,15 +83,15 @@ class SuggestionsDialog(ClusterReviewDialog):
                 timeout=6,
             )
             return
-        pinned = [
-            s
-            for s in chosen
-            if controller.change(
+
+        def pin(s: PinSuggestion) -> object:
+            return controller.change(
                 "pin",
-                lambda store, cluster, s=s: store.pin_guest(
+                lambda store, cluster: store.pin_guest(
                     cluster, s.vmid, s.name, s.nodes, note=s.note, who=controller.who
                 ),
             )
-        ]
+
+        pinned = [s for s in chosen if pin(s)]
         if pinned:
             self.app.notify(f"pinned {', '.join(str(s.vmid) for s in pinned)}", timeout=4)
