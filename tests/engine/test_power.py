@@ -87,9 +87,7 @@ async def test_power_off_by_hand_drains_sleeps_and_wakes_by_magic_packet(sim, cl
     assert woken.ok, woken.detail
     assert woken.decision.wake.describe() == "magic packet to 3C:EC:EF:42:9B:20"
     await drive(sim, lambda: set(running_vmids(sim)) >= set(before), step=2.0, limit=120)
-    assert {vmid: node for vmid, node in running_vmids(sim).items() if vmid in sleepers} == dict.fromkeys(
-        sleepers, BIG
-    )
+    assert {vmid: node for vmid, node in running_vmids(sim).items() if vmid in sleepers} == dict.fromkeys(sleepers, BIG)
     assert store.get_setting(CLUSTER, SLEPT) == {}
     results = [(e.action, e.result) for e in reversed(store.recent_journal(CLUSTER)) if e.action.startswith("power.")]
     assert results == [("power.off", "started"), ("power.off", "ok"), ("power.wake", "started"), ("power.wake", "ok")]
