@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -24,6 +25,13 @@ from pvetop.engine.migrations import JobState
 from pvetop.errors import UsageError
 from pvetop.model import Guest
 from pvetop.ui.migrate.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    # the host is the dashboard app, which mixes in the migration keys too (their guest-under-
+    # cursor and ready checks are shared)
+    from pvetop.ui.migrate.mixin import MigrationsMixin as _HostApp
+else:
+    _HostApp = object
 
 LIFECYCLE_BINDINGS = [Binding("x", "power", "Start/stop", id="guest.power")]
 CHOICES = (
@@ -101,7 +109,7 @@ class PowerScreen(ModalScreen[tuple[str, int] | None]):
         self.dismiss(None)
 
 
-class LifecycleMixin:
+class LifecycleMixin(_HostApp):
     """Actions and state for guest lifecycle; the host is the dashboard app."""
 
     lifecycle_poll: float = 1.0
@@ -142,7 +150,7 @@ class LifecycleMixin:
             self.action_refresh_now()
 
     def _power_targets(self) -> list[Guest]:
-        snapshot = self.latest.snapshot
+        snapshot = self.planning_snapshot
         tagged = [snapshot.guest_by_vmid[v] for v in sorted(self.tagged) if v in snapshot.guest_by_vmid]
         if tagged:
             return tagged

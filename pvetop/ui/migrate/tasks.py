@@ -228,7 +228,8 @@ class TasksScreen(ReadOnlyGuard, Screen):
         for power in reversed(self.lifecycle_jobs):
             row = lifecycle_row(power, now)
             rows[row.key] = row
-        followed = {key for job in [*self.jobs, *self.lifecycle_jobs] for key in (job.upid, job.ha_upid) if key}
+        ours: list[MigrationJob | LifecycleJob] = [*self.jobs, *self.lifecycle_jobs]
+        followed = {key for job in ours for key in (job.upid, job.ha_upid) if key}
         for entry in self.cluster_entries:
             if entry["upid"] not in followed and entry["upid"] not in rows:
                 rows[entry["upid"]] = cluster_row(entry, self.cluster_progress.get(entry["upid"]))
