@@ -112,12 +112,62 @@ class Journal(BaseModel):
     params = peewee.TextField(default="{}")  # JSON, secrets removed
     result = peewee.TextField(default="")
     upid = peewee.TextField(null=True)
+    host = peewee.CharField(max_length=255, default="")  # the pvetop instance that wrote it (schema 3)
+    pid = peewee.IntegerField(default=0)
 
     class Meta:
         table_name = "journal"
 
 
-MODELS = (SchemaInfo, GuestPin, GuestLock, NodeReservation, NodeMaintenance, NodePowerSettings, Setting, Journal)
+class Lease(BaseModel):
+    """One row per cluster: which pvetop instance may act on it, until when (schema 3)."""
+
+    cluster = peewee.CharField(max_length=255, unique=True)
+    holder = peewee.CharField(max_length=255)  # host:pid:nonce, unique per process run
+    host = peewee.CharField(max_length=255)
+    pid = peewee.IntegerField()
+    token = peewee.IntegerField()  # fencing token: grows with every change of holder
+    since = peewee.DoubleField()
+    expires_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "lease"
+
+
+class Intent(BaseModel):
+    """An automatic action written down before its API call, completed with its UPID (schema 3)."""
+
+    cluster = peewee.CharField(max_length=255, index=True)
+    token = peewee.IntegerField()
+    actor = peewee.CharField(max_length=32)
+    action = peewee.CharField(max_length=64)
+    vmid = peewee.IntegerField(null=True)
+    source = peewee.CharField(max_length=255, default="")
+    target = peewee.CharField(max_length=255, default="")
+    created_at = peewee.DoubleField()
+    host = peewee.CharField(max_length=255, default="")
+    pid = peewee.IntegerField(default=0)
+    upid = peewee.TextField(null=True)
+    state = peewee.CharField(max_length=16, default="open", index=True)
+    detail = peewee.TextField(default="")
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "intent"
+
+
+MODELS = (
+    SchemaInfo,
+    GuestPin,
+    GuestLock,
+    NodeReservation,
+    NodeMaintenance,
+    NodePowerSettings,
+    Setting,
+    Journal,
+    Lease,
+    Intent,
+)
 
 
 def bind_models(database: peewee.Database) -> SimpleNamespace:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-ACTORS = ("user", "balancer", "power")
+ACTORS = ("user", "balancer", "power", "instance")  # instance: lease changes between pvetop instances
 
 DEFAULT_BOOT_TIMEOUT = 300  # seconds a woken node gets to rejoin the cluster (else marked failed)
 
@@ -87,6 +87,8 @@ class JournalEntry:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     result: str = ""
     upid: str | None = None
+    host: str = ""  # the pvetop instance that wrote the entry
+    pid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 from pvetop.errors import PvetopError
 from pvetop.store.records import DEFAULT_BOOT_TIMEOUT
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 
 class StoreError(PvetopError):
@@ -31,8 +31,20 @@ def _v2_node_maintenance_and_boot_timeout(models: SimpleNamespace) -> None:
     migrate(migrator.add_column("node_power", "boot_timeout", peewee.IntegerField(default=DEFAULT_BOOT_TIMEOUT)))
 
 
+def _v3_acting_instance(models: SimpleNamespace) -> None:
+    """Shared stores: the journal names the instance that wrote each entry; lease and intents."""
+    database = models.SchemaInfo._meta.database
+    migrator = SchemaMigrator.from_database(database)
+    migrate(
+        migrator.add_column("journal", "host", peewee.CharField(max_length=255, default="")),
+        migrator.add_column("journal", "pid", peewee.IntegerField(default=0)),
+    )
+    database.create_tables([models.Lease, models.Intent])
+
+
 MIGRATIONS: dict[int, Callable[[SimpleNamespace], None]] = {
     2: _v2_node_maintenance_and_boot_timeout,
+    3: _v3_acting_instance,
 }
 
 

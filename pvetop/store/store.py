@@ -27,6 +27,7 @@ from pvetop.policy.rules import RuleSet
 from pvetop.store import location as location_mod
 from pvetop.store import transfer
 from pvetop.store.models import bind_models
+from pvetop.store.coordination import Coordination, Instance
 from pvetop.store.records import (
     ACTORS,
     JournalEntry,
@@ -173,6 +174,8 @@ class Store:
         self._m = bind_models(database)
         self._sqlite = isinstance(database, peewee.SqliteDatabase)
         self.found_version: int | None = None  # schema version the database had when opened (0 = new)
+        self.instance = Instance.this_process()  # named in every journal entry, lease and intent
+        self.coordination = Coordination(self)
 
     def open(self, *, empty: bool = False) -> None:
         """Checks (or, writable, creates and upgrades) the schema. ``empty``: the database stands
@@ -249,6 +252,8 @@ class Store:
             params=json.dumps(clean, sort_keys=True),
             result=scrub(str(result)),
             upid=upid,
+            host=self.instance.host,
+            pid=self.instance.pid,
         )
         return self._journal_record(row)
 
@@ -264,6 +269,8 @@ class Store:
             params=MappingProxyType(json.loads(row.params or "{}")),
             result=row.result,
             upid=row.upid,
+            host=row.host,
+            pid=row.pid,
         )
 
     def recent_journal(self, cluster: str | None = None, limit: int = 100) -> list[JournalEntry]:

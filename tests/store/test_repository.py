@@ -4,7 +4,7 @@ import pytest
 
 from pvetop.errors import UsageError
 from pvetop.policy.rules import RuleSet
-from pvetop.store import DEFAULT_BOOT_TIMEOUT, NodePower, open_store
+from pvetop.store import CURRENT_VERSION, DEFAULT_BOOT_TIMEOUT, NodePower, open_store
 
 C = "homelab"
 
@@ -192,5 +192,5 @@ def test_rules_survive_reopening(new_db):
         first.pin_guest(C, 100, "web", ["pve1"])
         first.reserve_node(C, "pve3")
     with open_store(path) as second:
-        assert second.found_version == 2
+        assert second.found_version == CURRENT_VERSION
         assert [p.vmid for p in second.pins(C)] == [100] and [r.node for r in second.reservations(C)] == ["pve3"]
