@@ -26,8 +26,8 @@ from pvetop.policy.reconcile import ReconcileChange
 from pvetop.policy.rules import RuleSet
 from pvetop.store import location as location_mod
 from pvetop.store import transfer
-from pvetop.store.models import bind_models
 from pvetop.store.coordination import Coordination, Instance
+from pvetop.store.models import bind_models
 from pvetop.store.records import (
     ACTORS,
     JournalEntry,
