@@ -12,7 +12,7 @@ moves; ``a`` applies the selected move, ``A`` the whole plan (re-planned after e
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -27,6 +27,9 @@ from pvetop.errors import PvetopError
 from pvetop.policy.balance import MODES, BalancePlan
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from pvetop.ui.app import PvetopApp
 
 SCREEN_NAME = "balancer"
 KEY = "b"
@@ -112,6 +115,13 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         Binding("r", "replan", "Re-plan"),
     ]
 
+    if TYPE_CHECKING:
+        app: PvetopApp  # installed in the dashboard app only
+
+    def __init__(self, controller: BalancerController) -> None:
+        super().__init__()
+        self.controller = controller
+
     def compose(self) -> ComposeResult:
         yield Static(id="balancer-status")
         yield Static("Imbalance, one bar per evaluation (newest right)", classes="caption")
@@ -132,10 +142,6 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         self.query_one("#balancer-recent", DataTable).add_columns("VMID", "Name", "From", "To", "Result")
         self.query_one("#balancer-moves", DataTable).focus()
         self.show()
-
-    @property
-    def controller(self) -> BalancerController:
-        return self.app.balancer
 
     def show(self) -> None:
         """Re-draws everything from the worker's state."""
@@ -218,18 +224,19 @@ class BalancerScreen(ReadOnlyGuard, Screen):
 
     async def action_apply_one(self) -> None:
         plan = self._plan()
-        if plan is None:
+        worker = self.controller.worker
+        if plan is None or worker is None:
             return
         row = max(0, self.query_one("#balancer-moves", DataTable).cursor_row)
         step = plan.moves[min(row, len(plan.moves) - 1)]
         group = [s for s in plan.moves if s.move.reason == step.move.reason]  # guests that move together
-        await self._run(self.controller.worker.apply(group))
+        await self._run(worker.apply(group))
 
     async def action_apply_all(self) -> None:
         plan = self._plan()
-        if plan is None:
-            return
         worker = self.controller.worker
+        if plan is None or worker is None:
+            return
         self.app.run_worker(
             self._run(worker.balance(self.app.source.fetch_snapshot, actor="user")),
             group="balancer-apply",
@@ -268,6 +275,8 @@ class BalancerScreen(ReadOnlyGuard, Screen):
 
     async def _store_mode(self, mode: str) -> None:
         worker = self.controller.worker
+        if worker is None:
+            return
         try:
             worker.mode = await asyncio.to_thread(set_mode, self.controller.store, worker.cluster, mode)
         except PvetopError as exc:
@@ -287,6 +296,6 @@ def install_balancer(app: Any, store: Any) -> BalancerController:
     controller = BalancerController(app, store)
     app.balancer = controller
     app.watch(app, "latest", controller.on_refresh, init=False)
-    app.install_screen(BalancerScreen(), SCREEN_NAME)
+    app.install_screen(BalancerScreen(controller), SCREEN_NAME)
     app.add_app_binding(KEY, f"push_screen('{SCREEN_NAME}')", "Balancer")
     return controller
