@@ -15,11 +15,11 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from pvetop import __version__
-from pvetop.cli import balance, common, dashboard, guest, migrate, power, rules, sim, status
+from pvetop.cli import balance, common, dashboard, guest, journal, migrate, power, rules, sim, status
 from pvetop.errors import PvetopError
 from pvetop.text import visible
 
-SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest, power, balance)
+SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest, power, balance, journal)
 
 EPILOG = """\
 connecting (every command): --host/--user/--password or --token-name/--token-value, or the

@@ -273,11 +273,12 @@ class Store:
             pid=row.pid,
         )
 
-    def recent_journal(self, cluster: str | None = None, limit: int = 100) -> list[JournalEntry]:
-        """Newest first; every cluster when ``cluster`` is None."""
-        query = self._m.Journal.select().order_by(self._m.Journal.id.desc()).limit(max(1, int(limit)))
+    def recent_journal(self, cluster: str | None = None, limit: int = 100, *, since: float = 0.0) -> list[JournalEntry]:
+        """Newest first, written at or after ``since``; every cluster when ``cluster`` is None."""
+        m = self._m.Journal
+        query = m.select().where(m.at >= since).order_by(m.id.desc()).limit(max(1, int(limit)))
         if cluster is not None:
-            query = query.where(self._m.Journal.cluster == cluster)
+            query = query.where(m.cluster == cluster)
         return [self._journal_record(row) for row in query]
 
     def journal_entries(
