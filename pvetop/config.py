@@ -4,7 +4,7 @@ Precedence is CLI option > environment variable > config-file profile, field by 
 profile can hold the host and token name while the secret comes from the environment.
 Variables: PVETOP_HOST (host[:port], comma list), PVETOP_USER, PVETOP_PASSWORD,
 PVETOP_TOKEN_NAME, PVETOP_TOKEN_VALUE, PVETOP_VERIFY_SSL (true/false/CA path),
-PVETOP_FINGERPRINT, PVETOP_TIMEOUT, PVETOP_DB, PVETOP_READ_ONLY. Every
+PVETOP_FINGERPRINT, PVETOP_TIMEOUT, PVETOP_MAX_RESPONSE_BYTES, PVETOP_DB, PVETOP_READ_ONLY. Every
 mistake raises ``UsageError`` naming the file, the key and the fix; secrets never reach a repr.
 
 Config file (``user_config_dir("pvetop")/config.toml``, or ``--config PATH``)::
@@ -19,7 +19,8 @@ Config file (``user_config_dir("pvetop")/config.toml``, or ``--config PATH``)::
     token_value = "..."                     # or password / password_command
     verify_ssl = true                       # true, false, or a CA file path
     fingerprint = "AB:CD:..."               # SHA-256 pin of the API certificate
-    timeout = 5
+    timeout = 5                             # seconds one API request may take, in total
+    max_response_bytes = 67108864           # answers larger than this are refused (64 MiB)
     read_only = true                        # no writes at all (also --read-only, PVETOP_READ_ONLY)
 
 Other top-level tables (``[balancer]``, ``[power]``, ...) are kept raw in ``Config.sections``
@@ -45,6 +46,7 @@ from pvetop.errors import UsageError
 
 DEFAULT_PORT = 8006
 DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # far above the largest real /cluster/resources (~5 MB, 4000 guests)
 PASSWORD_COMMAND_TIMEOUT = 30.0
 
 PROFILE_KEYS = frozenset(
@@ -59,6 +61,7 @@ PROFILE_KEYS = frozenset(
         "fingerprint",
         "timeout",
         "read_only",
+        "max_response_bytes",
     }
 )
 TOP_LEVEL_SCALARS = frozenset({"default_profile", "db"})
@@ -84,9 +87,10 @@ class ConnectionSettings:
     token_value: str | None = None
     verify: Verify = True
     fingerprint: str | None = None  # "AB:CD:..." SHA-256; replaces CA verification when set
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT  # per request, in total (connection, headers and body)
     profile: str | None = None
     read_only: str | None = None  # what asked for read-only (flag, variable, profile key): no API writes
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def uses_token(self) -> bool:
@@ -101,7 +105,7 @@ class ConnectionSettings:
         return (
             f"ConnectionSettings(hosts={self.host_labels!r}, user={self.user!r}, {auth}, "
             f"verify={self.verify!r}, fingerprint={self.fingerprint!r}, timeout={self.timeout!r}, "
-            f"profile={self.profile!r})"
+            f"profile={self.profile!r}, max_response_bytes={self.max_response_bytes!r})"
         )
 
     __str__ = __repr__
@@ -122,6 +126,7 @@ class Profile:
     fingerprint: str | None = None
     timeout: float | None = None
     read_only: bool = False
+    max_response_bytes: int | None = None
 
     @property
     def holds_secret(self) -> bool:
@@ -263,6 +268,19 @@ def parse_timeout(value: Any, *, source: str) -> float:
     return seconds
 
 
+def parse_max_response_bytes(value: Any, *, source: str) -> int:
+    """A byte count of at least 1 MiB (a real cluster's answers need that much)."""
+    try:
+        size = int(value) if not isinstance(value, bool) and isinstance(value, (int, str)) else None
+    except ValueError:
+        size = None
+    if size is None or size < 1024 * 1024:
+        raise UsageError(
+            f"{source}: max_response_bytes must be a whole number of bytes, at least 1048576, not {value!r}"
+        )
+    return size
+
+
 def split_token_id(token_name: str, user: str | None, *, source: str) -> tuple[str | None, str]:
     """Accepts ``pvetop`` or the full ``root@pam!pvetop`` -> (user, token name)."""
     if "!" not in token_name:
@@ -396,6 +414,9 @@ def _build_profile(path: Path, name: str, table: Any) -> Profile:
         else None,
         timeout=parse_timeout(table["timeout"], source=f"{where} timeout") if "timeout" in table else None,
         read_only=parse_bool(table.get("read_only", False), source=f"{where} read_only"),
+        max_response_bytes=parse_max_response_bytes(table["max_response_bytes"], source=f"{where} max_response_bytes")
+        if "max_response_bytes" in table
+        else None,
     )
 
 
@@ -496,6 +517,10 @@ def resolve_connection(
     verify = parse_verify(verify_value, source=verify_source) if verify_source else verify_value
     timeout_value, timeout_source = pick("timeout", "PVETOP_TIMEOUT", profile.timeout if profile else None)
     timeout = parse_timeout(timeout_value, source=timeout_source) if timeout_source else timeout_value
+    cap_value, cap_source = pick(
+        "max_response_bytes", "PVETOP_MAX_RESPONSE_BYTES", profile.max_response_bytes if profile else None
+    )
+    max_response_bytes = parse_max_response_bytes(cap_value, source=cap_source) if cap_source else cap_value
 
     return ConnectionSettings(
         hosts=hosts,
@@ -508,6 +533,7 @@ def resolve_connection(
         timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
         profile=profile.name if profile else None,
         read_only=read_only_source(args, env, config),
+        max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes,
     )
 
 

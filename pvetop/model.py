@@ -139,6 +139,7 @@ class ClusterSnapshot:
     crs: CrsOptions = field(default_factory=CrsOptions)
     fetched_at: float = 0.0  # epoch seconds, set by whoever fetched it
     api_requests: int = 0  # requests this refresh cost (the budget: at most 2, whatever the cluster's size)
+    warnings: tuple[str, ...] = ()  # API entries skipped as malformed, for the header and `status`
 
     @cached_property
     def node_by_name(self) -> dict[str, Node]:

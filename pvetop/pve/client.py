@@ -4,6 +4,9 @@
 - TLS: verified by default; a CA file; or a SHA-256 fingerprint pin for self-signed clusters;
   ``verify=False`` only when asked, and then ``insecure_warning`` says so for the UI.
 - Several hosts fail over in order when one does not answer; the working one is remembered.
+- Reads (GET) are retried with a short backoff when a connection drops or a proxy answers
+  502/503/504; a write never is (it may have reached the cluster). Every request has a total
+  deadline (``timeout``), a size cap (``max_response_bytes``) and never follows a redirect.
 - Every failure becomes ``ConnectionFailed`` (cannot reach / authenticate) or ``ApiError`` (PVE
   refused, its text kept) with one clear line.
 - ``fetch_snapshot`` costs exactly 2 requests whatever the cluster's size; options, HA rules and corosync votes
@@ -21,27 +24,42 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from proxmoxer.backends.https import JsonSerializer, ProxmoxHTTPApiTokenAuth
+from proxmoxer.backends.https import ProxmoxHTTPApiTokenAuth
 from proxmoxer.core import ProxmoxResource, ResourceException
 from urllib3.exceptions import NewConnectionError
 
 from pvetop.config import ConnectionSettings, format_host
 from pvetop.errors import ApiError, ConnectionFailed, PvetopError, ReadOnlyRefused
 from pvetop.model import ClusterSnapshot, CrsOptions, Guest, HaRule
-from pvetop.pve.parse import MalformedAnswer, build_snapshot, parse_config_nodes, parse_crs, parse_ha_rules
+from pvetop.pve.parse import (
+    MalformedAnswer,
+    Warnings,
+    build_snapshot,
+    parse_config_nodes,
+    parse_crs,
+    parse_ha_rules,
+)
 from pvetop.pve.transport import (
     CountingAdapter,
+    DeadlineExceeded,
     LoginRejected,
+    RedirectRefused,
     RequestCounter,
+    ResponseTooLarge,
+    StrictJsonSerializer,
     TicketAuth,
+    UnexpectedAnswer,
     build_sessions,
     silence_insecure_request_warnings,
 )
 
 DEFAULT_SLOW_DATA_EVERY = 30
 SLOW_DATA_TICKET_MARGIN = 600.0  # renew the ticket on the slow cadence, well before it is due
+READ_RETRY_PAUSES = (0.25, 1.0)  # seconds before the 2nd and 3rd try of a GET whose connection dropped
+TRANSIENT_STATUSES = frozenset({502, 503, 504})  # a proxy or pveproxy restarting; PVE's 500/595 are final
 
 INSECURE_WARNING = (
     "TLS verification is OFF (verify_ssl = false): anyone on the network path can read "
@@ -62,13 +80,20 @@ class PveClient:
         *,
         slow_data_every: int = DEFAULT_SLOW_DATA_EVERY,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """Builds sessions only; ``connect`` (or the first call) does the network part."""
         self.settings = settings
         self.slow_data_every = slow_data_every
         self._clock = clock
+        self._sleep = sleep
         self._counter = RequestCounter()
-        self._adapter = CountingAdapter(self._counter, settings.fingerprint)
+        self._adapter = CountingAdapter(
+            self._counter,
+            settings.fingerprint,
+            max_response_bytes=settings.max_response_bytes,
+            deadline=settings.timeout,
+        )
         self._verify: bool | str = False if settings.fingerprint else settings.verify
         if self._verify is False:
             silence_insecure_request_warnings()
@@ -92,7 +117,7 @@ class PveClient:
                 verify_ssl=self._verify,
             )
             self._session.auth = self._ticket_auth
-        serializer = JsonSerializer()
+        serializer = StrictJsonSerializer()
         self._base_urls = [_base_url(host, port) for host, port in settings.hosts]
         self._roots = [
             ProxmoxResource(base_url=url, session=self._session, serializer=serializer) for url in self._base_urls
@@ -102,6 +127,7 @@ class PveClient:
         self._crs = CrsOptions()
         self._ha_rules: tuple[HaRule, ...] = ()
         self._votes: dict[str, int] = {}
+        self._slow_warnings: tuple[str, ...] = ()
         self._snapshots_since_slow: int | None = None  # None: slow data never fetched
         self.version: dict[str, Any] = {}
 
@@ -190,8 +216,7 @@ class PveClient:
         for offset in range(len(self._roots)):
             index = (start + offset) % len(self._roots)
             try:
-                self._ensure_ticket(index)
-                result = self._send(index, method, path, args)
+                result = self._send_retrying(index, method, path, args)
             except _HostDown as down:
                 failures.append(down.detail)
                 if method != "GET" and not down.before_connect:
@@ -210,6 +235,26 @@ class PveClient:
         except _HostDown as down:
             raise _unreachable([down.detail], write=False) from None
 
+    def _send_retrying(self, index: int, method: str, path: str, args: dict[str, Any]) -> Any:
+        """``_send``, tried again after a short pause when a read failed in a way that passes.
+
+        Only GETs (idempotent) and only a dropped connection or a 502/503/504: a refused
+        connection or a timeout means the host is down (the next host is tried instead), a 4xx
+        will not change, and PVE's 500 and 595 (the target node is dead) are final answers.
+        """
+        for pause in (*READ_RETRY_PAUSES, None):
+            try:
+                self._ensure_ticket(index)
+                return self._send(index, method, path, args)
+            except _HostDown as down:
+                if method != "GET" or pause is None or not down.dropped:
+                    raise
+            except ApiError as exc:
+                if method != "GET" or pause is None or exc.status not in TRANSIENT_STATUSES:
+                    raise
+            self._sleep(pause)
+        raise AssertionError("unreachable: the last try re-raises")
+
     def _send(self, index: int, method: str, path: str, args: dict[str, Any]) -> Any:
         resource = self._roots[index](path) if path else self._roots[index]
         send = getattr(resource, method.lower())  # proxmoxer's get/post/put/delete
@@ -226,12 +271,10 @@ class PveClient:
             raise self._api_error(exc, method, path, index) from None
         except LoginRejected as exc:
             raise self._login_error(exc, index) from None
+        except UnexpectedAnswer as exc:
+            raise unexpected_answer(self._label(index), f"{method} /{path}", str(exc)) from None
         except requests.RequestException as exc:
             raise self._transport_error(exc, index, method, path) from None
-        if isinstance(result, dict) and set(result) == {"errors"} and isinstance(result["errors"], bytes):
-            raise ApiError(
-                200, f"{method} /{path} on {self._label(index)}: the answer is not JSON (is this a Proxmox VE API?)"
-            )
         return result
 
     def _ensure_ticket(self, index: int) -> None:
@@ -280,8 +323,26 @@ class PveClient:
         return ApiError(exc.status_code, message, errors=errors, hint=hint)
 
     def _transport_error(self, exc: requests.RequestException, index: int, method: str, path: str) -> Exception:
-        """TLS problems are final (another host will not fix them); the rest means 'host down'."""
+        """TLS problems, redirects and oversized answers are final (another host will not fix them);
+        the rest means 'host down'."""
         label = self._label(index)
+        if isinstance(exc, RedirectRefused):
+            return ConnectionFailed(
+                f"{label}: {method} /{path}: {exc}",
+                hint="the Proxmox VE API never redirects: check the host and port (HTTPS, 8006 by default)",
+            )
+        if isinstance(exc, ResponseTooLarge):
+            return ApiError(
+                200,
+                f"{label}: {method} /{path}: {exc}",
+                hint="raise max_response_bytes in the config profile (or PVETOP_MAX_RESPONSE_BYTES) if the cluster "
+                "really is that large",
+            )
+        if isinstance(exc, DeadlineExceeded):
+            return _HostDown(
+                f"{label}: {method} /{path} got no complete answer within {exc.deadline:g} s (timeout)",
+                before_connect=False,
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             text = _innermost(exc)
             mismatch = re.search(r'Expected "?([0-9a-fA-F:]+)"?,? got "?([0-9a-fA-F:]+)"?', text)
@@ -296,7 +357,9 @@ class PveClient:
                     f"TLS handshake with {label} failed: {text}",
                     hint="is this the Proxmox VE API port (HTTPS, 8006 by default)?",
                 )
-            presented = presented_fingerprint(*self.settings.hosts[index], timeout=self.settings.timeout)
+            presented = presented_fingerprint(
+                *self.settings.hosts[index], timeout=self.settings.timeout, proxy=self._proxy_for(index)
+            )
             seen = f" (it presents SHA-256 fingerprint {presented})" if presented else ""
             return ConnectionFailed(
                 f"TLS verification of {label} failed: {_short_ssl_reason(text)}{seen}", hint=TLS_FIX
@@ -311,8 +374,17 @@ class PveClient:
                 before_connect=False,
             )
         if isinstance(exc, requests.exceptions.ConnectionError):
-            return _HostDown(f"{label}: {_connection_reason(exc)}", before_connect=_never_connected(exc))
+            never_connected = _never_connected(exc)
+            return _HostDown(
+                f"{label}: {_connection_reason(exc)}", before_connect=never_connected, dropped=not never_connected
+            )
         return ConnectionFailed(f"{label}: {type(exc).__name__}: {_innermost(exc)}")
+
+    def _proxy_for(self, index: int) -> str | None:
+        """The proxy requests uses for this host (``HTTPS_PROXY`` unless ``NO_PROXY`` exempts it)."""
+        url = self._base_urls[index]
+        proxies = requests.utils.get_environ_proxies(url) if self._session.trust_env else {}
+        return requests.utils.select_proxy(url, {**proxies, **self._session.proxies})
 
     # ------------------------------------------------------------------ snapshot
 
@@ -340,14 +412,16 @@ class PveClient:
         before = self.request_count
         if self._ticket_auth is not None:
             self._ticket_auth.renew_if_due(early=SLOW_DATA_TICKET_MARGIN)
+        warnings = Warnings()
         try:
-            crs = parse_crs(self.get("cluster/options"))
-            rules = parse_ha_rules(self._get_optional("cluster/ha/rules", (404, 501), []))
-            votes = parse_config_nodes(self._get_optional("cluster/config/nodes", (404, 500, 501), []))
+            crs = parse_crs(self.get("cluster/options"), warnings)
+            rules = parse_ha_rules(self._get_optional("cluster/ha/rules", (404, 501), []), warnings)
+            votes = parse_config_nodes(self._get_optional("cluster/config/nodes", (404, 500, 501), []), warnings)
         except MalformedAnswer as exc:
-            raise ApiError(200, f"unexpected answer from {self.active_host}: {exc}") from None
+            raise unexpected_answer(self.active_host, exc.endpoint, exc.detail) from None
         with self._lock:
             self._crs, self._ha_rules, self._votes = crs, rules, votes
+            self._slow_warnings = warnings.as_tuple()
             self._snapshots_since_slow = 0
         return self.request_count - before
 
@@ -366,7 +440,7 @@ class PveClient:
         resources = self.get("cluster/resources")
         status = self.get("cluster/status")
         with self._lock:
-            crs, rules, votes = self._crs, self._ha_rules, self._votes
+            crs, rules, votes, slow_warnings = self._crs, self._ha_rules, self._votes, self._slow_warnings
             if self._snapshots_since_slow is not None:
                 self._snapshots_since_slow += 1
         try:
@@ -376,11 +450,12 @@ class PveClient:
                 crs=crs,
                 ha_rules=rules,
                 votes=votes,
+                warnings=slow_warnings,
                 fetched_at=self._clock(),
                 api_requests=self._counter.this_thread - before,
             )
         except MalformedAnswer as exc:
-            raise ApiError(200, f"unexpected answer from {self.active_host}: {exc}") from None
+            raise unexpected_answer(self.active_host, exc.endpoint, exc.detail) from None
 
     # ------------------------------------------------------------------ detail panes
 
@@ -414,12 +489,22 @@ def guest_path(guest: Guest) -> str:
 
 
 class _HostDown(Exception):
-    """This host did not answer; the next one may."""
+    """This host did not answer; the next one may. ``dropped``: it was connected, then hung up."""
 
-    def __init__(self, detail: str, *, before_connect: bool) -> None:
+    def __init__(self, detail: str, *, before_connect: bool, dropped: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
         self.before_connect = before_connect
+        self.dropped = dropped
+
+
+def unexpected_answer(host: str, endpoint: str, detail: str) -> ApiError:
+    """A 2xx answer pvetop cannot use: exit code 4, naming the host, the endpoint and what was wrong."""
+    return ApiError(
+        200,
+        f"unexpected answer from {host} to {endpoint}: {detail}",
+        hint="is this a Proxmox VE API? If it is, please report this answer as a pvetop bug",
+    )
 
 
 def _unreachable(failures: list[str], *, write: bool) -> ConnectionFailed:
@@ -488,17 +573,41 @@ def _colon_hex(text: str) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
 
 
-def presented_fingerprint(host: str, port: int, *, timeout: float = 5.0) -> str | None:
-    """SHA-256 fingerprint of the certificate a host presents (unverified: only for messages)."""
+def presented_fingerprint(host: str, port: int, *, timeout: float = 5.0, proxy: str | None = None) -> str | None:
+    """SHA-256 fingerprint of the certificate a host presents (unverified: only for messages).
+
+    Taken on the same path the request took: through ``proxy`` (an ``http://`` CONNECT proxy)
+    when one is in use, since a proxy may lead somewhere else than a direct connection would.
+    Other proxy kinds give None (no fingerprint shown rather than a wrong one).
+    """
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
+        with _open_path(host, port, timeout, proxy) as raw, context.wrap_socket(raw, server_hostname=host) as tls:
             der = tls.getpeercert(binary_form=True)
-    except (OSError, ssl.SSLError):
+    except (OSError, ssl.SSLError, ValueError):
         return None
     return _colon_hex(hashlib.sha256(der).hexdigest()) if der else None
+
+
+def _open_path(host: str, port: int, timeout: float, proxy: str | None) -> socket.socket:
+    """A TCP connection to host:port, directly or tunnelled through an HTTP CONNECT proxy."""
+    if proxy is None:
+        return socket.create_connection((host, port), timeout=timeout)
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"cannot probe through a {parts.scheme} proxy")
+    sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
+    target = format_host(host, port)
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer and len(answer) < 65536:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    if not answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
+        sock.close()
+        raise ValueError("the proxy refused the tunnel")
+    return sock

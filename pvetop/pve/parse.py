@@ -1,23 +1,169 @@
-"""Raw PVE JSON -> model.py types, with units normalised once.
+"""Raw PVE JSON -> model.py types, every value checked, units normalised once.
 
-Runs on every refresh for up to ~4000 guests, so it walks each list once, uses plain local
-look-ups and caches tag tuples (most guests share a handful of tag strings). Anything that is not
-the shape the schema promises raises ``MalformedAnswer`` naming the endpoint and the entry.
+This is the trust boundary: whatever an API (or something pretending to be one) answers, what
+leaves here is well typed, finite and in range. Two levels of failure:
+
+- a bad *answer* (not a list where PVE sends a list, not an object where it sends one) raises
+  ``MalformedAnswer`` naming the endpoint: the caller marks its data stale with that reason;
+- a bad *entry* (a missing or wrong-typed field, NaN, a huge or negative number, an integer where
+  a node name belongs, a duplicate vmid) is skipped and described in ``warnings``, so one broken
+  guest or HA rule never takes the whole view down.
+
+Runs on every refresh for up to ~4000 guests, so it walks each list once, checks the common
+shapes first (a plain int, a plain str) and caches tag tuples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
-from typing import Any
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
 
-from pvetop.model import ClusterSnapshot, CrsOptions, Guest, HaRule, Node, Storage
+from pvetop.model import ClusterSnapshot, CrsOptions, Guest, GuestType, HaRule, Node, Storage
 
-GUEST_TYPES = frozenset({"qemu", "lxc"})
+GUEST_TYPES: frozenset[str] = frozenset({"qemu", "lxc"})
+MAX_COUNT = 2**63 - 1  # bytes, seconds, counters: anything larger is not a real value
+MAX_SHARE = 1000.0  # cpu shares are fractions (a guest may pass 1 a little); beyond this is garbage
+MAX_TEXT = 4096  # longest string kept from the API (PVE's longest fields, descriptions, are 8 KiB raw)
+MAX_WARNINGS = 20  # warnings kept per snapshot; the rest are counted
+# PVE's formats (pve-common JSONSchema.pm): pve-node is a host name label, pve-vmid 100..999999999,
+# pve-storage-id starts with a letter. Anything else would also be unsafe inside an API path.
+NODE_NAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
+STORAGE_ID = re.compile(r"[a-zA-Z][a-zA-Z0-9\-_.]{0,99}")
+VMID_RANGE = (100, 999_999_999)
+_INT_TEXT = re.compile(r"[0-9]{1,19}")
+_NUMBER_TEXT = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?")
 
 
 class MalformedAnswer(ValueError):
-    """The API answered 2xx with data that does not match the PVE schema."""
+    """The API answered 2xx with data that does not have the shape of the PVE schema."""
+
+    def __init__(self, endpoint: str, detail: str) -> None:
+        super().__init__(f"{endpoint}: {detail}")
+        self.endpoint = endpoint
+        self.detail = detail
+
+
+class BadValue(ValueError):
+    """One field of one entry is unusable; the entry is skipped."""
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        super().__init__(f"field {key!r} is {_show(value)}, expected {expected}")
+
+
+class Warnings:
+    """The skipped entries of one parse, kept short: the first ``MAX_WARNINGS`` and a count."""
+
+    def __init__(self, earlier: Iterable[str] = ()) -> None:
+        self._kept: list[str] = []
+        self._dropped = 0
+        for text in earlier:
+            self.add(text)
+
+    def add(self, text: str) -> None:
+        if len(self._kept) < MAX_WARNINGS:
+            self._kept.append(text)
+        else:
+            self._dropped += 1
+
+    def skipped(self, endpoint: str, item: Any, why: str) -> None:
+        self.add(f"{endpoint}: skipped entry {_describe(item)}: {why}")
+
+    def as_tuple(self) -> tuple[str, ...]:
+        if not self._dropped:
+            return tuple(self._kept)
+        return (*self._kept, f"... and {self._dropped} more skipped entries")
+
+    def __len__(self) -> int:
+        return len(self._kept) + self._dropped
+
+
+# ---------------------------------------------------------------------- field readers
+
+
+def _fail(key: str, value: Any, expected: str) -> NoReturn:
+    raise BadValue(key, value, expected)
+
+
+def _text(item: Mapping[str, Any], key: str, default: str = "") -> str:
+    """A string field (absent or null: ``default``)."""
+    value = item.get(key)
+    if value is None:
+        return default
+    if type(value) is not str or len(value) > MAX_TEXT:
+        _fail(key, value, f"a string of at most {MAX_TEXT} characters")
+    return value
+
+
+def _optional_text(item: Mapping[str, Any], key: str) -> str | None:
+    return _text(item, key) or None
+
+
+def _node_name(item: Mapping[str, Any], key: str) -> str:
+    """A required node name in PVE's pve-node format (never an integer, never a path)."""
+    value = item.get(key)
+    if type(value) is not str or not NODE_NAME.fullmatch(value):
+        _fail(key, value, "a node name")
+    return value
+
+
+def _count(item: Mapping[str, Any], key: str) -> int:
+    """A non-negative whole number (bytes, seconds, cores); absent or null: 0."""
+    value = item.get(key)
+    if value is None:
+        return 0
+    kind = type(value)
+    if kind is int:
+        if 0 <= value <= MAX_COUNT:
+            return value  # type: ignore[no-any-return]
+    elif kind is float:
+        if math.isfinite(value) and 0 <= value <= MAX_COUNT:
+            return int(value)
+    elif kind is str and _INT_TEXT.fullmatch(value) and int(value) <= MAX_COUNT:
+        return int(value)
+    _fail(key, value, f"a whole number from 0 to {MAX_COUNT}")
+
+
+def _share(item: Mapping[str, Any], key: str, limit: float = MAX_SHARE) -> float:
+    """A finite non-negative number (a cpu fraction, fractional cores); absent or null: 0."""
+    value = item.get(key)
+    if value is None:
+        return 0.0
+    kind = type(value)
+    if kind is float or kind is int:
+        number = float(value)
+    elif kind is str and _NUMBER_TEXT.fullmatch(value):
+        number = float(value)
+    else:
+        _fail(key, value, "a number")
+    if not (math.isfinite(number) and 0.0 <= number <= limit):
+        _fail(key, value, f"a number from 0 to {limit:g}")
+    return number
+
+
+def _flag(item: Mapping[str, Any], key: str) -> bool:
+    """PVE booleans are 0/1 (sometimes "0"/"1" strings, or JSON booleans); absent or null: False."""
+    value = item.get(key)
+    if value is None or value is False or value == 0 and type(value) is int or value == "0" or value == "":
+        return False
+    if value is True or value == 1 and type(value) is int or value == "1":
+        return True
+    _fail(key, value, "0 or 1")
+
+
+def _vmid(item: Mapping[str, Any], key: str = "vmid") -> int:
+    value = item.get(key)
+    if type(value) is str and _INT_TEXT.fullmatch(value):
+        value = int(value)
+    if type(value) is not int or not VMID_RANGE[0] <= value <= VMID_RANGE[1]:
+        _fail(key, value, f"a VM id from {VMID_RANGE[0]} to {VMID_RANGE[1]}")
+    return value  # type: ignore[no-any-return]
+
+
+def _optional_int(item: Mapping[str, Any], key: str) -> int | None:
+    return _count(item, key) if item.get(key) is not None else None
 
 
 def parse_tags(text: str | None, _cache: dict[str, tuple[str, ...]] = {}) -> tuple[str, ...]:  # noqa: B006
@@ -32,107 +178,169 @@ def parse_tags(text: str | None, _cache: dict[str, tuple[str, ...]] = {}) -> tup
     return tags
 
 
-def _bool(value: Any) -> bool:
-    """PVE booleans are 0/1 (sometimes "0"/"1" strings)."""
-    return bool(value) and value not in ("0", "false")
+def _entries(endpoint: str, items: Any) -> list[Any]:
+    if type(items) is not list:
+        raise MalformedAnswer(endpoint, f"expected a list, got {_kind(items)}")
+    return items
 
 
-def parse_resources(items: Any) -> tuple[dict[str, Node], list[Guest], list[Storage]]:
+def _each(endpoint: str, items: Any, warnings: Warnings, read: Callable[[Mapping[str, Any]], None]) -> None:
+    """Calls ``read`` on every entry; an entry that is not an object or has a bad field is skipped."""
+    for item in _entries(endpoint, items):
+        if not isinstance(item, Mapping):
+            warnings.skipped(endpoint, item, f"expected an object, got {_kind(item)}")
+            continue
+        try:
+            read(item)
+        except BadValue as exc:
+            warnings.skipped(endpoint, item, str(exc))
+
+
+# ---------------------------------------------------------------------- per-refresh data
+
+
+def parse_resources(items: Any, warnings: Warnings) -> tuple[dict[str, Node], list[Guest], list[Storage]]:
     """``GET /cluster/resources`` -> nodes by name, guests, storage (other types are ignored)."""
-    if not isinstance(items, list):
-        raise MalformedAnswer(f"GET /cluster/resources: expected a list, got {type(items).__name__}")
+    endpoint = "GET /cluster/resources"
     nodes: dict[str, Node] = {}
-    guests: list[Guest] = []
+    guests: dict[int, Guest] = {}
     storage: list[Storage] = []
-    tags = parse_tags
-    for item in items:
-        try:
-            kind = item["type"]
-            if kind in GUEST_TYPES:
-                get = item.get
-                guests.append(
-                    Guest(
-                        vmid=int(item["vmid"]),
-                        type=kind,
-                        node=item["node"],
-                        status=get("status") or "unknown",
-                        name=get("name") or "",
-                        template=_bool(get("template")),
-                        cpu=float(get("cpu") or 0.0),
-                        maxcpu=float(get("maxcpu") or 0.0),
-                        mem=int(get("mem") or 0),
-                        maxmem=int(get("maxmem") or 0),
-                        disk=int(get("disk") or 0),
-                        maxdisk=int(get("maxdisk") or 0),
-                        netin=int(get("netin") or 0),
-                        netout=int(get("netout") or 0),
-                        diskread=int(get("diskread") or 0),
-                        diskwrite=int(get("diskwrite") or 0),
-                        uptime=int(get("uptime") or 0),
-                        pool=get("pool") or None,
-                        tags=tags(get("tags")),
-                        lock=get("lock") or None,
-                        hastate=get("hastate") or None,
-                    )
-                )
-            elif kind == "node":
-                get = item.get
-                nodes[item["node"]] = Node(
-                    name=item["node"],
-                    status=get("status") or "unknown",
-                    cpu=float(get("cpu") or 0.0),
-                    maxcpu=int(get("maxcpu") or 0),
-                    mem=int(get("mem") or 0),
-                    maxmem=int(get("maxmem") or 0),
-                    disk=int(get("disk") or 0),
-                    maxdisk=int(get("maxdisk") or 0),
-                    uptime=int(get("uptime") or 0),
-                    level=get("level") or "",
-                )
-            elif kind == "storage":
-                get = item.get
-                content = get("content")
-                storage.append(
-                    Storage(
-                        storage=item["storage"],
-                        node=item["node"],
-                        plugintype=get("plugintype") or "",
-                        shared=_bool(get("shared")),
-                        disk=int(get("disk") or 0),
-                        maxdisk=int(get("maxdisk") or 0),
-                        status=get("status") or "available",
-                        content=tuple(content.split(",")) if content else (),
-                    )
-                )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MalformedAnswer(f"GET /cluster/resources: bad entry {_describe(item)}: {_why(exc)}") from None
-    return nodes, guests, storage
+
+    def read(item: Mapping[str, Any]) -> None:
+        kind = item.get("type")
+        if type(kind) is not str:
+            raise BadValue("type", kind, "a resource type")
+        if kind in GUEST_TYPES:
+            guest = _guest(item, kind)
+            if guest.vmid in guests:
+                raise BadValue("vmid", guest.vmid, "a vmid not listed before (duplicate)")
+            guests[guest.vmid] = guest
+        elif kind == "node":
+            node = _node(item)
+            if node.name in nodes:
+                raise BadValue("node", node.name, "a node not listed before (duplicate)")
+            nodes[node.name] = node
+        elif kind == "storage":
+            storage.append(_storage(item))
+
+    _each(endpoint, items, warnings, read)
+    return nodes, list(guests.values()), storage
 
 
-def parse_cluster_status(items: Any) -> tuple[str | None, bool | None, dict[str, Mapping[str, Any]]]:
-    """``GET /cluster/status`` -> (cluster name, quorate, node entries by name).
+def _guest(item: Mapping[str, Any], kind: GuestType) -> Guest:
+    return Guest(
+        vmid=_vmid(item),
+        type=kind,
+        node=_node_name(item, "node"),
+        status=_text(item, "status", "unknown"),
+        name=_text(item, "name"),
+        template=_flag(item, "template"),
+        cpu=_share(item, "cpu"),
+        maxcpu=_share(item, "maxcpu", MAX_COUNT),
+        mem=_count(item, "mem"),
+        maxmem=_count(item, "maxmem"),
+        disk=_count(item, "disk"),
+        maxdisk=_count(item, "maxdisk"),
+        netin=_count(item, "netin"),
+        netout=_count(item, "netout"),
+        diskread=_count(item, "diskread"),
+        diskwrite=_count(item, "diskwrite"),
+        uptime=_count(item, "uptime"),
+        pool=_optional_text(item, "pool"),
+        tags=parse_tags(_text(item, "tags")),
+        lock=_optional_text(item, "lock"),
+        hastate=_optional_text(item, "hastate"),
+    )
 
-    A standalone node has no ``cluster`` entry: name and quorum are then None (the caller uses
-    the node's name and treats a lone node as quorate).
+
+def _node(item: Mapping[str, Any]) -> Node:
+    return Node(
+        name=_node_name(item, "node"),
+        status=_text(item, "status", "unknown"),
+        cpu=_share(item, "cpu"),
+        maxcpu=_count(item, "maxcpu"),
+        mem=_count(item, "mem"),
+        maxmem=_count(item, "maxmem"),
+        disk=_count(item, "disk"),
+        maxdisk=_count(item, "maxdisk"),
+        uptime=_count(item, "uptime"),
+        level=_text(item, "level"),
+    )
+
+
+def _storage(item: Mapping[str, Any]) -> Storage:
+    storage_id = item.get("storage")
+    if type(storage_id) is not str or not STORAGE_ID.fullmatch(storage_id):
+        _fail("storage", storage_id, "a storage id")
+    content = _text(item, "content")
+    return Storage(
+        storage=storage_id,
+        node=_node_name(item, "node"),
+        plugintype=_text(item, "plugintype"),
+        shared=_flag(item, "shared"),
+        disk=_count(item, "disk"),
+        maxdisk=_count(item, "maxdisk"),
+        status=_text(item, "status", "available"),
+        content=tuple(content.split(",")) if content else (),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A node entry of ``/cluster/status``: what corosync knows about it."""
+
+    online: bool
+    nodeid: int | None
+    ip: str | None
+    votes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    name: str | None  # None: a standalone node (no cluster entry)
+    quorate: bool
+    members: dict[str, Member]
+
+
+def parse_cluster_status(items: Any, warnings: Warnings) -> ClusterStatus:
+    """``GET /cluster/status`` -> cluster name, quorum and members by node name.
+
+    A standalone node has no ``cluster`` entry: the name is then None (the caller uses the node's
+    name and treats a lone node as quorate). A cluster entry whose name or quorum cannot be read
+    counts as a cluster without quorum: nothing should act on a cluster in doubt.
     """
-    if not isinstance(items, list):
-        raise MalformedAnswer(f"GET /cluster/status: expected a list, got {type(items).__name__}")
-    name = quorate = None
-    members: dict[str, Mapping[str, Any]] = {}
-    for item in items:
-        try:
-            if item["type"] == "cluster":
-                name = item["name"]
-                quorate = _bool(item.get("quorate"))
-            elif item["type"] == "node":
-                members[item["name"]] = item
-        except (KeyError, TypeError) as exc:
-            raise MalformedAnswer(f"GET /cluster/status: bad entry {_describe(item)}: {_why(exc)}") from None
-    return name, quorate, members
+    endpoint = "GET /cluster/status"
+    name: str | None = None
+    quorate = False
+    members: dict[str, Member] = {}
+
+    def read(item: Mapping[str, Any]) -> None:
+        nonlocal name, quorate
+        kind = item.get("type")
+        if type(kind) is not str:
+            raise BadValue("type", kind, "an entry type")
+        if kind == "cluster":
+            if name is not None:
+                raise BadValue("type", kind, "a single cluster entry (duplicate)")
+            name = ""  # an unreadable cluster entry still says "this is a cluster"
+            name, quorate = _text(item, "name"), _flag(item, "quorate")
+        elif kind == "node":
+            member_name = _node_name(item, "name")
+            if member_name in members:
+                raise BadValue("name", member_name, "a node not listed before (duplicate)")
+            members[member_name] = Member(
+                online=_flag(item, "online"),
+                nodeid=_optional_int(item, "nodeid"),
+                ip=_optional_text(item, "ip"),
+                votes=_optional_int(item, "votes"),
+            )
+
+    _each(endpoint, items, warnings, read)
+    return ClusterStatus(name, quorate, members)
 
 
 def merge_membership(
-    nodes: dict[str, Node], members: Mapping[str, Mapping[str, Any]], votes: Mapping[str, int]
+    nodes: dict[str, Node], members: Mapping[str, Member], votes: Mapping[str, int]
 ) -> tuple[Node, ...]:
     """Adds nodeid and ip from /cluster/status and corosync votes; members missing from resources still appear.
 
@@ -144,15 +352,13 @@ def merge_membership(
         member = members.get(node_name)
         node = nodes.get(node_name)
         if node is None:  # known to corosync, absent from the resource list
-            online = member is not None and _bool(member.get("online"))
-            node = Node(name=node_name, status="online" if online else "offline")
+            node = Node(name=node_name, status="online" if member is not None and member.online else "offline")
         if member is not None:
-            nodeid = member.get("nodeid")
             node = replace(
                 node,
-                nodeid=int(nodeid) if nodeid is not None else None,
-                ip=member.get("ip") or None,
-                votes=int(member.get("votes", votes.get(node_name, 1))),
+                nodeid=member.nodeid,
+                ip=member.ip,
+                votes=member.votes if member.votes is not None else votes.get(node_name, 1),
             )
         elif node_name in votes:
             node = replace(node, votes=votes[node_name])
@@ -160,57 +366,81 @@ def merge_membership(
     return tuple(merged)
 
 
-def parse_crs(options: Any) -> CrsOptions:
+# ---------------------------------------------------------------------- slow-cadence data
+
+
+def parse_crs(options: Any, warnings: Warnings) -> CrsOptions:
     """The ``crs`` datacenter option, given as a parsed object or a ``k=v,k=v`` property string."""
+    endpoint = "GET /cluster/options"
     if not isinstance(options, Mapping):
-        raise MalformedAnswer(f"GET /cluster/options: expected an object, got {type(options).__name__}")
+        raise MalformedAnswer(endpoint, f"expected an object, got {_kind(options)}")
     crs = options.get("crs")
     if not crs:
         return CrsOptions()
     if isinstance(crs, str):
-        pairs = (part.partition("=") for part in crs.split(",") if part)
-        crs = {key if sep else "ha": value if sep else key for key, sep, value in pairs}
+        crs = dict(_property(part) for part in crs.split(",") if part)
     if not isinstance(crs, Mapping):
-        raise MalformedAnswer(f"GET /cluster/options: bad crs value {crs!r}")
-    return CrsOptions(ha=str(crs.get("ha", "basic")), ha_auto_rebalance=_bool(crs.get("ha-auto-rebalance", 0)))
+        warnings.add(f"{endpoint}: ignored the crs option {_show(crs)} (expected an object or a property string)")
+        return CrsOptions()
+    try:
+        return CrsOptions(ha=_text(crs, "ha", "basic"), ha_auto_rebalance=_flag(crs, "ha-auto-rebalance"))
+    except BadValue as exc:
+        warnings.add(f"{endpoint}: ignored the crs option: {exc}")
+        return CrsOptions()
 
 
-def parse_ha_rules(items: Any) -> tuple[HaRule, ...]:
+def _property(part: str) -> tuple[str, str]:
+    """``key=value`` of a property string; a bare value is the default key (``ha``)."""
+    key, sep, value = part.partition("=")
+    return (key, value) if sep else ("ha", part)
+
+
+def parse_ha_rules(items: Any, warnings: Warnings) -> tuple[HaRule, ...]:
     """``GET /cluster/ha/rules`` -> HaRule tuple (``nodes "pve1:2,pve2"``, priority default 0)."""
-    if not isinstance(items, list):
-        raise MalformedAnswer(f"GET /cluster/ha/rules: expected a list, got {type(items).__name__}")
-    rules = []
-    for item in items:
-        try:
-            rules.append(
-                HaRule(
-                    rule=item["rule"],
-                    type=item["type"],
-                    resources=tuple(r for r in (item.get("resources") or "").split(",") if r),
-                    nodes=tuple(_node_priority(n) for n in (item.get("nodes") or "").split(",") if n),
-                    strict=_bool(item.get("strict")),
-                    affinity=item.get("affinity") or None,
-                    disabled=_bool(item.get("disable")),
-                )
+    rules: list[HaRule] = []
+
+    def read(item: Mapping[str, Any]) -> None:
+        rule_id, kind = item.get("rule"), item.get("type")
+        if type(rule_id) is not str or not rule_id or len(rule_id) > MAX_TEXT:
+            _fail("rule", rule_id, "a rule id")
+        if type(kind) is not str or not kind:
+            _fail("type", kind, "a rule type")
+        rules.append(
+            HaRule(
+                rule=rule_id,
+                type=kind,
+                resources=tuple(r for r in _text(item, "resources").split(",") if r),
+                nodes=tuple(_node_priority(n) for n in _text(item, "nodes").split(",") if n),
+                strict=_flag(item, "strict"),
+                affinity=_optional_text(item, "affinity"),
+                disabled=_flag(item, "disable"),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MalformedAnswer(f"GET /cluster/ha/rules: bad entry {_describe(item)}: {_why(exc)}") from None
+        )
+
+    _each("GET /cluster/ha/rules", items, warnings, read)
     return tuple(rules)
 
 
 def _node_priority(text: str) -> tuple[str, int]:
     name, _, priority = text.partition(":")
+    if not NODE_NAME.fullmatch(name) or (priority and not _INT_TEXT.fullmatch(priority)):
+        _fail("nodes", text, "NODE or NODE:PRIORITY")
     return name, int(priority) if priority else 0
 
 
-def parse_config_nodes(items: Any) -> dict[str, int]:
+def parse_config_nodes(items: Any, warnings: Warnings) -> dict[str, int]:
     """``GET /cluster/config/nodes`` -> corosync ``quorum_votes`` by node name."""
-    if not isinstance(items, list):
-        raise MalformedAnswer(f"GET /cluster/config/nodes: expected a list, got {type(items).__name__}")
-    try:
-        return {item.get("node") or item["name"]: int(item.get("quorum_votes", 1)) for item in items}
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MalformedAnswer(f"GET /cluster/config/nodes: {_why(exc)}") from None
+    votes: dict[str, int] = {}
+
+    def read(item: Mapping[str, Any]) -> None:
+        name = _node_name(item, "node" if item.get("node") is not None else "name")
+        votes[name] = _count(item, "quorum_votes") if item.get("quorum_votes") is not None else 1
+
+    _each("GET /cluster/config/nodes", items, warnings, read)
+    return votes
+
+
+# ---------------------------------------------------------------------- the snapshot
 
 
 def build_snapshot(
@@ -222,18 +452,25 @@ def build_snapshot(
     fetched_at: float,
     api_requests: int,
     votes: Mapping[str, int] | None = None,
+    warnings: Iterable[str] = (),
 ) -> ClusterSnapshot:
-    """One immutable snapshot from the two per-refresh answers plus the cached slow data."""
-    nodes_by_name, guests, storage = parse_resources(resources)
-    cluster_name, quorate, members = parse_cluster_status(status)
-    nodes = merge_membership(nodes_by_name, members, votes or {})
+    """One immutable snapshot from the two per-refresh answers plus the cached slow data.
+
+    ``warnings`` are those of the slow data (they stay until it is read again); the entries
+    skipped here are added to them.
+    """
+    found = Warnings(warnings)
+    nodes_by_name, guests, storage = parse_resources(resources, found)
+    cluster = parse_cluster_status(status, found)
+    nodes = merge_membership(nodes_by_name, cluster.members, votes or {})
+    cluster_name, quorate = cluster.name, cluster.quorate
     if cluster_name is None:  # a standalone node: no corosync, always "quorate"
         cluster_name = nodes[0].name if len(nodes) == 1 else ""
         quorate = True
-    guests.sort(key=_vmid)
+    guests.sort(key=_by_vmid)
     return ClusterSnapshot(
         cluster_name=cluster_name,
-        quorate=bool(quorate),
+        quorate=quorate,
         nodes=nodes,
         guests=tuple(guests),
         storage=tuple(storage),
@@ -241,18 +478,28 @@ def build_snapshot(
         crs=crs,
         fetched_at=fetched_at,
         api_requests=api_requests,
+        warnings=found.as_tuple(),
     )
 
 
-def _vmid(guest: Guest) -> int:
+def _by_vmid(guest: Guest) -> int:
     return guest.vmid
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _show(value: Any) -> str:
+    """A short, printable description of a bad value (never its full text: it may be huge)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _describe(item: Any) -> str:
     if isinstance(item, Mapping):
-        return repr(item.get("id") or item.get("name") or item.get("rule") or dict(list(item.items())[:3]))
-    return repr(item)[:80]
-
-
-def _why(exc: Exception) -> str:
-    return f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+        for key in ("id", "name", "rule", "node", "vmid"):
+            if isinstance(item.get(key), (str, int)) and not isinstance(item.get(key), bool):
+                return _show(item[key])
+        return _show(dict(list(item.items())[:3]))
+    return _show(item)

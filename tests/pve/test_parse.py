@@ -7,7 +7,9 @@ import pytest
 from pvetop.model import CrsOptions, HaRule
 from pvetop.pve.parse import (
     MalformedAnswer,
+    Warnings,
     build_snapshot,
+    parse_config_nodes,
     parse_crs,
     parse_ha_rules,
     parse_resources,
@@ -207,12 +209,15 @@ def test_tags(text, tags):
 
 
 def test_crs_as_object_or_property_string():
-    assert parse_crs({"crs": {"ha": "dynamic", "ha-auto-rebalance": 1}}) == CrsOptions("dynamic", True)
-    assert parse_crs({"crs": "ha=static,ha-auto-rebalance=0"}) == CrsOptions("static", False)
-    assert parse_crs({"keyboard": "de"}) == CrsOptions()
+    warnings = Warnings()
+    assert parse_crs({"crs": {"ha": "dynamic", "ha-auto-rebalance": 1}}, warnings) == CrsOptions("dynamic", True)
+    assert parse_crs({"crs": "ha=static,ha-auto-rebalance=0"}, warnings) == CrsOptions("static", False)
+    assert parse_crs({"keyboard": "de"}, warnings) == CrsOptions()
+    assert not warnings
 
 
 def test_ha_rules():
+    warnings = Warnings()
     rules = parse_ha_rules(
         [
             {
@@ -230,44 +235,112 @@ def test_ha_rules():
                 "affinity": "negative",
                 "disable": 1,
             },
-        ]
+        ],
+        warnings,
     )
     assert rules == (
         HaRule("keep-db", "node-affinity", ("vm:100", "ct:101"), (("pve1", 2), ("pve2", 0)), True, None, False),
         HaRule("apart", "resource-affinity", ("vm:100", "vm:102"), (), False, "negative", True),
     )
+    assert not warnings
+
+
+@pytest.mark.parametrize("answer", [{"data": []}, None, "text", 5])
+def test_an_answer_that_is_not_a_list_is_malformed_and_named(answer):
+    with pytest.raises(MalformedAnswer, match="GET /cluster/resources: expected a list"):
+        parse_resources(answer, Warnings())
+    with pytest.raises(MalformedAnswer, match="GET /cluster/status: expected a list"):
+        build_snapshot([], answer, crs=CrsOptions(), ha_rules=(), fetched_at=0, api_requests=2)
+    with pytest.raises(MalformedAnswer, match="GET /cluster/ha/rules: expected a list"):
+        parse_ha_rules(answer, Warnings())
+    with pytest.raises(MalformedAnswer, match="GET /cluster/options: expected an object"):
+        parse_crs([answer], Warnings())
 
 
 @pytest.mark.parametrize(
-    "resources, needle",
+    "entry, needle",
     [
-        ({"data": []}, "expected a list"),
-        ([{"id": "qemu/1", "type": "qemu", "vmid": 1}], "missing field 'node'"),
-        ([{"id": "qemu/1", "type": "qemu", "vmid": "x", "node": "n"}], "qemu/1"),
-        (["garbage"], "bad entry"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100}, "field 'node' is None, expected a node name"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": "x", "node": "n"}, "'qemu/100': field 'vmid' is 'x'"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": 5}, "field 'node' is 5"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "../access"}, "field 'node' is '../access'"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "n", "status": 7}, "field 'status' is 7"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "n", "cpu": float("nan")}, "field 'cpu' is nan"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "n", "mem": float("inf")}, "field 'mem' is inf"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "n", "mem": 10**30}, "field 'mem' is 1000000"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "n", "mem": -1}, "field 'mem' is -1"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "n", "template": "yes"}, "field 'template'"),
+        ({"id": "qemu/100", "type": "qemu", "vmid": 100, "node": "n", "tags": ["a"]}, "field 'tags' is ['a']"),
+        ({"id": "node/x", "type": "node", "node": 17}, "field 'node' is 17"),
+        ({"id": "node/x", "type": "node", "node": "x", "maxcpu": "many"}, "field 'maxcpu' is 'many'"),
+        ({"id": "storage/x", "type": "storage", "node": "x", "storage": 3}, "field 'storage' is 3"),
+        ({"type": ["qemu"]}, "field 'type' is ['qemu']"),
+        ("garbage", "skipped entry 'garbage': expected an object, got str"),
+        (None, "expected an object, got null"),
     ],
 )
-def test_malformed_resources_are_named(resources, needle):
-    with pytest.raises(MalformedAnswer, match="GET /cluster/resources") as caught:
-        parse_resources(resources)
-    assert needle in str(caught.value)
+def test_a_bad_entry_is_skipped_with_a_warning_and_the_rest_stays(entry, needle):
+    snap = snapshot([*RESOURCES, entry])
+    good = snapshot()
+    assert (snap.nodes, snap.guests, snap.storage) == (good.nodes, good.guests, good.storage)
+    assert len(snap.warnings) == 1 and snap.warnings[0].startswith("GET /cluster/resources: skipped entry")
+    assert needle in snap.warnings[0], snap.warnings[0]
 
 
-def test_malformed_status_and_rules_are_named():
-    with pytest.raises(MalformedAnswer, match="GET /cluster/status"):
-        build_snapshot([], [{"name": "x"}], crs=CrsOptions(), ha_rules=(), fetched_at=0, api_requests=2)
-    with pytest.raises(MalformedAnswer, match="GET /cluster/ha/rules"):
-        parse_ha_rules([{"type": "node-affinity"}])
+def test_duplicate_vmids_and_nodes_keep_the_first():
+    first = next(r for r in RESOURCES if r["type"] == "qemu")
+    twin = {**first, "name": "twin"}
+    node_twin = {**RESOURCES[0], "maxcpu": 1}
+    snap = snapshot([*RESOURCES, twin, node_twin])
+    assert snap.guest_by_vmid[first["vmid"]].name == first["name"]
+    assert snap.node_by_name[RESOURCES[0]["node"]].maxcpu == RESOURCES[0]["maxcpu"]
+    assert len(snap.warnings) == 2 and all("duplicate" in w for w in snap.warnings)
+
+
+def test_an_unreadable_cluster_entry_counts_as_a_cluster_without_quorum():
+    status = [{**entry, "name": 5} if entry["type"] == "cluster" else entry for entry in STATUS]
+    snap = snapshot(status=status)
+    assert snap.cluster_name == "" and snap.quorate is False
+    assert snap.warnings == ("GET /cluster/status: skipped entry 'cluster': field 'name' is 5, expected a string "
+                             "of at most 4096 characters",)  # fmt: skip
+
+
+def test_a_bad_member_is_skipped_and_the_node_stays_from_resources():
+    status = [{**entry, "nodeid": "one"} if entry.get("name") == "pve1" else entry for entry in STATUS]
+    snap = snapshot(status=status)
+    assert snap.node_by_name["pve1"].nodeid is None and "field 'nodeid' is 'one'" in snap.warnings[0]
+
+
+def test_a_bad_ha_rule_is_skipped_and_the_others_kept():
+    warnings = Warnings()
+    good = {"rule": "ok", "type": "node-affinity", "resources": "vm:100", "nodes": "pve1"}
+    rules = parse_ha_rules(
+        [{"type": "node-affinity"}, {"rule": "bad", "type": "node-affinity", "nodes": "pve1:high"}, 3, good],
+        warnings,
+    )
+    assert [rule.rule for rule in rules] == ["ok"]
+    assert len(warnings) == 3 and all(w.startswith("GET /cluster/ha/rules: skipped entry") for w in warnings.as_tuple())
+
+
+def test_slow_data_warnings_travel_in_every_snapshot_and_are_capped():
+    bad = [{"id": f"qemu/{vmid}", "type": "qemu", "vmid": vmid, "node": 1} for vmid in range(100, 150)]
+    snap = build_snapshot(
+        [*RESOURCES, *bad], STATUS, crs=CrsOptions(), ha_rules=(), fetched_at=0, api_requests=2, warnings=("rule x",)
+    )
+    assert snap.warnings[0] == "rule x" and len(snap.warnings) == 21
+    assert snap.warnings[-1] == "... and 31 more skipped entries"
 
 
 def test_votes_from_corosync_config_nodes():
-    from pvetop.pve.parse import parse_config_nodes
-
+    warnings = Warnings()
     votes = parse_config_nodes(
         [
             {"node": "pve1", "name": "pve1", "nodeid": "1", "quorum_votes": "3"},
             {"node": "pve2", "name": "pve2", "nodeid": "2", "quorum_votes": "1"},
-        ]
+            {"node": 7, "quorum_votes": 1},
+        ],
+        warnings,
     )
     snap = build_snapshot(RESOURCES, STATUS, crs=CrsOptions(), ha_rules=(), fetched_at=0, api_requests=2, votes=votes)
     assert snap.node_by_name["pve1"].votes == 3 and snap.total_votes == 4
+    assert len(warnings) == 1
