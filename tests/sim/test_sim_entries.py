@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvetop.pve.parse import parse_resources
+from pvetop.pve.parse import Warnings, parse_resources
 from tests.sim.clients import call, raw, token_api
 
 
@@ -47,7 +47,9 @@ def test_pvetop_parses_pool_and_network_entries_without_a_node(homelab):
     """pve-manager API2/Cluster.pm resources: pool entries have no ``node``; pvetop skips types it
     does not use instead of failing on them."""
     entries = call(token_api(homelab.info), "GET", "/cluster/resources")
-    nodes, guests, storage = parse_resources(entries)
+    warnings = Warnings()
+    nodes, guests, storage = parse_resources(entries, warnings)
+    assert not warnings.as_tuple()
     assert set(nodes) == {"pve-mini1", "pve-mini2", "pve-big"}
     assert len(guests) == sum(1 for e in entries if e["type"] in ("qemu", "lxc"))
     assert len(storage) == sum(1 for e in entries if e["type"] == "storage")
