@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from pvetop.model import ClusterSnapshot, CrsOptions, Guest, GuestType, HaRule, Node, Storage
 
-GUEST_TYPES: frozenset[str] = frozenset({"qemu", "lxc"})
+GUEST_TYPES: dict[str, GuestType] = {"qemu": "qemu", "lxc": "lxc"}  # the resource types that are guests
 MAX_COUNT = 2**63 - 1  # bytes, seconds, counters: anything larger is not a real value
 MAX_SHARE = 1000.0  # cpu shares are fractions (a guest may pass 1 a little); beyond this is garbage
 MAX_TEXT = 4096  # longest string kept from the API (PVE's longest fields, descriptions, are 8 KiB raw)
@@ -159,7 +159,7 @@ def _vmid(item: Mapping[str, Any], key: str = "vmid") -> int:
         value = int(value)
     if type(value) is not int or not VMID_RANGE[0] <= value <= VMID_RANGE[1]:
         _fail(key, value, f"a VM id from {VMID_RANGE[0]} to {VMID_RANGE[1]}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _optional_int(item: Mapping[str, Any], key: str) -> int | None:
@@ -210,8 +210,9 @@ def parse_resources(items: Any, warnings: Warnings) -> tuple[dict[str, Node], li
         kind = item.get("type")
         if type(kind) is not str:
             raise BadValue("type", kind, "a resource type")
-        if kind in GUEST_TYPES:
-            guest = _guest(item, kind)
+        guest_type = GUEST_TYPES.get(kind)
+        if guest_type is not None:
+            guest = _guest(item, guest_type)
             if guest.vmid in guests:
                 raise BadValue("vmid", guest.vmid, "a vmid not listed before (duplicate)")
             guests[guest.vmid] = guest

@@ -152,7 +152,7 @@ def _shut(connection: HTTPSConnection) -> None:
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         _Watchdog.watch(self)
         super().request(*args, **kwargs)
 
@@ -203,7 +203,7 @@ class CountingAdapter(HTTPAdapter):
         manager: PoolManager = super().proxy_manager_for(proxy, **self._pinned(proxy_kwargs))
         return self._watched(manager) if fresh else manager
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
