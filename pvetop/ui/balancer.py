@@ -103,9 +103,10 @@ class BalancerScreen(ReadOnlyGuard, Screen):
     BalancerScreen { layout: vertical; }
     BalancerScreen .caption { height: 1; background: $panel; padding: 0 1; text-style: bold; }
     BalancerScreen #balancer-status { height: auto; padding: 0 1; }
-    BalancerScreen #balancer-history { height: 3; margin: 0 1; }
-    BalancerScreen DataTable { height: 1fr; }
-    BalancerScreen #balancer-recent { height: 8; }
+    BalancerScreen #balancer-history { height: 2; margin: 0 1; }
+    BalancerScreen #balancer-moves { height: 1fr; min-height: 4; }
+    BalancerScreen #balancer-held { height: auto; max-height: 8; }
+    BalancerScreen #balancer-recent { height: auto; max-height: 6; }
     """
     BINDINGS = [
         Binding("escape,b", "app.pop_screen", "Back"),
@@ -201,7 +202,10 @@ class BalancerScreen(ReadOnlyGuard, Screen):
                 text.append(f", hottest {before.hottest} {before.hottest_memory:.0%}")
             text.append(f"\ntrigger: {plan.trigger or 'none'}")
             if plan.trigger:
-                text.append(f" (held {worker.trigger.held} of {config.hold} evaluations)")
+                text.append(
+                    f" (held {worker.trigger.held} evaluation{'s' if worker.trigger.held != 1 else ''}; "
+                    f"auto acts after {config.hold})"
+                )
         if worker.paused:
             text.append(f"\npaused: {worker.paused}", style="yellow")
         latest = self.app.latest
@@ -214,29 +218,29 @@ class BalancerScreen(ReadOnlyGuard, Screen):
 
     # --- actions -------------------------------------------------------------------------------
 
-    def _plan(self) -> BalancePlan | None:
+    def _plan(self) -> tuple[BalancerWorker, BalancePlan] | None:
         worker = self.controller.worker
         plan = worker.plan if worker is not None else None
-        if plan is None or not plan.moves:
+        if worker is None or plan is None or not plan.moves:
             self.app.notify("no plan to apply", severity="warning", timeout=3)
             return None
-        return plan
+        return worker, plan
 
     async def action_apply_one(self) -> None:
-        plan = self._plan()
-        worker = self.controller.worker
-        if plan is None or worker is None:
+        found = self._plan()
+        if found is None:
             return
+        worker, plan = found
         row = max(0, self.query_one("#balancer-moves", DataTable).cursor_row)
         step = plan.moves[min(row, len(plan.moves) - 1)]
         group = [s for s in plan.moves if s.move.reason == step.move.reason]  # guests that move together
         await self._run(worker.apply(group))
 
     async def action_apply_all(self) -> None:
-        plan = self._plan()
-        worker = self.controller.worker
-        if plan is None or worker is None:
+        found = self._plan()
+        if found is None:
             return
+        worker, _plan = found
         self.app.run_worker(
             self._run(worker.balance(self.app.source.fetch_snapshot, actor="user")),
             group="balancer-apply",
