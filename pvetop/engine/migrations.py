@@ -475,12 +475,22 @@ class MigrationExecutor:
                 upid = None
             if upid is not None:
                 return upid
+            refusal = await self._ha_refusal(guest, job.move.target, since)
+            if refusal is not None:
+                raise TaskLost(refusal)
             if time.monotonic() >= deadline:
                 raise TaskLost(
                     f"the HA manager did not start the migration within {self.ha_followup_timeout:g} s "
                     "(check the HA state of the guest)"
                 )
             await asyncio.sleep(self.poll)
+
+    async def _ha_refusal(self, guest: Guest, target: str, since: int) -> str | None:
+        """PVE's CRM drops or refuses some requests without a task; its status tells."""
+        try:
+            return await asyncio.to_thread(actions.ha_move_refusal, self.client, guest, target, since=since)
+        except PvetopError:
+            return None  # unreadable now; the next poll (or the timeout) decides
 
     # --- bookkeeping -----------------------------------------------------------------------------
 

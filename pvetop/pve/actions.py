@@ -75,6 +75,37 @@ def find_followup_migration(client: PveClient, guest: Guest, *, since: int) -> s
     return find_followup_task(client, guest, ("qmigrate" if guest.type == "qemu" else "vzmigrate",), since=since)
 
 
+HA_CRM_ROUND_SECONDS = 10  # pve-ha-crm's loop: a queued command is decided within one round
+
+
+def ha_move_refusal(client: PveClient, guest: Guest, target: str, *, since: int) -> str | None:
+    """Why PVE's HA manager did not move ``guest`` to ``target`` after a request made at ``since``
+    (epoch s): its CRM drops a move to a node that is not online ("crm command error - node not
+    online") and refuses one onto a negative-affinity partner's node, both only in its syslog,
+    leaving the service where it was. None while the move may still come: the CRM has not yet run
+    a full round since the request, or the service is in its 'migrate'/'relocate' state."""
+    status = client.get("cluster/ha/status/current")
+    if not isinstance(status, list):
+        return None
+    sid = f"{'vm' if guest.type == 'qemu' else 'ct'}:{guest.vmid}"
+    master = next((e for e in status if isinstance(e, dict) and e.get("type") == "master"), None)
+    service = next((e for e in status if isinstance(e, dict) and e.get("sid") == sid), None)
+    if master is None or service is None or int(master.get("timestamp") or 0) < since + HA_CRM_ROUND_SECONDS:
+        return None
+    if service.get("crm_state") in ("migrate", "relocate") or service.get("node") == target:
+        return None
+    nodes = client.get("cluster/ha/status/manager_status").get("manager_status", {}).get("node_status", {})
+    if nodes.get(target, "online") != "online":
+        return f"the HA manager dropped the move: node '{target}' is {nodes[target]}, not online"
+    reason = "the HA manager refused the move"
+    if guest.type == "qemu":
+        blocked = client.get(f"{guest_path(guest)}/migrate").get("not_allowed_nodes", {}).get(target, {})
+        partners = [b.get("sid") for b in blocked.get("blocking-ha-resources") or [] if isinstance(b, dict)]
+        if partners:
+            return f"{reason}: {', '.join(partners)} on '{target}' in negative affinity with {sid}"
+    return f"{reason} (the guest is still {service.get('crm_state')} on {service.get('node')})"
+
+
 GUEST_ACTIONS = ("start", "shutdown", "stop", "reboot")
 HA_REQUEST_TASKS = ("hastart", "hastop")
 

@@ -14,10 +14,12 @@ from pvetop.pve import actions
 from pvetop.pve.tasks import Progress, parse_upid
 from pvetop.store import open_store
 from tests.engine.simdrive import (
+    connect,
     drive,
     guest_node,
     max_overlap,
     migration_tasks,
+    running_sim,
     set_failure_rate,
 )
 
@@ -114,6 +116,33 @@ async def test_ha_guest_moves_through_the_ha_manager(sim, client):
     assert "via HA manager: waiting for it to start the migration" in statuses
     assert any("Requesting HA migration" in line for line in job.log)
     assert guest_node(sim, 100) == "pve-big"
+
+
+async def test_ha_move_to_an_offline_node_dropped_by_the_crm_is_reported(sim, client):
+    """PVE's CRM drops an HA migrate to a node that is not online (Manager.pm
+    update_crm_commands: "crm command error - node not online"): the hamigrate task is OK and no
+    qmigrate ever comes; the job fails with the reason once the CRM has had a round, not after
+    the follow-up timeout."""
+    move = move_of(client, 100, "pve-big")
+    sim.cluster.crash_node("pve-big")
+    executor, _ = executor_for(client, ha_followup_timeout=3600)
+    job = executor.submit(move)
+    await run_all(sim, executor)
+    assert job.state is JobState.FAILED and job.upid is None
+    assert "dropped the move: node 'pve-big' is" in job.error and "not online" in job.error
+    assert guest_node(sim, 100) == "pve-mini1"
+
+
+async def test_ha_move_refused_for_negative_affinity_is_reported():
+    """PVE's CRM refuses a move onto the node of a negative-affinity partner (Manager.pm
+    queue_resource_motion): smb's vm:104 onto pve5, where vm:105 is. The job fails naming it."""
+    with running_sim("smb") as smb, connect(smb) as api:
+        executor, _ = executor_for(api, ha_followup_timeout=3600)
+        job = executor.submit(move_of(api, 104, "pve5"))
+        await run_all(smb, executor)
+        assert job.state is JobState.FAILED
+        assert job.error == "the HA manager refused the move: vm:105 on 'pve5' in negative affinity with vm:104"
+        assert guest_node(smb, 104) == "pve4"
 
 
 async def test_api_refusal_fails_the_job_with_pves_text_and_is_journaled(sim, client, store):
