@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             interval=args.interval,
             insecure_warning=getattr(source, "insecure_warning", None) or "",
         )
+        app.embedded_cluster = bool(args.demo)
         install_rules(app, store)
         install_balancer(app, store)
         if args.theme is not None:

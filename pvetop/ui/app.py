@@ -54,7 +54,7 @@ from pvetop.ui.table import LiveTable
 from pvetop.ui.tables import GuestTable, Marks, NodeTable, select_guests
 
 FULL_GC_EVERY = 100  # middle-generation passes between two full ones (Python's default: 10)
-FILTER_HELP = "filter: text or regex, all terms must match; name: vmid: tag: node: status: type:"
+FILTER_HELP = "filter: text or regex, all terms must match; name: vmid: tag: node: status: type: pool:"
 
 
 class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
@@ -97,6 +97,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self.store = store
         self.clock = clock
         self.insecure_warning = insecure_warning
+        self.embedded_cluster = False  # the demo's simulator: it ends with the app
         self.detail_panels: dict[str, list[Callable[[Screen], Widget]]] = {"guest": [], "node": []}
         self.added_bindings: list[Binding] = []  # see add_app_binding
         self.header_notes: dict[str, str] = {}  # a room's one-line state for the header (the balancer's mode)
@@ -105,6 +106,8 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self._query: GuestFilter = NO_FILTER
         self._node_filter: str | None = None
         self._poll_timer: Timer | None = None
+        self._armed_at = time.monotonic()  # when the pending poll was armed (see action_interval)
+        self._show_paused_refresh = False  # the poll in flight was asked for while paused (ctrl+r)
         self._failures = 0
         self._stale_since: float | None = None
         self._stale_reason = ""
@@ -141,17 +144,20 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
 
     # --- polling -------------------------------------------------------------------------------
 
-    def _poll_now(self) -> None:
+    def _poll_now(self, *, even_paused: bool = False) -> None:
+        """Poll at once; ``even_paused``: one refresh while paused (ctrl+r), which stays paused."""
         if self._poll_timer is not None:
             self._poll_timer.stop()
             self._poll_timer = None
         self._retry_at = None
-        if not self.paused:
+        if not self.paused or even_paused:
+            self._show_paused_refresh = self.paused
             self._poll(self.marks)
 
     def _arm_poll(self, delay: float) -> None:
         if self._poll_timer is not None:
             self._poll_timer.stop()
+        self._armed_at = time.monotonic()
         self._retry_at = self.clock() + delay if self._failures else None
         self._poll_timer = None if self.paused else self.set_timer(delay, self._poll_now)
 
@@ -176,8 +182,9 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             return
         self._failures = 0
         self._stale_since = None
-        if not self.paused:
+        if not self.paused or self._show_paused_refresh:
             self.apply_refresh(message.refresh)
+        self._show_paused_refresh = False
         self._arm_poll(self.interval)
 
     @property
@@ -279,6 +286,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             parts.append(f"node {self._node_filter} (n: all nodes)")
         if self._query.active:
             parts.append(f"filter “{self._query.text}” (esc clears)")
+            parts.extend(self._query.problems)
         self.guest_caption.update("  ·  ".join(parts))
         self.node_caption.update(f"Nodes {nodes.row_count}  ·  {self._sort_caption(nodes)}")
 
@@ -313,6 +321,15 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             self.apply_refresh(self.latest)
 
     # --- actions -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Every screen owns its keys: the dashboard's own actions run on the dashboard (and the
+        guest/node actions in a detail pane), never through another screen such as the journal."""
+        screen = self.screen
+        if screen is not self.screen_stack[0] and action in DASHBOARD_ACTIONS:
+            if not (isinstance(screen, DetailScreen) and action in DETAIL_PANE_ACTIONS):
+                return False
+        return super().check_action(action, parameters)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -411,13 +428,17 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self._show_header()
 
     def action_refresh_now(self) -> None:
-        self._poll_now()
+        """Poll now; while paused, show that one refresh and stay paused."""
+        self._poll_now(even_paused=True)
 
     def action_interval(self, step: int) -> None:
+        """A new interval counts from the last poll: a shorter one never waits out the old one."""
         self.interval = next_interval(self.interval, step)
         self.notify(f"refresh every {self.interval:g}s", timeout=1.5)
         if self._poll_timer is not None and not self._failures:
-            self._arm_poll(self.interval)
+            armed_at = self._armed_at
+            self._arm_poll(max(0.0, armed_at + self.interval - time.monotonic()))
+            self._armed_at = armed_at
         self._show_header()
 
     def action_sort(self, table: str, column: str) -> None:
@@ -455,6 +476,25 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
     def _runner(self, action: str) -> Callable[[], Any]:
         return lambda: self.run_action(action)
 
+
+# The dashboard's own actions (tables, filter, polling, guest and node actions) ...
+DASHBOARD_ACTIONS = frozenset(
+    {
+        "filter",
+        "clear_filter",
+        "node_guests",
+        "pause",
+        "interval",
+        "details",
+        "sort",
+        "migrate",
+        "tag",
+        "evacuate",
+        "power",
+    }
+)
+# ... and those a detail pane offers for its guest or node.
+DETAIL_PANE_ACTIONS = frozenset({"migrate", "evacuate", "power"})
 
 HELP_EXTRAS = [
     ("click header", "sort by that column; click again to reverse"),

@@ -2,9 +2,10 @@
 
 A query is space-separated terms, all of which must match (AND). A term is matched,
 case-insensitively, against the guest's name, vmid, tags, node, status and type; ``field:text``
-restricts it to one field (``name:``, ``vmid:``, ``tag:``, ``node:``, ``status:``, ``type:``).
-Each term is a regular expression (``^web-\\d+$``); text that is not a valid expression is
-matched literally, so typing never produces an error.
+restricts it to one field (``name:``, ``vmid:``, ``tag:``, ``node:``, ``status:``, ``type:``,
+``pool:``). Each term is a regular expression (``^web-\\d+$``); text that is not a valid
+expression is matched literally, and ``problems`` says so (and names an unknown ``field:``), so
+a query that selects nothing always says why.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ FIELDS: dict[str, Callable[[Guest], tuple[str, ...]]] = {
     "node": lambda g: (g.node,),
     "status": lambda g: (g.status,),
     "type": lambda g: (g.type, "vm" if g.type == "qemu" else "ct"),
+    "pool": lambda g: (g.pool or "",),
 }
 
 
@@ -39,10 +41,11 @@ class _Term:
         return any(search(value) for value in self.values(guest))
 
 
-def _compile(text: str) -> re.Pattern[str]:
+def _compile(text: str, problems: list[str]) -> re.Pattern[str]:
     try:
         return re.compile(text, re.IGNORECASE)
-    except re.error:
+    except re.error as exc:
+        problems.append(f"“{text}” is no regular expression ({exc.msg}): matched as plain text")
         return re.compile(re.escape(text), re.IGNORECASE)
 
 
@@ -52,17 +55,21 @@ class GuestFilter:
 
     text: str
     terms: tuple[_Term, ...]
+    problems: tuple[str, ...] = ()  # why a term may not match what the user meant
 
     @classmethod
     def parse(cls, text: str) -> GuestFilter:
         terms = []
+        problems: list[str] = []
         for word in text.split():
             field_name, sep, rest = word.partition(":")
             if sep and rest and field_name.lower() in FIELDS:
-                terms.append(_Term(_compile(rest), FIELDS[field_name.lower()]))
+                terms.append(_Term(_compile(rest, problems), FIELDS[field_name.lower()]))
             else:
-                terms.append(_Term(_compile(word), _all_fields))
-        return cls(text.strip(), tuple(terms))
+                if sep and rest and field_name.isalpha():
+                    problems.append(f"no field “{field_name}:” (fields: {', '.join(f + ':' for f in FIELDS)})")
+                terms.append(_Term(_compile(word, problems), _all_fields))
+        return cls(text.strip(), tuple(terms), tuple(problems))
 
     @property
     def active(self) -> bool:

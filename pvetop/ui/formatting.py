@@ -44,15 +44,12 @@ def percent(fraction_value: float) -> str:
 
 
 def uptime(seconds: int) -> str:
-    """htop style: '3d 04:05', '04:05:06', '-' for a stopped entity."""
+    """One format for every row: '3d 04:05', '0d 00:02' (days, hours:minutes); '-' when stopped."""
     if seconds <= 0:
         return "-"
     days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours:02d}:{minutes:02d}"
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    hours, minutes = divmod(rest // 60, 60)
+    return f"{days}d {hours:02d}:{minutes:02d}"
 
 
 def age(seconds: float) -> str:

@@ -32,10 +32,25 @@ class Refresh:
     received_at: float  # our clock when it arrived, for the "age" in the header
 
 
+def with_known_names(snapshot: ClusterSnapshot, previous: ClusterSnapshot) -> ClusterSnapshot:
+    """Guests of a node that stopped answering come without a name (PVE lists only vmid and
+    status for them): keep the name last seen, so the row still says which guest it is."""
+    nameless = [guest for guest in snapshot.guests if not guest.name]
+    if not nameless:
+        return snapshot
+    known = previous.guest_by_vmid
+    names = {g.vmid: known[g.vmid].name for g in nameless if g.vmid in known and known[g.vmid].name}
+    if not names:
+        return snapshot
+    guests = tuple(replace(g, name=names[g.vmid]) if g.vmid in names else g for g in snapshot.guests)
+    return replace(snapshot, guests=guests)
+
+
 def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks, now: float) -> Refresh:
     """Everything the UI shows about ``snapshot``, re-using ``previous``'s unchanged rows."""
     rates = {}
     if previous is not None:
+        snapshot = with_known_names(snapshot, previous.snapshot)
         rates = {vmid: (r.netin, r.netout) for vmid, r in guest_rates(previous.snapshot, snapshot).items()}
     old_nodes = previous.node_rows if previous is not None else None
     old_guests = previous.guest_rows if previous is not None else None

@@ -35,6 +35,7 @@ from textual.widgets.data_table import Row as DataTableRow
 DRAWN_CELLS_CACHED = 6_000  # a few screens of cells, drawn
 SORT_UP = " ▲"
 SORT_DOWN = " ▼"
+NO_SORT = "  "  # the arrow's room on a column that is not the sort column
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,11 @@ class ColumnSpec:
     @property
     def name(self) -> str:
         return self.long_name or self.label
+
+
+def column_width(spec: ColumnSpec) -> int:
+    """The spec's width, widened so its label and a sort arrow always fit."""
+    return max(spec.width, cell_len(spec.label + SORT_UP))
 
 
 # One cell: (text, rich style, justify). A plain tuple on purpose: the collector stops tracking
@@ -132,7 +138,7 @@ class LiveTable(DataTable):
     BINDINGS = [
         Binding("enter", "select_cursor", "Details", show=False),
         Binding("P", "sort_by('cpu')", "Sort by CPU%", show=False),
-        Binding("M", "sort_by('mem')", "Sort by memory", show=False),
+        Binding("M", "sort_by('mem_pct')", "Sort by Mem%", show=False),
         Binding("greater_than_sign,.", "sort_next", "Sort →", show=False),
         Binding("less_than_sign,comma", "sort_previous", "Sort ←", show=False),
         Binding("r", "sort_reverse", "Reverse sort", show=False),
@@ -158,7 +164,7 @@ class LiveTable(DataTable):
         self.sort_column = sort_column
         self.sort_reverse = self._specs[sort_column].descending_first if reverse is None else reverse
         for spec in self.COLUMNS:
-            self.add_column(self._label(spec), width=spec.width, key=spec.key)
+            self.add_column(self._label(spec), width=column_width(spec), key=spec.key)
 
     # --- the public surface ------------------------------------------------------------------
 
@@ -270,8 +276,10 @@ class LiveTable(DataTable):
     # --- helpers -------------------------------------------------------------------------------
 
     def _label(self, spec: ColumnSpec) -> Text:
+        """The header text; the arrow's room is kept on every column, so no header text moves
+        when the sort column changes."""
         if spec.key != self.sort_column:
-            return Text(spec.label, justify=spec.justify)
+            return Text(spec.label + NO_SORT, justify=spec.justify)
         arrow = SORT_DOWN if self.sort_reverse else SORT_UP
         return Text(spec.label + arrow, justify=spec.justify, style="bold")
 

@@ -239,13 +239,17 @@ async def test_interval_keys_and_pause(app, source):
         assert app.paused and "PAUSED" in header_text(app)
         source.snapshot = replace(source.snapshot, guests=source.snapshot.guests[:2])
         fetches = source.fetches
-        await pilot.press("ctrl+r")
+        await pilot.pause(0.3)
         await settle(pilot)
         assert len(app.guest_table.keys_in_order) == 7  # frozen while paused
         assert source.fetches == fetches  # and not polling at all
+        await pilot.press("ctrl+r")  # edge 12: one refresh while paused, which stays paused
+        await settle(pilot)
+        assert app.guest_table.keys_in_order == ["100", "101"] and app.paused
+        assert source.fetches == fetches + 1
         await pilot.press("p")
         await settle(pilot)
-        assert app.guest_table.keys_in_order == ["100", "101"]
+        assert app.guest_table.keys_in_order == ["100", "101"] and not app.paused
 
 
 async def test_failing_api_marks_data_stale_and_recovers(app, source):

@@ -29,7 +29,8 @@ def test_used_of_rate_uptime_age_and_bar():
     assert fmt.used_of(1024**3, 4 * 1024**3) == "1.0G/4.0G"
     assert fmt.used_of(0, 0) == "-"
     assert fmt.human_rate(None) == "-" and fmt.human_rate(2048) == "2.0K/s"
-    assert fmt.uptime(0) == "-" and fmt.uptime(3725) == "01:02:05" and fmt.uptime(86400 * 3 + 60) == "3d 00:01"
+    # edge 13: one uptime format in a column, short or long
+    assert fmt.uptime(0) == "-" and fmt.uptime(3725) == "0d 01:02" and fmt.uptime(86400 * 3 + 60) == "3d 00:01"
     assert fmt.age(0.42) == "0.4s" and fmt.age(75) == "1m15s" and fmt.age(7300) == "2h01m"
     assert fmt.bar(0.5, 4) == "██  " and fmt.bar(2.0, 3) == "███" and fmt.bar(-1, 2) == "  "
     assert fmt.bar(1 / 16, 2) == "▏ "

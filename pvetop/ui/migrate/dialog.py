@@ -71,6 +71,14 @@ def parse_positive(text: str, what: str, *, integer: bool) -> float | None:
     return value
 
 
+def first_choice(previews) -> int:
+    """Where the cursor starts: the first node with no objection, else the first allowed one —
+    never a reserved or maintenance node when a plain one exists."""
+    allowed = [i for i, preview in enumerate(previews) if preview.verdict.allowed]
+    clean = [i for i in allowed if not previews[i].verdict.warnings]
+    return (clean or allowed or [0])[0]
+
+
 class PreconditionArrived(Message):
     def __init__(self, precondition: MigratePrecondition | None, error: str = "") -> None:
         super().__init__()
@@ -182,7 +190,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         )
         self.previews = {preview.target.node: preview for preview in previews}
         table = self.query_one("#candidates", DataTable)
-        cursor = table.cursor_row
+        cursor = table.cursor_row if table.row_count else first_choice(previews)
         table.clear()
         for preview in previews:
             verdict = preview.verdict

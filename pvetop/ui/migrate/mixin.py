@@ -80,6 +80,7 @@ class MigrationsMixin(_HostApp):
     migration_poll: float = 1.0  # seconds between two reads of a running task
 
     _migrations: MigrationExecutor | None = None  # created on first use, see ``migrations``
+    _announced: set[int]  # ids of finished jobs already announced (set up in ``migrations``)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in MIGRATION_ACTIONS and getattr(self, "read_only", False):
@@ -108,6 +109,7 @@ class MigrationsMixin(_HostApp):
     @property
     def migrations(self) -> MigrationExecutor:
         if self._migrations is None:
+            self._announced = set()
             cluster = self.latest.snapshot.cluster_name if self.latest is not None else ""
             try:
                 limits = Limits.from_store(self.store, cluster) if self.store is not None and cluster else Limits()
@@ -138,6 +140,10 @@ class MigrationsMixin(_HostApp):
             follow = getattr(screen, "job_updated", None)
             if follow is not None:
                 follow(job)
+        if job.state.finished:
+            if job.id in self._announced:  # a finished job may report again: announce it once
+                return
+            self._announced.add(job.id)
         if job.state is JobState.SUCCEEDED:
             self.notify(f"{job.label}: {job_status(job)}", title="Migration", timeout=4)
             self.action_refresh_now()
@@ -156,11 +162,15 @@ class MigrationsMixin(_HostApp):
     # --- actions -------------------------------------------------------------------------------
 
     def _guest_under_cursor(self) -> Guest | None:
-        """The guest of an open guest detail pane, else the one under the guest table's cursor."""
+        """The guest of an open guest detail pane, else the one under the guest table's cursor —
+        none while the node table has the focus (the guest table's cursor is not what one looks at)."""
         if self.latest is None:
             return None
         vmid = getattr(self.screen, "vmid", None)
         if vmid is None:
+            if self.focused is self.node_table:
+                self.notify("the node table has the focus: tab to the guests first", severity="warning", timeout=3)
+                return None
             key = self.guest_table.cursor_key
             vmid = None if key is None else int(key)
         return None if vmid is None else self.latest.snapshot.guest_by_vmid.get(vmid)
@@ -226,9 +236,14 @@ class MigrationsMixin(_HostApp):
             await super().action_quit()
             return
         queued = sum(1 for job in unfinished if job.state is JobState.QUEUED)
+        fate = (
+            "The demo cluster stops with pvetop, running ones included"
+            if getattr(self, "embedded_cluster", False)
+            else "Running ones go on in the cluster, but pvetop stops following them"
+        )
         question = (
-            f"{len(unfinished) - queued} migration(s) running, {queued} queued. Running ones go on in the "
-            "cluster, but pvetop stops following them and queued ones never start. Quit anyway?"
+            f"{len(unfinished) - queued} migration(s) running, {queued} queued. {fate}, and queued ones never "
+            "start. Quit anyway?"
         )
         self.push_screen(ConfirmScreen(question, yes="Quit"), lambda confirmed: self.exit() if confirmed else None)
 
