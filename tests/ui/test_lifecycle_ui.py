@@ -50,9 +50,11 @@ async def test_tagged_ha_guest_stops_hard_only_after_confirming():
         await choose(pilot, None, 3)
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await drive(pilot, sim, lambda: guest_cell(app, 100, "status") == "stopped", step=1.0)
+        await drive(
+            pilot, sim, lambda: (guest_cell(app, 100, "status"), guest_cell(app, 100, "ha")) == ("stopped", "stopped")
+        )
         job = app.lifecycle.jobs[0]
-        assert job.via_ha and job.action == "stop" and guest_cell(app, 100, "ha") == "stopped"
+        assert job.via_ha and job.action == "stop" and job.status_text == "stopped via HA manager"
 
 
 async def test_power_is_refused_read_only():
