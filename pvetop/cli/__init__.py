@@ -88,8 +88,14 @@ def _visible_output() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _visible_output():  # Textual draws the dashboard on the real stream (pvetop.ui sanitizes it)
-        return _run(args)
+    try:
+        with _visible_output():  # Textual draws the dashboard on the real stream (pvetop.ui sanitizes it)
+            code = _run(args)
+            sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (`pvetop status --json | head -1`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -101,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("pvetop: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # not a bug: main() ends quietly
     except Exception as exc:  # a bug, not bad input: say so briefly, full detail with --debug
         if args.debug or os.environ.get("PVETOP_DEBUG"):
             raise

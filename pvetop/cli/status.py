@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
+from typing import Any
 
 from pvetop.cli import common
 from pvetop.model import ClusterSnapshot
@@ -38,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
         if client.insecure_warning:
             print(f"pvetop: warning: {client.insecure_warning}", file=sys.stderr)
         snapshot = client.fetch_snapshot()
+    for warning in snapshot.warnings:  # entries of the API's answers that were skipped as malformed
+        print(f"pvetop: warning: {warning}", file=sys.stderr)
     if args.json:
-        json.dump(snapshot_to_json(snapshot), sys.stdout, indent=2)
+        json.dump(json_safe(snapshot_to_json(snapshot)), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_table(snapshot))
@@ -62,7 +66,19 @@ def snapshot_to_json(snapshot: ClusterSnapshot) -> dict:
         "crs": dataclasses.asdict(snapshot.crs),
         "fetched_at": snapshot.fetched_at,
         "api_requests": snapshot.api_requests,
+        "warnings": list(snapshot.warnings),
     }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float made null: NaN and Infinity are not JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def _gib(value: int) -> str:
