@@ -26,6 +26,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+from pvetop.engine.intents import AUTOMATIC_ACTORS, IntentLog
 from pvetop.errors import PvetopError, UsageError
 from pvetop.model import Guest
 from pvetop.policy.placement import PlannedMove
@@ -116,6 +117,7 @@ class MigrationJob:
     started_at: float | None = None
     finished_at: float | None = None
     stop_requested: bool = False
+    intent_id: int | None = None  # an automatic move's intent (see engine/intents.py)
 
     @property
     def vmid(self) -> int:
@@ -267,6 +269,7 @@ class MigrationExecutor:
         clock: Callable[[], float] = time.time,
         ha_followup_timeout: float = HA_FOLLOWUP_TIMEOUT,
         lost_after: float = LOST_AFTER,
+        intents: IntentLog | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -277,6 +280,7 @@ class MigrationExecutor:
         self.clock = clock
         self.ha_followup_timeout = ha_followup_timeout
         self.lost_after = lost_after
+        self.intents = intents  # automatic moves are written down first (several instances, one cluster)
         self.jobs: list[MigrationJob] = []
         self._ids = itertools.count(1)
         self._turn = asyncio.Condition()
@@ -367,9 +371,12 @@ class MigrationExecutor:
             if await self._take_turn(job):
                 await self._execute(job)
         except asyncio.CancelledError:
-            raise
+            raise  # an intent stays open: the task goes on in the cluster, the next acting instance settles it
         except Exception as exc:  # a bug must not take the queue down: the job shows it
             self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            if job.intent_id is not None and self.intents is not None:
+                await self.intents.finished(job.intent_id, ok=job.succeeded, detail=job.error or job.exitstatus or "")
         finally:
             async with self._turn:
                 if job in self._active:
@@ -399,6 +406,10 @@ class MigrationExecutor:
             if move.with_local_disks is None:  # a running VM planned without its precondition
                 precondition = await asyncio.to_thread(actions.migrate_precondition, self.client, guest, move.target)
                 job.move = move = replace(move, with_local_disks=bool(precondition.local_disks))
+            if self.intents is not None and job.actor in AUTOMATIC_ACTORS:
+                job.intent_id = await self.intents.open(
+                    actor=job.actor, action="migrate", vmid=move.vmid, source=move.source, target=move.target
+                )
             upid = await asyncio.to_thread(
                 partial(
                     actions.migrate,
@@ -417,6 +428,8 @@ class MigrationExecutor:
             self._finish(job, JobState.FAILED, error=exc.message)
             return
         job.state = JobState.RUNNING
+        if job.intent_id is not None and self.intents is not None:
+            await self.intents.started(job.intent_id, upid)
         if tasks.parse_upid(upid).type == "hamigrate":
             job.ha_upid = upid
         else:
