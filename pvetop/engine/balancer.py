@@ -235,6 +235,11 @@ class BalancerWorker:
             raise UsageError("read-only: pvetop changes nothing on the cluster")
         started = []
         for step in moves:
+            if step.follows is not None:  # PVE's HA manager brings it along with its partner
+                await self._journal_guest(
+                    step, actor, f"comigrates with {step.follows} (PVE's HA manager moves positive-affinity partners)"
+                )
+                continue
             if self.executor.job_for(step.vmid) is not None:
                 continue  # already on its way (applied twice from the screen)
             job = self.executor.submit(step.move, actor=actor)
@@ -315,6 +320,13 @@ class BalancerWorker:
             "held": [f"{h.vmid}: {h.reason}" for h in plan.held],
         }
         await self._journal(PLAN_ACTION, params, plan.summary)
+
+    async def _journal_guest(self, step: BalanceMove, actor: str, result: str) -> None:
+        """A move PVE makes for us, journaled like the executor journals the ones we ask for."""
+        if self.store is not None and self.cluster and not self.read_only:
+            move = step.move
+            params = {"source": move.source, "target": move.target, "via_ha": True, "reason": move.reason}
+            await self._call(self.store.journal, self.cluster, actor, "migrate", f"guest/{move.vmid}", params, result)
 
     async def _journal(self, action: str, params: Mapping[str, Any], result: str) -> None:
         if self.store is not None and self.cluster and not self.read_only:

@@ -269,6 +269,9 @@ class BalanceMove:
     move: PlannedMove
     gib: float
     imbalance_after: float
+    # PVE's HA manager migrates positive-affinity partners along with the guest asked for
+    # (pve-ha-manager Manager.pm queue_resource_motion): this one then needs no request of its own
+    follows: int | None = None
 
     @property
     def vmid(self) -> int:
@@ -548,11 +551,27 @@ class _Planner:
             unit, target, after = chosen
             source = projection.node_of(unit.guests[0].vmid)
             reason = self._reason(unit, source, target, figures, after)
+            leader = unit.guests[0]
             for guest in unit.guests:
                 move = planned_move(guest, source, target, reason, self.preconditions.get(guest.vmid))
-                moves.append(BalanceMove(move, Demand.of(guest).mem / GIB, after))
+                follows = leader.vmid if guest is not leader and self._comigrates(leader, guest) else None
+                moves.append(BalanceMove(move, Demand.of(guest).mem / GIB, after, follows))
             projection = projection.apply(unit.vmids, target)
         return moves, projection
+
+    def _comigrates(self, leader: Guest, guest: Guest) -> bool:
+        """Whether PVE's HA manager moves ``guest`` along when ``leader`` is asked to move."""
+        return (
+            leader.ha_managed
+            and guest.ha_managed
+            and any(
+                rule.type == "resource-affinity"
+                and rule.affinity == "positive"
+                and not rule.disabled
+                and {leader.sid, guest.sid} <= set(rule.resources)
+                for rule in self.snapshot.ha_rules
+            )
+        )
 
     def _reason(self, unit: _Unit, source: str, target: str, figures: _Figures, after: float) -> str:
         together = f" with {', '.join(str(v) for v in unit.vmids[1:])}" if len(unit.guests) > 1 else ""

@@ -84,10 +84,14 @@ async def test_auto_converges_on_an_imbalanced_smb_within_caps_and_cooldowns(tmp
     for times in starts.values():
         times.sort()
         assert all(b - a >= config.cooldown_minutes * 60 for a, b in zip(times, times[1:], strict=False))
-    # the HA manager moved nothing back: every migration was the balancer's, and each guest stays put
-    assert len(tasks) == len(worker.jobs)
+    # the HA manager moved nothing back: every migration was the balancer's (or a partner PVE
+    # comigrated with one), and each guest stays where the balancer sent it
+    along = {int(e.target.removeprefix("guest/")): e.params["target"] for e in journal if "comigrates" in e.result}
+    assert sorted(int(task.id) for task in tasks) == sorted([job.vmid for job in worker.jobs] + list(along))
     for job in worker.jobs:
         assert cluster.guest_by_vmid[job.vmid].node == job.move.target
+    for vmid, target in along.items():
+        assert cluster.guest_by_vmid[vmid].node == target
     # every move journaled as the balancer's, with its reason
     done = [e for e in journal if e.result == "ok"]
     assert len(done) == len(worker.jobs) and all(e.actor == ACTOR and "imbalance" in e.params["reason"] for e in done)
@@ -196,3 +200,25 @@ def test_a_batch_never_starts_a_move_into_a_node_an_earlier_move_leaves():
     moves = list(plan.moves)
     moves[1] = replace(moves[1], move=replace(moves[1].move, source="d", target="c"))
     assert [m.vmid for m in batch(moves)] == [moves[0].vmid, moves[1].vmid]
+
+
+async def test_a_positive_affinity_partner_moves_along_through_the_ha_manager(tmp_path):
+    from pvetop.policy.balance import BalanceMove
+    from pvetop.policy.placement import planned_move
+
+    with balancer_on("smb", tmp_path, mode="advise") as (sim, client, store, worker):
+        snapshot = client.fetch_snapshot()
+        app, cache = snapshot.guest_by_vmid[106], snapshot.guest_by_vmid[107]
+        assert app.node == cache.node and app.ha_managed and cache.ha_managed
+        target = next(n.name for n in snapshot.online_nodes if n.name not in (app.node, "pve4", "pve5"))
+        steps = [
+            BalanceMove(planned_move(app, app.node, target, "test pair", None), app.mem / GIB, 0.1),
+            BalanceMove(planned_move(cache, cache.node, target, "test pair", None), cache.mem / GIB, 0.1, follows=106),
+        ]
+        jobs = await worker.apply(steps, actor=ACTOR)
+        await drive(sim, lambda: not worker.running and guest_node(sim, 107) == target, step=2.0, limit=600)
+        await worker.executor.wait()
+        entries = store.journal_entries(worker.cluster, actions=("migrate",))
+    assert [job.vmid for job in jobs] == [106] and jobs[0].succeeded, jobs[0].error
+    assert guest_node(sim, 106) == target and guest_node(sim, 107) == target
+    assert any(e.target == "guest/107" and "comigrates with 106" in e.result for e in entries)

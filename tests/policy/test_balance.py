@@ -262,6 +262,14 @@ def test_positive_resource_affinity_moves_together_or_not_at_all():
     assert 100 not in targets(locked_partner)
 
 
+def test_ha_partners_follow_their_leader_through_the_ha_manager():
+    rule = make_ha_rule("pair", "resource-affinity", ("vm:100", "vm:101"), affinity="positive")
+    guests = [make_guest(100 + i, "pve1", mem=8 * GIB, cpu=1.0, hastate="started" if i < 2 else None) for i in range(6)]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, ha_rules=(rule,), derive_usage=True)
+    steps = {step.vmid: step for step in plan_balance(snap, RuleSet(locks={102, 103, 104})).moves}
+    assert steps[100].follows is None and steps[101].follows == 100  # PVE moves 101 along with 100
+
+
 def test_negative_resource_affinity_keeps_guests_apart():
     extra = [make_guest(110, "pve2", mem=1 * GIB), make_guest(111, "pve3", mem=1 * GIB)]
     rules = (
