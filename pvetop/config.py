@@ -23,8 +23,9 @@ Config file (``user_config_dir("pvetop")/config.toml``, or ``--config PATH``)::
     max_response_bytes = 67108864           # answers larger than this are refused (64 MiB)
     read_only = true                        # no writes at all (also --read-only, PVETOP_READ_ONLY)
 
-Other top-level tables (``[balancer]``, ``[power]``, ...) are kept raw in ``Config.sections``
-for the rooms that own them.
+Every setting is declared once in ``FIELDS``. Unknown tables and keys are refused, with the
+nearest known name ("did you mean 'profiles'?"), so a typo never silently drops a profile.
+A file that other users can change may not name a command to run (``password_command``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -48,23 +50,6 @@ DEFAULT_PORT = 8006
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # far above the largest real /cluster/resources (~5 MB, 4000 guests)
 PASSWORD_COMMAND_TIMEOUT = 30.0
-
-PROFILE_KEYS = frozenset(
-    {
-        "host",
-        "user",
-        "password",
-        "password_command",
-        "token_name",
-        "token_value",
-        "verify_ssl",
-        "fingerprint",
-        "timeout",
-        "read_only",
-        "max_response_bytes",
-    }
-)
-TOP_LEVEL_SCALARS = frozenset({"default_profile", "db"})
 
 Verify = bool | str  # True, False, or the path of a CA file/directory
 
@@ -113,24 +98,25 @@ class ConnectionSettings:
 
 @dataclass(frozen=True)
 class Profile:
-    """One ``[profiles.NAME]`` table, validated; values are still unmerged with env/CLI."""
+    """One ``[profiles.NAME]`` table, validated: parsed values by key (see ``FIELDS``), still
+    unmerged with the environment and the command line."""
 
     name: str
-    hosts: tuple[tuple[str, int], ...] = ()
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    password_command: str | list[str] | None = None
-    token_name: str | None = None
-    token_value: str | None = field(default=None, repr=False)
-    verify: Verify | None = None
-    fingerprint: str | None = None
-    timeout: float | None = None
-    read_only: bool = False
-    max_response_bytes: int | None = None
+    path: Path
+    values: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def where(self) -> str:
+        """How errors name the table."""
+        return f"{self.path}: [profiles.{self.name}]"
 
     @property
     def holds_secret(self) -> bool:
-        return self.password is not None or self.token_value is not None
+        return any(f.secret and f.key in self.values for f in FIELDS)
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.values.get("read_only", False))
 
 
 @dataclass(frozen=True)
@@ -139,8 +125,8 @@ class Config:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     default_profile: str | None = None
     db: str | None = None
-    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    untrusted: str | None = None  # why the file may not name a command to run (see trust_problem)
 
     def select_profile(self, name: str | None) -> Profile | None:
         """The named profile, else ``default_profile``, else the only one; None when there are none."""
@@ -296,6 +282,147 @@ def split_token_id(token_name: str, user: str | None, *, source: str) -> tuple[s
     return token_user, name
 
 
+def _text(value: Any, source: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{source}: must be a non-empty string")
+    return value
+
+
+def _location(value: Any, source: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{source}: must be a path or database URL string")
+    return value
+
+
+def _command(value: Any, source: str) -> str | list[str]:
+    if (isinstance(value, str) and value.strip()) or (
+        isinstance(value, list) and value and all(isinstance(a, str) for a in value)
+    ):
+        return value
+    raise UsageError(
+        f"{source}: must be a command string or a list of arguments",
+        hint='e.g. password_command = "pass show proxmox/root"',
+    )
+
+
+# --------------------------------------------------------------------------- the connection fields
+
+
+@dataclass(frozen=True)
+class Field:
+    """One connection setting, declared once: its command-line option, environment variable and
+    config-file key, and how a given value is read. The CLI options, profile parsing and the
+    precedence (option > variable > profile, field by field) all come from ``FIELDS``."""
+
+    key: str  # the key in a [profiles.NAME] table (top-level for ``db``); the argparse dest
+    parse: Callable[[Any, str, Path | None], Any]  # (raw value, where it was given, config dir)
+    help: str
+    metavar: str = ""
+    flag: str | None = None  # None: config file only
+    env: str | None = None
+    secret: bool = False  # a file holding it should be private
+    switch: bool = False  # a flag without a value (store_true)
+    in_profile: bool = True  # False: a top-level key of the config file
+
+
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "host",
+        lambda v, source, _: parse_hosts(v, source=source),
+        "API host; several as a comma-separated list fail over in order",
+        "HOST[:PORT]",
+        "--host",
+        "PVETOP_HOST",
+    ),
+    Field("user", lambda v, source, _: _text(v, source), "user", "USER@REALM", "--user", "PVETOP_USER"),
+    Field(
+        "password",
+        lambda v, source, _: _text(v, source),
+        "password (prefer the variable or password_command: options are visible to other local users)",
+        "PASSWORD",
+        "--password",
+        "PVETOP_PASSWORD",
+        secret=True,
+    ),
+    Field("password_command", lambda v, source, _: _command(v, source), "a command printing the password"),
+    Field(
+        "token_name",
+        lambda v, source, _: _text(v, source),
+        "API token id, e.g. pvetop or root@pam!pvetop",
+        "NAME",
+        "--token-name",
+        "PVETOP_TOKEN_NAME",
+    ),
+    Field(
+        "token_value",
+        lambda v, source, _: _text(v, source),
+        "API token secret",
+        "SECRET",
+        "--token-value",
+        "PVETOP_TOKEN_VALUE",
+        secret=True,
+    ),
+    Field(
+        "verify_ssl",
+        lambda v, source, base_dir: parse_verify(v, source=source, base_dir=base_dir),
+        "verify TLS: true (default), false, or a CA file",
+        "true|false|CA_FILE",
+        "--verify-ssl",
+        "PVETOP_VERIFY_SSL",
+    ),
+    Field(
+        "fingerprint",
+        lambda v, source, _: parse_fingerprint(v, source=source),
+        "pin the API certificate by its SHA-256 fingerprint (self-signed clusters)",
+        "SHA256",
+        "--fingerprint",
+        "PVETOP_FINGERPRINT",
+    ),
+    Field(
+        "timeout",
+        lambda v, source, _: parse_timeout(v, source=source),
+        f"API request timeout (default {DEFAULT_TIMEOUT:g})",
+        "SECONDS",
+        "--timeout",
+        "PVETOP_TIMEOUT",
+    ),
+    Field(
+        "max_response_bytes",
+        lambda v, source, _: parse_max_response_bytes(v, source=source),
+        "answers larger than this many bytes are refused (default 64 MiB)",
+        env="PVETOP_MAX_RESPONSE_BYTES",
+    ),
+    Field(
+        "read_only",
+        lambda v, source, _: parse_bool(v, source=source),
+        "no writes at all, to the cluster or the rules store: look, don't touch",
+        flag="--read-only",
+        env="PVETOP_READ_ONLY",
+        switch=True,
+    ),
+    Field(
+        "db",
+        lambda v, source, _: _location(v, source),
+        "rules store: SQLite path or database URL",
+        "PATH|URL",
+        "--db",
+        "PVETOP_DB",
+        in_profile=False,
+    ),
+)
+FIELD = {f.key: f for f in FIELDS}
+PROFILE_KEYS = tuple(f.key for f in FIELDS if f.in_profile)
+TOP_LEVEL_KEYS = ("default_profile", *(f.key for f in FIELDS if not f.in_profile))
+TABLES = ("profiles",)
+
+
+def _unknown(kind: str, name: str, known: tuple[str, ...], source: str, hint: str) -> UsageError:
+    """An unknown key or table, with the nearest known name when there is one."""
+    close = get_close_matches(name, known, n=1, cutoff=0.6)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    return UsageError(f"{source}: unknown {kind} {name!r}", hint=f"{suggestion}{hint}")
+
+
 # --------------------------------------------------------------------------- config file
 
 
@@ -329,21 +456,27 @@ def load_config(path: Path | str | None = None, *, explicit: bool = False) -> Co
 
 
 def _build_config(path: Path, data: dict[str, Any]) -> Config:
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in TABLES:
+            raise _unknown(
+                "table",
+                key,
+                TABLES,
+                str(path),
+                hint="connection settings go into [profiles.NAME] tables; balancer and power settings are kept "
+                "per cluster in the rules store: pvetop settings set KEY VALUE",
+            )
+        if not isinstance(value, dict) and key not in TOP_LEVEL_KEYS:
+            raise _unknown(
+                "key",
+                key,
+                TOP_LEVEL_KEYS + TABLES,
+                str(path),
+                hint=f"top-level keys are {', '.join(TOP_LEVEL_KEYS)}; cluster settings go into [profiles.NAME]",
+            )
     profiles_raw = data.get("profiles", {})
     if not isinstance(profiles_raw, dict):
         raise UsageError(f"{path}: 'profiles' must be a table", hint="write [profiles.NAME] tables")
-    sections: dict[str, Mapping[str, Any]] = {}
-    for key, value in data.items():
-        if key == "profiles":
-            continue
-        if isinstance(value, dict):
-            sections[key] = value
-        elif key not in TOP_LEVEL_SCALARS:
-            raise UsageError(
-                f"{path}: unknown key {key!r}",
-                hint=f"top-level keys are {', '.join(sorted(TOP_LEVEL_SCALARS))}; "
-                "cluster settings go into [profiles.NAME]",
-            )
     profiles = {name: _build_profile(path, name, table) for name, table in profiles_raw.items()}
     default_profile = data.get("default_profile")
     if default_profile is not None:
@@ -355,77 +488,71 @@ def _build_config(path: Path, data: dict[str, Any]) -> Config:
                 f"{path}: default_profile {default_profile!r} has no [profiles.{default_profile}] table",
                 hint=f"profiles defined: {known}",
             )
-    db = data.get("db")
-    if db is not None and (not isinstance(db, str) or not db.strip()):
-        raise UsageError(f"{path}: db must be a path or database URL string")
-    warnings: tuple[str, ...] = ()
+    db = FIELD["db"].parse(data["db"], f"{path}: db", path.parent) if "db" in data else None
+    untrusted = trust_problem(path)
+    warnings: list[str] = []
     if any(p.holds_secret for p in profiles.values()):
-        warnings = _permission_warnings(path)
+        if untrusted:
+            warnings.append(f"warning: {path} holds secrets but {untrusted}: {TRUST_FIX}")
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            warnings.append(f"warning: {path} holds secrets but its mode is {mode:04o}; run: chmod 600 {path}")
     return Config(
-        path=path, profiles=profiles, default_profile=default_profile, db=db, sections=sections, warnings=warnings
+        path=path,
+        profiles=profiles,
+        default_profile=default_profile,
+        db=db,
+        warnings=tuple(warnings),
+        untrusted=untrusted,
     )
 
 
-def _permission_warnings(path: Path) -> tuple[str, ...]:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        return (f"warning: {path} holds secrets but its mode is {mode:04o}; run: chmod 600 {path}",)
-    return ()
+TRUST_FIX = "only its owner (you or root) may change the file and its directory (chmod go-w, chown)"
+
+
+def trust_problem(path: Path) -> str | None:
+    """Why the config file cannot be trusted to name commands to run, or None.
+
+    Like ssh with its own files: the file and its directory must belong to the current user (or
+    root) and be writable by nobody else, or another local user could make pvetop run their
+    command (``password_command``) or send the token to their host.
+    """
+    if not hasattr(os, "getuid"):  # no POSIX owners and modes to judge
+        return None
+    me = os.getuid()
+    for what, target in (("the file", path), ("its directory", path.resolve().parent)):
+        info = target.stat()
+        if info.st_uid not in (me, 0):
+            return f"{what} ({target}) belongs to another user (uid {info.st_uid})"
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{what} ({target}) is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
 
 
 def _build_profile(path: Path, name: str, table: Any) -> Profile:
     where = f"{path}: [profiles.{name}]"
     if not isinstance(table, dict):
         raise UsageError(f"{where} must be a table", hint=f"write [profiles.{name}] followed by key = value lines")
-    unknown = sorted(set(table) - PROFILE_KEYS)
-    if unknown:
-        raise UsageError(f"{where}: unknown key {unknown[0]!r}", hint=f"known keys: {', '.join(sorted(PROFILE_KEYS))}")
-    for key in ("user", "password", "token_name", "token_value"):
-        if key in table and (not isinstance(table[key], str) or not table[key]):
-            raise UsageError(f"{where} {key}: must be a non-empty string")
-    command = table.get("password_command")
-    if command is not None and not (
-        (isinstance(command, str) and command.strip())
-        or (isinstance(command, list) and command and all(isinstance(a, str) for a in command))
-    ):
-        raise UsageError(
-            f"{where} password_command: must be a command string or a list of arguments",
-            hint='e.g. password_command = "pass show proxmox/root"',
+    for key in table:
+        if key not in PROFILE_KEYS:
+            raise _unknown("key", key, PROFILE_KEYS, where, hint=f"known keys: {', '.join(sorted(PROFILE_KEYS))}")
+    values = {key: FIELD[key].parse(value, f"{where} {key}", path.parent) for key, value in table.items()}
+    if "token_name" in values:
+        user, values["token_name"] = split_token_id(
+            values["token_name"], values.get("user"), source=f"{where} token_name"
         )
-    user = table.get("user")
-    token_name = table.get("token_name")
-    if token_name is not None:
-        user, token_name = split_token_id(token_name, user, source=f"{where} token_name")
-    return Profile(
-        name=name,
-        hosts=parse_hosts(table["host"], source=f"{where} host") if "host" in table else (),
-        user=user,
-        password=table.get("password"),
-        password_command=command,
-        token_name=token_name,
-        token_value=table.get("token_value"),
-        verify=(
-            parse_verify(table["verify_ssl"], source=f"{where} verify_ssl", base_dir=path.parent)
-            if "verify_ssl" in table
-            else None
-        ),
-        fingerprint=parse_fingerprint(table["fingerprint"], source=f"{where} fingerprint")
-        if "fingerprint" in table
-        else None,
-        timeout=parse_timeout(table["timeout"], source=f"{where} timeout") if "timeout" in table else None,
-        read_only=parse_bool(table.get("read_only", False), source=f"{where} read_only"),
-        max_response_bytes=parse_max_response_bytes(table["max_response_bytes"], source=f"{where} max_response_bytes")
-        if "max_response_bytes" in table
-        else None,
-    )
+        if user is not None:
+            values["user"] = user
+    return Profile(name=name, path=path, values=values)
 
 
 # --------------------------------------------------------------------------- resolution
 
 
-def option(args: Any, name: str) -> Any:
-    """An argparse value or None; sub-parsers leave unset options out entirely (SUPPRESS)."""
-    return getattr(args, name, None)
+def option(args: Any, name: str, default: Any = None) -> Any:
+    """An argparse value, else ``default``; sub-parsers leave unset options out entirely (SUPPRESS)."""
+    value = getattr(args, name.replace("-", "_"), None)
+    return default if value is None else value
 
 
 def _print_warning(message: str) -> None:
@@ -438,6 +565,19 @@ def load_config_for(args: Any) -> Config:
     return load_config(path, explicit=path is not None)
 
 
+def pick(key: str, args: Any, env: Mapping[str, str], profile: Profile | None) -> tuple[Any, str | None]:
+    """One field's value and where it came from, by precedence: option > variable > profile.
+    (None, None) when it is given nowhere. Every value is parsed, whatever its source."""
+    spec = FIELD[key]
+    if spec.flag is not None and option(args, key) is not None:
+        return spec.parse(option(args, key), spec.flag, None), spec.flag
+    if spec.env is not None and env.get(spec.env):
+        return spec.parse(env[spec.env], spec.env, None), spec.env
+    if profile is not None and key in profile.values:
+        return profile.values[key], f"{profile.where} {key}"
+    return None, None
+
+
 def resolve_connection(
     args: Any, env: Mapping[str, str] = os.environ, *, warn: Callable[[str], None] = _print_warning
 ) -> ConnectionSettings:
@@ -446,85 +586,62 @@ def resolve_connection(
     for message in config.warnings:
         warn(message)
     profile = config.select_profile(option(args, "profile"))
-    pname = f"[profiles.{profile.name}]" if profile else None
 
-    def pick(cli_name: str, env_name: str, profile_value: Any) -> tuple[Any, str | None]:
-        """(value, where it came from) by precedence; raw strings for CLI/env, parsed for profile."""
-        cli_value = option(args, cli_name)
-        if cli_value is not None:
-            return cli_value, "--" + cli_name.replace("_", "-")
-        if env.get(env_name):
-            return env[env_name], env_name
-        return profile_value, None
+    def missing(key: str) -> str:
+        spec = FIELD[key]
+        table = f"[profiles.{profile.name}]" if profile else "[profiles.NAME]"
+        where = f"{table} in {config.path or default_config_path()}"
+        return f"pass {spec.flag} {spec.metavar}, set {spec.env}, or set {key} in {where}"
 
-    hosts_value, source = pick("host", "PVETOP_HOST", profile.hosts if profile else ())
-    hosts = parse_hosts(hosts_value, source=source) if source else hosts_value
+    hosts, _ = pick("host", args, env, profile)
     if not hosts:
-        raise UsageError(
-            "no Proxmox VE host given", hint=_missing_hint("--host HOST[:PORT]", "PVETOP_HOST", "host", config, pname)
-        )
+        raise UsageError("no Proxmox VE host given", hint=missing("host"))
 
-    user_value, user_source = pick("user", "PVETOP_USER", profile.user if profile else None)
-    token_value_raw, token_source = pick("token_name", "PVETOP_TOKEN_NAME", profile.token_name if profile else None)
-    token_name = token_value_raw
-    if token_value_raw is not None:
-        user_value, token_name = split_token_id(
-            token_value_raw, user_value, source=token_source or f"{config.path} {pname} token_name"
-        )
-    if not user_value:
-        raise UsageError("no user given", hint=_missing_hint("--user USER@REALM", "PVETOP_USER", "user", config, pname))
-    if "@" not in user_value:
-        raise UsageError(
-            f"{user_source or f'{config.path} {pname} user'}: user {user_value!r} lacks a realm",
-            hint="write USER@REALM, e.g. root@pam",
-        )
+    user, user_source = pick("user", args, env, profile)
+    token_name, token_source = pick("token_name", args, env, profile)
+    if token_name is not None and token_source is not None:
+        user, token_name = split_token_id(token_name, user, source=token_source)
+    if not user:
+        raise UsageError("no user given", hint=missing("user"))
+    if "@" not in user:
+        raise UsageError(f"{user_source}: user {user!r} lacks a realm", hint="write USER@REALM, e.g. root@pam")
 
-    token_secret, secret_source = pick("token_value", "PVETOP_TOKEN_VALUE", profile.token_value if profile else None)
+    token_secret, secret_source = pick("token_value", args, env, profile)
     password = None
     if token_name is not None:
         if not token_secret:
-            raise UsageError(
-                f"API token {user_value}!{token_name} has no secret",
-                hint=_missing_hint("--token-value SECRET", "PVETOP_TOKEN_VALUE", "token_value", config, pname),
-            )
+            raise UsageError(f"API token {user}!{token_name} has no secret", hint=missing("token_value"))
     elif token_secret:
-        raise UsageError(
-            "a token secret was given without its token name",
-            hint=_missing_hint("--token-name NAME", "PVETOP_TOKEN_NAME", "token_name", config, pname),
-        )
+        raise UsageError("a token secret was given without its token name", hint=missing("token_name"))
     else:
-        password, secret_source = pick("password", "PVETOP_PASSWORD", profile.password if profile else None)
-        if password is None and profile is not None and profile.password_command is not None:
-            password = run_password_command(profile.password_command, source=f"{config.path} {pname} password_command")
+        password, secret_source = pick("password", args, env, profile)
+        if password is None and profile is not None and "password_command" in profile.values:
+            source = f"{profile.where} password_command"
+            if config.untrusted:
+                raise UsageError(f"{source}: not run, because {config.untrusted}", hint=TRUST_FIX)
+            password = run_password_command(profile.values["password_command"], source=source)
         if not password:
             raise UsageError(
-                f"no credentials for {user_value}",
+                f"no credentials for {user}",
                 hint="give an API token (--token-name and --token-value, PVETOP_TOKEN_NAME and PVETOP_TOKEN_VALUE, "
                 "or token_name and token_value in a config profile) or a password (PVETOP_PASSWORD, "
                 "--password, or password / password_command in a config profile)",
             )
 
-    if secret_source in ("--password", "--token-value"):
-        variable = "PVETOP_PASSWORD" if secret_source == "--password" else "PVETOP_TOKEN_VALUE"
+    if secret_source in (FIELD["password"].flag, FIELD["token_value"].flag):
+        variable = FIELD["password"].env if secret_source == FIELD["password"].flag else FIELD["token_value"].env
         warn(
             f"warning: {secret_source} on the command line is visible to other local users (ps, /proc/PID/cmdline); "
             f"prefer {variable} or a config profile"
         )
 
-    fingerprint_value, fp_source = pick("fingerprint", "PVETOP_FINGERPRINT", profile.fingerprint if profile else None)
-    fingerprint = parse_fingerprint(fingerprint_value, source=fp_source) if fp_source else fingerprint_value
-    verify_value, verify_source = pick("verify_ssl", "PVETOP_VERIFY_SSL", profile.verify if profile else None)
-    verify = parse_verify(verify_value, source=verify_source) if verify_source else verify_value
-    timeout_value, timeout_source = pick("timeout", "PVETOP_TIMEOUT", profile.timeout if profile else None)
-    timeout = parse_timeout(timeout_value, source=timeout_source) if timeout_source else timeout_value
-    cap_value, cap_source = pick(
-        "max_response_bytes", "PVETOP_MAX_RESPONSE_BYTES", profile.max_response_bytes if profile else None
-    )
-    max_response_bytes = parse_max_response_bytes(cap_value, source=cap_source) if cap_source else cap_value
-
+    fingerprint, _ = pick("fingerprint", args, env, profile)
+    verify, _ = pick("verify_ssl", args, env, profile)
+    timeout, _ = pick("timeout", args, env, profile)
+    max_response_bytes, _ = pick("max_response_bytes", args, env, profile)
     return ConnectionSettings(
         hosts=hosts,
-        user=user_value,
+        user=user,
         password=password,
         token_name=token_name,
         token_value=token_secret if token_name is not None else None,
@@ -540,10 +657,11 @@ def resolve_connection(
 def read_only_source(args: Any, env: Mapping[str, str] = os.environ, config: Config | None = None) -> str | None:
     """What puts pvetop in read-only mode (``--read-only``, ``PVETOP_READ_ONLY``, a profile's
     ``read_only = true``), or None. Any one of them is enough: none can switch another off."""
+    spec = FIELD["read_only"]
     if option(args, "read_only"):
-        return "--read-only"
-    if env.get("PVETOP_READ_ONLY") and parse_bool(env["PVETOP_READ_ONLY"], source="PVETOP_READ_ONLY"):
-        return "PVETOP_READ_ONLY"
+        return spec.flag
+    if spec.env is not None and env.get(spec.env) and spec.parse(env[spec.env], spec.env, None):
+        return spec.env
     config = config if config is not None else load_config_for(args)
     profile = config.select_profile(option(args, "profile"))
     if profile is not None and profile.read_only:
@@ -551,14 +669,10 @@ def read_only_source(args: Any, env: Mapping[str, str] = os.environ, config: Con
     return None
 
 
-def _missing_hint(cli: str, env_name: str, key: str, config: Config, pname: str | None) -> str:
-    where = f"{pname} in {config.path}" if pname else f"[profiles.NAME] in {config.path or default_config_path()}"
-    return f"pass {cli}, set {env_name}, or set {key} in {where}"
-
-
 def run_password_command(command: str | list[str], *, source: str) -> str:
-    """Runs the user's secret helper; the password is the first line of its stdout."""
-    shown = command if isinstance(command, str) else " ".join(command)
+    """Runs the user's secret helper; the password is the first line of its stdout.
+
+    Errors name the config key, never the command line: it may hold a secret of its own."""
     try:
         result = subprocess.run(
             command,
@@ -569,17 +683,17 @@ def run_password_command(command: str | list[str], *, source: str) -> str:
             stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
-        raise UsageError(f"{source}: command not found: {shown!r}") from None
+        raise UsageError(f"{source}: the command was not found") from None
     except subprocess.TimeoutExpired:
-        raise UsageError(f"{source}: {shown!r} did not finish within {PASSWORD_COMMAND_TIMEOUT:.0f} s") from None
+        raise UsageError(f"{source}: the command did not finish within {PASSWORD_COMMAND_TIMEOUT:.0f} s") from None
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["no error output"])[-1]
-        raise UsageError(f"{source}: {shown!r} failed with exit code {result.returncode}: {detail}")
+        raise UsageError(f"{source}: the command failed with exit code {result.returncode}: {detail}")
     lines = result.stdout.splitlines()
     password = lines[0].strip() if lines else ""
     if not password:
         raise UsageError(
-            f"{source}: {shown!r} printed no password", hint="it must print the password on its first line"
+            f"{source}: the command printed no password", hint="it must print the password on its first line"
         )
     return password
 
@@ -587,12 +701,8 @@ def run_password_command(command: str | list[str], *, source: str) -> str:
 def resolve_db(args: Any, env: Mapping[str, str] = os.environ) -> str | None:
     """Rules store location: --db > PVETOP_DB > ``db`` in the config file; None lets the store
     use its default (``pvetop.store.location.default_path()``)."""
-    cli_value = option(args, "db")
-    if cli_value:
-        return cli_value
-    if env.get("PVETOP_DB"):
-        return env["PVETOP_DB"]
-    return load_config_for(args).db
+    location, source = pick("db", args, env, None)
+    return location if source is not None else load_config_for(args).db
 
 
 def settings_from_sim_info(info: Mapping[str, Any]) -> ConnectionSettings:

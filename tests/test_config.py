@@ -9,6 +9,7 @@ import pytest
 
 from pvetop.cli import build_parser
 from pvetop.config import (
+    FIELDS,
     ConnectionSettings,
     load_config,
     parse_fingerprint,
@@ -219,9 +220,78 @@ def test_resolve_db_precedence(tmp_path):
     assert resolve_db(args(), env={}) is None  # the store picks its default location
 
 
-def test_other_tables_are_kept_for_their_owners(tmp_path):
-    config = load_config(write_config(tmp_path, '[balancer]\nmode = "auto"\n'))
-    assert config.sections == {"balancer": {"mode": "auto"}}
+def test_a_misspelt_table_is_refused_with_the_nearest_name(tmp_path):
+    path = write_config(tmp_path, '[profile.home]\nhost = "h"\nuser = "root@pam"\npassword = "p"\n')
+    message = error_of("--config", str(path))
+    assert str(path) in message and "unknown table 'profile'" in message and "did you mean 'profiles'?" in message
+
+
+def test_settings_tables_are_refused_with_where_they_go(tmp_path):
+    with pytest.raises(UsageError) as caught:
+        load_config(write_config(tmp_path, '[balancer]\nmode = "auto"\n'))
+    assert "unknown table 'balancer'" in str(caught.value) and "pvetop settings set" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text, unknown, nearest",
+    [
+        ('default_profil = "p"\n[profiles.p]\n', "key 'default_profil'", "default_profile"),
+        ('[profiles.p]\nhost = "h"\ntokne_value = "s"\n', "key 'tokne_value'", "token_value"),
+        ('[profiles.p]\nhost = "h"\nverifyssl = false\n', "key 'verifyssl'", "verify_ssl"),
+    ],
+)
+def test_misspelt_keys_are_refused_with_the_nearest_name(tmp_path, text, unknown, nearest):
+    message = error_of("--config", str(write_config(tmp_path, text)))
+    assert f"unknown {unknown}" in message and f"did you mean {nearest!r}?" in message
+
+
+@pytest.mark.parametrize("command", [[], ["status"], ["migrate"]])
+def test_every_connection_field_is_an_option_naming_its_variable(capsys, command):
+    """One table drives the CLI: each field with an option is on every command, with its variable."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for spec in FIELDS:
+        if spec.flag is not None:
+            assert spec.flag in text and f"{spec.env}," in text
+
+
+@pytest.mark.parametrize("spec", [f for f in FIELDS if f.env and f.in_profile and not f.switch], ids=lambda f: f.key)
+def test_each_field_is_read_from_option_variable_and_profile_in_that_order(tmp_path, spec):
+    samples = {
+        "host": ("cli-host", "env-host", "file-host"),
+        "user": ("cli@pam", "env@pam", "file@pam"),
+        "password": ("cli-pw", "env-pw", "file-pw"),
+        "token_name": ("cli-token", "env-token", "file-token"),
+        "token_value": ("cli-secret", "env-secret", "file-secret"),
+        "verify_ssl": ("false", "false", "true"),
+        "fingerprint": ("aa" * 32, "bb" * 32, "cc" * 32),
+        "timeout": ("3", "4", "6"),
+    }
+    cli, from_env, in_file = samples[spec.key]
+    base = {"host": "h", "user": "root@pam", "password": "p"}
+    if spec.key in ("token_name", "token_value"):
+        base = {"host": "h", "user": "root@pam", "token_name": "t", "token_value": "s"}
+    profile = dict(base, **{spec.key: in_file})
+    lines = "".join(f"{k} = {v if k == 'verify_ssl' else repr(v)}\n".replace("'", '"') for k, v in profile.items())
+    path = write_config(tmp_path, f"[profiles.p]\n{lines}")
+
+    def value(*argv, env=None):
+        settings = resolve("--config", str(path), *argv, env=env or {})
+        return {
+            "host": settings.hosts[0][0],
+            "user": settings.user,
+            "password": settings.password,
+            "token_name": settings.token_name,
+            "token_value": settings.token_value,
+            "verify_ssl": str(settings.verify).lower(),
+            "fingerprint": settings.fingerprint and settings.fingerprint.replace(":", "").lower(),
+            "timeout": f"{settings.timeout:g}",
+        }[spec.key]
+
+    assert value() == in_file
+    assert value(env={spec.env: from_env}) == from_env
+    assert value(f"{spec.flag}={cli}", env={spec.env: from_env}) == cli
 
 
 def test_relative_ca_path_is_relative_to_the_config_file(tmp_path):
@@ -351,3 +421,64 @@ def test_default_config_location_is_read(tmp_path):
     (config_dir / "config.toml").write_text('[profiles.p]\nhost = "fromdefault"\nuser = "root@pam"\npassword = "p"\n')
     os.chmod(config_dir / "config.toml", 0o600)
     assert resolve().hosts == (("fromdefault", 8006),)
+
+
+# ------------------------------------------------------------------ config file trust (as ssh)
+
+
+def command_profile(tmp_path, marker, mode=0o600):
+    """A profile whose password_command leaves ``marker`` behind when it runs."""
+    script = tmp_path / "secret.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\nprint('pw')\n")
+    text = f'[profiles.p]\nhost = "h"\nuser = "root@pam"\npassword_command = ["{sys.executable}", "{script}"]\n'
+    return write_config(tmp_path, text, mode=mode)
+
+
+def test_password_command_runs_from_a_private_file(tmp_path):
+    marker = tmp_path / "ran"
+    assert resolve("--config", str(command_profile(tmp_path, marker))).password == "pw" and marker.exists()
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620, 0o602])
+def test_password_command_is_refused_from_a_file_others_can_write(tmp_path, mode):
+    marker = tmp_path / "ran"
+    path = command_profile(tmp_path, marker, mode=mode)
+    message = error_of("--config", str(path))
+    assert not marker.exists(), "another user's command ran"
+    assert f"{path}: [profiles.p] password_command: not run" in message and "writable by other users" in message
+    assert "chmod go-w" in message and "secret.py" not in message
+
+
+def test_password_command_is_refused_when_others_can_write_the_directory(tmp_path):
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    marker = tmp_path / "ran"
+    path = command_profile(directory, marker)
+    directory.chmod(0o777)
+    message = error_of("--config", str(path))
+    assert not marker.exists() and f"its directory ({directory})" in message and "0777" in message
+
+
+def test_password_command_is_refused_from_a_file_owned_by_someone_else(tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    path = command_profile(tmp_path, marker)
+    if os.getuid() == 0:
+        os.chown(path, 4242, -1)  # root may own the file; any other user may not
+    else:
+        monkeypatch.setattr(os, "getuid", lambda: path.stat().st_uid + 1)  # the file is not ours
+    message = error_of("--config", str(path))
+    assert not marker.exists() and "belongs to another user" in message
+
+
+def test_secrets_in_a_file_others_can_write_warn(tmp_path):
+    warnings: list[str] = []
+    path = write_config(tmp_path, PROFILES, mode=0o622)
+    resolve("--config", str(path), warnings=warnings)
+    assert any("writable by other users" in w and str(path) in w for w in warnings), warnings
+
+
+def test_a_failing_password_command_is_named_by_its_key_not_its_command_line(tmp_path):
+    text = '[profiles.p]\nhost = "h"\nuser = "root@pam"\npassword_command = "false --token=hunter2"\n'
+    message = error_of("--config", str(write_config(tmp_path, text)))
+    assert "[profiles.p] password_command" in message and "exit code 1" in message
+    assert "hunter2" not in message and "false" not in message

@@ -22,9 +22,8 @@ from pvetop.text import visible
 SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest, power, balance, journal)
 
 EPILOG = """\
-connecting (every command): --host/--user/--password or --token-name/--token-value, or the
-environment variables PVETOP_HOST, PVETOP_USER, PVETOP_PASSWORD, PVETOP_TOKEN_NAME,
-PVETOP_TOKEN_VALUE, PVETOP_VERIFY_SSL, or a profile in the config file (--config, --profile).
+connecting (every command): --host/--user/--password or --token-name/--token-value, the
+PVETOP_* variable named beside each option, or a profile in the config file (--config, --profile).
 
 examples:
   pvetop --demo                       the dashboard against a built-in simulated cluster

@@ -8,14 +8,17 @@ Read them with ``option(args, "host")``.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from pvetop.config import FIELDS, option
 from pvetop.errors import ReadOnlyRefused
+
+__all__ = ["add_connection_options", "open_rules_store", "option", "read_only", "refuse_writes"]
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, suppress_defaults: bool = True) -> None:
+    """``--config``, ``--profile`` and one option per connection field (``pvetop.config.FIELDS``)."""
     default = argparse.SUPPRESS if suppress_defaults else None
-    group = parser.add_argument_group("connection (also PVETOP_* environment variables)")
+    group = parser.add_argument_group("connection (also PVETOP_* environment variables and config profiles)")
     group.add_argument(
         "--config",
         metavar="PATH",
@@ -23,48 +26,15 @@ def add_connection_options(parser: argparse.ArgumentParser, *, suppress_defaults
         help="config file (default: pvetop/config.toml in the platform config dir)",
     )
     group.add_argument("--profile", metavar="NAME", default=default, help="cluster profile from the config file")
-    group.add_argument(
-        "--host",
-        metavar="HOST[:PORT]",
-        default=default,
-        help="API host; several as a comma-separated list fail over in order [PVETOP_HOST]",
-    )
-    group.add_argument("--user", metavar="USER@REALM", default=default, help="user [PVETOP_USER]")
-    group.add_argument(
-        "--password",
-        metavar="PASSWORD",
-        default=default,
-        help="password (prefer PVETOP_PASSWORD or password_command in the config)",
-    )
-    group.add_argument(
-        "--token-name", metavar="NAME", default=default, help="API token id, e.g. pvetop [PVETOP_TOKEN_NAME]"
-    )
-    group.add_argument("--token-value", metavar="SECRET", default=default, help="API token secret [PVETOP_TOKEN_VALUE]")
-    group.add_argument(
-        "--verify-ssl",
-        metavar="true|false|CA_FILE",
-        default=default,
-        help="verify TLS: true (default), false, or a CA file [PVETOP_VERIFY_SSL]",
-    )
-    group.add_argument(
-        "--fingerprint",
-        metavar="SHA256",
-        default=default,
-        help="pin the API certificate by its SHA-256 fingerprint (self-signed clusters)",
-    )
-    group.add_argument(
-        "--timeout", metavar="SECONDS", type=float, default=default, help="API request timeout (default 5)"
-    )
-    group.add_argument(
-        "--db", metavar="PATH|URL", default=default, help="rules store: SQLite path or database URL [PVETOP_DB]"
-    )
-    group.add_argument(
-        "--read-only",
-        action="store_true",
-        default=default if suppress_defaults else False,
-        help="no writes at all, to the cluster or the rules store: look, don't touch "
-        "[PVETOP_READ_ONLY, read_only in a profile]",
-    )
+    for spec in FIELDS:
+        if spec.flag is None:
+            continue
+        where = f"{spec.env}, {spec.key} in a profile" if spec.in_profile else f"{spec.env}, {spec.key} in the file"
+        if spec.switch:
+            switch_default = default if suppress_defaults else False
+            group.add_argument(spec.flag, action="store_true", default=switch_default, help=f"{spec.help} [{where}]")
+        else:
+            group.add_argument(spec.flag, metavar=spec.metavar, default=default, help=f"{spec.help} [{where}]")
 
 
 def read_only(args: argparse.Namespace) -> str | None:
@@ -92,8 +62,3 @@ def open_rules_store(args: argparse.Namespace, *, writes: bool):
 
     why = read_only(args) or (None if writes else "this command only reads")
     return open_store(resolve_db(args), read_only=why)
-
-
-def option(args: argparse.Namespace, name: str, default: Any = None) -> Any:
-    value = getattr(args, name.replace("-", "_"), None)
-    return default if value is None else value

@@ -100,7 +100,9 @@ def ha_move_refusal(client: PveClient, guest: Guest, target: str, *, since: int)
     reason = "the HA manager refused the move"
     if guest.type == "qemu":
         blocked = client.get(f"{guest_path(guest)}/migrate").get("not_allowed_nodes", {}).get(target, {})
-        partners = [b.get("sid") for b in blocked.get("blocking-ha-resources") or [] if isinstance(b, dict)]
+        partners = [
+            str(b["sid"]) for b in blocked.get("blocking-ha-resources") or [] if isinstance(b, dict) and b.get("sid")
+        ]
         if partners:
             return f"{reason}: {', '.join(partners)} on '{target}' in negative affinity with {sid}"
     return f"{reason} (the guest is still {service.get('crm_state')} on {service.get('node')})"
