@@ -267,6 +267,7 @@ def test_each_field_is_read_from_option_variable_and_profile_in_that_order(tmp_p
         "verify_ssl": ("false", "false", "true"),
         "fingerprint": ("aa" * 32, "bb" * 32, "cc" * 32),
         "timeout": ("3", "4", "6"),
+        "max_response_bytes": (None, "2097152", "3145728"),
     }
     cli, from_env, in_file = samples[spec.key]
     base = {"host": "h", "user": "root@pam", "password": "p"}
@@ -287,11 +288,13 @@ def test_each_field_is_read_from_option_variable_and_profile_in_that_order(tmp_p
             "verify_ssl": str(settings.verify).lower(),
             "fingerprint": settings.fingerprint and settings.fingerprint.replace(":", "").lower(),
             "timeout": f"{settings.timeout:g}",
+            "max_response_bytes": str(settings.max_response_bytes),
         }[spec.key]
 
     assert value() == in_file
     assert value(env={spec.env: from_env}) == from_env
-    assert value(f"{spec.flag}={cli}", env={spec.env: from_env}) == cli
+    if spec.flag is not None:
+        assert value(f"{spec.flag}={cli}", env={spec.env: from_env}) == cli
 
 
 def test_relative_ca_path_is_relative_to_the_config_file(tmp_path):
