@@ -80,6 +80,11 @@ class HaManager:
         self.crm_watchdog: float | None = None
         self.crm_stopped: set[str] = set()  # nodes whose pve-ha-crm stopped for a shutdown
         self.hold_rounds = 0  # CRS: consecutive rounds above the imbalance threshold
+        self._online: list[str] | None = None  # cache of online_nodes(), reset when a node state changes
+        self._at: dict[str, list[Service]] | None = None  # services by node, during an LRM round
+        self._rules_key: tuple = ()
+        self._rules_stamp: tuple = ()
+        self._rules: tuple[dict, dict] = ({}, {})
         now = cluster.now
         for guest in self.guests():
             node = cluster.nodes[guest.node]
@@ -111,14 +116,18 @@ class HaManager:
         self.log.append((self.cluster.now, level, text))
 
     def online_nodes(self) -> list[str]:
-        return sorted(n for n, state in self.node_state.items() if state == "online")
+        if self._online is None:
+            self._online = sorted(n for n, state in self.node_state.items() if state == "online")
+        return self._online
+
+    def _services_at(self, node: str) -> list[Service]:
+        """Services on ``node`` or migrating to it (indexed during an LRM round)."""
+        if self._at is not None:
+            return self._at.get(node, [])
+        return [sd for sd in self.services.values() if node in (sd.node, sd.target)]
 
     def active_count(self, node: str) -> int:
-        return sum(
-            1
-            for sd in self.services.values()
-            if (sd.node == node or sd.target == node) and sd.state not in ACTIVE_STATES
-        )
+        return sum(1 for sd in self._services_at(node) if sd.state not in ACTIVE_STATES)
 
     def state_of(self, guest: SimGuest) -> str:
         """``hastate`` in /cluster/resources: the CRM's service state."""
@@ -148,36 +157,57 @@ class HaManager:
         self.cluster.revision += 1
 
     # ----- rules --------------------------------------------------------------------------
+    def _compiled(self) -> tuple[dict[str, tuple[dict[str, int], bool]], dict[str, tuple[set[str], set[str]]]]:
+        """Rules.pm compile, redone when the rules change: per sid its node priorities (a
+        non-strict rule adds every other node at -1, NodeAffinity.pm plugin_compile) and its
+        positive and negative resource-affinity partners."""
+        stamp = (self.cluster.now, len(self.cluster.ha_rules))
+        if stamp == self._rules_stamp:
+            return self._rules
+        self._rules_stamp = stamp
+        key = tuple(
+            (r.rule, r.type, r.resources, r.nodes, r.strict, r.affinity, r.disable) for r in self.cluster.ha_rules
+        )
+        if self._rules_key != key:
+            nodes: dict[str, tuple[dict[str, int], bool]] = {}
+            partners: dict[str, tuple[set[str], set[str]]] = {}
+            for rule in self.cluster.ha_rules:
+                if rule.disable:
+                    continue
+                sids = [part.strip() for part in rule.resources.split(",") if part.strip()]
+                if rule.type == "node-affinity" and rule.nodes:
+                    priorities: dict[str, int] = {}
+                    for part in rule.nodes.split(","):
+                        name, _, priority = part.strip().partition(":")
+                        priorities[name] = int(priority or 0)
+                    if not rule.strict:
+                        for name in self.cluster.nodes:
+                            priorities.setdefault(name, -1)
+                    for sid in sids:
+                        nodes.setdefault(sid, (priorities, bool(rule.strict)))
+                elif rule.type == "resource-affinity":
+                    for sid in sids:
+                        together, separate = partners.setdefault(sid, (set(), set()))
+                        (together if rule.affinity == "positive" else separate).update(set(sids) - {sid})
+            self._rules_key, self._rules = key, (nodes, partners)
+        return self._rules
+
     def node_affinity(self, sid: str, online: list[str]) -> tuple[set[str], set[str]]:
-        """Rules/NodeAffinity.pm get_node_affinity: (allowed, highest-priority) online nodes; a
-        non-strict rule adds every other node at priority -1."""
-        for rule in self.cluster.ha_rules:
-            if rule.type != "node-affinity" or rule.disable or not rule.covers(sid) or not rule.nodes:
-                continue
-            priorities: dict[str, int] = {}
-            for part in rule.nodes.split(","):
-                name, _, priority = part.strip().partition(":")
-                priorities[name] = int(priority or 0)
-            if not rule.strict:
-                for name in self.cluster.nodes:
-                    priorities.setdefault(name, -1)
-            allowed = {n for n in online if n in priorities}
-            if not allowed:
-                return set(), set()
-            top = max(priorities[n] for n in allowed)
-            return allowed, {n for n in allowed if priorities[n] == top}
-        return set(online), set(online)
+        """Rules/NodeAffinity.pm get_node_affinity: (allowed, highest-priority) online nodes."""
+        rule = self._compiled()[0].get(sid)
+        if rule is None:
+            return set(online), set(online)
+        priorities = rule[0]
+        allowed = {n for n in online if n in priorities}
+        if not allowed:
+            return set(), set()
+        top = max(priorities[n] for n in allowed)
+        return allowed, {n for n in allowed if priorities[n] == top}
 
     def affinitive(self, sid: str) -> tuple[set[str], set[str]]:
         """The sids ``sid`` must run with (positive) and apart from (negative)."""
-        together: set[str] = set()
-        separate: set[str] = set()
-        for rule in self.cluster.ha_rules:
-            if rule.type != "resource-affinity" or rule.disable or not rule.covers(sid):
-                continue
-            partners = {s.strip() for s in rule.resources.split(",")} - {sid}
-            (together if rule.affinity == "positive" else separate).update(partners)
-        return together, separate
+        together, separate = self._compiled()[1].get(sid, (set(), set()))
+        return set(together), set(separate)
 
     def _used_nodes(self, sd: Service, online: set[str]) -> tuple[str | None, str | None]:
         """Usage.pm get_used_service_nodes."""
@@ -208,6 +238,10 @@ class HaManager:
         """Manager.pm select_service_node (failback is on, PVE's default)."""
         sd = self.services[sid]
         online = self.online_nodes()
+        nodes, partners = self._compiled()
+        if preference == "none" and sid not in nodes and sid not in partners and not sd.maintenance_node:
+            if sd.node in online:  # no rule binds it: it stays where it runs
+                return sd.node
         _, preferred = self.node_affinity(sid, online)
         if not preferred:
             return None
@@ -358,6 +392,7 @@ class HaManager:
         old = self.node_state.get(node, "unknown")
         if old != state:
             self.node_state[node] = state
+            self._online = None
             self.say("info", f"node '{node}': state changed from '{old}' => '{state}'")
 
     def offline_delayed(self, node: str) -> bool:
@@ -646,7 +681,7 @@ class HaManager:
 
     def _fence_requested(self, node: str) -> bool:
         return self.node_state.get(node) == "fence" or any(
-            sd.node == node and sd.state == "fence" for sd in self.services.values()
+            sd.node == node and sd.state == "fence" for sd in self._services_at(node)
         )
 
     def _lrm_round(self) -> None:
@@ -654,10 +689,17 @@ class HaManager:
         cluster.schedule(cluster.now + CRM_ROUND_SECONDS, self._lrm_round)
         if not self.services:
             return
-        for name in cluster.nodes:
-            lrm = self.lrms[name]
-            if lrm.alive and cluster.nodes[name].reachable:
-                self._lrm_work(name, lrm)
+        self._at = {}
+        for sd in self.services.values():
+            for node in {sd.node, sd.target} - {None}:
+                self._at.setdefault(node, []).append(sd)
+        try:
+            for name in cluster.nodes:
+                lrm = self.lrms[name]
+                if lrm.alive and cluster.nodes[name].reachable:
+                    self._lrm_work(name, lrm)
+        finally:
+            self._at = None
         cluster.revision += 1
 
     def _lrm_work(self, node: str, lrm: Lrm) -> None:
@@ -682,7 +724,7 @@ class HaManager:
                 lrm.state = "maintenance"
             else:
                 self._acquire(lrm)
-                if not any(sd.node == node for sd in self.services.values()) and not lrm.workers:
+                if not any(sd.node == node for sd in self._services_at(node)) and not lrm.workers:
                     lrm.idle_rounds += 1
                     if lrm.idle_rounds > MAX_ACTIVE_IDLE_ROUNDS:
                         self._release(lrm)
@@ -767,8 +809,8 @@ class HaManager:
 
     def _manage(self, node: str, lrm: Lrm) -> None:
         """LRM.pm manage_resources: make the node's guests match their service state."""
-        for sid in sorted(self.services):
-            sd = self.services[sid]
+        for sd in sorted(self._services_at(node), key=lambda sd: sd.sid):
+            sid = sd.sid
             if sd.node != node or sid in lrm.workers or sd.result is not None:
                 continue
             guest = self.guest(sid)
