@@ -524,6 +524,7 @@ class _Planner:
         if len(self.nodes) < 2:
             return moves, projection
         all_nodes = frozenset(self.nodes)
+        moved: set[int] = set()  # a guest moves at most once per plan: no detours, as its cooldown would say
         while len(moves) < MAX_MOVES:
             figures = _Figures(projection, self.nodes, self.config)
             # A unit free to go anywhere is tried on the coolest nodes with room only: the best
@@ -531,6 +532,8 @@ class _Planner:
             coolest = figures.coolest(TARGETS_PER_STEP)
             candidates: list[tuple[float, int, str, float]] = []
             for position, unit in enumerate(units):
+                if position in moved:
+                    continue
                 source = projection.node_of(unit.guests[0].vmid)
                 tried = coolest if len(unit.targets) == len(all_nodes) else unit.targets
                 for target, after in figures.gains(source, unit, tried):
@@ -549,6 +552,7 @@ class _Planner:
             if chosen is None:
                 break
             unit, target, after = chosen
+            moved.add(units.index(unit))
             source = projection.node_of(unit.guests[0].vmid)
             reason = self._reason(unit, source, target, figures, after)
             leader = unit.guests[0]

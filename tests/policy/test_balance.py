@@ -115,6 +115,16 @@ def test_planning_again_on_the_result_plans_nothing():
     assert again.moves == ()
 
 
+def test_a_guest_moves_at_most_once_per_plan():
+    # greedy alone would send 101 to pve1 and later on to pve2; one plan moves a guest once
+    sizes = {100: ("pve1", 4, 0.5), 101: ("pve3", 1, 0.1), 102: ("pve3", 4, 1.0)}
+    sizes |= {103: ("pve3", 4, 0.5), 104: ("pve3", 1, 0.1), 105: ("pve3", 1, 1.0)}
+    guests = [make_guest(vmid, node, mem=gib * GIB, cpu=cpu) for vmid, (node, gib, cpu) in sizes.items()]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, derive_usage=True)
+    vmids = [step.vmid for step in plan_balance(snap).moves]
+    assert vmids and len(vmids) == len(set(vmids))
+
+
 def test_moves_are_chosen_by_gain_per_gib():
     # a 2 GiB VM and a 16 GiB VM give about the same relief (their CPU dominates): the small one goes
     small = make_guest(200, "pve1", mem=2 * GIB, cpu=1.0, maxcpu=8)
