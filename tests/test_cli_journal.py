@@ -71,9 +71,7 @@ def test_since_reads_relative_times_dates_and_epochs():
 
 
 def test_a_bad_since_is_a_usage_error_not_a_traceback(db, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(["journal", "--db", db, "--cluster", C, "--since", "yesterday"])
-    assert exited.value.code == 2
+    assert main(["journal", "--db", db, "--cluster", C, "--since", "yesterday"]) == 2
     assert "'yesterday' is not a time" in capsys.readouterr().err
 
 

@@ -65,12 +65,16 @@ def test_removals_work_offline_and_are_journaled(db, capsys):
 
 
 def test_removing_what_is_not_there_is_an_error(db, capsys):
+    # edge 18: a missing rule is bad usage (2, like an unknown guest), with a hint where to look
     code, _, err = run(capsys, "pins", "rm", "100", "--cluster", C, "--db", db)
-    assert code == 1 and err == "pvetop: error: guest 100 has no pin in cluster homelab\n"
+    assert (
+        code == 2
+        and err == "pvetop: error: guest 100 has no pin in cluster 'homelab'\n  hint: `pvetop pins` lists them\n"
+    )
     code, _, err = run(capsys, "locks", "rm", "101", "--cluster", C, "--db", db)
-    assert code == 1 and err == "pvetop: error: guest 101 has no lock in cluster homelab\n"
+    assert code == 2 and err.startswith("pvetop: error: guest 101 has no lock in cluster 'homelab'\n")
     code, _, err = run(capsys, "unreserve", "pve3", "--cluster", C, "--db", db)
-    assert code == 1 and err == "pvetop: error: node pve3 is not reserved in cluster homelab\n"
+    assert code == 2 and err.startswith("pvetop: error: node pve3 is not reserved in cluster 'homelab'\n")
     code, _, err = run(capsys, "pins", "rm", "abc", "--cluster", C, "--db", db)
     assert code == 2 and "vmid 'abc' is not a number" in err
 
@@ -208,9 +212,9 @@ def test_pins_add_checks_the_cluster_and_records_name_and_user(db, conn, capsys)
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["pins", "add", "999", "pve-big"], "cluster homelab has no guest 999"),
+        (["pins", "add", "999", "pve-big"], "no guest 999 in cluster 'homelab'"),
         (["pins", "add", "103", "pve-big", "pve-gone"], "cluster homelab has no node pve-gone"),
-        (["locks", "add", "998"], "cluster homelab has no guest 998"),
+        (["locks", "add", "998"], "no guest 998 in cluster 'homelab'"),
         (["reserve", "pve-nope"], "cluster homelab has no node pve-nope"),
         (["reserve", "pve-big", "--cluster", "other"], "--cluster other but the API at 127.0.0.1"),
     ],

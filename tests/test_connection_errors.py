@@ -80,7 +80,7 @@ def test_status_json_has_normalised_fields(sim, tmp_path):
     guest = data["guests"][0]
     assert guest["maxmem"] == sim.cluster.guests[guest["vmid"]].memory and 0 <= guest["cpu"] <= 1
     assert isinstance(guest["tags"], list) and isinstance(guest["template"], bool)
-    assert data["api_requests"] == 2
+    assert data["api_requests"] > 2  # every request made, the connection's too (see test_cli_edges.py)
 
 
 def test_settings_from_the_environment(sim, tmp_path):

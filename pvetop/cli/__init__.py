@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TextIO
@@ -37,8 +40,37 @@ exit codes: 0 ok, 1 error, 2 bad usage or config, 3 cannot connect/authenticate,
 """
 
 
+class BadUsage(Exception):
+    """The command line does not parse; ``parser`` is the (sub)command it was meant for."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with pvetop's conventions: a mistyped command gets a "did you mean", a bad option
+    is reported with the usage of the command it was given to, and ``--json`` gets JSON errors."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if getattr(parsed, "command_parser", None) is None:  # the innermost command sets it first
+            parsed.command_parser = self
+        return parsed, extras
+
+    def error(self, message: str):
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            choices = re.findall(r"'([^']*)'", choice.group(2)) or choice.group(2).split(", ")
+            close = difflib.get_close_matches(choice.group(1), choices, n=1, cutoff=0.5)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        raise BadUsage(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="pvetop",
         description="htop-style dashboard, migrator and balancer for Proxmox VE clusters.",
         epilog=EPILOG,
@@ -85,10 +117,17 @@ def _visible_output() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         with _visible_output():  # Textual draws the dashboard on the real stream (pvetop.ui sanitizes it)
+            try:
+                args, extras = parser.parse_known_args(argv)
+                if extras:
+                    args.command_parser.error(f"unrecognized arguments: {' '.join(extras)}")
+            except BadUsage as exc:
+                exc.parser.print_usage(sys.stderr)
+                return _fail(f"{exc.parser.prog}: error: {exc.message}", 2, as_json="--json" in argv)
             code = _run(args)
             sys.stdout.flush()
     except BrokenPipeError:  # the reader left (`pvetop status --json | head -1`): stop quietly, as cat does
@@ -97,22 +136,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def _fail(message: str, code: int, *, as_json: bool, error: str | None = None, hint: str | None = None) -> int:
+    """The error on stderr; with ``--json`` also one JSON object on stdout (``error``,
+    ``exit_code``, ``hint`` when there is one), so a script reading stdout always gets JSON."""
+    print(message, file=sys.stderr)
+    if as_json:
+        document = {"error": error or message.removeprefix("pvetop: error: "), "exit_code": code}
+        if hint:
+            document["hint"] = hint
+        json.dump(document, sys.stdout)
+        sys.stdout.write("\n")
+    return code
+
+
 def _run(args: argparse.Namespace) -> int:
+    as_json = bool(getattr(args, "json", False))
     try:
         code = args.handler(args)
     except PvetopError as exc:
-        print(f"pvetop: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(f"pvetop: error: {exc}", exc.exit_code, as_json=as_json, error=exc.message, hint=exc.hint)
     except KeyboardInterrupt:
-        print("pvetop: interrupted", file=sys.stderr)
-        return 130
+        return _fail("pvetop: interrupted", 130, as_json=as_json)
     except BrokenPipeError:
         raise  # not a bug: main() ends quietly
     except Exception as exc:  # a bug, not bad input: say so briefly, full detail with --debug
         if args.debug or os.environ.get("PVETOP_DEBUG"):
             raise
-        print(f"pvetop: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
-        return 1
+        return _fail(
+            f"pvetop: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", 1, as_json=as_json
+        )
     return int(code or 0)
 
 

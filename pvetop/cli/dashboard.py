@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pvetop.cli import common
 from pvetop.errors import UsageError
+from pvetop.sim.scenarios import list_scenarios
 
 if TYPE_CHECKING:
     from pvetop.pve import PveClient
@@ -29,7 +30,7 @@ def add_dashboard_options(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const="homelab",
         metavar="SCENARIO",
-        help="run against a built-in simulated cluster (homelab, smb, large, quorum3)",
+        help=f"run against a built-in simulated cluster ({', '.join(list_scenarios())}; default homelab)",
     )
     group.add_argument(
         "--interval",

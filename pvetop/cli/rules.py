@@ -36,7 +36,8 @@ def register(subparsers) -> None:
         description="A pinned guest runs only on its allowed nodes: the balancer keeps it "
         "there and the power policy never strands it.",
     )
-    pins_actions = pins.add_subparsers(title="actions", metavar="ACTION", required=True)
+    pins_actions = pins.add_subparsers(title="actions (default: list)", metavar="ACTION")
+    _list_by_default(pins, run_pins_list)
     _leaf(pins_actions, "list", run_pins_list, "list pins", offline=True, json_output=True)
     add = _leaf(pins_actions, "add", run_pins_add, "pin a guest to one or more nodes")
     add.add_argument("vmid", metavar="VMID")
@@ -56,7 +57,8 @@ def register(subparsers) -> None:
     accept.add_argument("--accept-all", action="store_true", help="pin every guest as suggested")
 
     locks = subparsers.add_parser("locks", help="list, add or remove guest locks (no automatic moves)")
-    locks_actions = locks.add_subparsers(title="actions", metavar="ACTION", required=True)
+    locks_actions = locks.add_subparsers(title="actions (default: list)", metavar="ACTION")
+    _list_by_default(locks, run_locks_list)
     _leaf(locks_actions, "list", run_locks_list, "list locks", offline=True, json_output=True)
     lock_add = _leaf(locks_actions, "add", run_locks_add, "lock a guest against automatic moves")
     lock_add.add_argument("vmid", metavar="VMID")
@@ -94,6 +96,14 @@ def register(subparsers) -> None:
     )
     recon.add_argument("--yes", "-y", action="store_true", help="apply without asking")
     recon.add_argument("--dry-run", action="store_true", help="only show what would change")
+
+
+def _list_by_default(parser: argparse.ArgumentParser, handler) -> None:
+    """``pvetop pins`` (no action) lists, like ``pvetop pins list``."""
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
+    parser.add_argument("--cluster", metavar="NAME", help="the cluster's name in the store; with it, no connection")
+    common.add_connection_options(parser)
+    parser.set_defaults(handler=handler)
 
 
 def _leaf(
@@ -182,7 +192,7 @@ def _vmid(value: str) -> int:
 def _guest(snapshot, vmid: int):
     guest = snapshot.guest_by_vmid.get(vmid)
     if guest is None:
-        raise UsageError(f"cluster {snapshot.cluster_name} has no guest {vmid}")
+        raise UsageError(f"no guest {vmid} in cluster {snapshot.cluster_name!r}")
     return guest
 
 
@@ -269,21 +279,25 @@ def run_pins_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remove(args: argparse.Namespace, remove, missing: str, what: str):
+def _remove(args: argparse.Namespace, remove, missing: str, what: str, listed_by: str):
     """Removes one rule from the store (no connection needed); a rule that is not there is an error
     naming it and the cluster, so a typo in a script never passes silently."""
     with _open_store(args, what) as store:
         cluster, _, _ = _target(args, offline=True)
         removed = remove(store, cluster)
     if removed is None:
-        raise PvetopError(f"{missing} in cluster {cluster}")
+        raise UsageError(f"{missing} in cluster {cluster!r}", hint=f"`{listed_by}` lists them")
     return removed
 
 
 def run_pins_rm(args: argparse.Namespace) -> int:
     vmid = _vmid(args.vmid)
     removed = _remove(
-        args, lambda store, cluster: store.unpin(cluster, vmid), f"guest {vmid} has no pin", f"unpinning {vmid}"
+        args,
+        lambda store, cluster: store.unpin(cluster, vmid),
+        f"guest {vmid} has no pin",
+        f"unpinning {vmid}",
+        "pvetop pins",
     )
     print(f"unpinned {vmid} ({removed.name or 'unnamed'}), was pinned to {', '.join(sorted(removed.nodes))}")
     return 0
@@ -399,7 +413,11 @@ def run_locks_add(args: argparse.Namespace) -> int:
 def run_locks_rm(args: argparse.Namespace) -> int:
     vmid = _vmid(args.vmid)
     removed = _remove(
-        args, lambda store, cluster: store.unlock_guest(cluster, vmid), f"guest {vmid} has no lock", f"unlocking {vmid}"
+        args,
+        lambda store, cluster: store.unlock_guest(cluster, vmid),
+        f"guest {vmid} has no lock",
+        f"unlocking {vmid}",
+        "pvetop locks",
     )
     print(f"unlocked {vmid} ({removed.name or 'unnamed'})")
     return 0
@@ -432,6 +450,7 @@ def run_unreserve(args: argparse.Namespace) -> int:
         lambda store, cluster: store.unreserve_node(cluster, node),
         f"node {node} is not reserved",
         f"releasing {node}",
+        "pvetop export",
     )
     print(f"released {node}")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -105,6 +106,20 @@ def describe(sim, args: argparse.Namespace) -> str:
             "connect with (every node's endpoint, so pvetop fails over when one goes down):",
             f"  pvetop --host {hosts} --user {info['user']} --token-name {info['token_name']} "
             f"--token-value {info['token_value']} --verify-ssl {info['ca_file']}",
+            "or set the environment (then plain `pvetop` connects):",
+            *(f"  export {line}" for line in environment_lines(info, hosts)),
             "Ctrl-C stops the simulator.",
         ]
     )
+
+
+def environment_lines(info: dict, hosts: str) -> list[str]:
+    """``PVETOP_*=value`` for the simulator's connection (the --info-file keys under pvetop's names)."""
+    values = {
+        "PVETOP_HOST": hosts,
+        "PVETOP_USER": info["user"],
+        "PVETOP_TOKEN_NAME": info["token_name"],
+        "PVETOP_TOKEN_VALUE": info["token_value"],
+        "PVETOP_VERIFY_SSL": info["ca_file"],
+    }
+    return [f"{name}={shlex.quote(str(value))}" for name, value in values.items()]

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "status",
         help="print the cluster's nodes and guests once and exit",
-        description="Connect, fetch one snapshot (2 API requests) and print it.",
+        description="Connect (GET /version, then the cluster options and HA rules), fetch one snapshot "
+        "(2 API requests: cluster status and resources) and print it. The JSON's api_requests counts every "
+        "request made, the connection's included.",
     )
     parser.add_argument(
         "--json", action="store_true", help='machine-readable output: {"cluster", "quorate", "nodes", "guests", ...}'
@@ -40,10 +42,12 @@ def run(args: argparse.Namespace) -> int:
         if client.insecure_warning:
             print(f"pvetop: warning: {client.insecure_warning}", file=sys.stderr)
         snapshot = client.fetch_snapshot()
+        requests_made = client.request_count
     for warning in snapshot.warnings:  # entries of the API's answers that were skipped as malformed
         print(f"pvetop: warning: {warning}", file=sys.stderr)
     if args.json:
-        json.dump(json_safe(snapshot_to_json(snapshot)), sys.stdout, indent=2, allow_nan=False)
+        document = {**snapshot_to_json(snapshot), "api_requests": requests_made}
+        json.dump(json_safe(document), sys.stdout, indent=2, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_table(snapshot))
@@ -100,4 +104,11 @@ def render_table(snapshot: ClusterSnapshot) -> str:
         lines.append(
             f"{node.name:<16} {node.status:<8} {cpu:>5} {mem:>15} {len(guests):>6} {sum(g.running for g in guests):>4}"
         )
+    lines += ["", f"{'VMID':>6} {'NAME':<20} {'TYPE':<4} {'NODE':<16} {'STATUS':<8} {'CPU%':>5} {'MEM GiB':>15}"]
+    for guest in sorted(snapshot.guests, key=lambda g: g.vmid):
+        mem = f"{_gib(guest.mem)}/{_gib(guest.maxmem)}" if guest.maxmem else "-"
+        cpu = f"{guest.cpu * 100:.0f}" if guest.running else "-"
+        kind = "vm" if guest.type == "qemu" else "ct"
+        name = guest.name or "-"
+        lines.append(f"{guest.vmid:>6} {name:<20.20} {kind:<4} {guest.node:<16} {guest.status:<8} {cpu:>5} {mem:>15}")
     return "\n".join(lines) + "\n"

@@ -74,6 +74,10 @@ def sqlite_location(path: Path, *, read_only: bool = False) -> Location:
         raise UsageError("--db :memory: would forget every rule on exit; give a file path", hint=URL_HINT)
     if path.is_dir():
         raise UsageError(f"rules store {str(path)!r} is a directory; give a file path inside it")
+    if path.exists() and not path.is_file():
+        raise UsageError(
+            f"rules store {str(path)!r} is not a regular file (a device, pipe or socket); give a file path"
+        )
     if read_only:
         return _read_only_sqlite(path)
     try:
