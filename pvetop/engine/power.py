@@ -24,10 +24,11 @@ import wakeonlan
 from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.migrations import MigrationExecutor
 from pvetop.errors import PvetopError, UsageError
-from pvetop.model import ClusterSnapshot, Guest
+from pvetop.model import ClusterSnapshot, Guest, Node
 from pvetop.policy.power import (
     POWER_SETTINGS,
     EnergyReport,
+    LoadSample,
     NodeDecision,
     NodeFacts,
     PowerInputs,
@@ -49,6 +50,8 @@ MARGIN_KEY = "power.failure_margin"
 SHUTDOWN_TIMEOUT = 900.0  # seconds a node gets to go offline after PVE accepted the shutdown
 GUEST_SHUTDOWN_TIMEOUT = 300.0  # seconds a guest that sleeps with its node gets to shut down
 POWER_ACTIONS = ("power.off", "power.wake")
+HISTORY_GAP = 600.0  # seconds without a sample of a node after which its rrddata is read again
+HISTORY_KEPT = 4200.0  # seconds of samples kept per node (an rrd hour: 70 one-minute rows)
 
 UpdateCallback = Callable[[str], None]
 
@@ -149,6 +152,7 @@ class PowerWorker:
     running: dict[str, asyncio.Task] = field(default_factory=dict)
     _pve_macs: dict[str, str | None] = field(default_factory=dict)
     _qdevice: Mapping[str, Any] | None = None
+    _samples: dict[str, list[LoadSample]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.executor is None:
@@ -183,6 +187,21 @@ class PowerWorker:
             self._pve_macs[node] = macs[-1] if macs else None
         return self._pve_macs.get(node)
 
+    async def _history(self, node: Node, now: float) -> tuple[LoadSample, ...]:
+        """The node's last hour: its rrddata on a fresh start (or after a gap), then the worker's own
+        snapshots appended, so a running worker does not read every node's rrd on every round."""
+        kept = self._samples.get(node.name, [])
+        if not kept or now - kept[-1].time > HISTORY_GAP:
+            try:
+                kept = list(samples_from_rrd(await self._call(self.client.node_rrddata, node.name, "hour")))
+            except PvetopError:
+                kept = []
+        if node.maxcpu and node.maxmem and (not kept or kept[-1].time < now):
+            kept.append(LoadSample(now, node.cpu * node.maxcpu, node.maxcpu, node.mem, node.maxmem))
+        kept = [sample for sample in kept if sample.time >= now - HISTORY_KEPT]
+        self._samples[node.name] = kept
+        return tuple(kept[:-1])  # the policy adds the snapshot of now itself
+
     async def inputs(
         self, snapshot: ClusterSnapshot, settings: PowerSettings, *, preconditions_for: Iterable[str] = ()
     ) -> PowerInputs:
@@ -192,8 +211,10 @@ class PowerWorker:
         offs = [e for e in power_events(store, cluster, since=now - 86400.0) if e[2] == "off"]
         facts: dict[str, NodeFacts] = {}
         history = {}
+        powers = await self._call(store.node_power_settings, cluster) if store is not None else []
+        power_of = {p.node: p for p in powers}
         for node in snapshot.nodes:
-            stored = await self._call(store.node_power, cluster, node.name) if store is not None else None
+            stored = power_of.get(node.name)
             track = self.tracks.get(node.name)
             facts[node.name] = NodeFacts(
                 allow_power_off=bool(stored and stored.allow_power_off),
@@ -204,11 +225,7 @@ class PowerWorker:
                 power_offs=tuple(at for at, name, _ in offs if name == node.name),
             )
             if node.online:
-                try:
-                    rows = await self._call(self.client.node_rrddata, node.name, "hour")
-                except PvetopError:
-                    rows = []
-                history[node.name] = samples_from_rrd(rows)
+                history[node.name] = await self._history(node, now)
         if self._qdevice is None:
             try:
                 self._qdevice = await self._call(actions.qdevice_status, self.client)

@@ -576,6 +576,22 @@ class _Evaluation:
         else:
             reasons.append(f"{votes_text}, failure margin {margin}{chosen if margin == 0 else ''}")
 
+        if self.below_for >= s.below_window:
+            reasons.insert(0, f"below band for {_minutes(self.below_for)} (max share {_pct(self.share)})")
+        elif self.share < s.band_low:
+            soft.insert(
+                0,
+                f"below band for {_minutes(self.below_for)} of {_minutes(s.below_window)} "
+                f"(max share {_pct(self.share)})",
+            )
+        else:
+            soft.insert(0, f"max share {_pct(self.share)} is not below the {_pct(s.band_low)} band")
+
+        if not manual and (refusals or soft):
+            # Already refused: the drain plan (the costly part) would change nothing.
+            stub = NodeDecision(name, self.states[name], "keep", (), wake=wake)
+            return reasons, soft + refusals, stub
+
         guests = snapshot.guests_by_node.get(name, ())
         sleepers = tuple(g.vmid for g in guests if g.running and inputs.sleeps_with_node(g))
         for guest in guests:
@@ -607,25 +623,20 @@ class _Evaluation:
             reasons.append(text)
 
         share_after = self._share_after(drain.projection, name)
+        peak_after = self._peak_share_after(name, sleepers)
         if share_after > s.band_high:
             refusals.append(f"the rest would carry {_pct(share_after)}, above the {_pct(s.band_high)} band")
+        elif peak_after > s.band_high:
+            refusals.append(
+                f"the rest would have carried up to {_pct(peak_after)} in the last {_minutes(s.below_window)}, "
+                f"above the {_pct(s.band_high)} band"
+            )
 
         ha_problem = self._ha_after_failure(drain.projection, after_on)
         if ha_problem:
             refusals.append(f"HA guests fit: no — {ha_problem}")
         else:
             reasons.append("HA guests fit: yes")
-
-        if self.below_for >= s.below_window:
-            reasons.insert(0, f"below band for {_minutes(self.below_for)} (max share {_pct(self.share)})")
-        elif self.share < s.band_low:
-            soft.insert(
-                0,
-                f"below band for {_minutes(self.below_for)} of {_minutes(s.below_window)} "
-                f"(max share {_pct(self.share)})",
-            )
-        else:
-            soft.insert(0, f"max share {_pct(self.share)} is not below the {_pct(s.band_low)} band")
 
         if manual:
             reasons += [f"note: {text}" for text in soft]
@@ -655,6 +666,40 @@ class _Evaluation:
             mem_ceiling=self.settings.band_high,
             preconditions=self.inputs.preconditions,
         )
+
+    def _peak_share_after(self, name: str, sleepers: tuple[int, ...]) -> float:
+        """The highest share the other powered nodes would have carried over the last window, had
+        they held the whole load (less the guests that sleep, at their current use): the hysteresis
+        that keeps a node woken by a peak from being switched off between two peaks."""
+        rest = [self.snapshot.node_by_name[n] for n in self.powered if n != name]
+        cap_cpu, cap_mem = sum(n.maxcpu for n in rest), sum(n.maxmem for n in rest)
+        if not cap_cpu or not cap_mem:
+            return 0.0
+        # Node history does not say which guest was busy: a sleeper may have caused the node's own
+        # CPU up to its cores; memory barely moves, so its current use stands for the window.
+        asleep = [self.snapshot.guest_by_vmid[vmid] for vmid in sleepers]
+        sleep_cores, sleep_mem = sum(g.maxcpu for g in asleep), sum(g.mem for g in asleep)
+        # The node's own memory (host, page cache) goes away with it; only its guests' moves.
+        node = self.snapshot.node_by_name[name]
+        guests_mem = sum(g.mem for g in self.snapshot.guests_by_node.get(name, ()) if g.running)
+        sleep_mem += max(0, node.mem - guests_mem)
+        start = self.inputs.now - self.settings.below_window
+        by_time: dict[float, list[LoadSample]] = {}
+        own: dict[float, LoadSample] = {}
+        for node, samples in self.inputs.history.items():
+            for sample in samples:
+                if start <= sample.time < self.inputs.now:
+                    by_time.setdefault(sample.time, []).append(sample)
+                    if node == name:
+                        own[sample.time] = sample
+        peak = 0.0
+        for at, samples in by_time.items():
+            mine = own.get(at)
+            sleeping_cpu = min(sleep_cores, mine.cpu_cores) if mine else 0.0
+            cpu = max(0.0, sum(x.cpu_cores for x in samples) - sleeping_cpu) / cap_cpu
+            mem = max(0.0, sum(x.mem for x in samples) - sleep_mem) / cap_mem
+            peak = max(peak, cpu, mem)
+        return peak
 
     def _share_after(self, projection: ProjectedCluster, name: str) -> float:
         rest = [u for n, u in projection.usage.items() if n != name and n in self.powered]

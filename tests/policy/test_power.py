@@ -47,16 +47,16 @@ def homelab(**big_fields) -> ClusterSnapshot:
     return make_snapshot(nodes, guests, cluster_name="homelab", derive_usage=True)
 
 
-def history(snapshot: ClusterSnapshot, share: float, minutes: int, *, start: int = 1) -> dict:
-    """Each online node at ``share`` of CPU and memory, one sample a minute for ``minutes``."""
-    return {
-        node.name: [
-            LoadSample(NOW - 60 * k, share * node.maxcpu, node.maxcpu, share * node.maxmem, node.maxmem)
-            for k in range(start, minutes + 1)
-        ]
-        for node in snapshot.nodes
-        if node.online
-    }
+def history(snapshot: ClusterSnapshot, minutes: int, *, share: float | None = None, start: int = 1) -> dict:
+    """One sample a minute for ``minutes`` per online node: its current use, or ``share`` of its
+    CPU and memory."""
+
+    def sample(node, k: int) -> LoadSample:
+        if share is None:
+            return LoadSample(NOW - 60 * k, node.cpu * node.maxcpu, node.maxcpu, node.mem, node.maxmem)
+        return LoadSample(NOW - 60 * k, share * node.maxcpu, node.maxcpu, share * node.maxmem, node.maxmem)
+
+    return {node.name: [sample(node, k) for k in range(start, minutes + 1)] for node in snapshot.nodes if node.online}
 
 
 def facts(*names: str, **overrides) -> dict[str, NodeFacts]:
@@ -65,7 +65,7 @@ def facts(*names: str, **overrides) -> dict[str, NodeFacts]:
     return {name: NodeFacts(**base) for name in names}
 
 
-def inputs(snapshot=None, *, margin=0, minutes=60, share=0.2, **fields) -> PowerInputs:
+def inputs(snapshot=None, *, margin=0, minutes=60, share=None, **fields) -> PowerInputs:
     snapshot = snapshot or homelab()
     settings = fields.pop("settings", PowerSettings(failure_margin=margin, margin_chosen_at=NOW - 3600))
     return PowerInputs(
@@ -74,7 +74,7 @@ def inputs(snapshot=None, *, margin=0, minutes=60, share=0.2, **fields) -> Power
         minute_of_day=fields.pop("minute_of_day", NIGHT),
         settings=settings,
         facts=fields.pop("facts", facts("big", "mini1", "mini2")),
-        history=fields.pop("history", history(snapshot, share, minutes)),
+        history=fields.pop("history", history(snapshot, minutes, share=share)),
         **fields,
     )
 
@@ -139,7 +139,7 @@ def test_homelab_margin_one_refuses_and_says_how_to_choose_zero():
 
 
 def test_homelab_margin_zero_powers_the_big_node_off_with_its_reasons():
-    plan = plan_power(inputs(margin=0, share=0.2))
+    plan = plan_power(inputs(margin=0))
     big = plan.decision("big")
     assert plan.action is big and big.action == "power_off"
     assert big.reasons[0] == "below band for 60 min (max share 6 %)"
@@ -163,7 +163,7 @@ def test_ha_guests_must_fit_after_losing_the_largest_remaining_node():
     snapshot = homelab()
     ha = [make_guest(300 + i, "mini2", mem=7 * GIB, maxmem=8 * GIB, hastate="started") for i in range(3)]
     snapshot = make_snapshot(snapshot.nodes, (*snapshot.guests, *ha), cluster_name="homelab", derive_usage=True)
-    plan = plan_power(inputs(snapshot, share=0.2))
+    plan = plan_power(inputs(snapshot))
     refusals = "; ".join(plan.decision("big").refusals)
     assert "HA guests fit: no — if mini2 failed, HA guest 302 (vm302) would find no node" in refusals
     assert plan.decision("big").action == "keep"
@@ -240,8 +240,8 @@ def test_band_window_forty_minutes_below_from_history():
     assert plan_power(inputs(minutes=38)).action is None
     assert "below band for 38 min of 40 min" in plan_power(inputs(minutes=38)).decision("big").refusals[0]
     assert plan_power(inputs(minutes=41)).action.node == "big"
-    busy = history(snapshot, 0.6, 5) | {}
-    mixed = {n: [*busy[n], *history(snapshot, 0.2, 60, start=6)[n]] for n in busy}
+    busy = history(snapshot, 5, share=0.6)
+    mixed = {n: [*busy[n], *history(snapshot, 60, start=6)[n]] for n in busy}
     assert plan_power(inputs(history=mixed)).action is None  # 5 minutes in the band reset the window
 
 
@@ -249,7 +249,7 @@ def test_power_off_refused_when_the_rest_would_sit_above_the_band():
     snapshot = homelab()
     heavy = [make_guest(400 + i, "big", cpu=0.6, maxcpu=8, mem=1 * GIB) for i in range(3)]
     snapshot = make_snapshot(snapshot.nodes, (*snapshot.guests, *heavy), cluster_name="homelab", derive_usage=True)
-    decision = plan_power(inputs(snapshot, share=0.2)).decision("big")
+    decision = plan_power(inputs(snapshot)).decision("big")
     assert decision.action == "keep"
     assert any("the rest would carry 95 %, above the 81 % band" in r for r in decision.refusals)
 
@@ -377,3 +377,23 @@ def test_failure_margin_zero_needs_a_confirmation_that_states_the_risk():
     spec = SettingsRegistry(POWER_SETTINGS).spec("power.failure_margin")
     assert spec.risk(1) is None
     assert "loses quorum" in spec.risk(0) and "self-fence" in spec.risk(0)
+
+
+def test_hysteresis_a_recent_peak_the_rest_could_not_have_carried_keeps_the_node_on():
+    """Woken by a peak, the node stays on while the last window holds a load the rest could not carry."""
+    snapshot = homelab()
+    calm = history(snapshot, 60)
+    peak = {
+        n: [replace(s, cpu_cores=s.maxcpu * 0.3) if 20 <= (NOW - s.time) / 60 <= 25 else s for s in samples]
+        for n, samples in calm.items()
+    }
+    decision = plan_power(inputs(snapshot, history=peak)).decision("big")
+    assert decision.action == "keep"
+    assert any(
+        r.startswith("the rest would have carried up to") and "in the last 40 min" in r for r in decision.refusals
+    )
+    old_peak = {
+        n: [replace(s, cpu_cores=s.maxcpu * 0.3) if (NOW - s.time) / 60 >= 45 else s for s in samples]
+        for n, samples in calm.items()
+    }
+    assert plan_power(inputs(snapshot, history=old_peak)).action.node == "big"
