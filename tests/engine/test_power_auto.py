@@ -122,12 +122,13 @@ async def test_homelab_default_margin_refuses_and_says_why(homelab, tmp_path):
 
 async def test_smb_keeps_margin_one_and_only_sleeps_nodes_it_can_wake(tmp_path):
     with running_sim("smb") as sim, sim_client(sim) as client, sim_store(sim, str(tmp_path / "r.sqlite")) as store:
-        wakeable = {"pve2": "52:54:00:AA:00:02", "pve4": "52:54:00:AA:00:04", "pve7": "52:54:00:AA:00:07"}
-        for node, mac in wakeable.items():
-            actions.set_node_wakeonlan(client, node, mac)
+        wakeable = {"pve2", "pve4", "pve7"}
+        snapshot = client.fetch_snapshot()
+        for node in set(snapshot.node_by_name) - wakeable:  # these keep no wake-on-LAN MAC in PVE
+            client.put(f"nodes/{node}/config", delete="wakeonlan")
+        assert all(actions.node_wakeonlan_mac(client, node) for node in wakeable)
         store.set_setting("smb", "power.mode", "auto")
         store.set_setting("smb", "power.wake_method", "pve")
-        snapshot = client.fetch_snapshot()
         for node in snapshot.node_by_name:
             store.set_node_power("smb", node, allow_power_off=True)
         watch = Watch(sim)
