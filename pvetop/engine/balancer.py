@@ -147,6 +147,9 @@ class BalancerWorker:
             return "the cluster has no quorum: nothing moves"
         if self.read_only:
             return "read-only: the balancer only advises"
+        intents = getattr(self.executor, "intents", None)
+        if intents is not None and not intents.lease.acting:
+            return f"another pvetop instance acts on this cluster ({intents.lease.describe()}): advising only"
         if self.running:
             return f"{len(self.running)} balancer move(s) running: re-planning when they finish"
         return None
@@ -204,11 +207,12 @@ class BalancerWorker:
         if self.running:  # the snapshot shows moves half done: keep the plan they came from
             await self._set_paused(paused)
             return self.plan
-        if paused is None or paused.startswith("read-only"):
+        advising = paused is not None and (paused.startswith("read-only") or paused.startswith("another"))
+        if paused is None or advising:
             self._window.append(snapshot)
         window = list(self._window)[-config.smoothing :] or [snapshot]
         plan = await self.plan_now(smooth(window), config)
-        if paused is None or paused.startswith("read-only"):
+        if paused is None or advising:
             self.trigger = self.trigger.next(plan.trigger)
         self.plan = plan
         self.history.append(plan.before.imbalance)

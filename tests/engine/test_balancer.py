@@ -222,3 +222,20 @@ async def test_a_positive_affinity_partner_moves_along_through_the_ha_manager(tm
     assert [job.vmid for job in jobs] == [106] and jobs[0].succeeded, jobs[0].error
     assert guest_node(sim, 106) == target and guest_node(sim, 107) == target
     assert any(e.target == "guest/107" and "comigrates with 106" in e.result for e in entries)
+
+
+async def test_an_instance_that_does_not_hold_the_lease_only_advises(tmp_path):
+    from types import SimpleNamespace
+
+    with balancer_on("imbalanced", tmp_path, hold=1) as (sim, client, store, worker):
+        lease = SimpleNamespace(acting=False, describe=lambda: "acting instance: other-host (pid 42)")
+        worker.executor.intents = SimpleNamespace(lease=lease)
+        for _ in range(3):
+            assert await worker.step(client.fetch_snapshot()) == []
+            sim.cluster.step(EVALUATE_EVERY)
+        assert worker.plan.moves and "other-host" in worker.paused and worker.trigger.held == 3
+        lease.acting = True
+        started = await worker.step(client.fetch_snapshot())
+        worker.executor.intents = None  # the fake lease writes no intents; the move itself runs as usual
+        assert started
+        await drive(sim, lambda: not worker.running)
