@@ -41,6 +41,7 @@ from pvetop.policy.settings import SettingSpec, boolean, choice, number
 GIB = 1024**3
 MIN_GIB_COST = 0.25  # a guest using almost no memory still costs a migration: never divide by ~0
 MAX_MOVES = 100  # one plan never runs away; the engine re-plans after every move anyway
+EVEN_ENOUGH = 0.01  # imbalance two plans may differ by and still count as reaching the same
 TARGETS_PER_STEP = 8  # coolest nodes with room a freely movable guest is tried on at each step
 MODES = ("off", "advise", "auto")
 
@@ -517,7 +518,9 @@ class _Planner:
 
     # --- the greedy loop ---------------------------------------------------------------------------
 
-    def plan(self) -> tuple[list[BalanceMove], ProjectedCluster]:
+    def plan(self, *, per_gib: bool = True) -> tuple[list[BalanceMove], ProjectedCluster]:
+        """Greedy: each step takes the allowed move with the best gain per GiB (``per_gib``) or the
+        best gain, until no move gains ``min_gain``."""
         projection = ProjectedCluster.of(self.snapshot)
         units = self.movable = self.units()
         moves: list[BalanceMove] = []
@@ -530,14 +533,17 @@ class _Planner:
             # A unit free to go anywhere is tried on the coolest nodes with room only: the best
             # destination is nearly always among them, and it keeps a step linear in the guests.
             coolest = figures.coolest(TARGETS_PER_STEP)
+            floor = figures.load_of(coolest[0]) if coolest else math.inf  # no node is cooler than this
             candidates: list[tuple[float, int, str, float]] = []
             for position, unit in enumerate(units):
                 if position in moved:
                     continue
-                source = projection.node_of(unit.guests[0].vmid)
-                tried = coolest if len(unit.targets) == len(all_nodes) else unit.targets
-                for target, after in figures.gains(source, unit, tried):
-                    candidates.append((-(figures.imbalance - after) / unit.gib, position, target, after))
+                free = len(unit.targets) == len(all_nodes)
+                if free and figures.load_of(unit.source) <= floor:
+                    continue  # nowhere cooler to go (a unit that has not moved is still on its source)
+                for target, after in figures.gains(unit.source, unit, coolest if free else unit.targets):
+                    gain = figures.imbalance - after
+                    candidates.append((-gain / unit.gib if per_gib else -gain, position, target, after))
             if not candidates:
                 break
             candidates.sort(key=lambda c: (c[0], units[c[1]].guests[0].vmid, c[2]))
@@ -728,8 +734,7 @@ def plan_balance(
     if reason is None:
         even = f"balanced: imbalance {before.imbalance:.2f} (threshold {config.threshold:.2f})"
         return _empty(before, even, now, start)
-    moves, projection = planner.plan()
-    after = measure_projection(projection, planner.nodes, config)
+    moves, projection, after = _best_of(planner, config)
     cut = (before.imbalance - after.imbalance) / before.imbalance if before.imbalance > 0 else 0.0
     held = planner.held_that_would_help(projection)
     if not moves or cut < config.min_cut:
@@ -747,6 +752,20 @@ def plan_balance(
         f"({sum(m.gib for m in moves):.1f} GiB) take imbalance {before.imbalance:.2f} → {after.imbalance:.2f}"
     )
     return BalancePlan(before, after, tuple(moves), held, reason, summary, unchecked, now, projection)
+
+
+def _best_of(planner: _Planner, config: BalancerConfig) -> tuple[list[BalanceMove], ProjectedCluster, Measure]:
+    """Gain per GiB first. Small guests moved first can leave the greedy stuck above what a few
+    bigger moves reach, so the greedy by plain gain runs too; of the plans that reach within
+    ``EVEN_ENOUGH`` of the lowest imbalance, the one moving the fewest GiB wins (then fewest moves).
+    Both stop where no unmoved guest gains, so planning again on either result finds nothing."""
+    options = []
+    for per_gib in (True, False):
+        moves, projection = planner.plan(per_gib=per_gib)
+        options.append((moves, projection, measure_projection(projection, planner.nodes, config)))
+    lowest = min(option[2].imbalance for option in options)
+    eligible = [option for option in options if option[2].imbalance <= lowest + EVEN_ENOUGH]
+    return min(eligible, key=lambda option: (sum(step.gib for step in option[0]), len(option[0])))
 
 
 def _empty(before: Measure, summary: str, now: float, projection: ProjectedCluster) -> BalancePlan:
