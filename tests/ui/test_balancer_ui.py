@@ -103,3 +103,15 @@ def test_balancer_screen_snapshot(snap_compare, tmp_path):
         assert snap_compare(app, run_before=run_before, terminal_size=(140, 40))
     finally:
         store.close()
+
+
+async def test_apply_the_whole_plan_re_plans_until_balanced(store):
+    async with balancer_pilot(store) as (sim, app, pilot):
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BalancerScreen))
+        worker = app.balancer.worker
+        await pilot.press("A")
+        await wait_until(pilot, lambda: worker.jobs)
+        await drive(pilot, sim, lambda: not worker.running and worker.plan is not None and worker.plan.trigger is None)
+        assert worker.jobs and all(job.succeeded for job in worker.jobs), [job.error for job in worker.jobs]
+        assert worker.plan is not None and worker.plan.trigger is None, worker.plan.summary
