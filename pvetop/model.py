@@ -8,11 +8,20 @@ disk are bytes, times are seconds, and guests on an offline node keep ``status =
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 GuestType = Literal["qemu", "lxc"]
+NodeStatus = Literal["online", "offline", "unknown"]
+GuestStatus = Literal["running", "stopped", "paused", "unknown"]  # unknown: on an offline node
+NODE_STATUSES: tuple[NodeStatus, ...] = ("online", "offline", "unknown")
+GUEST_STATUSES: tuple[GuestStatus, ...] = ("running", "stopped", "paused", "unknown")
+Actor = Literal["user", "balancer", "power", "instance"]
+ACTORS: tuple[Actor, ...] = ("user", "balancer", "power", "instance")
+"""Who changes the cluster or the rules, as the journal records it (``instance``: lease changes
+between pvetop instances)."""
 
 
 def fraction(used: float, total: float) -> float:
@@ -23,7 +32,7 @@ def fraction(used: float, total: float) -> float:
 @dataclass(frozen=True, slots=True)
 class Node:
     name: str
-    status: str  # online | offline | unknown
+    status: NodeStatus
     cpu: float = 0.0  # fraction of maxcpu in use
     maxcpu: int = 0
     mem: int = 0
@@ -59,7 +68,7 @@ class Guest:
     vmid: int
     type: GuestType
     node: str
-    status: str  # running | stopped | paused | unknown
+    status: GuestStatus
     name: str = ""
     template: bool = False
     cpu: float = 0.0  # fraction of the guest's own maxcpu
@@ -163,3 +172,53 @@ class ClusterSnapshot:
     @property
     def total_votes(self) -> int:
         return sum(n.votes for n in self.nodes)
+
+
+@dataclass(frozen=True, slots=True)
+class MigratePrecondition:
+    """Proxmox VE's answer to ``GET .../migrate`` for one guest, normalised.
+
+    ``allowed_nodes`` is None when the answer did not list them. ``not_allowed_nodes`` maps a
+    node to why PVE refuses it. ``local_resources`` (PCI/USB passthrough) block every target.
+    """
+
+    running: bool = False
+    allowed_nodes: frozenset[str] | None = None
+    not_allowed_nodes: Mapping[str, str] = field(default_factory=dict)
+    local_disks: tuple[str, ...] = ()
+    local_resources: tuple[str, ...] = ()
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> MigratePrecondition:
+        """Read the qemu (underscores) or lxc (dashes) precondition answer."""
+
+        def pick(name: str) -> Any:
+            return data.get(name, data.get(name.replace("_", "-")))
+
+        allowed = pick("allowed_nodes")
+        not_allowed = pick("not_allowed_nodes") or {}
+        return cls(
+            running=bool(data.get("running")),
+            allowed_nodes=None if allowed is None else frozenset(allowed),
+            not_allowed_nodes={node: _describe_refusal(detail) for node, detail in not_allowed.items()},
+            local_disks=tuple(
+                disk.get("volid", str(disk)) if isinstance(disk, Mapping) else str(disk)
+                for disk in pick("local_disks") or ()
+            ),
+            local_resources=tuple(str(resource) for resource in pick("local_resources") or ()),
+        )
+
+
+def _describe_refusal(detail: object) -> str:
+    """``{"unavailable_storages": ["local-zfs"]}`` -> ``unavailable storages: local-zfs``."""
+    if isinstance(detail, Mapping):
+        parts = []
+        for key, value in detail.items():
+            shown = (
+                ", ".join(str(item) for item in sorted(value))
+                if isinstance(value, (list, tuple, set, frozenset))
+                else str(value)
+            )
+            parts.append(f"{key.replace('_', ' ').replace('-', ' ')}: {shown}")
+        return "; ".join(parts) or "refused"
+    return str(detail) or "refused"

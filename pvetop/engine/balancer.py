@@ -30,7 +30,7 @@ from typing import Any
 from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.migrations import JobState, MigrationExecutor, MigrationJob
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot
+from pvetop.model import ClusterSnapshot, MigratePrecondition
 from pvetop.policy.balance import (
     BalanceMove,
     BalancePlan,
@@ -40,7 +40,6 @@ from pvetop.policy.balance import (
     plan_balance,
     smooth,
 )
-from pvetop.policy.constraints import MigratePrecondition
 from pvetop.policy.registry import settings_registry
 from pvetop.policy.rules import RuleSet
 

@@ -17,8 +17,7 @@ from typing import Any
 
 from pvetop.engine.migrations import MigrationExecutor, MigrationJob, MoveOptions
 from pvetop.errors import PvetopError
-from pvetop.model import ClusterSnapshot, Guest
-from pvetop.policy.constraints import MigratePrecondition
+from pvetop.model import ClusterSnapshot, Guest, MigratePrecondition
 from pvetop.policy.placement import EvacuationPlan, Unplaced, plan_evacuation
 from pvetop.policy.rules import RuleSet
 from pvetop.pve import actions

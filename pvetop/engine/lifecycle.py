@@ -19,10 +19,9 @@ from typing import Any
 
 from pvetop.engine.migrations import HA_FOLLOWUP_TIMEOUT, LOST_AFTER, JobState, TaskLost, failure_line, follow_task
 from pvetop.errors import PvetopError, UsageError
-from pvetop.model import Guest
+from pvetop.model import ACTORS, Guest
 from pvetop.pve import actions, tasks
 from pvetop.pve.tasks import TaskStatus
-from pvetop.store.records import ACTORS
 
 DEFAULT_SHUTDOWN_TIMEOUT = 60  # seconds, PVE's default for an HA shutdown request too
 PAST_TENSE = {"start": "started", "shutdown": "shut down", "stop": "stopped", "reboot": "rebooted"}

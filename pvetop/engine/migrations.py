@@ -28,11 +28,10 @@ from typing import Any
 
 from pvetop.engine.intents import AUTOMATIC_ACTORS, IntentLog
 from pvetop.errors import PvetopError, UsageError
-from pvetop.model import Guest
+from pvetop.model import ACTORS, Guest
 from pvetop.policy.placement import PlannedMove
 from pvetop.pve import actions, tasks
 from pvetop.pve.tasks import Progress, TaskStatus
-from pvetop.store.records import ACTORS
 
 SETTING_MAX_PARALLEL = "migrations.max_parallel"
 SETTING_MAX_PER_SOURCE = "migrations.max_per_source"

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from pvetop.model import ClusterSnapshot, Guest, Node
+from pvetop.model import ClusterSnapshot, Guest, MigratePrecondition, Node
 from pvetop.policy.constraints import (
     BLOCKING,
     Constraints,
     Kind,
-    MigratePrecondition,
     ha_local_disks_problem,
 )
 from pvetop.policy.metrics import imbalance as imbalance_of

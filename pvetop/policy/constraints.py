@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Literal
 
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot, Guest, HaRule
+from pvetop.model import ClusterSnapshot, Guest, HaRule, MigratePrecondition
 from pvetop.policy.projection import Demand, ProjectedCluster
 from pvetop.policy.rules import RuleSet, proxlb_tags
 
@@ -89,41 +89,6 @@ def _names(items: Iterable[Any]) -> str:
     return ", ".join(str(item) for item in sorted(items))
 
 
-@dataclass(frozen=True, slots=True)
-class MigratePrecondition:
-    """Proxmox VE's answer to ``GET .../migrate`` for one guest, normalised.
-
-    ``allowed_nodes`` is None when the answer did not list them. ``not_allowed_nodes`` maps a
-    node to why PVE refuses it. ``local_resources`` (PCI/USB passthrough) block every target.
-    """
-
-    running: bool = False
-    allowed_nodes: frozenset[str] | None = None
-    not_allowed_nodes: Mapping[str, str] = field(default_factory=dict)
-    local_disks: tuple[str, ...] = ()
-    local_resources: tuple[str, ...] = ()
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> MigratePrecondition:
-        """Read the qemu (underscores) or lxc (dashes) precondition answer."""
-
-        def pick(name: str) -> Any:
-            return data.get(name, data.get(name.replace("_", "-")))
-
-        allowed = pick("allowed_nodes")
-        not_allowed = pick("not_allowed_nodes") or {}
-        return cls(
-            running=bool(data.get("running")),
-            allowed_nodes=None if allowed is None else frozenset(allowed),
-            not_allowed_nodes={node: _describe_refusal(detail) for node, detail in not_allowed.items()},
-            local_disks=tuple(
-                disk.get("volid", str(disk)) if isinstance(disk, Mapping) else str(disk)
-                for disk in pick("local_disks") or ()
-            ),
-            local_resources=tuple(str(resource) for resource in pick("local_resources") or ()),
-        )
-
-
 def ha_local_disks_problem(guest: Guest, precondition: MigratePrecondition | None) -> str | None:
     """Why an HA-managed VM with local disks cannot move: PVE's HA manager migrates it live but never
     with local disks (HA expects shared storage or replication), so the task would fail."""
@@ -134,17 +99,6 @@ def ha_local_disks_problem(guest: Guest, precondition: MigratePrecondition | Non
         "PVE's HA manager does not copy local disks, so this migration would fail — "
         "move the disks to shared storage or set up replication"
     )
-
-
-def _describe_refusal(detail: Any) -> str:
-    """``{"unavailable_storages": ["local-zfs"]}`` -> ``unavailable storages: local-zfs``."""
-    if isinstance(detail, Mapping):
-        parts = []
-        for key, value in detail.items():
-            shown = _names(value) if isinstance(value, (list, tuple, set, frozenset)) else str(value)
-            parts.append(f"{key.replace('_', ' ').replace('-', ' ')}: {shown}")
-        return "; ".join(parts) or "refused"
-    return str(detail) or "refused"
 
 
 class Constraints:

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot, Guest, GuestType
+from pvetop.model import ClusterSnapshot, Guest, GuestType, MigratePrecondition
 from pvetop.policy.constraints import (
     BLOCKING,
     Constraints,
     Finding,
     Kind,
-    MigratePrecondition,
     Mode,
     Verdict,
     check_mode,

@@ -29,8 +29,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot, Guest, fraction
-from pvetop.policy.constraints import MigratePrecondition
+from pvetop.model import ClusterSnapshot, Guest, MigratePrecondition, fraction
 from pvetop.policy.placement import EvacuationPlan, plan_evacuation
 from pvetop.policy.projection import ProjectedCluster
 from pvetop.policy.rules import RuleSet

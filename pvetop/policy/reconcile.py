@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pvetop.model import ClusterSnapshot
+
+RuleKind = Literal["pin", "lock", "reservation", "maintenance", "node_power"]
+Problem = Literal["guest_gone", "vmid_reused", "nodes_gone", "node_gone"]
+ChangeAction = Literal["remove", "narrow"]
 
 
 class GuestRule(Protocol):
@@ -39,16 +43,16 @@ class StoredRulesLike(Protocol):
 class ReconcileChange:
     """One proposed change: ``remove`` the entry, or ``narrow`` a pin to ``new_nodes``."""
 
-    kind: str  # pin | lock | reservation | maintenance | node_power
+    kind: RuleKind
     target: str  # guest/100 | node/pve3
-    problem: str  # guest_gone | vmid_reused | nodes_gone | node_gone
-    action: str  # remove | narrow
+    problem: Problem
+    action: ChangeAction
     entry: object  # the stored record as it was reviewed
     detail: str
     new_nodes: frozenset[str] = frozenset()
 
 
-def _guest_problem(rule: GuestRule, snapshot: ClusterSnapshot) -> tuple[str, str] | None:
+def _guest_problem(rule: GuestRule, snapshot: ClusterSnapshot) -> tuple[Problem, str] | None:
     guest = snapshot.guest_by_vmid.get(rule.vmid)
     if guest is None:
         return "guest_gone", f"guest {rule.vmid} ({rule.name or 'unnamed'}) no longer exists"
@@ -106,7 +110,7 @@ def reconcile(snapshot: ClusterSnapshot, rules: StoredRulesLike) -> tuple[Reconc
                     "lock", f"guest/{lock.vmid}", problem[0], "remove", lock, f"{problem[1]}: remove its lock"
                 )
             )
-    node_rules = (
+    node_rules: tuple[tuple[RuleKind, Sequence[NodeRule], str], ...] = (
         ("reservation", rules.reservations, "reservation"),
         ("maintenance", rules.maintenance, "maintenance flag"),
         ("node_power", rules.node_power, "power settings"),

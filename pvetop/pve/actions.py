@@ -14,14 +14,13 @@ from typing import Any
 
 from pvetop.config import format_host
 from pvetop.errors import ApiError, PvetopError, UsageError
-from pvetop.model import Guest
-from pvetop.policy.constraints import MigratePrecondition
+from pvetop.model import Guest, MigratePrecondition
 from pvetop.pve.client import PveClient, guest_path
 from pvetop.pve.tasks import node_tasks, parse_upid
 
 
 def migrate_precondition(client: PveClient, guest: Guest, target: str | None = None) -> MigratePrecondition:
-    """``GET .../migrate``, normalised by policy's ``MigratePrecondition`` (qemu ``_`` / lxc ``-`` keys)."""
+    """``GET .../migrate``, normalised by ``model.MigratePrecondition`` (qemu ``_`` / lxc ``-`` keys)."""
     data = client.get(f"{guest_path(guest)}/migrate", target=target)
     if not isinstance(data, dict):
         raise ApiError(200, f"unexpected migrate precondition answer for {guest.vmid}: {data!r:.120}")

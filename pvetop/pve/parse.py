@@ -19,9 +19,19 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
-from pvetop.model import ClusterSnapshot, CrsOptions, Guest, GuestType, HaRule, Node, Storage
+from pvetop.model import (
+    GUEST_STATUSES,
+    NODE_STATUSES,
+    ClusterSnapshot,
+    CrsOptions,
+    Guest,
+    GuestType,
+    HaRule,
+    Node,
+    Storage,
+)
 
 GUEST_TYPES: dict[str, GuestType] = {"qemu": "qemu", "lxc": "lxc"}  # the resource types that are guests
 MAX_COUNT = 2**63 - 1  # bytes, seconds, counters: anything larger is not a real value
@@ -95,6 +105,20 @@ def _text(item: Mapping[str, Any], key: str, default: str = "") -> str:
     if type(value) is not str or len(value) > MAX_TEXT:
         _fail(key, value, f"a string of at most {MAX_TEXT} characters")
     return value
+
+
+Choice = TypeVar("Choice", bound=str)
+
+
+def _choice(item: Mapping[str, Any], key: str, choices: tuple[Choice, ...]) -> Choice:
+    """One of ``choices`` (absent or null: the last one, PVE's "unknown")."""
+    value = item.get(key)
+    if value is None:
+        return choices[-1]
+    for choice in choices:
+        if value == choice:
+            return choice
+    _fail(key, value, f"one of {', '.join(choices)}")
 
 
 def _optional_text(item: Mapping[str, Any], key: str) -> str | None:
@@ -233,7 +257,7 @@ def _guest(item: Mapping[str, Any], kind: GuestType) -> Guest:
         vmid=_vmid(item),
         type=kind,
         node=_node_name(item, "node"),
-        status=_text(item, "status", "unknown"),
+        status=_choice(item, "status", GUEST_STATUSES),
         name=_text(item, "name"),
         template=_flag(item, "template"),
         cpu=_share(item, "cpu"),
@@ -257,7 +281,7 @@ def _guest(item: Mapping[str, Any], kind: GuestType) -> Guest:
 def _node(item: Mapping[str, Any]) -> Node:
     return Node(
         name=_node_name(item, "node"),
-        status=_text(item, "status", "unknown"),
+        status=_choice(item, "status", NODE_STATUSES),
         cpu=_share(item, "cpu"),
         maxcpu=_count(item, "maxcpu"),
         mem=_count(item, "mem"),

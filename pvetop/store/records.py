@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-ACTORS = ("user", "balancer", "power", "instance")  # instance: lease changes between pvetop instances
-
 DEFAULT_BOOT_TIMEOUT = 300  # seconds a woken node gets to rejoin the cluster (else marked failed)
 
 

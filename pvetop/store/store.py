@@ -22,6 +22,7 @@ from typing import Any
 import peewee
 
 from pvetop.errors import ReadOnlyRefused, UsageError
+from pvetop.model import ACTORS
 from pvetop.policy.reconcile import ReconcileChange
 from pvetop.policy.rules import RuleSet
 from pvetop.store import location as location_mod
@@ -29,7 +30,6 @@ from pvetop.store import transfer
 from pvetop.store.coordination import Coordination, Instance
 from pvetop.store.models import bind_models
 from pvetop.store.records import (
-    ACTORS,
     JournalEntry,
     Lock,
     Maintenance,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvetop.model import CrsOptions
+from pvetop.model import CrsOptions, MigratePrecondition
 from pvetop.policy.balance import (
     BALANCER_SETTINGS,
     BalancerConfig,
@@ -17,7 +17,6 @@ from pvetop.policy.balance import (
     smooth,
     trigger_reason,
 )
-from pvetop.policy.constraints import MigratePrecondition
 from pvetop.policy.rules import RuleSet
 from pvetop.policy.settings import SettingsRegistry
 from tests.factories import GIB, make_guest, make_ha_rule, make_node, make_snapshot

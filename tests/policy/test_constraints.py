@@ -3,7 +3,8 @@
 import pytest
 
 from pvetop.errors import UsageError
-from pvetop.policy.constraints import Constraints, Kind, MigratePrecondition, Verdict, check_move
+from pvetop.model import MigratePrecondition
+from pvetop.policy.constraints import Constraints, Kind, Verdict, check_move
 from pvetop.policy.projection import ProjectedCluster
 from pvetop.policy.rules import RuleSet
 from tests.factories import GIB, make_guest, make_ha_rule, make_node, make_snapshot

@@ -3,7 +3,7 @@
 import pytest
 
 from pvetop.errors import UsageError
-from pvetop.policy.constraints import MigratePrecondition
+from pvetop.model import MigratePrecondition
 from pvetop.policy.placement import plan_evacuation
 from pvetop.policy.rules import RuleSet
 from tests.factories import GIB, make_guest, make_ha_rule, make_node, make_snapshot

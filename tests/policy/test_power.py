@@ -7,8 +7,7 @@ from dataclasses import replace
 import pytest
 
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot
-from pvetop.policy.constraints import MigratePrecondition
+from pvetop.model import ClusterSnapshot, MigratePrecondition
 from pvetop.policy.power import (
     POWER_SETTINGS,
     LoadSample,

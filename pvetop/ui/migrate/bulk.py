@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Static
 from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.report import move_line, unplaced_line
 from pvetop.errors import UsageError
-from pvetop.policy.constraints import MigratePrecondition
+from pvetop.model import MigratePrecondition
 from pvetop.policy.placement import BulkPlan, plan_bulk_move
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell, usage_text

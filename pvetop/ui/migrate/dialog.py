@@ -24,8 +24,8 @@ from textual.widgets import Checkbox, DataTable, Input, Label, Static
 from pvetop.engine.migrations import JobState, MigrationJob, MoveOptions
 from pvetop.engine.report import how
 from pvetop.errors import PvetopError, UsageError
-from pvetop.model import Guest
-from pvetop.policy.constraints import MigratePrecondition, ha_local_disks_problem
+from pvetop.model import Guest, MigratePrecondition
+from pvetop.policy.constraints import ha_local_disks_problem
 from pvetop.policy.placement import MovePreview, PlannedMove, planned_move, preview_candidates
 from pvetop.policy.projection import NodeUsage
 from pvetop.pve import actions
