@@ -685,11 +685,11 @@ class _Evaluation:
         start = self.inputs.now - self.settings.below_window
         by_time: dict[float, list[LoadSample]] = {}
         own: dict[float, LoadSample] = {}
-        for node, samples in self.inputs.history.items():
+        for member, samples in self.inputs.history.items():
             for sample in samples:
                 if start <= sample.time < self.inputs.now:
                     by_time.setdefault(sample.time, []).append(sample)
-                    if node == name:
+                    if member == name:
                         own[sample.time] = sample
         peak = 0.0
         for at, samples in by_time.items():

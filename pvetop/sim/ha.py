@@ -691,8 +691,9 @@ class HaManager:
             return
         self._at = {}
         for sd in self.services.values():
-            for node in {sd.node, sd.target} - {None}:
-                self._at.setdefault(node, []).append(sd)
+            for node in {sd.node, sd.target}:
+                if node is not None:
+                    self._at.setdefault(node, []).append(sd)
         try:
             for name in cluster.nodes:
                 lrm = self.lrms[name]
