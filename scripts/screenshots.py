@@ -1,8 +1,10 @@
-"""Regenerate the README's screenshots from the demo: ``python -m pvetop.ui.screenshots [DIR]``.
+"""Regenerate the README's screenshots from the demo: ``python scripts/screenshots.py [DIR]``.
 
 Runs the dashboard headless against the simulated homelab (seeded, its clock moved by hand, so
 the pictures only change when the code does) through the same client and rules panels as
-``pvetop --demo``, and writes ``main.svg``, ``guest-detail.svg`` and ``node-detail.svg``.
+``pvetop --demo``, and writes ``main.svg``, ``guest-detail.svg`` and ``node-detail.svg`` into
+``DIR`` (default: the repository's ``screenshots/``). A script, not part of the package: it
+starts the simulator, opens a store and drives the UI, so it sits above every room.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pvetop.ui.app import PvetopApp
 from pvetop.ui.detail import DetailScreen
 from pvetop.ui.rules import install_rules
 
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "screenshots"
 SIZE = (140, 42)
 SCENARIO = "homelab"
 GUEST_SHOWN = "103"  # a busy VM with history worth looking at
@@ -71,7 +74,7 @@ def take(out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    out_dir = Path(argv[0]) if argv else Path("screenshots")
+    out_dir = Path(argv[0]) if argv else DEFAULT_DIR
     for path in take(out_dir):
         print(path)
     return 0
