@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 
@@ -47,6 +47,8 @@ from pvetop.store.validate import (
     check_vmid,
     normalise_mac,
 )
+
+Stored = TypeVar("Stored")  # a frozen record the remove family hands back
 
 IMPORT_PROXLB_TAGS = "import_proxlb_tags"  # the setting RuleSet.import_proxlb_tags comes from
 SECRET_KEY = re.compile(r"pass|secret|token|ticket|csrf|cookie|authori", re.IGNORECASE)
@@ -366,17 +368,42 @@ class Store:
             },
         ).execute()
 
+    def _remove(
+        self,
+        cluster: str,
+        row: tuple[Any, Any, object],
+        current: Callable[[], Stored | None],
+        journal: tuple[str, str, str],
+        params: Callable[[Stored], Mapping[str, object]],
+    ) -> Stored | None:
+        """The remove family: what is stored is read, deleted and journaled in one write transaction.
+
+        ``row`` is (model, key column, key), ``journal`` (actor, action, target). Returns what was
+        removed; None, and no journal entry, when there was nothing."""
+        actor, action, target = journal
+        with self._write():
+            before = current()
+            if before is None:
+                return None
+            self._delete(cluster, *row)
+            self._journal(cluster, actor, action, target, params(before))
+        return before
+
+    @staticmethod
+    def _delete(cluster: str, model: Any, key_column: Any, key: object) -> None:
+        model.delete().where((model.cluster == cluster) & (key_column == key)).execute()
+
     def unpin(self, cluster: str, vmid: int, *, actor: str = "user") -> Pin | None:
         """Removes a pin; returns what was removed (None, and no journal entry, if there was none)."""
         cluster, vmid = check_cluster(cluster), check_vmid(vmid)
-        with self._write():
-            before = self.pin(cluster, vmid)
-            if before is None:
-                return None
-            m = self._m.GuestPin
-            m.delete().where((m.cluster == cluster) & (m.vmid == vmid)).execute()
-            self._journal(cluster, actor, "unpin", f"guest/{vmid}", {"name": before.name, "nodes": before.nodes})
-        return before
+        m = self._m.GuestPin
+        return self._remove(
+            cluster,
+            (m, m.vmid, vmid),
+            lambda: self.pin(cluster, vmid),
+            (actor, "unpin", f"guest/{vmid}"),
+            lambda pin: {"name": pin.name, "nodes": pin.nodes},
+        )
 
     def pin(self, cluster: str, vmid: int) -> Pin | None:
         m = self._m.GuestPin
@@ -434,13 +461,13 @@ class Store:
     def unlock_guest(self, cluster: str, vmid: int, *, actor: str = "user") -> Lock | None:
         cluster, vmid = check_cluster(cluster), check_vmid(vmid)
         m = self._m.GuestLock
-        with self._write():
-            before = self.lock(cluster, vmid)
-            if before is None:
-                return None
-            m.delete().where((m.cluster == cluster) & (m.vmid == vmid)).execute()
-            self._journal(cluster, actor, "unlock", f"guest/{vmid}", {"name": before.name})
-        return before
+        return self._remove(
+            cluster,
+            (m, m.vmid, vmid),
+            lambda: self.lock(cluster, vmid),
+            (actor, "unlock", f"guest/{vmid}"),
+            lambda lock: {"name": lock.name},
+        )
 
     def lock(self, cluster: str, vmid: int) -> Lock | None:
         m = self._m.GuestLock
@@ -491,13 +518,13 @@ class Store:
     def unreserve_node(self, cluster: str, node: str, *, actor: str = "user") -> Reservation | None:
         cluster, node = check_cluster(cluster), check_node(node)
         m = self._m.NodeReservation
-        with self._write():
-            before = self.reservation(cluster, node)
-            if before is None:
-                return None
-            m.delete().where((m.cluster == cluster) & (m.node == node)).execute()
-            self._journal(cluster, actor, "unreserve", f"node/{node}", {"reason": before.reason})
-        return before
+        return self._remove(
+            cluster,
+            (m, m.node, node),
+            lambda: self.reservation(cluster, node),
+            (actor, "unreserve", f"node/{node}"),
+            lambda reservation: {"reason": reservation.reason},
+        )
 
     def reservations(self, cluster: str) -> list[Reservation]:
         m = self._m.NodeReservation
@@ -520,13 +547,13 @@ class Store:
     def clear_maintenance(self, cluster: str, node: str, *, actor: str = "user") -> Maintenance | None:
         cluster, node = check_cluster(cluster), check_node(node)
         m = self._m.NodeMaintenance
-        with self._write():
-            before = self.node_maintenance(cluster, node)
-            if before is None:
-                return None
-            m.delete().where((m.cluster == cluster) & (m.node == node)).execute()
-            self._journal(cluster, actor, "maintenance.clear", f"node/{node}", {"since": before.since})
-        return before
+        return self._remove(
+            cluster,
+            (m, m.node, node),
+            lambda: self.node_maintenance(cluster, node),
+            (actor, "maintenance.clear", f"node/{node}"),
+            lambda flag: {"since": flag.since},
+        )
 
     def _upsert_maintenance(self, flag: Maintenance) -> None:
         m = self._m.NodeMaintenance
@@ -619,19 +646,13 @@ class Store:
     def remove_node_power(self, cluster: str, node: str, *, actor: str = "user") -> NodePower | None:
         cluster = check_cluster(cluster)
         m = self._m.NodePowerSettings
-        with self._write():
-            before = self._stored_node_power(cluster, node)
-            if before is None:
-                return None
-            m.delete().where((m.cluster == cluster) & (m.node == node)).execute()
-            self._journal(
-                cluster,
-                actor,
-                "node_power.remove",
-                f"node/{node}",
-                {"wol_mac": before.wol_mac, "allow_power_off": before.allow_power_off},
-            )
-        return before
+        return self._remove(
+            cluster,
+            (m, m.node, node),
+            lambda: self._stored_node_power(cluster, node),
+            (actor, "node_power.remove", f"node/{node}"),
+            lambda power: {"wol_mac": power.wol_mac, "allow_power_off": power.allow_power_off},
+        )
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -783,8 +804,7 @@ class Store:
         if change.action == "narrow":
             self._upsert_pin(replace(entry, nodes=check_nodes(change.new_nodes)))
         else:
-            key = entry.vmid if change.kind in ("pin", "lock") else entry.node
-            model.delete().where((model.cluster == cluster) & (key_column == key)).execute()
+            self._delete(cluster, model, key_column, entry.vmid if change.kind in ("pin", "lock") else entry.node)
         return True
 
     # -- export / import ------------------------------------------------------------------------
