@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from pvetop.cli.rules import dashboard_store
     from pvetop.ui.app import PvetopApp  # Textual loads only when the dashboard opens
     from pvetop.ui.balancer import install_balancer
+    from pvetop.ui.power import install_power
     from pvetop.ui.rules import install_rules
 
     read_only = common.read_only(args)
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         app.embedded_cluster = bool(args.demo)
         install_rules(app, store)
         install_balancer(app, store)
+        install_power(app, store)
         if args.theme is not None:
             app.theme = args.theme
         app.run()

@@ -174,6 +174,8 @@ class PowerWorker:
         a sleeping node's MAC is the one remembered, or the one journaled when it was switched off."""
         if node in self._pve_macs:
             return self._pve_macs[node]
+        if self.client is None:  # planning on a fixed snapshot: nothing to ask
+            return None
         if online:
             try:
                 self._pve_macs[node] = await self._call(actions.node_wakeonlan_mac, self.client, node)
@@ -191,7 +193,7 @@ class PowerWorker:
         """The node's last hour: its rrddata on a fresh start (or after a gap), then the worker's own
         snapshots appended, so a running worker does not read every node's rrd on every round."""
         kept = self._samples.get(node.name, [])
-        if not kept or now - kept[-1].time > HISTORY_GAP:
+        if self.client is not None and (not kept or now - kept[-1].time > HISTORY_GAP):
             try:
                 kept = list(samples_from_rrd(await self._call(self.client.node_rrddata, node.name, "hour")))
             except PvetopError:
@@ -226,17 +228,19 @@ class PowerWorker:
             )
             if node.online:
                 history[node.name] = await self._history(node, now)
-        if self._qdevice is None:
-            try:
-                self._qdevice = await self._call(actions.qdevice_status, self.client)
-            except PvetopError:
-                self._qdevice = {}
-        endpoints = await self._call(actions.endpoint_nodes, self.client)
-        api_node = endpoints.get(self.client.active_host)
-        others = any(name is not None and name != api_node for name in endpoints.values())
+        api_node, others = None, False
+        if self.client is not None:
+            if self._qdevice is None:
+                try:
+                    self._qdevice = await self._call(actions.qdevice_status, self.client)
+                except PvetopError:
+                    self._qdevice = {}
+            endpoints = await self._call(actions.endpoint_nodes, self.client)
+            api_node = endpoints.get(self.client.active_host)
+            others = any(name is not None and name != api_node for name in endpoints.values())
         sleepers = await self._call(sleep_marks, store, cluster) if store is not None else {}
         guests = [g for n in preconditions_for for g in snapshot.guests_by_node.get(n, ()) if g.running]
-        preconditions = await fetch_preconditions(self.client, guests) if guests else {}
+        preconditions = await fetch_preconditions(self.client, guests) if guests and self.client else {}
         kwargs: dict[str, Any] = {"rules": rules} if rules is not None else {}
         return PowerInputs(
             snapshot=snapshot,
@@ -483,6 +487,28 @@ class PowerWorker:
         if not wait:
             return PowerOutcome(node, "wake", True, f"sent {method.describe()}", decision)
         return await self.watch_rejoin(node, actor, decision)
+
+    async def test_wake(self, node: str, *, actor: str = "user") -> PowerOutcome:
+        """Sends the node's wake (packet or PVE's wakeonlan) without expecting anything: a node that
+        is on ignores it, and the operator learns whether the way back works before it is needed."""
+        self._refuse_if_read_only()
+        snapshot = await self.snapshot()
+        settings = await self._call(self.settings)
+        inputs = await self.inputs(snapshot, settings)
+        method = check_wake(inputs, node).wake
+        if method is None:
+            return PowerOutcome(node, "test_wake", False, "no known way to wake it", refused=True)
+        try:
+            if method.kind == "packet":
+                await self._call(self.send_packet, method.mac, host=settings.wol_host, port=settings.wol_port)
+            else:
+                await self._call(actions.wake_node, self.client, node)
+        except (PvetopError, OSError) as exc:
+            why = exc.message if isinstance(exc, PvetopError) else str(exc)
+            await self._journal(actor, "power.test_wake", node, {"method": method.describe()}, f"failed: {why}")
+            return PowerOutcome(node, "test_wake", False, why)
+        await self._journal(actor, "power.test_wake", node, {"method": method.describe()}, "ok")
+        return PowerOutcome(node, "test_wake", True, f"sent {method.describe()}")
 
     async def watch_rejoin(self, node: str, actor: str, decision: NodeDecision) -> PowerOutcome:
         timeout = float(

@@ -214,6 +214,10 @@ class PowerSettings:
         return False
 
     @property
+    def idle_watts_text(self) -> str:
+        return ",".join(f"{name}={watts:g}" for name, watts in self.idle_watts.items())
+
+    @property
     def windows_text(self) -> str:
         return ",".join(f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in self.windows)
 
@@ -818,7 +822,11 @@ def plan_power(inputs: PowerInputs, *, paused: str | None = None) -> PowerPlan:
         elif name in off_checks:
             reasons, refusals, stub = off_checks[name]
             action = "power_off" if name == chosen else "keep"
-            shown = reasons if action == "power_off" else (refusals or [*reasons, "another node goes first"])
+            shown = (
+                reasons
+                if action == "power_off"
+                else ([*refusals, *reasons] if refusals else [*reasons, "another node goes first"])
+            )
             assert stub is not None
             decisions.append(replace(stub, action=action, reasons=tuple(shown), refusals=tuple(refusals)))
         else:

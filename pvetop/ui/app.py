@@ -103,6 +103,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self.header_notes: dict[str, str] = {}  # a room's one-line state for the header (the balancer's mode)
         self._ruleset = ruleset or RuleSet.empty()
         self.tagged: set[int] = set()  # vmids tagged for a bulk move (space); see refresh_marks
+        self.power_states: dict[str, str] = {}  # node -> the power policy's state (draining…); see refresh_marks
         self._query: GuestFilter = NO_FILTER
         self._node_filter: str | None = None
         self._poll_timer: Timer | None = None
@@ -313,7 +314,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
 
     @property
     def marks(self) -> Marks:
-        return Marks(self._ruleset, frozenset(self.tagged))
+        return Marks(self._ruleset, frozenset(self.tagged), dict(self.power_states))
 
     def refresh_marks(self) -> None:
         """Re-draw the flag columns after ``ruleset`` or ``tagged`` (vmids, space) changed."""

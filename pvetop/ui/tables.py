@@ -7,6 +7,7 @@ building (``node_rows``, ``guest_rows``) is pure and runs in the poll worker, of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pvetop.model import ClusterSnapshot, Guest, Node
@@ -35,6 +36,7 @@ class Marks:
 
     ruleset: RuleSet = field(default_factory=RuleSet.empty)
     tagged: frozenset[int] = frozenset()
+    power: Mapping[str, str] = field(default_factory=dict)  # node -> the power policy's state, when not plain on
 
 
 def guest_flags(guest: Guest, marks: Marks) -> str:
@@ -66,6 +68,11 @@ class NodeRow:
     running: int
     guests: int
     flags: str
+    power: str = ""  # draining, shutting down, off, waking, failed: shown instead of the status
+
+
+# The power states in the 7-wide status cell (the power screen spells them out).
+POWER_LABELS = {"draining": "drain", "shutting down": "shutdwn", "off": "off", "waking": "waking", "failed": "FAILED"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,12 @@ class NodeTable(LiveTable):
         super().__init__(sort_column="name", **kwargs)
 
 
+def _status_cell(node: Node, power: str) -> tuple[str, str]:
+    if power:
+        return POWER_LABELS.get(power, power), "bold red" if power == "failed" else "yellow" if node.online else DIM
+    return node.status, "green" if node.online else "bold red"
+
+
 def render_node(item: NodeRow) -> Row:
     node = item.node
     online = node.online
@@ -103,7 +116,7 @@ def render_node(item: NodeRow) -> Row:
     mem_fraction = node.mem_fraction
     cells = (
         (node.name, "bold" if online else DIM),
-        (node.status, "green" if online else "bold red"),
+        _status_cell(node, item.power),
         (fmt.percent(node.cpu) if online else "-", _load_style(node.cpu) or base),
         (str(node.maxcpu) if node.maxcpu else "-", base),
         (fmt.used_of(node.mem, node.maxmem), base),
@@ -129,13 +142,19 @@ def render_node(item: NodeRow) -> Row:
     return NodeTable.make_row(item, cells, sort_values)
 
 
-def node_rows(snapshot: ClusterSnapshot, ruleset: RuleSet, previous: dict[str, Row] | None) -> dict[str, Row]:
+def node_rows(
+    snapshot: ClusterSnapshot,
+    ruleset: RuleSet,
+    previous: dict[str, Row] | None,
+    power: Mapping[str, str] | None = None,
+) -> dict[str, Row]:
     by_node = snapshot.guests_by_node
+    power = power or {}
     items = {}
     for node in snapshot.nodes:
         guests = by_node.get(node.name, ())
         running = sum(1 for guest in guests if guest.running)
-        items[node.name] = NodeRow(node, running, len(guests), node_flags(node, ruleset))
+        items[node.name] = NodeRow(node, running, len(guests), node_flags(node, ruleset), power.get(node.name, ""))
     return build_rows(items, render_node, previous)
 
 
