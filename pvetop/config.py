@@ -23,6 +23,9 @@ Config file (``user_config_dir("pvetop")/config.toml``, or ``--config PATH``)::
     max_response_bytes = 67108864           # answers larger than this are refused (64 MiB)
     read_only = true                        # no writes at all (also --read-only, PVETOP_READ_ONLY)
 
+    [keys]                                  # the dashboard's keys by binding id (see `?`)
+    "app.filter" = "slash,f3,ctrl+f"
+
 Every setting is declared once in ``FIELDS``. Unknown tables and keys are refused, with the
 nearest known name ("did you mean 'profiles'?"), so a typo never silently drops a profile.
 A file that other users can change may not name a command to run (``password_command``).
@@ -125,6 +128,7 @@ class Config:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     default_profile: str | None = None
     db: str | None = None
+    keys: Mapping[str, str] = field(default_factory=dict)  # binding id -> keys (the dashboard's [keys] table)
     warnings: tuple[str, ...] = ()
     untrusted: str | None = None  # why the file may not name a command to run (see trust_problem)
 
@@ -413,7 +417,7 @@ FIELDS: tuple[Field, ...] = (
 FIELD = {f.key: f for f in FIELDS}
 PROFILE_KEYS = tuple(f.key for f in FIELDS if f.in_profile)
 TOP_LEVEL_KEYS = ("default_profile", *(f.key for f in FIELDS if not f.in_profile))
-TABLES = ("profiles",)
+TABLES = ("profiles", "keys")
 
 
 def _unknown(kind: str, name: str, known: tuple[str, ...], source: str, hint: str) -> UsageError:
@@ -489,6 +493,10 @@ def _build_config(path: Path, data: dict[str, Any]) -> Config:
                 hint=f"profiles defined: {known}",
             )
     db = FIELD["db"].parse(data["db"], f"{path}: db", path.parent) if "db" in data else None
+    keys = data.get("keys", {})
+    for binding_id, value in keys.items():
+        if not isinstance(value, str):
+            raise UsageError(f'{path}: [keys] {binding_id} must be a string of keys, e.g. "f2" or "a,ctrl+x"')
     untrusted = trust_problem(path)
     warnings: list[str] = []
     if any(p.holds_secret for p in profiles.values()):
@@ -502,6 +510,7 @@ def _build_config(path: Path, data: dict[str, Any]) -> Config:
         profiles=profiles,
         default_profile=default_profile,
         db=db,
+        keys=keys,
         warnings=tuple(warnings),
         untrusted=untrusted,
     )

@@ -17,8 +17,9 @@ room's one-line state in the header).
 from __future__ import annotations
 
 import gc
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,13 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from pvetop.policy.rules import RuleSet
+from pvetop.ui.choosers import ColumnsScreen, SortScreen
 from pvetop.ui.detail import DetailScreen, GuestDetailScreen, NodeDetailScreen
 from pvetop.ui.filtering import NO_FILTER, GuestFilter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.header import ClusterHeader, Freshness, HeaderView
 from pvetop.ui.help import HelpScreen, help_text
+from pvetop.ui.keys import keys_of
 from pvetop.ui.lifecycle import LIFECYCLE_BINDINGS, LifecycleMixin
 from pvetop.ui.migrate import MIGRATION_BINDINGS, MigrationsMixin
 from pvetop.ui.polling import (
@@ -49,6 +52,7 @@ from pvetop.ui.polling import (
     prepare,
     with_marks,
 )
+from pvetop.ui.prefs import Prefs
 from pvetop.ui.source import SnapshotSource
 from pvetop.ui.table import LiveTable
 from pvetop.ui.tables import GuestTable, Marks, NodeTable, select_guests
@@ -63,15 +67,18 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
     ENABLE_COMMAND_PALETTE = True
 
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
-        Binding("slash", "filter", "Filter"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("n", "node_guests", "Node's guests"),
-        Binding("p", "pause", "Pause/resume"),
-        Binding("plus,equals_sign", "interval(1)", "Interval +", key_display="+"),
-        Binding("minus", "interval(-1)", "Interval -", key_display="-"),
-        Binding("ctrl+r", "refresh_now", "Refresh now", show=False),
+        Binding("q,f10", "quit", "Quit", id="app.quit"),
+        Binding("question_mark,f1", "help", "Help", id="app.help"),
+        Binding("slash,f3", "filter", "Filter", id="app.filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="app.clear_filter"),
+        Binding("n", "node_guests", "Node's guests", id="app.node_guests"),
+        Binding("p", "pause", "Pause/resume", id="app.pause"),
+        Binding("plus,equals_sign", "interval(1)", "Interval +", key_display="+", id="app.interval_longer"),
+        Binding("minus", "interval(-1)", "Interval -", key_display="-", id="app.interval_shorter"),
+        Binding("ctrl+r", "refresh_now", "Refresh now", show=False, id="app.refresh_now"),
+        Binding("f5", "tree", "Tree", show=False, id="app.tree", tooltip="Tree view: guests grouped under their node"),
+        Binding("f6", "sort_menu", "Sort by…", show=False, id="app.sort_menu", tooltip="Sort the focused table by…"),
+        Binding("f2,C", "columns", "Columns", show=False, id="app.columns", tooltip="Choose the visible columns"),
         *MIGRATION_BINDINGS,
         *LIFECYCLE_BINDINGS,
     ]
@@ -89,9 +96,12 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         store: Any = None,
         clock: Callable[[], float] = time.time,
         insecure_warning: str = "",
+        prefs: Prefs | None = None,
     ) -> None:
         super().__init__()
         self.source = source
+        self.prefs = prefs or Prefs()  # as restored at start; see current_prefs
+        self.save_prefs: Callable[[Prefs], str | None] | None = None  # set by whoever keeps them
         self.read_only = read_only
         self.interval = interval
         self.store = store
@@ -100,6 +110,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self.embedded_cluster = False  # the demo's simulator: it ends with the app
         self.detail_panels: dict[str, list[Callable[[Screen], Widget]]] = {"guest": [], "node": []}
         self.added_bindings: list[Binding] = []  # see add_app_binding
+        self.keymap: dict[str, str] = {}  # the user's keys by binding id, see use_keymap
         self.header_notes: dict[str, str] = {}  # a room's one-line state for the header (the balancer's mode)
         self._ruleset = ruleset or RuleSet.empty()
         self.tagged: set[int] = set()  # vmids tagged for a bulk move (space); see refresh_marks
@@ -122,9 +133,9 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         # the app exits, when a query would find nothing.
         self.header = ClusterHeader("connecting…", id="header")
         self.node_caption = Static(id="node-caption", classes="caption")
-        self.node_table = NodeTable(id="nodes")
+        self.node_table = NodeTable(id="nodes", **self._table_options("nodes", NodeTable))
         self.guest_caption = Static(id="guest-caption", classes="caption")
-        self.guest_table = GuestTable(id="guests")
+        self.guest_table = GuestTable(id="guests", **self._table_options("guests", GuestTable))
         self.filter_input = Input(placeholder=FILTER_HELP, id="filter")
         yield from (
             self.header,
@@ -136,7 +147,36 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             Footer(),
         )
 
+    def _table_options(self, table: str, cls: type[LiveTable]) -> dict[str, Any]:
+        """A table's sort and hidden columns as the user left them (unknown columns dropped)."""
+        keys = {spec.key for spec in cls.COLUMNS}
+        options: dict[str, Any] = {"hidden": frozenset(k for k in self.prefs.hidden.get(table, ()) if k in keys)}
+        column, reverse = self.prefs.sort.get(table, ("", False))
+        if column in keys:
+            options.update(sort_column=column, reverse=reverse)
+        return options
+
+    def current_prefs(self) -> Prefs:
+        return Prefs(
+            theme=self.theme,
+            interval=self.interval,
+            sort={
+                "nodes": (self.node_table.sort_column, self.node_table.sort_reverse),
+                "guests": (self.guest_table.sort_column, self.guest_table.sort_reverse),
+            },
+            hidden={"nodes": tuple(sorted(self.node_table.hidden)), "guests": tuple(sorted(self.guest_table.hidden))},
+            tree=self.guest_table.group_column is not None,
+        )
+
+    def _keep_prefs(self) -> None:
+        if self.save_prefs is not None:
+            problem = self.save_prefs(self.current_prefs())
+            if problem:
+                self.notify(problem, severity="warning", timeout=5)
+
     def on_mount(self) -> None:
+        if self.prefs.tree:
+            self.guest_table.group_by("node")
         self.guest_table.focus()
         self._show_captions()
         self._show_header()
@@ -238,6 +278,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         gc.set_threshold(young, middle, max(old, FULL_GC_EVERY))
 
     async def on_unmount(self) -> None:
+        self._keep_prefs()
         if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)
             gc.unfreeze()
@@ -283,6 +324,8 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         nodes, guests = self.node_table, self.guest_table
         total = len(self.latest.snapshot.guests) if self.latest else 0
         parts = [f"Guests {guests.row_count}/{total}", self._sort_caption(guests)]
+        if guests.group_column:
+            parts.append("tree: grouped by node (F5: flat)")
         if self._node_filter:
             parts.append(f"node {self._node_filter} (n: all nodes)")
         if self._query.active:
@@ -337,18 +380,29 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             return
         self.push_screen(HelpScreen(help_text(self, self.help_sections(), HELP_EXTRAS)))
 
-    def add_app_binding(self, key: str, action: str, description: str) -> None:
+    def add_app_binding(self, key: str, action: str, description: str, *, binding_id: str = "") -> None:
         """Binds an app-wide key for another room (the rules store) and lists it in help and the
-        command palette, which only see class ``BINDINGS`` otherwise."""
-        self.bind(key, action, description=description)
-        self.added_bindings.append(Binding(key, action, description))
+        command palette, which only see class ``BINDINGS`` otherwise. Its id (default:
+        ``app.`` and the description) rebinds it like any other (call ``use_keymap`` first)."""
+        binding_id = binding_id or "app." + re.sub(r"\W+", "_", description.lower()).strip("_")
+        binding = Binding(key, action, description, id=binding_id)
+        self.bind(keys_of(binding, self.keymap), action, description=description)
+        self.added_bindings.append(binding)
+
+    def use_keymap(self, keymap: Mapping[str, str]) -> None:
+        """The user's keys by binding id: the keys, footer, help and palette follow them."""
+        self.keymap = dict(keymap)
+        self.set_keymap(self.keymap)
 
     def help_sections(self) -> list[tuple[str, list[type | Binding]]]:
+        from pvetop.ui.migrate.tasks import TaskLogScreen, TasksScreen
+
         panels = [make for makers in self.detail_panels.values() for make in makers if isinstance(make, type)]
         return [
             ("Everywhere", [type(self), *self.added_bindings]),
             ("Node and guest tables", [GuestTable, NodeTable]),
             ("Detail panes (enter)", [DetailScreen, *panels]),
+            ("Tasks pane (t)", [TasksScreen, TaskLogScreen]),
             ("Help", [HelpScreen]),
         ]
 
@@ -442,6 +496,69 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             self._armed_at = armed_at
         self._show_header()
 
+    def action_tree(self) -> None:
+        """F5: guests grouped under their node (again: a flat list)."""
+        self.guest_table.group_by(None if self.guest_table.group_column else "node")
+        self._show_captions()
+        self._keep_prefs()
+
+    def _focused_table(self) -> tuple[str, LiveTable]:
+        return ("nodes", self.node_table) if self.focused is self.node_table else ("guests", self.guest_table)
+
+    def action_sort_menu(self) -> None:
+        """F6: pick the focused table's sort column from a list (the current one again reverses)."""
+        name, table = self._focused_table()
+
+        def chosen(column: str | None) -> None:
+            if column is not None:
+                table.sort_by(column)
+                self._keep_prefs()
+
+        self.push_screen(SortScreen(f"Sort the {name} by", table.COLUMNS, table.sort_column), chosen)
+
+    def action_columns(self) -> None:
+        """F2 / C: show or hide the focused table's columns (kept in the preferences)."""
+        name, table = self._focused_table()
+        fixed = table.COLUMNS[0].key
+        screen = ColumnsScreen(f"Columns of the {name} table", table.COLUMNS, table.hidden, fixed)
+
+        def chosen(hidden: frozenset[str] | None) -> None:
+            if hidden is not None:
+                self._set_hidden(name, hidden)
+
+        self.push_screen(screen, chosen)
+
+    @work(group="columns", exclusive=True)
+    async def _set_hidden(self, name: str, hidden: frozenset[str]) -> None:
+        """A table's columns are fixed once built: build it again with the new ones, in place."""
+        old: LiveTable = self.node_table if name == "nodes" else self.guest_table
+        had_focus = self.focused is old
+        options: dict[str, Any] = {
+            "id": old.id,
+            "sort_column": old.sort_column,
+            "reverse": old.sort_reverse,
+            "hidden": hidden,
+        }
+        new: LiveTable
+        if name == "nodes":
+            nodes = NodeTable(**options)
+            await old.remove()
+            await self.mount(nodes, before=self.guest_caption)
+            self.node_table = new = nodes
+            if self.latest is not None:
+                nodes.apply(self.latest.node_rows)
+        else:
+            guests = GuestTable(**options)
+            await old.remove()
+            await self.mount(guests, before=self.filter_input)
+            self.guest_table = new = guests
+            if old.group_column:
+                guests.group_by(old.group_column)
+            self._apply_guests()
+        if had_focus:
+            new.focus()
+        self._keep_prefs()
+
     def action_sort(self, table: str, column: str) -> None:
         target = self.guest_table if table == "guests" else self.node_table
         target.sort_by(column)
@@ -449,23 +566,21 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
     # --- command palette -------------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette lists the app's bindings (with the keys in force) and every sort."""
         yield from super().get_system_commands(screen)
-        commands = [
-            ("Help: list every key", "help", "Show the key bindings (?)"),
-            ("Filter guests", "filter", "Filter by name, vmid, tag, node, status; text or regex (/)"),
-            ("Clear filters", "clear_filter", "Show every guest again (escape)"),
-            ("Guests of the selected node", "node_guests", "Toggle showing only that node's guests (n)"),
-            ("Pause / resume refreshing", "pause", "Freeze the tables (p)"),
-            ("Refresh interval longer", "interval(1)", "Poll less often (+)"),
-            ("Refresh interval shorter", "interval(-1)", "Poll more often (-)"),
-            ("Refresh now", "refresh_now", "Poll the cluster at once (ctrl+r)"),
-            ("Details of the selected guest", "details('guests')", "Every field, config and history (enter)"),
-            ("Details of the selected node", "details('nodes')", "Every field, config and history (enter)"),
-        ]
-        for title, action, help_ in commands:
-            yield SystemCommand(title, help_, self._runner(action))
-        for binding in self.added_bindings:
-            yield SystemCommand(binding.description, f"({binding.key})", self._runner(binding.action))
+        for binding in [*self.BINDINGS, *self.added_bindings]:
+            if isinstance(binding, Binding) and binding.description:
+                keys = keys_of(binding, self.keymap)
+                yield SystemCommand(
+                    binding.tooltip or binding.description,
+                    f"{binding.description} ({keys})",
+                    self._runner(binding.action),
+                )
+        for table in ("guests", "nodes"):
+            yield SystemCommand(
+                f"Details of the selected {table[:-1]}", "Every field, config and history (enter)",
+                self._runner(f"details('{table}')"),
+            )  # fmt: skip
         for table, cls in (("guests", GuestTable), ("nodes", NodeTable)):
             for spec in cls.COLUMNS:
                 yield SystemCommand(
@@ -492,12 +607,16 @@ DASHBOARD_ACTIONS = frozenset(
         "tag",
         "evacuate",
         "power",
+        "tree",
+        "sort_menu",
+        "columns",
     }
 )
 # ... and those a detail pane offers for its guest or node.
 DETAIL_PANE_ACTIONS = frozenset({"migrate", "evacuate", "power"})
 
 HELP_EXTRAS = [
+    ("tab shift+tab", "move between the node table, the guest table and a dialog's fields"),
     ("click header", "sort by that column; click again to reverse"),
     ("click row", "select it; click again (or enter) for its details"),
     ("ctrl+p", "command palette: every action above, themes, screenshots"),

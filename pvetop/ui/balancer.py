@@ -109,11 +109,11 @@ class BalancerScreen(ReadOnlyGuard, Screen):
     BalancerScreen #balancer-recent { height: auto; max-height: 6; }
     """
     BINDINGS = [
-        Binding("escape,b", "app.pop_screen", "Back"),
-        Binding("a", "apply_one", "Apply move"),
-        Binding("A", "apply_all", "Apply plan", key_display="A"),
-        Binding("o", "mode", "Mode"),
-        Binding("r", "replan", "Re-plan"),
+        Binding("escape,b", "app.pop_screen", "Back", id="balancer.back"),
+        Binding("a", "apply_one", "Apply move", id="balancer.apply_one"),
+        Binding("A", "apply_all", "Apply plan", key_display="A", id="balancer.apply_all"),
+        Binding("o", "mode", "Mode", id="balancer.mode"),
+        Binding("r", "replan", "Re-plan", id="balancer.replan"),
     ]
 
     if TYPE_CHECKING:

@@ -183,8 +183,8 @@ class DetailScreen(ReadOnlyGuard, Screen):
 
     KIND: ClassVar[str]
     BINDINGS = [
-        Binding("escape,q", "close", "Back"),
-        Binding("question_mark", "app.help", "Help"),
+        Binding("escape,q", "close", "Back", id="detail.back"),
+        Binding("question_mark,f1", "app.help", "Help", id="app.help"),
     ]
 
     def compose(self) -> ComposeResult:

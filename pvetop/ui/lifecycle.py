@@ -8,15 +8,14 @@ A hard stop asks first; the power dialog confirms with enter and cancels with es
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from textual.app import ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -33,7 +32,9 @@ if TYPE_CHECKING:
 else:
     _HostApp = object
 
-LIFECYCLE_BINDINGS = [Binding("x", "power", "Start/stop", id="guest.power")]
+LIFECYCLE_BINDINGS = [
+    Binding("x", "power", "Start/stop", id="guest.power", tooltip="Start / shut down / reboot / stop guests")
+]
 CHOICES = (
     ("start", "Start"),
     ("shutdown", "Shut down (graceful, within the timeout)"),
@@ -186,11 +187,3 @@ class LifecycleMixin(_HostApp):
             except UsageError as exc:
                 self.notify(exc.message, severity="warning", timeout=5)
         self.notify(f"{action}: {len(guests)} guest(s); t shows the tasks", timeout=3)
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand(
-            "Start / shut down / reboot / stop guests",
-            "The selected guest or the tagged ones (x)",
-            partial(self.run_action, "power"),
-        )

@@ -136,12 +136,18 @@ class LiveTable(DataTable):
 
     COLUMNS: ClassVar[tuple[ColumnSpec, ...]] = ()
     BINDINGS = [
-        Binding("enter", "select_cursor", "Details", show=False),
-        Binding("P", "sort_by('cpu')", "Sort by CPU%", show=False),
-        Binding("M", "sort_by('mem_pct')", "Sort by Mem%", show=False),
-        Binding("greater_than_sign,.", "sort_next", "Sort →", show=False),
-        Binding("less_than_sign,comma", "sort_previous", "Sort ←", show=False),
-        Binding("r", "sort_reverse", "Reverse sort", show=False),
+        Binding("enter", "select_cursor", "Details", show=False, id="table.details"),
+        Binding("P", "sort_by('cpu')", "Sort by CPU%", show=False, id="table.sort_cpu"),
+        Binding("M", "sort_by('mem_pct')", "Sort by Mem%", show=False, id="table.sort_mem"),
+        Binding(
+            "greater_than_sign,full_stop", "sort_next", "Sort by the next column", show=False, id="table.sort_next"
+        ),
+        Binding(
+            "less_than_sign,comma", "sort_previous", "Sort by the previous column", show=False, id="table.sort_previous"
+        ),
+        Binding("r", "sort_reverse", "Reverse sort", show=False, id="table.sort_reverse"),
+        Binding("home", "scroll_top", "First row", show=False, id="table.first"),
+        Binding("end", "scroll_bottom", "Last row", show=False, id="table.last"),
     ]
 
     class SortChanged(Message):
@@ -151,7 +157,9 @@ class LiveTable(DataTable):
             super().__init__()
             self.table = table
 
-    def __init__(self, *, sort_column: str, reverse: bool | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, sort_column: str, reverse: bool | None = None, hidden: frozenset[str] = frozenset(), **kwargs: Any
+    ) -> None:
         # before DataTable's __init__: its watchers already ask for ordered_rows
         self._state: dict[str, Row] = {}
         self._row_keys: dict[str, RowKey] = {}
@@ -162,9 +170,14 @@ class LiveTable(DataTable):
         self._column_index = {spec.key: i for i, spec in enumerate(self.COLUMNS)}
         self._drawn_cells: LRUCache[tuple, tuple[Cell, SegmentLines]] = LRUCache(DRAWN_CELLS_CACHED)
         self.sort_column = sort_column
+        self.group_column: str | None = None  # tree view, see group_by
         self.sort_reverse = self._specs[sort_column].descending_first if reverse is None else reverse
+        self.hidden = frozenset(key for key in hidden if key in self._specs and key != sort_column)
         for spec in self.COLUMNS:
-            self.add_column(self._label(spec), width=column_width(spec), key=spec.key)
+            if spec.key not in self.hidden:
+                self.add_column(self._label(spec), width=column_width(spec), key=spec.key)
+        # what DataTable reads of a row: the shown columns, each at its place in the row's cells
+        self._shown_index = {key: i for key, i in self._column_index.items() if key not in self.hidden}
 
     # --- the public surface ------------------------------------------------------------------
 
@@ -202,6 +215,7 @@ class LiveTable(DataTable):
         followed = self.cursor_key
         state = self._state
         sort_index = self._column_index[self.sort_column]
+        group_index = None if self.group_column is None else self._column_index[self.group_column]
         gone = [key for key in state if key not in rows]
         added: list[str] = []
         changed = resort = False
@@ -214,7 +228,9 @@ class LiveTable(DataTable):
                 added.append(key)
                 continue
             changed = True
-            if row.sort_values[sort_index] != old.sort_values[sort_index]:
+            if row.sort_values[sort_index] != old.sort_values[sort_index] or (
+                group_index is not None and row.sort_values[group_index] != old.sort_values[group_index]
+            ):
                 resort = True
         if gone:
             for key in gone:
@@ -237,7 +253,8 @@ class LiveTable(DataTable):
         previous = self.sort_column
         self.sort_column, self.sort_reverse = column, reverse
         for key in {previous, column}:
-            self.columns[ColumnKey(key)].label = self._label(self._specs[key])
+            if key not in self.hidden:
+                self.columns[ColumnKey(key)].label = self._label(self._specs[key])
         followed = self.cursor_key
         self._resort()
         self._follow(followed)
@@ -287,7 +304,34 @@ class LiveTable(DataTable):
         index = self._column_index[self.sort_column]
         state = self._state
         order = sorted(state, key=lambda key: state[key].sort_values[index], reverse=self.sort_reverse)
+        if self.group_column is not None:  # stable: within a group, the sort order stays
+            group = self._column_index[self.group_column]
+            order.sort(key=lambda key: state[key].cells[group][0])
         self._set_order(order)
+
+    def group_by(self, column: str | None) -> None:
+        """Tree view: rows grouped under their value of ``column`` (None: a flat list again); the
+        column shows the value once, on the group's first row, and tree lines below it."""
+        if column is not None and column not in self._specs:
+            raise ValueError(f"no column {column!r}")
+        followed = self.cursor_key
+        self.group_column = column
+        self._drawn_cells.clear()
+        self._resort()
+        self._follow(followed)
+
+    def _tree_text(self, row_index: int, text: str) -> str:
+        """The group column's text in tree view: the value on a group's first row, then ├─ / └─."""
+        order = self._order
+        group = self._column_index[self.group_column or ""]
+        state = self._state
+
+        def value(index: int) -> str | None:
+            return state[order[index]].cells[group][0] if 0 <= index < len(order) else None
+
+        if value(row_index - 1) != text:
+            return text
+        return " ├─" if value(row_index + 1) == text else " └─"
 
     def _follow(self, key: str | None) -> None:
         if key is None or key not in self._state:
@@ -300,12 +344,15 @@ class LiveTable(DataTable):
 
     def _add_live_row(self, key: str) -> None:
         """``add_row``, then the row's cells become a view of ``_state`` (see ``_LiveRowData``)."""
-        row_key = self.add_row(*self._state[key].cells, key=key)
+        cells = self._state[key].cells
+        if self.hidden:
+            cells = tuple(cells[i] for i in self._shown_index.values())
+        row_key = self.add_row(*cells, key=key)
         self._row_keys[key] = row_key
         self._order.append(key)  # add_row puts it last
         self._table_rows[key] = self.rows[row_key]
         # DataTable only reads a row's cells as a mapping; a view instead of a dict (see above)
-        self._data[row_key] = _LiveRowData(self._state, key, self._column_index)  # type: ignore[assignment]
+        self._data[row_key] = _LiveRowData(self._state, key, self._shown_index)  # type: ignore[assignment]
 
     def _cells_changed(self) -> None:
         """What ``update_cell`` does after writing a cell, once for the whole refresh."""
@@ -330,10 +377,14 @@ class LiveTable(DataTable):
         if row_key is None or column_key is None:  # the header row or the row labels
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         value = self._data[row_key][column_key]
+        shown = value[0]
+        if column_key.value == self.group_column:
+            shown = self._tree_text(row_index, shown)
         cache_key = (
             row_key,
             column_key,
             row_index,
+            shown,
             base_style,
             width,
             cursor,
@@ -355,7 +406,8 @@ class LiveTable(DataTable):
             self.cursor_foreground_priority == "css",
             self.cursor_background_priority == "css",
         )
-        text, cell_style, justify = value
+        _, cell_style, justify = value
+        text = shown
         style = (
             base_style
             + Style.from_meta({"row": row_index, "column": column_index})

@@ -99,8 +99,8 @@ class NodeTable(LiveTable):
         ColumnSpec("flags", "Flags", 5),
     )
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(sort_column="name", **kwargs)
+    def __init__(self, *, sort_column: str = "name", **kwargs) -> None:
+        super().__init__(sort_column=sort_column, **kwargs)
 
 
 def _status_cell(node: Node, power: str) -> tuple[str, str]:
@@ -180,8 +180,8 @@ class GuestTable(LiveTable):
         ColumnSpec("tags", "Tags", 20),
     )
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(sort_column="vmid", fixed_columns=2, **kwargs)
+    def __init__(self, *, sort_column: str = "vmid", **kwargs) -> None:
+        super().__init__(sort_column=sort_column, fixed_columns=2, **kwargs)
 
 
 def render_guest(item: GuestRow) -> Row:

@@ -65,3 +65,18 @@ def test_power_dialog(snap_compare):
 
     return_value = snap_compare(**{**setup, "run_before": run_before})
     assert return_value
+
+
+def test_tree_view(snap_compare):
+    """F5: guests grouped under their node."""
+    assert snap_compare(**dashboard("f5"))
+
+
+def test_sort_menu(snap_compare):
+    """F6: the sort column picked from a list."""
+    assert snap_compare(**dashboard("f6"))
+
+
+def test_column_chooser(snap_compare):
+    """F2 / C: the visible columns."""
+    assert snap_compare(**dashboard("C"))

@@ -31,7 +31,7 @@ class BulkMigrateScreen(ModalScreen[int]):
         app: PvetopApp  # opened by the dashboard app only
 
     DEFAULT_CSS = DIALOG_CSS.format(cls="BulkMigrateScreen")
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
     def __init__(self, vmids: list[int]) -> None:
         super().__init__()

@@ -22,8 +22,8 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen Button { margin-right: 2; }
     """
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
+        Binding("enter,y", "answer(True)", "Yes", id="dialog.confirm", priority=True),
+        Binding("escape,n", "answer(False)", "No", id="dialog.cancel"),
     ]
 
     def __init__(self, question: str, *, yes: str = "Yes", no: str = "No") -> None:

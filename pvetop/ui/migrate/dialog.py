@@ -91,7 +91,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         app: PvetopApp  # opened by the dashboard app only
 
     DEFAULT_CSS = DIALOG_CSS.format(cls="MigrateScreen")
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
     def __init__(self, vmid: int) -> None:
         super().__init__()

@@ -42,10 +42,10 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
 
     DEFAULT_CSS = DIALOG_CSS.format(cls="EvacuateScreen")
     BINDINGS = [
-        Binding("x", "run", "Run evacuation"),
-        Binding("space", "toggle_override", "Move anyway / keep"),
-        Binding("c", "clear_maintenance", "Clear maintenance"),
-        Binding("escape", "close", "Close"),
+        Binding("enter,x", "run", "Run evacuation", id="dialog.confirm", priority=True),
+        Binding("space", "toggle_override", "Move anyway / keep", id="evacuate.toggle_override"),
+        Binding("c", "clear_maintenance", "Clear maintenance", id="evacuate.clear_maintenance"),
+        Binding("escape", "close", "Close", id="dialog.cancel"),
     ]
     WRITE_ACTIONS = frozenset({"run", "clear_maintenance"})
 

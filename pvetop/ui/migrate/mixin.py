@@ -8,14 +8,11 @@ finished job is announced, and the next refresh is pulled in so the table shows 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 
 from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MigrationJob
 from pvetop.engine.report import job_status
@@ -40,10 +37,10 @@ class JobUpdated(Message):
 
 # The host app lists these in its own BINDINGS: Textual merges bindings of DOMNode classes only.
 MIGRATION_BINDINGS = [
-    Binding("m", "migrate", "Migrate"),
-    Binding("space", "tag", "Tag for bulk move", show=False),
-    Binding("e", "evacuate", "Evacuate node"),
-    Binding("t", "tasks", "Tasks"),
+    Binding("m", "migrate", "Migrate", id="guest.migrate", tooltip="Migrate the selected guest"),
+    Binding("space", "tag", "Tag for bulk move", show=False, id="guest.tag", tooltip="Tag / untag the selected guest"),
+    Binding("e", "evacuate", "Evacuate node", id="node.evacuate", tooltip="Evacuate a node"),
+    Binding("t", "tasks", "Tasks", id="app.tasks", tooltip="Tasks"),
 ]
 
 
@@ -216,17 +213,6 @@ class MigrationsMixin(_HostApp):
             node = guest.node if guest is not None else self.node_table.cursor_key
         if node is not None:
             self.push_screen(EvacuateScreen(node))
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        commands = (
-            ("Migrate the selected guest", "migrate", "Pick a node, see how it looks after the move (m)"),
-            ("Tag / untag the selected guest", "tag", "Tagged guests move together with m (space)"),
-            ("Evacuate a node", "evacuate", "Move every guest off the selected node, then mark it maintenance (e)"),
-            ("Tasks", "tasks", "Running and recent tasks, their logs; stop one (t)"),
-        )
-        for title, action, help_ in commands:
-            yield SystemCommand(title, help_, partial(self.run_action, action))
 
     async def action_quit(self) -> None:
         """Quitting stops following migrations and never starts the queued ones: ask first."""

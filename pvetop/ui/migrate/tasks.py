@@ -143,9 +143,9 @@ class TasksScreen(ReadOnlyGuard, Screen):
     TasksScreen #tasks { height: 1fr; }
     """
     BINDINGS = [
-        Binding("escape,q,t", "close", "Back"),
-        Binding("enter", "open_log", "Log"),
-        Binding("s", "stop", "Stop task"),
+        Binding("escape,q,t", "close", "Back", id="tasks.back"),
+        Binding("enter", "open_log", "Log", id="tasks.log"),
+        Binding("s", "stop", "Stop task", id="tasks.stop"),
     ]
     WRITE_ACTIONS = frozenset({"stop"})
 
@@ -334,7 +334,7 @@ class TaskLogScreen(ModalScreen[None]):
     TaskLogScreen { align: center middle; }
     TaskLogScreen > Log { width: 95%; height: 90%; border: thick $primary; background: $surface; }
     """
-    BINDINGS = [Binding("escape,q", "close", "Back")]
+    BINDINGS = [Binding("escape,q", "close", "Back", id="tasklog.back")]
 
     def __init__(self, row: TaskRow) -> None:
         super().__init__()

@@ -41,7 +41,10 @@ class NodeSetDialog(ModalScreen[frozenset[str] | None]):
     """Choose the nodes a guest may run on; nothing chosen means unpin. Escape cancels."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="NodeSetDialog")
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "save", "Save", priority=True)]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+        Binding("enter", "save", "Save", priority=True, id="dialog.confirm"),
+    ]
 
     def __init__(self, title: str, nodes: list[tuple[str, str]], selected: frozenset[str]):
         """``nodes``: (name, label) pairs, e.g. ("pve2", "pve2  online, 41% load")."""
@@ -88,7 +91,10 @@ class PowerSettingsDialog(ModalScreen[PowerForm | None]):
     PowerSettingsDialog .field Label { width: 22; padding-top: 1; }
     """
     )
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+        Binding("enter,ctrl+s", "save", "Save", priority=True, id="dialog.confirm"),
+    ]
 
     def __init__(self, node: str, form: PowerForm, mac_source: str):
         super().__init__()
@@ -144,7 +150,10 @@ class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
     """
 
     DEFAULT_CSS = DIALOG_CSS.format(name="ReviewDialog")
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("a", "apply", "Apply selected")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+        Binding("enter,a", "apply", "Apply selected", priority=True, id="dialog.confirm"),
+    ]
     WRITE_ACTIONS = frozenset({"apply"})
     HEADING = ""
     EXPLAIN = ""

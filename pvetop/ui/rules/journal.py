@@ -26,7 +26,10 @@ class JournalScreen(Screen):
     if TYPE_CHECKING:
         app: PvetopApp  # opened by the dashboard app only
 
-    BINDINGS = [Binding("escape,q", "close", "Back"), Binding("ctrl+r", "reload", "Reload")]
+    BINDINGS = [
+        Binding("escape,q", "close", "Back", id="journal.back"),
+        Binding("ctrl+r", "reload", "Reload", id="journal.reload"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield Static(id="journal-title")

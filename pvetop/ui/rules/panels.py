@@ -61,9 +61,9 @@ class GuestRulesPanel(RulesPanel):
     """Pin to the current node, choose the allowed node set, lock against automatic moves."""
 
     BINDINGS = [
-        Binding("o", "pin_here", "Pin here/unpin"),
-        Binding("a", "allowed_nodes", "Allowed nodes"),
-        Binding("l", "toggle_lock", "Lock/unlock"),
+        Binding("o", "pin_here", "Pin here/unpin", id="guest.pin_here"),
+        Binding("a", "allowed_nodes", "Allowed nodes", id="guest.allowed_nodes"),
+        Binding("l", "toggle_lock", "Lock/unlock", id="guest.lock"),
     ]
     WRITE_ACTIONS = frozenset({"pin_here", "allowed_nodes", "toggle_lock"})
 
@@ -135,8 +135,8 @@ class NodeRulesPanel(RulesPanel):
     """Reserve the node; its wake-on-LAN MAC, allow-power-off and boot timeout."""
 
     BINDINGS = [
-        Binding("v", "toggle_reserved", "Reserve/release"),
-        Binding("w", "power_settings", "Power settings"),
+        Binding("v", "toggle_reserved", "Reserve/release", id="node.reserve"),
+        Binding("w", "power_settings", "Power settings", id="node.power_settings"),
     ]
     WRITE_ACTIONS = frozenset({"toggle_reserved", "power_settings"})
 
