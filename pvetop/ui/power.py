@@ -136,13 +136,13 @@ class PowerScreen(ReadOnlyGuard, Screen):
     PowerScreen #power-energy { height: auto; padding: 0 1; }
     """
     BINDINGS = [
-        Binding("escape,W", "app.pop_screen", "Back"),
-        Binding("w", "wake", "Wake"),
-        Binding("x", "power_off", "Power off"),
-        Binding("t", "test_wake", "Test wake"),
-        Binding("F", "margin", "Failure margin", key_display="F"),
-        Binding("o", "mode", "Mode"),
-        Binding("r", "replan", "Re-plan"),
+        Binding("escape,W", "app.pop_screen", "Back", id="power.back"),
+        Binding("w", "wake", "Wake", id="power.wake"),
+        Binding("x", "power_off", "Power off", id="power.power_off"),
+        Binding("t", "test_wake", "Test wake", id="power.test_wake"),
+        Binding("F", "margin", "Failure margin", key_display="F", id="power.margin"),
+        Binding("o", "mode", "Mode", id="power.mode"),
+        Binding("r", "replan", "Re-plan", id="power.replan"),
     ]
 
     if TYPE_CHECKING:
@@ -380,7 +380,7 @@ class GuestPowerPanel(ReadOnlyGuard, Static):
     GuestPowerPanel { height: auto; border: round $primary; padding: 0 1; }
     GuestPowerPanel:focus { border: round $accent; }
     """
-    BINDINGS = [Binding("z", "toggle_sleep", "Sleep with node")]
+    BINDINGS = [Binding("z", "toggle_sleep", "Sleep with node", id="guest.sleep_with_node")]
     WRITE_ACTIONS = frozenset({"toggle_sleep"})
     can_focus = True
 
