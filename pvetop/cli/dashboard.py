@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     from pvetop.config import load_config_for
     from pvetop.ui.app import PvetopApp  # Textual loads only when the dashboard opens
     from pvetop.ui.balancer import install_balancer
-    from pvetop.ui.power import install_power
     from pvetop.ui.keys import binding_ids, check_keymap
+    from pvetop.ui.power import install_power
     from pvetop.ui.prefs import load_prefs, save_prefs
     from pvetop.ui.rules import install_rules
 
