@@ -197,15 +197,17 @@ class MigratePrecondition:
 
         allowed = pick("allowed_nodes")
         not_allowed = pick("not_allowed_nodes") or {}
+        disks = [disk if isinstance(disk, Mapping) else {"volid": str(disk)} for disk in pick("local_disks") or ()]
+        # a local ISO in a CD-ROM drive is listed with the disks but cannot be copied: PVE refuses
+        # the migration (qemu-server QemuMigrate.pm scan_local_volumes, "local cdrom image")
+        cdroms = tuple(f"{disk.get('volid')} (local cdrom image)" for disk in disks if disk.get("cdrom"))
         return cls(
             running=bool(data.get("running")),
             allowed_nodes=None if allowed is None else frozenset(allowed),
-            not_allowed_nodes={node: _describe_refusal(detail) for node, detail in not_allowed.items()},
-            local_disks=tuple(
-                disk.get("volid", str(disk)) if isinstance(disk, Mapping) else str(disk)
-                for disk in pick("local_disks") or ()
-            ),
-            local_resources=tuple(str(resource) for resource in pick("local_resources") or ()),
+            # PVE lists every other node here, the allowed ones with nothing against them ({})
+            not_allowed_nodes={node: _describe_refusal(detail) for node, detail in not_allowed.items() if detail},
+            local_disks=tuple(str(disk.get("volid")) for disk in disks if not disk.get("cdrom")),
+            local_resources=tuple(str(resource) for resource in pick("local_resources") or ()) + cdroms,
         )
 
 

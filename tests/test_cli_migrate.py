@@ -105,7 +105,7 @@ def test_injected_failure_exits_4_with_the_log_line(sim, db, capsys):
     set_failure_rate(sim, 1.0)
     code, out, err = run(sim, db, capsys, "migrate", "103", "pve-big", "--wait")
     assert code == 4
-    assert "failed: migration aborted: ERROR: migration aborted" in err
+    assert "failed: migration problems: ERROR: online migrate failure - aborting" in err
     assert guest_node(sim, 103) == "pve-mini1"
 
 

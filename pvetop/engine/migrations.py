@@ -168,15 +168,20 @@ class MigrationJob:
 
 NO_CONTENT = "no content"
 _STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+_PROBLEMS_SUMMARY = "ERROR: migration finished with problems"
 
 
 def failure_line(lines: Iterable[str]) -> str | None:
-    """The log line that says why a task failed: the last ``ERROR:`` line, without its time stamp."""
+    """The log line that says why a task failed: the last ``ERROR:`` line, without its time stamp.
+
+    PVE closes a migration that failed while copying the RAM with ``ERROR: migration finished with
+    problems (duration ...)`` (AbstractMigrate.pm); the error before that one says why."""
     found = None
     for line in lines:
         text = _STAMP.sub("", line.strip())
         if "ERROR" in text and not text.startswith("TASK ERROR"):
-            found = text
+            if found is None or not text.startswith(_PROBLEMS_SUMMARY):
+                found = text
     return found
 
 

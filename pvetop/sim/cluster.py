@@ -40,7 +40,14 @@ from pvetop.sim.errors import PveApiError, ScenarioError, param_error
 from pvetop.sim.faults import Faults
 from pvetop.sim.ha import HaManager
 from pvetop.sim.load import LoadCurve, default_curve, noise
-from pvetop.sim.migration import plan_migration
+from pvetop.sim.migration import (
+    StorageMap,
+    check_target_storage,
+    parse_storage_map,
+    plan_failed_prepare,
+    plan_migration,
+    prepare_error,
+)
 from pvetop.sim.power import Power
 from pvetop.sim.scenarios import Scenario, load_scenario
 from pvetop.sim.tasks import Task, duration, make_upid, parse_upid
@@ -231,6 +238,8 @@ class SimCluster:
                 description=spec.get("description"),
                 mac=f"BC:24:11:{vmid >> 16 & 0xFF:02X}:{vmid >> 8 & 0xFF:02X}:{vmid & 0xFF:02X}",
                 ostype=spec.get("ostype", "l26" if kind == "qemu" else "debian"),
+                devices=dict(spec.get("devices", {})),
+                cdrom=spec.get("cdrom"),
             )
             guest.derive_constants(self.seed)
             self.guests[vmid] = guest
@@ -404,38 +413,55 @@ class SimCluster:
         if target not in self.nodes:
             raise PveApiError(500, f"no such cluster node '{target}'")
 
+    ROOT_ONLY_MIGRATE_PARAMS = ("force", "migration_type", "migration_network")
+
     def migrate(self, kind: str, node: str, vmid: int, params: dict, user: str) -> str:
-        """POST .../{vmid}/migrate: PVE's synchronous refusals, else a task's UPID."""
+        """POST .../{vmid}/migrate: PVE's synchronous refusals in its order (qemu-server Qemu.pm /
+        pve-container LXC.pm migrate_vm), else a task's UPID; what PVE checks only inside the
+        task (a container's lock and target storage, a VM's local devices) fails the task."""
         target = params["target"]
         self.check_migration_target(node, target)
+        if kind == "qemu":  # checked against 'root@pam' itself: API tokens are refused too
+            for key in self.ROOT_ONLY_MIGRATE_PARAMS:
+                if params.get(key) and user != "root@pam":
+                    raise param_error({key: "Only root may use this option."})
         guest = self.guest_on(node, vmid, kind)
-        label = "VM" if kind == "qemu" else "CT"
-        if guest.lock:
-            raise PveApiError(500, f"{label} is locked ({guest.lock})")
         running = guest.status == "running"
-        restart = False
+        map_param = "targetstorage" if kind == "qemu" else "target-storage"
+        storage_map = parse_storage_map(params[map_param], map_param) if params.get(map_param) else None
         if kind == "qemu":
+            if guest.lock:
+                raise PveApiError(500, f"VM is locked ({guest.lock})")
             if running and not params.get("online"):
                 raise PveApiError(500, "can't migrate running VM without --online")
-            online = running
-        else:
-            if running and params.get("online"):
-                raise PveApiError(500, "lxc live migration is currently not implemented")
-            if running and not params.get("restart"):
-                raise PveApiError(500, "running container can only be migrated in restart mode")
-            online = False
-            restart = running
+        elif running and not params.get("online") and not params.get("restart"):
+            raise PveApiError(500, "can't migrate running container without --online or --restart")
+        check_target_storage(self, guest, target, storage_map)
         if guest.ha:
             return self._request_ha_migration(guest, target, user)
+        refusal = prepare_error(
+            self,
+            guest,
+            target,
+            online_requested=bool(params.get("online")),
+            force=bool(params.get("force")),
+            storage_map=storage_map,
+        )
+        if refusal is not None:
+            task = self.new_task(node, "qmigrate" if kind == "qemu" else "vzmigrate", str(vmid), user)
+            plan_failed_prepare(self, task, refusal)
+            self.revision += 1
+            return task.upid
         bwlimit = params.get("bwlimit")
         task = self._start_migration(
             guest,
             target,
             user,
-            online=online,
-            restart=restart,
+            online=running and kind == "qemu",
+            restart=running and kind == "lxc",
             with_local_disks=bool(params.get("with-local-disks")),
             bwlimit_kib=float(bwlimit) if bwlimit else None,
+            storage_map=storage_map,
         )
         return task.upid
 
@@ -513,6 +539,7 @@ class SimCluster:
         restart: bool,
         with_local_disks: bool,
         bwlimit_kib: float | None,
+        storage_map: StorageMap | None = None,
     ) -> Task:
         source = guest.node
         task = self.new_task(source, "qmigrate" if guest.type == "qemu" else "vzmigrate", str(guest.vmid), user)
@@ -528,6 +555,7 @@ class SimCluster:
             with_local_disks=with_local_disks,
             bandwidth=bandwidth,
             inject_failure=fail_roll < self.faults.migration_failure_rate,
+            storage_map=storage_map,
         )
         for at, action in plan:
             migration.timers.append(self.schedule(at, action))

@@ -112,6 +112,9 @@ class SimGuest:
     mac: str = ""
     ostype: str = "l26"
     config_version: int = 0
+    # host devices passed through (hostpci0, usb0, serial0...: config value); they tie a VM to its node
+    devices: dict[str, str] = field(default_factory=dict)
+    cdrom: str | None = None  # ISO volid in ide2, e.g. "local:iso/debian-13.iso"
     # fixed per guest, derived from the seed when the cluster is built
     rates: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # netin, netout, diskread, diskwrite B/s
     disk_used: int = 0  # bytes used inside an lxc root filesystem (qemu reports 0 without an agent)
@@ -123,6 +126,14 @@ class SimGuest:
     @property
     def resource_id(self) -> str:
         return f"{self.type}/{self.vmid}"
+
+    @property
+    def local_resources(self) -> list[str]:
+        """Config keys PVE lists as local resources (QemuMigrate::Helpers check_local_resources):
+        usb/hostpci/serial/parallel devices; a serial socket is recreated on the target, so it is not."""
+        return sorted(
+            key for key, value in self.devices.items() if not (key.startswith("serial") and value == "socket")
+        )
 
     @property
     def root_size(self) -> int:

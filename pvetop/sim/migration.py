@@ -8,10 +8,13 @@ cancels the timers and cuts the log at the current time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pvetop.sim.entities import GIB, MIB, Disk, SimGuest, allocated_bytes
+from pvetop.sim.entities import GIB, MIB, Disk, SimGuest, SimStorage, allocated_bytes
+from pvetop.sim.errors import PveApiError, param_error
 from pvetop.sim.load import noise
 from pvetop.sim.tasks import duration
 
@@ -24,6 +27,8 @@ CT_SHUTDOWN_SECONDS = 4.0
 CT_START_SECONDS = 2.0
 MAX_PROGRESS_LINES = 30  # real PVE logs every second; long moves get sparser lines
 SSH_FAILURE = "Can't connect to destination address using public key"
+STORAGE_ID = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
+ISO_SIZE = 650 * MIB
 
 
 def human(size: float) -> str:
@@ -45,6 +50,183 @@ def local_disks(cluster: SimCluster, guest: SimGuest) -> list[tuple[int, Disk]]:
     return [(index, disk) for index, disk in enumerate(guest.disks) if not cluster.storage_by_id[disk.storage].shared]
 
 
+def local_cdrom(cluster: SimCluster, guest: SimGuest) -> str | None:
+    """The guest's ISO volid when it sits on storage that is not shared (it blocks a migration)."""
+    if not guest.cdrom:
+        return None
+    storage = cluster.storage_by_id.get(guest.cdrom.partition(":")[0])
+    return guest.cdrom if storage is not None and not storage.shared else None
+
+
+@dataclass(frozen=True)
+class StorageMap:
+    """``targetstorage`` / ``target-storage`` as pve-common JSONSchema parse_idmap reads it:
+    ``1`` keeps every storage id, ``SRC:DST`` entries map one storage, a bare id is the default."""
+
+    entries: dict[str, str] = field(default_factory=dict)
+    default: str | None = None
+    identity: bool = False
+
+    def target_of(self, storage: str) -> str:
+        """JSONSchema map_id: an entry, else the default, else the same id."""
+        return self.entries.get(storage) or self.default or storage
+
+
+def parse_storage_map(text: str, param: str) -> StorageMap:
+    entries: dict[str, str] = {}
+    default = None
+    identity = False
+    try:
+        for entry in [part.strip() for part in re.split(r"[,;\s]+", text) if part.strip()]:
+            if entry == "1":
+                identity = True
+            elif ":" in entry:
+                source, _, target = entry.partition(":")
+                if not (STORAGE_ID.match(source) and STORAGE_ID.match(target)):
+                    raise ValueError(f"entry '{entry}' contains invalid ID - storage ID '{entry}' is not valid")
+                if source in entries:
+                    raise ValueError(f"duplicate mapping for source '{source}'")
+                entries[source] = target
+            else:
+                if not STORAGE_ID.match(entry):
+                    raise ValueError(f"entry '{entry}' contains invalid ID - storage ID '{entry}' is not valid")
+                if default is not None:
+                    raise ValueError("default target ID can only be provided once")
+                default = entry
+        if identity and (default or entries):
+            raise ValueError("identity mapping cannot be combined with other mappings")
+    except ValueError as exc:
+        raise param_error({param: f"failed to parse storage map: {exc}"}) from None
+    return StorageMap(entries, default, identity)
+
+
+def storage_check_enabled(cluster: SimCluster, storage_id: str, node: str) -> SimStorage:
+    """pve-storage storage_check_enabled: the storage exists and is configured on ``node``."""
+    storage = cluster.storage_by_id.get(storage_id)
+    if storage is None:
+        raise PveApiError(500, f"storage '{storage_id}' does not exist")
+    if not storage.on_node(node):
+        raise PveApiError(500, f"storage '{storage_id}' is not available on node '{node}'")
+    return storage
+
+
+def check_target_storage(cluster: SimCluster, guest: SimGuest, target: str, storage_map: StorageMap | None) -> None:
+    """The synchronous storage refusals of POST .../migrate (qemu-server API2/Qemu.pm migrate_vm,
+    pve-container API2/LXC.pm migrate_vm): every mapped target storage must exist on the target
+    and hold the guest's content; a VM without a map (or with ``1``) needs each disk's own storage
+    on the target. A container without a map is checked in the task instead."""
+    if storage_map is not None:
+        for storage_id in [*storage_map.entries.values(), *([storage_map.default] if storage_map.default else [])]:
+            storage = storage_check_enabled(cluster, storage_id, target)
+            content = "images" if guest.type == "qemu" else "rootdir"
+            if content not in storage.content.split(","):
+                what = "vm images" if guest.type == "qemu" else "CT rootdirs"
+                raise PveApiError(500, f"storage '{storage_id}' does not support {what}")
+    if guest.type == "qemu" and (storage_map is None or storage_map.identity):
+        for storage_id in [disk.storage for disk in guest.disks] + (
+            [guest.cdrom.partition(":")[0]] if guest.cdrom else []
+        ):
+            storage_check_enabled(cluster, storage_id, target)
+
+
+def _local_disk(volid: str, size: int, drivename: str, *, cdrom: bool = False) -> dict:
+    """One ``local_disks`` entry of the VM precondition (an attached volume, as foreach_volid sees it)."""
+    return {
+        "volid": volid,
+        "size": size,
+        "drivename": drivename,
+        "is_attached": 1,
+        "is_unused": 0,
+        "is_vmstate": 0,
+        "is_tpmstate": 0,
+        "replicated": 0,
+        "cdrom": int(cdrom),
+    }
+
+
+def precondition(cluster: SimCluster, guest: SimGuest) -> dict:
+    """GET .../{vmid}/migrate (qemu-server Qemu.pm / pve-container LXC.pm migrate_vm_precondition):
+    every other node is listed; for a VM each one is in ``not_allowed_nodes`` (``{}`` when nothing
+    blocks it, QemuServer.pm check_local_storage_availability) and also in ``allowed_nodes`` when
+    it is empty. Containers get no storage check. ``dependent-ha-resources`` only for HA guests."""
+    others = [name for name in cluster.nodes if name != guest.node]
+    result: dict = {"running": int(guest.status == "running")}
+    blocking: dict[str, list[dict]] = {}
+    if guest.ha:  # HA/Config.pm get_resource_motion_info
+        result["dependent-ha-resources"], blocking = cluster.ha.motion_info(guest.sid)
+    if guest.type == "lxc":
+        refused = {name: {"blocking-ha-resources": blocking[name]} for name in others if blocking.get(name)}
+        result.update({"allowed-nodes": [n for n in others if n not in refused], "not-allowed-nodes": refused})
+        return result
+    not_allowed: dict[str, dict] = {}
+    volumes = [disk.storage for disk in guest.disks] + ([guest.cdrom.partition(":")[0]] if guest.cdrom else [])
+    for name in others:
+        missing = sorted({s for s in volumes if not cluster.storage_by_id[s].on_node(name)})
+        not_allowed[name] = {"unavailable_storages": missing} if missing else {}
+        if blocking.get(name):
+            not_allowed[name]["blocking-ha-resources"] = blocking[name]
+    disks = [
+        _local_disk(disk.volid(guest.vmid, index), disk.size, disk.key) for index, disk in local_disks(cluster, guest)
+    ]
+    cdrom = local_cdrom(cluster, guest)
+    if cdrom is not None:
+        disks.append(_local_disk(cdrom, ISO_SIZE, "ide2", cdrom=True))
+    result.update(
+        {
+            "allowed_nodes": [name for name in others if not not_allowed[name]],
+            "not_allowed_nodes": not_allowed,
+            "local_disks": disks,
+            "local_resources": guest.local_resources,
+            "mapped-resources": [],
+            "mapped-resource-info": {},
+            "has-dbus-vmstate": 1,
+        }
+    )
+    return result
+
+
+def prepare_error(
+    cluster: SimCluster,
+    guest: SimGuest,
+    target: str,
+    *,
+    online_requested: bool,
+    force: bool,
+    storage_map: StorageMap | None,
+) -> str | None:
+    """Why the task's prepare step dies before anything is locked or copied, if it does.
+
+    Containers (pve-container LXC/Migrate.pm prepare): the lock, ``online`` (never supported,
+    even with ``restart``) and each volume's target storage. VMs (qemu-server QemuMigrate.pm
+    prepare): local devices, unless the VM is stopped and root passed ``force``.
+    """
+    running = guest.status == "running"
+    if guest.type == "lxc":
+        if guest.lock:
+            return f"CT is locked ({guest.lock})"
+        if running and online_requested:
+            return "lxc live migration is currently not implemented"
+        for disk in guest.disks:
+            source = cluster.storage_by_id[disk.storage]
+            target_id = disk.storage if source.shared else (storage_map or StorageMap()).target_of(disk.storage)
+            try:
+                storage = storage_check_enabled(cluster, target_id, target)
+            except PveApiError as exc:
+                return exc.message
+            if "rootdir" not in storage.content.split(","):
+                return f"{disk.volid(guest.vmid, 0)}: content type 'rootdir' is not available on storage '{target_id}'"
+        return None
+    if guest.local_resources and (running or not force):
+        return f"can't migrate VM which uses local devices: {', '.join(guest.local_resources)}"
+    return None
+
+
+def plan_failed_prepare(cluster: SimCluster, task, reason: str) -> None:
+    """A migration task that dies in prepare: AbstractMigrate.pm logs only the final line."""
+    task.log(cluster.now, f"ERROR: migration aborted (duration {duration(0)}): {reason}")
+    task.finish(cluster.now, "migration aborted")
+
+
 def plan_migration(
     cluster: SimCluster,
     migration: Migration,
@@ -53,6 +235,7 @@ def plan_migration(
     with_local_disks: bool,
     bandwidth: float,
     inject_failure: bool,
+    storage_map: StorageMap | None = None,
 ) -> list[tuple[float, Callable[[], None]]]:
     guest = migration.guest
     task = migration.task
@@ -62,9 +245,9 @@ def plan_migration(
     label = "VM" if guest.type == "qemu" else "CT"
     actions: list[tuple[float, Callable[[], None]]] = []
 
-    def fail_at(at: float, reason: str, *, phase: int = 1) -> list[tuple[float, Callable[[], None]]]:
+    def fail_at(at: float, reason: str) -> list[tuple[float, Callable[[], None]]]:
         log(at, f"ERROR: {reason}")
-        log(at, f"aborting phase {phase} - cleanup resources")
+        log(at, "aborting phase 1 - cleanup resources")
         log(at, f"ERROR: migration aborted (duration {duration(at - t0)}): {reason}")
         task.finish(at, "migration aborted")
 
@@ -75,6 +258,17 @@ def plan_migration(
             cluster.finish_migration(migration)
 
         return actions + [(at, aborted)]
+
+    def ram_phase_failed(at: float) -> list[tuple[float, Callable[[], None]]]:
+        """AbstractMigrate.pm: a phase-2 error is logged, phase2_cleanup cancels the migration and
+        the VM keeps running on its source; the task ends "migration problems" (QemuMigrate.pm)."""
+        log(at, "migration status error: failed")
+        log(at, "ERROR: online migrate failure - aborting")
+        log(at, "aborting phase 2 - cleanup resources")
+        log(at, "migrate_cancel")
+        log(at, f"ERROR: migration finished with problems (duration {duration(at - t0)})")
+        task.finish(at, "migration problems")
+        return actions + [(at, lambda: cluster.finish_migration(migration))]
 
     t = t0
     if migration.restart:
@@ -95,10 +289,16 @@ def plan_migration(
         )
         log(t + 3, f"ssh: connect to host {target.ip} port 22: No route to host")
         return fail_at(t + 3, SSH_FAILURE)
+    mapping = storage_map or StorageMap()
     for disk in guest.disks:
         storage = cluster.storage_by_id[disk.storage]
-        if not storage.on_node(target.name):
-            return fail_at(t, f"storage '{storage.storage}' is not available on node '{target.name}'")
+        target_id = disk.storage if storage.shared else mapping.target_of(disk.storage)
+        if not cluster.storage_by_id[target_id].on_node(target.name):
+            return fail_at(t, f"storage '{target_id}' is not available on node '{target.name}'")
+    cdrom = local_cdrom(cluster, guest)
+    if cdrom is not None:
+        log(t, f"can't migrate local disk '{cdrom}': local cdrom image")
+        return fail_at(t, "Problem found while scanning volumes - can't migrate VM - check log")
     locals_ = local_disks(cluster, guest)
     for index, disk in locals_:
         if guest.type == "qemu":
@@ -178,8 +378,7 @@ def plan_migration(
             log(at, f"migration active, transferred {human(copied)} of {human(guest.memory)} VM-state, {speed}/s")
         t += ram_seconds
         if fail_time is not None and t >= fail_time:
-            log(fail_time, "migration status error: failed")
-            return fail_at(fail_time, "online migrate failure - aborting", phase=2)
+            return ram_phase_failed(fail_time)
         log(t, f"average migration speed: {speed}/s - downtime {40 + int(noise(cluster.seed, task.pid, 97) * 80)} ms")
         log(t, "migration status: completed")
         for _, disk in locals_:
@@ -193,6 +392,10 @@ def plan_migration(
     def flip() -> None:
         guest.node = target.name
         migration.flipped = True
+        for _, disk in locals_:  # copied to the mapped storage (same id without a map)
+            disk.storage = mapping.target_of(disk.storage)
+        if online:  # a new QEMU process on the target: uptime and its counters start again
+            guest.started_at = cluster.now
 
     actions.append((flip_at, flip))
     if guest.type == "lxc":

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pvetop.sim import lifecycle
+from pvetop.sim import lifecycle, migration
 from pvetop.sim.entities import BOOTING, CRASHED, OFF, ONLINE, SHUTTING_DOWN, SimGuest, SimNode
 from pvetop.sim.errors import PveApiError
 from pvetop.sim.load import noise
@@ -278,9 +278,7 @@ class Power:
         now = cluster.now
         online = guest.status == "running"
         if guest.type == "qemu":
-            from pvetop.sim.views import migrate_precondition  # views builds on the cluster module
-
-            precondition = migrate_precondition(cluster, guest, target)
+            precondition = migration.precondition(cluster, guest)
             problems = []
             if online and not with_local_disks and precondition["local_disks"]:
                 problems.append("Has local disks: " + ", ".join(d["volid"] for d in precondition["local_disks"]))

@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 from aiohttp import web
 
-from pvetop.sim import views
+from pvetop.sim import migration, views
 from pvetop.sim.auth import Auth, Identity
 from pvetop.sim.cluster import SimCluster
 from pvetop.sim.errors import PveApiError, ScenarioError, param_error
@@ -560,8 +560,14 @@ def post_guest_config(call: Call):
 
 @route("GET", "/nodes/{node}/{kind}/{vmid}/migrate", {"target": P()})
 def get_migrate(call: Call):
+    """PVE checks quorum, then the config, then the lock; ``target`` changes nothing."""
     call.require(f"/vms/{call.vmid}", "VM.Migrate")
-    return views.migrate_precondition(call.cluster, _guest(call), call.params.get("target"))
+    call.cluster.reachable_node(call.node)
+    call.cluster.require_quorum()
+    guest = _guest(call)
+    if guest.lock:
+        raise PveApiError(500, f"{'VM' if guest.type == 'qemu' else 'CT'} is locked ({guest.lock})")
+    return migration.precondition(call.cluster, guest)
 
 
 QEMU_MIGRATE_PARAMS = {

@@ -14,7 +14,6 @@ from pvetop.sim.cluster import PVE_RELEASE, PVE_REPOID, PVE_VERSION, node_uptime
 from pvetop.sim.entities import GIB, MIB, SimGuest, SimNode
 from pvetop.sim.errors import PveApiError
 from pvetop.sim.load import noise
-from pvetop.sim.migration import local_disks
 from pvetop.sim.validate import parse_property_string
 
 if TYPE_CHECKING:
@@ -210,6 +209,9 @@ def guest_config(cluster: SimCluster, guest: SimGuest) -> dict:
         )
         for index, disk in enumerate(guest.disks):
             config[disk.key] = f"{disk.volid(guest.vmid, index)},iothread=1,size={disk.size // GIB}G"
+        if guest.cdrom:
+            config["ide2"] = f"{guest.cdrom},media=cdrom"
+        config.update(guest.devices)
     else:
         config.update(
             {
@@ -236,56 +238,6 @@ def guest_config(cluster: SimCluster, guest: SimGuest) -> dict:
     if guest.template:
         config["template"] = 1
     return config
-
-
-def migrate_precondition(cluster: SimCluster, guest: SimGuest, target: str | None) -> dict:
-    """GET .../{vmid}/migrate: which nodes can take the guest and what ties it to its node."""
-    allowed: list[str] = []
-    not_allowed: dict[str, dict] = {}
-    dependent, blocking = cluster.ha.motion_info(guest.sid) if guest.ha else ([], {})
-    for name in cluster.nodes:
-        if name == guest.node or (target and name != target):
-            continue
-        missing = sorted({d.storage for d in guest.disks if not cluster.storage_by_id[d.storage].on_node(name)})
-        if missing:
-            not_allowed[name] = {"unavailable_storages": missing}
-        if blocking.get(name):
-            not_allowed.setdefault(name, {})["blocking-ha-resources"] = blocking[name]
-        if name not in not_allowed:
-            allowed.append(name)
-    running = int(guest.status == "running")
-    if guest.type == "lxc":
-        return {
-            "running": running,
-            "allowed-nodes": allowed,
-            "not-allowed-nodes": not_allowed,
-            "dependent-ha-resources": dependent,
-        }
-    disks = [
-        {
-            "volid": disk.volid(guest.vmid, index),
-            "size": disk.size,
-            "drivename": disk.key,
-            "is_attached": 1,
-            "is_unused": 0,
-            "is_vmstate": 0,
-            "is_tpmstate": 0,
-            "replicated": 0,
-            "cdrom": 0,
-        }
-        for index, disk in local_disks(cluster, guest)
-    ]
-    return {
-        "running": running,
-        "allowed_nodes": allowed,
-        "not_allowed_nodes": not_allowed,
-        "local_disks": disks,
-        "local_resources": [],
-        "mapped-resources": [],
-        "mapped-resource-info": {},
-        "has-dbus-vmstate": 1,
-        "dependent-ha-resources": dependent,
-    }
 
 
 # ----- nodes ------------------------------------------------------------------------------

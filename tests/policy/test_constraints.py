@@ -118,6 +118,33 @@ def test_precondition_refusals_block_and_local_disks_warn():
     assert to_pve2.allowed and to_pve2.warnings == ("local disks are copied: local-lvm:vm-100-disk-0",)
 
 
+def test_pve9_precondition_lists_allowed_nodes_with_nothing_against_them():
+    """qemu-server Qemu.pm migrate_vm_precondition: every other node is in ``not_allowed_nodes``;
+    an allowed one carries ``{}`` and is also in ``allowed_nodes``."""
+    precondition = MigratePrecondition.from_api(
+        {
+            "running": 1,
+            "allowed_nodes": ["pve2"],
+            "not_allowed_nodes": {"pve2": {}, "pve3": {"unavailable_storages": ["local-zfs"]}},
+            "local_disks": [],
+            "local_resources": [],
+        }
+    )
+    assert precondition.not_allowed_nodes == {"pve3": "unavailable storages: local-zfs"}
+    assert _both(_cluster(), 100, "pve2", precondition=precondition)[0].allowed
+
+
+def test_a_local_iso_in_the_cdrom_blocks_every_node():
+    """qemu-server QemuMigrate.pm scan_local_volumes: a CD-ROM with an ISO on local storage makes
+    the migration fail ("local cdrom image"); the precondition lists it with the disks, cdrom 1."""
+    precondition = MigratePrecondition.from_api(
+        {"running": 1, "local_disks": [{"volid": "local:iso/d.iso", "cdrom": 1}], "local_resources": []}
+    )
+    assert precondition.local_disks == ()
+    manual, _ = _both(_cluster(), 100, "pve2", precondition=precondition)
+    assert manual.blocks == ("uses local resources: local:iso/d.iso (local cdrom image)",)
+
+
 def test_nodes_left_out_of_allowed_nodes_block():
     precondition = MigratePrecondition(allowed_nodes=frozenset({"pve2"}))
     manual, _ = _both(_cluster(), 100, "pve3", precondition=precondition)

@@ -705,7 +705,7 @@ def test_running_container_without_restart_flag_is_500(fresh_sim):
         )
     )
     assert error.status_code == 500
-    assert error.content.startswith("running container can only be migrated in restart mode")
+    assert error.content == "can't migrate running container without --online or --restart"
 
 
 def test_second_migration_of_a_locked_vm_is_500_vm_is_locked(fresh_sim):

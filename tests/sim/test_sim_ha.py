@@ -236,6 +236,7 @@ def test_stopall_is_graceful_in_reverse_startup_order_with_the_timeout(tmp_path)
     task = cluster.power.stop_all("pve-big", "root@pam")
     step_until(cluster, lambda: not task.running(cluster.now), limit=600)
     assert [text for _, text in task.lines][:-1] == [
+        "Stopping VM 204 (timeout = 180 seconds)",
         "Stopping CT 203 (timeout = 180 seconds)",
         "Stopping VM 201 (timeout = 180 seconds)",
         "Stopping VM 200 (timeout = 180 seconds)",

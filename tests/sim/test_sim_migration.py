@@ -129,21 +129,31 @@ def test_unknown_target_and_guest_on_another_node_are_500(homelab):
 
 
 def test_locked_guest_is_refused(homelab):
+    """qemu-server Qemu.pm migrate_vm checks a VM's lock synchronously (500); pve-container checks a
+    container's only in the task (LXC/Migrate.pm prepare), which dies before locking anything."""
     api = token_api(homelab.info)
     api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
     error = refusal(api.nodes("pve-mini1").qemu(103).migrate.post, target="pve-mini2", online=1)
     assert (error.status_code, error.content) == (500, "VM is locked (migrate)")
     api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-big", restart=1)
-    error = refusal(api.nodes("pve-mini1").lxc(102).migrate.post, target="pve-mini2", restart=1)
-    assert (error.status_code, error.content) == (500, "CT is locked (migrate)")
+    upid = api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-mini2", restart=1)
+    assert task_status(api, "pve-mini1", upid)["exitstatus"] == "migration aborted"
+    assert task_log(api, "pve-mini1", upid)[-2].endswith(
+        "ERROR: migration aborted (duration 00:00:00): CT is locked (migrate)"
+    )
 
 
 def test_running_container_needs_restart_mode(homelab):
+    """pve-container LXC.pm migrate_vm: only "can't migrate running container without --online or
+    --restart" is synchronous; ``online`` (even with ``restart``) dies in the task's prepare."""
     api = token_api(homelab.info)
     error = refusal(api.nodes("pve-mini1").lxc(102).migrate.post, target="pve-big")
-    assert (error.status_code, error.content) == (500, "running container can only be migrated in restart mode")
-    error = refusal(api.nodes("pve-mini1").lxc(102).migrate.post, target="pve-big", online=1)
-    assert (error.status_code, error.content) == (500, "lxc live migration is currently not implemented")
+    assert (error.status_code, error.content) == (500, "can't migrate running container without --online or --restart")
+    for options in ({"online": 1}, {"online": 1, "restart": 1}):
+        upid = api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-big", **options)
+        assert task_status(api, "pve-mini1", upid)["exitstatus"] == "migration aborted"
+        assert task_log(api, "pve-mini1", upid)[-2].endswith("lxc live migration is currently not implemented")
+    assert (resource(api, 102)["node"], resource(api, 102)["status"]) == ("pve-mini1", "running")
 
 
 def test_live_migration_with_local_disks_fails_without_with_local_disks(homelab):
@@ -179,7 +189,10 @@ def test_offline_target_fails_the_task(homelab):
     assert resource(api, 103)["node"] == "pve-mini1"
 
 
-def test_injected_failure_aborts_and_the_guest_stays_on_its_source(homelab):
+def test_injected_ram_phase_failure_ends_with_problems_and_the_guest_stays_on_its_source(homelab):
+    """pve-guest-common AbstractMigrate.pm migrate + qemu-server QemuMigrate.pm phase2_cleanup: a
+    failure while the RAM is copied is logged, the migration is cancelled, the VM keeps running
+    on its source and the task ends ``migration problems``."""
     api = token_api(homelab.info)
     answer = requests.post(
         f"{homelab.info['control_url']}/faults",
@@ -190,14 +203,16 @@ def test_injected_failure_aborts_and_the_guest_stays_on_its_source(homelab):
     assert answer.status_code == 200 and answer.json()["faults"]["migration_failure_rate"] == 1.0
     upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
     status = run_to_end(homelab, api, "pve-mini1", upid)
-    assert status["exitstatus"] == "migration aborted"
-    log = task_log(api, "pve-mini1", upid)
-    assert any(line.split(" ", 2)[-1].startswith("ERROR: migration aborted (duration") for line in log)
-    assert log[-1] == "TASK ERROR: migration aborted"
+    assert status["exitstatus"] == "migration problems"
+    raw_log = task_log(api, "pve-mini1", upid)
+    log = [line.split(" ", 2)[-1] for line in raw_log[:-1]]  # without the time stamps
+    assert "ERROR: online migrate failure - aborting" in log and "aborting phase 2 - cleanup resources" in log
+    assert log[-1].startswith("ERROR: migration finished with problems (duration")
+    assert raw_log[-1] == "TASK ERROR: migration problems"
     entry = resource(api, 103)
     assert (entry["node"], entry.get("lock"), entry["status"]) == ("pve-mini1", None, "running")
     errors = call(api, "GET", "/nodes/pve-mini1/tasks", errors=1)
-    assert [t["upid"] for t in errors] == [upid] and errors[0]["status"] == "migration aborted"
+    assert [t["upid"] for t in errors] == [upid] and errors[0]["status"] == "migration problems"
 
 
 def test_stopping_the_task_aborts_the_migration(homelab):
@@ -321,7 +336,14 @@ def test_migrateall_moves_every_guest_it_can_two_at_a_time(homelab):
     ]
     assert "Migrating CT 203" in log and "All jobs finished, used 4 workers in total." in log
     placement = {g["vmid"]: g["node"] for g in call(api, "GET", "/cluster/resources", type="vm") if g["vmid"] >= 200}
-    assert placement == {200: "pve-big", 201: "pve-mini2", 202: "pve-mini2", 203: "pve-big", 9000: "pve-mini2"}
+    assert placement == {
+        200: "pve-big",
+        201: "pve-mini2",
+        202: "pve-mini2",
+        203: "pve-big",
+        204: "pve-big",
+        9000: "pve-mini2",
+    }
 
 
 def test_migrateall_needs_max_workers(homelab):

@@ -54,7 +54,7 @@ def test_shutdown_goes_offline_after_its_guests_and_the_os(homelab):
     seconds = step_until_power(homelab, "pve-big", "off")
     stops = [t for t in homelab.cluster.tasks if t.type in ("qmshutdown", "vzshutdown")]
     last_stop = max(t.end_time for t in stops) - homelab.cluster.start_time
-    assert sorted(int(t.id) for t in stops) == [200, 201, 203]
+    assert sorted(int(t.id) for t in stops) == [200, 201, 203, 204]
     assert last_stop + 60 <= seconds <= last_stop + 60 + 2, "one stopall poll, then the OS's 60 s"
     entry = node_entry(api, "pve-big")
     assert entry["status"] == "offline" and entry["hastate"] == "online", "the CRM notices on its next round"
@@ -84,7 +84,7 @@ def test_magic_packet_boots_the_node_after_its_boot_time(homelab):
     assert entry["status"] == "online" and entry["uptime"] == 0
     homelab.cluster.step(10)
     running = {g["vmid"] for g in guests_on(api, "pve-big") if g["status"] == "running"}
-    assert running == {200, 201, 203}, "guests with onboot=1 start again; 202 and the template stay stopped"
+    assert running == {200, 201, 203, 204}, "guests with onboot=1 start again; 202 and the template stay stopped"
 
 
 def test_packets_for_other_macs_or_malformed_ones_are_ignored(homelab):

@@ -138,9 +138,9 @@ async def test_injected_failure_shows_its_log_line_and_the_guest_stays():
         await migrate_to(pilot, dialog, "pve-big")
         await drive(pilot, sim, lambda: jobs_done(app))
         job = app.migrations.jobs[0]
-        assert "ERROR: migration aborted" in job.error
+        assert "ERROR: online migrate failure" in job.error
         await pilot.press("t")
-        await wait_until(pilot, lambda: "ERROR: migration aborted" in screen_text(app))
+        await wait_until(pilot, lambda: "ERROR: online migrate failure" in screen_text(app))
         await pilot.press("escape")
         await wait_until(pilot, lambda: guest_cell(app, 103, "lock") == "")
         assert guest_cell(app, 103, "node") == "pve-mini1"

@@ -18,6 +18,8 @@ Format (sizes in GiB/MiB as named, times in seconds; see homelab.json and smb.js
     guests         [{vmid, type qemu|lxc, name (unique), node, cores, memory_mib, disks [{storage, size_gib}],
                      status running|stopped, template?, tags?, pool?, ha?, lock?, onboot?, startup? "order=1,up=30",
                      shutdown_seconds? (how long its OS takes to power off; above 180 the stop is forced),
+                     devices? {hostpci0|usb0|serial0...: config value} (qemu passthrough: ties it to its node),
+                     cdrom? "storage:iso/NAME.iso" (qemu ide2),
                      load {curve steady|diurnal|bursty, cpu (fraction of its cores), mem (fraction)}}]
     ha_rules       [{rule, type node-affinity|resource-affinity, resources "vm:100,ct:101",
                      nodes? "pve1:2,pve2", strict?, affinity? positive|negative, disable?, comment?}]
@@ -235,6 +237,10 @@ def _validate(scenario: Scenario, source: str) -> None:
         for disk in guest.get("disks", []):
             if disk.get("storage") not in storage_ids:
                 fail(f"guest {vmid}: unknown storage {disk.get('storage')!r}")
+        if (guest.get("devices") or guest.get("cdrom")) and guest["type"] != "qemu":
+            fail(f"guest {vmid}: devices and cdrom are for qemu guests")
+        if guest.get("cdrom") and str(guest["cdrom"]).partition(":")[0] not in storage_ids:
+            fail(f"guest {vmid}: cdrom {guest['cdrom']!r} is not on a known storage")
         if guest.get("pool") is not None and guest["pool"] not in pool_ids:
             fail(f"guest {vmid}: unknown pool {guest['pool']!r}")
         if guest.get("load", {}).get("curve", "steady") not in ("steady", "diurnal", "bursty"):
