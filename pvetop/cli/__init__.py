@@ -18,11 +18,11 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from pvetop import __version__
-from pvetop.cli import balance, common, dashboard, guest, journal, migrate, power, rules, sim, status
+from pvetop.cli import balance, common, daemon, dashboard, guest, journal, migrate, power, rules, sim, status
 from pvetop.errors import PvetopError
 from pvetop.text import visible
 
-SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest, power, balance, journal)
+SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest, power, balance, journal, daemon)
 
 EPILOG = """\
 connecting (every command): --host/--user/--password or --token-name/--token-value, the

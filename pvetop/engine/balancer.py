@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pvetop.engine.evacuation import fetch_preconditions
+from pvetop.engine.intents import standby_reason
 from pvetop.engine.migrations import JobState, MigrationExecutor, MigrationJob
 from pvetop.errors import UsageError
 from pvetop.model import ClusterSnapshot, MigratePrecondition
@@ -146,9 +147,9 @@ class BalancerWorker:
             return "the cluster has no quorum: nothing moves"
         if self.read_only:
             return "read-only: the balancer only advises"
-        intents = getattr(self.executor, "intents", None)
-        if intents is not None and not intents.lease.acting:
-            return f"another pvetop instance acts on this cluster ({intents.lease.describe()}): advising only"
+        standby = standby_reason(self.executor)
+        if standby is not None:
+            return standby
         if self.running:
             return f"{len(self.running)} balancer move(s) running: re-planning when they finish"
         return None

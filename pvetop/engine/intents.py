@@ -107,3 +107,12 @@ class IntentLog:
                 pending.append(result)
         self.settled = results
         return pending
+
+
+def standby_reason(executor: Any) -> str | None:
+    """Why a worker may only advise because another pvetop instance acts on the cluster (None: it
+    may act). An executor that writes intents carries the lease; one without intents acts alone."""
+    intents = getattr(executor, "intents", None)
+    if intents is not None and not intents.lease.acting:
+        return f"another pvetop instance acts on this cluster ({intents.lease.describe()}): advising only"
+    return None

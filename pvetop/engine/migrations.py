@@ -378,15 +378,14 @@ class MigrationExecutor:
             raise  # an intent stays open: the task goes on in the cluster, the next acting instance settles it
         except Exception as exc:  # a bug must not take the queue down: the job shows it
             self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
-        else:
-            if job.intent_id is not None and self.intents is not None:
-                await self.intents.finished(job.intent_id, ok=job.succeeded, detail=job.error or job.exitstatus or "")
         finally:
             async with self._turn:
                 if job in self._active:
                     self._active.remove(job)
                 self._turn.notify_all()
             self._runners.pop(job.id, None)
+        if job.intent_id is not None and self.intents is not None:  # finished, not cancelled: close the intent
+            await self.intents.finished(job.intent_id, ok=job.succeeded, detail=job.error or job.exitstatus or "")
 
     async def _take_turn(self, job: MigrationJob) -> bool:
         """Waits until the limits let the job start (True), or it was cancelled meanwhile (False)."""

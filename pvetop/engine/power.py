@@ -22,6 +22,7 @@ from typing import Any
 import wakeonlan
 
 from pvetop.engine.evacuation import fetch_preconditions
+from pvetop.engine.intents import standby_reason
 from pvetop.engine.migrations import MigrationExecutor
 from pvetop.errors import PvetopError, UsageError
 from pvetop.model import ClusterSnapshot, Guest, Node
@@ -265,7 +266,7 @@ class PowerWorker:
             return "the cluster has lost quorum"
         if self.read_only:
             return "read-only: pvetop changes nothing"
-        return None
+        return standby_reason(self.executor)
 
     async def evaluate(self, snapshot: ClusterSnapshot | None = None) -> PowerPlan:
         """The policy's plan now; a candidate for power-off is re-planned with PVE's migrate preconditions."""
