@@ -372,20 +372,21 @@ class MigrationExecutor:
 
     async def _run(self, job: MigrationJob) -> None:
         try:
-            if await self._take_turn(job):
-                await self._execute(job)
-        except asyncio.CancelledError:
-            raise  # an intent stays open: the task goes on in the cluster, the next acting instance settles it
-        except Exception as exc:  # a bug must not take the queue down: the job shows it
-            self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+            try:
+                if await self._take_turn(job):
+                    await self._execute(job)
+            except asyncio.CancelledError:
+                raise  # an intent stays open: the task goes on in the cluster, the next acting instance settles it
+            except Exception as exc:  # a bug must not take the queue down: the job shows it
+                self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+            if job.intent_id is not None and self.intents is not None:  # finished, not cancelled: close it
+                await self.intents.finished(job.intent_id, ok=job.succeeded, detail=job.error or job.exitstatus or "")
         finally:
             async with self._turn:
                 if job in self._active:
                     self._active.remove(job)
                 self._turn.notify_all()
             self._runners.pop(job.id, None)
-        if job.intent_id is not None and self.intents is not None:  # finished, not cancelled: close the intent
-            await self.intents.finished(job.intent_id, ok=job.succeeded, detail=job.error or job.exitstatus or "")
 
     async def _take_turn(self, job: MigrationJob) -> bool:
         """Waits until the limits let the job start (True), or it was cancelled meanwhile (False)."""

@@ -72,7 +72,10 @@ async def test_a_store_blip_shorter_than_the_lease_keeps_the_holder_acting(two, 
 async def test_a_clean_stop_releases_at_once_and_take_over_is_possible(two):
     (first, second), _, _ = two
     runner = asyncio.create_task(first.run())
-    await asyncio.sleep(0.05)
+    for _ in range(500):  # its first claim runs in a thread
+        if first.acting:
+            break
+        await asyncio.sleep(0.01)
     assert first.acting
     await second.take_over()
     assert second.acting
