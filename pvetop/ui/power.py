@@ -132,7 +132,8 @@ class PowerScreen(ReadOnlyGuard, Screen):
     PowerScreen { layout: vertical; }
     PowerScreen .caption { height: 1; background: $panel; padding: 0 1; text-style: bold; }
     PowerScreen #power-status { height: auto; padding: 0 1; }
-    PowerScreen #power-nodes { height: 1fr; min-height: 5; }
+    PowerScreen #power-nodes { height: auto; max-height: 12; }
+    PowerScreen #power-why { height: 1fr; min-height: 4; padding: 0 1; overflow-y: auto; }
     PowerScreen #power-energy { height: auto; padding: 0 1; }
     """
     BINDINGS = [
@@ -157,6 +158,8 @@ class PowerScreen(ReadOnlyGuard, Screen):
         yield Static(id="power-status")
         yield Static("Nodes: power state, what the policy wants and why", classes="caption")
         yield DataTable(id="power-nodes", cursor_type="row", zebra_stripes=True)
+        yield Static("Why (selected node)", classes="caption", id="power-why-caption")
+        yield Static(id="power-why")
         yield Static("Energy", classes="caption")
         yield Static(id="power-energy")
         yield Footer()
@@ -189,7 +192,23 @@ class PowerScreen(ReadOnlyGuard, Screen):
             )
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
+        self._show_why()
         self.query_one("#power-energy", Static).update(self._energy(worker))
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._show_why()
+
+    def _show_why(self) -> None:
+        """The selected node's reasons in full, one per line (the table cell is cut at its width)."""
+        worker = self.controller.worker
+        node = self._selected()
+        why = self.query_one("#power-why", Static)
+        if worker is None or worker.plan is None or node is None:
+            why.update("")
+            return
+        decision = worker.plan.decision(node)
+        self.query_one("#power-why-caption", Static).update(f"Why: {node} — {decision.action.replace('_', ' ')}")
+        why.update(Text("\n".join(f"• {reason}" for reason in decision.reasons)))
 
     def _status(self, worker: PowerWorker | None) -> Text:
         if worker is None or worker.plan is None:

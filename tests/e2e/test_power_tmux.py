@@ -1,0 +1,83 @@
+"""`pvetop --demo` in tmux: the power screen explains pve-big; power-off and wake by hand show progress.
+
+The rules store is prepared first (failure margin 0 chosen, pve-big allowed, its two guests on
+local storage marked to sleep with it); the demo's simulator runs 10x, so the drain, the
+shutdown and the 180 s boot take a few tens of seconds. PVE's wakeonlan (through the node
+pvetop talks to) wakes pve-big, since its MAC is only in its PVE node config.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pvetop.store import open_store
+
+NODE = "pve-big"
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True, timeout=10).stdout
+
+
+def pane(session: str) -> str:
+    return tmux("capture-pane", "-p", "-t", session)
+
+
+def keys(session: str, *names: str) -> None:
+    tmux("send-keys", "-t", session, *names)
+
+
+def wait_for(session: str, predicate, timeout: float, what: str) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = pane(session)
+        if predicate(screen):
+            return screen
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not seen within {timeout:g} s:\n{screen}")
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def session():
+    name = f"pvetop-e2e-power-{uuid.uuid4().hex[:8]}"
+    yield name
+    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+
+
+@pytest.mark.e2e
+def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(session: str, tmp_path: Path):
+    db = tmp_path / "rules.sqlite"
+    with open_store(str(db)) as store:
+        store.set_setting("homelab", "power.failure_margin", 0)
+        store.set_setting("homelab", "power.sleep_with_node", {"200": "gitlab", "203": "builder"})
+        store.set_node_power("homelab", NODE, allow_power_off=True)
+    command = (
+        f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo --db {shlex.quote(str(db))}"
+        "; sleep 60"
+    )
+    tmux("new-session", "-d", "-x", "160", "-y", "45", "-s", session, "-e", f"HOME={tmp_path}", command)
+    wait_for(session, lambda s: NODE in s and "VMID" in s, 20, "the dashboard")
+    keys(session, "W")
+    screen = wait_for(session, lambda s: "failure margin 0 (chosen" in s, 30, "pve-big's reasoning")
+    assert "HA guests fit: yes" in screen and "quorum 3/3 votes, 2 needed" in screen
+
+    row = next(i for i, line in enumerate(screen.splitlines()) if line.lstrip().startswith(NODE))
+    first = next(i for i, line in enumerate(screen.splitlines()) if line.lstrip().startswith("pve-mini1"))
+    for _ in range(max(0, row - first)):
+        keys(session, "Down")
+    keys(session, "x")
+    wait_for(session, lambda s: "may power off" in s and "Drain pve-big" in s, 30, "the power-off confirmation")
+    keys(session, "y")
+    wait_for(session, lambda s: "powering pve-big off" in s, 10, "the power-off progress")
+    wait_for(session, lambda s: "pve-big: done: offline" in s, 150, "pve-big offline")
+    keys(session, "w")
+    wait_for(session, lambda s: "waking pve-big" in s, 10, "the wake progress")
+    wait_for(session, lambda s: "pve-big: done: online" in s, 120, "pve-big back online")
