@@ -84,3 +84,15 @@ def test_unknown_node_and_guest_are_usage_errors(sim, db, capsys):
     assert "no node 'nope'" in capsys.readouterr().err
     assert main(["power", "sleep-with-node", "4242", *connection(sim, db)]) == 2
     assert "no guest 4242" in capsys.readouterr().err
+
+
+def test_failure_margin_zero_through_settings_needs_yes_and_is_journaled(db, capsys):
+    code = main(["settings", "set", "power.failure_margin", "0", "--cluster", "homelab", "--db", db])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "one more node failure loses quorum" in err and "self-fence" in err and "--yes" in err
+    assert main(["settings", "set", "power.failure_margin", "0", "--yes", "--cluster", "homelab", "--db", db]) == 0
+    with open_store(db) as store:
+        assert store.get_setting("homelab", "power.failure_margin") == 0
+        entries = store.journal_entries("homelab", actions=("setting.set",), target="setting/power.failure_margin")
+        assert [e.params["value"] for e in entries] == [0]
