@@ -1,10 +1,11 @@
 """The dashboard: a header, the node table, the guest table, and a poller that never blocks.
 
-Data flows one way. A thread worker fetches a snapshot (the only network I/O on this screen),
-computes rates and totals, and posts ``SnapshotArrived``; the app diffs it into the tables and
-publishes it as ``latest`` for the detail panes; the next poll is armed only when this one has
-finished, so polls never overlap. A failed poll keeps the last data, marks it stale with the
-reason and retries with a doubling delay.
+Data flows one way. A poll fetches a snapshot in a daemon thread (the only network I/O on this
+screen; quitting never waits for it), computes rates and totals, and posts ``SnapshotArrived``;
+the app diffs it into the tables and publishes it as ``latest`` for the detail panes; the next
+poll is armed only when this one has finished, so polls never overlap. A failed poll keeps the
+last data, marks it stale with the reason and retries with a doubling delay; a poll that
+overruns its interval marks the data stale while it still waits.
 
 Hooks for other rooms: ``ruleset`` (pins, locks, reserved nodes; set it and the flag columns
 follow), ``tagged`` (vmids for a bulk move; call ``refresh_marks`` after changing it), ``store``
@@ -20,9 +21,11 @@ import gc
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -31,9 +34,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static
-from textual.worker import get_current_worker
 
 from pvetop.policy.rules import RuleSet
+from pvetop.text import visible
 from pvetop.ui.choosers import ColumnsScreen, SortScreen
 from pvetop.ui.detail import DetailScreen, GuestDetailScreen, NodeDetailScreen
 from pvetop.ui.filtering import NO_FILTER, GuestFilter
@@ -49,7 +52,9 @@ from pvetop.ui.polling import (
     SnapshotArrived,
     backoff_delay,
     next_interval,
+    poll_overrun_after,
     prepare,
+    run_in_daemon_thread,
     with_marks,
 )
 from pvetop.ui.prefs import Prefs
@@ -123,6 +128,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self._failures = 0
         self._stale_since: float | None = None
         self._stale_reason = ""
+        self._poll_started: float | None = None  # time.monotonic() of the poll in flight
         self._retry_at: float | None = None
         self._gc_threshold: tuple[int, int, int] | None = None  # the collector's, while we tune it
 
@@ -193,6 +199,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self._retry_at = None
         if not self.paused or even_paused:
             self._show_paused_refresh = self.paused
+            self._poll_started = time.monotonic()
             self._poll(self.marks)
 
     def _arm_poll(self, delay: float) -> None:
@@ -202,23 +209,37 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self._retry_at = self.clock() + delay if self._failures else None
         self._poll_timer = None if self.paused else self.set_timer(delay, self._poll_now)
 
-    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def _poll(self, marks: Marks) -> None:
-        worker = get_current_worker()
+    @work(exclusive=True, group="poll", exit_on_error=False)
+    async def _poll(self, marks: Marks) -> None:
+        """Fetches in a daemon thread; a cancelled poll (a newer one, or quitting) posts nothing."""
         previous = self.latest
         try:
-            if self.source.slow_data_due:
-                self.source.refresh_slow_data()
-            snapshot = self.source.fetch_snapshot()
-            refresh = prepare(snapshot, previous, marks, self.clock())
+            refresh = await run_in_daemon_thread(partial(self._fetch, marks, previous))
         except Exception as exc:  # any failure of the API or the network: show it, keep going
-            if not worker.is_cancelled:
-                self.post_message(PollFailed(str(exc) or type(exc).__name__))
+            self.post_message(PollFailed(str(exc) or type(exc).__name__))
             return
-        if not worker.is_cancelled:
-            self.post_message(SnapshotArrived(refresh))
+        self.post_message(SnapshotArrived(refresh))
+
+    def _fetch(self, marks: Marks, previous: Refresh | None) -> Refresh:
+        """The blocking part of a poll (network, rates, rows), off the UI thread."""
+        if self.source.slow_data_due:
+            self.source.refresh_slow_data()
+        snapshot = self.source.fetch_snapshot()
+        return prepare(snapshot, previous, marks, self.clock())
+
+    def _mark_overrun(self) -> None:
+        """A poll far past its interval makes the data stale while it still waits for an answer."""
+        if self._poll_started is None:
+            return
+        waited = time.monotonic() - self._poll_started
+        if waited < poll_overrun_after(self.interval):
+            return
+        if self._stale_since is None:
+            self._stale_since = self.clock()
+        self._stale_reason = f"no answer from the cluster for {waited:.0f} s (still waiting)"
 
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        self._poll_started = None
         if self._shutting_down:
             return
         self._failures = 0
@@ -234,6 +255,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         return self._exit or not self.header.is_attached
 
     def on_poll_failed(self, message: PollFailed) -> None:
+        self._poll_started = None
         if self._shutting_down:
             return
         self._failures += 1
@@ -290,6 +312,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self._show_captions()
 
     def _show_header(self) -> None:
+        self._mark_overrun()
         refresh = self.latest
         if (refresh is None and not self.stale) or self._shutting_down:
             return
@@ -301,7 +324,8 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             retry_in=None if self._retry_at is None else max(0.0, self._retry_at - now),
         )
         if refresh is None:
-            self.header.update(f"cannot reach the cluster: {self._stale_reason} (retrying)")
+            # plain Text: the reason quotes the API, whose "[/]" would be taken for markup
+            self.header.update(Text(f"cannot reach the cluster: {visible(self._stale_reason)} (retrying)"))
             return
         snapshot = refresh.snapshot
         self.header.show(
@@ -317,6 +341,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
                 insecure_warning=self.insecure_warning,
                 pve_rebalances_ha=snapshot.crs.ha_auto_rebalance,
                 notes=tuple(self.header_notes.values()),
+                api_warnings=snapshot.warnings,
             )
         )
 

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from pvetop.policy.metrics import Balance, ClusterTotals
+from pvetop.text import visible
 from pvetop.ui import formatting as fmt
 
 BAR_WIDTH = 20
@@ -37,6 +38,7 @@ class HeaderView:
     insecure_warning: str = ""
     pve_rebalances_ha: bool = False  # PVE >= 9.2 crs ha-auto-rebalance: it moves HA guests itself
     notes: tuple[str, ...] = ()  # the automation's state, e.g. "balancer advise · plan: 3 moves"
+    api_warnings: tuple[str, ...] = ()  # malformed API entries the snapshot skipped (pve/parse.py)
 
 
 def _bar_line(label: str, fraction_value: float, detail: str) -> Text:
@@ -94,7 +96,15 @@ def render_header(view: HeaderView) -> Text:
     third.append(f"  every {view.interval:g}s", style="dim")
     if view.paused:
         third.append("  PAUSED", style="bold black on yellow")
-    return Text("\n").join([first, second, third])
+    lines = [first, second, third]
+    if view.api_warnings:
+        more = len(view.api_warnings) - 1
+        line = Text("⚠ malformed API data skipped: ", style="bold yellow")
+        line.append(visible(view.api_warnings[0]), style="yellow")
+        if more:
+            line.append(f" (+{more} more: pvetop status lists them)", style="yellow")
+        lines.append(line)
+    return Text("\n").join(lines)
 
 
 class ClusterHeader(Static):

@@ -3,11 +3,20 @@
 The poll runs in a thread worker; everything that can be computed off the UI thread (rates,
 totals, balance, the formatted rows) is computed there and travels in a ``Refresh``. The UI thread only diffs and
 renders. Polls never overlap: the next one is armed when the previous one has finished.
+
+The blocking part runs in a daemon thread (``run_in_daemon_thread``), not in the executor behind
+Textual's thread workers: the process waits for those at exit, so quitting would wait for a
+read blocked on a slow or dead network. A poll that runs far past its interval has overrun
+(``poll_overrun_after``): the app then marks its data stale without waiting for the answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from textual.message import Message
 
@@ -17,6 +26,8 @@ from pvetop.ui.table import Row
 from pvetop.ui.tables import Marks, guest_rows, node_rows
 
 MAX_BACKOFF_SECONDS = 60.0
+OVERRUN_INTERVALS = 3  # a poll still running after this many intervals (and the floor) has overrun
+OVERRUN_FLOOR_SECONDS = 10.0  # never sooner: a slow-data refresh is 5 requests, each up to its timeout
 INTERVAL_STEPS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -81,6 +92,41 @@ def backoff_delay(interval: float, failures: int) -> float:
     if failures <= 0:
         return interval
     return min(interval * 2 ** min(failures, 16), max(MAX_BACKOFF_SECONDS, interval))
+
+
+def poll_overrun_after(interval: float) -> float:
+    """Seconds after which a poll that has not answered makes the shown data stale."""
+    return max(OVERRUN_INTERVALS * interval, OVERRUN_FLOOR_SECONDS)
+
+
+Result = TypeVar("Result")
+
+
+async def run_in_daemon_thread(work: Callable[[], Result]) -> Result:
+    """``work()`` in a daemon thread, awaited; cancelling the awaiting task abandons the thread."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Result] = loop.create_future()
+
+    def settle(result: Result | None, error: BaseException | None) -> None:
+        if future.done():  # the awaiting task was cancelled (the app is quitting)
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = work(), None
+        except Exception as exc:  # handed to the awaiting task
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the event loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=run, name="pvetop-poll", daemon=True).start()
+    return await future
 
 
 def next_interval(current: float, step: int) -> float:
