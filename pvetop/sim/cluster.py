@@ -631,6 +631,8 @@ class SimCluster:
         """A magic packet arrived: boots the powered-off node with that MAC; returns its name."""
         with self.lock:
             self.sync()
+            if self.fault_rng.random() < self.faults.wol_drop_rate:
+                return None  # lost on the wire: nothing boots, nobody is told
             for node in self.nodes.values():
                 if node.mac == mac.upper() and node.power in (OFF, CRASHED):
                     self.power.boot(node)

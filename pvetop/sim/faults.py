@@ -9,7 +9,8 @@ from pvetop.sim.errors import ScenarioError
 
 @dataclass
 class Faults:
-    """Per-request faults (latency, 500s, dropped connections), failing migrations, outages.
+    """Per-request faults (latency, 500s, dropped connections), failing migrations, outages,
+    magic packets lost on the way (``wol_drop_rate``).
 
     ``outage_until`` is a simulated time before which every /api2 request has its connection
     dropped; setting ``outage_seconds`` through the control API starts such a window.
@@ -19,9 +20,10 @@ class Faults:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     migration_failure_rate: float = 0.0
+    wol_drop_rate: float = 0.0
     outage_until: float = 0.0
 
-    RATES = ("error_rate", "drop_rate", "migration_failure_rate")
+    RATES = ("error_rate", "drop_rate", "migration_failure_rate", "wol_drop_rate")
 
     def update(self, values: dict, now: float) -> None:
         """Applies a partial update; ``outage_seconds`` opens an outage window from ``now``."""
