@@ -282,6 +282,42 @@ class DivertingProxy:
         self._server.server_close()
 
 
+class DroppingForwarder:
+    """A TCP port forwarder to ``target`` that hangs up on the first ``drop`` connections at once
+    (a load balancer or NAT dropping a connection), then forwards every later one."""
+
+    def __init__(self, target: tuple[str, int], *, drop: int = 1) -> None:
+        self.dropped = 0
+        self.forwarded = 0
+        forwarder = self
+
+        class Forward(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                if forwarder.dropped < drop:
+                    forwarder.dropped += 1
+                    self.request.close()
+                    return
+                forwarder.forwarded += 1
+                with socket.create_connection(target, timeout=10) as upstream:
+                    try:
+                        _pipe(self.request, upstream)
+                    except OSError:
+                        pass
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Forward)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dropping-forwarder", daemon=True)
+
+    def __enter__(self) -> DroppingForwarder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 def _pipe(a: socket.socket, b: socket.socket) -> None:
     """Copies bytes both ways until either side closes."""
     sockets = [a, b]
