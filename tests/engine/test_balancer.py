@@ -168,7 +168,11 @@ async def test_a_failed_move_is_reported_and_not_retried_before_its_cooldown(tmp
     with balancer_on("imbalanced", tmp_path, hold=1) as (sim, client, store, worker):
         set_failure_rate(sim, 1.0)
         await run_auto(sim, client, worker, rounds=1)
-        await asyncio.sleep(0.05)  # the worker reports results as they come in
+        await worker.executor.wait()
+        for _ in range(500):  # the worker reports results as they come in (no simulated time needed)
+            if worker.alerts:
+                break
+            await asyncio.sleep(0.01)
         failed = [job for job in worker.jobs if not job.succeeded]
         assert failed and worker.alerts and "not retried" in worker.alerts[0]
         set_failure_rate(sim, 0.0)
