@@ -15,7 +15,7 @@ import re
 # C0 controls, DEL, C1 controls, and the Unicode bidirectional overrides/isolates that can make
 # a line read differently from what it holds (a name that shows "gp.exe" for "exe.pg")
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_KEEPING_NEWLINES = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_KEEPING_NEWLINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 CONTROL_PICTURES = 0x2400  # U+2400 "␀" .. U+241F "␟": one picture per C0 control
 DELETE_PICTURE = "\u2421"  # "␡"
 
@@ -33,7 +33,8 @@ def _stand_in(match: re.Match[str]) -> str:
 def visible(value: object, *, multiline: bool = False) -> str:
     """``value`` as text with every control character shown, not obeyed.
 
-    ``multiline`` keeps line breaks (a guest's description); anything else on one line.
+    ``multiline`` keeps line breaks and tabs (a guest's description, a command's output);
+    without it the text stays on one line (a table cell, a title).
     """
     text = value if isinstance(value, str) else str(value)
     pattern = _UNSAFE_KEEPING_NEWLINES if multiline else _UNSAFE

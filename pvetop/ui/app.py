@@ -134,6 +134,21 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
 
     # --- layout --------------------------------------------------------------------------------
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast of the app (a widget's ``notify`` ends here too, asking for markup): its
+        text quotes guest names and PVE's error texts, so it is always shown as plain text, with
+        control characters made visible."""
+        del markup  # never parsed: "[/]" in an error text would crash the toast
+        super().notify(visible(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
+
     def compose(self) -> ComposeResult:
         # Kept as attributes, not queried: polls, timers and table messages may still land while
         # the app exits, when a query would find nothing.
@@ -356,8 +371,8 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         if self._query.active:
             parts.append(f"filter “{self._query.text}” (esc clears)")
             parts.extend(self._query.problems)
-        self.guest_caption.update("  ·  ".join(parts))
-        self.node_caption.update(f"Nodes {nodes.row_count}  ·  {self._sort_caption(nodes)}")
+        self.guest_caption.update(Text(visible("  ·  ".join(parts))))
+        self.node_caption.update(Text(f"Nodes {nodes.row_count}  ·  {self._sort_caption(nodes)}"))
 
     @staticmethod
     def _sort_caption(table: LiveTable) -> str:

@@ -25,6 +25,7 @@ from textual.widgets import Footer, Label, Sparkline, Static
 from textual.worker import get_current_worker
 
 from pvetop.model import Guest, Node
+from pvetop.text import visible
 from pvetop.ui import formatting as fmt
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.polling import Refresh
@@ -83,7 +84,8 @@ def config_lines(config: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _table_text(lines: Iterable[tuple[str, str]]) -> Text:
-    lines = list(lines)
+    """``key  value`` lines; both may come from the API (config keys and values, storage names)."""
+    lines = [(visible(key), visible(value)) for key, value in lines]
     width = max((len(key) for key, _ in lines), default=0)
     text = Text()
     for index, (key, value) in enumerate(lines):
@@ -226,7 +228,7 @@ class DetailScreen(ReadOnlyGuard, Screen):
         entity = self.find(refresh)
         title = self.query_one("#detail-title", Static)
         if entity is None:
-            title.update(Text(f"{self.describe()} is no longer in the cluster", style="bold red"))
+            title.update(Text(visible(f"{self.describe()} is no longer in the cluster"), style="bold red"))
             return
         title.update(self.title_text(entity, refresh))
         self.query_one("#fields", Static).update(_table_text(self.extra_fields(entity, refresh) + field_lines(entity)))
@@ -291,8 +293,8 @@ class GuestDetailScreen(DetailScreen):
 
     def title_text(self, guest: Guest, refresh: Refresh) -> Text:
         kind = "VM" if guest.type == "qemu" else "CT"
-        text = Text(f" {kind} {guest.vmid} {guest.name} ", style="bold reverse")
-        text.append(f"  on {guest.node}  {guest.status}")
+        text = Text(visible(f" {kind} {guest.vmid} {guest.name} "), style="bold reverse")
+        text.append(visible(f"  on {guest.node}  {guest.status}"))
         return text
 
     def extra_fields(self, guest: Guest, refresh: Refresh) -> list[tuple[str, str]]:
@@ -329,8 +331,8 @@ class NodeDetailScreen(DetailScreen):
         return refresh.snapshot.node_by_name.get(self.node_name)
 
     def title_text(self, node: Node, refresh: Refresh) -> Text:
-        text = Text(f" Node {node.name} ", style="bold reverse")
-        text.append(f"  {node.status}", style="green" if node.online else "bold red")
+        text = Text(visible(f" Node {node.name} "), style="bold reverse")
+        text.append(visible(f"  {node.status}"), style="green" if node.online else "bold red")
         return text
 
     def extra_fields(self, node: Node, refresh: Refresh) -> list[tuple[str, str]]:

@@ -53,7 +53,7 @@ def _bar_line(label: str, fraction_value: float, detail: str) -> Text:
 def render_header(view: HeaderView) -> Text:
     totals, balance, fresh = view.totals, view.balance, view.freshness
     first = Text()
-    first.append(view.cluster_name or "(standalone)", style="bold")
+    first.append(visible(view.cluster_name) or "(standalone)", style="bold")
     if view.quorate:
         first.append("  quorate", style="green")
     else:
@@ -63,7 +63,7 @@ def render_header(view: HeaderView) -> Text:
     if view.read_only:
         first.append("  READ-ONLY", style="bold cyan")
     if view.insecure_warning:
-        first.append(f"  {view.insecure_warning}", style="bold yellow")
+        first.append(f"  {visible(view.insecure_warning)}", style="bold yellow")
 
     second = _bar_line("CPU", totals.cpu_fraction, f"{totals.cpu_fraction * 100:5.1f}% of {totals.maxcpu} cores")
     second.append("   ")
@@ -78,7 +78,7 @@ def render_header(view: HeaderView) -> Text:
     third.append(f"imbalance {balance.imbalance * 100:.0f}%", style=imbalance_style)
     third.append(f"  spread {balance.spread:.0f} pts")
     if balance.hottest:
-        third.append(f"  hottest {balance.hottest}")
+        third.append(f"  hottest {visible(balance.hottest)}")
     if view.pve_rebalances_ha:
         third.append("  PVE rebalances HA guests", style="cyan")
     for note in view.notes:
@@ -86,7 +86,7 @@ def render_header(view: HeaderView) -> Text:
     third.append("   ")
     if fresh.stale_since is not None:
         since = time.strftime("%H:%M:%S", time.localtime(fresh.stale_since))
-        third.append(f" STALE since {since} ({fresh.stale_reason}) ", style="bold white on red")
+        third.append(f" STALE since {since} ({visible(fresh.stale_reason)}) ", style="bold white on red")
         if fresh.retry_in is not None:
             third.append(f" retry in {fresh.retry_in:.0f}s")
     elif fresh.age_seconds is None:

@@ -32,6 +32,8 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 from textual.widgets.data_table import Row as DataTableRow
 
+from pvetop.text import visible
+
 DRAWN_CELLS_CACHED = 6_000  # a few screens of cells, drawn
 SORT_UP = " ▲"
 SORT_DOWN = " ▼"
@@ -199,10 +201,11 @@ class LiveTable(DataTable):
 
     @classmethod
     def make_row(cls, item: Any, cells: tuple[tuple[str, str], ...], sort_values: tuple[Any, ...]) -> Row:
-        """A ``Row`` from (text, style) pairs in ``COLUMNS`` order."""
+        """A ``Row`` from (text, style) pairs in ``COLUMNS`` order; the cells show the cluster's
+        names and tags, so any control character in them is made visible here (``pvetop.text``)."""
         return Row(
             item,
-            tuple((text, style, spec.justify) for (text, style), spec in zip(cells, cls.COLUMNS, strict=True)),
+            tuple((visible(text), style, spec.justify) for (text, style), spec in zip(cells, cls.COLUMNS, strict=True)),
             sort_values,
         )
 

@@ -202,11 +202,11 @@ async def test_journal_view_lists_recent_entries(source, store):
         assert isinstance(app.screen, JournalScreen)
         table = app.screen.query_one(DataTable)
         rows = [table.get_row_at(i) for i in range(table.row_count)]
-        assert [(r[1], r[2], r[3]) for r in rows] == [
+        assert [(str(r[1]), str(r[2]), str(r[3])) for r in rows] == [
             ("balancer", "migrate", "guest/101"),
             ("user", "pin", "guest/100"),
         ]
-        assert "qmigrate" in rows[0][5]
+        assert "qmigrate" in str(rows[0][5])
         await pilot.press("escape")
         assert not isinstance(app.screen, JournalScreen)
 

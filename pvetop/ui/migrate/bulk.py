@@ -19,6 +19,7 @@ from pvetop.engine.report import move_line, unplaced_line
 from pvetop.errors import UsageError
 from pvetop.model import MigratePrecondition
 from pvetop.policy.placement import BulkPlan, plan_bulk_move
+from pvetop.text import visible
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell, usage_text
 
@@ -43,7 +44,7 @@ class BulkMigrateScreen(ModalScreen[int]):
         snapshot = self.app.planning_snapshot
         names = ", ".join(f"{vmid} {snapshot.guest_by_vmid[vmid].name}".strip() for vmid in self.vmids)
         with Vertical():
-            yield Static(f"Move {len(self.vmids)} tagged guest(s): {names}", classes="title", markup=False)
+            yield Static(visible(f"Move {len(self.vmids)} tagged guest(s): {names}"), classes="title", markup=False)
             yield Static("checking with Proxmox VE…", id="notes", classes="notes", markup=False)
             yield DataTable(id="targets", cursor_type="row", zebra_stripes=True)
             yield Static("", id="error", classes="error", markup=False)
@@ -107,7 +108,7 @@ class BulkMigrateScreen(ModalScreen[int]):
     def choose(self, target: str) -> None:
         plan = self.plans[target]
         if not plan.moves:
-            self.query_one("#error", Static).update(f"{target} takes none of them")
+            self.query_one("#error", Static).update(visible(f"{target} takes none of them"))
             return
         lines = [f"{len(plan.moves)} move(s) to {target}:", *(f"  {move_line(move)}" for move in plan.moves)]
         if plan.refused:

@@ -29,6 +29,7 @@ from pvetop.policy.constraints import ha_local_disks_problem
 from pvetop.policy.placement import MovePreview, PlannedMove, planned_move, preview_candidates
 from pvetop.policy.projection import NodeUsage
 from pvetop.pve import actions
+from pvetop.text import visible
 from pvetop.ui import formatting as fmt
 from pvetop.ui.migrate.confirm import ConfirmScreen
 
@@ -118,8 +119,10 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         kind = "VM" if guest.type == "qemu" else "CT"
         with Vertical():
             yield Static(
-                f"Migrate {kind} {guest.vmid} {guest.name} — on {guest.node}, {guest.status}, "
-                f"{fmt.used_of(guest.mem, guest.maxmem)} memory",
+                visible(
+                    f"Migrate {kind} {guest.vmid} {guest.name} — on {guest.node}, {guest.status}, "
+                    f"{fmt.used_of(guest.mem, guest.maxmem)} memory"
+                ),
                 classes="title",
                 markup=False,
             )
@@ -181,7 +184,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
                 f"Local disks ({disks}): they are copied to the target — a live migration needs “With local disks”."
             )
             self.query_one("#local-disks", Checkbox).value = True
-        self.query_one("#notes", Static).update(" ".join(notes) or "Proxmox VE raises no objection.")
+        self.query_one("#notes", Static).update(visible(" ".join(notes)) or "Proxmox VE raises no objection.")
 
     def _fill(self) -> None:
         app = self.app
@@ -228,12 +231,12 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         error = self.query_one("#error", Static)
         preview = self.previews[target]
         if not preview.verdict.allowed:
-            error.update(f"{target} cannot take {self.vmid}: {'; '.join(preview.verdict.blocks)}")
+            error.update(visible(f"{target} cannot take {self.vmid}: {'; '.join(preview.verdict.blocks)}"))
             return
         try:
             move, options = self._move_to(target)
         except UsageError as exc:
-            error.update(exc.message)
+            error.update(visible(exc.message))
             return
         error.update("")
         question = [f"Migrate {self.vmid} {move.name}: {move.source} → {move.target} ({how(move)})?"]
@@ -279,9 +282,9 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         try:
             self.job = self.app.migrations.submit(move, options)
         except UsageError as exc:
-            self.query_one("#error", Static).update(exc.message)
+            self.query_one("#error", Static).update(visible(exc.message))
             return
-        self.query_one("#error", Static).update(f"asking Proxmox VE to move {move.vmid} to {move.target}…")
+        self.query_one("#error", Static).update(visible(f"asking Proxmox VE to move {move.vmid} to {move.target}…"))
 
     def job_updated(self, job: MigrationJob) -> None:
         """Called by the app for every job change: ours decides whether the dialog closes."""
@@ -295,12 +298,13 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
             )
             self.dismiss(job)
         elif job.state.finished:
-            self.query_one("#error", Static).update(f"Proxmox VE refused: {job.error}")
+            self.query_one("#error", Static).update(visible(f"Proxmox VE refused: {job.error}"))
             self.job = None
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
 
-def fmt_cell(text: str, style: str) -> Text:
-    return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+def fmt_cell(text: str, style: str = "") -> Text:
+    """A table cell as plain text (a DataTable would read a ``str`` as markup), controls made visible."""
+    return Text(visible(text), style=style, no_wrap=True, overflow="ellipsis")

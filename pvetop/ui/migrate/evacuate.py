@@ -28,6 +28,7 @@ from pvetop.engine.evacuation import (
 from pvetop.engine.migrations import MigrationJob
 from pvetop.engine.report import how, job_status, limits_text, plan_lines
 from pvetop.errors import PvetopError
+from pvetop.text import visible
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell
@@ -59,7 +60,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"Evacuate {self.node}", classes="title", markup=False)
+            yield Static(visible(f"Evacuate {self.node}"), classes="title", markup=False)
             yield Static("planning…", id="notes", classes="notes", markup=False)
             yield DataTable(id="plan", cursor_type="row", zebra_stripes=True)
             yield Static("", id="error", classes="error", markup=False)
@@ -83,7 +84,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
                 app.source, app.planning_snapshot, self.node, app.ruleset, now=time.time()
             )
         except PvetopError as exc:
-            self.query_one("#error", Static).update(f"cannot plan: {exc.message}")
+            self.query_one("#error", Static).update(visible(f"cannot plan: {exc.message}"))
             return
         self.proposal = self.base
         self._show()
@@ -109,7 +110,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
             notes.append(f"Done: {self.result.summary()}.")
         elif self.jobs:
             notes.append("Running…")
-        self.query_one("#notes", Static).update(" · ".join(notes))
+        self.query_one("#notes", Static).update(visible(" · ".join(notes)))
         table = self.query_one("#plan", DataTable)
         cursor = table.cursor_row
         table.clear()

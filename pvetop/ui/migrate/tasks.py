@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -24,6 +25,7 @@ from pvetop.engine.report import job_status, progress_text
 from pvetop.errors import PvetopError
 from pvetop.pve import tasks
 from pvetop.pve.tasks import Progress
+from pvetop.text import visible
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import fmt_cell
@@ -238,7 +240,7 @@ class TasksScreen(ReadOnlyGuard, Screen):
         running = sum(1 for row in ordered if row.running)
         caption = f"Tasks: {running} running, {len(ordered) - running} recent · enter: log · s: stop · esc: back"
         self.query_one("#tasks-caption", Static).update(
-            caption + (f" · cannot list tasks: {self.error}" if self.error else "")
+            fmt_cell(caption + (f" · cannot list tasks: {self.error}" if self.error else ""))
         )
         table = self.query_one("#tasks", DataTable)
         followed_key = self.cursor_key
@@ -248,10 +250,10 @@ class TasksScreen(ReadOnlyGuard, Screen):
             started = time.strftime("%H:%M:%S", time.localtime(row.started)) if row.started else "-"
             table.add_row(
                 started,
-                row.node,
-                row.type,
-                row.id,
-                row.user,
+                fmt_cell(row.node),
+                fmt_cell(row.type),
+                fmt_cell(row.id),
+                fmt_cell(row.user),
                 _clock(row.duration),
                 fmt_cell(row.status, style),
                 key=row.key,
@@ -347,18 +349,18 @@ class TaskLogScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         log = Log(id="task-log", highlight=False)
-        log.border_title = f"{self.row.type} {self.row.id} on {self.row.node} — esc closes"
+        log.border_title = escape(visible(f"{self.row.type} {self.row.id} on {self.row.node}")) + " — esc closes"
         yield log
 
     def on_mount(self) -> None:
         log = self.query_one(Log)
         job = self.row.job
         if self.upid is None:  # refused before any task existed
-            log.write_line(f"no task: {job.error if job is not None else 'not started'}")
+            log.write_line(visible(f"no task: {job.error if job is not None else 'not started'}"))
             return
-        log.write_line(self.upid)
+        log.write_line(visible(self.upid))
         if job is not None and job.via_ha:
-            log.write_line(f"via HA manager (request {job.ha_upid})")
+            log.write_line(visible(f"via HA manager (request {job.ha_upid})"))
         self._follow()
         self.set_interval(self.POLL, self._follow)
 
@@ -384,10 +386,10 @@ class TaskLogScreen(ModalScreen[None]):
         self.fetching = False
         log = self.query_one(Log)
         if message.error:
-            log.write_line(f"(cannot read the log: {message.error})")
+            log.write_line(visible(f"(cannot read the log: {message.error})"))
             return
         lines = real_lines(message.lines, seen=self.line_count)
-        log.write_lines(lines)
+        log.write_lines([visible(line) for line in lines])
         self.line_count += len(lines)
         self.running = message.running
 

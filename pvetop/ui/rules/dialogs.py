@@ -16,6 +16,7 @@ from textual.widgets.selection_list import Selection
 
 from pvetop.errors import UsageError
 from pvetop.store.validate import normalise_mac
+from pvetop.text import visible
 from pvetop.ui.guard import ReadOnlyGuard
 
 DIALOG_CSS = """
@@ -55,9 +56,10 @@ class NodeSetDialog(ModalScreen[frozenset[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(Text(visible(self.title_text)), classes="dialog-title")
             yield SelectionList[str](
-                *(Selection(label, name, name in self.selected) for name, label in self.nodes), id="nodes"
+                *(Selection(Text(visible(label)), name, name in self.selected) for name, label in self.nodes),
+                id="nodes",
             )
             yield Label(
                 "space toggles a node · enter saves · escape cancels · none selected = unpin", classes="dialog-hint"
@@ -104,11 +106,11 @@ class PowerSettingsDialog(ModalScreen[PowerForm | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Power settings of {self.node}", classes="dialog-title")
+            yield Label(Text(visible(f"Power settings of {self.node}")), classes="dialog-title")
             with Horizontal(classes="field"):
                 yield Label("wake-on-LAN MAC")
                 yield Input(self.form.wol_mac or "", placeholder="aa:bb:cc:dd:ee:ff", id="mac")
-            yield Static(self.mac_source, classes="dialog-hint")
+            yield Static(Text(visible(self.mac_source)), classes="dialog-hint")
             yield Checkbox("the power policy may switch this node off", self.form.allow_power_off, id="allow")
             with Horizontal(classes="field"):
                 yield Label("boot timeout (s)")
@@ -134,7 +136,7 @@ class PowerSettingsDialog(ModalScreen[PowerForm | None]):
             if not timeout_text.isdigit():
                 raise UsageError(f"boot timeout {timeout_text!r} is not a whole number of seconds")
         except UsageError as exc:
-            self.query_one("#error", Static).update(str(exc))
+            self.query_one("#error", Static).update(Text(visible(str(exc))))
             return
         self.dismiss(PowerForm(mac, self.query_one("#allow", Checkbox).value, int(timeout_text)))
 
@@ -177,14 +179,17 @@ class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
             if self.items:
                 yield Static(self.EXPLAIN)
                 yield SelectionList(
-                    *(Selection(Text(label), index, self.PRESELECT) for index, (label, _) in enumerate(self.items)),
+                    *(
+                        Selection(Text(visible(label)), index, self.PRESELECT)
+                        for index, (label, _) in enumerate(self.items)
+                    ),
                     id="items",
                 )
                 yield Label(
                     "space toggles · a applies the selected · escape closes without changes", classes="dialog-hint"
                 )
             else:
-                yield Static(self.message, id="empty")
+                yield Static(Text(visible(self.message)), id="empty")
                 yield Label("escape closes", classes="dialog-hint")
 
     async def on_screen_resume(self) -> None:

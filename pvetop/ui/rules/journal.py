@@ -6,11 +6,13 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from pvetop.text import visible
 from pvetop.ui.rules.controller import RulesController
 
 if TYPE_CHECKING:
@@ -56,16 +58,12 @@ class JournalScreen(Screen):
                 details = f"{entry.upid}  {details}"
             table.add_row(
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at)),
-                entry.actor,
-                entry.action,
-                entry.target,
-                entry.result,
-                details,
+                *(Text(visible(value)) for value in (entry.actor, entry.action, entry.target, entry.result, details)),
                 key=str(entry.id),
             )
         entries_text = f"{len(entries)} most recent entr{'y' if len(entries) == 1 else 'ies'}"
         self.query_one("#journal-title", Static).update(
-            f" Journal of {cluster or 'every cluster'}: {entries_text} (escape: back)"
+            Text(visible(f" Journal of {cluster or 'every cluster'}: {entries_text}")) + " (escape: back)"
         )
         table.focus()
 

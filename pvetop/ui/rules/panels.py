@@ -17,6 +17,7 @@ from textual.worker import get_current_worker
 
 from pvetop.pve.actions import parse_wakeonlan
 from pvetop.store.validate import normalise_mac
+from pvetop.text import visible
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.rules.controller import RulesController
 from pvetop.ui.rules.dialogs import NodeSetDialog, PowerForm, PowerSettingsDialog
@@ -86,18 +87,20 @@ class GuestRulesPanel(RulesPanel):
         if pin is None:
             text.append("- (may run anywhere)")
         else:
-            text.append(", ".join(sorted(pin.nodes)), style="bold magenta")
+            text.append(visible(", ".join(sorted(pin.nodes))), style="bold magenta")
             if guest is not None and not pin.allows(guest.node):
-                text.append(f"  runs on {guest.node}, outside its set", style="bold yellow")
-            text.append(f"\n           since {_since(pin.created_at)} by {pin.who or '?'}", style="dim")
+                text.append(visible(f"  runs on {guest.node}, outside its set"), style="bold yellow")
+            text.append(f"\n           since {_since(pin.created_at)} by {visible(pin.who or '?')}", style="dim")
             if pin.note:
-                text.append(f"; {pin.note}", style="dim")
+                text.append(f"; {visible(pin.note)}", style="dim")
         text.append("\nlocked     ", style="bold")
         if lock is None:
             text.append("no")
         else:
             text.append("yes", style="bold magenta")
-            text.append(f"  no automatic moves; since {_since(lock.created_at)} by {lock.who or '?'}", style="dim")
+            text.append(
+                f"  no automatic moves; since {_since(lock.created_at)} by {visible(lock.who or '?')}", style="dim"
+            )
         text.append("\no pin here/unpin · a allowed nodes · l lock/unlock", style="dim")
         self.update(text)
 
@@ -178,15 +181,17 @@ class NodeRulesPanel(RulesPanel):
             text.append("no")
         else:
             text.append("yes", style="bold magenta")
-            text.append(f"  nothing moves to or from it automatically; by {reservation.who or '?'}", style="dim")
+            text.append(
+                f"  nothing moves to or from it automatically; by {visible(reservation.who or '?')}", style="dim"
+            )
         if maintenance is not None:
             text.append("\nmaintenance     ", style="bold")
-            text.append(f"since {_since(maintenance.since)} {maintenance.reason}", style="bold yellow")
+            text.append(f"since {_since(maintenance.since)} {visible(maintenance.reason)}", style="bold yellow")
         text.append("\nwake-on-LAN MAC ", style="bold")
         if power.wol_mac:
             text.append(power.wol_mac)
         elif self.pve_mac:
-            text.append(f"{self.pve_mac} (from the PVE node config; w to keep it)", style="dim")
+            text.append(f"{visible(self.pve_mac)} (from the PVE node config; w to keep it)", style="dim")
         else:
             text.append("- (unknown: the power policy cannot wake it)")
         text.append("\npower-off       ", style="bold")
