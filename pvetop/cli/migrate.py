@@ -239,7 +239,7 @@ async def _migrate(client, store, cluster: str, move, options, args: argparse.Na
 
 
 def run_evacuate(args: argparse.Namespace) -> int:
-    from pvetop.engine.evacuation import prepare_evacuation
+    from pvetop.engine.evacuation import HA_MAINTENANCE_NOTE, prepare_evacuation
     from pvetop.engine.migrations import Limits
     from pvetop.engine.report import limits_text, plan_lines
 
@@ -284,6 +284,7 @@ def run_evacuate(args: argparse.Namespace) -> int:
             if not _ask(f"Evacuate {args.node} ({len(proposal.plan.moves)} moves) and mark it maintenance?"):
                 print("cancelled; nothing changed", file=out)
                 return 1
+        print(f"note: {HA_MAINTENANCE_NOTE}", file=out)
         result = asyncio.run(_evacuate(client, store, cluster, proposal, options, limits, args, out))
     if args.json:
         _emit_json(
@@ -293,6 +294,10 @@ def run_evacuate(args: argparse.Namespace) -> int:
                 "maintenance": True,
                 "moves": [job.as_dict() for job in result.jobs],
                 "left_behind": [{"vmid": u.vmid, "name": u.name, "reason": u.reason} for u in result.left_behind],
+                "locations": {str(vmid): node for vmid, node in result.locations.items()},
+                "returned": list(result.returned),
+                "replanned": list(result.replanned),
+                "source_lost": result.source_lost,
             }
         )
     print(

@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from pvetop.engine.intents import AUTOMATIC_ACTORS, IntentLog
-from pvetop.errors import PvetopError, UsageError
+from pvetop.errors import ApiError, PvetopError, ReadOnlyRefused, UsageError
 from pvetop.model import ACTORS, Guest
 from pvetop.policy.placement import PlannedMove
 from pvetop.pve import actions, tasks
@@ -41,6 +41,7 @@ DEFAULT_MAX_PER_SOURCE = 1  # one automatic move leaving a node at a time
 DEFAULT_MAX_PER_TARGET = 1  # and one arriving on a node at a time
 LOST_AFTER = 300.0  # seconds of failing reads (API unreachable) before a job is reported as lost
 HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real migration
+MIGRATE_ATTEMPTS = 3  # a migrate POST whose task list shows it did not start is sent at most this often
 KEPT_FINISHED_JOBS = 200  # finished jobs remembered for the tasks pane (the journal keeps them all)
 
 
@@ -344,6 +345,19 @@ class MigrationExecutor:
         if upid is not None:
             await asyncio.to_thread(tasks.stop_task, self.client, upid)
 
+    async def abandon(self, job: MigrationJob, reason: str, *, state: JobState = JobState.FAILED) -> None:
+        """Ends a job at once without asking PVE (its node went offline, so its task can neither
+        be read nor stopped; waiting for reads to fail for ``lost_after`` would only delay the news)."""
+        if job.state.finished:
+            return
+        runner = self._runners.get(job.id)
+        if runner is not None:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        if not job.state.finished:
+            self._finish(job, state, error=reason)
+            await self._journal(job, f"{state.value}: {reason}")
+
     async def aclose(self) -> None:
         """Stops tracking (tasks keep running on the cluster): for an app that is quitting."""
         runners = list(self._runners.values())
@@ -414,7 +428,8 @@ class MigrationExecutor:
                 job.intent_id = await self.intents.open(
                     actor=job.actor, action="migrate", vmid=move.vmid, source=move.source, target=move.target
                 )
-            upid = await asyncio.to_thread(
+            upid = await self._start_migration(
+                guest,
                 partial(
                     actions.migrate,
                     self.client,
@@ -425,7 +440,7 @@ class MigrationExecutor:
                     bwlimit_kib=job.options.bwlimit_kib,
                     restart=move.restart if move.type == "lxc" else None,
                     restart_timeout=job.options.restart_timeout if move.type == "lxc" else None,
-                )
+                ),
             )
         except PvetopError as exc:
             await self._journal(job, f"refused: {exc.message}")
@@ -464,6 +479,35 @@ class MigrationExecutor:
         else:
             self._fail_from(job, status, job.log)
             await self._journal(job, f"failed: {job.error}")
+
+    async def _start_migration(self, guest: Guest, send: Callable[[], str]) -> str:
+        """Sends the migrate POST. An answer that is not PVE's refusal (a timeout, a dropped
+        connection, a 5xx) may hide a request that reached the cluster, so the node's task list
+        decides: a running migration of the guest by this user is the one started; none means the
+        request did not start anything and is sent again (``MIGRATE_ATTEMPTS`` in all)."""
+        for attempt in range(1, MIGRATE_ATTEMPTS + 1):
+            try:
+                return await asyncio.to_thread(send)
+            except (UsageError, ReadOnlyRefused):
+                raise
+            except ApiError as exc:
+                if exc.status < 500:
+                    raise  # PVE's own refusal (400 parameters, 403 permissions): nothing started
+                unsure: PvetopError = exc
+            except PvetopError as exc:
+                unsure = exc
+            try:
+                started = await asyncio.to_thread(actions.running_migration, self.client, guest)
+            except PvetopError as check:
+                raise PvetopError(
+                    f"{unsure.message}; the task list of {guest.node} cannot be read either ({check.message}), "
+                    "so the migration may have started: check the cluster's tasks"
+                ) from None
+            if started is not None:
+                return started
+            if attempt < MIGRATE_ATTEMPTS:
+                await asyncio.sleep(self.poll)
+        raise unsure
 
     async def _follow(self, job: MigrationJob, upid: str, *, main: bool) -> TaskStatus:
         """Polls one task until it stops, appending its new log lines to the job."""

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from pvetop.engine.evacuation import (
+    HA_MAINTENANCE_NOTE,
     EvacuationProposal,
     EvacuationResult,
     finish_evacuation,
@@ -109,7 +110,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         if self.result is not None:
             notes.append(f"Done: {self.result.summary()}.")
         elif self.jobs:
-            notes.append("Running…")
+            notes.append(f"Running… {HA_MAINTENANCE_NOTE}.")
         self.query_one("#notes", Static).update(visible(" · ".join(notes)))
         table = self.query_one("#plan", DataTable)
         cursor = table.cursor_row

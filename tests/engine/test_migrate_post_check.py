@@ -1,0 +1,90 @@
+"""A migrate POST whose answer is lost is checked against the task list before it is called failed.
+
+The request may have reached the cluster (a timeout after PVE started the task, a proxy's 500):
+a running migration of the guest by this user is adopted and followed; when the task list shows
+nothing started, sending again is safe and one server error no longer fails the move for good.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from pvetop.config import settings_from_sim_info
+from pvetop.engine.migrations import JobState, MigrationExecutor
+from pvetop.pve import PveClient
+from pvetop.sim.errors import PveApiError
+from tests.engine.simdrive import drive, guest_node, migration_tasks
+from tests.engine.test_migrations import move_of
+
+
+async def run(sim, client, vmid: int, target: str):
+    executor = MigrationExecutor(client, poll=0.01)
+    job = executor.submit(move_of(client, vmid, target))
+    await drive(sim, lambda: not executor.busy)
+    await executor.wait()
+    return job
+
+
+async def test_a_timed_out_post_that_started_the_migration_is_followed_not_failed(sim, monkeypatch):
+    original = sim.cluster.migrate
+
+    def slow_answer(*args, **kwargs):  # PVE starts the task, the answer arrives after the client gave up
+        upid = original(*args, **kwargs)
+        time.sleep(1.5)
+        return upid
+
+    monkeypatch.setattr(sim.cluster, "migrate", slow_answer)
+    with PveClient.connect(replace(settings_from_sim_info(sim.info), timeout=0.5)) as client:
+        job = await run(sim, client, 103, "pve-big")
+
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert len([t for t in migration_tasks(sim) if t.id == "103"]) == 1  # adopted, not sent twice
+    assert job.upid == migration_tasks(sim)[-1].upid
+    assert guest_node(sim, 103) == "pve-big"
+
+
+async def test_one_server_error_on_the_post_is_retried_when_nothing_started(sim, client, monkeypatch):
+    original = sim.cluster.migrate
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise PveApiError(500, "proxy loop detected")  # answered without starting anything
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sim.cluster, "migrate", flaky)
+    job = await run(sim, client, 103, "pve-big")
+
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert len(calls) == 2 and len(migration_tasks(sim)) == 1
+    assert guest_node(sim, 103) == "pve-big"
+
+
+async def test_a_refusal_pve_keeps_repeating_fails_with_its_text(sim, client, monkeypatch):
+    calls = []
+
+    def locked(*args, **kwargs):
+        calls.append(args)
+        raise PveApiError(500, "VM is locked (backup)")
+
+    monkeypatch.setattr(sim.cluster, "migrate", locked)
+    job = await run(sim, client, 103, "pve-big")
+
+    assert job.state is JobState.FAILED and "VM is locked (backup)" in job.error
+    assert len(calls) == 3 and not migration_tasks(sim)
+
+
+async def test_a_parameter_refusal_is_not_sent_again(sim, client, monkeypatch):
+    calls = []
+
+    def refused(*args, **kwargs):
+        calls.append(args)
+        raise PveApiError(400, "Parameter verification failed.", {"target": "no such node"})
+
+    monkeypatch.setattr(sim.cluster, "migrate", refused)
+    job = await run(sim, client, 103, "pve-big")
+
+    assert job.state is JobState.FAILED and "target: no such node" in job.error
+    assert len(calls) == 1
