@@ -82,7 +82,7 @@ def render_header(view: HeaderView) -> Text:
     if view.pve_rebalances_ha:
         third.append("  PVE rebalances HA guests", style="cyan")
     for note in view.notes:
-        third.append(f"  {note}", style="magenta")
+        third.append(f"  {visible(note)}", style="magenta")
     third.append("   ")
     if fresh.stale_since is not None:
         since = time.strftime("%H:%M:%S", time.localtime(fresh.stale_since))
