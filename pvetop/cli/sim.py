@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if args.info_file:
             path = Path(args.info_file)
             try:
-                path.write_text(json.dumps({key: info[key] for key in INFO_KEYS}, indent=2) + "\n", encoding="utf-8")
+                write_private(path, json.dumps({key: info[key] for key in INFO_KEYS}, indent=2) + "\n")
             except OSError as exc:
                 raise UsageError(f"cannot write --info-file {path}: {exc.strerror or exc}") from exc
         print(describe(sim, args), flush=True)
@@ -81,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
         sim.stop()
     print("simulator stopped", file=sys.stderr)
     return 0
+
+
+def write_private(path: Path, text: str) -> None:
+    """Writes a file only its owner can read (the info file holds the root password and a token)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+        handle.write(text)
 
 
 def describe(sim, args: argparse.Namespace) -> str:
@@ -103,11 +112,13 @@ def describe(sim, args: argparse.Namespace) -> str:
             f"  control      {info['control_url']}/state"
             "  (POST /sim/step, /sim/faults, /sim/speed, /sim/nodes/NODE/crash)",
             "  endpoints    " + ", ".join(f"{e['node']} {e['host']}:{e['port']}" for e in info["endpoints"]),
-            "connect with (every node's endpoint, so pvetop fails over when one goes down):",
-            f"  pvetop --host {hosts} --user {info['user']} --token-name {info['token_name']} "
-            f"--token-value {info['token_value']} --verify-ssl {info['ca_file']}",
-            "or set the environment (then plain `pvetop` connects):",
+            "connect with the environment (a secret on a command line is visible to every local user), "
+            "naming every node's endpoint so pvetop fails over when one goes down:",
             *(f"  export {line}" for line in environment_lines(info, hosts)),
+            "  pvetop",
+            "or, the token secret still from the environment, with options:",
+            f"  pvetop --host {hosts} --user {info['user']} --token-name {info['token_name']} "
+            f"--verify-ssl {info['ca_file']}",
             "Ctrl-C stops the simulator.",
         ]
     )

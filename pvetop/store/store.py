@@ -101,7 +101,10 @@ _CAUSES = (
 
 def store_failure(display: str, exc: BaseException, *, opening: bool = False) -> StoreError:
     """One clear line for a database failure, naming its cause. SQLite rolls back a failed
-    transaction whole, so nothing was changed by it."""
+    transaction whole, so nothing was changed by it (after a full disk SQLite has rolled back
+    itself, and peewee's own rollback then fails: the first failure is the cause)."""
+    while exc.__context__ is not None and isinstance(exc.__context__, (peewee.PeeweeException, sqlite3.Error)):
+        exc = exc.__context__
     text = _first_line(exc)
     cause = next((meaning for needle, meaning in _CAUSES if needle in text.lower()), text)
     if cause == "the disk is full" or "not writable" in cause or "write lock" in cause:
@@ -299,11 +302,11 @@ class Store:
     def _pin_record(row) -> Pin:
         return Pin(
             cluster=row.cluster,
-            vmid=row.vmid,
+            vmid=int(row.vmid),
             name=row.name,
             nodes=frozenset(json.loads(row.nodes)),
             note=row.note,
-            created_at=row.created_at,
+            created_at=float(row.created_at),
             who=row.who,
         )
 
@@ -419,7 +422,12 @@ class Store:
     @staticmethod
     def _lock_record(row) -> Lock:
         return Lock(
-            cluster=row.cluster, vmid=row.vmid, name=row.name, reason=row.reason, created_at=row.created_at, who=row.who
+            cluster=row.cluster,
+            vmid=int(row.vmid),
+            name=row.name,
+            reason=row.reason,
+            created_at=float(row.created_at),
+            who=row.who,
         )
 
     def lock_guest(
@@ -483,7 +491,7 @@ class Store:
     @staticmethod
     def _reservation_record(row) -> Reservation:
         return Reservation(
-            cluster=row.cluster, node=row.node, reason=row.reason, created_at=row.created_at, who=row.who
+            cluster=row.cluster, node=row.node, reason=row.reason, created_at=float(row.created_at), who=row.who
         )
 
     def reserve_node(

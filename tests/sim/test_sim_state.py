@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 
@@ -256,6 +257,7 @@ def test_cli_serves_until_interrupted_and_writes_the_info_file(tmp_path):
             lambda: info_file.exists() and info_file.read_text().endswith("\n"), timeout=30, what="the info file"
         )
         info = json.loads(info_file.read_text())
+        assert stat.S_IMODE(info_file.stat().st_mode) == 0o600  # it holds the root password and a token
         assert tuple(info) == INFO_KEYS
         assert [e["node"] for e in info["endpoints"]] == ["pve1", "pve2", "pve3"]
         assert (info["endpoints"][0]["host"], info["endpoints"][0]["port"]) == (info["host"], info["port"])
