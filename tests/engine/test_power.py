@@ -7,6 +7,7 @@ boots in 180 s and shuts down in 60 s. Guests on big-zfs (local to pve-big) cann
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -142,3 +143,19 @@ async def test_read_only_changes_nothing(sim, client, store):
     store.set_setting(CLUSTER, "power.mode", "auto")
     plan = await worker.step()
     assert plan.paused == "read-only: pvetop changes nothing" and plan.action is None
+
+
+async def test_the_node_pvetop_talks_to_stays_on_unless_another_endpoint_answers(sim, store):
+    prepare(store, sim)
+    ports = {e["node"]: e["port"] for e in sim.info["endpoints"]}
+    base = settings_from_sim_info(sim.info)
+
+    async def refusals(*nodes: str) -> list[str]:
+        settings = replace(base, hosts=tuple(("127.0.0.1", ports[node]) for node in nodes))
+        with PveClient.connect(settings, clock=lambda: sim.cluster.now) as client:
+            return list((await worker_for(sim, client, store).check_power_off(BIG)).refusals)
+
+    endpoint_rule = "pvetop talks to the cluster through this node and no other configured endpoint answers"
+    assert endpoint_rule in await refusals(BIG)
+    assert endpoint_rule not in await refusals(BIG, "pve-mini1")
+    assert endpoint_rule not in await refusals("pve-mini1")
