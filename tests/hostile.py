@@ -283,8 +283,9 @@ class DivertingProxy:
 
 
 class DroppingForwarder:
-    """A TCP port forwarder to ``target`` that hangs up on the first ``drop`` connections at once
-    (a load balancer or NAT dropping a connection), then forwards every later one."""
+    """A TCP port forwarder to ``target`` that hangs up on the first ``drop`` connections as soon
+    as the client has spoken (a load balancer or NAT dropping a connection), then forwards every
+    later one."""
 
     def __init__(self, target: tuple[str, int], *, drop: int = 1) -> None:
         self.dropped = 0
@@ -295,6 +296,7 @@ class DroppingForwarder:
             def handle(self) -> None:
                 if forwarder.dropped < drop:
                     forwarder.dropped += 1
+                    self.request.recv(65536)  # the TLS ClientHello: the client hears EOF mid-handshake
                     self.request.close()
                     return
                 forwarder.forwarded += 1

@@ -345,6 +345,11 @@ class PveClient:
             )
         if isinstance(exc, requests.exceptions.SSLError):
             text = _innermost(exc)
+            if "UNEXPECTED_EOF" in text or "EOF occurred in violation of protocol" in text:
+                # hung up mid-handshake (a load balancer, a restarting pveproxy): nothing was sent yet
+                return _HostDown(
+                    f"{label}: the connection was closed during the TLS handshake", before_connect=True, dropped=True
+                )
             mismatch = re.search(r'Expected "?([0-9a-fA-F:]+)"?,? got "?([0-9a-fA-F:]+)"?', text)
             if mismatch:
                 return ConnectionFailed(

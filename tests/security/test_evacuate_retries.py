@@ -14,9 +14,10 @@ from tests.engine.simdrive import drive_thread, guest_node, running_sim
 from tests.hostile import DroppingForwarder
 
 
-def test_evacuate_survives_a_dropped_connection_at_start_up(tmp_path, capsys):
+def test_evacuate_survives_a_dropped_connection_at_start_up(tmp_path, capsys, monkeypatch):
     with running_sim() as sim, DroppingForwarder((sim.info["host"], sim.info["port"]), drop=1) as forwarder:
         info = sim.info
+        monkeypatch.setenv("PVETOP_TOKEN_VALUE", info["token_value"])
         argv = [
             "evacuate",
             "pve-mini1",
@@ -27,7 +28,6 @@ def test_evacuate_survives_a_dropped_connection_at_start_up(tmp_path, capsys):
             f"--host=127.0.0.1:{forwarder.port}",
             f"--user={info['user']}",
             f"--token-name={info['token_name']}",
-            f"--token-value={info['token_value']}",
             f"--verify-ssl={info['ca_file']}",
             f"--db={tmp_path / 'rules.sqlite'}",
         ]
@@ -36,7 +36,7 @@ def test_evacuate_survives_a_dropped_connection_at_start_up(tmp_path, capsys):
         thread.start()
         drive_thread(sim, thread)
         out, err = capsys.readouterr()
-        assert forwarder.dropped == 1 and forwarder.forwarded >= 1
+        assert forwarder.dropped == 1 and forwarder.forwarded >= 1, err
         assert result["code"] == 0, err
         report = json.loads(out)
         assert report["complete"] and report["moves"]
