@@ -44,6 +44,7 @@ class Node:
     nodeid: int | None = None  # from /cluster/status
     ip: str | None = None
     votes: int = 1
+    hastate: str = ""  # the HA manager's state of the node: online, maintenance, fence, unknown, gone
 
     @property
     def online(self) -> bool:

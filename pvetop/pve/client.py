@@ -40,6 +40,7 @@ from pvetop.pve.parse import (
     build_snapshot,
     parse_config_nodes,
     parse_crs,
+    parse_ha_node_states,
     parse_ha_rules,
 )
 from pvetop.pve.transport import (
@@ -127,6 +128,7 @@ class PveClient:
         self._crs = CrsOptions()
         self._ha_rules: tuple[HaRule, ...] = ()
         self._votes: dict[str, int] = {}
+        self._ha_node_states: dict[str, str] = {}  # slow data: the HA manager's state of each node
         self._slow_warnings: tuple[str, ...] = ()
         self._snapshots_since_slow: int | None = None  # None: slow data never fetched
         self.version: dict[str, Any] = {}
@@ -407,11 +409,13 @@ class PveClient:
         return self._ha_rules
 
     def refresh_slow_data(self) -> int:
-        """Options, HA rules and corosync votes into the cache (3 requests); returns requests used.
+        """Options, HA rules, corosync votes and the HA manager's node states into the cache (4
+        requests); returns requests used.
 
         ``GET /cluster/options`` (crs), ``GET /cluster/ha/rules`` (PVE < 9 has none: 404/501 means
-        no rules) and ``GET /cluster/config/nodes`` (votes; a standalone node has no corosync
-        config and answers an error: every node then counts 1). A ticket getting old is renewed
+        no rules), ``GET /cluster/config/nodes`` (votes; a standalone node has no corosync config
+        and answers an error: every node then counts 1) and ``GET /cluster/ha/status/manager_status``
+        (node maintenance / fence; empty without HA). A ticket getting old is renewed
         here too, so the per-refresh path stays at 2 requests.
         """
         before = self.request_count
@@ -422,10 +426,13 @@ class PveClient:
             crs = parse_crs(self.get("cluster/options"), warnings)
             rules = parse_ha_rules(self._get_optional("cluster/ha/rules", (404, 501), []), warnings)
             votes = parse_config_nodes(self._get_optional("cluster/config/nodes", (404, 500, 501), []), warnings)
+            ha_states = parse_ha_node_states(
+                self._get_optional("cluster/ha/status/manager_status", (403, 404, 500, 501), {})
+            )
         except MalformedAnswer as exc:
             raise unexpected_answer(self.active_host, exc.endpoint, exc.detail) from None
         with self._lock:
-            self._crs, self._ha_rules, self._votes = crs, rules, votes
+            self._crs, self._ha_rules, self._votes, self._ha_node_states = crs, rules, votes, ha_states
             self._slow_warnings = warnings.as_tuple()
             self._snapshots_since_slow = 0
         return self.request_count - before
@@ -446,6 +453,7 @@ class PveClient:
         status = self.get("cluster/status")
         with self._lock:
             crs, rules, votes, slow_warnings = self._crs, self._ha_rules, self._votes, self._slow_warnings
+            ha_states = self._ha_node_states
             if self._snapshots_since_slow is not None:
                 self._snapshots_since_slow += 1
         try:
@@ -455,6 +463,7 @@ class PveClient:
                 crs=crs,
                 ha_rules=rules,
                 votes=votes,
+                ha_node_states=ha_states,
                 warnings=slow_warnings,
                 fetched_at=self._clock(),
                 api_requests=self._counter.this_thread - before,

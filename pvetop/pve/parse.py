@@ -465,6 +465,16 @@ def parse_config_nodes(items: Any, warnings: Warnings) -> dict[str, int]:
     return votes
 
 
+def parse_ha_node_states(answer: Any) -> dict[str, str]:
+    """``GET /cluster/ha/status/manager_status`` -> the HA manager's state of each node
+    (``node_status``: online, maintenance, fence, unknown, gone); empty without HA."""
+    status = answer.get("manager_status") if isinstance(answer, Mapping) else None
+    nodes = status.get("node_status") if isinstance(status, Mapping) else None
+    if not isinstance(nodes, Mapping):
+        return {}
+    return {str(name): str(state) for name, state in nodes.items() if isinstance(state, str)}
+
+
 # ---------------------------------------------------------------------- the snapshot
 
 
@@ -477,6 +487,7 @@ def build_snapshot(
     fetched_at: float,
     api_requests: int,
     votes: Mapping[str, int] | None = None,
+    ha_node_states: Mapping[str, str] | None = None,
     warnings: Iterable[str] = (),
 ) -> ClusterSnapshot:
     """One immutable snapshot from the two per-refresh answers plus the cached slow data.
@@ -488,6 +499,10 @@ def build_snapshot(
     nodes_by_name, guests, storage = parse_resources(resources, found)
     cluster = parse_cluster_status(status, found)
     nodes = merge_membership(nodes_by_name, cluster.members, votes or {})
+    if ha_node_states:
+        nodes = tuple(
+            replace(node, hastate=ha_node_states[node.name]) if node.name in ha_node_states else node for node in nodes
+        )
     cluster_name, quorate = cluster.name, cluster.quorate
     if cluster_name is None:  # a standalone node: no corosync, always "quorate"
         cluster_name = nodes[0].name if len(nodes) == 1 else ""

@@ -19,7 +19,7 @@ from types import MappingProxyType
 
 from aiohttp import web
 
-from pvetop.sim import migration, views
+from pvetop.sim import content, migration, views
 from pvetop.sim.auth import Auth, Identity
 from pvetop.sim.cluster import SimCluster
 from pvetop.sim.errors import PveApiError, ScenarioError, param_error
@@ -491,6 +491,14 @@ def get_node_rrddata(call: Call):
 def get_node_storage(call: Call):
     node = call.cluster.reachable_node(call.node)
     return views.node_storage(call.cluster, node, call.params)
+
+
+@route("GET", "/nodes/{node}/storage/{storage}/content", {"content": P(), "vmid": P("integer", minimum=100)})
+def get_storage_content(call: Call):
+    call.require(f"/storage/{call.path['storage']}", "Datastore.Audit")
+    volumes = content.storage_content(call.cluster, call.node, call.path["storage"], call.params.get("content"))
+    vmid = call.params.get("vmid")
+    return [volume for volume in volumes if vmid is None or volume["vmid"] == int(vmid)]
 
 
 @route("GET", "/nodes/{node}/{kind}", {"full": P("boolean")})

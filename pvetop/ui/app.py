@@ -42,6 +42,7 @@ from pvetop.ui.detail import DetailScreen, GuestDetailScreen, NodeDetailScreen
 from pvetop.ui.filtering import NO_FILTER, GuestFilter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.header import ClusterHeader, Freshness, HeaderView
+from pvetop.ui.health import HEALTH_BINDING, HealthScreen
 from pvetop.ui.help import HelpScreen, help_text
 from pvetop.ui.keys import keys_of
 from pvetop.ui.lifecycle import LIFECYCLE_BINDINGS, LifecycleMixin
@@ -59,6 +60,7 @@ from pvetop.ui.polling import (
 )
 from pvetop.ui.prefs import Prefs
 from pvetop.ui.source import SnapshotSource
+from pvetop.ui.storage import STORAGE_BINDING, StorageScreen
 from pvetop.ui.table import LiveTable
 from pvetop.ui.tables import GuestTable, Marks, NodeTable, select_guests
 
@@ -86,6 +88,8 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         Binding("f2,C", "columns", "Columns", show=False, id="app.columns", tooltip="Choose the visible columns"),
         *MIGRATION_BINDINGS,
         *LIFECYCLE_BINDINGS,
+        HEALTH_BINDING,
+        STORAGE_BINDING,
     ]
 
     latest: var[Refresh | None] = var(None, init=False)
@@ -536,6 +540,12 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             self._armed_at = armed_at
         self._show_header()
 
+    def action_health(self) -> None:
+        self.push_screen(HealthScreen())
+
+    def action_storage(self) -> None:
+        self.push_screen(StorageScreen())
+
     def action_tree(self) -> None:
         """F5: guests grouped under their node (again: a flat list)."""
         self.guest_table.group_by(None if self.guest_table.group_column else "node")
@@ -648,6 +658,8 @@ DASHBOARD_ACTIONS = frozenset(
         "evacuate",
         "power",
         "tree",
+        "health",
+        "storage",
         "sort_menu",
         "columns",
     }

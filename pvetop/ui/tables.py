@@ -19,6 +19,7 @@ from pvetop.ui.table import ColumnSpec, LiveTable, Row, build_rows
 DIM = "dim"
 MISSING = -1.0  # sort value of a figure an offline entity does not report
 GUEST_STATUS_STYLES = {"running": "green", "stopped": DIM, "paused": "yellow"}
+HA_NODE_STYLES = {"": "", "online": "cyan", "maintenance": "bold yellow"}  # fence, unknown, gone: red
 
 
 def _load_style(fraction_value: float) -> str:
@@ -96,6 +97,7 @@ class NodeTable(LiveTable):
         ColumnSpec("disk", "Disk", 11, "right", True),
         ColumnSpec("guests", "Guests", 9, "right", True),
         ColumnSpec("uptime", "Uptime", 9, "right", True),
+        ColumnSpec("hastate", "HA", 11, long_name="HA manager's node state"),
         ColumnSpec("flags", "Flags", 5),
     )
 
@@ -124,6 +126,7 @@ def render_node(item: NodeRow) -> Row:
         (fmt.used_of(node.disk, node.maxdisk), base),
         (f"{item.running}/{item.guests}", base),
         (fmt.uptime(node.uptime), base),
+        (node.hastate, HA_NODE_STYLES.get(node.hastate, "bold red")),
         (item.flags, "bold magenta"),
     )
     name = node.name
@@ -137,6 +140,7 @@ def render_node(item: NodeRow) -> Row:
         (node.disk, name),
         (item.running, name),
         (node.uptime, name),
+        (node.hastate, name),
         (item.flags, name),
     )
     return NodeTable.make_row(item, cells, sort_values)

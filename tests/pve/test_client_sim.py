@@ -76,8 +76,9 @@ def test_slow_data_is_fetched_on_connect_and_on_its_own_cadence(homelab):
             assert snap.ha_rules == client.ha_rules and snap.api_requests == 2
             due.append(client.slow_data_due)
         assert due == [False, False, True, True]
-        assert client.refresh_slow_data() == 3  # options, HA rules, corosync votes
+        assert client.refresh_slow_data() == 4  # options, HA rules, corosync votes, HA node states
         assert not client.slow_data_due
+        assert {node.hastate for node in snap.nodes} == {"online"}  # the HA manager's view of each node
 
 
 def test_slow_data_changes_reach_the_next_snapshot_only_after_a_slow_refresh(fresh_homelab):
