@@ -25,8 +25,10 @@ from pvetop.engine.migrations import MigrationExecutor
 from pvetop.engine.report import job_status
 from pvetop.errors import PvetopError
 from pvetop.policy.balance import MODES, BalancePlan
+from pvetop.text import visible
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
+from pvetop.ui.migrate.dialog import fmt_cell
 
 if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
@@ -162,26 +164,27 @@ class BalancerScreen(ReadOnlyGuard, Screen):
                 moves.add_row(
                     str(number),
                     str(move.vmid),
-                    move.name,
-                    move.source,
-                    move.target,
+                    *(fmt_cell(text) for text in (move.name, move.source, move.target)),
                     f"{step.gib:.1f}",
                     f"{step.imbalance_after:.3f}",
-                    move.reason,
+                    fmt_cell(move.reason),
                     key=str(number - 1),
                 )
             if plan.moves:
                 moves.move_cursor(row=min(cursor, len(plan.moves) - 1))
         caption = plan.summary if plan is not None else "no plan yet"
-        self.query_one("#balancer-plan-caption", Static).update(Text(f"Plan: {caption}"))
+        self.query_one("#balancer-plan-caption", Static).update(Text(visible(f"Plan: {caption}")))
         held = self.query_one("#balancer-held", DataTable)
         held.clear()
         for item in plan.held if plan is not None else ():
-            held.add_row(str(item.vmid), item.name, item.node, item.reason)
+            held.add_row(str(item.vmid), *(fmt_cell(text) for text in (item.name, item.node, item.reason)))
         recent = self.query_one("#balancer-recent", DataTable)
         recent.clear()
         for job in reversed(worker.jobs if worker is not None else []):
-            recent.add_row(str(job.vmid), job.move.name, job.move.source, job.move.target, job_status(job))
+            recent.add_row(
+                str(job.vmid),
+                *(fmt_cell(text) for text in (job.move.name, job.move.source, job.move.target, job_status(job))),
+            )
 
     def _status(self, worker: BalancerWorker | None) -> Text:
         text = Text()

@@ -25,6 +25,7 @@ from pvetop.engine.migrations import MigrationExecutor
 from pvetop.engine.power import PowerOutcome, PowerWorker, energy, mark_sleep_with_node, sleep_marks
 from pvetop.errors import PvetopError
 from pvetop.policy.power import FAILURE_MARGIN_RISK, NodeDecision
+from pvetop.text import visible
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 
@@ -184,10 +185,10 @@ class PowerScreen(ReadOnlyGuard, Screen):
             state = track.state if track is not None else decision.state
             detail = f" ({track.detail})" if track is not None and track.detail else ""
             table.add_row(
-                Text(decision.node, style="bold"),
-                Text(state + detail, style=STATE_STYLES.get(state, "yellow")),
+                Text(visible(decision.node), style="bold"),
+                Text(visible(state + detail), style=STATE_STYLES.get(state, "yellow")),
                 Text(decision.action.replace("_", " "), style="bold cyan" if decision.action != "keep" else ""),
-                decision_text(decision),
+                Text(visible(decision_text(decision))),
                 key=decision.node,
             )
         if table.row_count:
@@ -207,8 +208,10 @@ class PowerScreen(ReadOnlyGuard, Screen):
             why.update("")
             return
         decision = worker.plan.decision(node)
-        self.query_one("#power-why-caption", Static).update(f"Why: {node} — {decision.action.replace('_', ' ')}")
-        why.update(Text("\n".join(f"• {reason}" for reason in decision.reasons)))
+        self.query_one("#power-why-caption", Static).update(
+            Text(visible(f"Why: {node} — {decision.action.replace('_', ' ')}"))
+        )
+        why.update(Text(visible("\n".join(f"• {reason}" for reason in decision.reasons), multiline=True)))
 
     def _status(self, worker: PowerWorker | None) -> Text:
         if worker is None or worker.plan is None:

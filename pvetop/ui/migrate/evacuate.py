@@ -124,11 +124,14 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
                 overridden = " (moved anyway: pin/lock lifted)" if move.vmid in proposal.overrides else ""
                 status = "planned" + overridden + (f"; warning: {'; '.join(move.warnings)}" if move.warnings else "")
             via_ha = " via HA" if move.vmid in guests and guests[move.vmid].ha_managed else ""
-            table.add_row(str(move.vmid), move.name, move.target, how(move) + via_ha, status, key=f"move:{move.vmid}")
+            table.add_row(
+                *(fmt_cell(text) for text in (str(move.vmid), move.name, move.target, how(move) + via_ha, status)),
+                key=f"move:{move.vmid}",
+            )
         for item in plan.needs_decision:
             table.add_row(
                 fmt_cell(str(item.vmid), "yellow"),
-                item.name,
+                fmt_cell(item.name),
                 "—",
                 "stays",
                 fmt_cell(f"{item.reason} — space: move anyway", "yellow"),
@@ -137,7 +140,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         for item in plan.unplaceable:
             table.add_row(
                 fmt_cell(str(item.vmid), "red"),
-                item.name,
+                fmt_cell(item.name),
                 "—",
                 "stays",
                 fmt_cell(item.reason, "red"),
