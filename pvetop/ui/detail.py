@@ -239,7 +239,7 @@ class DetailScreen(ReadOnlyGuard, Screen):
     def _load_history(self) -> None:
         try:
             rrddata, config = self.fetch_history()
-            loaded = HistoryLoaded(history_series(rrddata), config_lines(config))
+            loaded = HistoryLoaded(history_series(rrddata), self.box_lines(config))
         except Exception as exc:  # network, API or answer trouble: say so in the pane, keep it open
             if not get_current_worker().is_cancelled:
                 self.post_message(HistoryFailed(str(exc) or type(exc).__name__))
@@ -272,6 +272,10 @@ class DetailScreen(ReadOnlyGuard, Screen):
 
     def fetch_history(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         raise NotImplementedError
+
+    def box_lines(self, config: dict[str, Any]) -> list[tuple[str, str]]:
+        """What the config box shows (a node's adds its live basics first)."""
+        return config_lines(config)
 
 
 class GuestDetailScreen(DetailScreen):
@@ -344,7 +348,7 @@ class NodeDetailScreen(DetailScreen):
         lines = [
             ("guests", f"{running} running of {len(guests)}"),
             ("memory", f"{fmt.used_of(node.mem, node.maxmem)} ({node.mem_fraction * 100:.0f}%)"),
-            ("load", f"{node.load * 100:.0f}% (CPU + memory) / 2"),
+            ("balance load", f"{node.load * 100:.0f}% (mean of CPU and memory share; not the load average)"),
             ("flags", node_flags(node, ruleset) or "-"),
         ]
         for item in storage:
@@ -356,4 +360,44 @@ class NodeDetailScreen(DetailScreen):
 
     def fetch_history(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         source = self.app.source
+        status = getattr(source, "node_status", None)  # GET /nodes/{node}/status, for the open pane only
+        self._status = status(self.node_name) if status is not None else {}
         return source.node_rrddata(self.node_name, "hour"), source.node_config(self.node_name)
+
+    def box_lines(self, config: dict[str, Any]) -> list[tuple[str, str]]:
+        return node_basics(getattr(self, "_status", {})) + config_lines(config)
+
+
+def _share(part: Any, whole: Any) -> str:
+    if not isinstance(part, int | float) or not isinstance(whole, int | float) or not whole:
+        return "-"
+    return f"{fmt.used_of(int(part), int(whole))} ({part / whole * 100:.0f}%)"
+
+
+def node_basics(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """A node's basics from ``/nodes/{node}/status``: what PVE gives, nothing made up."""
+    if not status:
+        return []
+    lines = []
+    loadavg = status.get("loadavg")
+    if isinstance(loadavg, list) and loadavg:
+        lines.append(("load average", " ".join(str(value) for value in loadavg[:3])))
+    if isinstance(status.get("wait"), int | float):
+        lines.append(("IO delay", f"{status['wait'] * 100:.1f}%"))
+    swap: dict[str, Any] = status["swap"] if isinstance(status.get("swap"), dict) else {}
+    if swap:
+        lines.append(("swap", _share(swap.get("used"), swap.get("total"))))
+    ksm: dict[str, Any] = status["ksm"] if isinstance(status.get("ksm"), dict) else {}
+    if ksm:
+        lines.append(("KSM sharing", fmt.human_bytes(int(ksm.get("shared") or 0))))
+    for key in sorted(status):
+        if key.startswith("pressure") and isinstance(status[key], int | float):  # PSI, where PVE gives it
+            lines.append((f"PSI {key.removeprefix('pressure').strip('-_') or 'some'}", f"{status[key]:.2f}"))
+    if status.get("pveversion"):
+        lines.append(("PVE version", str(status["pveversion"])))
+    kernel: dict[str, Any] = status["current-kernel"] if isinstance(status.get("current-kernel"), dict) else {}
+    if kernel.get("release") or status.get("kversion"):
+        lines.append(("kernel", str(kernel.get("release") or status.get("kversion"))))
+    if isinstance(status.get("uptime"), int | float):
+        lines.append(("uptime", fmt.uptime(int(status["uptime"]))))
+    return lines
