@@ -502,7 +502,11 @@ def main() -> int:
                     for solver in (False, True):
                         theirs = run_proxlb(sim, counter, snapshot, local, solver=solver)
                         if not math.isnan(theirs.imbalance_after) and theirs.moves:
-                            ahead = "; ".join(reach(ours, theirs.imbalance_after) for ours in results)
+                            ahead = "; ".join(
+                                reach(ours, theirs.imbalance_after)
+                                for ours in results
+                                if ours.tool.startswith("pvetop")
+                            )
                             theirs.note = f"{theirs.note}; {ahead}" if theirs.note else ahead
                         results.append(theirs)
             print_rows(label, len(snapshot.nodes), len(snapshot.guests), before, results)
