@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pvetop.sim.runner import start_sim
-from tests.pve.conftest import closed_port
+from tests.pve.connection import closed_port
 
 
 @pytest.fixture(scope="module")

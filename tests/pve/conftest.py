@@ -1,16 +1,14 @@
-"""Simulated clusters and helpers for testing the client the way it talks to Proxmox VE."""
+"""Simulated clusters and a client on them, for testing the client the way it talks to Proxmox VE."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 
-from pvetop.config import ConnectionSettings, settings_from_sim_info
 from pvetop.pve import PveClient
 from pvetop.sim.runner import RunningSim, start_sim
+from tests.pve.connection import token_settings
 
 
 @pytest.fixture(scope="module")
@@ -27,26 +25,7 @@ def fresh_homelab() -> Iterator[RunningSim]:
         yield sim
 
 
-def token_settings(sim: RunningSim, **changes) -> ConnectionSettings:
-    return replace(settings_from_sim_info(sim.info), **changes)
-
-
-def password_settings(sim: RunningSim, **changes) -> ConnectionSettings:
-    info = sim.info
-    base = ConnectionSettings(
-        hosts=((info["host"], info["port"]),), user=info["user"], password=info["password"], verify=info["ca_file"]
-    )
-    return replace(base, **changes)
-
-
 @pytest.fixture
 def client(homelab) -> Iterator[PveClient]:
     with PveClient.connect(token_settings(homelab)) as connected:
         yield connected
-
-
-def closed_port() -> int:
-    """A local TCP port nothing listens on (bound then released, so no other test holds it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -6,7 +6,7 @@ import pytest
 
 from pvetop.errors import PvetopError, UsageError
 from pvetop.pve import PveClient, actions, tasks
-from tests.pve.conftest import token_settings
+from tests.pve.connection import token_settings
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pvetop.pve import PveClient
 from pvetop.pve.transport import TICKET_RENEW_AFTER, CountingAdapter, RequestCounter, TicketAuth, build_sessions
 from pvetop.sim.runner import start_sim
 from pvetop.sim.views import RRD_EXPIRE_SECONDS
-from tests.pve.conftest import closed_port, password_settings, token_settings
+from tests.pve.connection import closed_port, password_settings, token_settings
 
 
 def test_snapshot_matches_the_sims_state(homelab, client):

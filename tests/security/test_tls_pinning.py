@@ -12,7 +12,7 @@ import pytest
 from pvetop.errors import ConnectionFailed
 from pvetop.pve import PveClient
 from tests.hostile import PASSWORD, TOKEN_SECRET
-from tests.pve.conftest import closed_port
+from tests.pve.connection import closed_port
 
 
 def _assert_nothing_reached(impostor) -> None:

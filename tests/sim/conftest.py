@@ -7,8 +7,6 @@ unless told otherwise); ``homelab`` is the common case. Talk to them with
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from pvetop.sim.runner import RunningSim, start_sim
@@ -32,15 +30,3 @@ def make_sim():
 @pytest.fixture
 def homelab(make_sim) -> RunningSim:
     return make_sim("homelab")
-
-
-def wait_until(condition, *, timeout: float = 10.0, what: str = "condition") -> None:
-    """Polls ``condition`` for an event that arrives asynchronously (a UDP packet, a thread).
-
-    Not a timing assertion: the timeout only stops a broken test from hanging.
-    """
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)

@@ -15,7 +15,7 @@ from proxmoxer.core import ResourceException
 
 from pvetop.sim.views import RRD_EXPIRE_SECONDS
 from tests.sim.clients import call, token_api
-from tests.sim.conftest import wait_until
+from tests.waiting import wait_until
 
 BIG_MAC = "3C:EC:EF:42:9B:20"
 

@@ -22,7 +22,7 @@ from pvetop.sim.load import LoadCurve
 from pvetop.sim.runner import INFO_KEYS
 from pvetop.sim.scenarios import list_scenarios, load_scenario
 from tests.sim.clients import raw, token_api
-from tests.sim.conftest import wait_until
+from tests.waiting import wait_until
 
 
 def resources_json(cluster: SimCluster) -> str:

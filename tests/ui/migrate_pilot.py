@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Static
 from pvetop.ui.app import PvetopApp
 from tests.engine import simdrive
 from tests.engine.simdrive import connect, running_sim, set_failure_rate
-from tests.ui.conftest import wait_for_data
+from tests.ui.pilot import wait_for_data
 
 SIZE = (150, 45)
 

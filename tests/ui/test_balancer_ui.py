@@ -11,9 +11,9 @@ from pvetop.ui.app import PvetopApp
 from pvetop.ui.balancer import BalancerScreen, install_balancer
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from tests.engine.simdrive import guest_node
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.fixtures import fixed_clock, memory_source
 from tests.ui.migrate_pilot import drive, guest_cell, screen_text, sim_pilot, wait_until
+from tests.ui.pilot import settle, wait_for_data
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from pvetop.policy.rules import RuleSet
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.detail import GuestDetailScreen, NodeDetailScreen
 from pvetop.ui.help import HelpScreen
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.fixtures import advanced, fixed_clock
+from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (140, 40)
 

@@ -11,7 +11,7 @@ from pvetop.pve import PveClient
 from pvetop.sim.runner import start_sim
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.detail import GuestDetailScreen
-from tests.ui.conftest import settle, wait_for_data
+from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (140, 40)
 

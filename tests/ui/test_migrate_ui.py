@@ -13,8 +13,8 @@ from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import MigrateScreen
 from pvetop.ui.migrate.evacuate import EvacuateScreen
 from tests.engine.simdrive import guest_node, max_overlap, migration_tasks, set_failure_rate
-from tests.ui.conftest import wait_for_data
 from tests.ui.migrate_pilot import drive, guest_cell, screen_text, select_row, sim_pilot, wait_until
+from tests.ui.pilot import wait_for_data
 
 
 def jobs_done(app) -> bool:

@@ -13,8 +13,8 @@ from pvetop.ui.polling import with_known_names
 from pvetop.ui.rules import install_rules
 from pvetop.ui.rules.journal import JournalScreen
 from pvetop.ui.table import SORT_DOWN, SORT_UP
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.fixtures import small_cluster
+from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (160, 40)
 

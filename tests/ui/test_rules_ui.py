@@ -15,8 +15,8 @@ from pvetop.ui.rules import install_rules
 from pvetop.ui.rules.dialogs import NodeSetDialog, PowerSettingsDialog
 from pvetop.ui.rules.journal import JournalScreen
 from pvetop.ui.rules.review import ReconcileDialog, SuggestionsDialog
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.fixtures import advanced, fixed_clock
+from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (140, 40)
 C = "homelab"

@@ -7,8 +7,8 @@ and look at the report before committing. (``snap_compare`` only works in plain 
 from __future__ import annotations
 
 from pvetop.ui.app import PvetopApp
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.fixtures import advanced, fixed_clock, memory_source, small_cluster
+from tests.ui.pilot import settle, wait_for_data
 
 TERMINAL = (120, 36)
 
