@@ -22,8 +22,8 @@ from pvetop.text import visible
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.source import MemorySource
 from tests.engine.simdrive import drive_thread, running_sim
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.fixtures import fixed_clock, small_cluster
+from tests.ui.pilot import settle, wait_for_data
 
 TITLE = "\x1b]0;pwned\x07"  # OSC 0: set the window title
 CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4K\x1b\\"  # OSC 52: write the clipboard

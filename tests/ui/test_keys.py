@@ -10,7 +10,7 @@ from pvetop.errors import UsageError
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.help import HelpScreen
 from pvetop.ui.keys import binding_ids, check_keymap
-from tests.ui.conftest import settle, wait_for_data
+from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (160, 40)
 

@@ -11,9 +11,9 @@ from pvetop.store import open_store
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.power import PowerScreen, install_power
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.fixtures import fixed_clock, memory_source
 from tests.ui.migrate_pilot import drive, screen_text, select_row, sim_pilot, wait_until
+from tests.ui.pilot import settle, wait_for_data
 
 BIG = "pve-big"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.choosers import ColumnsScreen, SortScreen
 from pvetop.ui.prefs import Prefs, load_prefs, save_prefs
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.fixtures import fixed_clock
+from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (160, 40)
 
