@@ -75,6 +75,15 @@ class Route:
     handler: Callable[[Call], object]
     params: Mapping[str, P] | None  # None: the handler checks its parameters itself
     world: bool = False  # no authentication (PVE's "user": "world")
+    perm: tuple[str, str] | None = None  # (ACL path, privilege); None: the handler checks its own
+
+    def check_permission(self, call: Call) -> None:
+        """PVE's ``permissions => { check => ['perm', PATH, [PRIVILEGE]] }``: checked once the
+        parameters are valid and before the handler runs; ``{node}`` and ``{vmid}`` come from the path."""
+        if self.perm is not None:
+            path, privilege = self.perm
+            values = dict(call.path, vmid=call.vmid) if "vmid" in call.path else call.path
+            call.require(path.format_map(values), privilege)
 
 
 ROUTES: list[Route] = []
@@ -83,12 +92,20 @@ ROUTES: list[Route] = []
 NO_PARAMS: Mapping[str, P] = MappingProxyType({})
 
 
-def route(method: str, path: str, params: Mapping[str, P] | None = NO_PARAMS, *, world: bool = False):
-    """Registers a handler; ``{name}`` path segments become path parameters."""
+def route(
+    method: str,
+    path: str,
+    params: Mapping[str, P] | None = NO_PARAMS,
+    *,
+    world: bool = False,
+    perm: tuple[str, str] | None = None,
+):
+    """Registers a handler; ``{name}`` path segments become path parameters, and ``perm`` is the
+    (ACL path, privilege) the caller needs, its path filled from them."""
     regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>{'qemu|lxc' if m.group(1) == 'kind' else '[^/]+'})", path)
 
     def register(handler):
-        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, params, world))
+        ROUTES.append(Route(method, re.compile(f"^{regex}$"), handler, params, world, perm))
         return handler
 
     return register
@@ -140,21 +157,18 @@ def get_resources(call: Call):
     return call.encoded_resources(call.params.get("type"))
 
 
-@route("GET", "/cluster/status")
+@route("GET", "/cluster/status", perm=("/", "Sys.Audit"))
 def get_cluster_status(call: Call):
-    call.require("/", "Sys.Audit")
     return views.cluster_status(call.cluster, call.local)
 
 
-@route("GET", "/cluster/config/nodes")
+@route("GET", "/cluster/config/nodes", perm=("/", "Sys.Audit"))
 def get_config_nodes(call: Call):
-    call.require("/", "Sys.Audit")
     return views.cluster_config_nodes(call.cluster)
 
 
-@route("GET", "/cluster/options")
+@route("GET", "/cluster/options", perm=("/", "Sys.Audit"))
 def get_options(call: Call):
-    call.require("/", "Sys.Audit")
     return views.cluster_options(call.cluster)
 
 
@@ -190,9 +204,9 @@ CRS_KEYS = {
         "email_from": P(),
         "fencing": P(enum=("watchdog", "hardware", "both")),
     },
+    perm=("/", "Sys.Modify"),
 )
 def put_options(call: Call):
-    call.require("/", "Sys.Modify")
     if "crs" in call.params:
         crs = parse_property_string(call.params["crs"], "ha")
         unknown = sorted(set(crs) - CRS_KEYS)
@@ -246,27 +260,28 @@ def get_cluster_tasks(call: Call):
     return result
 
 
-@route("GET", "/cluster/ha/resources", {"type": P(enum=("ct", "vm"))})
+@route("GET", "/cluster/ha/resources", {"type": P(enum=("ct", "vm"))}, perm=("/", "Sys.Audit"))
 def get_ha_resources(call: Call):
-    call.require("/", "Sys.Audit")
     return views.ha_resources(call.cluster, call.params.get("type"))
 
 
-@route("GET", "/cluster/ha/resources/{sid}")
+@route("GET", "/cluster/ha/resources/{sid}", perm=("/", "Sys.Audit"))
 def get_ha_resource(call: Call):
-    call.require("/", "Sys.Audit")
     return views.ha_resource(call.cluster, call.path["sid"])
 
 
-@route("POST", "/cluster/ha/resources/{sid}/migrate", {"node": P(required=True)})
+@route("POST", "/cluster/ha/resources/{sid}/migrate", {"node": P(required=True)}, perm=("/", "Sys.Console"))
 def post_ha_migrate(call: Call):
-    call.require("/", "Sys.Console")
     return call.cluster.ha_migrate(call.path["sid"], call.params["node"], call.identity.userid)
 
 
-@route("GET", "/cluster/ha/rules", {"type": P(enum=("node-affinity", "resource-affinity")), "resource": P()})
+@route(
+    "GET",
+    "/cluster/ha/rules",
+    {"type": P(enum=("node-affinity", "resource-affinity")), "resource": P()},
+    perm=("/", "Sys.Audit"),
+)
 def get_ha_rules(call: Call):
-    call.require("/", "Sys.Audit")
     return views.ha_rules(call.cluster, call.params)
 
 
@@ -283,34 +298,30 @@ def get_ha_rules(call: Call):
         "disable": P("boolean"),
         "comment": P(),
     },
+    perm=("/", "Sys.Console"),
 )
 def post_ha_rule(call: Call):
-    call.require("/", "Sys.Console")
     call.cluster.create_ha_rule(call.params)
     return None
 
 
-@route("GET", "/cluster/ha/rules/{rule}")
+@route("GET", "/cluster/ha/rules/{rule}", perm=("/", "Sys.Audit"))
 def get_ha_rule(call: Call):
-    call.require("/", "Sys.Audit")
     return views.ha_rule(call.cluster, call.path["rule"])
 
 
-@route("GET", "/cluster/ha/groups")
+@route("GET", "/cluster/ha/groups", perm=("/", "Sys.Audit"))
 def get_ha_groups(call: Call):
-    call.require("/", "Sys.Audit")
     return []
 
 
-@route("GET", "/cluster/ha/status/current")
+@route("GET", "/cluster/ha/status/current", perm=("/", "Sys.Audit"))
 def get_ha_status(call: Call):
-    call.require("/", "Sys.Audit")
     return views.ha_status_current(call.cluster)
 
 
-@route("GET", "/cluster/ha/status/manager_status")
+@route("GET", "/cluster/ha/status/manager_status", perm=("/", "Sys.Audit"))
 def get_ha_manager_status(call: Call):
-    call.require("/", "Sys.Audit")
     return views.ha_manager_status(call.cluster)
 
 
@@ -333,22 +344,24 @@ def get_nodes(call: Call):
     return views.nodes_index(call.cluster)
 
 
-@route("GET", "/nodes/{node}/status")
+@route("GET", "/nodes/{node}/status", perm=("/nodes/{node}", "Sys.Audit"))
 def get_node_status(call: Call):
-    call.require(f"/nodes/{call.node}", "Sys.Audit")
     return views.node_status(call.cluster, call.cluster.reachable_node(call.node))
 
 
-@route("POST", "/nodes/{node}/status", {"command": P(required=True, enum=("reboot", "shutdown"))})
+@route(
+    "POST",
+    "/nodes/{node}/status",
+    {"command": P(required=True, enum=("reboot", "shutdown"))},
+    perm=("/nodes/{node}", "Sys.PowerMgmt"),
+)
 def post_node_status(call: Call):
-    call.require(f"/nodes/{call.node}", "Sys.PowerMgmt")
     call.cluster.shutdown_node(call.node, reboot=call.params["command"] == "reboot")
     return None
 
 
-@route("POST", "/nodes/{node}/wakeonlan")
+@route("POST", "/nodes/{node}/wakeonlan", perm=("/nodes/{node}", "Sys.PowerMgmt"))
 def post_wakeonlan(call: Call):
-    call.require(f"/nodes/{call.node}", "Sys.PowerMgmt")
     return call.cluster.wakeonlan(call.node, call.local)
 
 
@@ -367,9 +380,8 @@ NODE_CONFIG_PROPERTIES = (
 )
 
 
-@route("GET", "/nodes/{node}/config", {"property": P(enum=NODE_CONFIG_PROPERTIES)})
+@route("GET", "/nodes/{node}/config", {"property": P(enum=NODE_CONFIG_PROPERTIES)}, perm=("/", "Sys.Audit"))
 def get_node_config(call: Call):
-    call.require("/", "Sys.Audit")
     node = call.cluster.reachable_node(call.node)
     return views.node_config(call.cluster, node, call.params.get("property"))
 
@@ -385,9 +397,9 @@ def get_node_config(call: Call):
         "startall-onboot-delay": P("integer", minimum=0, maximum=300),
         "ballooning-target": P("integer", minimum=0, maximum=100),
     },
+    perm=("/", "Sys.Modify"),
 )
 def put_node_config(call: Call):
-    call.require("/", "Sys.Modify")
     node = call.cluster.reachable_node(call.node)
     if "wakeonlan" in call.params:
         check_wakeonlan(call.params["wakeonlan"])
@@ -476,9 +488,13 @@ def get_node_version(call: Call):
     return views.node_version()
 
 
-@route("GET", "/nodes/{node}/rrddata", {"timeframe": P(required=True, enum=TIMEFRAMES), "cf": CF})
+@route(
+    "GET",
+    "/nodes/{node}/rrddata",
+    {"timeframe": P(required=True, enum=TIMEFRAMES), "cf": CF},
+    perm=("/nodes/{node}", "Sys.Audit"),
+)
 def get_node_rrddata(call: Call):
-    call.require(f"/nodes/{call.node}", "Sys.Audit")
     node = call.cluster.node(call.node)
     return views.node_rrddata(call.cluster, node, call.params["timeframe"], call.params.get("cf", "AVERAGE"))
 
@@ -515,15 +531,18 @@ def _guest(call: Call):
     return call.cluster.guest_on(call.node, call.vmid, call.kind)
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/status/current")
+@route("GET", "/nodes/{node}/{kind}/{vmid}/status/current", perm=("/vms/{vmid}", "VM.Audit"))
 def get_guest_status(call: Call):
-    call.require(f"/vms/{call.vmid}", "VM.Audit")
     return views.guest_status(call.cluster, _guest(call))
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/config", {"current": P("boolean"), "snapshot": P()})
+@route(
+    "GET",
+    "/nodes/{node}/{kind}/{vmid}/config",
+    {"current": P("boolean"), "snapshot": P()},
+    perm=("/vms/{vmid}", "VM.Audit"),
+)
 def get_guest_config(call: Call):
-    call.require(f"/vms/{call.vmid}", "VM.Audit")
     return views.guest_config(call.cluster, _guest(call))
 
 
@@ -566,10 +585,9 @@ def post_guest_config(call: Call):
     return task.upid
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/migrate", {"target": P()})
+@route("GET", "/nodes/{node}/{kind}/{vmid}/migrate", {"target": P()}, perm=("/vms/{vmid}", "VM.Migrate"))
 def get_migrate(call: Call):
     """PVE checks quorum, then the config, then the lock; ``target`` changes nothing."""
-    call.require(f"/vms/{call.vmid}", "VM.Migrate")
     call.cluster.reachable_node(call.node)
     call.cluster.require_quorum()
     guest = _guest(call)
@@ -599,16 +617,19 @@ LXC_MIGRATE_PARAMS = {
 }
 
 
-@route("POST", "/nodes/{node}/{kind}/{vmid}/migrate", None)
+@route("POST", "/nodes/{node}/{kind}/{vmid}/migrate", None, perm=("/vms/{vmid}", "VM.Migrate"))
 def post_migrate(call: Call):
-    call.require(f"/vms/{call.vmid}", "VM.Migrate")
     values = check(QEMU_MIGRATE_PARAMS if call.kind == "qemu" else LXC_MIGRATE_PARAMS, call.params)
     return call.cluster.migrate(call.kind, call.node, call.vmid, values, call.identity.userid)
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/rrddata", {"timeframe": P(required=True, enum=GUEST_TIMEFRAMES), "cf": CF})
+@route(
+    "GET",
+    "/nodes/{node}/{kind}/{vmid}/rrddata",
+    {"timeframe": P(required=True, enum=GUEST_TIMEFRAMES), "cf": CF},
+    perm=("/vms/{vmid}", "VM.Audit"),
+)
 def get_guest_rrddata(call: Call):
-    call.require(f"/vms/{call.vmid}", "VM.Audit")
     # rrd files are keyed by vmid alone and the call is not proxied: any node answers for any guest
     guest = call.cluster.guests.get(call.vmid)
     if guest is None or guest.type != call.kind:
@@ -633,24 +654,32 @@ GUEST_POWER_PARAMS = {
 }
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/status")
+@route("GET", "/nodes/{node}/{kind}/{vmid}/status", perm=("/vms/{vmid}", "VM.Audit"))
 def get_guest_status_index(call: Call):
-    call.require(f"/vms/{call.vmid}", "VM.Audit")
     _guest(call)
     return [{"subdir": name} for name in ("current", "start", "stop", "shutdown", "reboot")]
 
 
 def _power(action: str):
     def handler(call: Call):
-        call.require(f"/vms/{call.vmid}", "VM.PowerMgmt")
         return call.cluster.guest_power(call.kind, call.node, call.vmid, action, call.identity.userid, call.params)
 
     return handler
 
 
 for _action in ("start", "stop", "shutdown"):
-    route("POST", f"/nodes/{{node}}/{{kind}}/{{vmid}}/status/{_action}", GUEST_POWER_PARAMS)(_power(_action))
-route("POST", "/nodes/{node}/{kind}/{vmid}/status/reboot", {"timeout": P("integer", minimum=0)})(_power("reboot"))
+    route(
+        "POST",
+        f"/nodes/{{node}}/{{kind}}/{{vmid}}/status/{_action}",
+        GUEST_POWER_PARAMS,
+        perm=("/vms/{vmid}", "VM.PowerMgmt"),
+    )(_power(_action))
+route(
+    "POST",
+    "/nodes/{node}/{kind}/{vmid}/status/reboot",
+    {"timeout": P("integer", minimum=0)},
+    perm=("/vms/{vmid}", "VM.PowerMgmt"),
+)(_power("reboot"))
 
 
 # ----- tasks ------------------------------------------------------------------------------
@@ -871,7 +900,9 @@ class SimServer:
             handler_route, path = matched
             self._check_path(path)
             values = params if handler_route.params is None else check(handler_route.params, params)
-            result = handler_route.handler(Call(cluster, self.auth, identity, path, values, self._resources, local))
+            call = Call(cluster, self.auth, identity, path, values, self._resources, local)
+            handler_route.check_permission(call)
+            result = handler_route.handler(call)
         if isinstance(result, web.Response):
             return result
         if isinstance(result, tuple):
