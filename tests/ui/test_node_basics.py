@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.widgets import Static
 
 from pvetop.ui.detail import NodeDetailScreen, node_basics
-from tests.ui.conftest import settle, wait_for_data
 from tests.ui.migrate_pilot import select_row, sim_pilot, wait_until
+from tests.ui.pilot import settle, wait_for_data
 
 
 async def test_node_pane_shows_load_average_io_delay_swap_ksm_versions_and_uptime():
