@@ -149,6 +149,7 @@ class ClusterSnapshot:
     crs: CrsOptions = field(default_factory=CrsOptions)
     fetched_at: float = 0.0  # epoch seconds, set by whoever fetched it
     api_requests: int = 0  # requests this refresh cost (the budget: at most 2, whatever the cluster's size)
+    tag_colors: tuple[tuple[str, str, str], ...] = ()  # tag-style color-map: (tag, background, foreground)
     warnings: tuple[str, ...] = ()  # API entries skipped as malformed, for the header and `status`
 
     @cached_property

@@ -42,6 +42,7 @@ from pvetop.pve.parse import (
     parse_crs,
     parse_ha_node_states,
     parse_ha_rules,
+    parse_tag_colors,
 )
 from pvetop.pve.transport import (
     CountingAdapter,
@@ -129,6 +130,7 @@ class PveClient:
         self._ha_rules: tuple[HaRule, ...] = ()
         self._votes: dict[str, int] = {}
         self._ha_node_states: dict[str, str] = {}  # slow data: the HA manager's state of each node
+        self._tag_colors: tuple[tuple[str, str, str], ...] = ()  # slow data: tag-style color-map
         self._slow_warnings: tuple[str, ...] = ()
         self._snapshots_since_slow: int | None = None  # None: slow data never fetched
         self.version: dict[str, Any] = {}
@@ -423,7 +425,9 @@ class PveClient:
             self._ticket_auth.renew_if_due(early=SLOW_DATA_TICKET_MARGIN)
         warnings = Warnings()
         try:
-            crs = parse_crs(self.get("cluster/options"), warnings)
+            options = self.get("cluster/options")
+            crs = parse_crs(options, warnings)
+            tag_colors = parse_tag_colors(options)
             rules = parse_ha_rules(self._get_optional("cluster/ha/rules", (404, 501), []), warnings)
             votes = parse_config_nodes(self._get_optional("cluster/config/nodes", (404, 500, 501), []), warnings)
             ha_states = parse_ha_node_states(
@@ -433,6 +437,7 @@ class PveClient:
             raise unexpected_answer(self.active_host, exc.endpoint, exc.detail) from None
         with self._lock:
             self._crs, self._ha_rules, self._votes, self._ha_node_states = crs, rules, votes, ha_states
+            self._tag_colors = tag_colors
             self._slow_warnings = warnings.as_tuple()
             self._snapshots_since_slow = 0
         return self.request_count - before
@@ -453,7 +458,7 @@ class PveClient:
         status = self.get("cluster/status")
         with self._lock:
             crs, rules, votes, slow_warnings = self._crs, self._ha_rules, self._votes, self._slow_warnings
-            ha_states = self._ha_node_states
+            ha_states, tag_colors = self._ha_node_states, self._tag_colors
             if self._snapshots_since_slow is not None:
                 self._snapshots_since_slow += 1
         try:
@@ -464,6 +469,7 @@ class PveClient:
                 ha_rules=rules,
                 votes=votes,
                 ha_node_states=ha_states,
+                tag_colors=tag_colors,
                 warnings=slow_warnings,
                 fetched_at=self._clock(),
                 api_requests=self._counter.this_thread - before,

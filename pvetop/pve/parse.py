@@ -414,6 +414,24 @@ def parse_crs(options: Any, warnings: Warnings) -> CrsOptions:
         return CrsOptions()
 
 
+def parse_tag_colors(options: Any) -> tuple[tuple[str, str, str], ...]:
+    """The datacenter ``tag-style`` option's ``color-map`` (``tag:BG[:FG];...``, hex colours) as
+    (tag, background, foreground or ""); tags not in it get PVE's computed colour (``ui``)."""
+    style = options.get("tag-style") if isinstance(options, Mapping) else None
+    if isinstance(style, str):
+        style = dict(part.partition("=")[::2] for part in style.split(",") if "=" in part)
+    color_map = style.get("color-map") if isinstance(style, Mapping) else None
+    if not isinstance(color_map, str):
+        return ()
+    colors = []
+    for entry in color_map.split(";"):
+        tag, _, rest = entry.partition(":")
+        background, _, foreground = rest.partition(":")
+        if tag and re.fullmatch(r"[0-9A-Fa-f]{6}", background) and re.fullmatch(r"([0-9A-Fa-f]{6})?", foreground):
+            colors.append((tag, background.upper(), foreground.upper()))
+    return tuple(colors)
+
+
 def _property(part: str) -> tuple[str, str]:
     """``key=value`` of a property string; a bare value is the default key (``ha``)."""
     key, sep, value = part.partition("=")
@@ -488,6 +506,7 @@ def build_snapshot(
     api_requests: int,
     votes: Mapping[str, int] | None = None,
     ha_node_states: Mapping[str, str] | None = None,
+    tag_colors: tuple[tuple[str, str, str], ...] = (),
     warnings: Iterable[str] = (),
 ) -> ClusterSnapshot:
     """One immutable snapshot from the two per-refresh answers plus the cached slow data.
@@ -519,6 +538,7 @@ def build_snapshot(
         fetched_at=fetched_at,
         api_requests=api_requests,
         warnings=found.as_tuple(),
+        tag_colors=tag_colors,
     )
 
 

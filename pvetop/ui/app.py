@@ -297,6 +297,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             refresh = with_marks(refresh, marks)
         first = self.latest is None
         self.node_table.apply(refresh.node_rows)
+        self.guest_table.use_tag_colors(refresh.snapshot.tag_colors)
         self.latest = refresh
         self._apply_guests()
         self._show_header()

@@ -418,9 +418,14 @@ class LiveTable(DataTable):
             + Style.parse(cell_style)
             + post_style
         )
-        lines = [[Segment(fit_cell(text, width, self.cell_padding, justify), style)]]
+        fitted = fit_cell(text, width, self.cell_padding, justify)
+        lines = [self.cell_segments(column_key.value, fitted, style) or [Segment(fitted, style)]]
         self._drawn_cells[cache_key] = (value, lines)
         return lines
+
+    def cell_segments(self, column: str | None, fitted: str, style: Style) -> list[Segment] | None:
+        """A cell drawn in several colours (a subclass's tags); None: one style for the cell."""
+        return None
 
     def _remove_rows(self, keys: list[str]) -> None:
         """``remove_row`` for many rows with one re-index instead of one per row."""

@@ -7,14 +7,19 @@ building (``node_rows``, ``guest_rows``) is pure and runs in the poll worker, of
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from rich.segment import Segment
+from rich.style import Style
 
 from pvetop.model import ClusterSnapshot, Guest, Node
 from pvetop.policy.rules import RuleSet
 from pvetop.ui import formatting as fmt
 from pvetop.ui.filtering import GuestFilter
 from pvetop.ui.table import ColumnSpec, LiveTable, Row, build_rows
+from pvetop.ui.tags import tag_style
 
 DIM = "dim"
 MISSING = -1.0  # sort value of a figure an offline entity does not report
@@ -181,11 +186,32 @@ class GuestTable(LiveTable):
         ColumnSpec("uptime", "Uptime", 9, "right", True),
         ColumnSpec("lock", "Lock", 8),
         ColumnSpec("ha", "HA", 8, long_name="HA state"),
+        ColumnSpec("pool", "Pool", 10),
         ColumnSpec("tags", "Tags", 20),
     )
 
     def __init__(self, *, sort_column: str = "vmid", **kwargs) -> None:
         super().__init__(sort_column=sort_column, fixed_columns=2, **kwargs)
+        self.tag_colors: dict[str, tuple[str, str]] = {}  # the datacenter's tag-style color-map
+
+    def use_tag_colors(self, colors: tuple[tuple[str, str, str], ...]) -> None:
+        mapping = {tag: (background, foreground) for tag, background, foreground in colors}
+        if mapping != self.tag_colors:
+            self.tag_colors = mapping
+            self._drawn_cells.clear()
+            self.refresh()
+
+    def cell_segments(self, column: str | None, fitted: str, style: Style) -> list[Segment] | None:
+        """Tags in PVE's tag colours, each on its own background (the cursor row keeps its style)."""
+        if column != "tags" or not fitted.strip():
+            return None
+        segments = []
+        for index, part in enumerate(re.split(r"( )", fitted)):
+            if part and part != " " and index:
+                segments.append(Segment(f"{part}", style + tag_style(part.rstrip("…"), self.tag_colors)))
+            elif part:
+                segments.append(Segment(part, style))
+        return segments
 
 
 def render_guest(item: GuestRow) -> Row:
@@ -211,7 +237,8 @@ def render_guest(item: GuestRow) -> Row:
         (fmt.uptime(guest.uptime), base),
         (guest.lock or "", "bold yellow"),
         (guest.hastate or "", "cyan"),
-        (";".join(guest.tags), "blue"),
+        (guest.pool or "", ""),
+        (" ".join(guest.tags), ""),
     )
     sort_values = (
         guest.vmid,
@@ -229,6 +256,7 @@ def render_guest(item: GuestRow) -> Row:
         (guest.uptime, guest.vmid),
         (guest.lock or "", guest.vmid),
         (guest.hastate or "", guest.vmid),
+        (guest.pool or "", guest.vmid),
         (";".join(guest.tags), guest.vmid),
     )
     return GuestTable.make_row(item, cells, sort_values)
