@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     from pvetop.cli.rules import dashboard_store
     from pvetop.config import load_config_for
+    from pvetop.ui.acting import install_acting
     from pvetop.ui.app import PvetopApp  # Textual loads only when the dashboard opens
     from pvetop.ui.balancer import install_balancer
     from pvetop.ui.keys import binding_ids, check_keymap
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         install_rules(app, store)
         install_balancer(app, store)
         install_power(app, store)
+        install_acting(app, store)
         check_keymap(keymap, binding_ids(app.added_bindings))
         theme = args.theme or prefs.theme
         if theme is not None and (args.theme is not None or theme in app.available_themes):

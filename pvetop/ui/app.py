@@ -121,6 +121,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self.added_bindings: list[Binding] = []  # see add_app_binding
         self.keymap: dict[str, str] = {}  # the user's keys by binding id, see use_keymap
         self.header_notes: dict[str, str] = {}  # a room's one-line state for the header (the balancer's mode)
+        self.acting: Any = None  # which instance acts on the cluster (ui/acting.py), when a store is shared
         self._ruleset = ruleset or RuleSet.empty()
         self.tagged: set[int] = set()  # vmids tagged for a bulk move (space); see refresh_marks
         self.power_states: dict[str, str] = {}  # node -> the power policy's state (draining…); see refresh_marks
@@ -321,6 +322,8 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
 
     async def on_unmount(self) -> None:
         self._keep_prefs()
+        if self.acting is not None:
+            await self.acting.stop()  # releases the lease at once, so another instance need not wait it out
         if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)
             gc.unfreeze()
@@ -419,6 +422,10 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             if not (isinstance(screen, DetailScreen) and action in DETAIL_PANE_ACTIONS):
                 return False
         return super().check_action(action, parameters)
+
+    def action_take_over(self) -> None:
+        if self.acting is not None:
+            self.acting.action_take_over()
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

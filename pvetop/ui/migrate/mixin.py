@@ -50,6 +50,7 @@ class MigrationsHost(Protocol):
     read_only: bool
     source: SnapshotSource
     store: Any  # the rules store, when one is open
+    acting: Any  # which instance acts on the cluster (ui/acting.py), or None
     tagged: set[int]
     guest_table: GuestTable
     node_table: NodeTable
@@ -120,6 +121,7 @@ class MigrationsMixin(_HostApp):
                 limits=limits,
                 poll=self.migration_poll,
                 on_update=self._job_changed,
+                intents=self.acting.intents_for(cluster) if self.acting is not None else None,
             )
         return self._migrations
 
