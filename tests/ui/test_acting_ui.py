@@ -1,4 +1,5 @@
-"""Several instances on one rules store: the dashboard says who acts, and can take over (journaled)."""
+"""Several instances on one rules store: the dashboard says who acts, can take over (journaled),
+and shows rules another instance changed at its next refresh."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pvetop.store import open_store
 from pvetop.ui.acting import install_acting
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.migrate.confirm import ConfirmScreen
+from pvetop.ui.rules import install_rules
 from tests.ui.pilot import settle, wait_for_data
+from tests.ui.test_dashboard import cell
 from tests.ui.test_dashboard_sim import client, sim  # noqa: F401  (fixtures)
 
 SIZE = (140, 40)
@@ -59,3 +62,19 @@ async def test_a_read_only_dashboard_claims_nothing(client, tmp_path):  # noqa: 
             await settle(pilot)
             assert app.acting.lease is None
         assert store.coordination.lease(CLUSTER) is None
+
+
+async def test_a_pin_added_by_another_instance_shows_at_the_next_refresh(client, tmp_path):  # noqa: F811
+    path = str(tmp_path / "shared.sqlite")
+    with open_store(path) as mine, open_store(path) as another_instance:
+        app = PvetopApp(client, interval=60, store=mine)
+        install_rules(app, mine)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for_data(pilot)
+            await settle(pilot)
+            guest = app.latest.snapshot.guests[0]
+            assert "P" not in cell(app.guest_table, str(guest.vmid), "flags")
+            another_instance.pin_guest(CLUSTER, guest.vmid, guest.name, [guest.node])
+            await pilot.press("ctrl+r")  # one refresh
+            await settle(pilot)
+            assert "P" in cell(app.guest_table, str(guest.vmid), "flags")
