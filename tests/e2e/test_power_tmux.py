@@ -1,7 +1,7 @@
 """`pvetop --demo` in tmux: the power screen explains pve-big; power-off and wake by hand show progress.
 
-The rules store is prepared first (failure margin 0 chosen, pve-big allowed, its two guests on
-local storage marked to sleep with it); the demo's simulator runs 10x, so the drain, the
+The rules store is prepared first (failure margin 0 chosen, pve-big allowed, its guests on
+local storage or its GPU marked to sleep with it); the demo's simulator runs 10x, so the drain, the
 shutdown and the 180 s boot take a few tens of seconds. PVE's wakeonlan (through the node
 pvetop talks to) wakes pve-big, since its MAC is only in its PVE node config.
 """
@@ -57,7 +57,9 @@ def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(sessio
     db = tmp_path / "rules.sqlite"
     with open_store(str(db)) as store:
         store.set_setting("homelab", "power.failure_margin", 0)
-        store.set_setting("homelab", "power.sleep_with_node", {"200": "gitlab", "203": "builder"})
+        store.set_setting(
+            "homelab", "power.sleep_with_node", {"200": "gitlab", "203": "builder", "204": "render-batch"}
+        )
         store.set_node_power("homelab", NODE, allow_power_off=True)
     command = (
         f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo --db {shlex.quote(str(db))}"
