@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from pvetop.cli import common
 from pvetop.cli.migrate import REFUSED, _ask, _emit_json, _Progress
 from pvetop.errors import UsageError
+from pvetop.policy.metrics import imbalance_text
 
 
 def register(subparsers) -> None:
@@ -121,7 +122,7 @@ def plan_table(plan, *, mode: str | None = None) -> str:
             move = step.move
             lines.append(
                 f"{number:>3}  {move.vmid:>6}  {move.name[:18]:<18} {move.source:<10} {move.target:<10} "
-                f"{step.gib:>6.1f}  {step.imbalance_after:>6.3f}  {move.reason}"
+                f"{step.gib:>6.1f}  {imbalance_text(step.imbalance_after):>6}  {move.reason}"
             )
     if plan.held:
         lines.append("left alone although moving them would help:")
@@ -192,7 +193,7 @@ def run_balance(args: argparse.Namespace) -> int:
         )
     print(
         f"{len(jobs) - len(failed)} of {len(jobs)} moves done; imbalance "
-        f"{first.before.imbalance:.3f} → {final.before.imbalance:.3f}; {final.summary}",
+        f"{imbalance_text(first.before.imbalance)} → {imbalance_text(final.before.imbalance)}; {final.summary}",
         file=out,
     )
     for job in failed:

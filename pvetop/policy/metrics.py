@@ -27,6 +27,11 @@ class Balance:
     coolest: str | None
 
 
+def imbalance_text(value: float) -> str:
+    """The one way imbalance is written everywhere (header, dialogs, CLI): a whole percentage."""
+    return f"{value * 100:.0f}%"
+
+
 def imbalance(loads: list[float] | tuple[float, ...]) -> float:
     """Coefficient of variation (population std / mean) / √(n−1), clamped to [0, 1]."""
     n = len(loads)

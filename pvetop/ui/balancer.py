@@ -25,6 +25,7 @@ from pvetop.engine.migrations import MigrationExecutor
 from pvetop.engine.report import job_status
 from pvetop.errors import PvetopError
 from pvetop.policy.balance import MODES, BalancePlan
+from pvetop.policy.metrics import imbalance_text
 from pvetop.text import visible
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
@@ -166,7 +167,7 @@ class BalancerScreen(ReadOnlyGuard, Screen):
                     str(move.vmid),
                     *(fmt_cell(text) for text in (move.name, move.source, move.target)),
                     f"{step.gib:.1f}",
-                    f"{step.imbalance_after:.3f}",
+                    imbalance_text(step.imbalance_after),
                     fmt_cell(move.reason),
                     key=str(number - 1),
                 )
@@ -198,7 +199,7 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         if plan is not None:
             before = plan.before
             style = "bold yellow" if before.imbalance > config.threshold else "green"
-            text.append(f"imbalance {before.imbalance:.3f}", style=style)
+            text.append(f"imbalance {imbalance_text(before.imbalance)}", style=style)
             text.append(f" / threshold {config.threshold:.2f}")
             text.append(f"   memory spread {before.memory_spread:.0f} pts")
             if before.hottest:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
-from pvetop.policy.metrics import Balance, ClusterTotals
+from pvetop.policy.metrics import Balance, ClusterTotals, imbalance_text
 from pvetop.text import visible
 from pvetop.ui import formatting as fmt
 
@@ -75,7 +75,7 @@ def render_header(view: HeaderView) -> Text:
 
     third = Text()
     imbalance_style = "yellow" if balance.imbalance > 0.25 else ""
-    third.append(f"imbalance {balance.imbalance * 100:.0f}%", style=imbalance_style)
+    third.append(f"imbalance {imbalance_text(balance.imbalance)}", style=imbalance_style)
     third.append(f"  spread {balance.spread:.0f} pts")
     if balance.hottest:
         third.append(f"  hottest {visible(balance.hottest)}")

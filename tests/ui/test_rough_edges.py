@@ -144,3 +144,14 @@ def test_edge_13_uptime_has_one_format():
     from pvetop.ui import formatting as fmt
 
     assert fmt.uptime(143) == "0d 00:02" and fmt.uptime(86400 * 3 + 22 * 3600 + 47 * 60) == "3d 22:47"
+
+
+def test_edge_14_imbalance_is_written_one_way_everywhere():
+    from pvetop.engine import report
+    from pvetop.policy.metrics import imbalance_text
+    from pvetop.ui import balancer, header
+    from pvetop.ui.migrate import bulk
+
+    assert imbalance_text(0.283) == "28%"
+    for module in (report, header, balancer, bulk):
+        assert "imbalance_text" in vars(module), module.__name__

@@ -18,6 +18,7 @@ from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.report import move_line, unplaced_line
 from pvetop.errors import UsageError
 from pvetop.model import MigratePrecondition
+from pvetop.policy.metrics import imbalance_text
 from pvetop.policy.placement import BulkPlan, plan_bulk_move
 from pvetop.text import visible
 from pvetop.ui.migrate.confirm import ConfirmScreen
@@ -113,7 +114,7 @@ class BulkMigrateScreen(ModalScreen[int]):
         lines = [f"{len(plan.moves)} move(s) to {target}:", *(f"  {move_line(move)}" for move in plan.moves)]
         if plan.refused:
             lines += [f"not moved ({len(plan.refused)}):", *(f"  {unplaced_line(item)}" for item in plan.refused)]
-        lines.append(f"cluster imbalance after: {plan.after.imbalance:.2f}")
+        lines.append(f"cluster imbalance after: {imbalance_text(plan.after.imbalance)}")
         self.app.push_screen(
             ConfirmScreen("\n".join(lines), yes="Migrate"), lambda confirmed: self._start(plan) if confirmed else None
         )
