@@ -137,7 +137,13 @@ async def test_smb_keeps_margin_one_and_only_sleeps_nodes_it_can_wake(tmp_path):
         assert watch.most_off <= 2
         assert watch.off_nodes and watch.off_nodes <= set(wakeable)
         assert watch.min_online_votes >= 6  # 5 needed of 8, plus one that may still fail
-        assert watch.not_running == set()
+        assert watch.not_running == set()  # HA guests included: drained live, never stopped
+        moved = [
+            e for e in store.journal_entries("smb", actions=("migrate",)) if e.actor == "power" and e.result == "ok"
+        ]
+        assert any(e.params["via_ha"] for e in moved) and all(
+            e.params["online"] or e.params["type"] == "lxc" for e in moved if e.params["via_ha"]
+        )
         no_way = [d for d in worker.plan.decisions if d.node not in wakeable and d.state == "on"]
         assert all(
             any("no known way to wake it" in r for r in d.reasons)
