@@ -36,7 +36,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(visible(self.question), id="confirm-text", markup=False)
+            yield Static(visible(self.question, multiline=True), id="confirm-text", markup=False)
             with Horizontal():
                 yield Button(f"{self.yes_label} (y)", variant="warning", id="yes")
                 yield Button(f"{self.no_label} (n)", id="no")
