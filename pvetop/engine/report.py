@@ -64,7 +64,8 @@ def limits_text(limits: Limits) -> str:
 
 
 def progress_text(progress: Progress) -> str:
-    """'45% (3.6 GiB of 8.0 GiB, 110.0 MiB/s)', or what is known of it ('' before the first figure)."""
+    """'RAM 45% (3.6 GiB of 8.0 GiB, 110.0 MiB/s)', or what is known of it ('' before the first
+    figure); the phase (disks, then RAM) says why the percentage starts again."""
     details = []
     if progress.total_bytes:
         head = f"{progress.fraction or 0:.0%}"
@@ -75,7 +76,8 @@ def progress_text(progress: Progress) -> str:
         return ""
     if progress.rate:
         details.append(f"{size(progress.rate)}/s")
-    return head + (f" ({', '.join(details)})" if details else "")
+    phase = f"{progress.phase} " if progress.phase and not progress.finished else ""  # each phase has its own %
+    return phase + head + (f" ({', '.join(details)})" if details else "")
 
 
 def job_status(job: MigrationJob) -> str:

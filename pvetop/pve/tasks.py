@@ -184,6 +184,7 @@ class Progress:
     fraction: float | None = None
     rate: float | None = None  # bytes per second
     finished: bool = False
+    phase: str = ""  # "disks" while local disks are copied, "RAM" once the memory copy runs: each has its own %
 
 
 def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
@@ -197,6 +198,7 @@ def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
     total: int | None = None
     rate: float | None = None
     finished = succeeded = False
+    phase = ""
     disks: dict[str, tuple[int, int]] = {}
     last_copy: tuple[float, str, int] | None = None  # (time, disk, bytes) of the previous copy line
     for raw in log_lines:
@@ -205,8 +207,10 @@ def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
             transferred, total = _bytes(*match.group(1, 2)), _bytes(*match.group(3, 4))
             rate = float(_bytes(*match.group(5, 6))) if match.group(5) else rate
             disks.clear()
+            phase = "RAM"
         elif (match := _COPY.search(line)) is not None:
             disk = match.group(1) or "disk"
+            phase = "disks"
             done = _bytes(*match.group(2, 3))
             disks[disk] = (done, _bytes(*match.group(4, 5)))
             transferred = sum(d for d, _ in disks.values())
@@ -219,6 +223,7 @@ def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
         elif (match := _DD.search(line)) is not None:
             transferred, total = int(match.group(1)), None
             rate = float(_bytes(*match.group(3, 4)))
+            phase = "disks"
         elif (match := _AVERAGE.search(line)) is not None:
             rate = float(_bytes(*match.group(1, 2)))
         if _SUCCEEDED.search(line):
@@ -228,7 +233,9 @@ def parse_migration_progress(log_lines: Iterable[str]) -> Progress:
     fraction = min(1.0, transferred / total) if total else None
     if succeeded:  # zero pages are skipped, so the last RAM line may end below the VM's size
         fraction = 1.0
-    return Progress(transferred_bytes=transferred, total_bytes=total, fraction=fraction, rate=rate, finished=finished)
+    return Progress(
+        transferred_bytes=transferred, total_bytes=total, fraction=fraction, rate=rate, finished=finished, phase=phase
+    )
 
 
 def _stamp(line: str) -> float | None:

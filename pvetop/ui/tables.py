@@ -193,11 +193,13 @@ class GuestTable(LiveTable):
     def __init__(self, *, sort_column: str = "vmid", **kwargs) -> None:
         super().__init__(sort_column=sort_column, fixed_columns=2, **kwargs)
         self.tag_colors: dict[str, tuple[str, str]] = {}  # the datacenter's tag-style color-map
+        self._tag_styles: dict[str, Style] = {}  # each tag's style, computed once per colour map
 
     def use_tag_colors(self, colors: tuple[tuple[str, str, str], ...]) -> None:
         mapping = {tag: (background, foreground) for tag, background, foreground in colors}
         if mapping != self.tag_colors:
             self.tag_colors = mapping
+            self._tag_styles = {}
             self._drawn_cells.clear()
             self.refresh()
 
@@ -205,10 +207,14 @@ class GuestTable(LiveTable):
         """Tags in PVE's tag colours, each on its own background (the cursor row keeps its style)."""
         if column != "tags" or not fitted.strip():
             return None
+        styles = self._tag_styles
         segments = []
         for index, part in enumerate(re.split(r"( )", fitted)):
             if part and part != " " and index:
-                segments.append(Segment(f"{part}", style + tag_style(part.rstrip("…"), self.tag_colors)))
+                tag = part.rstrip("…")
+                if tag not in styles:
+                    styles[tag] = tag_style(tag, self.tag_colors)
+                segments.append(Segment(part, style + styles[tag]))
             elif part:
                 segments.append(Segment(part, style))
         return segments

@@ -298,3 +298,14 @@ async def test_a_long_outage_reports_the_job_as_lost_not_as_failed_by_pve(sim, c
     await drive(sim, lambda: not executor.busy, step=5.0)
     assert job.state is JobState.FAILED and job.exitstatus is None
     assert job.error.startswith("lost track of task") and "it may still be running" in job.error
+
+
+def test_edge_23_progress_names_its_phase_so_a_restart_at_a_lower_percent_reads_right():
+    from pvetop.pve.tasks import parse_migration_progress
+
+    disks = [
+        "2026-01-01 00:00:01 drive-scsi0: transferred 8.6 GiB of 10.0 GiB (86.00%) in 10s",
+    ]
+    ram = [*disks, "2026-01-01 00:00:20 migration active, transferred 0.8 GiB of 4.0 GiB VM-state, 100.0 MiB/s"]
+    assert progress_text(parse_migration_progress(disks)).startswith("disks 86%")
+    assert progress_text(parse_migration_progress(ram)).startswith("RAM 20%")

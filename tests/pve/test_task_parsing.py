@@ -55,7 +55,7 @@ QEMU_LIVE = """\
 def test_qemu_live_migration_progress():
     progress = parse_migration_progress(QEMU_LIVE)
     assert progress == Progress(
-        transferred_bytes=GIB, total_bytes=4 * GIB, fraction=0.25, rate=500.0 * MIB, finished=False
+        transferred_bytes=GIB, total_bytes=4 * GIB, fraction=0.25, rate=500.0 * MIB, finished=False, phase="RAM"
     )
 
 
