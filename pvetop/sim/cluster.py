@@ -204,6 +204,7 @@ class SimCluster:
                     load.get("curve", "steady"),
                     float(load.get("cpu", 0.1)),
                     float(load.get("mem", 0.5)),
+                    float(load["night"]) if load.get("night") is not None else None,
                 )
                 if load
                 else default_curve(self.seed, vmid)

@@ -37,7 +37,9 @@ class LoadCurve:
     """How busy one guest is over time.
 
     ``cpu`` is the typical fraction of the guest's own cores in use, ``mem`` the typical fraction
-    of its memory; ``curve`` shapes them over the day (steady, diurnal, bursty).
+    of its memory; ``curve`` shapes them over the day (steady, diurnal, bursty). ``night`` (diurnal
+    only) is how far cpu and memory fall at 02:00 as a share of their typical level: a workload
+    that mostly sleeps at night (a dev lab) has a low one; without it memory barely moves.
     """
 
     seed: int
@@ -45,6 +47,7 @@ class LoadCurve:
     curve: str
     cpu: float
     mem: float
+    night: float | None = None
     # derived once: the guest's own noise key and its diurnal phase shift (seconds)
     key: int = field(init=False, repr=False, compare=False)
     phase: float = field(init=False, repr=False, compare=False)
@@ -62,12 +65,16 @@ class LoadCurve:
     def mem_at(self, t: float) -> float:
         slow = noise(self.key, 2, int(t // 300))
         swell = day_shape(t, self.phase) if self.curve == "diurnal" else 0.5
-        fraction = self.mem * (0.9 + 0.12 * swell + 0.06 * slow)
+        if self.curve == "diurnal" and self.night is not None:
+            fraction = self.mem * (self.night + (1.1 - self.night) * swell + 0.06 * slow)
+        else:
+            fraction = self.mem * (0.9 + 0.12 * swell + 0.06 * slow)
         return min(0.98, max(0.02, fraction))
 
     def _level(self, t: float) -> float:
         if self.curve == "diurnal":
-            return self.cpu * (0.3 + 1.4 * day_shape(t, self.phase))
+            night = 0.3 if self.night is None else self.night
+            return self.cpu * (night + 2 * (1 - night) * day_shape(t, self.phase))
         if self.curve == "bursty":
             if noise(self.key, 4, int(t // 600)) > 0.82:
                 return min(1.0, self.cpu * 3.0 + 0.25)

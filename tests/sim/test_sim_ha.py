@@ -331,3 +331,30 @@ def test_ha_status_texts(make_sim):
         "pve-mini2": "online",
         "pve-big": "online",
     }
+
+
+# ----- scenarios -----
+def test_homelab_minis_carry_the_night_but_not_the_day(homelab_cluster):
+    """homelab's dev lab on pve-big is diurnal with a deep night (its ``night`` factors): at 02:00
+    the two minis could hold every running guest that can leave it (all but the GPU batch VM) with
+    room to spare, at 14:00 they could not, so
+    a power policy has a reason to wake pve-big in the morning and let it sleep at night."""
+    cluster = homelab_cluster
+    minis = [n for n in cluster.nodes.values() if n.name != "pve-big"]
+
+    def demand(hour: int) -> tuple[float, float]:
+        at = cluster.start_time + hour * 3600
+        mem = sum(cluster.node_usage(n, at)[1] for n in minis)
+        cpu = sum(cluster.node_usage(n, at)[0] * n.cpus for n in minis)
+        for guest in cluster.guests.values():
+            if guest.node == "pve-big" and guest.status == "running" and not guest.devices:  # 204 sleeps with it
+                used_cpu, used_mem = cluster.guest_usage(guest, at)
+                mem, cpu = mem + used_mem, cpu + used_cpu * guest.cores
+        return mem / sum(n.memory for n in minis), cpu / sum(n.cpus for n in minis)
+
+    night_mem, night_cpu = demand(2)
+    day_mem, day_cpu = demand(14)
+    assert night_mem < 0.6 and night_cpu < 0.4
+    assert day_mem > 0.85 and day_cpu > 1.0
+    assert all(n.mac for n in SimCluster("smb", manual_clock=True).nodes.values()), "smb nodes can be woken"
+    assert cluster.nodes["pve-big"].mac == "3C:EC:EF:42:9B:20"

@@ -20,7 +20,8 @@ Format (sizes in GiB/MiB as named, times in seconds; see homelab.json and smb.js
                      shutdown_seconds? (how long its OS takes to power off; above 180 the stop is forced),
                      devices? {hostpci0|usb0|serial0...: config value} (qemu passthrough: ties it to its node),
                      cdrom? "storage:iso/NAME.iso" (qemu ide2),
-                     load {curve steady|diurnal|bursty, cpu (fraction of its cores), mem (fraction)}}]
+                     load {curve steady|diurnal|bursty, cpu (fraction of its cores), mem (fraction),
+                           night? (diurnal: cpu and memory at 02:00 as a share of their typical level)}}]
     ha_rules       [{rule, type node-affinity|resource-affinity, resources "vm:100,ct:101",
                      nodes? "pve1:2,pve2", strict?, affinity? positive|negative, disable?, comment?}]
     generate       {"nodes": {count, name "pve{n}", start, template {node fields; a list = pick one; mac_prefix}},
@@ -245,6 +246,9 @@ def _validate(scenario: Scenario, source: str) -> None:
             fail(f"guest {vmid}: unknown pool {guest['pool']!r}")
         if guest.get("load", {}).get("curve", "steady") not in ("steady", "diurnal", "bursty"):
             fail(f"guest {vmid}: load curve must be steady, diurnal or bursty")
+        night = guest.get("load", {}).get("night")
+        if night is not None and not (isinstance(night, (int, float)) and 0 <= night <= 1):
+            fail(f"guest {vmid}: load night must be a number between 0 and 1")
     ha_sids = {f"{'vm' if g['type'] == 'qemu' else 'ct'}:{g['vmid']}" for g in scenario.guests if g.get("ha")}
     for rule in scenario.ha_rules:
         if rule.get("type") not in ("node-affinity", "resource-affinity") or not rule.get("rule"):
