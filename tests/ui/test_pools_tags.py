@@ -8,7 +8,7 @@ from rich.style import Style
 
 from pvetop.pve.parse import parse_tag_colors
 from pvetop.ui.tags import computed_rgb, tag_style
-from tests.ui.conftest import settle, wait_for_data
+from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (200, 40)
 
