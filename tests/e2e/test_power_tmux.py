@@ -68,7 +68,7 @@ def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(sessio
     tmux("new-session", "-d", "-x", "160", "-y", "45", "-s", session, "-e", f"HOME={tmp_path}", command)
     wait_for(session, lambda s: NODE in s and "VMID" in s, 20, "the dashboard")
     keys(session, "W")
-    screen = wait_for(session, lambda s: "failure margin 0 (chosen" in s, 30, "pve-big's reasoning")
+    screen = wait_for(session, lambda s: "failure margin 0 (chosen" in s, 60, "pve-big's reasoning")
     assert "HA guests fit: yes" in screen and "quorum 3/3 votes, 2 needed" in screen
 
     row = next(i for i, line in enumerate(screen.splitlines()) if line.lstrip().startswith(NODE))
@@ -76,10 +76,10 @@ def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(sessio
     for _ in range(max(0, row - first)):
         keys(session, "Down")
     keys(session, "x")
-    wait_for(session, lambda s: "may power off" in s and "Drain pve-big" in s, 30, "the power-off confirmation")
+    wait_for(session, lambda s: "may power off" in s and "Drain pve-big" in s, 60, "the power-off confirmation")
     keys(session, "y")
-    wait_for(session, lambda s: "powering pve-big off" in s, 10, "the power-off progress")
-    wait_for(session, lambda s: "pve-big: done: offline" in s, 150, "pve-big offline")
+    wait_for(session, lambda s: "powering pve-big off" in s, 20, "the power-off progress")
+    wait_for(session, lambda s: "pve-big: done: offline" in s, 240, "pve-big offline")
     keys(session, "w")
-    wait_for(session, lambda s: "waking pve-big" in s, 10, "the wake progress")
-    wait_for(session, lambda s: "pve-big: done: online" in s, 120, "pve-big back online")
+    wait_for(session, lambda s: "waking pve-big" in s, 20, "the wake progress")
+    wait_for(session, lambda s: "pve-big: done: online" in s, 240, "pve-big back online")
