@@ -23,7 +23,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -42,6 +42,8 @@ from pvetop.pve.parse import (
     parse_crs,
     parse_ha_node_states,
     parse_ha_rules,
+    parse_object,
+    parse_rows,
     parse_tag_colors,
 )
 from pvetop.pve.transport import (
@@ -58,6 +60,7 @@ from pvetop.pve.transport import (
     silence_insecure_request_warnings,
 )
 
+Shaped = TypeVar("Shaped")
 DEFAULT_SLOW_DATA_EVERY = 30
 SLOW_DATA_TICKET_MARGIN = 600.0  # renew the ticket on the slow cadence, well before it is due
 READ_RETRY_PAUSES = (0.25, 1.0)  # seconds before the 2nd and 3rd try of a GET whose connection dropped
@@ -480,24 +483,26 @@ class PveClient:
     # ------------------------------------------------------------------ detail panes
 
     def node_rrddata(self, node: str, timeframe: str = "hour", cf: str = "AVERAGE") -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.get(f"nodes/{node}/rrddata", timeframe=timeframe, cf=cf)
-        return rows
+        return self._get_shaped(parse_rows, f"nodes/{node}/rrddata", timeframe=timeframe, cf=cf)
 
     def guest_rrddata(self, guest: Guest, timeframe: str = "hour", cf: str = "AVERAGE") -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.get(f"{guest_path(guest)}/rrddata", timeframe=timeframe, cf=cf)
-        return rows
+        return self._get_shaped(parse_rows, f"{guest_path(guest)}/rrddata", timeframe=timeframe, cf=cf)
 
     def guest_config(self, guest: Guest) -> dict[str, Any]:
-        config: dict[str, Any] = self.get(f"{guest_path(guest)}/config")
-        return config
+        return self._get_shaped(parse_object, f"{guest_path(guest)}/config")
 
     def node_config(self, node: str) -> dict[str, Any]:
-        config: dict[str, Any] = self.get(f"nodes/{node}/config")
-        return config
+        return self._get_shaped(parse_object, f"nodes/{node}/config")
 
     def node_status(self, node: str) -> dict[str, Any]:
-        status: dict[str, Any] = self.get(f"nodes/{node}/status")
-        return status
+        return self._get_shaped(parse_object, f"nodes/{node}/status")
+
+    def _get_shaped(self, shape: Callable[[str, Any], Shaped], path: str, **params: Any) -> Shaped:
+        """GET whose answer must have the shape ``shape`` checks (a list of rows, an object)."""
+        try:
+            return shape(f"GET /{path}", self.get(path, **params))
+        except MalformedAnswer as exc:
+            raise unexpected_answer(self.active_host, exc.endpoint, exc.detail) from None
 
 
 def guest_path(guest: Guest) -> str:

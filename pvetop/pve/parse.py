@@ -493,6 +493,26 @@ def parse_ha_node_states(answer: Any) -> dict[str, str]:
     return {str(name): str(state) for name, state in nodes.items() if isinstance(state, str)}
 
 
+# ---------------------------------------------------------------------- detail-pane data
+
+
+def parse_rows(endpoint: str, items: Any) -> list[dict[str, Any]]:
+    """A list of objects (rrddata): entries that are not objects are dropped, and so are values
+    that are not finite (JSON's 1e400 reads as infinity) — a gap in a graph, not a crash."""
+    return [
+        {key: value for key, value in row.items() if not (type(value) is float and not math.isfinite(value))}
+        for row in _entries(endpoint, items)
+        if type(row) is dict
+    ]
+
+
+def parse_object(endpoint: str, value: Any) -> dict[str, Any]:
+    """An object (a config, a node's status); its values stay raw, read by who shows them."""
+    if type(value) is not dict:
+        raise MalformedAnswer(endpoint, f"expected an object, got {_kind(value)}")
+    return value
+
+
 # ---------------------------------------------------------------------- the snapshot
 
 

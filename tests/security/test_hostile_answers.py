@@ -193,3 +193,16 @@ def test_no_secret_reaches_the_messages(hostile):
     with PveClient.connect(hostile.settings()) as client, pytest.raises(ApiError) as refused:
         client.fetch_snapshot()
     assert TOKEN_SECRET not in str(refused.value)
+
+
+def test_detail_pane_answers_have_their_shape_checked(hostile):
+    hostile.set("nodes/pve1/qemu/100/config", raw(b'{"data": [1, 2]}'))
+    hostile.set("nodes/pve1/rrddata", raw(b'{"data": [{"time": 1, "cpu": 1e400, "mem": 5}, 7, null, "x"]}'))
+    hostile.set("nodes/pve1/status", raw(b'{"data": "up"}'))
+    with PveClient.connect(hostile.settings()) as client:
+        guest = client.fetch_snapshot().guest_by_vmid[100]
+        with pytest.raises(ApiError, match=r"to GET /nodes/pve1/qemu/100/config: expected an object, got list"):
+            client.guest_config(guest)
+        assert client.node_rrddata("pve1") == [{"time": 1, "mem": 5}]  # the infinite value is a gap
+        with pytest.raises(ApiError, match=r"to GET /nodes/pve1/status: expected an object, got str"):
+            client.node_status("pve1")
