@@ -147,5 +147,12 @@ def test_one_daemon_acts_a_killed_actor_is_replaced_and_no_move_is_done_twice(ru
                 e for e in store.recent_journal(CLUSTER, limit=1000) if e.action == "migrate" and e.result == "started"
             ]
             assert sorted(e.target for e in started) == sorted({e.target for e in started})
-            actors = {e.pid for e in started}
-            assert actors <= {first.process.pid, second.process.pid}
+            # exactly one acts at a time: every move started before the take-over is the first
+            # daemon's, every one after it the second's
+            took_over = next(
+                e.at
+                for e in store.recent_journal(CLUSTER, limit=1000)
+                if e.action == "lease.acquire" and e.pid == second.process.pid
+            )
+            assert {e.pid for e in started if e.at < took_over} == {first.process.pid}
+            assert {e.pid for e in started if e.at >= took_over} <= {second.process.pid}
