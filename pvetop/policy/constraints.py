@@ -46,7 +46,9 @@ class Kind(Enum):
 
 BLOCKING: Mapping[Mode, frozenset[Kind]] = MappingProxyType(
     {
-        "manual": frozenset({Kind.PLACEMENT, Kind.PVE}),
+        # PVE's HA manager enforces strict node-affinity and resource-affinity rules for every move,
+        # a user's too (pve-ha-manager refuses or drops it): only pvetop's own rules bind automation alone
+        "manual": frozenset({Kind.PLACEMENT, Kind.PVE, Kind.HA}),
         "auto": frozenset(Kind) - {Kind.LOCAL_DISKS, Kind.HA_PREFERENCE},
     }
 )
@@ -243,7 +245,13 @@ class Constraints:
             if target in listed:
                 continue
             if rule.strict:
-                found.append(Finding(Kind.HA, f"strict HA node-affinity rule '{rule.rule}'"))
+                found.append(
+                    Finding(
+                        Kind.HA,
+                        f"strict HA node-affinity rule '{rule.rule}' allows only {_names(listed)} "
+                        "(PVE's HA manager enforces it for every move)",
+                    )
+                )
             else:
                 found.append(
                     Finding(Kind.HA_PREFERENCE, f"HA node-affinity rule '{rule.rule}' prefers {_names(listed)}")

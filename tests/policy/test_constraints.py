@@ -166,12 +166,14 @@ def test_lxc_precondition_uses_dashes():
     assert precondition.not_allowed_nodes == {"pve3": "unavailable storages: x"}
 
 
-def test_strict_ha_node_affinity_is_hard_for_automation():
+def test_edge_08_strict_ha_node_affinity_names_its_nodes_and_binds_every_move():
+    """PVE's HA manager enforces a strict rule for a user's move too: refused in both modes."""
     rule = make_ha_rule("r1", "node-affinity", ("vm:100",), nodes=(("pve1", 2), ("pve3", 1)), strict=True)
     snap = _cluster(make_guest(100, "pve1", hastate="started"), ha_rules=(rule,))
     manual, auto = _both(snap, 100, "pve2")
-    assert manual.allowed and manual.warnings == ("strict HA node-affinity rule 'r1'",)
-    assert auto.blocks == ("strict HA node-affinity rule 'r1'",)
+    text = "strict HA node-affinity rule 'r1' allows only pve1, pve3 (PVE's HA manager enforces it for every move)"
+    assert not manual.allowed and manual.blocks == (text,)
+    assert auto.blocks == (text,)
     assert _both(snap, 100, "pve3")[1].allowed
 
 
@@ -191,7 +193,7 @@ def test_ha_anti_affinity_keeps_guests_apart():
     rule = make_ha_rule("apart", "resource-affinity", ("vm:100", "ct:101"), affinity="negative")
     snap = _cluster(make_guest(100, "pve1"), make_guest(101, "pve2", type="lxc"), ha_rules=(rule,))
     manual, auto = _both(snap, 100, "pve2")
-    assert manual.allowed and manual.warnings == ("HA anti-affinity rule 'apart': ct:101 there",)
+    assert not manual.allowed and manual.blocks == ("HA anti-affinity rule 'apart': ct:101 there",)
     assert not auto.allowed
     assert _both(snap, 100, "pve3")[1].allowed
 

@@ -228,7 +228,10 @@ def test_strict_ha_node_affinity_is_honoured_even_for_a_user():
     snap = _snapshot([make_guest(100, "pve1", hastate="started")], ha_rules=(rule,))
     assert _targets(plan_evacuation(snap, "pve1")) == {100: "pve2"}
     plan = plan_evacuation(snap, "pve1", RuleSet(maintenance={"pve2"}))
-    assert plan.unplaceable[0].reason == ("pve2: node is in maintenance; pve3, pve4: strict HA node-affinity rule 'r1'")
+    assert plan.unplaceable[0].reason == (
+        "pve2: node is in maintenance; pve3, pve4: strict HA node-affinity rule 'r1' allows only pve1, pve2 "
+        "(PVE's HA manager enforces it for every move)"
+    )
 
 
 def test_proxlb_tags_when_imported():
