@@ -28,22 +28,47 @@ def sim_store(sim, path: str):
 
 
 def auto_worker(sim, client, store, cluster: str) -> PowerWorker:
-    return PowerWorker(client, store, cluster, clock=lambda: sim.cluster.now, poll=0.01)
+    worker = PowerWorker(client, store, cluster, clock=lambda: sim.cluster.now, poll=0.01)
+    count_reads(worker)
+    return worker
+
+
+def count_reads(worker: PowerWorker) -> list[int]:
+    """Counts the snapshots the worker has read (one counter per worker), so time can move in
+    lock-step with it however loaded the machine is."""
+    counter = getattr(worker, "_test_reads", None)
+    if counter is None:
+        counter = [0]
+        read = worker.snapshot
+
+        async def counted():
+            snapshot = await read()
+            counter[0] += 1
+            return snapshot
+
+        worker.snapshot = counted  # type: ignore[method-assign]
+        worker._test_reads = counter  # type: ignore[attr-defined]
+    return counter
 
 
 async def follow(sim, worker: PowerWorker, done: Callable[[], bool], *, limit: float = 6 * 3600) -> None:
     """Moves time while the worker acts: in lock-step with its task reads while migrations run,
-    otherwise 2 s at a time with a short pause (it only polls snapshots then)."""
+    otherwise 2 s at a time, each step waiting until the worker has read the cluster again."""
     start = sim.cluster.now
     executor = worker.executor
+    reads = count_reads(worker)
     while not done():
         if sim.cluster.now - start > limit:
             raise AssertionError(f"the power worker was still busy after {limit:g} simulated seconds")
         if executor is not None and executor.busy:
             await drive(sim, lambda: done() or not executor.busy, step=2.0, limit=limit)
-        else:
-            sim.cluster.step(2.0)
-            await asyncio.sleep(0.01)
+            continue
+        seen = reads[0]
+        sim.cluster.step(2.0)
+        for _ in range(400):  # x 5 ms of real time at most
+            await asyncio.sleep(0.005)
+            if reads[0] > seen or done() or executor is not None and executor.busy:
+                break
 
 
 async def simulate(

@@ -14,6 +14,7 @@ import pytest
 from pvetop.config import settings_from_sim_info
 from pvetop.engine.power import SLEPT, PowerWorker, energy, load_settings, mark_sleep_with_node
 from pvetop.pve import PveClient
+from tests.engine.powerdrive import count_reads, follow
 from tests.engine.simdrive import drive, running_sim
 
 BIG = "pve-big"
@@ -41,7 +42,9 @@ def prepare(store, sim, *, margin: int = 0) -> None:
 
 
 def worker_for(sim, client, store, **options) -> PowerWorker:
-    return PowerWorker(client, store, CLUSTER, clock=lambda: sim.cluster.now, poll=0.01, **options)
+    worker = PowerWorker(client, store, CLUSTER, clock=lambda: sim.cluster.now, poll=0.01, **options)
+    count_reads(worker)
+    return worker
 
 
 def unmovable(sim) -> list:
@@ -54,9 +57,10 @@ def unmovable(sim) -> list:
         ]
 
 
-async def run(sim, work, *, step: float = 2.0, limit: float = 7200):
+async def run(sim, worker, work):
+    """Runs one power action while simulated time moves in lock-step with the worker's reads."""
     task = asyncio.ensure_future(work)
-    await drive(sim, task.done, step=step, limit=limit)
+    await follow(sim, worker, task.done)
     return task.result()
 
 
@@ -74,7 +78,7 @@ async def test_power_off_by_hand_drains_sleeps_and_wakes_by_magic_packet(sim, cl
     before = running_vmids(sim)
     worker = worker_for(sim, client, store)
 
-    outcome = await run(sim, worker.power_off(BIG))
+    outcome = await run(sim, worker, worker.power_off(BIG))
     assert outcome.ok, outcome.detail
     assert worker.tracks[BIG].state == "off"
     with sim.cluster.lock:
@@ -84,7 +88,7 @@ async def test_power_off_by_hand_drains_sleeps_and_wakes_by_magic_packet(sim, cl
     assert all(node != BIG for node in after.values())
     assert store.get_setting(CLUSTER, SLEPT) == {BIG: sorted(sleepers)}
 
-    woken = await run(sim, worker.wake(BIG))
+    woken = await run(sim, worker, worker.wake(BIG))
     assert woken.ok, woken.detail
     assert woken.decision.wake.describe() == "magic packet to 3C:EC:EF:42:9B:20"
     await drive(sim, lambda: set(running_vmids(sim)) >= set(before), step=2.0, limit=120)
@@ -99,7 +103,7 @@ async def test_power_off_by_hand_drains_sleeps_and_wakes_by_magic_packet(sim, cl
 async def test_power_off_refused_with_default_margin_and_with_unmovable_guests(sim, client, store):
     prepare(store, sim, margin=1)
     worker = worker_for(sim, client, store)
-    outcome = await run(sim, worker.power_off(BIG))
+    outcome = await run(sim, worker, worker.power_off(BIG))
     assert outcome.refused and not outcome.ok
     assert "failure margin 0 below the required 1" in outcome.detail
     if unmovable(sim):
@@ -116,11 +120,11 @@ async def test_dropped_magic_packet_marks_the_node_failed_without_retrying(sim, 
     for guest in unmovable(sim):
         mark_sleep_with_node(store, CLUSTER, snapshot.guest_by_vmid[guest.vmid], True)
     worker = worker_for(sim, client, store)
-    assert (await run(sim, worker.power_off(BIG))).ok
+    assert (await run(sim, worker, worker.power_off(BIG))).ok
     with sim.cluster.lock:
         sim.cluster.faults.update({"wol_drop_rate": 1.0}, sim.cluster.now)  # the sim loses every magic packet
 
-    outcome = await run(sim, worker.wake(BIG))
+    outcome = await run(sim, worker, worker.wake(BIG))
     assert not outcome.ok and outcome.detail == "did not rejoin within 240 s"
     assert worker.tracks[BIG].state == "failed"
     assert any("did not rejoin" in alert and "not retried" in alert for alert in worker.alerts)
