@@ -27,11 +27,13 @@ SUBCOMMAND_MODULES = (sim, status, rules, migrate, guest, power, balance, journa
 EPILOG = """\
 connecting (every command): --host/--user/--password or --token-name/--token-value, the
 PVETOP_* variable named beside each option, or a profile in the config file (--config, --profile).
+Keep secrets in the environment or the config file: a command line is visible to every local user.
+--read-only (or PVETOP_READ_ONLY=1, or read_only in the profile) refuses every write.
 
 examples:
   pvetop --demo                       the dashboard against a built-in simulated cluster
   pvetop --demo smb                   ... an 8-node, 200-guest one
-  pvetop --host pve1:8006 --user root@pam --token-name pvetop --token-value SECRET
+  PVETOP_TOKEN_VALUE=SECRET pvetop --host pve1:8006 --user pvetop@pve --token-name pvetop
   pvetop status --json                print the cluster snapshot and exit
   pvetop guest shutdown 101 --wait    shut a guest down (HA guests through the HA manager)
   pvetop sim --scenario homelab --info-file sim.json   run the simulator standalone
