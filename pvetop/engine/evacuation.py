@@ -5,7 +5,9 @@ missing elsewhere) and plans with ``policy.placement.plan_evacuation``; guests h
 pin or lock come back in ``needs_decision``, and a user who says "move them anyway" gets a new
 plan with those pins and locks lifted for this evacuation only (``lift_rules``), so capacity is
 still accounted for every move. ``run_evacuation`` marks the node ``maintenance`` (it stays so
-until cleared: nothing is sent back to it), journals, and runs the moves on an executor.
+until cleared: pvetop sends nothing back to it), journals, runs the moves on an executor and
+watches the cluster until the node is empty, re-planning around nodes that crash meanwhile and
+moving off guests PVE's HA manager recovers onto it (``finish_evacuation``).
 """
 
 from __future__ import annotations
