@@ -188,7 +188,7 @@ class PowerScreen(ReadOnlyGuard, Screen):
                 Text(visible(decision.node), style="bold"),
                 Text(visible(state + detail), style=STATE_STYLES.get(state, "yellow")),
                 Text(decision.action.replace("_", " "), style="bold cyan" if decision.action != "keep" else ""),
-                Text(visible(decision_text(decision))),
+                Text(visible(decision_text(decision)), end=""),
                 key=decision.node,
             )
         if table.row_count:

@@ -184,7 +184,9 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
                 f"Local disks ({disks}): they are copied to the target — a live migration needs “With local disks”."
             )
             self.query_one("#local-disks", Checkbox).value = True
-        self.query_one("#notes", Static).update(visible(" ".join(notes)) or "Proxmox VE raises no objection.")
+        self.query_one("#notes", Static).update(
+            visible(" ".join(notes), multiline=True) or "Proxmox VE raises no objection."
+        )
 
     def _fill(self) -> None:
         app = self.app
@@ -231,12 +233,14 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         error = self.query_one("#error", Static)
         preview = self.previews[target]
         if not preview.verdict.allowed:
-            error.update(visible(f"{target} cannot take {self.vmid}: {'; '.join(preview.verdict.blocks)}"))
+            error.update(
+                visible(f"{target} cannot take {self.vmid}: {'; '.join(preview.verdict.blocks)}", multiline=True)
+            )
             return
         try:
             move, options = self._move_to(target)
         except UsageError as exc:
-            error.update(visible(exc.message))
+            error.update(visible(exc.message, multiline=True))
             return
         error.update("")
         question = [f"Migrate {self.vmid} {move.name}: {move.source} → {move.target} ({how(move)})?"]
@@ -282,7 +286,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         try:
             self.job = self.app.migrations.submit(move, options)
         except UsageError as exc:
-            self.query_one("#error", Static).update(visible(exc.message))
+            self.query_one("#error", Static).update(visible(exc.message, multiline=True))
             return
         self.query_one("#error", Static).update(visible(f"asking Proxmox VE to move {move.vmid} to {move.target}…"))
 
@@ -298,7 +302,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
             )
             self.dismiss(job)
         elif job.state.finished:
-            self.query_one("#error", Static).update(visible(f"Proxmox VE refused: {job.error}"))
+            self.query_one("#error", Static).update(visible(f"Proxmox VE refused: {job.error}", multiline=True))
             self.job = None
 
     def action_cancel(self) -> None:
@@ -307,4 +311,4 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
 
 def fmt_cell(text: str, style: str = "") -> Text:
     """A table cell as plain text (a DataTable would read a ``str`` as markup), controls made visible."""
-    return Text(visible(text), style=style, no_wrap=True, overflow="ellipsis")
+    return Text(visible(text), style=style, no_wrap=True, overflow="ellipsis", end="")

@@ -85,7 +85,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
                 app.source, app.planning_snapshot, self.node, app.ruleset, now=time.time()
             )
         except PvetopError as exc:
-            self.query_one("#error", Static).update(visible(f"cannot plan: {exc.message}"))
+            self.query_one("#error", Static).update(visible(f"cannot plan: {exc.message}", multiline=True))
             return
         self.proposal = self.base
         self._show()
@@ -111,7 +111,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
             notes.append(f"Done: {self.result.summary()}.")
         elif self.jobs:
             notes.append(f"Running… {HA_MAINTENANCE_NOTE}.")
-        self.query_one("#notes", Static).update(visible(" · ".join(notes)))
+        self.query_one("#notes", Static).update(visible(" · ".join(notes), multiline=True))
         table = self.query_one("#plan", DataTable)
         cursor = table.cursor_row
         table.clear()

@@ -110,7 +110,7 @@ class PowerSettingsDialog(ModalScreen[PowerForm | None]):
             with Horizontal(classes="field"):
                 yield Label("wake-on-LAN MAC")
                 yield Input(self.form.wol_mac or "", placeholder="aa:bb:cc:dd:ee:ff", id="mac")
-            yield Static(Text(visible(self.mac_source)), classes="dialog-hint")
+            yield Static(Text(visible(self.mac_source, multiline=True)), classes="dialog-hint")
             yield Checkbox("the power policy may switch this node off", self.form.allow_power_off, id="allow")
             with Horizontal(classes="field"):
                 yield Label("boot timeout (s)")
@@ -136,7 +136,7 @@ class PowerSettingsDialog(ModalScreen[PowerForm | None]):
             if not timeout_text.isdigit():
                 raise UsageError(f"boot timeout {timeout_text!r} is not a whole number of seconds")
         except UsageError as exc:
-            self.query_one("#error", Static).update(Text(visible(str(exc))))
+            self.query_one("#error", Static).update(Text(visible(str(exc), multiline=True)))
             return
         self.dismiss(PowerForm(mac, self.query_one("#allow", Checkbox).value, int(timeout_text)))
 
@@ -189,7 +189,7 @@ class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
                     "space toggles · a applies the selected · escape closes without changes", classes="dialog-hint"
                 )
             else:
-                yield Static(Text(visible(self.message)), id="empty")
+                yield Static(Text(visible(self.message, multiline=True)), id="empty")
                 yield Label("escape closes", classes="dialog-hint")
 
     async def on_screen_resume(self) -> None:
