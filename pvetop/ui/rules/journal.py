@@ -58,7 +58,10 @@ class JournalScreen(Screen):
                 details = f"{entry.upid}  {details}"
             table.add_row(
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at)),
-                *(Text(visible(value), end="") for value in (entry.actor, entry.action, entry.target, entry.result, details)),
+                *(
+                    Text(visible(value), end="")
+                    for value in (entry.actor, entry.action, entry.target, entry.result, details)
+                ),
                 key=str(entry.id),
             )
         entries_text = f"{len(entries)} most recent entr{'y' if len(entries) == 1 else 'ies'}"
