@@ -211,3 +211,14 @@ def store_intact(path: str) -> list[str]:
         connection.close()
     answer = [row[0] for row in rows]
     return [] if answer == ["ok"] else [f"integrity_check: {line}" for line in answer]
+
+
+def no_local_disk_moves(moves: Iterable[TaskRow], local_disk_vms: Iterable[int]) -> list[str]:
+    """With ``balancer.local_disks`` off, the balancer never tries to move a VM whose disks live on
+    a node's own storage (a live migration PVE refuses, or a disk copy nobody asked for)."""
+    local = set(local_disk_vms)
+    return [
+        f"VM {move.vmid} with local disks moved to {move.target} at {move.start:.0f} ({move.exitstatus})"
+        for move in moves
+        if move.type == "qmigrate" and move.vmid in local
+    ]

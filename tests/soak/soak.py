@@ -129,6 +129,17 @@ def take_sample(sim) -> Sample:
         )
 
 
+def local_disk_vms(sim) -> set[int]:
+    """VMs with a disk on storage that is not shared: the sim's own configuration says so."""
+    cluster = sim.cluster
+    with cluster.lock:
+        return {
+            guest.vmid
+            for guest in cluster.guests.values()
+            if guest.type == "qemu" and any(not cluster.storage_by_id[disk.storage].shared for disk in guest.disks)
+        }
+
+
 def journal_rows(path: str) -> list[JournalRow]:
     connection = sqlite3.connect(path)
     try:
@@ -219,16 +230,13 @@ class Soak:
                 samples: list[Sample] = [first]
                 crashed: dict[str, float] = {}
                 next_check = start + CHECK_EVERY
-                stepped = 0.0
 
                 def watch() -> None:
                     samples.append(take_sample(sim))
 
                 while sim.cluster.now - start < hours * HOUR:
                     self._faults(sim, sim.cluster.now - start, crashed)
-                    if stepped >= 3 * HOUR:
-                        await daemon.lease.claim()
-                        stepped = 0.0
+                    await daemon.lease.claim()  # renewed every round: the lease runs on simulated time
                     try:
                         await daemon.round()
                     except Exception as exc:  # noqa: BLE001 (a round that raises is a finding, not a crash of the soak)
@@ -238,7 +246,6 @@ class Soak:
                     await self._follow(sim, daemon, watch)
                     if sim.cluster.now == before:
                         sim.cluster.step(self.round_seconds)
-                    stepped += sim.cluster.now - before
                     watch()
                     self._check_samples(samples[1:], margin)
                     del samples[1:]
@@ -248,6 +255,7 @@ class Soak:
                 # let the last moves and boots end with no fault active, then judge the end state
                 self._clear(sim, crashed)
                 for _ in range(30):
+                    await daemon.lease.claim()
                     await daemon.round()
                     await self._follow(sim, daemon, watch)
                     sim.cluster.step(self.round_seconds)
@@ -345,6 +353,7 @@ class Soak:
         self._record("no double migration", checks.no_double_migration(tasks))
         self._record("no repeat within cooldown", checks.no_repeat_within_cooldown(balancer_moves, cooldown))
         self._record("caps respected", checks.caps_respected(moves, **caps))
+        self._record("no local-disk VM moved", checks.no_local_disk_moves(balancer_moves, local_disk_vms(sim)))
         self._record("writes journaled", checks.writes_journaled(tasks, journal_rows(path), TOKEN_USER))
         self._record("store integrity", checks.store_intact(path))
         if first is not None:

@@ -122,3 +122,8 @@ def test_store_intact(tmp_path):
     connection.commit()
     connection.close()
     assert checks.store_intact(str(path)) != []
+
+
+def test_no_local_disk_moves():
+    assert checks.no_local_disk_moves([move(1, 0, 10), move(2, 0, 10, kind="vzmigrate")], local_disk_vms=[2]) == []
+    assert len(checks.no_local_disk_moves([move(2, 0, 10)], local_disk_vms=[2])) == 1
