@@ -18,6 +18,12 @@ async def choose(pilot, vmid: int | None, action_index: int) -> None:
     await pilot.press("enter")
 
 
+def settled(app, vmid: int) -> bool:
+    """The guest's power job has read its task's end: the table (from the cluster resources poll) can
+    show the new state a poll before the job (from the task's status) finishes, so both are awaited."""
+    return app.lifecycle.job_for(vmid) is None
+
+
 async def test_shutdown_then_start_a_guest_with_progress_in_the_tasks_pane():
     async with sim_pilot() as (sim, app, pilot):
         await choose(pilot, 103, 1)  # shut down
@@ -28,13 +34,13 @@ async def test_shutdown_then_start_a_guest_with_progress_in_the_tasks_pane():
 
         def stopped() -> bool:
             seen.update(line for line in screen_text(app).splitlines() if "qmshutdown" in line)
-            return guest_cell(app, 103, "status") == "stopped"
+            return guest_cell(app, 103, "status") == "stopped" and settled(app, 103)
 
         await drive(pilot, sim, stopped, step=1.0)
         assert any("shutdown:" in line for line in seen), seen
         await pilot.press("escape")
         await choose(pilot, 103, 0)  # start
-        await drive(pilot, sim, lambda: guest_cell(app, 103, "status") == "running", step=1.0)
+        await drive(pilot, sim, lambda: guest_cell(app, 103, "status") == "running" and settled(app, 103), step=1.0)
         assert [job.status_text for job in app.lifecycle.jobs] == ["shut down", "started"]
 
 
@@ -51,7 +57,12 @@ async def test_tagged_ha_guest_stops_hard_only_after_confirming():
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await drive(
-            pilot, sim, lambda: (guest_cell(app, 100, "status"), guest_cell(app, 100, "ha")) == ("stopped", "stopped")
+            pilot,
+            sim,
+            lambda: (
+                (guest_cell(app, 100, "status"), guest_cell(app, 100, "ha")) == ("stopped", "stopped")
+                and settled(app, 100)
+            ),
         )
         job = app.lifecycle.jobs[0]
         assert job.via_ha and job.action == "stop" and job.status_text == "stopped via HA manager"
