@@ -1,4 +1,8 @@
-"""`pvetop --demo` in a real terminal (tmux): it paints the cluster fast and `q` leaves no trace."""
+"""`pvetop --demo` in a real terminal (tmux): it paints the cluster and `q` leaves no trace.
+
+How fast the first paint comes is a figure of ``tests/bench/refresh.py`` (``first_paint_ms``), not
+an assert here: on a loaded machine a wall-clock budget fails for reasons that are not pvetop's.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-FIRST_PAINT_SECONDS = 5.0
+PAINT_WAIT_SECONDS = 60.0  # only stops a broken run from hanging
 HOMELAB_NODE, HOMELAB_GUEST = "pve-big", "homeassistant"
 
 
@@ -69,9 +73,9 @@ def test_demo_paints_nodes_and_guests_then_q_exits_cleanly(session: str, tmp_pat
     )
 
     painted = wait_for(
-        lambda: all(text in pane(session) for text in (HOMELAB_NODE, HOMELAB_GUEST, "VMID")), FIRST_PAINT_SECONDS
+        lambda: all(text in pane(session) for text in (HOMELAB_NODE, HOMELAB_GUEST, "VMID")), PAINT_WAIT_SECONDS
     )
-    assert painted, f"no node and guest names within {FIRST_PAINT_SECONDS}s:\n{pane(session)}"
+    assert painted, f"no node and guest names within {PAINT_WAIT_SECONDS}s:\n{pane(session)}"
     assert pane_flag(session, "alternate_on") == "1"
 
     tmux("send-keys", "-t", session, "q")
