@@ -15,7 +15,7 @@ from tests.e2e.test_migrate_tmux import keys, tmux, wait_for
 
 MIGRATION_SECONDS = 40.0  # demo time runs 10x: a homelab migration takes a few real seconds
 RECENT_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s*$")
-MOVE_ROW = re.compile(r"^\s*1\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+[\d.]+\s+[\d.]+\s+(.*?)\s*$")
+MOVE_ROW = re.compile(r"^\s*1\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+[\d.]+\s+[\d.]+%?\s+(.*?)\s*$")
 
 
 @pytest.fixture
