@@ -14,6 +14,7 @@ import asyncio
 import sqlite3
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,7 +241,8 @@ class Soak:
                     try:
                         await daemon.round()
                     except Exception as exc:  # noqa: BLE001 (a round that raises is a finding, not a crash of the soak)
-                        figures.failures.setdefault("no traceback", []).append(f"round raised {exc!r}")
+                        where = traceback.extract_tb(exc.__traceback__)[-1]
+                        self._found("no traceback", [f"round raised {exc!r} at {where.filename}:{where.lineno}"])
                     figures.rounds += 1
                     before = sim.cluster.now
                     await self._follow(sim, daemon, watch)
@@ -274,9 +276,7 @@ class Soak:
         limit = sim.cluster.now + 6 * HOUR
         while executor.busy or power.running:
             if sim.cluster.now > limit:
-                self.figures.failures.setdefault("no stuck worker", []).append(
-                    f"still busy after 6 simulated hours at {sim.cluster.now:.0f}"
-                )
+                self._found("no stuck worker", [f"still busy after 6 simulated hours at {sim.cluster.now:.0f}"])
                 return
             if executor.busy:
                 await drive(sim, lambda: not executor.busy, step=2.0, limit=6 * HOUR)
@@ -336,8 +336,14 @@ class Soak:
 
     def _record(self, name: str, found: list[str], made: int = 1) -> None:
         self.figures.checks[name] += made
-        if found:
-            self.figures.failures.setdefault(name, []).extend(found)
+        self._found(name, found)
+
+    def _found(self, name: str, found: list[str]) -> None:
+        """Keeps each violation once (the whole-record checkers see an old one again every hour)."""
+        known = self.figures.failures.setdefault(name, [])
+        known.extend(line for line in dict.fromkeys(found) if line not in known)
+        if not known:
+            del self.figures.failures[name]
 
     def _check_samples(self, samples: list[Sample], margin: int) -> None:
         if not samples:
