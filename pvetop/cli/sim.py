@@ -18,6 +18,10 @@ from pathlib import Path
 from pvetop.errors import UsageError
 from pvetop.sim.scenarios import list_scenarios
 
+# pve-http-server AnyEvent.pm answers every 401 after 3 s (slows password guessing); the
+# standalone simulator does too, the in-process one of tests and --demo does not
+PVE_AUTH_FAILURE_DELAY = 3.0
+
 
 def register(subparsers) -> None:
     """Adds ``sim`` to the top-level parser."""
@@ -57,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             wol_port=args.wol_port,
             password=args.password,
+            auth_failure_delay=PVE_AUTH_FAILURE_DELAY,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on 127.0.0.1: {exc.strerror or exc}") from exc

@@ -40,6 +40,7 @@ from pvetop.sim.errors import PveApiError, ScenarioError, param_error
 from pvetop.sim.faults import Faults
 from pvetop.sim.ha import HaManager
 from pvetop.sim.load import LoadCurve, default_curve, noise
+from pvetop.sim.memory import BALLOONING_TARGET, GuestMemory, node_memory
 from pvetop.sim.migration import (
     StorageMap,
     check_target_storage,
@@ -163,6 +164,8 @@ class SimCluster:
                 description=spec.get("description"),
                 level=spec.get("level", ""),
                 base_cpu=float(spec.get("base_cpu", 0.02)),
+                arc=int(float(spec.get("arc_gib", 0)) * GIB),
+                services=int(float(spec.get("services_gib", 0)) * GIB),
             )
             node.power_history.append((self.now - uptime, power == "online"))
             self.nodes[node.name] = node
@@ -242,6 +245,7 @@ class SimCluster:
                 devices=dict(spec.get("devices", {})),
                 cdrom=spec.get("cdrom"),
             )
+            guest.balloon = int(spec.get("balloon_mib", 0)) * MIB
             guest.derive_constants(self.seed)
             self.guests[vmid] = guest
 
@@ -344,16 +348,28 @@ class SimCluster:
         """(cpu fraction of the node's CPUs, memory bytes) at ``t`` from the guests running on it.
 
         ``usage`` may hold the guests' figures at ``t`` already computed (the resources view)."""
+        cpu, mem, _ = self.node_load(node, t, guests, usage)
+        return cpu, mem
+
+    def node_load(
+        self,
+        node: SimNode,
+        t: float,
+        guests: list[SimGuest] | None = None,
+        usage: dict[int, tuple[float, int]] | None = None,
+    ) -> tuple[float, int, dict[int, GuestMemory]]:
+        """``node_usage`` plus each running guest's memory as the host sees it (``memory``)."""
         if guests is None:
             guests = [g for g in self.guests.values() if g.node == node.name]
         busy = node.base_cpu * node.cpus * (0.7 + 0.6 * noise(self.seed, node.nodeid, 40, int(t // 10)))
-        mem = node.base_memory
+        used: dict[int, int] = {}
         for guest in guests:
             if guest.status == "running":
-                cpu, used = usage[guest.vmid] if usage is not None else self.guest_usage(guest, t)
+                cpu, used[guest.vmid] = usage[guest.vmid] if usage is not None else self.guest_usage(guest, t)
                 busy += cpu * guest.cores
-                mem += used + (int(used * 0.02) if guest.type == "qemu" else 0)
-        return min(1.0, busy / node.cpus), min(mem, node.memory)
+        target = BALLOONING_TARGET if node.ballooning_target is None else node.ballooning_target
+        mem, figures = node_memory(node, guests, used, target)
+        return min(1.0, busy / node.cpus), mem, figures
 
     def storage_used(self, storage: SimStorage, node: str) -> int:
         """Bytes used on a storage as seen from ``node`` (shared storage: the same everywhere)."""
@@ -545,7 +561,8 @@ class SimCluster:
         source = guest.node
         task = self.new_task(source, "qmigrate" if guest.type == "qemu" else "vzmigrate", str(guest.vmid), user)
         migration = Migration(guest=guest, source=source, target=target, task=task, restart=restart)
-        guest.lock = "migrate"
+        if not restart:  # a container is shut down first and locked after (LXC/Migrate.pm prepare, phase1)
+            guest.lock = "migrate"
         self.migrations[guest.vmid] = migration
         bandwidth = self.bandwidth if not bwlimit_kib else min(self.bandwidth, bwlimit_kib * 1024)
         fail_roll = noise(self.seed, task.pid, 99)
@@ -683,6 +700,8 @@ class SimCluster:
             memory = params["memory"]
             current = str(memory).split(",")[0].split("=")[-1]
             guest.memory = int(current) * MIB
+        if "balloon" in params:
+            guest.balloon = int(params["balloon"]) * MIB
         guest.config_version += 1
         self.revision += 1
 
@@ -733,14 +752,18 @@ class SimCluster:
                 node.wakeonlan = None
             elif key == "description":
                 node.description = None
+            elif key == "ballooning-target":
+                node.ballooning_target = None
         if "wakeonlan" in params:
             node.wakeonlan = params["wakeonlan"]
         if "description" in params:
             node.description = params["description"] or None
+        if "ballooning-target" in params:
+            node.ballooning_target = int(params["ballooning-target"])
         self.revision += 1
 
     def node_config_digest(self, node: SimNode) -> str:
-        return hashlib.sha1(f"{node.wakeonlan}:{node.description}".encode()).hexdigest()
+        return hashlib.sha1(f"{node.wakeonlan}:{node.description}:{node.ballooning_target}".encode()).hexdigest()
 
 
 def node_uptime(node: SimNode, now: float) -> float:

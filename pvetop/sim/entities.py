@@ -45,6 +45,9 @@ class SimNode:
     description: str | None = None
     level: str = ""
     base_cpu: float = 0.02
+    arc: int = 0  # ZFS ARC: cache the kernel does not count as available
+    services: int = 0  # host daemons beyond PVE's own (Ceph OSDs and monitors)
+    ballooning_target: int | None = None  # node config 'ballooning-target' (percent); None = PVE's 80
     # (time, online) pairs so rrddata can show the gaps when the node was down
     power_history: list[tuple[float, bool]] = field(default_factory=list)
 
@@ -67,8 +70,8 @@ class SimNode:
 
     @property
     def base_memory(self) -> int:
-        """Memory the host itself uses (kernel, pve services, page tables)."""
-        return int(1.5 * GIB + 0.02 * self.memory)
+        """Memory the host itself uses (kernel, pve services, page tables, ARC, other daemons)."""
+        return int(1.5 * GIB + 0.02 * self.memory) + self.arc + self.services
 
     def online_at(self, t: float) -> bool:
         state = True
@@ -118,6 +121,8 @@ class SimGuest:
     # fixed per guest, derived from the seed when the cluster is built
     rates: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # netin, netout, diskread, diskwrite B/s
     disk_used: int = 0  # bytes used inside an lxc root filesystem (qemu reports 0 without an agent)
+    balloon: int = 0  # config 'balloon' (bytes): the minimum auto-ballooning may shrink a VM to; 0 = off
+    cache_share: float = 0.0  # share of its free RAM a VM has touched (page cache): resident on the host
 
     @property
     def sid(self) -> str:
@@ -152,6 +157,7 @@ class SimGuest:
             5e3 + 2e6 * noise(seed, self.vmid, 23) ** 3,
         )
         self.disk_used = int(self.root_size * (0.15 + 0.55 * noise(seed, self.vmid, 24))) if self.type == "lxc" else 0
+        self.cache_share = 0.1 + 0.3 * noise(seed, self.vmid, 25) if self.type == "qemu" else 0.0
 
 
 @dataclass

@@ -277,6 +277,7 @@ def plan_migration(
 
         def stopped() -> None:
             guest.status = "stopped"
+            guest.lock = "migrate"
 
         actions.append((t, stopped))
     log(t, f"starting migration of {label} {guest.vmid} to node '{target.name}' ({target.ip})")
@@ -410,6 +411,12 @@ def plan_migration(
             )
     log(end_at, f"migration finished successfully (duration {duration(end_at - t0)})")
     task.finish(end_at, "OK")
+    if migration.restart:  # final_cleanup: 'pct unlock' on the target, then 'pct start'
+
+        def unlocked() -> None:
+            guest.lock = None
+
+        actions.append((t + FINISH_SECONDS, unlocked))
 
     def done() -> None:
         if migration.restart:

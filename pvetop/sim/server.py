@@ -519,9 +519,10 @@ def get_storage_content(call: Call):
 
 @route("GET", "/nodes/{node}/{kind}", {"full": P("boolean")})
 def get_guests(call: Call):
-    call.cluster.reachable_node(call.node)
+    node = call.cluster.reachable_node(call.node)
+    memory = call.cluster.node_load(node, call.cluster.now)[2]
     return [
-        views.guest_list_entry(call.cluster, guest)
+        views.guest_list_entry(call.cluster, guest, memory.get(guest.vmid), full=bool(call.params.get("full")))
         for guest in call.cluster.guests.values()
         if guest.node == call.node and guest.type == call.kind
     ]
@@ -789,7 +790,7 @@ def _error_response(error: PveApiError) -> web.Response:
 
 def _ok(data, total: int | None = None) -> web.Response:
     payload = {"data": data}
-    if total is not None:
+    if total:  # pve-http-server Formatter/Standard.pm prepare_response_data leaves out a 0 total
         payload["total"] = total
     return _json_bytes(json.dumps(payload, separators=(",", ":")).encode())
 

@@ -14,6 +14,7 @@ from pvetop.sim.cluster import PVE_RELEASE, PVE_REPOID, PVE_VERSION, node_uptime
 from pvetop.sim.entities import GIB, MIB, SimGuest, SimNode
 from pvetop.sim.errors import PveApiError
 from pvetop.sim.load import noise
+from pvetop.sim.memory import GuestMemory, host_resident
 from pvetop.sim.validate import parse_property_string
 
 if TYPE_CHECKING:
@@ -79,11 +80,21 @@ def guest_counters(
     }
 
 
+def guest_memory(cluster: SimCluster, guest: SimGuest, at: float) -> GuestMemory | None:
+    """The guest's memory at ``at`` as its node sees it (None when it is not running)."""
+    return cluster.node_load(cluster.nodes[guest.node], at)[2].get(guest.vmid)
+
+
 def guest_resource(
-    cluster: SimCluster, guest: SimGuest, usage: tuple[float, int] | None = None, at: float | None = None
+    cluster: SimCluster,
+    guest: SimGuest,
+    usage: tuple[float, int] | None = None,
+    at: float | None = None,
+    memory: GuestMemory | None = None,
 ) -> dict:
     """One qemu/lxc entry of /cluster/resources, with the figures sampled at ``at`` (see
-    ``stats_time``); once a dead node's figures expired only config-derived fields are left."""
+    ``stats_time``); once a dead node's figures expired only config-derived fields are left.
+    ``mem`` is what the guest reports, ``memhost`` (VMs) what its node pays (``memory``)."""
     if at is None:
         at = stats_time(cluster, cluster.nodes[guest.node])
     entry: dict = {"id": guest.resource_id, "type": guest.type, "vmid": guest.vmid, "node": guest.node}
@@ -91,6 +102,8 @@ def guest_resource(
         entry["status"] = "unknown"
     else:
         counters = guest_counters(cluster, guest, usage, at)
+        if memory is None and guest.status == "running":
+            memory = guest_memory(cluster, guest, at)
         entry.update(
             {
                 "name": guest.name,
@@ -98,7 +111,7 @@ def guest_resource(
                 "template": int(guest.template),
                 "cpu": counters["cpu"],
                 "maxcpu": guest.cores,
-                "mem": counters["mem"],
+                "mem": memory.mem if memory else 0,
                 "maxmem": guest.memory,
                 "disk": guest.disk_used,
                 "maxdisk": guest.root_size,
@@ -110,7 +123,7 @@ def guest_resource(
             }
         )
         if guest.type == "qemu":
-            entry["memhost"] = int(counters["mem"] * 1.02)
+            entry["memhost"] = memory.memhost if memory else 0
     if guest.pool:  # from user.cfg, so it outlives the node's figures
         entry["pool"] = guest.pool
     if guest.tags:
@@ -122,29 +135,37 @@ def guest_resource(
     return entry
 
 
-def guest_list_entry(cluster: SimCluster, guest: SimGuest) -> dict:
-    """One entry of GET /nodes/{n}/qemu or /lxc."""
+def guest_list_entry(cluster: SimCluster, guest: SimGuest, memory: GuestMemory | None, *, full: bool) -> dict:
+    """One entry of GET /nodes/{n}/qemu or /lxc (``memory``: the guest's, None when stopped).
+
+    qemu-server Qemu.pm vmlist → vmstatus(undef, full): without ``full`` there is no QMP query,
+    so a VM's ``mem`` is its cgroup figure (``memhost``) and block counters are missing; with it
+    ``mem`` is what the balloon driver reports and ``balloon`` its current size."""
     counters = guest_counters(cluster, guest)
+    reported = memory.mem if memory else 0
+    host = memory.memhost if memory else 0
     entry = {
         "vmid": guest.vmid,
         "name": guest.name,
         "status": guest.status,
         "cpu": counters["cpu"],
         "cpus": guest.cores,
-        "mem": counters["mem"],
+        "mem": reported if full or guest.type == "lxc" else host,
         "maxmem": guest.memory,
         "disk": guest.disk_used,
         "maxdisk": guest.root_size,
         "netin": counters["netin"],
         "netout": counters["netout"],
-        "diskread": counters["diskread"],
-        "diskwrite": counters["diskwrite"],
         "uptime": counters["uptime"],
     }
+    if full or guest.type == "lxc":
+        entry.update({"diskread": counters["diskread"], "diskwrite": counters["diskwrite"]})
     if guest.type == "qemu":
-        entry["memhost"] = int(counters["mem"] * 1.02)
+        entry["memhost"] = host
         if guest.status == "running":
             entry["pid"] = 10000 + guest.vmid
+            if full and memory is not None:
+                entry["balloon"] = memory.balloon
     else:
         entry["maxswap"] = 512 * MIB
         entry["type"] = "lxc"
@@ -174,8 +195,9 @@ def pressures(cluster: SimCluster, key: int, t: float, *, guest: bool) -> dict:
 
 
 def guest_status(cluster: SimCluster, guest: SimGuest) -> dict:
-    """GET .../{vmid}/status/current."""
-    entry = guest_list_entry(cluster, guest)
+    """GET .../{vmid}/status/current: vmstatus($vmid, 1), the full answer."""
+    memory = guest_memory(cluster, guest, cluster.now) if guest.status == "running" else None
+    entry = guest_list_entry(cluster, guest, memory, full=True)
     entry.pop("type", None)
     entry["ha"] = {"managed": 1, "state": hastate(cluster, guest)} if guest.ha else {"managed": 0}
     if guest.type == "qemu":
@@ -209,6 +231,8 @@ def guest_config(cluster: SimCluster, guest: SimGuest) -> dict:
         )
         for index, disk in enumerate(guest.disks):
             config[disk.key] = f"{disk.volid(guest.vmid, index)},iothread=1,size={disk.size // GIB}G"
+        if guest.balloon:
+            config["balloon"] = guest.balloon // MIB
         if guest.cdrom:
             config["ide2"] = f"{guest.cdrom},media=cdrom"
         config.update(guest.devices)
@@ -241,9 +265,8 @@ def guest_config(cluster: SimCluster, guest: SimGuest) -> dict:
 
 
 # ----- nodes ------------------------------------------------------------------------------
-def node_resource(
-    cluster: SimCluster, node: SimNode, guests: list[SimGuest], usage: dict[int, tuple[float, int]] | None = None
-) -> dict:
+def node_resource(cluster: SimCluster, node: SimNode, load: tuple[float, int] | None = None) -> dict:
+    """One node entry of /cluster/resources; ``load`` is its (cpu, mem) when already computed."""
     entry: dict = {"id": f"node/{node.name}", "type": "node", "node": node.name}
     if node.name in cluster.ha.node_state:  # the CRM's node_status, once HA is in use
         entry["hastate"] = cluster.ha.node_state[node.name]
@@ -252,7 +275,7 @@ def node_resource(
         if stats_time(cluster, node) is not None:  # its last broadcast still carries the sizes
             entry.update({"level": node.level, "maxcpu": node.cpus, "maxmem": node.memory, "maxdisk": node.root_disk})
         return entry
-    cpu, mem = cluster.node_usage(node, cluster.now, guests, usage)
+    cpu, mem = load if load is not None else cluster.node_usage(node, cluster.now)
     entry.update(
         {
             "status": "online",
@@ -277,7 +300,7 @@ def root_used(cluster: SimCluster, node: SimNode) -> int:
 def nodes_index(cluster: SimCluster) -> list[dict]:
     result = []
     for node in cluster.nodes.values():
-        entry = node_resource(cluster, node, [g for g in cluster.guests.values() if g.node == node.name])
+        entry = node_resource(cluster, node)
         entry.pop("cgroup-mode", None)
         entry.pop("hastate", None)
         if node.reachable:
@@ -334,6 +357,8 @@ def node_config(cluster: SimCluster, node: SimNode, prop: str | None) -> dict:
         config["wakeonlan"] = node.wakeonlan
     if node.description:
         config["description"] = node.description
+    if node.ballooning_target is not None:
+        config["ballooning-target"] = node.ballooning_target
     if prop:
         return {k: v for k, v in config.items() if k == prop}
     return config
@@ -402,14 +427,22 @@ def cluster_resources(cluster: SimCluster, kind: str | None) -> list[dict]:
         by_node[guest.node].append(guest)
         at = sampled[guest.node]
         usage[guest.vmid] = cluster.guest_usage(guest, at) if at is not None else (0.0, 0)
+    loads: dict[str, tuple[float, int]] = {}
+    memory: dict[int, GuestMemory] = {}
+    for name, node in cluster.nodes.items():
+        at = sampled[name]
+        if at is not None:
+            cpu, mem, figures = cluster.node_load(node, at, by_node[name], usage)
+            loads[name] = (cpu, mem)
+            memory.update(figures)
     if kind in (None, "vm"):
         for guest in cluster.guests.values():
-            entry = guest_resource(cluster, guest, usage[guest.vmid], sampled[guest.node])
+            entry = guest_resource(cluster, guest, usage[guest.vmid], sampled[guest.node], memory.get(guest.vmid))
             result.append(entry)
             if guest.pool in pools and entry.get("uptime"):
                 _add_to_pool(pools[guest.pool], entry)
     if kind in (None, "node"):
-        result.extend(node_resource(cluster, node, by_node[node.name], usage) for node in cluster.nodes.values())
+        result.extend(node_resource(cluster, node, loads.get(name)) for name, node in cluster.nodes.items())
     if kind in (None, "storage"):
         for node in cluster.nodes.values():
             for storage in cluster.storages:
@@ -776,7 +809,7 @@ def guest_rrddata(cluster: SimCluster, guest: SimGuest, timeframe: str, cf: str)
             "maxcpu": guest.cores,
             "mem": round(mem, 2),
             "maxmem": guest.memory,
-            "memhost": round(mem * 1.02, 2),
+            "memhost": host_resident(guest, int(mem), guest.memory),
             "disk": guest.disk_used,
             "maxdisk": guest.root_size,
             "netin": round(rates[0] * (0.5 + cpu), 2),
@@ -814,7 +847,7 @@ def node_rrddata(cluster: SimCluster, node: SimNode, timeframe: str, cf: str) ->
             "memtotal": node.memory,
             "memused": round(mem, 2),
             "memavailable": round(node.memory - mem, 2),
-            "arcsize": 0,
+            "arcsize": node.arc,
             "swaptotal": 8 * GIB,
             "swapused": 0,
             "roottotal": node.root_disk,

@@ -523,6 +523,10 @@ def test_migration_locks_flips_node_and_finishes_ok(fresh_sim, kind, task_type):
     )
 
     during = resource_entry(api, guest["vmid"])
+    if kind == "lxc":  # restart mode: shut down first, locked after (pve-container LXC/Migrate.pm)
+        assert during.get("lock") is None
+        sim.cluster.step(5)
+        during = resource_entry(api, guest["vmid"])
     assert (during["node"], during.get("lock")) == (source, "migrate")
     status = call(api, "GET", f"/nodes/{source}/tasks/{upid}/status")
     assert status["status"] == "running" and "exitstatus" not in status

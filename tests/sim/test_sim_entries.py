@@ -128,3 +128,14 @@ def test_bad_credentials_are_401_authentication_failed(homelab, headers):
     assert (response.status_code, response.reason) == (401, "Authentication failed!")
     bare = raw(homelab.info, "GET", "/cluster/resources", auth=False)
     assert (bare.status_code, bare.reason) == (401, "No ticket")
+
+
+def test_an_empty_task_list_has_no_total(homelab):
+    """pve-http-server Formatter/Standard.pm prepare_response_data: ``total`` is left out when 0."""
+    empty = raw(homelab.info, "GET", "/nodes/pve-mini1/tasks", params={"typefilter": "vzdump"}).json()
+    assert empty == {"data": []}
+    api = token_api(homelab.info)
+    api.nodes("pve-mini1").qemu(104).status.stop.post()
+    homelab.cluster.step(5)
+    listed = raw(homelab.info, "GET", "/nodes/pve-mini1/tasks").json()
+    assert listed["total"] == len(listed["data"]) == 1

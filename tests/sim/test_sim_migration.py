@@ -136,6 +136,7 @@ def test_locked_guest_is_refused(homelab):
     error = refusal(api.nodes("pve-mini1").qemu(103).migrate.post, target="pve-mini2", online=1)
     assert (error.status_code, error.content) == (500, "VM is locked (migrate)")
     api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-big", restart=1)
+    homelab.cluster.step(5)  # shut down, then locked
     upid = api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-mini2", restart=1)
     assert task_status(api, "pve-mini1", upid)["exitstatus"] == "migration aborted"
     assert task_log(api, "pve-mini1", upid)[-2].endswith(

@@ -62,6 +62,7 @@ def test_precondition_is_500_for_a_locked_guest_and_without_quorum(make_sim):
         error = refusal(api(path.lstrip("/")).get)
         assert (error.status_code, error.content) == (500, "VM is locked (migrate)")
     api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-big", restart=1)
+    sim.cluster.step(5)  # the container is shut down first, then locked
     error = refusal(api.nodes("pve-mini1").lxc(102).migrate.get)
     assert (error.status_code, error.content) == (500, "CT is locked (migrate)")
 
@@ -217,3 +218,44 @@ def test_control_api_survives_the_first_node(homelab):
     homelab.settle()
     state = requests.get(f"{homelab.info['control_url']}/state", verify=homelab.info["ca_file"], timeout=10).json()
     assert state["nodes"]["pve-mini1"] == "crashed"
+
+
+def test_pvetop_shows_no_negative_rate_across_a_live_migration(homelab):
+    """B16 seen by pvetop: the counters restart on the target, so the rate over a refresh that
+    spans the move is computed from zero (pvetop.policy.metrics), never negative."""
+    from pvetop.config import settings_from_sim_info
+    from pvetop.policy.metrics import guest_rates
+    from pvetop.pve import PveClient
+
+    api = token_api(homelab.info)
+    with PveClient.connect(settings_from_sim_info(homelab.info), clock=homelab.cluster.clock.now) as client:
+        before = client.fetch_snapshot()
+        upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-mini2", online=1)
+        finish(homelab, api, "pve-mini1", upid)
+        homelab.cluster.step(5)
+        after = client.fetch_snapshot()
+    assert after.guest_by_vmid[103].netin < before.guest_by_vmid[103].netin, "the counter did restart"
+    rates = guest_rates(before, after)[103]
+    assert min(rates.netin, rates.netout, rates.diskread, rates.diskwrite) >= 0
+
+
+def test_container_restart_migration_locks_after_the_shutdown_and_unlocks_before_the_start(homelab):
+    """B15, pve-container LXC/Migrate.pm: prepare shuts the container down before phase1 sets
+    ``lock: migrate``; final_cleanup runs ``pct unlock`` on the target, then ``pct start``."""
+    api = token_api(homelab.info)
+    upid = api.nodes("pve-mini1").lxc(102).migrate.post(target="pve-mini2", restart=1)
+    seen = []
+    for _ in range(60):
+        entry = resource(api, 102)
+        seen.append((entry["node"], entry["status"], entry.get("lock")))
+        if call(api, "GET", f"/nodes/pve-mini1/tasks/{upid}/status")["status"] == "stopped":
+            break
+        homelab.cluster.step(0.5)
+    phases = [state for index, state in enumerate(seen) if index == 0 or seen[index - 1] != state]
+    assert phases == [
+        ("pve-mini1", "running", None),
+        ("pve-mini1", "stopped", "migrate"),
+        ("pve-mini2", "stopped", "migrate"),
+        ("pve-mini2", "stopped", None),
+        ("pve-mini2", "running", None),
+    ]

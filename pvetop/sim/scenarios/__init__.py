@@ -10,6 +10,7 @@ Format (sizes in GiB/MiB as named, times in seconds; see homelab.json and smb.js
     options        datacenter.cfg values as PVE writes them: {"crs": "ha=static,ha-auto-rebalance=0", ...}
     faults         initial faults: {"latency_ms", "error_rate", "drop_rate", "migration_failure_rate"}
     nodes          [{name, cpus, memory_gib, sockets?, cpu_model?, root_disk_gib?, votes?, ip?, mac?,
+                     arc_gib? (ZFS ARC), services_gib? (Ceph and other daemons: memory the host keeps),
                      boot_seconds?, shutdown_seconds? (the OS once guests and HA are done), power: online|off,
                      base_cpu?, level?, description?}]
     storage        [{storage, type (dir, lvmthin, zfspool, nfs, rbd, cephfs), shared 0|1, content,
@@ -20,6 +21,7 @@ Format (sizes in GiB/MiB as named, times in seconds; see homelab.json and smb.js
                      shutdown_seconds? (how long its OS takes to power off; above 180 the stop is forced),
                      devices? {hostpci0|usb0|serial0...: config value} (qemu passthrough: ties it to its node),
                      cdrom? "storage:iso/NAME.iso" (qemu ide2),
+                     balloon_mib? (qemu: the minimum auto-ballooning may shrink it to; below memory enables it),
                      load {curve steady|diurnal|bursty, cpu (fraction of its cores), mem (fraction),
                            night? (diurnal: cpu and memory at 02:00 as a share of their typical level)}}]
     ha_rules       [{rule, type node-affinity|resource-affinity, resources "vm:100,ct:101",
@@ -27,6 +29,7 @@ Format (sizes in GiB/MiB as named, times in seconds; see homelab.json and smb.js
     generate       {"nodes": {count, name "pve{n}", start, template {node fields; a list = pick one; mac_prefix}},
                     "guests": {count, first_vmid, lxc_share, template_share, stopped_share, ha_first, ha_storage,
                                roles, sizes [{cores, memory_mib, disk_gib, weight}], storage {id: weight},
+                               balloon_share (VMs whose balloon minimum is half their memory),
                                curves {curve: weight}, tags, max_tags, pools, pool_share,
                                skew {node: placement weight factor}, cpu_range, mem_range, place {vmid: node}}}
 """
@@ -95,9 +98,11 @@ def expand(data: dict, seed: int, *, source: str = "<scenario>") -> Scenario:
     if "nodes" in generate:
         nodes += _generate_nodes(generate["nodes"], rng)
     if "guests" in generate:
-        guests += _generate_guests(
+        generated = _generate_guests(
             generate["guests"], nodes, rng, first_free=max([g.get("vmid", 99) for g in guests] + [99]) + 1
         )
+        _add_balloons(generated, float(generate["guests"].get("balloon_share", 0)), random.Random(f"{name}:{seed}:b"))
+        guests += generated
     scenario = Scenario(
         name=name,
         description=str(data.get("description", "")),
@@ -196,6 +201,14 @@ def _generate_guests(spec: dict, nodes: list[dict], rng: random.Random, first_fr
         guests.append(guest)
         vmid += 1
     return guests
+
+
+def _add_balloons(guests: list[dict], share: float, rng: random.Random) -> None:
+    """Gives ``share`` of the generated VMs a ``balloon`` minimum of half their memory (a random
+    source of its own, so the rest of the expansion stays as it was)."""
+    for guest in guests:
+        if guest["type"] == "qemu" and not guest["template"] and rng.random() < share:
+            guest["balloon_mib"] = guest["memory_mib"] // 2
 
 
 def _validate(scenario: Scenario, source: str) -> None:
