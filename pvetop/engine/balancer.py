@@ -31,7 +31,7 @@ from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.intents import standby_reason
 from pvetop.engine.migrations import JobState, MigrationExecutor, MigrationJob
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot, MigratePrecondition
+from pvetop.model import ClusterSnapshot, Guest, MigratePrecondition
 from pvetop.policy.balance import (
     BalanceMove,
     BalancePlan,
@@ -78,6 +78,15 @@ def cooldowns(store: Any, cluster: str, config: BalancerConfig, now: float) -> d
         if entry.actor == ACTOR and entry.result != "started" and entry.target.startswith("guest/"):
             moved[int(entry.target.removeprefix("guest/"))].append(entry.at)
     return {vmid: cooldown_until(times, config) for vmid, times in moved.items()}
+
+
+def unreadable_precondition(guest: Guest, snapshot: ClusterSnapshot) -> MigratePrecondition:
+    """Stands in for a migrate precondition PVE did not answer: every other node refused, so the
+    guest is held (with the reason shown) instead of being planned as if it had no local disks."""
+    why = "PVE did not answer its migrate precondition: not moved until it does"
+    return MigratePrecondition(
+        running=guest.running, not_allowed_nodes={node.name: why for node in snapshot.nodes if node.name != guest.node}
+    )
 
 
 def batch(moves: Sequence[BalanceMove]) -> list[BalanceMove]:
@@ -170,16 +179,23 @@ class BalancerWorker:
         rules = await self._call(self.store.ruleset, self.cluster) if self.store is not None else RuleSet()
         waits = await self._call(cooldowns, self.store, self.cluster, config, now)
         plan = plan_balance(snapshot, rules, config, now=now, cooldowns=waits, preconditions=self._known(snapshot))
+        unanswered: dict[int, MigratePrecondition] = {}
         for _round in range(PRECONDITION_ROUNDS):
             if not plan.unchecked:
                 break
             guests = [snapshot.guest_by_vmid[vmid] for vmid in sorted(plan.unchecked)]
             # without a client (a fixed snapshot on screen) nothing can be asked, nor moved
             answers = await fetch_preconditions(self.client, guests) if self.client is not None else {}
-            for guest in guests:  # a guest PVE would not answer for is treated as answered (it stays planned)
-                answer = answers.get(guest.vmid, MigratePrecondition(running=guest.running))
-                self._preconditions[guest.vmid] = (now, guest.node, answer)
-            plan = plan_balance(snapshot, rules, config, now=now, cooldowns=waits, preconditions=self._known(snapshot))
+            for guest in guests:
+                answer = answers.get(guest.vmid)
+                if answer is not None:
+                    self._preconditions[guest.vmid] = (now, guest.node, answer)
+                elif self.client is None:  # a fixed snapshot on screen: shown as planned, nothing can move
+                    self._preconditions[guest.vmid] = (now, guest.node, MigratePrecondition(running=guest.running))
+                else:  # PVE did not answer (a node just back, a dropped read): held for this plan only
+                    unanswered[guest.vmid] = unreadable_precondition(guest, snapshot)
+            known = {**self._known(snapshot), **unanswered}
+            plan = plan_balance(snapshot, rules, config, now=now, cooldowns=waits, preconditions=known)
         return plan
 
     def _known(self, snapshot: ClusterSnapshot) -> dict[int, MigratePrecondition]:

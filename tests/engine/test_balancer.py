@@ -243,3 +243,21 @@ async def test_an_instance_that_does_not_hold_the_lease_only_advises(tmp_path):
         worker.executor.intents = None  # the fake lease writes no intents; the move itself runs as usual
         assert started
         await drive(sim, lambda: not worker.running)
+
+
+async def test_a_vm_whose_precondition_pve_did_not_answer_is_held_not_moved(tmp_path, monkeypatch):
+    """Found by the soak: a failed precondition read (a node just back) was taken as "no local
+    disks", and auto then asked PVE to live-migrate a VM with a local disk."""
+    from pvetop.engine import evacuation
+    from pvetop.errors import ConnectionFailed
+
+    def unanswered(client, guest, target=None):
+        raise ConnectionFailed("dropped connection")
+
+    monkeypatch.setattr(evacuation.actions, "migrate_precondition", unanswered)
+    with balancer_on("imbalanced", tmp_path, mode="advise") as (sim, client, store, worker):
+        plan = await worker.evaluate(client.fetch_snapshot())
+        vms = {g.vmid for g in client.fetch_snapshot().guests if g.type == "qemu"}
+        assert plan is not None and not any(step.vmid in vms for step in plan.moves)
+        held = {item.vmid: item.reason for item in plan.held}
+        assert any("did not answer its migrate precondition" in held.get(vmid, "") for vmid in vms)
