@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pvetop.store import open_store
-from tests.e2e.test_migrate_tmux import keys, tmux, wait_for
+from tests.e2e.terminal import keys, tmux, wait_for
 
 MIGRATION_SECONDS = 40.0  # demo time runs 10x: a homelab migration takes a few real seconds
 RECENT_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s*$")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_migrate_tmux import keys, tmux, wait_for
+from tests.e2e.terminal import keys, tmux, wait_for
 
 GUEST = "nextcloud"
 ACTION_SECONDS = 30.0  # demo time runs 10x: a 6 s shutdown takes well under a second, plus polling

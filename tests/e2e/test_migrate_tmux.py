@@ -5,37 +5,15 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.terminal import keys, tmux, wait_for
+
 GUEST, SOURCE, TARGET = "nextcloud", "pve-mini1", "pve-big"
 MIGRATION_SECONDS = 30.0  # demo time runs 10x: the sim's ~60 s migration takes ~6 s
-
-
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True, timeout=10).stdout
-
-
-def pane(session: str) -> str:
-    return tmux("capture-pane", "-p", "-t", session)
-
-
-def keys(session: str, *names: str) -> None:
-    tmux("send-keys", "-t", session, *names)
-
-
-def wait_for(session: str, predicate, timeout: float, what: str) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        screen = pane(session)
-        if predicate(screen):
-            return screen
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not seen within {timeout:g} s:\n{screen}")
-        time.sleep(0.2)
 
 
 def guest_line(screen: str) -> str:
