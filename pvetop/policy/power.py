@@ -22,9 +22,9 @@ gathered (MACs, endpoints, preconditions) are arguments. Every decision carries 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -562,7 +562,7 @@ class _Evaluation:
         margin = failure_margin(self.votes, after_online, inputs.qdevice)
         chosen = ""
         if s.margin_chosen_at is not None and s.failure_margin < 1:
-            chosen = f" (chosen {time.strftime('%Y-%m-%d %H:%M', time.gmtime(s.margin_chosen_at))} UTC)"
+            chosen = f" (chosen {datetime.fromtimestamp(s.margin_chosen_at, UTC).strftime('%Y-%m-%d %H:%M')} UTC)"
         votes_text = f"after power-off {quorum.votes_online} of {quorum.votes_total} votes"
         if inputs.qdevice:
             votes_text += f" (QDevice {inputs.qdevice})"
