@@ -72,10 +72,17 @@ async def follow(sim, worker: PowerWorker, done: Callable[[], bool], *, limit: f
 
 
 async def simulate(
-    sim, worker: PowerWorker, *, seconds: float, step: float = 60.0, watch: Callable[[object], None] | None = None
+    sim,
+    worker: PowerWorker,
+    *,
+    seconds: float,
+    step: float = 60.0,
+    watch: Callable[[object], None] | None = None,
+    until: Callable[[], bool] | None = None,
 ) -> None:
+    """Runs the worker for ``seconds`` of simulated time, or until ``until()`` holds."""
     end = sim.cluster.now + seconds
-    while sim.cluster.now < end:
+    while sim.cluster.now < end and not (until is not None and until()):
         await worker.step()
         if worker.running:
             pending = list(worker.running.values())
