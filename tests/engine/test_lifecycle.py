@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pvetop.engine.jobs import JobState
 from pvetop.engine.lifecycle import LifecycleRunner
-from pvetop.engine.migrations import JobState
 from pvetop.pve.tasks import parse_upid
 from tests.engine.simdrive import drive
 

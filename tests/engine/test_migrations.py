@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from pvetop.engine.migrations import JobState, Limits, MigrationExecutor, MoveOptions, failure_line, real_lines
+from pvetop.engine.jobs import JobState, failure_line, real_lines
+from pvetop.engine.migrations import Limits, MigrationExecutor, MoveOptions
 from pvetop.engine.report import job_status, progress_text
 from pvetop.errors import UsageError
 from pvetop.policy.placement import planned_move
@@ -263,7 +264,7 @@ def test_failure_line_and_progress_text():
 
 
 async def test_only_the_latest_finished_jobs_are_kept(sim, client, monkeypatch):
-    monkeypatch.setattr("pvetop.engine.migrations.KEPT_FINISHED_JOBS", 1)
+    monkeypatch.setattr("pvetop.engine.jobs.KEPT_FINISHED_JOBS", 1)
     executor, _ = executor_for(client)
     refused = replace(move_of(client, 103, "pve-big"), online=False)  # PVE refuses at once
     for _ in range(3):
