@@ -35,7 +35,11 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static
 
+from pvetop.engine.lifecycle import LifecycleRunner
+from pvetop.engine.migrations import MigrationExecutor
+from pvetop.model import ClusterSnapshot
 from pvetop.policy.rules import RuleSet
+from pvetop.pve import PveClient
 from pvetop.text import visible
 from pvetop.ui.choosers import ColumnsScreen, SortScreen
 from pvetop.ui.detail import DetailScreen, GuestDetailScreen, NodeDetailScreen
@@ -45,8 +49,9 @@ from pvetop.ui.header import ClusterHeader, Freshness, HeaderView
 from pvetop.ui.health import HEALTH_BINDING, HealthScreen
 from pvetop.ui.help import HelpScreen, help_text
 from pvetop.ui.keys import keys_of
-from pvetop.ui.lifecycle import LIFECYCLE_BINDINGS, LifecycleMixin
-from pvetop.ui.migrate import MIGRATION_BINDINGS, MigrationsMixin
+from pvetop.ui.lifecycle import LIFECYCLE_BINDINGS
+from pvetop.ui.migrate import MIGRATION_BINDINGS, MigrationsController
+from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.polling import (
     PollFailed,
     Refresh,
@@ -68,7 +73,7 @@ FULL_GC_EVERY = 100  # middle-generation passes between two full ones (Python's 
 FILTER_HELP = "filter: text or regex, all terms must match; name: vmid: tag: node: status: type: pool:"
 
 
-class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
+class PvetopApp(ReadOnlyGuard, App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "pvetop"
     ENABLE_COMMAND_PALETTE = True
@@ -91,6 +96,8 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         HEALTH_BINDING,
         STORAGE_BINDING,
     ]
+
+    WRITE_ACTIONS = frozenset({"migrate", "evacuate", "tag", "power"})
 
     latest: var[Refresh | None] = var(None, init=False)
     paused: var[bool] = var(False, init=False, bindings=True)
@@ -122,6 +129,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
         self.keymap: dict[str, str] = {}  # the user's keys by binding id, see use_keymap
         self.header_notes: dict[str, str] = {}  # a room's one-line state for the header (the balancer's mode)
         self.acting: Any = None  # which instance acts on the cluster (ui/acting.py), when a store is shared
+        self.migrations_ui = MigrationsController(self)  # m, space, e, x, t and the jobs they start
         self._ruleset = ruleset or RuleSet.empty()
         self.tagged: set[int] = set()  # vmids tagged for a bulk move (space); see refresh_marks
         self.power_states: dict[str, str] = {}  # node -> the power policy's state (draining…); see refresh_marks
@@ -322,6 +330,7 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
 
     async def on_unmount(self) -> None:
         self._keep_prefs()
+        await self.migrations_ui.aclose()
         if self.acting is not None:
             await self.acting.stop()  # releases the lease at once, so another instance need not wait it out
         if self._gc_threshold is not None:
@@ -422,6 +431,56 @@ class PvetopApp(LifecycleMixin, MigrationsMixin, ReadOnlyGuard, App):
             if not (isinstance(screen, DetailScreen) and action in DETAIL_PANE_ACTIONS):
                 return False
         return super().check_action(action, parameters)
+
+    # --- moves and guest power: run by ``migrations_ui`` --------------------------------------------
+
+    @property
+    def client(self) -> PveClient | None:
+        """The live cluster connection behind ``source``; None for a fixed in-memory snapshot."""
+        return self.source if isinstance(self.source, PveClient) else None
+
+    @property
+    def can_migrate(self) -> bool:
+        """A live cluster connection (not a fixed in-memory snapshot) and data to plan on."""
+        return self.client is not None and self.latest is not None
+
+    @property
+    def planning_snapshot(self) -> ClusterSnapshot:
+        """The latest snapshot, for the migration screens: they open only once ``can_migrate``."""
+        if self.latest is None:
+            raise RuntimeError("a migration screen opened before the first snapshot")
+        return self.latest.snapshot
+
+    @property
+    def migrations(self) -> MigrationExecutor:
+        return self.migrations_ui.executor
+
+    @property
+    def lifecycle(self) -> LifecycleRunner:
+        return self.migrations_ui.runner
+
+    def action_tag(self) -> None:
+        self.migrations_ui.tag()
+
+    def action_migrate(self) -> None:
+        self.migrations_ui.migrate()
+
+    def action_evacuate(self) -> None:
+        self.migrations_ui.evacuate()
+
+    def action_power(self) -> None:
+        self.migrations_ui.power()
+
+    def action_tasks(self) -> None:
+        self.migrations_ui.tasks()
+
+    async def action_quit(self) -> None:
+        """Quitting stops following migrations and never starts the queued ones: ask first."""
+        question = self.migrations_ui.quit_question()
+        if question is None:
+            await super().action_quit()
+        else:
+            self.push_screen(ConfirmScreen(question, yes="Quit"), lambda confirmed: self.exit() if confirmed else None)
 
     def action_take_over(self) -> None:
         if self.acting is not None:

@@ -24,7 +24,7 @@ async def sim_pilot(
     with running_sim() as sim, connect(sim) as client:
         set_failure_rate(sim, failure_rate)
         app = PvetopApp(client, read_only=read_only, interval=0.25, store=store, ruleset=ruleset)
-        app.migration_poll = app.lifecycle_poll = 0.05
+        app.migrations_ui.poll = app.migrations_ui.lifecycle_poll = 0.05
         async with app.run_test(size=SIZE) as pilot:
             await wait_for_data(pilot)
             yield sim, app, pilot

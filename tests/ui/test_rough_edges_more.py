@@ -5,7 +5,6 @@ from __future__ import annotations
 from pvetop.engine.migrations import JobState, MigrationJob, MoveOptions
 from pvetop.policy.placement import planned_move
 from pvetop.ui.migrate.confirm import ConfirmScreen
-from pvetop.ui.migrate.mixin import JobUpdated
 from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (160, 40)
@@ -20,11 +19,12 @@ def a_job(app, state: JobState) -> MigrationJob:
 async def test_edge_07_a_failed_migration_is_announced_once(app):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_data(pilot)
-        app.migrations  # noqa: B018 (the executor, created on first use)
+        announce = app.migrations.on_update  # what the executor calls after every change of a job
+        assert announce is not None
         job = a_job(app, JobState.FAILED)
         job.error = "stopped by the user"
-        app.post_message(JobUpdated(job))  # a late update of the same finished job ...
-        app.post_message(JobUpdated(job))  # ... and its final one
+        announce(job)  # a late update of the same finished job ...
+        announce(job)  # ... and its final one
         await settle(pilot)
         failed = [n for n in app._notifications if n.title == "Migration failed"]
         assert len(failed) == 1

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, DataTable, Input, Label, Static
 
+from pvetop.engine.lifecycle import LifecycleJob
 from pvetop.engine.migrations import JobState, MigrationJob, MoveOptions
 from pvetop.engine.report import how
 from pvetop.errors import PvetopError, UsageError
@@ -155,6 +156,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
             table.add_column(label, width=width)
         self._fill()
         table.focus()
+        self.app.migrations_ui.job_updated.subscribe(self, self.job_updated)
         self._fetch_precondition(self.guest)
 
     @work(thread=True, exclusive=True, group="precondition", exit_on_error=False)
@@ -290,9 +292,9 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
             return
         self.query_one("#error", Static).update(visible(f"asking Proxmox VE to move {move.vmid} to {move.target}…"))
 
-    def job_updated(self, job: MigrationJob) -> None:
-        """Called by the app for every job change: ours decides whether the dialog closes."""
-        if job is not self.job or not self.is_attached:
+    def job_updated(self, job: MigrationJob | LifecycleJob) -> None:
+        """Every job change is published to the dialog: ours decides whether the dialog closes."""
+        if job is not self.job or not isinstance(job, MigrationJob) or not self.is_attached:
             return
         if job.state is JobState.RUNNING or job.succeeded:
             self.app.notify(

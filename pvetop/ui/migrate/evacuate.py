@@ -26,6 +26,7 @@ from pvetop.engine.evacuation import (
     prepare_evacuation,
     start_evacuation,
 )
+from pvetop.engine.lifecycle import LifecycleJob
 from pvetop.engine.migrations import MigrationJob
 from pvetop.engine.report import how, job_status, limits_text, plan_lines
 from pvetop.errors import PvetopError
@@ -76,6 +77,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         for label, width in (("VMID", 6), ("Name", 16), ("To", 12), ("How", 22), ("Status / reason", 80)):
             table.add_column(label, width=width)
         table.focus()
+        self.app.migrations_ui.job_updated.subscribe(self, self.job_updated)
         self.run_worker(self._prepare(), exclusive=True, group="evacuation-plan", exit_on_error=False)
 
     async def _prepare(self) -> None:
@@ -149,7 +151,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
 
-    def job_updated(self, job: MigrationJob) -> None:
+    def job_updated(self, job: MigrationJob | LifecycleJob) -> None:
         if self.jobs.get(job.vmid) is job and self.is_attached:
             self._show()
 

@@ -176,19 +176,18 @@ class TasksScreen(ReadOnlyGuard, Screen):
         ):
             table.add_column(label, width=width)
         table.focus()
+        self.app.migrations_ui.job_updated.subscribe(self, self.job_updated)
         self._show()
         self._poll()
         self.set_interval(self.POLL, self._poll)
 
     @property
     def jobs(self) -> list[MigrationJob]:
-        executor = getattr(self.app, "_migrations", None)
-        return list(executor.jobs) if executor is not None else []
+        return self.app.migrations_ui.migration_jobs
 
     @property
     def lifecycle_jobs(self) -> list[LifecycleJob]:
-        runner = getattr(self.app, "_lifecycle", None)
-        return list(runner.jobs) if runner is not None else []
+        return self.app.migrations_ui.lifecycle_jobs
 
     @work(thread=True, exclusive=True, group="cluster-tasks", exit_on_error=False)
     def _poll(self) -> None:
