@@ -181,7 +181,9 @@ class MigratePrecondition:
     """Proxmox VE's answer to ``GET .../migrate`` for one guest, normalised.
 
     ``allowed_nodes`` is None when the answer did not list them. ``not_allowed_nodes`` maps a
-    node to why PVE refuses it. ``local_resources`` (PCI/USB passthrough) block every target.
+    node to why PVE refuses it; ``storage_refused`` are the nodes refused only because a disk's
+    storage is not there (a migration with ``targetstorage`` can still go). ``local_resources``
+    (PCI/USB passthrough) block every target. ``local_disk_bytes`` is the local disks' size.
     """
 
     running: bool = False
@@ -189,6 +191,15 @@ class MigratePrecondition:
     not_allowed_nodes: Mapping[str, str] = field(default_factory=dict)
     local_disks: tuple[str, ...] = ()
     local_resources: tuple[str, ...] = ()
+    storage_refused: frozenset[str] = frozenset()
+    local_disk_bytes: int = 0
+
+    def local_volumes(self) -> LocalVolumes | None:
+        """The VM's local disks as volumes to copy (None without any)."""
+        if not self.local_disks:
+            return None
+        storages = tuple(dict.fromkeys(volid.partition(":")[0] for volid in self.local_disks))
+        return LocalVolumes(storages, self.local_disk_bytes)
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> MigratePrecondition:
@@ -210,7 +221,33 @@ class MigratePrecondition:
             not_allowed_nodes={node: _describe_refusal(detail) for node, detail in not_allowed.items() if detail},
             local_disks=tuple(str(disk.get("volid")) for disk in disks if not disk.get("cdrom")),
             local_resources=tuple(str(resource) for resource in pick("local_resources") or ()) + cdroms,
+            storage_refused=frozenset(
+                node
+                for node, detail in not_allowed.items()
+                if isinstance(detail, Mapping)
+                and detail.get("unavailable_storages")
+                and set(detail) == {"unavailable_storages"}
+            ),
+            local_disk_bytes=sum(_int(disk.get("size")) for disk in disks if not disk.get("cdrom")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LocalVolumes:
+    """A guest's volumes on storage only its node has: what a move to another node must copy."""
+
+    storages: tuple[str, ...]
+    size: int  # bytes: the volumes' configured sizes (a thin copy may take less)
+
+
+def _int(value: object) -> int:
+    """An API number as int; 0 when it is missing or not a number."""
+    if isinstance(value, (int, float, str)):
+        try:
+            return int(value)
+        except ValueError:
+            return 0
+    return 0
 
 
 def _describe_refusal(detail: object) -> str:

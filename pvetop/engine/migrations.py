@@ -274,6 +274,7 @@ class MigrationExecutor(JobRunner[MigrationJob]):
                     bwlimit_kib=job.options.bwlimit_kib,
                     restart=move.restart if move.type == "lxc" else None,
                     restart_timeout=job.options.restart_timeout if move.type == "lxc" else None,
+                    target_storage=move.target_storage,
                 ),
             )
         except PvetopError as exc:
@@ -351,6 +352,7 @@ class MigrationExecutor(JobRunner[MigrationJob]):
             "online": move.online,
             "restart": move.restart,
             "with_local_disks": bool(move.with_local_disks),
+            "target_storage": move.target_storage,
             "bwlimit_kib": job.options.bwlimit_kib,
             "via_ha": job.via_ha,
             "reason": move.reason,

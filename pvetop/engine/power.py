@@ -25,7 +25,7 @@ from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.intents import standby_reason
 from pvetop.engine.migrations import MigrationExecutor
 from pvetop.errors import PvetopError, UsageError
-from pvetop.model import ClusterSnapshot, Guest, Node
+from pvetop.model import ClusterSnapshot, Guest, LocalVolumes, MigratePrecondition, Node
 from pvetop.policy.power import (
     POWER_SETTINGS,
     EnergyReport,
@@ -242,6 +242,7 @@ class PowerWorker:
         sleepers = await self._call(sleep_marks, store, cluster) if store is not None else {}
         guests = [g for n in preconditions_for for g in snapshot.guests_by_node.get(n, ()) if g.running]
         preconditions = await fetch_preconditions(self.client, guests) if guests and self.client else {}
+        local_volumes = await self._local_volumes(snapshot, guests, preconditions)
         kwargs: dict[str, Any] = {"rules": rules} if rules is not None else {}
         return PowerInputs(
             snapshot=snapshot,
@@ -255,8 +256,29 @@ class PowerWorker:
             other_endpoint_answers=others,
             sleepers=sleepers,
             preconditions=preconditions,
+            local_volumes=local_volumes,
             **kwargs,
         )
+
+    async def _local_volumes(
+        self, snapshot: ClusterSnapshot, guests: list[Guest], preconditions: Mapping[int, MigratePrecondition]
+    ) -> dict[int, LocalVolumes]:
+        """The volumes a drain must copy: a VM's local disks from PVE's precondition, a container's
+        from its config (PVE's precondition checks no storage for containers)."""
+        shared = {s.storage for s in snapshot.storage if s.shared}
+        found: dict[int, LocalVolumes] = {}
+        for guest in guests:
+            volumes: LocalVolumes | None = None
+            if guest.type == "qemu" and guest.vmid in preconditions:
+                volumes = preconditions[guest.vmid].local_volumes()
+            elif guest.type == "lxc" and self.client is not None:
+                try:
+                    volumes = await self._call(actions.container_local_volumes, self.client, guest, shared)
+                except PvetopError:
+                    volumes = None  # planned as before: the move's task says what PVE thinks
+            if volumes is not None:
+                found[guest.vmid] = volumes
+        return found
 
     def _paused(self, snapshot: ClusterSnapshot, settings: PowerSettings) -> str | None:
         age = self.clock() - snapshot.fetched_at

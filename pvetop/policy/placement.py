@@ -8,11 +8,11 @@ always give the same moves in the same order, so a plan shown in ``advise`` mode
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot, Guest, GuestType, MigratePrecondition
+from pvetop.model import ClusterSnapshot, Guest, GuestType, LocalVolumes, MigratePrecondition
 from pvetop.policy.constraints import (
     BLOCKING,
     Constraints,
@@ -21,6 +21,7 @@ from pvetop.policy.constraints import (
     Mode,
     Verdict,
     check_mode,
+    gib,
 )
 from pvetop.policy.metrics import Balance
 from pvetop.policy.projection import Demand, NodeUsage, ProjectedCluster
@@ -80,6 +81,7 @@ class PlannedMove:
     with_local_disks: bool | None  # None: a running VM whose precondition was not fetched
     reason: str
     warnings: tuple[str, ...] = ()
+    target_storage: str | None = None  # where local disks are copied when the target lacks their storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ def planned_move(
     reason: str,
     precondition: MigratePrecondition | None = None,
     warnings: Iterable[str] = (),
+    target_storage: str | None = None,
 ) -> PlannedMove:
     """How to migrate this guest: live for running VMs, restart for running containers."""
     live_vm = guest.type == "qemu" and guest.running
@@ -151,6 +154,7 @@ def planned_move(
         with_local_disks=local_disks,
         reason=reason,
         warnings=tuple(warnings),
+        target_storage=target_storage,
     )
 
 
@@ -264,6 +268,54 @@ def _dedupe(texts: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(texts))
 
 
+@dataclass
+class LocalDiskCopies:
+    """Where a plan copies local volumes whose storage the target lacks (PVE's migrate with
+    ``with-local-disks`` and ``targetstorage``/``target-storage``): a local storage on the target
+    that takes the guest's content and has room for the volumes' full size, after the copies the
+    plan already sent there. Without ``allowed`` such a guest cannot go to that target at all."""
+
+    snapshot: ClusterSnapshot
+    volumes: Mapping[int, LocalVolumes]
+    allowed: bool
+    taken: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def missing(self, guest: Guest, target: str) -> tuple[str, ...]:
+        """The guest's local storages that ``target`` does not have."""
+        volumes = self.volumes.get(guest.vmid)
+        if volumes is None:
+            return ()
+        there = {s.storage for s in self.snapshot.storage if s.node == target and s.status == "available"}
+        return tuple(storage for storage in volumes.storages if storage not in there)
+
+    def storage_for(self, guest: Guest, target: str, also: int = 0) -> str | None:
+        """The target's local storage with the most room left, if it holds the volumes (and ``also``)."""
+        volumes = self.volumes.get(guest.vmid)
+        if volumes is None or not self.allowed:
+            return None
+        content = "images" if guest.type == "qemu" else "rootdir"
+        room = {
+            s.storage: s.maxdisk - s.disk - self.taken.get((target, s.storage), 0)
+            for s in self.snapshot.storage
+            if s.node == target and not s.shared and s.status == "available" and content in s.content
+        }
+        fitting = [storage for storage, free in room.items() if free >= volumes.size + also]
+        return max(fitting, key=lambda storage: (room[storage], storage), default=None)
+
+    def take(self, vmid: int, target: str, storage: str) -> None:
+        key = (target, storage)
+        self.taken[key] = self.taken.get(key, 0) + self.volumes[vmid].size
+
+
+def _storage_copied(precondition: MigratePrecondition, target: str) -> MigratePrecondition:
+    """PVE's precondition with its missing-storage refusal of ``target`` lifted (the copy maps it)."""
+    return replace(
+        precondition,
+        not_allowed_nodes={n: why for n, why in precondition.not_allowed_nodes.items() if n != target},
+        allowed_nodes=None if precondition.allowed_nodes is None else precondition.allowed_nodes | {target},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Option:
     """One candidate node for a unit, its findings sorted by how they weigh in this plan."""
@@ -274,6 +326,7 @@ class _Option:
     warnings: tuple[str, ...]
     about_guest: frozenset[str]  # texts that hold for every node
     after: NodeUsage
+    storages: Mapping[int, str] = field(default_factory=dict)  # vmid -> where its local disks are copied
 
     @property
     def fit(self) -> tuple[float, float, str]:
@@ -290,6 +343,7 @@ def _weigh_targets(
     soft_kinds: frozenset[Kind],
     mem_ceiling: float,
     preconditions: Mapping[int, MigratePrecondition],
+    copies: LocalDiskCopies | None = None,
 ) -> list[_Option]:
     """Every target's findings for a unit, with the unit's whole demand landing there."""
     companions = frozenset(g.vmid for g in unit)
@@ -297,14 +351,29 @@ def _weigh_targets(
     options = []
     for target in targets:
         findings: list[Finding] = []
+        storages: dict[int, str] = {}
         for guest in unit:
+            precondition = preconditions.get(guest.vmid)
+            missing = copies.missing(guest, target) if copies is not None else ()
+            if missing and copies is not None:
+                also = sum(copies.volumes[v].size for v in storages)  # rough: the unit's earlier copies
+                storage = copies.storage_for(guest, target, also)
+                if storage is not None:
+                    storages[guest.vmid] = storage
+                    if precondition is not None and target in precondition.storage_refused:
+                        precondition = _storage_copied(precondition, target)
+                elif copies.allowed:
+                    size = gib(copies.volumes[guest.vmid].size)
+                    findings.append(Finding(Kind.PLACEMENT, f"no local storage with room for its disks ({size})"))
+                elif guest.type == "lxc":  # a VM's precondition says it; a container's task would fail
+                    findings.append(Finding(Kind.PVE, f"storage {', '.join(missing)} is not available here"))
             findings += constraints.findings(
                 guest,
                 target,
                 projection=projection,
                 demand=demand,
                 mem_ceiling=mem_ceiling,
-                precondition=preconditions.get(guest.vmid),
+                precondition=precondition,
                 companions=companions,
             )
         options.append(
@@ -315,6 +384,7 @@ def _weigh_targets(
                 warnings=_dedupe(f.text for f in findings if f.kind not in hard_kinds | soft_kinds),
                 about_guest=frozenset(f.text for f in findings if f.about_guest),
                 after=projection.usage_of(target).plus(demand, len(unit)),
+                storages=storages,
             )
         )
     return options
@@ -346,6 +416,8 @@ def plan_evacuation(
     now: float | None = None,
     mem_ceiling: float = EVACUATION_MEM_CEILING,
     preconditions: Mapping[int, MigratePrecondition] | None = None,
+    local_volumes: Mapping[int, LocalVolumes] | None = None,
+    copy_local_disks: bool = False,
 ) -> EvacuationPlan:
     """Place every guest of ``node`` elsewhere: a deterministic greedy plan.
 
@@ -355,6 +427,9 @@ def plan_evacuation(
     too (offline). In ``manual`` mode a guest held only by a pin or lock lands in
     ``needs_decision`` with the nodes an override would allow; in ``auto`` mode, and whenever no
     node can take a guest at all, it lands in ``unplaceable``. ``now`` stamps the plan.
+    ``local_volumes`` (vmid -> volumes on storage only ``node`` has) tells where a move needs its
+    disks' storage on the target; with ``copy_local_disks`` a target without it may take the
+    guest if one of its local storages has room for a copy (the move's ``target_storage``).
     """
     mode = check_mode(mode)
     _require_node(snapshot, node)
@@ -365,6 +440,7 @@ def plan_evacuation(
     before = projection.balance()
     hard_kinds, soft_kinds = EVACUATION_HARD[mode], EVACUATION_SOFT[mode]
     targets = sorted(name for name in snapshot.node_by_name if name != node)
+    copies = LocalDiskCopies(snapshot, local_volumes, copy_local_disks) if local_volumes else None
 
     moves: list[PlannedMove] = []
     needs_decision: list[Unplaced] = []
@@ -380,6 +456,7 @@ def plan_evacuation(
             soft_kinds=soft_kinds,
             mem_ceiling=mem_ceiling,
             preconditions=preconditions,
+            copies=copies,
         )
         together = "" if len(unit) == 1 else f"moves together with {', '.join(str(g.vmid) for g in unit)}: "
         free = sorted((o for o in options if not o.hard and not o.soft), key=lambda o: o.fit)
@@ -388,7 +465,14 @@ def plan_evacuation(
             best = free[0]
             for guest in unit:
                 reason = f"{together}evacuate {node}: {best.node} has the lowest load after ({best.after.load:.0%})"
-                moves.append(planned_move(guest, node, best.node, reason, preconditions.get(guest.vmid), best.warnings))
+                storage = best.storages.get(guest.vmid)
+                if storage is not None and copies is not None:
+                    reason += f"; local disks copied to {storage}"
+                    copies.take(guest.vmid, best.node, storage)
+                move = planned_move(
+                    guest, node, best.node, reason, preconditions.get(guest.vmid), best.warnings, storage
+                )
+                moves.append(move)
             projection = projection.apply((g.vmid for g in unit), best.node)
         elif overridable and soft_kinds:
             blocked_within = [o for o in options if o.hard and not o.soft]

@@ -29,11 +29,11 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot, Guest, MigratePrecondition, fraction
+from pvetop.model import ClusterSnapshot, Guest, LocalVolumes, MigratePrecondition, fraction
 from pvetop.policy.placement import EvacuationPlan, plan_evacuation
 from pvetop.policy.projection import ProjectedCluster
 from pvetop.policy.rules import RuleSet
-from pvetop.policy.settings import SettingSpec, choice, number
+from pvetop.policy.settings import SettingSpec, boolean, choice, number
 
 Action = Literal["keep", "power_off", "wake"]
 PowerState = Literal["on", "draining", "shutting down", "off", "waking", "failed"]
@@ -146,6 +146,12 @@ POWER_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("power.wol_host", "255.255.255.255", "where pvetop sends magic packets (broadcast address)", str.strip),
     SettingSpec("power.wol_port", 9, "UDP port of the magic packets", number(1, 65535, integer=True)),
     SettingSpec(
+        "power.drain_local_disks",
+        True,
+        "a drain copies local disks to a local storage of the target that has room (PVE's targetstorage)",
+        boolean,
+    ),
+    SettingSpec(
         "power.interval", 60, "seconds between two evaluations of the power worker", number(5, 3600, integer=True)
     ),
 )
@@ -169,6 +175,7 @@ class PowerSettings:
     wol_host: str = "255.255.255.255"
     wol_port: int = 9
     interval: float = 60.0
+    drain_local_disks: bool = True
     margin_chosen_at: float | None = None  # when the operator chose the margin in force (journal)
 
     def __post_init__(self) -> None:
@@ -197,6 +204,7 @@ class PowerSettings:
             wol_host=v["power.wol_host"],
             wol_port=int(v["power.wol_port"]),
             interval=float(v["power.interval"]),
+            drain_local_disks=bool(v["power.drain_local_disks"]),
             margin_chosen_at=margin_chosen_at,
         )
 
@@ -344,6 +352,7 @@ class PowerInputs:
     other_endpoint_answers: bool = False  # another configured endpoint answered just now
     sleepers: Mapping[int, str] = field(default_factory=dict)  # vmid -> name: sleeps with its node
     preconditions: Mapping[int, MigratePrecondition] = field(default_factory=dict)
+    local_volumes: Mapping[int, LocalVolumes] = field(default_factory=dict)  # vmid -> its volumes only its node has
 
     def fact(self, node: str) -> NodeFacts:
         return self.facts.get(node) or NodeFacts()
@@ -668,6 +677,8 @@ class _Evaluation:
             now=self.inputs.now,
             mem_ceiling=self.settings.band_high,
             preconditions=self.inputs.preconditions,
+            local_volumes=self.inputs.local_volumes,
+            copy_local_disks=self.settings.drain_local_disks,
         )
 
     def _peak_share_after(self, name: str, sleepers: tuple[int, ...]) -> float:

@@ -10,11 +10,12 @@ see ``find_followup_migration``).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pvetop.config import format_host
 from pvetop.errors import ApiError, PvetopError, UsageError
-from pvetop.model import Guest, MigratePrecondition
+from pvetop.model import Guest, LocalVolumes, MigratePrecondition
 from pvetop.pve.client import PveClient, guest_path
 from pvetop.pve.tasks import node_tasks, parse_upid
 
@@ -37,11 +38,13 @@ def migrate(
     bwlimit_kib: int | None = None,
     restart: bool | None = None,
     restart_timeout: int | None = None,
+    target_storage: str | None = None,
 ) -> str:
     """Starts a migration and returns its UPID (``qmigrate``, ``vzmigrate`` or ``hamigrate``).
 
     ``online`` (qemu) and ``restart`` (lxc) default to "the guest is running", which is what PVE
-    requires to move a running guest at all.
+    requires to move a running guest at all. ``target_storage`` is where the guest's local
+    volumes land on the target (PVE's ``targetstorage`` / ``target-storage``, one id for all).
     """
     if target == guest.node:
         raise UsageError(f"guest {guest.vmid} is already on {target}")
@@ -52,6 +55,7 @@ def migrate(
             "target": target,
             "online": guest.running if online is None else online,
             "with-local-disks": with_local_disks or None,
+            "targetstorage": target_storage,
             "bwlimit": bwlimit_kib,
         }
     else:
@@ -63,10 +67,38 @@ def migrate(
             "target": target,
             "restart": guest.running if restart is None else restart,
             "timeout": restart_timeout,
+            "target-storage": target_storage,
             "bwlimit": bwlimit_kib,
         }
     upid = client.post(f"{guest_path(guest)}/migrate", **params)
     return _upid(upid, f"migrate {guest.vmid}")
+
+
+def container_local_volumes(client: PveClient, guest: Guest, shared: Iterable[str]) -> LocalVolumes | None:
+    """A container's volumes (``rootfs``, ``mpN``) on storage not in ``shared``, from its config;
+    sizes as written there (``size=8G``). Bind mounts (a host path) are not volumes."""
+    config = client.guest_config(guest)
+    storages: list[str] = []
+    size = 0
+    for key, value in config.items():
+        if not (key == "rootfs" or re.fullmatch(r"mp\d+", key)) or not isinstance(value, str):
+            continue
+        volume, *options = value.split(",")
+        storage, colon, _name = volume.partition(":")
+        if not colon or storage in shared or volume.startswith("/"):
+            continue
+        storages.append(storage)
+        size += next((disk_size(o.partition("=")[2]) for o in options if o.startswith("size=")), 0)
+    return LocalVolumes(tuple(dict.fromkeys(storages)), size) if storages else None
+
+
+SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def disk_size(text: str) -> int:
+    """PVE's disk size notation (``32G``, ``512M``, bytes without a unit) in bytes; 0 if unreadable."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", text.strip().upper())
+    return int(float(match[1]) * SIZE_UNITS[match[2]]) if match else 0
 
 
 def find_followup_migration(client: PveClient, guest: Guest, *, since: int) -> str | None:

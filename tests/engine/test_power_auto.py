@@ -1,8 +1,9 @@
 """The power worker in ``auto`` over simulated days: homelab (3 votes) and smb (8 votes).
 
 Homelab with margin 0 chosen: pve-big drains and powers off when the night load falls, wakes
-by magic packet when the day load rises; every guest keeps running except the ones marked to
-sleep with it (their disks live on pve-big's local pool), which run again after the wake; the
+by magic packet when the day load rises; every guest keeps running (the ones whose disks live on
+pve-big's local pool are copied to a mini's local-lvm) except render-batch, whose GPU is in
+pve-big: it is marked to sleep with it and runs again after the wake; the
 cluster never drops below quorum and pve-big cycles at most twice a day. With the default
 margin 1 it never powers off and says why. smb (margin 1): at most 2 nodes off, and only nodes
 with a wake method.
@@ -79,8 +80,17 @@ async def test_homelab_big_node_sleeps_at_night_and_wakes_by_day(homelab, tmp_pa
             local = [
                 g.vmid
                 for g in sim.cluster.guests.values()
-                if g.node == "pve-big" and g.status == "running" and any(d.storage == "big-zfs" for d in g.disks)
+                if g.node == "pve-big" and g.status == "running" and g.local_resources
             ]
+            copied = {
+                g.vmid
+                for g in sim.cluster.guests.values()
+                if g.node == "pve-big"
+                and g.status == "running"
+                and not g.local_resources
+                and any(d.storage == "big-zfs" for d in g.disks)
+            }
+        assert local == [204] and copied == {200, 203}
         for vmid in local:
             mark_sleep_with_node(store, "homelab", snapshot.guest_by_vmid[vmid], True)
         watch = Watch(sim)
@@ -113,6 +123,7 @@ async def test_homelab_big_node_sleeps_at_night_and_wakes_by_day(homelab, tmp_pa
             assert set(local) <= running  # started again after the wake
         migrations = [e for e in store.recent_journal("homelab", 500) if e.action == "migrate" and e.actor == "power"]
         assert migrations and all(e.result in ("started", "ok") for e in migrations)
+        assert {int(e.target.removeprefix("guest/")) for e in migrations if e.params["target_storage"]} == copied
 
 
 async def test_homelab_default_margin_refuses_and_says_why(homelab, tmp_path):

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from pvetop.errors import UsageError
-from pvetop.model import ClusterSnapshot, MigratePrecondition
+from pvetop.model import ClusterSnapshot, MigratePrecondition, Storage
 from pvetop.policy.power import (
     POWER_SETTINGS,
     LoadSample,
@@ -202,6 +202,53 @@ def test_guest_that_cannot_migrate_keeps_the_node_on_unless_it_sleeps_with_it():
     assert [m.vmid for m in sleeping.drain.moves] == [201]
     reused = plan_power(inputs(preconditions={200: refused}, sleepers={200: "someone-else"})).decision("big")
     assert reused.action == "keep"  # the mark was for another guest that had this vmid
+
+
+def storage_on(snapshot: ClusterSnapshot, *entries: Storage) -> ClusterSnapshot:
+    return replace(snapshot, storage=entries)
+
+
+def test_drain_copies_local_disks_to_a_local_storage_of_the_target_with_room():
+    """PVE refuses mini1 and mini2 only because big-zfs is not there; a drain may copy the disks to
+    a local storage of the target (with-local-disks + targetstorage) when one has room for them."""
+    refused = MigratePrecondition.from_api(
+        {
+            "running": 1,
+            "not_allowed_nodes": {
+                "mini1": {"unavailable_storages": ["big-zfs"]},
+                "mini2": {"unavailable_storages": ["big-zfs"]},
+            },
+            "local_disks": [{"volid": "big-zfs:vm-200-disk-0", "size": 100 * GIB}],
+        }
+    )
+    assert refused.storage_refused == {"mini1", "mini2"} and refused.local_disk_bytes == 100 * GIB
+    volumes = {200: refused.local_volumes()}
+    snapshot = storage_on(
+        homelab(),
+        Storage("big-zfs", "big", "zfspool", content=("images", "rootdir"), maxdisk=1800 * GIB),
+        Storage("local-lvm", "mini1", "lvmthin", content=("images",), disk=60 * GIB, maxdisk=140 * GIB),
+        Storage("local-lvm", "mini2", "lvmthin", content=("images",), disk=20 * GIB, maxdisk=140 * GIB),
+        Storage("local", "mini2", "dir", content=("iso", "backup"), maxdisk=900 * GIB),
+        Storage("nas", "mini2", "nfs", shared=True, content=("images",), maxdisk=9000 * GIB),
+    )
+    copied = plan_power(inputs(snapshot, preconditions={200: refused}, local_volumes=volumes)).decision("big")
+    assert copied.action == "power_off"
+    move = next(m for m in copied.drain.moves if m.vmid == 200)
+    # only mini2's local-lvm has 100 GiB free (mini1's has 80), iso-only and shared storage do not count
+    assert (move.target, move.target_storage, move.with_local_disks) == ("mini2", "local-lvm", True)
+    assert "local disks copied to local-lvm" in move.reason
+
+    held = PowerSettings(failure_margin=0, margin_chosen_at=NOW - 3600, drain_local_disks=False)
+    kept = plan_power(inputs(snapshot, preconditions={200: refused}, local_volumes=volumes, settings=held))
+    assert kept.decision("big").action == "keep"
+    assert any("guest 200 (vm200) cannot move" in r and "big-zfs" in r for r in kept.decision("big").refusals)
+
+    full = storage_on(
+        snapshot, *[replace(s, disk=s.maxdisk) if s.storage == "local-lvm" else s for s in snapshot.storage]
+    )
+    no_room = plan_power(inputs(full, preconditions={200: refused}, local_volumes=volumes)).decision("big")
+    assert no_room.action == "keep"
+    assert any("no local storage with room for its disks (100.0 GiB)" in r for r in no_room.refusals)
 
 
 def test_node_without_allow_flag_is_kept_by_the_policy_but_a_user_may_switch_it_off():

@@ -135,3 +135,28 @@ def test_bad_inputs_are_refused_before_any_request(client):
     with pytest.raises(UsageError, match="not a Proxmox VE task id"):
         tasks.task_status(client, "UPID:nonsense")
     assert client.request_count == before
+
+
+def test_local_volumes_move_to_the_target_storage_given(sim, client):
+    """gitlab (VM) and builder (container) keep their disks on big-zfs, which only pve-big has: PVE
+    moves them to a mini's local-lvm when asked with targetstorage / target-storage."""
+    gitlab, builder = guest(client, 200), guest(client, 203)
+    volumes = actions.migrate_precondition(client, gitlab).local_volumes()
+    assert volumes is not None and volumes.storages == ("big-zfs",) and volumes.size == 120 * 1024**3
+    shared = {s.storage for s in client.fetch_snapshot().storage if s.shared}
+    ct_volumes = actions.container_local_volumes(client, builder, shared)
+    assert ct_volumes is not None and ct_volumes.storages == ("big-zfs",) and ct_volumes.size == 60 * 1024**3
+    vm_upid = actions.migrate(client, gitlab, "pve-mini2", with_local_disks=True, target_storage="local-lvm")
+    ct_upid = actions.migrate(client, builder, "pve-mini1", target_storage="local-lvm")
+    assert wait(sim, client, vm_upid).succeeded and wait(sim, client, ct_upid).succeeded
+    assert actions.migrate_precondition(client, guest(client, 200)).local_disks == ("local-lvm:vm-200-disk-0",)
+    assert guest(client, 200).node == "pve-mini2" and guest(client, 203).node == "pve-mini1"
+    assert guest(client, 200).running and guest(client, 203).running
+
+
+def test_disk_sizes_in_pve_notation():
+    assert actions.disk_size("32G") == 32 * 1024**3
+    assert actions.disk_size("512M") == 512 * 1024**2
+    assert actions.disk_size("1.5T") == int(1.5 * 1024**4)
+    assert actions.disk_size("4096") == 4096
+    assert actions.disk_size("lots") == 0
