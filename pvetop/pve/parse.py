@@ -252,6 +252,13 @@ def parse_resources(items: Any, warnings: Warnings) -> tuple[dict[str, Node], li
     return nodes, list(guests.values()), storage
 
 
+def _usage(item: Mapping[str, Any], *counts: str) -> dict[str, Any]:
+    """The usage figures nodes and guests share in PVE's lists (a CPU share; memory, disk and
+    uptime counts), and ``counts`` more."""
+    keys = ("mem", "maxmem", "disk", "maxdisk", "uptime", *counts)
+    return {"cpu": _share(item, "cpu"), **{key: _count(item, key) for key in keys}}
+
+
 def _guest(item: Mapping[str, Any], kind: GuestType) -> Guest:
     return Guest(
         vmid=_vmid(item),
@@ -260,17 +267,8 @@ def _guest(item: Mapping[str, Any], kind: GuestType) -> Guest:
         status=_choice(item, "status", GUEST_STATUSES),
         name=_text(item, "name"),
         template=_flag(item, "template"),
-        cpu=_share(item, "cpu"),
         maxcpu=_share(item, "maxcpu", MAX_COUNT),
-        mem=_count(item, "mem"),
-        maxmem=_count(item, "maxmem"),
-        disk=_count(item, "disk"),
-        maxdisk=_count(item, "maxdisk"),
-        netin=_count(item, "netin"),
-        netout=_count(item, "netout"),
-        diskread=_count(item, "diskread"),
-        diskwrite=_count(item, "diskwrite"),
-        uptime=_count(item, "uptime"),
+        **_usage(item, "netin", "netout", "diskread", "diskwrite"),
         pool=_optional_text(item, "pool"),
         tags=parse_tags(_text(item, "tags")),
         lock=_optional_text(item, "lock"),
@@ -282,13 +280,8 @@ def _node(item: Mapping[str, Any]) -> Node:
     return Node(
         name=_node_name(item, "node"),
         status=_choice(item, "status", NODE_STATUSES),
-        cpu=_share(item, "cpu"),
         maxcpu=_count(item, "maxcpu"),
-        mem=_count(item, "mem"),
-        maxmem=_count(item, "maxmem"),
-        disk=_count(item, "disk"),
-        maxdisk=_count(item, "maxdisk"),
-        uptime=_count(item, "uptime"),
+        **_usage(item),
         level=_text(item, "level"),
     )
 
