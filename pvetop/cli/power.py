@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from pvetop.cli import common
@@ -105,11 +107,18 @@ def _worker(client, store, cluster: str, args: argparse.Namespace, out: TextIO):
     return worker
 
 
-def _node(snapshot, node: str) -> None:
-    if node not in snapshot.node_by_name:
-        raise UsageError(
-            f"no node {node!r} in cluster {snapshot.cluster_name!r} (nodes: {', '.join(sorted(snapshot.node_by_name))})"
-        )
+@contextlib.contextmanager
+def _acting_on_node(args: argparse.Namespace, doing: str) -> Iterator[tuple[Any, TextIO]]:
+    """The power worker and where its progress goes (stderr under ``--json``), for a write on
+    ``args.node``: refused in read-only mode, and the node must be one of the cluster's."""
+    out = sys.stderr if args.json else sys.stdout
+    common.refuse_writes(args, doing)
+    with _connect(args) as (client, store):
+        snapshot = client.fetch_snapshot()
+        if args.node not in snapshot.node_by_name:
+            nodes = ", ".join(sorted(snapshot.node_by_name))
+            raise UsageError(f"no node {args.node!r} in cluster {snapshot.cluster_name!r} (nodes: {nodes})")
+        yield _worker(client, store, snapshot.cluster_name, args, out), out
 
 
 def plan_lines(plan) -> list[str]:
@@ -142,12 +151,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_off(args: argparse.Namespace) -> int:
-    out = sys.stderr if args.json else sys.stdout
-    common.refuse_writes(args, f"powering off {args.node}")
-    with _connect(args) as (client, store):
-        snapshot = client.fetch_snapshot()
-        _node(snapshot, args.node)
-        worker = _worker(client, store, snapshot.cluster_name, args, out)
+    with _acting_on_node(args, f"powering off {args.node}") as (worker, out):
         check = asyncio.run(worker.check_power_off(args.node))
         if check.refusals:
             print(f"{args.node} should stay on:", file=out)
@@ -201,12 +205,7 @@ def _finish(outcome, args: argparse.Namespace) -> int:
 
 
 def run_wake(args: argparse.Namespace) -> int:
-    out = sys.stderr if args.json else sys.stdout
-    common.refuse_writes(args, f"waking {args.node}")
-    with _connect(args) as (client, store):
-        snapshot = client.fetch_snapshot()
-        _node(snapshot, args.node)
-        worker = _worker(client, store, snapshot.cluster_name, args, out)
+    with _acting_on_node(args, f"waking {args.node}") as (worker, _):
         outcome = asyncio.run(worker.wake(args.node, actor="user", wait=args.wait))
     return _finish(outcome, args)
 
