@@ -22,6 +22,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pvetop.store.records import record_of
 from pvetop.store.schema import StoreError
 
 if TYPE_CHECKING:
@@ -235,20 +236,4 @@ class Coordination:
 
     @staticmethod
     def _intent_record(row) -> IntentRecord:
-        return IntentRecord(
-            id=row.id,
-            cluster=row.cluster,
-            token=row.token,
-            actor=row.actor,
-            action=row.action,
-            vmid=row.vmid,
-            source=row.source,
-            target=row.target,
-            created_at=row.created_at,
-            host=row.host,
-            pid=row.pid,
-            upid=row.upid,
-            state=row.state,
-            detail=row.detail,
-            finished_at=row.finished_at,
-        )
+        return record_of(IntentRecord, row)

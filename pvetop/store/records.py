@@ -7,11 +7,23 @@ thread and no caller can change a rule without going through the store (and its 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 DEFAULT_BOOT_TIMEOUT = 300  # seconds a woken node gets to rejoin the cluster (else marked failed)
+
+R = TypeVar("R", bound="DataclassInstance")
+
+
+def record_of(kind: type[R], row: Any, **converted: Any) -> R:
+    """The record ``kind`` holding a database row's columns of the same names; ``converted``
+    gives the values that need more than reading (JSON, numbers a backend returns as text)."""
+    columns = {item.name: getattr(row, item.name) for item in fields(kind) if item.name not in converted}
+    return kind(**columns, **converted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from pvetop.store.records import (
     Pin,
     Reservation,
     StoredRules,
+    record_of,
 )
 from pvetop.store.schema import StoreError, check_readable, ensure_schema
 from pvetop.store.validate import (
@@ -264,19 +265,7 @@ class Store:
 
     @staticmethod
     def _journal_record(row) -> JournalEntry:
-        return JournalEntry(
-            id=row.id,
-            at=row.at,
-            cluster=row.cluster,
-            actor=row.actor,
-            action=row.action,
-            target=row.target,
-            params=MappingProxyType(json.loads(row.params or "{}")),
-            result=row.result,
-            upid=row.upid,
-            host=row.host,
-            pid=row.pid,
-        )
+        return record_of(JournalEntry, row, params=MappingProxyType(json.loads(row.params or "{}")))
 
     def recent_journal(self, cluster: str | None = None, limit: int = 100, *, since: float = 0.0) -> list[JournalEntry]:
         """Newest first, written at or after ``since``; every cluster when ``cluster`` is None."""
@@ -300,14 +289,8 @@ class Store:
 
     @staticmethod
     def _pin_record(row) -> Pin:
-        return Pin(
-            cluster=row.cluster,
-            vmid=int(row.vmid),
-            name=row.name,
-            nodes=frozenset(json.loads(row.nodes)),
-            note=row.note,
-            created_at=float(row.created_at),
-            who=row.who,
+        return record_of(
+            Pin, row, vmid=int(row.vmid), nodes=frozenset(json.loads(row.nodes)), created_at=float(row.created_at)
         )
 
     def pin_guest(
@@ -421,14 +404,7 @@ class Store:
 
     @staticmethod
     def _lock_record(row) -> Lock:
-        return Lock(
-            cluster=row.cluster,
-            vmid=int(row.vmid),
-            name=row.name,
-            reason=row.reason,
-            created_at=float(row.created_at),
-            who=row.who,
-        )
+        return record_of(Lock, row, vmid=int(row.vmid), created_at=float(row.created_at))
 
     def lock_guest(
         self, cluster: str, vmid: int, name: str, *, reason: str = "", who: str = "", actor: str = "user"
@@ -490,9 +466,7 @@ class Store:
 
     @staticmethod
     def _reservation_record(row) -> Reservation:
-        return Reservation(
-            cluster=row.cluster, node=row.node, reason=row.reason, created_at=float(row.created_at), who=row.who
-        )
+        return record_of(Reservation, row, created_at=float(row.created_at))
 
     def reserve_node(
         self, cluster: str, node: str, *, reason: str = "", who: str = "", actor: str = "user"
@@ -585,13 +559,7 @@ class Store:
 
     @staticmethod
     def _power_record(row) -> NodePower:
-        return NodePower(
-            cluster=row.cluster,
-            node=row.node,
-            wol_mac=row.wol_mac,
-            allow_power_off=bool(row.allow_power_off),
-            boot_timeout=row.boot_timeout,
-        )
+        return record_of(NodePower, row, allow_power_off=bool(row.allow_power_off))
 
     def node_power(self, cluster: str, node: str) -> NodePower:
         """The node's power settings; the defaults when none were ever set."""
