@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
 from pvetop.cli import main
 from pvetop.store import open_store
-from tests.engine.simdrive import drive_thread, migration_tasks, running_sim
-from tests.test_cli_migrate import connection
+from tests.clirun import connection, run_driven
+from tests.engine.simdrive import migration_tasks, running_sim
 
 
 @pytest.fixture
@@ -19,19 +18,8 @@ def sim():
         yield running
 
 
-@pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "rules.sqlite")
-
-
 def run(sim, db, capsys, *argv: str) -> tuple[int, str, str]:
-    """Runs ``pvetop ARGV`` in a thread while simulated time moves; returns (code, stdout, stderr)."""
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("code", main([*argv, *connection(sim, db)])))
-    thread.start()
-    drive_thread(sim, thread)
-    out, err = capsys.readouterr()
-    return result["code"], out, err
+    return run_driven(sim, capsys, [*argv, *connection(sim, db)])
 
 
 def test_plan_json_has_the_documented_shape_and_writes_nothing(sim, db, capsys):

@@ -9,18 +9,13 @@ import requests
 
 from pvetop.cli import main
 from pvetop.sim.runner import start_sim
-from tests.test_cli_migrate import connection
+from tests.clirun import connection
 
 
 @pytest.fixture(scope="module")
 def sim():
     with start_sim(scenario="homelab", seed=1, manual_clock=True) as running:
         yield running
-
-
-@pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "rules.sqlite")
 
 
 def test_edge_10_status_counts_every_request_and_lists_guests(sim, db, capsys, monkeypatch):

@@ -4,22 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from pvetop.cli import main
-from tests.engine.simdrive import running_sim
-from tests.test_cli_migrate import connection, run
-
-
-@pytest.fixture
-def sim():
-    with running_sim() as running:
-        yield running
-
-
-@pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "rules.sqlite")
+from tests.clirun import connection, run
 
 
 def status_of(sim, vmid: int) -> tuple[str, str]:

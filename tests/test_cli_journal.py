@@ -15,19 +15,17 @@ T0 = 1_800_000_000.0
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
-    monkeypatch.delenv("PVETOP_DB", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    path = str(tmp_path / "rules.sqlite")
+def db(db):
+    """A store with a few journal entries (one of another cluster) at T0, T0 + 1, ..."""
     clock = iter(range(int(T0), int(T0) + 100))
-    with open_store(path, clock=lambda: float(next(clock))) as store:
+    with open_store(db, clock=lambda: float(next(clock))) as store:
         store.pin_guest(C, 100, "web", ["pve1"])
         store.journal(
             C, "balancer", "migrate", "guest/101", {"to": "pve2"}, "OK", upid="UPID:pve1:1:2:3:qmigrate:101:root@pam:"
         )
         store.journal(C, "power", "power_off", "node/pve-big", {}, "node is off")
         store.journal("other", "user", "pin", "guest/7", {})
-    return path
+    return db
 
 
 def run(capsys, *argv):

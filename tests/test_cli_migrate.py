@@ -4,55 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 
 import pytest
 
-from pvetop.cli import main
 from pvetop.store import open_store
-from tests.engine.simdrive import drive_thread, guest_node, max_overlap, migration_tasks, running_sim, set_failure_rate
-
-
-@pytest.fixture
-def sim():
-    with running_sim() as running:
-        yield running
-
-
-@pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "rules.sqlite")
-
-
-def connection(sim, db: str) -> list[str]:
-    info = sim.info
-    return [
-        "--host",
-        f"{info['host']}:{info['port']}",
-        "--user",
-        info["user"],
-        "--token-name",
-        info["token_name"],
-        "--token-value",
-        info["token_value"],
-        "--verify-ssl",
-        info["ca_file"],
-        "--db",
-        db,
-    ]
-
-
-def run(sim, db, capsys, *argv: str) -> tuple[int, str, str]:
-    """Runs ``pvetop ARGV`` in a thread while simulated time moves; returns (code, stdout, stderr)."""
-    command, *rest = argv
-    result = {}
-    thread = threading.Thread(
-        target=lambda: result.setdefault("code", main([command, *rest, "--poll", "0.01", *connection(sim, db)]))
-    )
-    thread.start()
-    drive_thread(sim, thread)
-    out, err = capsys.readouterr()
-    return result["code"], out, err
+from tests.clirun import run
+from tests.engine.simdrive import guest_node, max_overlap, migration_tasks, set_failure_rate
 
 
 def test_migrate_wait_json_exits_0_with_the_tasks_result(sim, db, capsys):

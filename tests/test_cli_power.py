@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from pvetop.cli import main
 from pvetop.store import open_store
-from tests.engine.simdrive import running_sim
-from tests.test_cli_migrate import connection, run
+from tests.clirun import connection, run
 
 BIG = "pve-big"
-
-
-@pytest.fixture
-def sim():
-    with running_sim() as running:
-        yield running
-
-
-@pytest.fixture
-def db(tmp_path):
-    return str(tmp_path / "rules.sqlite")
 
 
 def configure(sim, db, *, margin: int) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from pvetop.errors import ReadOnlyRefused
 from pvetop.model import Guest
 from pvetop.pve import PveClient, actions
 from pvetop.store import open_store
-from tests.engine.simdrive import drive_thread, migration_tasks, running_sim
+from tests.clirun import connection, run_driven
+from tests.engine.simdrive import migration_tasks, running_sim
 
 C = "homelab"
 
@@ -53,28 +53,14 @@ def sim():
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
-    monkeypatch.delenv("PVETOP_DB", raising=False)
-    monkeypatch.delenv("PVETOP_READ_ONLY", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    path = tmp_path / "rules.sqlite"
-    with open_store(str(path)) as store:  # something for the removals to remove
+def db(db):
+    path = Path(db)
+    with open_store(db) as store:  # something for the removals to remove
         store.pin_guest(C, 100, "homeassistant", ["pve-mini1"])
         store.lock_guest(C, 101, "pihole")
         store.reserve_node(C, "pve-mini1")
         store.set_maintenance(C, "pve-mini2")
     return path
-
-
-def connection(sim) -> list[str]:
-    info = sim.info
-    return [
-        f"--host={info['host']}:{info['port']}",
-        f"--user={info['user']}",
-        f"--token-name={info['token_name']}",
-        f"--token-value={info['token_value']}",
-        f"--verify-ssl={info['ca_file']}",
-    ]
 
 
 def guest_tasks(sim) -> int:
@@ -85,16 +71,6 @@ def guest_tasks(sim) -> int:
 def journal_rows(db: Path) -> int:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT count(*) FROM journal").fetchone()[0]
-
-
-def run(sim, capsys, argv: list[str]) -> tuple[int, str, str]:
-    """``pvetop ARGV`` in a thread while simulated time moves (an evacuation that did start ends)."""
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("code", main(argv)))
-    thread.start()
-    drive_thread(sim, thread)
-    out, err = capsys.readouterr()
-    return result["code"], out, err
 
 
 def place(command: list[str], tmp_path: Path) -> list[str]:
@@ -121,7 +97,7 @@ def test_every_write_command_refuses_in_read_only_mode(sim, db, tmp_path, monkey
         argv = [*command, f"--config={config}", *common]
     tasks_before, rows_before, bytes_before = guest_tasks(sim), journal_rows(db), db.read_bytes()
 
-    code, out, err = run(sim, capsys, argv)
+    code, out, err = run_driven(sim, capsys, argv)
 
     assert code == 2, (out, err)
     assert err.startswith("pvetop: error: read-only mode (") and err.count("\n") == 1, err
@@ -132,7 +108,7 @@ def test_every_write_command_refuses_in_read_only_mode(sim, db, tmp_path, monkey
 
 def test_a_false_environment_value_leaves_writes_allowed(sim, db, monkeypatch, capsys):
     monkeypatch.setenv("PVETOP_READ_ONLY", "0")
-    code, out, err = run(sim, capsys, ["locks", "add", "103", *connection(sim), f"--db={db}"])
+    code, out, err = run_driven(sim, capsys, ["locks", "add", "103", *connection(sim), f"--db={db}"])
     assert code == 0, err
     assert out.startswith("locked 103")
 
@@ -144,10 +120,10 @@ def test_a_bad_environment_value_is_a_usage_error(db, monkeypatch, capsys):
 
 
 def test_reading_commands_still_work_in_read_only_mode(sim, db, capsys):
-    code, out, err = run(sim, capsys, ["--read-only", "pins", "list", *connection(sim), f"--db={db}"])
+    code, out, err = run_driven(sim, capsys, ["--read-only", "pins", "list", *connection(sim), f"--db={db}"])
     assert code == 0, err
     assert "homeassistant" in out
-    code, out, err = run(sim, capsys, ["reconcile", "--dry-run", "--read-only", *connection(sim), f"--db={db}"])
+    code, out, err = run_driven(sim, capsys, ["reconcile", "--dry-run", "--read-only", *connection(sim), f"--db={db}"])
     assert code == 0, err
 
 

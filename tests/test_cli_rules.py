@@ -11,15 +11,9 @@ import pytest
 
 from pvetop.cli import main
 from pvetop.store import open_store
+from tests.clirun import connection
 
 C = "homelab"
-
-
-@pytest.fixture
-def db(tmp_path, monkeypatch):
-    monkeypatch.delenv("PVETOP_DB", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no user config file leaks in
-    return str(tmp_path / "rules.sqlite")
 
 
 def run(capsys, *argv):
@@ -173,22 +167,10 @@ def sim():
 
 @pytest.fixture
 def conn(sim):
-    info = sim.info
-    return [
-        "--host",
-        f"{info['host']}:{info['port']}",
-        "--user",
-        info["user"],
-        "--token-name",
-        info["token_name"],
-        "--token-value",
-        info["token_value"],
-        "--verify-ssl",
-        str(info["ca_file"]),
-    ]
+    return connection(sim)
 
 
-def test_pins_add_checks_the_cluster_and_records_name_and_user(db, conn, capsys):
+def test_pins_add_checks_the_cluster_and_records_name_and_user(sim, db, conn, capsys):
     code, out, err = run(capsys, "pins", "add", "103", "pve-mini2", "pve-big", "--note", "big disks", "--db", db, *conn)
     assert code == 0 and out == "pinned 103 (nextcloud) to pve-big, pve-mini2\n"
     assert "outside its pin" in err  # it runs on pve-mini1 today
@@ -202,7 +184,7 @@ def test_pins_add_checks_the_cluster_and_records_name_and_user(db, conn, capsys)
         )
         (entry,) = store.recent_journal(C)
         assert (entry.actor, entry.action, entry.target) == ("user", "pin", "guest/103")
-        assert conn[conn.index("--token-value") + 1] not in repr(entry)  # no secret in the journal
+        assert sim.info["token_value"] not in repr(entry)  # no secret in the journal
     code, out, _ = run(capsys, "pins", "list", "--db", db, *conn)
     assert "NOW ON" in out and "pve-mini1 (outside)" in out
     code, out, _ = run(capsys, "pins", "list", "--json", "--db", db, *conn)

@@ -9,10 +9,7 @@ dashboard draws; Rich markup in such text is shown, not parsed (``[/]`` used to 
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import replace
-
-import pytest
 
 from pvetop.cli import main, status
 from pvetop.errors import ApiError, ConnectionFailed
@@ -21,7 +18,7 @@ from pvetop.store import open_store
 from pvetop.text import visible
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.source import MemorySource
-from tests.engine.simdrive import drive_thread, running_sim
+from tests.clirun import connection, run, run_driven
 from tests.ui.fixtures import fixed_clock, small_cluster
 from tests.ui.pilot import settle, wait_for_data
 
@@ -53,45 +50,10 @@ def test_visible_shows_every_control_and_keeps_the_rest():
 # ------------------------------------------------------------------------------------------- CLI
 
 
-@pytest.fixture
-def sim():
-    with running_sim() as running:
-        yield running
-
-
-@pytest.fixture
-def db(tmp_path, monkeypatch):
-    monkeypatch.delenv("PVETOP_DB", raising=False)
-    monkeypatch.delenv("PVETOP_READ_ONLY", raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return str(tmp_path / "rules.sqlite")
-
-
-def connection(sim, db: str) -> list[str]:
-    info = sim.info
-    return [
-        f"--host={info['host']}:{info['port']}",
-        f"--user={info['user']}",
-        f"--token-name={info['token_name']}",
-        f"--token-value={info['token_value']}",
-        f"--verify-ssl={info['ca_file']}",
-        f"--db={db}",
-    ]
-
-
-def run(sim, capsys, argv: list[str]) -> tuple[int, str, str]:
-    result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("code", main(argv)))
-    thread.start()
-    drive_thread(sim, thread)
-    out, err = capsys.readouterr()
-    return result["code"], out, err
-
-
 def test_status_shows_a_hostile_cluster_name_visibly(sim, db, capsys):
     with sim.cluster.lock:
         sim.cluster.cluster_name = "lab" + HOSTILE
-    code, out, err = run(sim, capsys, ["status", *connection(sim, db)])
+    code, out, err = run_driven(sim, capsys, ["status", *connection(sim, db)])
     assert code == 0, err
     assert_visible_only(out + err)
     assert "cluster lab␛]0;pwned␇" in out
@@ -114,7 +76,7 @@ def test_pve_errors_values_are_shown_visibly(sim, db, capsys, monkeypatch):
         raise PveApiError(400, "Parameter verification failed.", {"target": "bad" + HOSTILE})  # refuses ESC there
 
     monkeypatch.setattr(sim.cluster, "migrate", refuse)
-    code, out, err = run(sim, capsys, ["migrate", "103", "pve-big", "--poll=0.01", *connection(sim, db)])
+    code, out, err = run(sim, db, capsys, "migrate", "103", "pve-big")
     assert code == 4
     assert_visible_only(out + err)
     assert "target: bad␛]0;pwned␇" in err
@@ -137,7 +99,7 @@ def test_any_error_text_is_printed_visibly(db, capsys, monkeypatch):
 def test_progress_lines_show_a_hostile_guest_name_visibly(sim, db, capsys):
     with sim.cluster.lock:
         sim.cluster.guests[103].name = "nextcloud" + HOSTILE
-    code, out, err = run(sim, capsys, ["migrate", "103", "pve-big", "--wait", "--poll=0.01", *connection(sim, db)])
+    code, out, err = run(sim, db, capsys, "migrate", "103", "pve-big", "--wait")
     assert code == 0, err
     assert_visible_only(out + err)
     assert "103 (nextcloud␛]0;pwned␇" in out

@@ -5,6 +5,9 @@ started from them hands those on, and the dashboard then lays itself out for 80x
 window's size. Every test here starts tmux without them.
 """
 
+import subprocess
+import uuid
+
 import pytest
 
 
@@ -12,3 +15,11 @@ import pytest
 def terminal_sized_by_the_window(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.delenv("LINES", raising=False)
+
+
+@pytest.fixture
+def session():
+    """A tmux session name of the test's own; the session is killed afterwards."""
+    name = f"pvetop-e2e-{uuid.uuid4().hex[:8]}"
+    yield name
+    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)

@@ -4,28 +4,16 @@ the guest table shows the guest on its new node, and the journal has the move wi
 from __future__ import annotations
 
 import re
-import shlex
-import sys
 from pathlib import Path
 
 import pytest
 
 from pvetop.store import open_store
-from tests.e2e.terminal import keys, tmux, wait_for
+from tests.e2e.terminal import keys, start_demo, tmux, wait_for
 
 MIGRATION_SECONDS = 40.0  # demo time runs 10x: a homelab migration takes a few real seconds
 RECENT_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s*$")
 MOVE_ROW = re.compile(r"^\s*1\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+[\d.]+\s+[\d.]+%?\s+(.*?)\s*$")
-
-
-@pytest.fixture
-def session():
-    import subprocess
-    import uuid
-
-    name = f"pvetop-e2e-balancer-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
 
 
 def recent_move(screen: str) -> tuple[int, str, str, str, str] | None:
@@ -51,27 +39,7 @@ def first_move(screen: str) -> tuple[int, str, str, str, str] | None:
 @pytest.mark.e2e
 def test_balancer_plan_apply_and_journal_in_the_demo(session: str, tmp_path: Path):
     db = tmp_path / "rules.sqlite"
-    command = (
-        f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo "
-        f"--db {shlex.quote(str(db))}; sleep 60"
-    )
-    tmux(
-        "new-session",
-        "-d",
-        "-x",
-        "160",
-        "-y",
-        "45",
-        "-s",
-        session,
-        "-e",
-        f"HOME={tmp_path}",
-        "-e",
-        f"XDG_DATA_HOME={tmp_path / 'data'}",
-        "-e",
-        f"XDG_CONFIG_HOME={tmp_path / 'config'}",
-        command,
-    )
+    start_demo(session, tmp_path, (160, 45), "--db", str(db))
     wait_for(session, lambda s: "balancer advise · plan:" in s, 20, "the balancer's plan in the header")
     keys(session, "b")
     size = tmux("display", "-p", "-t", session, "#{window_width}x#{window_height}").strip()

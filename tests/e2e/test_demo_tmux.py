@@ -7,79 +7,31 @@ an assert here: on a loaded machine a wall-clock budget fails for reasons that a
 from __future__ import annotations
 
 import shlex
-import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.terminal import keys, pane, start_demo, tmux, wait_for
+
 PAINT_WAIT_SECONDS = 60.0  # only stops a broken run from hanging
 HOMELAB_NODE, HOMELAB_GUEST = "pve-big", "homeassistant"
-
-
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True, timeout=10).stdout
-
-
-def pane(session: str) -> str:
-    return tmux("capture-pane", "-p", "-t", session)
 
 
 def pane_flag(session: str, name: str) -> str:
     return tmux("display-message", "-p", "-t", session, f"#{{{name}}}").strip()
 
 
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
-@pytest.fixture
-def session(tmp_path: Path):
-    name = f"pvetop-e2e-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
-
-
 @pytest.mark.e2e
 def test_demo_paints_nodes_and_guests_then_q_exits_cleanly(session: str, tmp_path: Path):
     exit_file = tmp_path / "exit-code"
-    command = (
-        f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo; "
-        f"echo $? > {shlex.quote(str(exit_file))}; sleep 60"
-    )
-    tmux(
-        "new-session",
-        "-d",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "-s",
-        session,
-        "-e",
-        f"HOME={tmp_path}",
-        "-e",
-        f"XDG_DATA_HOME={tmp_path / 'data'}",
-        "-e",
-        f"XDG_CONFIG_HOME={tmp_path / 'config'}",
-        command,
-    )
+    start_demo(session, tmp_path, (120, 40), then=f"echo $? > {shlex.quote(str(exit_file))}; ")
 
-    painted = wait_for(
-        lambda: all(text in pane(session) for text in (HOMELAB_NODE, HOMELAB_GUEST, "VMID")), PAINT_WAIT_SECONDS
-    )
-    assert painted, f"no node and guest names within {PAINT_WAIT_SECONDS}s:\n{pane(session)}"
+    names = (HOMELAB_NODE, HOMELAB_GUEST, "VMID")
+    wait_for(session, lambda s: all(text in s for text in names), PAINT_WAIT_SECONDS, "node and guest names")
     assert pane_flag(session, "alternate_on") == "1"
 
-    tmux("send-keys", "-t", session, "q")
-    assert wait_for(exit_file.exists, 10), f"pvetop did not exit on q:\n{pane(session)}"
+    keys(session, "q")
+    wait_for(session, lambda s: exit_file.exists(), 10, "pvetop's exit on q")
     assert exit_file.read_text().strip() == "0"
     after = pane(session)
     assert pane_flag(session, "alternate_on") == "0", "still in the alternate screen"

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.terminal import keys, tmux, wait_for
+from tests.e2e.terminal import filter_to, keys, start_demo, wait_for
 
 GUEST = "nextcloud"
 ACTION_SECONDS = 30.0  # demo time runs 10x: a 6 s shutdown takes well under a second, plus polling
@@ -19,13 +15,6 @@ ACTION_SECONDS = 30.0  # demo time runs 10x: a 6 s shutdown takes well under a s
 
 def guest_line(screen: str) -> str:
     return next((line for line in screen.splitlines() if f" {GUEST} " in line and " vm " in line), "")
-
-
-@pytest.fixture
-def session():
-    name = f"pvetop-e2e-power-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
 
 
 def pick(session: str, label: str) -> None:
@@ -41,21 +30,9 @@ def pick(session: str, label: str) -> None:
 
 @pytest.mark.e2e
 def test_shutdown_and_start_a_guest_from_the_keyboard_in_the_demo(session: str, tmp_path: Path):
-    command = f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo; sleep 60"
-    tmux(
-        "new-session", "-d", "-x", "140", "-y", "42", "-s", session,
-        "-e", f"HOME={tmp_path}",
-        "-e", f"XDG_DATA_HOME={tmp_path / 'data'}",
-        "-e", f"XDG_CONFIG_HOME={tmp_path / 'config'}",
-        "-e", f"PVETOP_DB={tmp_path / 'rules.sqlite'}",
-        command,
-    )  # fmt: skip
+    start_demo(session, tmp_path, (140, 42), env={"PVETOP_DB": str(tmp_path / "rules.sqlite")})
     wait_for(session, lambda s: "running" in guest_line(s), 15, f"{GUEST} running")
-    keys(session, "/")
-    wait_for(session, lambda s: "filter: text or regex" in s, 5, "the filter field")
-    keys(session, "-l", GUEST)
-    keys(session, "Enter")
-    wait_for(session, lambda s: f"filter “{GUEST}”" in s, 5, "the filter caption")
+    filter_to(session, GUEST)
 
     keys(session, "x")
     pick(session, "Shut down")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.terminal import keys, tmux, wait_for
+from tests.e2e.terminal import filter_to, keys, start_demo, wait_for
 
 GUEST, SOURCE, TARGET = "nextcloud", "pve-mini1", "pve-big"
 MIGRATION_SECONDS = 30.0  # demo time runs 10x: the sim's ~60 s migration takes ~6 s
@@ -20,42 +16,12 @@ def guest_line(screen: str) -> str:
     return next((line for line in screen.splitlines() if f" {GUEST} " in line), "")
 
 
-@pytest.fixture
-def session():
-    name = f"pvetop-e2e-migrate-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
-
-
 @pytest.mark.e2e
 def test_migrate_a_guest_from_the_keyboard_in_the_demo(session: str, tmp_path: Path):
-    command = f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo; sleep 60"
-    tmux(
-        "new-session",
-        "-d",
-        "-x",
-        "130",
-        "-y",
-        "42",
-        "-s",
-        session,
-        "-e",
-        f"HOME={tmp_path}",
-        "-e",
-        f"XDG_DATA_HOME={tmp_path / 'data'}",
-        "-e",
-        f"XDG_CONFIG_HOME={tmp_path / 'config'}",
-        "-e",
-        f"PVETOP_DB={tmp_path / 'rules.sqlite'}",
-        command,
-    )
+    start_demo(session, tmp_path, (130, 42), env={"PVETOP_DB": str(tmp_path / "rules.sqlite")})
     screen = wait_for(session, lambda s: SOURCE in guest_line(s), 15, f"{GUEST} on {SOURCE}")
 
-    keys(session, "/")  # select the guest: filter down to it, back to the table
-    wait_for(session, lambda s: "filter: text or regex" in s, 5, "the filter field")
-    keys(session, "-l", GUEST)
-    keys(session, "Enter")
-    wait_for(session, lambda s: f"filter “{GUEST}”" in s, 5, "the filter caption")
+    filter_to(session, GUEST)  # selects the guest
 
     keys(session, "m")
     screen = wait_for(

@@ -8,25 +8,14 @@ pvetop talks to) wakes pve-big, since its MAC is only in its PVE node config.
 
 from __future__ import annotations
 
-import shlex
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from pvetop.store import open_store
-from tests.e2e.terminal import keys, tmux, wait_for
+from tests.e2e.terminal import keys, start_demo, wait_for
 
 NODE = "pve-big"
-
-
-@pytest.fixture
-def session():
-    name = f"pvetop-e2e-power-{uuid.uuid4().hex[:8]}"
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
 
 
 @pytest.mark.e2e
@@ -47,11 +36,7 @@ def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(sessio
         # judges every check (HA fit included) whatever the time of day the test runs at
         store.set_setting("homelab", "power.band_low", 75)
         store.set_setting("homelab", "power.band_high", 95)
-    command = (
-        f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(sys.executable)} -m pvetop --demo --db {shlex.quote(str(db))}"
-        "; sleep 60"
-    )
-    tmux("new-session", "-d", "-x", "160", "-y", "45", "-s", session, "-e", f"HOME={tmp_path}", command)
+    start_demo(session, tmp_path, (160, 45), "--db", str(db))
     wait_for(session, lambda s: NODE in s and "VMID" in s, 20, "the dashboard")
     keys(session, "W")
     screen = wait_for(session, lambda s: "failure margin 0 (chosen" in s, 60, "pve-big's reasoning")

@@ -17,7 +17,7 @@ from pvetop.policy.rules import RuleSet
 from pvetop.pve import PveClient
 from pvetop.sim.runner import start_sim
 from pvetop.store import open_store
-from tests.engine.simdrive import drive, guest_node, migration_tasks, set_failure_rate
+from tests.engine.simdrive import drive, guest_node, max_overlap, migration_tasks, set_failure_rate
 from tests.factories import GIB, make_guest, make_node, make_snapshot
 
 EVALUATE_EVERY = 10.0  # simulated seconds between two evaluations (a poll)
@@ -101,19 +101,6 @@ def task_target(task) -> str:
     """The target node, from the migration task's first log line (``... to node 'pve3' (ip)``)."""
     first = next(text for _at, text in task.lines if "to node '" in text)
     return first.split("to node '", 1)[1].split("'", 1)[0]
-
-
-def max_overlap(tasks, key=lambda task: None) -> int:
-    worst = 0
-    for task in tasks:
-        at = task.starttime
-        same = [
-            other
-            for other in tasks
-            if key(other) == key(task) and other.starttime <= at and (other.end_time is None or at < other.end_time)
-        ]
-        worst = max(worst, len(same))
-    return worst
 
 
 async def test_auto_waits_for_the_trigger_to_hold(tmp_path):

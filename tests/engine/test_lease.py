@@ -6,16 +6,9 @@ import pytest
 
 from pvetop.engine.lease import LeaseKeeper
 from pvetop.store import open_store
+from tests.clocks import ManualClock
 
 C = "trio"
-
-
-class ManualClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -15,16 +15,10 @@ from pvetop.config import settings_from_sim_info
 from pvetop.engine.power import SLEPT, PowerWorker, energy, load_settings, mark_sleep_with_node
 from pvetop.pve import PveClient
 from tests.engine.powerdrive import count_reads, follow
-from tests.engine.simdrive import drive, running_sim
+from tests.engine.simdrive import drive
 
 BIG = "pve-big"
 CLUSTER = "homelab"
-
-
-@pytest.fixture
-def sim():
-    with running_sim() as running:
-        yield running
 
 
 @pytest.fixture

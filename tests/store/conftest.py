@@ -1,22 +1,10 @@
 """A fresh store per test on each backend (SQLite, PostgreSQL), with a clock the test moves."""
 
-import itertools
-
 import pytest
 
 from pvetop.store import open_store
+from tests.clocks import StepClock
 from tests.store.backends import BACKENDS, Databases, postgres_server  # noqa: F401  (a fixture)
-
-
-class StepClock:
-    """Each reading is one second after the previous one: orderings are deterministic."""
-
-    def __init__(self, start: float = 1_800_000_000.0):
-        self._ticks = itertools.count()
-        self.start = start
-
-    def __call__(self) -> float:
-        return self.start + next(self._ticks)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -6,19 +6,10 @@ import pytest
 
 from pvetop.store import open_store
 from pvetop.store.coordination import LeaseLost
+from tests.clocks import ManualClock
 
 C = "shared"
 TTL = 20.0
-
-
-class ManualClock:
-    """One clock for every instance in a test, moved by hand."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 from textual.worker import WorkerCancelled
+
+from pvetop.store import open_store
+from pvetop.ui.app import PvetopApp
+from tests.ui.fixtures import fixed_clock, memory_source
 
 
 async def settle(pilot) -> None:
@@ -22,3 +30,32 @@ async def wait_for_data(pilot) -> None:
         if pilot.app.latest is not None:
             return
     raise AssertionError("the dashboard never received a snapshot")
+
+
+def screen_snapshot(
+    snap_compare: Any,
+    tmp_path: Path,
+    install: Callable[[PvetopApp, Any], None],
+    key: str,
+    *,
+    terminal_size: tuple[int, int],
+    ready: Callable[[PvetopApp], bool] = lambda app: True,
+) -> bool:
+    """Compares the SVG of the screen ``key`` opens on the fixed cluster, once ``ready(app)`` (or
+    a second has passed), after ``install(app, store)`` has added its worker with an empty store."""
+    app = PvetopApp(memory_source(), clock=fixed_clock, interval=60)
+
+    async def run_before(pilot) -> None:
+        await wait_for_data(pilot)
+        await settle(pilot)
+        await pilot.press(key)
+        await settle(pilot)
+        for _ in range(50):
+            if ready(app):
+                break
+            await pilot.pause(0.02)
+        await settle(pilot)
+
+    with open_store(str(tmp_path / "rules.sqlite"), clock=fixed_clock) as store:
+        install(app, store)
+        return snap_compare(app, run_before=run_before, terminal_size=terminal_size)

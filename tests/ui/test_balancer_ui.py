@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import contextlib
 
-import pytest
-
-from pvetop.store import open_store
-from pvetop.ui.app import PvetopApp
 from pvetop.ui.balancer import BalancerScreen, install_balancer
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from tests.engine.simdrive import guest_node
-from tests.ui.fixtures import fixed_clock, memory_source
 from tests.ui.migrate_pilot import drive, guest_cell, screen_text, sim_pilot, wait_until
-from tests.ui.pilot import settle, wait_for_data
-
-
-@pytest.fixture
-def store(tmp_path):
-    with open_store(str(tmp_path / "rules.sqlite")) as opened:
-        yield opened
+from tests.ui.pilot import screen_snapshot, settle
 
 
 @contextlib.asynccontextmanager
@@ -88,21 +77,7 @@ async def test_read_only_greys_out_apply_and_mode(store):
 
 
 def test_balancer_screen_snapshot(snap_compare, tmp_path):
-    source = memory_source()
-    app = PvetopApp(source, clock=fixed_clock, interval=60)
-    store = open_store(str(tmp_path / "rules.sqlite"), clock=fixed_clock)
-    install_balancer(app, store)
-
-    async def run_before(pilot) -> None:
-        await wait_for_data(pilot)
-        await settle(pilot)
-        await pilot.press("b")
-        await settle(pilot)
-
-    try:
-        assert snap_compare(app, run_before=run_before, terminal_size=(140, 40))
-    finally:
-        store.close()
+    assert screen_snapshot(snap_compare, tmp_path, install_balancer, "b", terminal_size=(140, 40))
 
 
 async def test_apply_the_whole_plan_re_plans_until_balanced(store):

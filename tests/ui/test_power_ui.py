@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
-import pytest
-
 from pvetop.engine.power import mark_sleep_with_node
-from pvetop.store import open_store
-from pvetop.ui.app import PvetopApp
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.power import PowerScreen, install_power
-from tests.ui.fixtures import fixed_clock, memory_source
 from tests.ui.migrate_pilot import drive, screen_text, select_row, sim_pilot, wait_until
-from tests.ui.pilot import settle, wait_for_data
+from tests.ui.pilot import screen_snapshot
 
 BIG = "pve-big"
-
-
-@pytest.fixture
-def store(tmp_path):
-    with open_store(str(tmp_path / "rules.sqlite")) as opened:
-        yield opened
 
 
 @contextlib.asynccontextmanager
@@ -113,23 +102,11 @@ async def test_read_only_greys_out_the_power_keys(store):
 
 
 def test_power_screen_snapshot(snap_compare, tmp_path):
-    source = memory_source()
-    app = PvetopApp(source, clock=fixed_clock, interval=60)
-    store = open_store(str(tmp_path / "rules.sqlite"), clock=fixed_clock)
-    install_power(app, store)
-
-    async def run_before(pilot) -> None:
-        await wait_for_data(pilot)
-        await settle(pilot)
-        await pilot.press("W")
-        await settle(pilot)
-        for _ in range(50):
-            if app.power.worker is not None and app.power.worker.plan is not None:
-                break
-            await pilot.pause(0.02)
-        await settle(pilot)
-
-    try:
-        assert snap_compare(app, run_before=run_before, terminal_size=(140, 36))
-    finally:
-        store.close()
+    assert screen_snapshot(
+        snap_compare,
+        tmp_path,
+        install_power,
+        "W",
+        terminal_size=(140, 36),
+        ready=lambda app: app.power.worker is not None and app.power.worker.plan is not None,
+    )

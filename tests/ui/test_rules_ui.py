@@ -5,7 +5,6 @@ Each change must reach the store, the tables' flag markers and the journal.
 
 from __future__ import annotations
 
-import pytest
 from textual.widgets import Checkbox, DataTable, Input, SelectionList, Static
 
 from pvetop.store import open_store
@@ -20,13 +19,6 @@ from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (140, 40)
 C = "homelab"
-
-
-@pytest.fixture
-def store(tmp_path):
-    opened = open_store(str(tmp_path / "rules.sqlite"))
-    yield opened
-    opened.close()
 
 
 def make_app(source, store, **kwargs):
