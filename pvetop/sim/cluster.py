@@ -482,20 +482,6 @@ class SimCluster:
         )
         return task.upid
 
-    def migrate_all(
-        self,
-        node: str,
-        target: str,
-        user: str,
-        *,
-        max_workers: int | None,
-        vmids: set[int] | None,
-        with_local_disks: bool,
-    ) -> str:
-        return self.power.migrate_all(
-            node, target, user, max_workers=max_workers, vmids=vmids, with_local_disks=with_local_disks
-        )
-
     def ha_migrate(self, sid: str, target: str, user: str) -> dict:
         """POST /cluster/ha/resources/{sid}/migrate: queues the move for the CRM and says which
         partners would comigrate and what blocks the target (HA/Config.pm get_resource_motion_info)."""

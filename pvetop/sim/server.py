@@ -434,7 +434,7 @@ def post_migrateall(call: Call):
         call.require(f"/vms/{vmid}", "VM.Migrate")
     if vms is None:
         call.require("/", "VM.Migrate")
-    return call.cluster.migrate_all(
+    return call.cluster.power.migrate_all(
         call.node,
         params["target"],
         call.identity.userid,

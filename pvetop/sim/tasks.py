@@ -79,8 +79,9 @@ class Task:
         user, bang, tokenid = self.user.partition("!")
         return {"user": user, "tokenid": tokenid} if bang else {"user": user}
 
-    def status(self, now: float) -> dict:
-        entry = {
+    def identity(self) -> dict:
+        """What every task answer carries: the UPID and its parts, the owner split as PVE does."""
+        return {
             "upid": self.upid,
             "node": self.node,
             "pid": self.pid,
@@ -90,6 +91,9 @@ class Task:
             "id": self.id,
             **self.owner(),
         }
+
+    def status(self, now: float) -> dict:
+        entry = self.identity()
         if self.running(now):
             entry["status"] = "running"
         else:
@@ -98,16 +102,7 @@ class Task:
         return entry
 
     def list_entry(self, now: float) -> dict:
-        entry = {
-            "upid": self.upid,
-            "node": self.node,
-            "pid": self.pid,
-            "pstart": self.pstart,
-            "starttime": self.starttime,
-            "type": self.type,
-            "id": self.id,
-            **self.owner(),
-        }
+        entry = self.identity()
         if self.end_time is not None and not self.running(now):
             entry["endtime"] = int(self.end_time)
             entry["status"] = self.exitstatus
