@@ -9,15 +9,19 @@ spread with a hot node triggers balancing too.
 The planner is greedy on gain per GiB moved (a live migration copies the guest's memory): at
 every step it takes the allowed move that lowers imbalance most per GiB, re-projects the cluster
 and goes on while some move still gains at least ``min_gain``; an earlier move can free the room
-a later one needs. Every rule is hard here: pins, locks, reserved and maintenance nodes, PVE's HA
-rules (an HA guest only goes to its highest-priority nodes, or the HA manager moves it back),
-ProxLB tags, PVE's migrate precondition, the memory cap, and the destination staying below the
-source's load. Guests that would have helped but may not move are returned with the reason.
-Pure: plain data in and out, time is an argument.
+a later one needs. A greedy plan is then polished: moves the others made unnecessary are dropped
+and big moves are replaced by cheaper ones that reach the same imbalance, the result is put in
+an order where each move gains, and the greedy finishes it. Every rule is hard here: pins,
+locks, reserved and maintenance nodes, PVE's HA rules (an HA guest only goes to its
+highest-priority nodes, or the HA manager moves it back), ProxLB tags, PVE's migrate
+precondition, the memory cap, and the destination staying below the source's load. Guests
+that would have helped but may not move are returned with the reason. Pure: plain data in and
+out, time is an argument.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +46,9 @@ MIN_GIB_COST = 0.25  # a guest using almost no memory still costs a migration: n
 MAX_MOVES = 100  # one plan never runs away; the engine re-plans after every move anyway
 EVEN_ENOUGH = 0.01  # imbalance two plans may differ by and still count as reaching the same
 TARGETS_PER_STEP = 8  # coolest nodes with room a freely movable guest is tried on at each step
+POLISH_ROUNDS = 3  # polish, re-order and finish a greedy plan at most this often
+POLISH_BUDGET = 200_000  # candidate moves polishing may judge per plan: bounded work on 1000 guests
+PAIRS_OF = 6  # polishing tries replacing each pair among this many biggest moves
 MODES = ("off", "advise", "auto")
 
 
@@ -325,6 +332,19 @@ class BalancePlan:
         }
 
 
+@dataclass(slots=True)
+class _Path:
+    """A plan being built: the units moved (position, target) in order, their moves, where it leads."""
+
+    steps: list[tuple[int, str]]
+    moves: list[BalanceMove]
+    projection: ProjectedCluster
+
+    @property
+    def gib(self) -> float:
+        return sum(step.gib for step in self.moves)
+
+
 @dataclass(frozen=True, slots=True)
 class _Unit:
     """Guests that move together (positive affinity), with what they take along."""
@@ -373,6 +393,7 @@ class _Planner:
         self.ha_targets = self._ha_targets()
         self.held: dict[int, str] = {}  # vmid -> why it may not move at all
         self.movable: list[_Unit] = []
+        self.budget = POLISH_BUDGET  # candidate moves polishing may still judge
 
     # --- who may move where, whatever the load ---------------------------------------------------
 
@@ -515,18 +536,46 @@ class _Planner:
                     found.append(finding.text)
         return found
 
-    # --- the greedy loop ---------------------------------------------------------------------------
+    # --- the search ------------------------------------------------------------------------------
 
-    def plan(self, *, per_gib: bool = True) -> tuple[list[BalanceMove], ProjectedCluster]:
-        """Greedy: each step takes the allowed move with the best gain per GiB (``per_gib``) or the
-        best gain, until no move gains ``min_gain``."""
-        projection = ProjectedCluster.of(self.snapshot)
-        units = self.movable = self.units()
-        moves: list[BalanceMove] = []
+    def search(self) -> tuple[list[BalanceMove], ProjectedCluster]:
+        """Greedy runs, each polished to fewer GiB at the imbalance it reached, then finished greedily.
+
+        The greedy by gain per GiB moves small guests first and can strand the plan above what a few
+        bigger moves reach, so the greedy by plain gain runs too. Each is polished (moves dropped or
+        replaced by cheaper ones while the imbalance it reached still holds), put back in an order
+        where every move gains, and continued greedily until no unmoved guest gains: planning again
+        on the result finds nothing. Of the plans within ``EVEN_ENOUGH`` of the lowest imbalance,
+        the one moving the fewest GiB wins (then the fewest moves).
+        """
+        start = ProjectedCluster.of(self.snapshot)
+        self.movable = self.units()
         if len(self.nodes) < 2:
-            return moves, projection
+            return [], start
+        self.budget = POLISH_BUDGET
+        options: list[_Path] = []
+        for per_gib in (True, False):
+            path = self.greedy(_Path([], [], start), per_gib)
+            options.append(path)
+            for _round in range(POLISH_ROUNDS):
+                placed = self.polish(dict(path.steps))
+                if placed is None:
+                    break
+                path = self.greedy(self.sequence(placed), per_gib)
+                options.append(path)
+        measured = [(path, measure_projection(path.projection, self.nodes, self.config).imbalance) for path in options]
+        lowest = min(imbalance for _path, imbalance in measured)
+        eligible = [path for path, imbalance in measured if imbalance <= lowest + EVEN_ENOUGH]
+        best = min(eligible, key=lambda path: (path.gib, len(path.moves)))
+        return best.moves, best.projection
+
+    def greedy(self, path: _Path, per_gib: bool) -> _Path:
+        """Extends ``path`` greedily: each step takes the allowed move with the best gain per GiB
+        (``per_gib``) or the best gain, until no unmoved unit gains ``min_gain``."""
+        units = self.movable
+        steps, moves, projection = list(path.steps), list(path.moves), path.projection
+        moved = {position for position, _target in steps}  # a guest moves at most once per plan: no detours
         all_nodes = frozenset(self.nodes)
-        moved: set[int] = set()  # a guest moves at most once per plan: no detours, as its cooldown would say
         while len(moves) < MAX_MOVES:
             figures = _Figures(projection, self.nodes, self.config)
             # A unit free to go anywhere is tried on the coolest nodes with room only: the best
@@ -548,7 +597,7 @@ class _Planner:
             candidates.sort(key=lambda c: (c[0], units[c[1]].guests[0].vmid, c[2]))
             chosen = next(
                 (
-                    (units[pos], target, after)
+                    (pos, target, after)
                     for _score, pos, target, after in candidates
                     if not self.blocks(units[pos], target, projection)
                 ),
@@ -556,17 +605,183 @@ class _Planner:
             )
             if chosen is None:
                 break
-            unit, target, after = chosen
-            moved.add(units.index(unit))
-            source = projection.node_of(unit.guests[0].vmid)
-            reason = self._reason(unit, source, target, figures, after)
-            leader = unit.guests[0]
-            for guest in unit.guests:
-                move = planned_move(guest, source, target, reason, self.preconditions.get(guest.vmid))
-                follows = leader.vmid if guest is not leader and self._comigrates(leader, guest) else None
-                moves.append(BalanceMove(move, Demand.of(guest).mem / GIB, after, follows))
-            projection = projection.apply(unit.vmids, target)
-        return moves, projection
+            position, target, after = chosen
+            moved.add(position)
+            steps.append((position, target))
+            moves.extend(self._moves_of(units[position], target, figures, after))
+            projection = projection.apply(units[position].vmids, target)
+        return _Path(steps, moves, projection)
+
+    def sequence(self, placed: Mapping[int, str]) -> _Path:
+        """The moves of ``placed`` (unit position -> target) in an order where each one is allowed
+        when it runs and gains ``min_gain``, the best gain per GiB first; moves that find no such
+        place in the order (an exchange between two nodes, say) are left out."""
+        units = self.movable
+        path = _Path([], [], ProjectedCluster.of(self.snapshot))
+        remaining = dict(placed)
+        while remaining:
+            figures = _Figures(path.projection, self.nodes, self.config)
+            options = [
+                ((figures.imbalance - after) / units[position].gib, position, target, after)
+                for position, wanted in remaining.items()
+                for target, after in figures.gains(units[position].source, units[position], (wanted,))
+            ]
+            options.sort(key=lambda option: (-option[0], option[1]))
+            chosen = next(
+                (
+                    (position, target, after)
+                    for _score, position, target, after in options
+                    if not self.blocks(units[position], target, path.projection)
+                ),
+                None,
+            )
+            if chosen is None:
+                break
+            position, target, after = chosen
+            del remaining[position]
+            path.steps.append((position, target))
+            path.moves.extend(self._moves_of(units[position], target, figures, after))
+            path.projection = path.projection.apply(units[position].vmids, target)
+        return path
+
+    def _moves_of(self, unit: _Unit, target: str, figures: _Figures, after: float) -> list[BalanceMove]:
+        reason = self._reason(unit, unit.source, target, figures, after)
+        leader = unit.guests[0]
+        moves = []
+        for guest in unit.guests:
+            move = planned_move(guest, unit.source, target, reason, self.preconditions.get(guest.vmid))
+            follows = leader.vmid if guest is not leader and self._comigrates(leader, guest) else None
+            moves.append(BalanceMove(move, Demand.of(guest).mem / GIB, after, follows))
+        return moves
+
+    # --- polishing: the same imbalance for fewer GiB -------------------------------------------------
+
+    def polish(self, placed: Mapping[int, str]) -> dict[int, str] | None:
+        """``placed`` (unit position -> target) changed to move fewer GiB and still reach its imbalance,
+        or None when nothing cheaper was found.
+
+        Three changes are tried, the biggest moves first: sending a moved unit to a better node
+        (free), dropping a move the others no longer need, and replacing one move, or two, by cheaper
+        moves of unmoved units (a refill by gain per GiB that ends with the cheapest move closing the
+        gap). Judged on the end state only; ``sequence`` then checks that an order exists.
+        """
+        units = self.movable
+        figures = _Figures(ProjectedCluster.of(self.snapshot), self.nodes, self.config)
+        index = figures.index
+        current = {position: index[target] for position, target in placed.items()}
+        for position, target in current.items():
+            figures.shift(units[position], index[units[position].source], target)
+        goal = figures.limit_for(figures.imbalance)
+        before = sum(units[position].gib for position in current)
+
+        def drop(positions: Sequence[int]) -> bool:
+            """Takes ``positions`` back home, sends the other moved units where they now do most and
+            refills below the GiB dropped; puts everything back if the goal is not reached."""
+            saved = dict(current)
+            for position in positions:
+                figures.shift(units[position], current.pop(position), index[units[position].source])
+            self._retarget(figures, current)
+            budget = sum(units[position].gib for position in positions)
+            if figures.within(goal) or self._refill(figures, current, goal, budget, frozenset(positions)):
+                return True
+            for position in set(current) | set(saved):
+                home = index[units[position].source]
+                figures.shift(units[position], current.get(position, home), saved.get(position, home))
+            current.clear()
+            current.update(saved)
+            return False
+
+        improved = True
+        while improved and self.budget > 0:
+            improved = self._retarget(figures, current)
+            biggest = sorted(current, key=lambda position: (-units[position].gib, position))
+            for position in biggest:
+                if position in current and self.budget > 0 and drop((position,)):
+                    improved = True
+            if improved:
+                continue
+            biggest = sorted(current, key=lambda position: (-units[position].gib, position))[:PAIRS_OF]
+            for first, second in itertools.combinations(biggest, 2):
+                if first in current and second in current and self.budget > 0 and drop((first, second)):
+                    improved = True
+        after = sum(units[position].gib for position in current)
+        if after >= before - 1e-9:
+            return None
+        return {position: self.nodes[target] for position, target in current.items()}
+
+    def _targets(self, unit: _Unit, coolest: Sequence[int], figures: _Figures) -> Iterable[int]:
+        if len(unit.targets) == figures.n:
+            return coolest
+        return (figures.index[name] for name in unit.targets)
+
+    def _retarget(self, figures: _Figures, current: dict[int, int]) -> bool:
+        """Sends each moved unit to the node where the cluster ends most even: it moves anyway."""
+        units = self.movable
+        coolest = figures.coolest_indexes(TARGETS_PER_STEP)
+        changed = False
+        for position, target in sorted(current.items()):
+            unit = units[position]
+            source = figures.index[unit.source]
+            figures.shift(unit, target, source)
+            best, best_value = target, figures.value_after(unit, source, target)
+            for other in self._targets(unit, coolest, figures):
+                self.budget -= 1
+                if other == source or other == target or not figures.allows(unit, source, other):
+                    continue
+                value = figures.value_after(unit, source, other)
+                if value < best_value - 1e-12:
+                    best, best_value = other, value
+            figures.shift(unit, source, best)
+            current[position] = best
+            changed = changed or best != target
+        return changed
+
+    def _refill(
+        self, figures: _Figures, current: dict[int, int], goal: float, budget: float, excluded: frozenset[int]
+    ) -> bool:
+        """Adds moves of unmoved units to ``current`` until ``goal`` holds, spending less than
+        ``budget`` GiB: the best gain per GiB each step, or the cheapest move that closes the gap;
+        the units moved already go where they do most after each. False when that is not possible
+        (the caller puts everything back)."""
+        units = self.movable
+        spent = 0.0
+        while not figures.within(goal):
+            coolest = figures.coolest_indexes(TARGETS_PER_STEP)
+            floor = figures.loads[coolest[0]] if coolest else math.inf
+            closing: tuple[float, float, int, int] | None = None
+            best: tuple[float, int, int] | None = None
+            room = budget - spent - 1e-9
+            for position, unit in enumerate(units):
+                if position in current or position in excluded or unit.gib >= room:
+                    continue
+                source = figures.index[unit.source]
+                if figures.loads[source] <= floor:
+                    continue
+                for target in self._targets(unit, coolest, figures):
+                    self.budget -= 1
+                    if target == source or not figures.allows(unit, source, target):
+                        continue
+                    value = figures.value_after(unit, source, target)
+                    gain = figures.imbalance - figures.imbalance_of_value(value)
+                    if gain < self.config.min_gain:
+                        continue
+                    if value <= goal:
+                        key = (unit.gib, value, position, target)
+                        if closing is None or key < closing:
+                            closing = key
+                    elif best is None or gain / unit.gib > best[0]:
+                        best = (gain / unit.gib, position, target)
+            if closing is not None:
+                position, target = closing[2], closing[3]
+            elif best is not None and self.budget > 0:
+                position, target = best[1], best[2]
+            else:
+                return False
+            figures.shift(units[position], figures.index[units[position].source], target)
+            current[position] = target
+            spent += units[position].gib
+            self._retarget(figures, current)
+        return True
 
     def _comigrates(self, leader: Guest, guest: Guest) -> bool:
         """Whether PVE's HA manager moves ``guest`` along when ``leader`` is asked to move."""
@@ -656,9 +871,57 @@ class _Figures:
 
     def coolest(self, count: int) -> tuple[str, ...]:
         """The ``count`` least loaded nodes still below the memory cap."""
+        return tuple(self.names[i] for i in self.coolest_indexes(count))
+
+    def coolest_indexes(self, count: int) -> list[int]:
         roomy = [i for i in range(self.n) if self.mem[i] < self.cap[i]]
         roomy.sort(key=lambda i: (self.loads[i], i))
-        return tuple(self.names[i] for i in roomy[:count])
+        return roomy[:count]
+
+    # The polishing search moves units back and forth on these lists in place, and compares end
+    # states by value = n · Σload² / (Σload)² = imbalance² · (n − 1) + 1 (no root taken).
+
+    def shift(self, unit: _Unit, source: int, target: int) -> None:
+        """Moves ``unit`` from node ``source`` to ``target`` (indexes) in place."""
+        if source == target:
+            return
+        for node, sign in ((source, -1), (target, 1)):
+            before = self.loads[node]
+            self.cores[node] += sign * unit.cores
+            self.mem[node] += sign * unit.mem
+            after = self.loads[node] = self.cpu_weight[node] * self.cores[node] + self.mem_weight[node] * self.mem[node]
+            self.total += after - before
+            self.squares += after * after - before * before
+        self.imbalance = _imbalance(self.total, self.squares, self.n)
+
+    def value_after(self, unit: _Unit, source: int, target: int) -> float:
+        """The value if ``unit`` went from ``source`` to ``target``."""
+        ls, lt = self.loads[source], self.loads[target]
+        ls_after = ls - self.cpu_weight[source] * unit.cores - self.mem_weight[source] * unit.mem
+        lt_after = lt + self.cpu_weight[target] * unit.cores + self.mem_weight[target] * unit.mem
+        total = self.total - ls - lt + ls_after + lt_after
+        squares = self.squares - ls * ls - lt * lt + ls_after * ls_after + lt_after * lt_after
+        return self.n * squares / (total * total) if total > 0 else 1.0
+
+    def limit_for(self, imbalance: float) -> float:
+        """The value of ``imbalance``, a hair looser so that reaching it again counts."""
+        return (imbalance * imbalance * (self.n - 1) + 1) * (1 + 1e-12)
+
+    def within(self, limit: float) -> bool:
+        return self.total <= 0 or self.n * self.squares <= limit * self.total * self.total
+
+    def imbalance_of_value(self, value: float) -> float:
+        return min(1.0, math.sqrt(max(0.0, value - 1) / (self.n - 1)))
+
+    def fits(self, unit: _Unit, target: int) -> bool:
+        return self.mem[target] + unit.mem <= self.cap[target]
+
+    def allows(self, unit: _Unit, source: int, target: int) -> bool:
+        """What ``gains`` asks of a move besides its gain: room below the cap, the target cooler
+        than the source before and after."""
+        ls, lt = self.loads[source], self.loads[target]
+        lt_after = lt + self.cpu_weight[target] * unit.cores + self.mem_weight[target] * unit.mem
+        return lt < ls and lt_after < ls and self.fits(unit, target)
 
     def gains(self, source: str, unit: _Unit, targets: Iterable[str]) -> Iterable[tuple[str, float]]:
         """(target, imbalance after) for each target where moving ``unit`` gains at least ``min_gain``,
@@ -733,7 +996,8 @@ def plan_balance(
     if reason is None:
         even = f"balanced: imbalance {before.imbalance:.2f} (threshold {config.threshold:.2f})"
         return _empty(before, even, now, start)
-    moves, projection, after = _best_of(planner, config)
+    moves, projection = planner.search()
+    after = measure_projection(projection, planner.nodes, config)
     cut = (before.imbalance - after.imbalance) / before.imbalance if before.imbalance > 0 else 0.0
     held = planner.held_that_would_help(projection)
     if not moves or cut < config.min_cut:
@@ -751,20 +1015,6 @@ def plan_balance(
         f"({sum(m.gib for m in moves):.1f} GiB) take imbalance {before.imbalance:.2f} → {after.imbalance:.2f}"
     )
     return BalancePlan(before, after, tuple(moves), held, reason, summary, unchecked, now, projection)
-
-
-def _best_of(planner: _Planner, config: BalancerConfig) -> tuple[list[BalanceMove], ProjectedCluster, Measure]:
-    """Gain per GiB first. Small guests moved first can leave the greedy stuck above what a few
-    bigger moves reach, so the greedy by plain gain runs too; of the plans that reach within
-    ``EVEN_ENOUGH`` of the lowest imbalance, the one moving the fewest GiB wins (then fewest moves).
-    Both stop where no unmoved guest gains, so planning again on either result finds nothing."""
-    options = []
-    for per_gib in (True, False):
-        moves, projection = planner.plan(per_gib=per_gib)
-        options.append((moves, projection, measure_projection(projection, planner.nodes, config)))
-    lowest = min(option[2].imbalance for option in options)
-    eligible = [option for option in options if option[2].imbalance <= lowest + EVEN_ENOUGH]
-    return min(eligible, key=lambda option: (sum(step.gib for step in option[0]), len(option[0])))
 
 
 def _empty(before: Measure, summary: str, now: float, projection: ProjectedCluster) -> BalancePlan:
