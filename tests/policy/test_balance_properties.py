@@ -109,35 +109,25 @@ def _ha_allowed(snap: ClusterSnapshot, sid: str) -> set[str] | None:
     return None
 
 
-def _apart(snap: ClusterSnapshot, vmid: int) -> set[int]:
-    """Guests that must not share a node with ``vmid`` (HA negative affinity, ProxLB anti-affinity)."""
-    guest = snap.guest_by_vmid[vmid]
-    others: set[int] = set()
-    by_sid = {g.sid: g.vmid for g in snap.guests}
-    for rule in snap.ha_rules:
-        if rule.type == "resource-affinity" and rule.affinity == "negative" and guest.sid in rule.resources:
-            others |= {by_sid[sid] for sid in rule.resources if sid in by_sid}
-    groups = parse_proxlb_tags(guest.tags).anti_affinity
-    for other in snap.guests:
-        if groups & parse_proxlb_tags(other.tags).anti_affinity:
-            others.add(other.vmid)
-    others.discard(vmid)
-    return others
-
-
-def _together(snap: ClusterSnapshot, vmid: int) -> set[int]:
+def _grouped(snap: ClusterSnapshot, vmid: int, *, together: bool) -> set[int]:
+    """Guests that must share a node with ``vmid`` (``together``: HA positive affinity, ProxLB
+    affinity) or must not (HA negative affinity, ProxLB anti-affinity)."""
     guest = snap.guest_by_vmid[vmid]
     by_sid = {g.sid: g.vmid for g in snap.guests}
-    partners: set[int] = set()
+    affinity = "positive" if together else "negative"
+    found: set[int] = set()
     for rule in snap.ha_rules:
-        if rule.type == "resource-affinity" and rule.affinity == "positive" and guest.sid in rule.resources:
-            partners |= {by_sid[sid] for sid in rule.resources if sid in by_sid}
-    groups = parse_proxlb_tags(guest.tags).affinity
-    for other in snap.guests:
-        if groups & parse_proxlb_tags(other.tags).affinity:
-            partners.add(other.vmid)
-    partners.discard(vmid)
-    return partners
+        if rule.type == "resource-affinity" and rule.affinity == affinity and guest.sid in rule.resources:
+            found |= {by_sid[sid] for sid in rule.resources if sid in by_sid}
+
+    def groups(tags: tuple[str, ...]) -> frozenset[str]:
+        parsed = parse_proxlb_tags(tags)
+        return frozenset(parsed.affinity if together else parsed.anti_affinity)
+
+    mine = groups(guest.tags)
+    found |= {other.vmid for other in snap.guests if mine & groups(other.tags)}
+    found.discard(vmid)
+    return found
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -171,7 +161,9 @@ def test_no_plan_breaks_a_rule_or_a_cap_and_every_move_lowers_imbalance(case):
             assert guest.type == "qemu" or config.restart_containers
             allowed = _ha_allowed(snap, guest.sid)
             assert allowed is None or move.target in allowed
-            assert not any(state.guest_by_vmid[o].node == move.target for o in _apart(snap, move.vmid))
+            assert not any(
+                state.guest_by_vmid[o].node == move.target for o in _grouped(snap, move.vmid, together=False)
+            )
             state = apply_plan(state, [step])
             target = state.node_by_name[move.target]
             assert target.mem <= config.memory_cap * target.maxmem + 1
@@ -181,7 +173,7 @@ def test_no_plan_breaks_a_rule_or_a_cap_and_every_move_lowers_imbalance(case):
         assert after.loads[last.move.target] < before.loads[last.move.source]
         assert abs(after.imbalance - last.imbalance_after) < 1e-6
     for step in plan.moves:
-        partners = _together(snap, step.vmid)
+        partners = _grouped(snap, step.vmid, together=True)
         assert all(state.guest_by_vmid[p].node == state.guest_by_vmid[step.vmid].node for p in partners)
     if plan.moves:
         assert plan.after.imbalance <= plan.before.imbalance * (1 - config.min_cut) + 1e-9

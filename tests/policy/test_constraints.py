@@ -268,19 +268,23 @@ def test_an_unknown_mode_is_refused():
         check_move(snap, snap.guest_by_vmid[100], "pve2", mode="sometimes")
 
 
+# PVE's answer for running VM 100 on "a" with a disk on local storage: "b" takes it, copying the disk
+LOCAL_DISK_ON_A = MigratePrecondition.from_api(
+    {
+        "running": 1,
+        "allowed_nodes": ["b"],
+        "not_allowed_nodes": {},
+        "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
+        "local_resources": [],
+    }
+)
+
+
 def test_ha_managed_vm_with_local_disks_is_blocked_in_every_mode():
     """PVE's HA manager never copies local disks, so planners must not propose the move."""
     snap = make_snapshot([make_node("a"), make_node("b")], [make_guest(100, "a", hastate="started")])
     guest = snap.guest_by_vmid[100]
-    precondition = MigratePrecondition.from_api(
-        {
-            "running": 1,
-            "allowed_nodes": ["b"],
-            "not_allowed_nodes": {},
-            "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
-            "local_resources": [],
-        }
-    )
+    precondition = LOCAL_DISK_ON_A
     for mode in ("manual", "auto"):
         verdict = check_move(snap, guest, "b", mode=mode, precondition=precondition)
         assert not verdict.allowed
@@ -289,14 +293,6 @@ def test_ha_managed_vm_with_local_disks_is_blocked_in_every_mode():
 
 def test_non_ha_vm_with_local_disks_only_warns_that_they_are_copied():
     snap = make_snapshot([make_node("a"), make_node("b")], [make_guest(100, "a")])
-    precondition = MigratePrecondition.from_api(
-        {
-            "running": 1,
-            "allowed_nodes": ["b"],
-            "not_allowed_nodes": {},
-            "local_disks": [{"volid": "local-lvm:vm-100-disk-0"}],
-            "local_resources": [],
-        }
-    )
+    precondition = LOCAL_DISK_ON_A
     verdict = check_move(snap, snap.guest_by_vmid[100], "b", precondition=precondition)
     assert verdict.allowed and any("local disks are copied" in w for w in verdict.warnings)

@@ -32,6 +32,19 @@ async def sim_pilot(
             await pilot.pause(0.1)
 
 
+@contextlib.asynccontextmanager
+async def planned_pilot(
+    store, install: Callable[[PvetopApp, object], None], room: Callable[[PvetopApp], object], **kwargs
+) -> AsyncIterator[tuple[object, PvetopApp, Pilot]]:
+    """``sim_pilot`` with a worker added by ``install(app, store)``, once the worker that
+    ``room(app)`` holds has its first plan."""
+    async with sim_pilot(store=store, **kwargs) as (sim, app, pilot):
+        install(app, store)
+        app.action_refresh_now()
+        await wait_until(pilot, lambda: (worker := room(app).worker) is not None and worker.plan is not None)
+        yield sim, app, pilot
+
+
 async def drive(pilot, sim, until: Callable[[], bool], *, step: float = 5.0, limit: float = 3600) -> None:
     """Steps simulated time while the app polls, until ``until()`` holds (in lock-step with task reads)."""
     await simdrive.drive(sim, until, step=step, limit=limit, pause=pilot.pause, pause_seconds=0.01)

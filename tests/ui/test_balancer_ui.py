@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from pvetop.ui.balancer import BalancerScreen, install_balancer
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from tests.engine.simdrive import guest_node
-from tests.ui.migrate_pilot import drive, guest_cell, screen_text, sim_pilot, wait_until
+from tests.ui.migrate_pilot import drive, guest_cell, planned_pilot, screen_text, wait_until
 from tests.ui.pilot import screen_snapshot, settle
 
 
-@contextlib.asynccontextmanager
-async def balancer_pilot(store, **kwargs):
-    async with sim_pilot(store=store, **kwargs) as (sim, app, pilot):
-        install_balancer(app, store)
-        app.action_refresh_now()
-        await wait_until(pilot, lambda: app.balancer.worker is not None and app.balancer.worker.plan is not None)
-        yield sim, app, pilot
+def balancer_pilot(store, **kwargs):
+    return planned_pilot(store, install_balancer, lambda app: app.balancer, **kwargs)
 
 
 async def test_b_shows_the_plan_with_reasons_and_the_header_counts_it(store):

@@ -7,7 +7,7 @@ import contextlib
 from pvetop.engine.power import mark_sleep_with_node
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.power import PowerScreen, install_power
-from tests.ui.migrate_pilot import drive, screen_text, select_row, sim_pilot, wait_until
+from tests.ui.migrate_pilot import drive, planned_pilot, screen_text, select_row, wait_until
 from tests.ui.pilot import screen_snapshot
 
 BIG = "pve-big"
@@ -15,10 +15,7 @@ BIG = "pve-big"
 
 @contextlib.asynccontextmanager
 async def power_pilot(store, **kwargs):
-    async with sim_pilot(store=store, **kwargs) as (sim, app, pilot):
-        install_power(app, store)
-        app.action_refresh_now()
-        await wait_until(pilot, lambda: app.power.worker is not None and app.power.worker.plan is not None)
+    async with planned_pilot(store, install_power, lambda app: app.power, **kwargs) as (sim, app, pilot):
         await pilot.press("W")
         await wait_until(pilot, lambda: isinstance(app.screen, PowerScreen))
         yield sim, app, pilot
