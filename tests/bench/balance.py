@@ -11,10 +11,13 @@ rules keep them) and a 30-node / 1000-guest cluster are started in the simulator
   (method memory, mode used) and, in a second run, its CP-SAT solver in shadow mode (the solver's
   plan is read from the JSONL file it writes);
 - OR-Tools CP-SAT finds the fewest GiB that reach pvetop's imbalance under pvetop's rules (guests
-  that may not move stay, static targets, anti-affinity, the memory cap on receiving nodes); it is
-  a relaxation (no step order, no "destination below source"), so its figure is a lower bound and
-  the ratio pvetop / minimum is conservative. When the solver's time runs out before it proves
-  optimality, its proven lower bound is used and the cell is marked ``≥``.
+  that may not move stay, static targets, anti-affinity, the memory cap on receiving nodes, every
+  VM's migrate precondition read); it is a relaxation (no step order, no "destination below
+  source"), so its figure is a lower bound and the ratio pvetop / minimum is conservative. pvetop's
+  plan is the solver's hint. When the solver's time runs out before it proves optimality, the
+  cell gives a range: pvetop's GiB over the cheapest plan the solver found (pvetop is at least
+  that far off) – over the solver's proven lower bound (at most that far), the two GiB figures
+  in brackets.
 
 Every plan is judged with the same figures (pvetop's CRS load (cpu + memory) / 2 and imbalance
 CV/√(n−1)) and the same independent rule check: HA node affinity (strict, and the top priority
@@ -28,15 +31,17 @@ guests' memory); API requests the simulator answered for the plan (pvetop: snaps
 reads; ProxLB: everything it reads); CPU seconds (pvetop: the planner alone, preconditions known,
 which is what the < 1 s goal at 30 nodes / 1000 guests is about; ProxLB: its whole process); rules
 broken (which in the notes); GiB / the minimum GiB reaching the same imbalance (the minimum in
-brackets). ``pvetop`` runs as shipped (containers stay: restart migration is off by default);
-``pvetop +ct`` allows containers, the scope ProxLB balances in.
+brackets). ``pvetop`` runs as shipped (containers stay: restart migration is off by default,
+and so do VMs with local disks); ``pvetop +ct`` allows containers; ``pvetop +ct+ld`` allows VMs
+with local disks too, the scope ProxLB balances in: compare ProxLB with the row under its rules.
+A ProxLB note says how soon each pvetop row reaches ProxLB's imbalance (its first moves that get
+there), so "no more moves and GiB than ProxLB" can be read where ProxLB ends as low or lower.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import resource
@@ -44,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -54,6 +59,7 @@ sys.path.insert(0, str(REPO))
 
 from pvetop.config import settings_from_sim_info  # noqa: E402
 from pvetop.engine.balancer import BalancerWorker  # noqa: E402
+from pvetop.engine.evacuation import fetch_preconditions  # noqa: E402
 from pvetop.engine.migrations import MigrationExecutor  # noqa: E402
 from pvetop.model import ClusterSnapshot  # noqa: E402
 from pvetop.policy.balance import BalancerConfig, _Planner, measure, plan_balance  # noqa: E402
@@ -66,9 +72,26 @@ from tests.policy.test_balance_properties import _apart, _ha_allowed, _together 
 
 GIB = 1024**3
 PROXLB_TIMEOUT = 600
-# pvetop as shipped, and with containers allowed (restart migration), the scope ProxLB balances in
-PVETOP_CONFIGS = (("pvetop", BalancerConfig()), ("pvetop +ct", BalancerConfig(restart_containers=True)))
+# pvetop as shipped, with containers allowed (restart migration), and with VMs on local disks allowed too:
+# the scope ProxLB balances in (it moves both)
+PVETOP_CONFIGS = (
+    ("pvetop", BalancerConfig()),
+    ("pvetop +ct", BalancerConfig(restart_containers=True)),
+    ("pvetop +ct+ld", BalancerConfig(restart_containers=True, local_disks=True)),
+)
 ROUNDING = 0.0005  # imbalance slack for the minimum-GiB model's integer loads
+SCALE = 10000  # the minimum-GiB model counts a node's load in 1/SCALE
+CUTS = 40  # tangent cuts per node load² in the minimum-GiB model
+MIB = 1024**2
+
+
+@dataclass
+class Minimum:
+    """The fewest GiB reaching an imbalance: the solver's proven lower bound and its best plan."""
+
+    bound: float | None
+    found: float | None
+    proven: bool
 
 
 @dataclass
@@ -82,8 +105,9 @@ class Result:
     seconds: float
     broken: int
     note: str = ""
-    minimum: float | None = None  # the fewest GiB reaching the same imbalance (pvetop rows)
-    proven: bool = False
+    minimum: Minimum | None = None  # the fewest GiB reaching the same imbalance (pvetop rows)
+    placed: dict[int, str] = field(default_factory=dict)  # pvetop rows: vmid -> target
+    wall: float = 0.0  # pvetop rows: seconds with its API reads
     steps: tuple[tuple[float, float], ...] = ()  # pvetop rows: (imbalance after, GiB so far) move by move
 
 
@@ -221,8 +245,8 @@ def run_pvetop(
     plan_balance(snapshot, RuleSet(), config, now=sim.cluster.now, preconditions=known)
     policy_seconds = time.process_time() - policy_started
     moves = {step.vmid: step.move.target for step in plan.moves}
-    local = {vmid for vmid, answer in known.items() if answer.local_disks}
     imbalance, spread = figures(snapshot, moves)
+    # rules broken: judged in main once every VM's precondition is known
     ours = Result(
         tool,
         imbalance,
@@ -231,16 +255,24 @@ def run_pvetop(
         sum(step.gib for step in plan.moves),
         counter.count - before,
         policy_seconds,
-        *rules_broken(snapshot, moves, local),
+        0,
     )
-    ours.note = "; ".join(part for part in (ours.note, f"{total:.1f}s wall with its API reads") if part)
+    ours.wall = total
     so_far = 0.0
     steps = []
     for step in plan.moves:
         so_far += step.gib
         steps.append((step.imbalance_after, so_far))
     ours.steps = tuple(steps)
+    ours.placed = moves
     return ours, snapshot, known
+
+
+def all_preconditions(sim, snapshot: ClusterSnapshot) -> dict[int, MigratePrecondition]:
+    """PVE's migrate precondition of every running VM."""
+    guests = [guest for guest in snapshot.guests if guest.type == "qemu" and guest.running]
+    with PveClient.connect(settings_from_sim_info(sim.info), clock=sim.cluster.clock.now) as client:
+        return asyncio.run(fetch_preconditions(client, guests))
 
 
 def reach(result: Result, level: float) -> str:
@@ -341,8 +373,16 @@ def minimum_gib(
     config: BalancerConfig,
     target: float,
     seconds: float,
-) -> tuple[float | None, bool]:
-    """The fewest GiB moved reaching imbalance ``target`` under pvetop's rules (CP-SAT); (GiB, proven)."""
+    hint: dict[int, str],
+) -> Minimum:
+    """The fewest GiB moved reaching imbalance ``target`` under pvetop's rules (CP-SAT).
+
+    Loads are integers (1/SCALE of a node's load); the imbalance test n·Σload² ≤ f·(Σload)² is
+    exact through product variables, and linear cuts beside it give the solver's LP a useful
+    bound: tangents below each load² (a square lies above its tangents) and the chord above
+    (Σload)² over the range Σload can take (a square lies below its chords). pvetop's own plan
+    is the hint, so the solver starts from a solution and only looks for cheaper ones.
+    """
     from ortools.sat.python import cp_model
 
     planner = _Planner(snapshot, RuleSet(), config, now=snapshot.fetched_at, cooldowns={}, preconditions=known)
@@ -350,51 +390,56 @@ def minimum_gib(
     nodes = list(planner.nodes)
     n = len(nodes)
     if n < 2:
-        return 0.0, True
-    scale = 10000
+        return Minimum(0.0, 0.0, True)
     start = ProjectedCluster.of(snapshot)
     usage = {name: start.usage_of(name) for name in nodes}
     weight = 0.5  # equal cpu and memory weights
+
+    def share(cores: float, mem: float, name: str) -> float:
+        u = usage[name]
+        return weight * (cores / u.maxcpu if u.maxcpu else 0) + weight * (mem / u.maxmem if u.maxmem else 0)
+
     # a node's fixed load: everything on it that is not a movable unit
-    base = {}
+    fixed = {}
     for name in nodes:
         cores = usage[name].cpu_cores - sum(u.cores for u in units if u.source == name)
         mem = usage[name].mem - sum(u.mem for u in units if u.source == name)
-        base[name] = (cores, mem)
+        fixed[name] = (round(share(cores, mem, name) * SCALE), max(0, mem))
     model = cp_model.CpModel()
-    place = {}
+    place: dict[tuple[int, str], cp_model.IntVar] = {}
+    weights: dict[tuple[int, str], int] = {}
     for index, unit in enumerate(units):
-        options = set(unit.targets) | {unit.source}
-        choices = [model.NewBoolVar(f"u{index}_{name}") for name in nodes if name in options]
-        for var, name in zip(choices, [name for name in nodes if name in options], strict=True):
-            place[index, name] = var
-        model.AddExactlyOne(choices)
+        options = [name for name in nodes if name in set(unit.targets) | {unit.source}]
+        for name in options:
+            place[index, name] = model.NewBoolVar(f"u{index}_{name}")
+            weights[index, name] = round(share(unit.cores, unit.mem, name) * SCALE)
+        model.AddExactlyOne(place[index, name] for name in options)
+        for name in options:
+            model.AddHint(place[index, name], hint.get(unit.guests[0].vmid, unit.source) == name)
     loads = []
+    squares = []
     for name in nodes:
-        u = usage[name]
-        cores0, mem0 = base[name]
-        fixed = weight * (cores0 / u.maxcpu if u.maxcpu else 0) + weight * (mem0 / u.maxmem if u.maxmem else 0)
-        terms = []
-        mem_terms = []
-        for index, unit in enumerate(units):
-            var = place.get((index, name))
-            if var is None:
-                continue
-            share = weight * (unit.cores / u.maxcpu if u.maxcpu else 0) + weight * (unit.mem / u.maxmem)
-            terms.append(round(share * scale) * var)
-            mem_terms.append((unit.mem // (1024**2)) * var)
-        load = model.NewIntVar(0, 4 * scale, f"load_{name}")
-        model.Add(load == round(fixed * scale) + sum(terms))
+        mine = [(index, var) for (index, where), var in place.items() if where == name]
+        low = fixed[name][0]  # every movable unit gone
+        high = low + sum(weights[index, name] for index, _var in mine)
+        load = model.NewIntVar(low, high, f"load_{name}")
+        model.Add(load == low + sum(weights[index, name] * var for index, var in mine))
         loads.append(load)
+        square = model.NewIntVar(0, max(low * low, high * high), f"sq_{name}")
+        model.AddMultiplicationEquality(square, [load, load])
+        for point in range(max(0, low), high + 1, max(1, (high - low) // CUTS)):
+            model.Add(square >= 2 * point * load - point * point)
+        squares.append(square)
+        # the memory cap on a node that receives anything
         receives = model.NewBoolVar(f"recv_{name}")
-        incoming = [
-            place[index, name] for index, unit in enumerate(units) if unit.source != name and (index, name) in place
-        ]
-        for var in incoming:
-            model.AddImplication(var, receives)
-        cap = int(config.memory_cap * u.maxmem // (1024**2))
-        model.Add(max(0, mem0) // (1024**2) + sum(mem_terms) <= cap).OnlyEnforceIf(receives)
-    # anti-affinity among units
+        for index, var in mine:
+            if units[index].source != name:
+                model.AddImplication(var, receives)
+        cap = int(config.memory_cap * usage[name].maxmem // MIB)
+        model.Add(
+            fixed[name][1] // MIB + sum((units[index].mem // MIB) * var for index, var in mine) <= cap
+        ).OnlyEnforceIf(receives)
+    # anti-affinity among units, and against guests that stay
     vmid_unit = {g.vmid: index for index, unit in enumerate(units) for g in unit.guests}
     for index, unit in enumerate(units):
         for guest in unit.guests:
@@ -407,52 +452,64 @@ def minimum_gib(
                         there = place.get((vmid_unit[other], name))
                         if there is not None and vmid_unit[other] > index:
                             model.Add(here + there <= 1)
-                    elif start.node_of(other) == name:
-                        model.Add(here == 0) if name != unit.source else None
-    total = model.NewIntVar(0, 4 * scale * n, "total")
+                    elif start.node_of(other) == name and name != unit.source:
+                        model.Add(here == 0)
+    fixed_total = sum(value for value, _mem in fixed.values())
+    total_low = fixed_total + sum(
+        min(weights[i, name] for (i, name) in place if i == index) for index in range(len(units))
+    )
+    total_high = fixed_total + sum(
+        max(weights[i, name] for (i, name) in place if i == index) for index in range(len(units))
+    )
+    total = model.NewIntVar(total_low, total_high, "total")
     model.Add(total == sum(loads))
-    squares = []
-    for index, load in enumerate(loads):
-        square = model.NewIntVar(0, 16 * scale * scale, f"sq{index}")
-        model.AddMultiplicationEquality(square, [load, load])
-        squares.append(square)
-    total_sq = model.NewIntVar(0, 16 * scale * scale * n * n, "total_sq")
+    total_sq = model.NewIntVar(total_low * total_low, total_high * total_high, "total_sq")
     model.AddMultiplicationEquality(total_sq, [total, total])
-    # imbalance ≤ target  ⟺  n·Σload² ≤ (1 + target²·(n−1))·(Σload)²; loads are rounded to 1/scale,
+    model.Add(total_sq <= (total_low + total_high) * total - total_low * total_high)
+    # imbalance ≤ target  ⟺  n·Σload² ≤ (1 + target²·(n−1))·(Σload)²; loads are rounded to 1/SCALE,
     # so the target is loosened by ROUNDING (a looser target can only lower the minimum)
     loose = target + ROUNDING
     factor = round((1 + loose * loose * (n - 1)) * 1_000_000)
     model.Add(1_000_000 * n * sum(squares) <= factor * total_sq)
     moved = []
     for index, unit in enumerate(units):
-        stay = place[index, unit.source]
-        moved.append(max(1, unit.mem // (1024**2)) * (1 - stay))
+        moved.append(max(1, unit.mem // MIB) * (1 - place[index, unit.source]))
     model.Minimize(sum(moved))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = seconds
     solver.parameters.num_workers = 2
+    solver.parameters.linearization_level = 2
     status = solver.Solve(model)
     if status == cp_model.OPTIMAL:
-        return solver.ObjectiveValue() / 1024, True
-    if status == cp_model.FEASIBLE or status == cp_model.UNKNOWN:
-        return solver.BestObjectiveBound() / 1024, False
-    return None, False
+        return Minimum(solver.ObjectiveValue() / 1024, solver.ObjectiveValue() / 1024, True)
+    if status == cp_model.FEASIBLE:
+        return Minimum(solver.BestObjectiveBound() / 1024, solver.ObjectiveValue() / 1024, False)
+    if status == cp_model.UNKNOWN:
+        return Minimum(solver.BestObjectiveBound() / 1024, None, False)
+    return Minimum(None, None, False)
 
 
 # --------------------------------------------------------------------------------------------- main
+
+
+def ratio_cell(gib: float, minimum: Minimum | None) -> str:
+    """pvetop's GiB over the minimum: exact when proven, else the range between the solver's best
+    plan (pvetop is at least this far off) and its lower bound (at most this far)."""
+    if minimum is None or minimum.bound is None:
+        return "no bound"
+    if minimum.proven:
+        return f"{gib / minimum.bound:.2f} ({minimum.bound:.1f})" if minimum.bound else "min 0"
+    low = f"{gib / minimum.found:.2f}" if minimum.found else "?"
+    high = f"{gib / minimum.bound:.2f}" if minimum.bound > 0.05 else "∞"
+    found = f"{minimum.found:.1f}" if minimum.found is not None else "?"
+    return f"{low}–{high} ({minimum.bound:.1f}–{found})"
 
 
 def print_rows(label, nodes, guests, before, results) -> None:
     for result in results:
         ratio = ""
         if result.tool.startswith("pvetop") and result.moves:
-            minimum, proven = result.minimum, result.proven
-            if minimum:
-                ratio = f"{'' if proven else '≤'}{result.gib / minimum:.2f} ({'' if proven else '≥'}{minimum:.1f})"
-            elif minimum == 0 and proven:
-                ratio = "min 0"
-            else:
-                ratio = "no bound"
+            ratio = ratio_cell(result.gib, result.minimum)
         imbalance = "n/a" if math.isnan(result.imbalance_after) else f"{result.imbalance_after:.3f}"
         spread = "n/a" if math.isnan(result.spread_after) else f"{result.spread_after:.0f}"
         requests = result.requests if result.requests is not None else "-"
@@ -490,14 +547,23 @@ def main() -> int:
                 results = []
                 for tool, config in PVETOP_CONFIGS:
                     ours, snapshot, known = run_pvetop(sim, counter, config, tool)
-                    if ours.moves:
-                        with contextlib.suppress(Exception):
-                            ours.minimum, ours.proven = minimum_gib(
-                                snapshot, known, config, ours.imbalance_after, args.cpsat_seconds
-                            )
                     results.append(ours)
+                # every VM's migrate precondition, for the rule check and the minimum (not counted)
+                every = all_preconditions(sim, snapshot)
+                for ours, (_tool, config) in zip(results, PVETOP_CONFIGS, strict=True):
+                    if ours.moves:
+                        ours.minimum = minimum_gib(
+                            snapshot, every, config, ours.imbalance_after, args.cpsat_seconds, ours.placed
+                        )
+                local = {vmid for vmid, answer in every.items() if answer.local_disks}
+                for ours, (_tool, config) in zip(results, PVETOP_CONFIGS, strict=True):
+                    # moving a VM with local disks breaks no rule where the settings allow it
+                    ours.broken, ours.note = rules_broken(snapshot, ours.placed, set() if config.local_disks else local)
+                    allowed = len(local & set(ours.placed)) if config.local_disks else 0
+                    notes = [ours.note, f"{allowed} VMs with local disks (allowed here)" if allowed else ""]
+                    notes.append(f"{ours.wall:.1f}s wall with its API reads")
+                    ours.note = "; ".join(part for part in notes if part)
                 before = measure(snapshot, RuleSet(), BalancerConfig())
-                local = {vmid for vmid, answer in known.items() if answer.local_disks}
                 if not args.no_proxlb:
                     for solver in (False, True):
                         theirs = run_proxlb(sim, counter, snapshot, local, solver=solver)
