@@ -68,7 +68,7 @@ from pvetop.policy.projection import ProjectedCluster  # noqa: E402
 from pvetop.policy.rules import RuleSet, parse_proxlb_tags  # noqa: E402
 from pvetop.pve import PveClient  # noqa: E402
 from pvetop.sim.runner import start_sim  # noqa: E402
-from tests.policy.test_balance_properties import _apart, _ha_allowed, _together  # noqa: E402
+from tests.policy.test_balance_properties import _grouped, _ha_allowed  # noqa: E402
 
 GIB = 1024**3
 PROXLB_TIMEOUT = 600
@@ -187,8 +187,11 @@ def rules_broken(snapshot: ClusterSnapshot, moves: dict[int, str], local_disks: 
         allowed = _ha_allowed(snapshot, guest.sid)
         count("HA node-affinity", allowed is not None and target not in allowed)
         count("ProxLB tag", tags.ignore or bool(tags.pins and target not in tags.pins))
-        count("anti-affinity", any(projection.node_of(other) == target for other in _apart(snapshot, vmid)))
-        count("affinity", any(projection.node_of(other) != target for other in _together(snapshot, vmid)))
+        count(
+            "anti-affinity",
+            any(projection.node_of(other) == target for other in _grouped(snapshot, vmid, together=False)),
+        )
+        count("affinity", any(projection.node_of(other) != target for other in _grouped(snapshot, vmid, together=True)))
         count("local disk", vmid in local_disks)
     for usage in projection.usage.values():
         count("node over 100% memory", usage.online and usage.mem > usage.maxmem)
@@ -443,7 +446,7 @@ def minimum_gib(
     vmid_unit = {g.vmid: index for index, unit in enumerate(units) for g in unit.guests}
     for index, unit in enumerate(units):
         for guest in unit.guests:
-            for other in _apart(snapshot, guest.vmid):
+            for other in _grouped(snapshot, guest.vmid, together=False):
                 for name in nodes:
                     here = place.get((index, name))
                     if here is None:
