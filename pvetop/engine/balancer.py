@@ -174,11 +174,16 @@ class BalancerWorker:
                     self._alert(f"balancer move {job.label} failed: {job.error} (not retried before its cooldown)")
 
     async def plan_now(self, snapshot: ClusterSnapshot, config: BalancerConfig) -> BalancePlan:
-        """The plan for ``snapshot``, PVE's migrate precondition read for every VM it moves."""
+        """The plan for ``snapshot``, PVE's migrate precondition read for every VM it moves.
+
+        Planning runs in a thread: on a cluster of a few hundred guests it takes a good part of a
+        second, which on the dashboard's event loop would freeze the screen meanwhile."""
         now = self.clock()
         rules = await self._call(self.store.ruleset, self.cluster) if self.store is not None else RuleSet()
         waits = await self._call(cooldowns, self.store, self.cluster, config, now)
-        plan = plan_balance(snapshot, rules, config, now=now, cooldowns=waits, preconditions=self._known(snapshot))
+        plan = await self._call(
+            plan_balance, snapshot, rules, config, now=now, cooldowns=waits, preconditions=self._known(snapshot)
+        )
         unanswered: dict[int, MigratePrecondition] = {}
         for _round in range(PRECONDITION_ROUNDS):
             if not plan.unchecked:
@@ -195,7 +200,9 @@ class BalancerWorker:
                 else:  # PVE did not answer (a node just back, a dropped read): held for this plan only
                     unanswered[guest.vmid] = unreadable_precondition(guest, snapshot)
             known = {**self._known(snapshot), **unanswered}
-            plan = plan_balance(snapshot, rules, config, now=now, cooldowns=waits, preconditions=known)
+            plan = await self._call(
+                plan_balance, snapshot, rules, config, now=now, cooldowns=waits, preconditions=known
+            )
         return plan
 
     def _known(self, snapshot: ClusterSnapshot) -> dict[int, MigratePrecondition]:
@@ -227,7 +234,7 @@ class BalancerWorker:
         if paused is None or advising:
             self._window.append(snapshot)
         window = list(self._window)[-config.smoothing :] or [snapshot]
-        plan = await self.plan_now(smooth(window), config)
+        plan = await self.plan_now(await self._call(smooth, window), config)
         if paused is None or advising:
             self.trigger = self.trigger.next(plan.trigger)
         self.plan = plan

@@ -40,6 +40,7 @@ DEFAULT_MAX_PARALLEL = 2  # at most 2 migrations cluster-wide at once
 DEFAULT_MAX_PER_SOURCE = 1  # one automatic move leaving a node at a time
 DEFAULT_MAX_PER_TARGET = 1  # and one arriving on a node at a time
 MIGRATE_ATTEMPTS = 3  # a migrate POST whose task list shows it did not start is sent at most this often
+CLOCK_SLACK = 5.0  # seconds a node's clock may be behind ours when its task list is read against our time
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,9 +297,11 @@ class MigrationExecutor(JobRunner[MigrationJob]):
     async def _start_migration(self, guest: Guest, send: Callable[[], str]) -> str:
         """Sends the migrate POST. An answer that is not PVE's refusal (a timeout, a dropped
         connection, a 5xx) may hide a request that reached the cluster, so the node's task list
-        decides: a running migration of the guest by this user is the one started; none means the
-        request did not start anything and is sent again (``MIGRATE_ATTEMPTS`` in all)."""
+        decides: a migration of the guest by this user, running or started since the request was
+        sent (it may be over already), is the one started; none means the request did not start
+        anything and is sent again (``MIGRATE_ATTEMPTS`` in all)."""
         for attempt in range(1, MIGRATE_ATTEMPTS + 1):
+            sent = self.clock()
             try:
                 return await asyncio.to_thread(send)
             except (UsageError, ReadOnlyRefused):
@@ -310,7 +313,9 @@ class MigrationExecutor(JobRunner[MigrationJob]):
             except PvetopError as exc:
                 unsure = exc
             try:
-                started = await asyncio.to_thread(actions.running_migration, self.client, guest)
+                started = await asyncio.to_thread(
+                    actions.started_migration, self.client, guest, since=sent - CLOCK_SLACK
+                )
             except PvetopError as check:
                 raise PvetopError(
                     f"{unsure.message}; the task list of {guest.node} cannot be read either ({check.message}), "

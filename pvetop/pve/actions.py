@@ -215,22 +215,24 @@ def endpoint_nodes(client: PveClient) -> dict[str, str | None]:
 MIGRATION_TASK_TYPES = ("qmigrate", "vzmigrate", "hamigrate")
 
 
-def running_migration(client: PveClient, guest: Guest) -> str | None:
-    """The UPID of a migration of ``guest`` started by this client's user that still runs on its
-    node, if any: whether a migrate POST whose answer was lost (a timeout, a dropped connection, a
-    proxy's 500) reached the cluster after all. Tokens run tasks as ``user!token``."""
+def started_migration(client: PveClient, guest: Guest, *, since: float) -> str | None:
+    """The UPID of a migration of ``guest`` by this client's user on its node that still runs or
+    started at ``since`` or later, if any: whether a migrate POST whose answer was lost (a timeout,
+    a dropped connection, a proxy's 500) reached the cluster after all. A short migration (or an
+    HA request, done within a second) may have ended by the time the answer is given up on.
+    Tokens run tasks as ``user!token``."""
     entries = node_tasks(client, guest.node, vmid=guest.vmid, source="all", limit=50)
     user = client.settings.user
-    running = [
+    started = [
         entry["upid"]
         for entry in entries
         if isinstance(entry, dict)
         and isinstance(entry.get("upid"), str)
         and entry.get("type") in MIGRATION_TASK_TYPES
-        and "endtime" not in entry
+        and ("endtime" not in entry or parse_upid(entry["upid"]).starttime >= since)
         and str(entry.get("user", "")).split("!")[0] == user
     ]
-    return max(running, key=lambda upid: parse_upid(upid).starttime) if running else None
+    return max(started, key=lambda upid: parse_upid(upid).starttime) if started else None
 
 
 def shutdown_node(client: PveClient, node: str) -> None:

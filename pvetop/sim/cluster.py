@@ -16,6 +16,7 @@ import itertools
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +56,10 @@ from pvetop.sim.tasks import Task, duration, make_upid, parse_upid
 from pvetop.sim.validate import normalize_tags
 
 DEFAULT_START = calendar.timegm((2026, 1, 1, 0, 0, 0))
+# pve-common RESTEnvironment active_workers appends finished tasks to a node's task index and
+# renames it to index.1 past 50000 bytes (about 1000 entries), replacing the older index.1: a
+# node lists between one and two thousand finished tasks, however long it runs
+TASK_INDEX_ENTRIES = 1000
 PVE_VERSION = "9.2.0"
 PVE_RELEASE = "9.2"
 PVE_REPOID = "5e1f7a3c9b2d4e60"
@@ -124,9 +129,11 @@ class SimCluster:
         self._pid = itertools.count(0x1000 + int(noise(self.seed, 7) * 0x80000))
         self.tasks: list[Task] = []
         self.tasks_by_upid: dict[str, Task] = {}
+        self._task_index: dict[str, tuple[list[Task], list[Task]]] = {}  # node -> (index, index.1)
         self.migrations: dict[int, Migration] = {}
         self.faults = Faults()
         self.faults.update(scenario.faults, start)
+        self.injected: Counter[str] = Counter()  # how often each fault struck (what a soak reports)
         self.options = dict(scenario.options)
         self.bandwidth = scenario.migration_bandwidth_mib * MIB
         self.cluster_name = scenario.cluster_name
@@ -396,7 +403,22 @@ class SimCluster:
         )
         self.tasks.append(task)
         self.tasks_by_upid[upid] = task
+        index, _ = self._task_index.setdefault(node, ([], []))
+        index.append(task)
+        if len(index) >= TASK_INDEX_ENTRIES:
+            self._rotate_task_index(node)
         return task
+
+    def _rotate_task_index(self, node: str) -> None:
+        """The node's index becomes index.1; the finished tasks of the older index.1 are gone
+        (a task still running stays listed, as PVE keeps it in its active file)."""
+        index, older = self._task_index[node]
+        gone = {task.upid for task in older if not task.running(self.now)}
+        self._task_index[node] = ([task for task in older if task.upid not in gone], index)
+        if gone:
+            self.tasks = [task for task in self.tasks if task.upid not in gone]
+            for upid in gone:
+                del self.tasks_by_upid[upid]
 
     def stop_task(self, node: str, upid: str) -> None:
         """DELETE /nodes/{node}/tasks/{upid}: aborts a running migration, ignores finished tasks."""
@@ -551,14 +573,20 @@ class SimCluster:
             guest.lock = "migrate"
         self.migrations[guest.vmid] = migration
         bandwidth = self.bandwidth if not bwlimit_kib else min(self.bandwidth, bwlimit_kib * 1024)
-        fail_roll = noise(self.seed, task.pid, 99)
+        failure = None
+        if noise(self.seed, task.pid, 99) < self.faults.migration_failure_rate:
+            failure = "any"
+        elif noise(self.seed, task.pid, 96) < self.faults.ram_failure_rate and online:
+            failure = "ram"
+        if failure is not None:
+            self.injected[f"migration failure ({failure})"] += 1
         plan = plan_migration(
             self,
             migration,
             online=online,
             with_local_disks=with_local_disks,
             bandwidth=bandwidth,
-            inject_failure=fail_roll < self.faults.migration_failure_rate,
+            failure=failure,
             storage_map=storage_map,
         )
         for at, action in plan:
@@ -636,6 +664,7 @@ class SimCluster:
         with self.lock:
             self.sync()
             if self.fault_rng.random() < self.faults.wol_drop_rate:
+                self.injected["magic packet lost"] += 1
                 return None  # lost on the wire: nothing boots, nobody is told
             for node in self.nodes.values():
                 if node.mac == mac.upper() and node.power in (OFF, CRASHED):

@@ -12,6 +12,11 @@ class Faults:
     """Per-request faults (latency, 500s, dropped connections), failing migrations, outages,
     magic packets lost on the way (``wol_drop_rate``).
 
+    ``migration_failure_rate`` fails a migration at a random point of its transfer (disks, then
+    memory); ``ram_failure_rate`` fails a live migration while its memory is being copied (the
+    VM keeps running on its source). ``lost_answer_rate`` is the share of migrate POSTs that the
+    cluster carries out but whose answer never comes back (the client times out).
+
     ``outage_until`` is a simulated time before which every /api2 request has its connection
     dropped; setting ``outage_seconds`` through the control API starts such a window.
     """
@@ -21,9 +26,18 @@ class Faults:
     drop_rate: float = 0.0
     migration_failure_rate: float = 0.0
     wol_drop_rate: float = 0.0
+    ram_failure_rate: float = 0.0
+    lost_answer_rate: float = 0.0
     outage_until: float = 0.0
 
-    RATES = ("error_rate", "drop_rate", "migration_failure_rate", "wol_drop_rate")
+    RATES = (
+        "error_rate",
+        "drop_rate",
+        "migration_failure_rate",
+        "wol_drop_rate",
+        "ram_failure_rate",
+        "lost_answer_rate",
+    )
 
     def update(self, values: dict, now: float) -> None:
         """Applies a partial update; ``outage_seconds`` opens an outage window from ``now``."""

@@ -234,9 +234,11 @@ def plan_migration(
     online: bool,
     with_local_disks: bool,
     bandwidth: float,
-    inject_failure: bool,
+    failure: str | None,
     storage_map: StorageMap | None = None,
 ) -> list[tuple[float, Callable[[], None]]]:
+    """The migration's log and timed actions; ``failure`` injects one: ``"any"`` at a random point
+    of the transfer, ``"ram"`` during a live migration's memory copy (nothing without one)."""
     guest = migration.guest
     task = migration.task
     target = cluster.nodes[migration.target]
@@ -312,14 +314,17 @@ def plan_migration(
     if online and locals_ and not with_local_disks:
         return fail_at(t, "can't live migrate attached local disks without with-local-disks option")
 
-    failure_point = 0.3 + 0.5 * noise(cluster.seed, task.pid, 98) if inject_failure else None
+    failure_point = 0.3 + 0.5 * noise(cluster.seed, task.pid, 98)
     copy_bytes = sum(allocated_bytes(disk.size, cluster.storage_by_id[disk.storage].type) for _, disk in locals_)
     _, mem_used = cluster.guest_usage(guest, t0)
     ram_bytes = int(mem_used * 1.05) if online else 0
     copy_seconds = copy_bytes / bandwidth
     ram_seconds = ram_bytes / bandwidth
-    total_transfer = copy_seconds + ram_seconds
-    fail_time = t + SETUP_SECONDS + total_transfer * failure_point if failure_point is not None else None
+    fail_time = None
+    if failure == "ram" and online:  # within the memory copy, after every disk is mirrored
+        fail_time = t + SETUP_SECONDS + copy_seconds + ram_seconds * failure_point
+    elif failure == "any":
+        fail_time = t + SETUP_SECONDS + (copy_seconds + ram_seconds) * failure_point
     speed = human(bandwidth)
 
     if online:

@@ -2,8 +2,8 @@
 
 Requests are matched against a route table (501 for anything else, as PVE answers), then
 authenticated, permission-checked and parameter-checked in PVE's order before the handler reads
-or changes the cluster under its lock. Faults (latency, 500s, dropped connections, outages)
-apply to /api2 only; /sim stays reachable so tests can turn them off again.
+or changes the cluster under its lock. Faults (latency, 500s, dropped connections, outages,
+lost answers to migrate POSTs) apply to /api2 only; /sim stays reachable so tests can turn them off again.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ JSON_TYPE = "application/json;charset=UTF-8"
 TIMEFRAMES = ("hour", "day", "week", "month", "year", "decade")
 GUEST_TIMEFRAMES = TIMEFRAMES[:-1]
 CF = P(enum=("AVERAGE", "MAX"))
+LOST_ANSWER_SECONDS = 60.0  # real seconds a lost answer holds its connection at most
 
 
 @dataclass
@@ -860,6 +861,14 @@ class SimServer:
             drop = outage or (faults.drop_rate and cluster.fault_rng.random() < faults.drop_rate)
             error = faults.error_rate and cluster.fault_rng.random() < faults.error_rate
             latency = faults.latency_ms
+            lost = (
+                request.method == "POST"
+                and request.path.endswith("/migrate")
+                and faults.lost_answer_rate
+                and cluster.fault_rng.random() < faults.lost_answer_rate
+            )
+            if drop or error:
+                cluster.injected["request dropped" if drop else "request answered 500"] += 1
         if latency:
             await asyncio.sleep(latency / 1000)
         if drop:
@@ -870,7 +879,7 @@ class SimServer:
             if error:
                 raise PveApiError(500, "simulated fault: internal server error")
             params = await self._params(request)
-            return self._dispatch(request, params, local)
+            response = self._dispatch(request, params, local)
         except PveApiError as exc:
             if exc.status == 401 and self.auth_failure_delay:
                 await asyncio.sleep(self.auth_failure_delay)
@@ -878,6 +887,23 @@ class SimServer:
         except Exception as exc:  # a simulator bug: answer like PVE's handler errors, log the detail
             logger.exception("simulator error on %s %s", request.method, request.path)
             return _error_response(PveApiError(500, f"simulator error: {type(exc).__name__}: {exc}"))
+        if lost:
+            with cluster.lock:
+                cluster.injected["migrate answer lost"] += 1
+            await self._withhold(request)
+            raise ConnectionResetError("simulated lost answer")
+        return response
+
+    @staticmethod
+    async def _withhold(request: web.Request) -> None:
+        """The request was carried out but its answer never leaves: hold the connection until the
+        client gives up on it (its timeout), then drop it."""
+        deadline = asyncio.get_running_loop().time() + LOST_ANSWER_SECONDS
+        while request.transport is not None and not request.transport.is_closing():
+            if asyncio.get_running_loop().time() > deadline:
+                request.transport.abort()
+                return
+            await asyncio.sleep(0.05)
 
     def _dispatch(self, request: web.Request, params: dict[str, str], local: str) -> web.Response:
         method = request.method

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+import pytest
+
 from pvetop.config import settings_from_sim_info
 from pvetop.engine.migrations import JobState, MigrationExecutor
 from pvetop.pve import PveClient
@@ -19,7 +21,7 @@ from tests.engine.test_migrations import move_of
 
 
 async def run(sim, client, vmid: int, target: str):
-    executor = MigrationExecutor(client, poll=0.01)
+    executor = MigrationExecutor(client, poll=0.01, clock=lambda: sim.cluster.now)
     job = executor.submit(move_of(client, vmid, target))
     await drive(sim, lambda: not executor.busy)
     await executor.wait()
@@ -42,6 +44,29 @@ async def test_a_timed_out_post_that_started_the_migration_is_followed_not_faile
     assert len([t for t in migration_tasks(sim) if t.id == "103"]) == 1  # adopted, not sent twice
     assert job.upid == migration_tasks(sim)[-1].upid
     assert guest_node(sim, 103) == "pve-big"
+
+
+@pytest.mark.parametrize(("vmid", "kind"), [(103, "qmigrate"), (100, "hamigrate")])
+async def test_a_lost_answer_to_a_migration_over_before_the_client_gave_up_is_adopted(sim, vmid, kind):
+    """The simulator carries the POST out and never answers; by the time the client gives up, a
+    short migration (or an HA request, over within a second) has ended: it is the one started,
+    followed to its end, and never sent again."""
+    original = sim.cluster.migrate
+
+    def answer_lost_after_the_end(*args, **kwargs):
+        upid = original(*args, **kwargs)
+        sim.cluster.step(900)  # the move is over before the answer would have arrived
+        return upid
+
+    sim.cluster.migrate = answer_lost_after_the_end
+    sim.cluster.faults.update({"lost_answer_rate": 1.0}, sim.cluster.now)
+    with PveClient.connect(replace(settings_from_sim_info(sim.info), timeout=0.5)) as client:
+        job = await run(sim, client, vmid, "pve-mini2")
+
+    assert job.state is JobState.SUCCEEDED, job.error
+    requests = [t for t in sim.cluster.tasks if t.id == str(vmid) and t.user.endswith("!pvetop")]
+    assert [t.type for t in requests] == [kind]  # adopted, not sent twice
+    assert guest_node(sim, vmid) == "pve-mini2"
 
 
 async def test_one_server_error_on_the_post_is_retried_when_nothing_started(sim, client, monkeypatch):

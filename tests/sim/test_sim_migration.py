@@ -216,6 +216,40 @@ def test_injected_ram_phase_failure_ends_with_problems_and_the_guest_stays_on_it
     assert [t["upid"] for t in errors] == [upid] and errors[0]["status"] == "migration problems"
 
 
+def set_faults(sim, **faults) -> None:
+    answer = requests.post(f"{sim.info['control_url']}/faults", json=faults, verify=sim.info["ca_file"], timeout=15)
+    assert answer.status_code == 200, answer.text
+
+
+def test_injected_ram_failure_strikes_after_the_disks_are_mirrored(homelab):
+    """``ram_failure_rate``: the failure falls in the memory copy of a live migration, so every
+    local disk has been mirrored first; the VM stays on its source, unlocked and running."""
+    api = token_api(homelab.info)
+    set_faults(homelab, ram_failure_rate=1.0)
+    upid = api.nodes("pve-mini1").qemu(104).migrate.post(target="pve-big", online=1, **{"with-local-disks": 1})
+    status = run_to_end(homelab, api, "pve-mini1", upid)
+    assert status["exitstatus"] == "migration problems"
+    log = [line.split(" ", 2)[-1] for line in task_log(api, "pve-mini1", upid)]
+    mirrored = next(i for i, line in enumerate(log) if "(100.00%)" in line and line.endswith("ready"))
+    failed = log.index("ERROR: online migrate failure - aborting")
+    assert any(line.startswith("migration active, transferred") for line in log[mirrored:failed])
+    entry = resource(api, 104)
+    assert (entry["node"], entry.get("lock"), entry["status"]) == ("pve-mini1", None, "running")
+
+
+def test_a_lost_answer_leaves_the_migration_started(homelab):
+    """``lost_answer_rate``: the cluster carries the migrate POST out, the answer never comes, the
+    client times out; the node's task list shows the migration running."""
+    set_faults(homelab, lost_answer_rate=1.0)
+    with pytest.raises(requests.exceptions.Timeout):
+        token_api(homelab.info, timeout=1).nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    api = token_api(homelab.info)
+    running = call(api, "GET", "/nodes/pve-mini1/tasks", source="active", vmid=103)
+    assert [t["type"] for t in running] == ["qmigrate"]
+    assert run_to_end(homelab, api, "pve-mini1", running[0]["upid"])["exitstatus"] == "OK"
+    assert resource(api, 103)["node"] == "pve-big"
+
+
 def test_stopping_the_task_aborts_the_migration(homelab):
     api = token_api(homelab.info)
     upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)

@@ -341,3 +341,18 @@ def test_ha_auto_rebalance_moves_ha_guests_when_enabled(tmp_path):
     settled = {vmid: g.node for vmid, g in cluster.guests.items()}
     cluster.step(600)
     assert {vmid: g.node for vmid, g in cluster.guests.items()} == settled
+
+
+def test_a_nodes_task_index_stays_bounded_like_pves():
+    """PVE rotates a node's task index at about 1000 entries and drops the older rotation: the
+    finished tasks listed stay between one and two thousand; a task still running is kept."""
+    cluster = SimCluster("homelab", manual_clock=True)
+    long_running = cluster.new_task("pve-mini1", "vzdump", "", "root@pam")
+    for _ in range(4500):
+        cluster.new_task("pve-mini1", "vncproxy", "100", "root@pam").finish(cluster.now, "OK")
+    cluster.new_task("pve-mini2", "vncproxy", "100", "root@pam").finish(cluster.now, "OK")
+    on_mini1 = [t for t in cluster.tasks if t.node == "pve-mini1"]
+    assert 1000 <= len(on_mini1) <= 2001
+    assert long_running in on_mini1 and cluster.tasks_by_upid[long_running.upid] is long_running
+    assert set(cluster.tasks_by_upid) == {t.upid for t in cluster.tasks}
+    assert [t.node for t in cluster.tasks].count("pve-mini2") == 1

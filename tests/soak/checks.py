@@ -8,6 +8,7 @@ returns the violations it found, one line each; an empty list means the invarian
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -222,3 +223,61 @@ def no_local_disk_moves(moves: Iterable[TaskRow], local_disk_vms: Iterable[int])
         for move in moves
         if move.type == "qmigrate" and move.vmid in local
     ]
+
+
+def ha_never_moves_back(tasks: Iterable[TaskRow], moves: Iterable[TaskRow], *, window: float) -> list[str]:
+    """After an automatic move of a guest from A to B, the HA manager's own next migration of
+    that guest (CRS rebalancing, node affinity, a shutdown policy) does not take it back to A
+    within ``window`` seconds: pvetop put it where the HA manager would not let it stay."""
+    automatic = {move.upid for move in moves}
+    by_guest: dict[int | None, list[TaskRow]] = {}
+    for task in sorted((t for t in tasks if t.type in MIGRATION_TYPES), key=lambda t: t.start):
+        by_guest.setdefault(task.vmid, []).append(task)
+    problems = []
+    for move, following in (pair for guest in by_guest.values() for pair in zip(guest, guest[1:], strict=False)):
+        if move.upid not in automatic or move.exitstatus != "OK" or move.end is None:
+            continue
+        if following.upid not in automatic and following.target == move.node and following.start - move.end <= window:
+            problems.append(
+                f"guest {move.vmid} moved {move.node} -> {move.target} at {move.start:.0f}, taken back to "
+                f"{move.node} by {following.user} {following.start - move.end:.0f} s later ({following.upid})"
+            )
+    return problems
+
+
+def secrets_shown(texts: Iterable[tuple[str, str]], secrets: Iterable[str], *, piece: int = 12) -> list[str]:
+    """No secret, nor any ``piece`` characters of one in a row, in any (where, text) output."""
+    pieces = {
+        secret[start : start + piece]: name
+        for name, secret in enumerate(s for s in secrets if s)
+        for start in range(max(1, len(secret) - piece + 1))
+    }
+    problems = []
+    for where, text in texts:
+        for fragment, number in pieces.items():
+            if fragment in text:
+                problems.append(f"secret #{number + 1} shown in {where}")
+                break
+    return problems
+
+
+def percentile(values: Iterable[float], share: float) -> float:
+    """The nearest-rank percentile (``share`` 0.99 for p99); 0 with no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def lag_within(lags: Iterable[float], *, p99_limit: float) -> list[str]:
+    """The dashboard's event loop answers in time: the 99th percentile of its lateness (seconds)
+    is at most ``p99_limit``; no sample at all is a failure too (the probe never ran)."""
+    lags = list(lags)
+    if not lags:
+        return ["no lag sample: the dashboard's probe never ran"]
+    p99 = percentile(lags, 0.99)
+    if p99 > p99_limit:
+        return [
+            f"event-loop lag p99 {p99 * 1000:.0f} ms above {p99_limit * 1000:.0f} ms (max {max(lags) * 1000:.0f} ms)"
+        ]
+    return []

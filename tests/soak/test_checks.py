@@ -127,3 +127,32 @@ def test_store_intact(tmp_path):
 def test_no_local_disk_moves():
     assert checks.no_local_disk_moves([move(1, 0, 10), move(2, 0, 10, kind="vzmigrate")], local_disk_vms=[2]) == []
     assert len(checks.no_local_disk_moves([move(2, 0, 10)], local_disk_vms=[2])) == 1
+
+
+def test_ha_never_moves_back():
+    ours = move(5, 0, 60, source="a", target="b", upid="ours")
+    back = move(5, 600, 660, source="b", target="a", user="root@pam", upid="back")
+    onward = move(5, 600, 660, source="b", target="c", user="root@pam", upid="onward")
+    assert checks.ha_never_moves_back([ours, onward], [ours], window=3600) == []
+    assert checks.ha_never_moves_back([ours, back], [ours, back], window=3600) == []  # pvetop's own move back
+    late = move(5, 7200, 7260, source="b", target="a", user="root@pam", upid="late")
+    assert checks.ha_never_moves_back([ours, late], [ours], window=3600) == []
+    failed = TaskRow("failed", "a", "qmigrate", 5, TOKEN, 0, 60, "migration aborted", "b")
+    assert checks.ha_never_moves_back([failed, back], [failed], window=3600) == []  # it never left a
+    assert len(checks.ha_never_moves_back([ours, back], [ours], window=3600)) == 1
+
+
+def test_secrets_shown():
+    token = "2c3f1d9e-5b7a-4c1e-9f0d-8a6b4e2c1f3a"
+    clean = [("stdout", "migrated 101 to pve2"), ("journal", "user root@pam!pvetop, token <hidden>")]
+    assert checks.secrets_shown(clean, [token, "", "hunter2-long-password"]) == []
+    leaked = [("daemon log", f"Authorization: PVEAPIToken=root@pam!pvetop={token}")]
+    assert checks.secrets_shown(leaked, [token]) == ["secret #1 shown in daemon log"]
+    assert len(checks.secrets_shown([("stderr", f"...{token[5:20]}...")], [token])) == 1  # a piece of it
+
+
+def test_lag_within():
+    assert checks.lag_within([0.001] * 99 + [0.5], p99_limit=0.1) == []  # one slow tick in 100
+    assert len(checks.lag_within([0.001] * 98 + [0.5, 0.5], p99_limit=0.1)) == 1
+    assert len(checks.lag_within([], p99_limit=0.1)) == 1
+    assert checks.percentile([3, 1, 2], 0.5) == 2 and checks.percentile([], 0.99) == 0.0
