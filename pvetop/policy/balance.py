@@ -21,6 +21,7 @@ out, time is an argument.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,6 +50,7 @@ TARGETS_PER_STEP = 8  # coolest nodes with room a freely movable guest is tried 
 POLISH_ROUNDS = 3  # polish, re-order and finish a greedy plan at most this often
 POLISH_BUDGET = 200_000  # candidate moves polishing may judge per plan: bounded work on 1000 guests
 PAIRS_OF = 6  # polishing tries replacing each pair among this many biggest moves
+CLOSING_PAIRS_OF = 12  # a refill tries closing the gap with two of this many best moves
 MODES = ("off", "advise", "auto")
 
 
@@ -552,9 +554,9 @@ class _Planner:
         self.movable = self.units()
         if len(self.nodes) < 2:
             return [], start
-        self.budget = POLISH_BUDGET
         options: list[_Path] = []
         for per_gib in (True, False):
+            self.budget = POLISH_BUDGET // 2  # each greedy plan gets its share of polishing
             path = self.greedy(_Path([], [], start), per_gib)
             options.append(path)
             for _round in range(POLISH_ROUNDS):
@@ -575,41 +577,56 @@ class _Planner:
         units = self.movable
         steps, moves, projection = list(path.steps), list(path.moves), path.projection
         moved = {position for position, _target in steps}  # a guest moves at most once per plan: no detours
-        all_nodes = frozenset(self.nodes)
+        index = {name: i for i, name in enumerate(self.nodes)}
+        # A unit free to go anywhere is tried on the coolest nodes with room only: the best
+        # destination is nearly always among them, and it keeps a step linear in the guests.
+        free: dict[int, list[tuple[int, _Unit]]] = {}
+        narrowed: list[tuple[int, _Unit]] = []
+        for position, unit in enumerate(units):
+            if position not in moved and unit.source in index:
+                if len(unit.targets) == len(self.nodes):
+                    free.setdefault(index[unit.source], []).append((position, unit))
+                else:
+                    narrowed.append((position, unit))
         while len(moves) < MAX_MOVES:
             figures = _Figures(projection, self.nodes, self.config)
-            # A unit free to go anywhere is tried on the coolest nodes with room only: the best
-            # destination is nearly always among them, and it keeps a step linear in the guests.
-            coolest = figures.coolest(TARGETS_PER_STEP)
-            floor = figures.load_of(coolest[0]) if coolest else math.inf  # no node is cooler than this
-            candidates: list[tuple[float, int, str, float]] = []
-            for position, unit in enumerate(units):
-                if position in moved:
-                    continue
-                free = len(unit.targets) == len(all_nodes)
-                if free and figures.load_of(unit.source) <= floor:
-                    continue  # nowhere cooler to go (a unit that has not moved is still on its source)
-                for target, after in figures.gains(unit.source, unit, coolest if free else unit.targets):
-                    gain = figures.imbalance - after
-                    candidates.append((-gain / unit.gib if per_gib else -gain, position, target, after))
-            if not candidates:
+            coolest = figures.coolest_indexes(TARGETS_PER_STEP)
+            floor = figures.loads[coolest[0]] if coolest else math.inf  # no node is cooler than this
+            found: list[tuple[int, int, float, float]] = []
+            for source, batch in free.items():
+                if figures.loads[source] > floor:  # else nowhere cooler to go
+                    found += figures.moves_from(source, batch, coolest)
+            for position, unit in narrowed:
+                targets = [index[name] for name in unit.targets]
+                found += figures.moves_from(index[unit.source], ((position, unit),), targets)
+            if not found:
                 break
-            candidates.sort(key=lambda c: (c[0], units[c[1]].guests[0].vmid, c[2]))
+            candidates = []
+            for position, node, total, squares in found:
+                after = _imbalance(total, squares, figures.n)
+                gain = figures.imbalance - after
+                score = -gain / units[position].gib if per_gib else -gain
+                candidates.append((score, units[position].guests[0].vmid, self.nodes[node], position, after))
+            candidates.sort(key=lambda c: c[:3])
             chosen = next(
                 (
-                    (pos, target, after)
-                    for _score, pos, target, after in candidates
-                    if not self.blocks(units[pos], target, projection)
+                    (position, target, after)
+                    for _score, _vmid, target, position, after in candidates
+                    if not self.blocks(units[position], target, projection)
                 ),
                 None,
             )
             if chosen is None:
                 break
             position, target, after = chosen
-            moved.add(position)
+            unit = units[position]
+            if (position, unit) in narrowed:
+                narrowed.remove((position, unit))
+            else:
+                free[index[unit.source]].remove((position, unit))
             steps.append((position, target))
-            moves.extend(self._moves_of(units[position], target, figures, after))
-            projection = projection.apply(units[position].vmids, target)
+            moves.extend(self._moves_of(unit, target, figures, after))
+            projection = projection.apply(unit.vmids, target)
         return _Path(steps, moves, projection)
 
     def sequence(self, placed: Mapping[int, str]) -> _Path:
@@ -740,48 +757,80 @@ class _Planner:
         self, figures: _Figures, current: dict[int, int], goal: float, budget: float, excluded: frozenset[int]
     ) -> bool:
         """Adds moves of unmoved units to ``current`` until ``goal`` holds, spending less than
-        ``budget`` GiB: the best gain per GiB each step, or the cheapest move that closes the gap;
-        the units moved already go where they do most after each. False when that is not possible
-        (the caller puts everything back)."""
+        ``budget`` GiB: the cheapest move, or pair of moves, that closes the gap, else the best
+        gain per GiB; the units moved already go where they do most after each. False when that
+        is not possible (the caller puts everything back)."""
         units = self.movable
         spent = 0.0
         while not figures.within(goal):
             coolest = figures.coolest_indexes(TARGETS_PER_STEP)
             floor = figures.loads[coolest[0]] if coolest else math.inf
-            closing: tuple[float, float, int, int] | None = None
-            best: tuple[float, int, int] | None = None
+            closing: tuple[float, float, tuple[tuple[int, int], ...]] | None = None
+            ranked: list[tuple[float, int, int]] = []
             room = budget - spent - 1e-9
+            mean = figures.total / figures.n  # what evens out goes from above the mean to below it
+            batches: dict[int, list[tuple[int, _Unit]]] = {}
             for position, unit in enumerate(units):
                 if position in current or position in excluded or unit.gib >= room:
                     continue
                 source = figures.index[unit.source]
-                if figures.loads[source] <= floor:
-                    continue
-                for target in self._targets(unit, coolest, figures):
-                    self.budget -= 1
-                    if target == source or not figures.allows(unit, source, target):
-                        continue
-                    value = figures.value_after(unit, source, target)
-                    gain = figures.imbalance - figures.imbalance_of_value(value)
-                    if gain < self.config.min_gain:
-                        continue
-                    if value <= goal:
-                        key = (unit.gib, value, position, target)
-                        if closing is None or key < closing:
-                            closing = key
-                    elif best is None or gain / unit.gib > best[0]:
-                        best = (gain / unit.gib, position, target)
+                if figures.loads[source] > max(floor, mean):
+                    batches.setdefault(source, []).append((position, unit))
+            found: list[tuple[int, int, float, float]] = []
+            for source, batch in batches.items():
+                self.budget -= len(batch) * len(coolest)
+                free = [(position, unit) for position, unit in batch if len(unit.targets) == figures.n]
+                found += figures.moves_from(source, free, coolest)
+                for position, unit in batch:
+                    if len(unit.targets) < figures.n:
+                        targets = [figures.index[name] for name in unit.targets]
+                        found += figures.moves_from(source, ((position, unit),), targets)
+            for position, target, total, squares in found:
+                gib = units[position].gib
+                value = figures.n * squares / (total * total)
+                if value <= goal:
+                    if closing is None or (gib, value) < closing[:2]:
+                        closing = (gib, value, ((position, target),))
+                else:
+                    ranked.append(((figures.imbalance - _imbalance(total, squares, figures.n)) / gib, position, target))
+            ranked = heapq.nlargest(CLOSING_PAIRS_OF, ranked)
+            pair = self._closing_pair(figures, ranked, goal, room)
+            if pair is not None and (closing is None or pair[:2] < closing[:2]):
+                closing = pair
             if closing is not None:
-                position, target = closing[2], closing[3]
-            elif best is not None and self.budget > 0:
-                position, target = best[1], best[2]
+                chosen = closing[2]
+            elif ranked and self.budget > 0:
+                chosen = ((ranked[0][1], ranked[0][2]),)
             else:
                 return False
-            figures.shift(units[position], figures.index[units[position].source], target)
-            current[position] = target
-            spent += units[position].gib
+            for position, target in chosen:
+                figures.shift(units[position], figures.index[units[position].source], target)
+                current[position] = target
+                spent += units[position].gib
             self._retarget(figures, current)
         return True
+
+    def _closing_pair(
+        self, figures: _Figures, ranked: Sequence[tuple[float, int, int]], goal: float, room: float
+    ) -> tuple[float, float, tuple[tuple[int, int], ...]] | None:
+        """The cheapest two of the ``ranked`` moves that reach ``goal`` together, within ``room`` GiB:
+        a gap no single move closes exactly is often closed by two smaller ones."""
+        units = self.movable
+        best: tuple[float, float, tuple[tuple[int, int], ...]] | None = None
+        for (_r1, first, to_first), (_r2, second, to_second) in itertools.combinations(ranked, 2):
+            gib = units[first].gib + units[second].gib
+            if first == second or gib >= room or (best is not None and gib > best[0]):
+                continue
+            self.budget -= 1
+            home = figures.index[units[first].source]
+            figures.shift(units[first], home, to_first)
+            source = figures.index[units[second].source]
+            if figures.allows(units[second], source, to_second):
+                value = figures.value_after(units[second], source, to_second)
+                if value <= goal and (best is None or (gib, value) < best[:2]):
+                    best = (gib, value, ((first, to_first), (second, to_second)))
+            figures.shift(units[first], to_first, home)
+        return best
 
     def _comigrates(self, leader: Guest, guest: Guest) -> bool:
         """Whether PVE's HA manager moves ``guest`` along when ``leader`` is asked to move."""
@@ -923,43 +972,58 @@ class _Figures:
         lt_after = lt + self.cpu_weight[target] * unit.cores + self.mem_weight[target] * unit.mem
         return lt < ls and lt_after < ls and self.fits(unit, target)
 
-    def gains(self, source: str, unit: _Unit, targets: Iterable[str]) -> Iterable[tuple[str, float]]:
+    def gains(self, source: str, unit: _Unit, targets: Iterable[str]) -> list[tuple[str, float]]:
         """(target, imbalance after) for each target where moving ``unit`` gains at least ``min_gain``,
         fits below the memory cap and leaves the target below the source's load before the move."""
         s = self.index.get(source)
         if s is None:
-            return
-        loads, cpu_weight, mem_weight, mem, cap, index = (
-            self.loads,
-            self.cpu_weight,
-            self.mem_weight,
-            self.mem,
-            self.cap,
-            self.index,
-        )
-        cores, size = unit.cores, unit.mem
-        ls = loads[s]
-        ls_after = cpu_weight[s] * max(0.0, self.cores[s] - cores) + mem_weight[s] * max(0.0, mem[s] - size)
-        base_total = self.total - ls + ls_after
-        base_squares = self.squares - ls * ls + ls_after * ls_after
-        n = self.n
+            return []
+        found = self.moves_from(s, ((0, unit),), [self.index[target] for target in targets])
+        return [(self.names[t], _imbalance(total, squares, self.n)) for _position, t, total, squares in found]
+
+    def moves_from(
+        self, s: int, batch: Iterable[tuple[int, _Unit]], targets: Sequence[int]
+    ) -> list[tuple[int, int, float, float]]:
+        """``gains`` for many units on node ``s`` at once: (position, target, Σload, Σload²) after
+        each move that gains at least ``min_gain``, fits and leaves the target below the source."""
         # imbalance² · (n − 1) + 1 = n · Σload² / (Σload)²: compare that before taking any root
         bound = self.imbalance - max(self.config.min_gain, 1e-9)
         if bound <= 0:
-            return
+            return []
+        n = self.n
         limit = bound * bound * (n - 1) + 1
-        for target in targets:
-            t = index[target]
-            lt = loads[t]
-            if t == s or lt >= ls or mem[t] + size > cap[t]:
-                continue
-            lt_after = lt + cpu_weight[t] * cores + mem_weight[t] * size
-            if lt_after >= ls:
-                continue
-            total = base_total - lt + lt_after
-            squares = base_squares - lt * lt + lt_after * lt_after
-            if total > 0 and n * squares <= limit * total * total:
-                yield target, _imbalance(total, squares, n)
+        loads = self.loads
+        ls = loads[s]
+        open_targets = [
+            (t, loads[t], self.mem[t], self.cap[t], self.cpu_weight[t], self.mem_weight[t])
+            for t in targets
+            if t != s and loads[t] < ls
+        ]
+        if not open_targets:
+            return []
+        source_cores, source_mem = self.cores[s], self.mem[s]
+        source_cpu_weight, source_mem_weight = self.cpu_weight[s], self.mem_weight[s]
+        other_total = self.total - ls
+        other_squares = self.squares - ls * ls
+        found = []
+        for position, unit in batch:
+            cores, size = unit.cores, unit.mem
+            ls_after = source_cpu_weight * max(0.0, source_cores - cores) + source_mem_weight * max(
+                0.0, source_mem - size
+            )
+            base_total = other_total + ls_after
+            base_squares = other_squares + ls_after * ls_after
+            for t, lt, mem_t, cap_t, cpu_weight_t, mem_weight_t in open_targets:
+                if mem_t + size > cap_t:
+                    continue
+                lt_after = lt + cpu_weight_t * cores + mem_weight_t * size
+                if lt_after >= ls:
+                    continue
+                total = base_total - lt + lt_after
+                squares = base_squares - lt * lt + lt_after * lt_after
+                if total > 0 and n * squares <= limit * total * total:
+                    found.append((position, t, total, squares))
+        return found
 
 
 def _imbalance(total: float, squares: float, n: int) -> float:
