@@ -9,8 +9,10 @@ core, no database either.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +65,25 @@ def test_the_engine_loads_no_database_until_it_journals() -> None:
 def test_the_dashboard_still_loads_textual_when_it_opens() -> None:
     """The other half of the deferral: the path that needs Textual gets it."""
     assert _loaded_after("from pvetop.ui.app import PvetopApp", TUI) == list(TUI)
+
+
+def test_no_module_uses_textuals_private_api() -> None:
+    """Textual's ``textual._*`` modules change without notice between releases: pvetop keeps to
+    its public API (a private import would break on the next upgrade, or silently misbehave)."""
+    package = Path(__file__).resolve().parent.parent / "pvetop"
+    private = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            private += [f"{path.relative_to(package.parent)}:{node.lineno} {name}" for name in names if _private(name)]
+    assert private == []
+
+
+def _private(module: str) -> bool:
+    parts = module.split(".")
+    return parts[0] == "textual" and any(part.startswith("_") for part in parts[1:])

@@ -33,7 +33,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from pvetop.engine.lifecycle import LifecycleRunner
 from pvetop.engine.migrations import MigrationExecutor
@@ -560,20 +560,18 @@ class PvetopApp(ReadOnlyGuard, App):
             self._node_filter = node
         self._apply_guests()
 
-    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
-        if message.data_table is self.node_table and self._node_filter is not None:
-            node = message.row_key.value
+    def on_live_table_row_highlighted(self, message: LiveTable.RowHighlighted) -> None:
+        if message.table is self.node_table and self._node_filter is not None:
+            node = message.row_key
             if node != self._node_filter:
                 self._node_filter = node
                 self._apply_guests()
 
-    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
-        key = message.row_key.value
-        if key is None:  # every row of both tables is added with a key
-            return
-        if message.data_table is self.node_table:
+    def on_live_table_row_selected(self, message: LiveTable.RowSelected) -> None:
+        key = message.row_key
+        if message.table is self.node_table:
             self.push_screen(NodeDetailScreen(key))
-        elif message.data_table is self.guest_table:
+        elif message.table is self.guest_table:
             self.push_screen(GuestDetailScreen(int(key)))
 
     def action_details(self, table: str) -> None:

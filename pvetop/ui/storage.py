@@ -138,13 +138,10 @@ class StorageScreen(Screen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one(StorageTable).focus()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         event.stop()
-        table = self.query_one(StorageTable)
-        key = event.row_key.value
-        if key is not None:
-            item = table.item(key)
-            self.app.push_screen(StorageGuestsScreen(item.storage, item.where))
+        item = event.table.item(event.row_key)
+        self.app.push_screen(StorageGuestsScreen(item.storage, item.where))
 
     def action_close(self) -> None:
         self.dismiss()

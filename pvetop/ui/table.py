@@ -1,43 +1,47 @@
-"""A DataTable that follows a changing set of rows the way htop does.
+"""A table that follows a changing set of rows the way htop does, drawn one line at a time.
 
 ``LiveTable.apply(rows)`` takes the rows to show as ``{row key: Row}``. ``build_rows`` makes
 them (off the UI thread) from items that compare equal when nothing shown changed, re-using last
-refresh's ``Row`` for an unchanged item, so the table skips it with an identity check. Of a
-changed row only the changed cells are written; rows come and go by key; the order is
-re-computed only when a sort value changed or rows were added; the cursor stays on its row key.
+refresh's ``Row`` for an unchanged item, so the table skips it with an identity check. Rows come
+and go by key; the order is re-computed only when a sort value changed or rows were added; the
+cursor stays on its row key.
 
-Columns have fixed widths, so nothing is ever re-measured (measuring cell widths is what makes a
-5000-row DataTable slow). A few DataTable internals are used for the bulk operations the public
-API only offers one cell or row at a time (each with a full refresh, or an O(n) re-index per
-removed row) and for drawing: they are kept together at the bottom of the class. Textual is
-pinned below 9; tests/ui/test_live_table.py checks them.
+The table is a ``ScrollView`` that draws its own lines (Textual's Line API, as Textual's ``Log``
+widget does): line 0 is the header, line ``1 + i`` the ``i``-th row of ``keys_in_order``. A
+row's drawn line is cached with what it was drawn from (the ``Row`` object, cursor, hover, tree
+text), so a frame draws again only the rows that are new or changed, and a refresh that moved no
+row repaints only the lines of the changed rows. Columns have fixed widths, so nothing is ever
+measured per cell; spare width (a wide terminal) goes to the columns a spec lets grow, up to
+their longest text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from rich.cells import cell_len, set_cell_size
+from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual._two_way_dict import TwoWayDict
-from textual._types import SegmentLines
+from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
+from textual.geometry import Region, Size, Spacing
 from textual.message import Message
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
-from textual.widgets.data_table import Row as DataTableRow
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from pvetop.text import visible
 
-DRAWN_CELLS_CACHED = 6_000  # a few screens of cells, drawn
+LINES_CACHED = 2_000  # drawn rows kept: a few screens, and the rows a re-sort brings back
+CELL_PADDING = 1  # blank cells on each side of every column
 SORT_UP = " ▲"
 SORT_DOWN = " ▼"
 NO_SORT = "  "  # the arrow's room on a column that is not the sort column
+HEADER = -1  # the hover row of the header line
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,7 @@ class ColumnSpec:
     justify: Literal["left", "right"] = "left"
     descending_first: bool = False  # numbers: biggest first, like htop's CPU%
     long_name: str = ""  # for the command palette and captions when the label is terse
+    grow: int = 0  # share of a wide terminal's spare width, up to the column's longest text
 
     @property
     def name(self) -> str:
@@ -59,9 +64,26 @@ def column_width(spec: ColumnSpec) -> int:
     return max(spec.width, cell_len(spec.label + SORT_UP))
 
 
+def grown_widths(widths: list[int], wanted: list[int], weights: list[int], spare: int) -> list[int]:
+    """``widths`` with ``spare`` cells shared among the columns of non-zero weight, by weight,
+    each growing at most up to its ``wanted`` width (what its longest text needs)."""
+    widths = list(widths)
+    while spare > 0:
+        hungry = [i for i, weight in enumerate(weights) if weight and wanted[i] > widths[i]]
+        if not hungry:
+            break
+        total = sum(weights[i] for i in hungry)
+        given = 0
+        for i in hungry:
+            share = min(wanted[i] - widths[i], max(1, spare * weights[i] // total), spare - given)
+            widths[i] += share
+            given += share
+        spare -= given
+    return widths
+
+
 # One cell: (text, rich style, justify). A plain tuple on purpose: the collector stops tracking
 # tuples of strings, and a 4000-row table holds 60 000 cells that full collections would walk.
-# A change makes a new tuple, so identity tells the render cache whether to draw it again.
 Cell = tuple[str, str, str]
 
 
@@ -94,8 +116,7 @@ def build_rows(
     items: Mapping[str, Any], render: Callable[[Any], Row], previous: Mapping[str, Row] | None
 ) -> dict[str, Row]:
     """Rows for ``items``, re-using the previous refresh's row wherever the item is unchanged,
-    and in a changed row the previous cell wherever its text and style are unchanged (the
-    table re-draws a cell only when it is a new object)."""
+    and in a changed row the previous cell wherever its text and style are unchanged."""
     previous = previous or {}
     rows = {}
     for key, item in items.items():
@@ -112,31 +133,51 @@ def build_rows(
     return rows
 
 
-class _LiveRowData(Mapping):
-    """What DataTable keeps as a row's cells: a view of the table's current ``Row``, so a
-    changed row needs no per-cell writes and ``get_cell`` always answers what is shown."""
+class Look(NamedTuple):
+    """The styles a frame is drawn with (the widget's and its component classes'): a new look
+    (focus, theme) makes every cached line stale."""
 
-    __slots__ = ("_state", "_key", "_index")
-
-    def __init__(self, state: dict[str, Row], key: str, index: dict[str, int]) -> None:
-        self._state = state
-        self._key = key
-        self._index = index
-
-    def __getitem__(self, column_key: Any) -> Cell:
-        return self._state[self._key].cells[self._index[column_key]]
-
-    def __iter__(self):
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._index)
+    base: Style
+    header: Style
+    cursor: Style
+    fixed: Style
+    fixed_cursor: Style
+    hover: Style
+    header_hover: Style
 
 
-class LiveTable(DataTable):
-    """Base of the node and guest tables: subclasses set ``COLUMNS``."""
+class Column(NamedTuple):
+    """A shown column as drawn: its spec, where its text is in a row's cells, its width."""
+
+    spec: ColumnSpec
+    cell: int
+    width: int  # padding included
+
+
+class DrawnRow:
+    """A row's line as last drawn, with what it was drawn from, and cropped to the last view."""
+
+    __slots__ = ("row", "cursor", "hover", "tree", "fixed", "scrolling", "fill", "view", "line")
+
+    def __init__(
+        self, row: Row, cursor: bool, hover: bool, tree: str | None, fixed: Strip, scrolling: Strip, fill: Style
+    ) -> None:
+        self.row = row
+        self.cursor = cursor
+        self.hover = hover
+        self.tree = tree
+        self.fixed = fixed  # the columns that stay put when the table scrolls sideways
+        self.scrolling = scrolling  # the others
+        self.fill = fill  # the style of the room right of the last column
+        self.view: tuple[int, int] | None = None  # (scroll x, width) of ``line``
+        self.line = Strip([])
+
+
+class LiveTable(ScrollView, can_focus=True):
+    """Base of the node, guest and storage tables: subclasses set ``COLUMNS``."""
 
     COLUMNS: ClassVar[tuple[ColumnSpec, ...]] = ()
+    ALLOW_SELECT = False
     BINDINGS = [
         Binding("enter", "select_cursor", "Details", show=False, id="table.details"),
         Binding("P", "sort_by('cpu')", "Sort by CPU%", show=False, id="table.sort_cpu"),
@@ -150,7 +191,55 @@ class LiveTable(DataTable):
         Binding("r", "sort_reverse", "Reverse sort", show=False, id="table.sort_reverse"),
         Binding("home", "scroll_top", "First row", show=False, id="table.first"),
         Binding("end", "scroll_bottom", "Last row", show=False, id="table.last"),
+        # moving the cursor: what every table does, so help leaves them out (no description)
+        Binding("up", "cursor_up", show=False, id="table.up"),
+        Binding("down", "cursor_down", show=False, id="table.down"),
+        Binding("pageup", "page_up", show=False, id="table.page_up"),
+        Binding("pagedown", "page_down", show=False, id="table.page_down"),
+        Binding("ctrl+home", "scroll_top", show=False, id="table.top"),
+        Binding("ctrl+end", "scroll_bottom", show=False, id="table.bottom"),
     ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "live-table--header",
+        "live-table--cursor",
+        "live-table--fixed",
+        "live-table--fixed-cursor",
+        "live-table--hover",
+        "live-table--header-hover",
+    }
+    # Textual's DataTable look, so these tables sit beside the dialogs' DataTables unnoticed.
+    DEFAULT_CSS = """
+    LiveTable {
+        background: $surface;
+        color: $foreground;
+        height: auto;
+        max-height: 100%;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .live-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+            & > .live-table--header { background-tint: $foreground 5%; }
+            & > .live-table--fixed-cursor {
+                color: $block-cursor-foreground;
+                background: $block-cursor-background;
+            }
+        }
+        & > .live-table--header { text-style: bold; background: $panel; color: $foreground; }
+        &:ansi > .live-table--header { background: ansi_bright_blue; color: ansi_default; }
+        & > .live-table--fixed { background: $secondary-muted; color: $foreground; }
+        & > .live-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        & > .live-table--fixed-cursor { background: $block-cursor-blurred-background; color: $foreground; }
+        & > .live-table--header-hover { background: $accent 30%; }
+        & > .live-table--hover { background: $block-hover-background; }
+    }
+    """
 
     class SortChanged(Message):
         """The user picked another sort column or direction (the app shows it in the footer)."""
@@ -159,45 +248,114 @@ class LiveTable(DataTable):
             super().__init__()
             self.table = table
 
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
+    class RowHighlighted(Message):
+        """The cursor moved onto another row (keys, mouse, ``move_cursor``, ``select_key``)."""
+
+        def __init__(self, table: LiveTable, row_key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.row_key = row_key
+
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
+    class RowSelected(Message):
+        """Enter on a row, or a click on the row already under the cursor."""
+
+        def __init__(self, table: LiveTable, row_key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.row_key = row_key
+
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
     def __init__(
-        self, *, sort_column: str, reverse: bool | None = None, hidden: frozenset[str] = frozenset(), **kwargs: Any
+        self,
+        *,
+        sort_column: str,
+        reverse: bool | None = None,
+        hidden: frozenset[str] = frozenset(),
+        fixed_columns: int = 0,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
     ) -> None:
-        # before DataTable's __init__: its watchers already ask for ordered_rows
-        self._state: dict[str, Row] = {}
-        self._row_keys: dict[str, RowKey] = {}
-        self._order: list[str] = []  # row keys top to bottom, kept with DataTable's own index
-        self._table_rows: dict[str, DataTableRow] = {}
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        super().__init__(name=name, id=id, classes=classes)
         self._specs = {spec.key: spec for spec in self.COLUMNS}
         self._column_index = {spec.key: i for i, spec in enumerate(self.COLUMNS)}
-        self._drawn_cells: LRUCache[tuple, tuple[Cell, SegmentLines]] = LRUCache(DRAWN_CELLS_CACHED)
         self.sort_column = sort_column
         self.group_column: str | None = None  # tree view, see group_by
         self.sort_reverse = self._specs[sort_column].descending_first if reverse is None else reverse
         self.hidden = frozenset(key for key in hidden if key in self._specs and key != sort_column)
-        for spec in self.COLUMNS:
-            if spec.key not in self.hidden:
-                self.add_column(self._label(spec), width=column_width(spec), key=spec.key)
-        # what DataTable reads of a row: the shown columns, each at its place in the row's cells
-        self._shown_index = {key: i for key, i in self._column_index.items() if key not in self.hidden}
+        self.fixed_columns = fixed_columns  # how many of the shown columns stay put sideways
+        self.shown_columns = tuple(spec for spec in self.COLUMNS if spec.key not in self.hidden)
+        self._state: dict[str, Row] = {}
+        self._order: list[str] = []  # row keys top to bottom
+        self._index: dict[str, int] = {}  # row key -> its place in _order
+        self._cursor = 0
+        self._hover: int | None = None  # the row under the mouse (HEADER: the header)
+        self._wanted = {spec.key: 0 for spec in self.shown_columns if spec.grow}  # longest text
+        self._columns: tuple[Column, ...] = ()
+        self._fixed_width = 0
+        self._look: Look | None = None
+        self._drawn: LRUCache[str, DrawnRow] = LRUCache(LINES_CACHED)
+        self._header: dict[tuple[Any, ...], Strip] = {}
+        self._lay_out(0)
 
     # --- the public surface ------------------------------------------------------------------
 
     @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
+    def cursor_row(self) -> int:
+        return self._cursor
+
+    @property
     def cursor_key(self) -> str | None:
         """Row key under the cursor (the thing the user is looking at), None when empty."""
-        if not self.row_count:
-            return None
-        row = min(self.cursor_row, self.row_count - 1)
-        key = self._row_locations.get_key(row)
-        return key.value if key is not None else None
+        order = self._order
+        return order[min(self._cursor, len(order) - 1)] if order else None
+
+    @property
+    def keys_in_order(self) -> list[str]:
+        return list(self._order)
+
+    def get_row_index(self, key: str) -> int:
+        """Where the row ``key`` is shown, top to bottom (KeyError when it is not)."""
+        return self._index[key]
 
     def item(self, key: str) -> Any:
         return self._state[key].item
 
+    def cell(self, key: str, column: str) -> Cell:
+        """One cell as the table holds it: (text, style, justify)."""
+        return self._state[key].cells[self._column_index[column]]
+
     def cell_text(self, key: str, column: str) -> str:
         """The text shown in one cell (what a user reads; tests check it)."""
-        return self._state[key].cells[self._column_index[column]][0]
+        return self.cell(key, column)[0]
+
+    def header_label(self, column: str) -> Text:
+        """The header text; the arrow's room is kept on every column, so no header text moves
+        when the sort column changes."""
+        spec = self._specs[column]
+        if spec.key != self.sort_column:
+            return Text(spec.label + NO_SORT, justify=spec.justify)
+        arrow = SORT_DOWN if self.sort_reverse else SORT_UP
+        return Text(spec.label + arrow, justify=spec.justify, style="bold")
+
+    def shown_width(self, column: str) -> int:
+        """A shown column's width as drawn, its padding included."""
+        return next(drawn.width for drawn in self._columns if drawn.spec.key == column)
 
     @classmethod
     def make_row(cls, item: Any, cells: tuple[tuple[str, str], ...], sort_values: tuple[Any, ...]) -> Row:
@@ -209,19 +367,17 @@ class LiveTable(DataTable):
             sort_values,
         )
 
-    @property
-    def keys_in_order(self) -> list[str]:
-        return [row.key.value for row in self.ordered_rows if row.key.value is not None]
-
     def apply(self, rows: Mapping[str, Row]) -> None:
         """Make the table show exactly ``rows``, touching only what changed."""
         followed = self.cursor_key
         state = self._state
         sort_index = self._column_index[self.sort_column]
         group_index = None if self.group_column is None else self._column_index[self.group_column]
+        growing = [self._column_index[key] for key in self._wanted]
         gone = [key for key in state if key not in rows]
         added: list[str] = []
-        changed = resort = False
+        changed: list[str] = []
+        resort = remeasure = bool(gone)
         for key, row in rows.items():
             old = state.get(key)
             if old is row:
@@ -230,22 +386,25 @@ class LiveTable(DataTable):
             if old is None:
                 added.append(key)
                 continue
-            changed = True
+            changed.append(key)
             if row.sort_values[sort_index] != old.sort_values[sort_index] or (
                 group_index is not None and row.sort_values[group_index] != old.sort_values[group_index]
             ):
                 resort = True
-        if gone:
-            for key in gone:
-                del state[key]
-            self._remove_rows(gone)
-        for key in added:
-            self._add_live_row(key)
-        if changed:
-            self._cells_changed()
+            if not remeasure:
+                remeasure = any(row.cells[i][0] != old.cells[i][0] for i in growing)
+        for key in gone:
+            del state[key]
+        if added or remeasure:
+            self._measure()
         if added or resort:
             self._resort()
-        self._follow(followed)
+            self._cursor = min(self._cursor, max(0, len(self._order) - 1))
+            if added or gone:
+                self._sized()
+            self._follow(followed, announce=False)
+        elif changed:
+            self._refresh_rows(self._index[key] for key in changed)
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         """Sort by ``column``; picking the current column again flips the direction."""
@@ -253,24 +412,51 @@ class LiveTable(DataTable):
             raise ValueError(f"no column {column!r}")
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else self._specs[column].descending_first
-        previous = self.sort_column
         self.sort_column, self.sort_reverse = column, reverse
-        for key in {previous, column}:
-            if key not in self.hidden:
-                self.columns[ColumnKey(key)].label = self._label(self._specs[key])
         followed = self.cursor_key
         self._resort()
-        self._follow(followed)
+        self._follow(followed, announce=False)
         self.post_message(self.SortChanged(self))
 
     def select_key(self, key: str) -> bool:
         """Put the cursor on the row ``key`` (False when it is not shown)."""
-        if key not in self._state:
+        if key not in self._index:
             return False
-        self._follow(key)
+        self._follow(key, announce=True)
         return True
 
-    # --- actions, header clicks ------------------------------------------------------------
+    def move_cursor(self, *, row: int, animate: bool = False, scroll: bool = True) -> None:
+        """Put the cursor on the ``row``-th row (clamped into the table)."""
+        self._move(row, animate=animate, scroll=scroll)
+
+    def group_by(self, column: str | None) -> None:
+        """Tree view: rows grouped under their value of ``column`` (None: a flat list again); the
+        column shows the value once, on the group's first row, and tree lines below it."""
+        if column is not None and column not in self._specs:
+            raise ValueError(f"no column {column!r}")
+        followed = self.cursor_key
+        self.group_column = column
+        self._resort()
+        self._follow(followed, announce=False)
+
+    def clear(self) -> LiveTable:
+        """Forget every row (the columns stay)."""
+        self._state.clear()
+        self._set_order([])
+        self._cursor = 0
+        self._sized()
+        return self
+
+    def cell_segments(self, column: str | None, fitted: str, style: Style) -> list[Segment] | None:
+        """A cell drawn in several colours (a subclass's tags); None: one style for the cell."""
+        return None
+
+    def redraw(self) -> None:
+        """Draw every line again (a subclass changed how ``cell_segments`` colours cells)."""
+        self._forget_drawn()
+        self.refresh()
+
+    # --- actions, mouse ------------------------------------------------------------------------
 
     def action_sort_next(self) -> None:
         self._sort_step(1)
@@ -284,24 +470,97 @@ class LiveTable(DataTable):
     def action_sort_reverse(self) -> None:
         self.sort_by(self.sort_column, not self.sort_reverse)
 
+    def action_cursor_up(self) -> None:
+        self._set_hover(None)
+        self._move(self._cursor - 1)
+
+    def action_cursor_down(self) -> None:
+        self._set_hover(None)
+        self._move(self._cursor + 1)
+
+    def action_page_down(self) -> None:
+        """A page down, the cursor with it (as DataTable does)."""
+        self._set_hover(None)
+        page = self._page_height()
+        self.scroll_relative(y=page, animate=False, force=True)
+        self._move(self._cursor + page, scroll=False)
+
+    def action_page_up(self) -> None:
+        self._set_hover(None)
+        page = self._page_height()
+        self.scroll_relative(y=-page, animate=False, force=True)
+        self._move(self._cursor - page, scroll=False)
+
+    def action_scroll_top(self) -> None:
+        self._set_hover(None)
+        self._move(0)
+
+    def action_scroll_bottom(self) -> None:
+        self._set_hover(None)
+        self._move(len(self._order) - 1)
+
+    def action_select_cursor(self) -> None:
+        self._set_hover(None)
+        key = self.cursor_key
+        if key is not None:
+            self.post_message(self.RowSelected(self, key))
+
     def _sort_step(self, step: int) -> None:
         index = (self._column_index[self.sort_column] + step) % len(self.COLUMNS)
         self.sort_by(self.COLUMNS[index].key)
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+    def on_click(self, event: events.Click) -> None:
+        """A header sorts by its column (again: reversed); a row gets the cursor, and a click on
+        the row already under the cursor selects it (its details)."""
+        where = self._under_mouse(event)
+        if where is None:
+            return
+        row, x = where
+        self._set_hover(row)
         event.stop()
-        if event.column_key.value is not None:
-            self.sort_by(event.column_key.value)
+        if row == HEADER:
+            column = self._column_at(x)
+            if column is not None:
+                self.sort_by(column)
+            return
+        if row == self._cursor:
+            self.action_select_cursor()
+            self._set_hover(row)
+        else:
+            self._move(row, animate=True)
 
-    # --- helpers -------------------------------------------------------------------------------
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        where = self._under_mouse(event)
+        self._set_hover(None if where is None else where[0])
 
-    def _label(self, spec: ColumnSpec) -> Text:
-        """The header text; the arrow's room is kept on every column, so no header text moves
-        when the sort column changes."""
-        if spec.key != self.sort_column:
-            return Text(spec.label + NO_SORT, justify=spec.justify)
-        arrow = SORT_DOWN if self.sort_reverse else SORT_UP
-        return Text(spec.label + arrow, justify=spec.justify, style="bold")
+    def on_leave(self, event: events.Leave) -> None:
+        self._set_hover(None)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._lay_out(self.size.width)
+
+    def _under_mouse(self, event: events.MouseEvent) -> tuple[int, int] | None:
+        """(row or HEADER, x in the content) under the mouse; None beside the rows."""
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return None
+        if offset.y == 0:
+            return HEADER, offset.x
+        row = offset.y - 1 + self.scroll_offset.y
+        return (row, offset.x) if row < len(self._order) else None
+
+    def _column_at(self, x: int) -> str | None:
+        """The column drawn at ``x`` in the content (the fixed ones do not scroll)."""
+        if x >= self._fixed_width:
+            x += self.scroll_offset.x
+        start = 0
+        for drawn in self._columns:
+            if start <= x < start + drawn.width:
+                return drawn.spec.key
+            start += drawn.width
+        return None
+
+    # --- rows, order, cursor -------------------------------------------------------------------
 
     def _resort(self) -> None:
         index = self._column_index[self.sort_column]
@@ -312,16 +571,10 @@ class LiveTable(DataTable):
             order.sort(key=lambda key: state[key].cells[group][0])
         self._set_order(order)
 
-    def group_by(self, column: str | None) -> None:
-        """Tree view: rows grouped under their value of ``column`` (None: a flat list again); the
-        column shows the value once, on the group's first row, and tree lines below it."""
-        if column is not None and column not in self._specs:
-            raise ValueError(f"no column {column!r}")
-        followed = self.cursor_key
-        self.group_column = column
-        self._drawn_cells.clear()
-        self._resort()
-        self._follow(followed)
+    def _set_order(self, keys: list[str]) -> None:
+        self._order = keys
+        self._index = {key: index for index, key in enumerate(keys)}
+        self.refresh()
 
     def _tree_text(self, row_index: int, text: str) -> str:
         """The group column's text in tree view: the value on a group's first row, then ├─ / └─."""
@@ -336,150 +589,212 @@ class LiveTable(DataTable):
             return text
         return " ├─" if value(row_index + 1) == text else " └─"
 
-    def _follow(self, key: str | None) -> None:
-        if key is None or key not in self._state:
+    def _follow(self, key: str | None, *, announce: bool) -> None:
+        """The cursor back on the row ``key`` after the order changed."""
+        if key is not None and key in self._index:
+            self._move(self._index[key], announce=announce, scroll=self._index[key] != self._cursor)
+
+    def _move(self, row: int, *, animate: bool = False, scroll: bool = True, announce: bool = True) -> None:
+        """The cursor to ``row`` (clamped), scrolled into view; a new row under it is announced."""
+        before = self.cursor_key
+        old, self._cursor = self._cursor, max(0, min(row, len(self._order) - 1))
+        if old != self._cursor:
+            self._refresh_rows((old, self._cursor))
+        if scroll:
+            self._scroll_cursor_into_view(animate)
+        key = self.cursor_key
+        if announce and key is not None and key != before:
+            self.post_message(self.RowHighlighted(self, key))
+
+    def _scroll_cursor_into_view(self, animate: bool = False) -> None:
+        fixed = self._fixed_width
+        table_width = self.virtual_size.width
+        region = Region(self.scroll_offset.x + fixed, self._cursor + 1, max(1, table_width - fixed), 1)
+        self.scroll_to_region(region, animate=animate, spacing=Spacing(1, 0, 0, fixed), force=True)
+
+    def _page_height(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def _set_hover(self, row: int | None) -> None:
+        if row != self._hover:
+            old, self._hover = self._hover, row
+            self._refresh_rows(index for index in (old, row) if index is not None)
+
+    def _refresh_rows(self, rows: Any) -> None:
+        """Repaint the lines of these row indexes (HEADER: the header) if they are in view."""
+        top = self.scroll_offset.y
+        height = self.size.height
+        for index in rows:
+            if index == HEADER:
+                self.refresh_line(self.scroll_offset.y)  # the header line does not scroll
+            elif top <= index < top + height:
+                self.refresh_line(index + 1)
+
+    # --- widths ----------------------------------------------------------------------------------
+
+    def _measure(self) -> None:
+        """The longest text of each growing column, which is as wide as it will grow."""
+        if not self._wanted:
             return
-        row = self._row_locations.get(RowKey(key))
-        if row is not None and row != self.cursor_row:
-            self.move_cursor(row=row, animate=False)
+        rows = self._state.values()
+        wanted = {
+            key: max((cell_len(row.cells[self._column_index[key]][0]) for row in rows), default=0) + 2 * CELL_PADDING
+            for key in self._wanted
+        }
+        if wanted != self._wanted:
+            self._wanted = wanted
+            self._lay_out(self.size.width)
 
-    # --- bulk operations on DataTable internals (see the module docstring) -------------------
+    def _lay_out(self, room: int) -> None:
+        """Each shown column's width in ``room`` cells: its own, and a share of what is left
+        for the columns that grow."""
+        specs = self.shown_columns
+        widths = [column_width(spec) + 2 * CELL_PADDING for spec in specs]
+        spare = room - sum(widths)
+        if spare > 0 and self._wanted:
+            wanted = [self._wanted.get(spec.key, 0) for spec in specs]
+            widths = grown_widths(widths, wanted, [spec.grow for spec in specs], spare)
+        columns = tuple(
+            Column(spec, self._column_index[spec.key], width) for spec, width in zip(specs, widths, strict=True)
+        )
+        if columns == self._columns:
+            return
+        self._columns = columns
+        self._fixed_width = sum(column.width for column in columns[: self.fixed_columns])
+        self._forget_drawn()
+        self._sized()
 
-    def _add_live_row(self, key: str) -> None:
-        """``add_row``, then the row's cells become a view of ``_state`` (see ``_LiveRowData``)."""
-        cells = self._state[key].cells
-        if self.hidden:
-            cells = tuple(cells[i] for i in self._shown_index.values())
-        row_key = self.add_row(*cells, key=key)
-        self._row_keys[key] = row_key
-        self._order.append(key)  # add_row puts it last
-        self._table_rows[key] = self.rows[row_key]
-        # DataTable only reads a row's cells as a mapping; a view instead of a dict (see above)
-        self._data[row_key] = _LiveRowData(self._state, key, self._shown_index)  # type: ignore[assignment]
-
-    def _cells_changed(self) -> None:
-        """What ``update_cell`` does after writing a cell, once for the whole refresh."""
-        self._update_count += 1
+    def _sized(self) -> None:
+        self.virtual_size = Size(sum(column.width for column in self._columns), len(self._order) + 1)
         self.refresh()
 
-    def _render_cell(
-        self,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
-        width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> SegmentLines:
-        # DataTable keys its cell cache on a counter bumped by every update, so one changed
-        # cell re-draws every visible cell, each through rich's Padding/Styled machinery.
-        # Keyed on the cell object instead (replaced on change), a refresh re-draws only the
-        # changed cells, and a one-line cell is drawn directly as a single segment.
-        row_key = self._row_locations.get_key(row_index)
-        column_key = self._column_locations.get_key(column_index)
-        if row_key is None or column_key is None:  # the header row or the row labels
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        value = self._data[row_key][column_key]
-        shown = value[0]
-        if column_key.value == self.group_column:
-            shown = self._tree_text(row_index, shown)
-        cache_key = (
-            row_key,
-            column_key,
-            row_index,
-            shown,
-            base_style,
-            width,
+    # --- drawing ---------------------------------------------------------------------------------
+
+    def _forget_drawn(self) -> None:
+        self._drawn.clear()
+        self._header.clear()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        look = self._current_look()
+        if look != self._look:
+            self._look = look
+            self._forget_drawn()
+        return super().render_lines(crop)
+
+    def _current_look(self) -> Look:
+        style = self.get_component_rich_style
+        return Look(
+            self.rich_style,
+            style("live-table--header"),
+            style("live-table--cursor"),
+            style("live-table--fixed"),
+            style("live-table--fixed-cursor"),
+            style("live-table--hover"),
+            style("live-table--header-hover"),
+        )
+
+    def render_line(self, y: int) -> Strip:
+        if self._look is None:
+            self._look = self._current_look()
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        if y == 0:
+            return self._header_line(scroll_x, width)
+        index = y - 1 + scroll_y
+        order = self._order
+        if index >= len(order):
+            return Strip.blank(width, self._look.base)
+        key = order[index]
+        row = self._state[key]
+        cursor = index == self._cursor
+        hover = index == self._hover
+        tree = None
+        if self.group_column is not None:
+            tree = self._tree_text(index, row.cells[self._column_index[self.group_column]][0])
+        drawn = self._drawn.get(key)
+        if (
+            drawn is None
+            or drawn.row is not row
+            or drawn.cursor != cursor
+            or drawn.hover != hover
+            or drawn.tree != tree
+        ):
+            drawn = self._draw_row(row, cursor, hover, tree)
+            self._drawn[key] = drawn
+        view = (scroll_x, width)
+        if drawn.view != view:
+            drawn.line = self._crop(drawn.fixed, drawn.scrolling, drawn.fill, scroll_x, width)
+            drawn.view = view
+        return drawn.line
+
+    def _crop(self, fixed: Strip, scrolling: Strip, fill: Style, scroll_x: int, width: int) -> Strip:
+        """The fixed columns, then the others from ``scroll_x`` on, filled out to ``width``."""
+        room = width - self._fixed_width
+        if room <= 0:
+            return fixed.crop(0, width)
+        return Strip.join([fixed, scrolling.crop(scroll_x, scroll_x + room)]).extend_cell_length(width, fill)
+
+    def _draw_row(self, row: Row, cursor: bool, hover: bool, tree: str | None) -> DrawnRow:
+        """One row's line, styled as DataTable styles a row: the cursor's and the hover's styles
+        over the cell's, the cursor's colour winning over the cell's (its background does not)."""
+        look = self._look
+        assert look is not None
+        over = Style()
+        if hover:
+            over += look.hover
+        if cursor:
+            over += look.cursor
+        fixed_over = over + look.fixed_cursor if cursor else over
+        plain = (look.base + over, Style.from_color(color=over.color))
+        fixed = (look.fixed + fixed_over, Style.from_color(color=fixed_over.color))
+        segments: tuple[list[Segment], list[Segment]] = ([], [])
+        cells = row.cells
+        for position, column in enumerate(self._columns):
+            text, cell_style, justify = cells[column.cell]
+            if tree is not None and column.spec.key == self.group_column:
+                text = tree
+            in_fixed = position < self.fixed_columns
+            before, after = fixed if in_fixed else plain
+            style = before + Style.parse(cell_style) + after
+            fitted = fit_cell(text, column.width, CELL_PADDING, justify)
+            parts = self.cell_segments(column.spec.key, fitted, style)
+            segments[0 if in_fixed else 1].extend([Segment(fitted, style)] if parts is None else parts)
+        fixed_width = self._fixed_width
+        scrolling_width = sum(column.width for column in self._columns) - fixed_width
+        return DrawnRow(
+            row,
             cursor,
             hover,
-            self._show_hover_cursor,
-            self._pseudo_class_state,
+            tree,
+            Strip(segments[0], fixed_width),
+            Strip(segments[1], scrolling_width),
+            look.base + over,
         )
-        cached = self._drawn_cells.get(cache_key)
-        if cached is not None and cached[0] is value:
-            return cached[1]
-        component_style, post_style = self._get_styles_to_render_cell(
-            False,
-            False,
-            row_index < self.fixed_rows or column_index < self.fixed_columns,
-            hover,
-            cursor,
-            self.show_cursor,
-            self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css",
-        )
-        _, cell_style, justify = value
-        text = shown
-        style = (
-            base_style
-            + Style.from_meta({"row": row_index, "column": column_index})
-            + component_style
-            + Style.parse(cell_style)
-            + post_style
-        )
-        fitted = fit_cell(text, width, self.cell_padding, justify)
-        lines = [self.cell_segments(column_key.value, fitted, style) or [Segment(fitted, style)]]
-        self._drawn_cells[cache_key] = (value, lines)
-        return lines
 
-    def cell_segments(self, column: str | None, fitted: str, style: Style) -> list[Segment] | None:
-        """A cell drawn in several colours (a subclass's tags); None: one style for the cell."""
-        return None
+    def _header_line(self, scroll_x: int, width: int) -> Strip:
+        hover = self._hover == HEADER
+        key = (self.sort_column, self.sort_reverse, hover, scroll_x, width)
+        line = self._header.get(key)
+        if line is None:
+            self._header.clear()
+            line = self._header[key] = self._crop(*self._draw_header(hover), scroll_x, width)
+        return line
 
-    def _remove_rows(self, keys: list[str]) -> None:
-        """``remove_row`` for many rows with one re-index instead of one per row."""
-        gone = set(keys)
-        for key in gone:
-            row_key = self._row_keys.pop(key)
-            del self._table_rows[key]
-            del self.rows[row_key]
-            del self._data[row_key]
-        self._set_order([key for key in self._order if key not in gone])
-        self._require_update_dimensions = True
-        self.cursor_coordinate = self.cursor_coordinate  # clamp into the shorter table
-        self.refresh(layout=True)
-
-    def _set_order(self, keys: list[str]) -> None:
-        row_keys = self._row_keys
-        self._order = keys
-        self._row_locations = TwoWayDict({row_keys[key]: index for index, key in enumerate(keys)})
-        self._update_count += 1
-        self.refresh()
-
-    @property
-    def ordered_rows(self) -> list[DataTableRow]:
-        # From our own top-to-bottom key list: DataTable's walks its index with a lookup per row.
-        cache_key = (self.row_count, self._update_count)
-        rows = self._ordered_row_cache.get(cache_key)
-        if rows is None:
-            table_rows = self._table_rows
-            rows = [table_rows[key] for key in self._order]
-            self._ordered_row_cache[cache_key] = rows
-        return rows
-
-    def clear(self, columns: bool = False) -> LiveTable:
-        """DataTable's ``clear``, forgetting our rows too (columns are fixed: keep them)."""
-        if columns:
-            raise ValueError("a LiveTable's columns are fixed")
-        self._state.clear()
-        self._row_keys.clear()
-        self._order = []
-        self._table_rows.clear()
-        super().clear()
-        return self
-
-    @property
-    def _y_offsets(self) -> list[tuple[RowKey, int]]:
-        # Every row is one line high: one (row key, 0) per row, built in one pass per update
-        # instead of DataTable's list-per-row (a third of a 4000-row frame).
-        offsets = self._offset_cache.get(self._update_count)
-        if offsets is None:
-            offsets = [(row.key, 0) for row in self.ordered_rows]
-            self._offset_cache[self._update_count] = offsets
-        return offsets
-
-    def _update_dimensions(self, new_rows) -> None:
-        # Every column has a fixed width and every row is one line: measuring new rows' cells
-        # (what DataTable does here) would change nothing and costs ~1 s for 4000 rows.
-        super()._update_dimensions(())
+    def _draw_header(self, hover: bool) -> tuple[Strip, Strip, Style]:
+        """The header's cells as DataTable draws them: each label padded and justified by rich."""
+        look = self._look
+        assert look is not None
+        over = look.hover + look.header_hover if hover else Style()
+        before, after = look.header + over, Style.from_color(color=over.color)
+        console = self.app.console
+        options = self.app.console_options
+        cells: list[list[Segment]] = []
+        for column in self._columns:
+            label = Padding(self.header_label(column.spec.key), (0, CELL_PADDING))
+            rendered = console.render(label, options.update_dimensions(column.width, 1).update(no_wrap=True))
+            styled = Segment.apply_style(rendered, style=before, post_style=after)
+            cells.append(next(iter(Segment.split_and_crop_lines(styled, column.width, include_new_lines=False))))
+        split = self.fixed_columns
+        fixed = Strip([segment for cell in cells[:split] for segment in cell], self._fixed_width)
+        scrolling = Strip([segment for cell in cells[split:] for segment in cell])
+        return fixed, scrolling, before

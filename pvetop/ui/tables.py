@@ -200,8 +200,7 @@ class GuestTable(LiveTable):
         if mapping != self.tag_colors:
             self.tag_colors = mapping
             self._tag_styles = {}
-            self._drawn_cells.clear()
-            self.refresh()
+            self.redraw()
 
     def cell_segments(self, column: str | None, fitted: str, style: Style) -> list[Segment] | None:
         """Tags in PVE's tag colours, each on its own background (the cursor row keeps its style)."""

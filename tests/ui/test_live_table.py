@@ -40,7 +40,7 @@ async def test_apply_adds_updates_and_removes_by_key_touching_only_changed_cells
         first = rows(pear=3, apple=1, fig=7)
         table.apply(first)
         assert table.keys_in_order == ["apple", "fig", "pear"]
-        apple_name, fig_count = table.get_cell("apple", "name"), table.get_cell("fig", "count")
+        apple_name, fig_count = table.cell("apple", "name"), table.cell("fig", "count")
 
         second = rows(first, apple=2, fig=7, kiwi=1)  # apple changed, pear gone, kiwi new
         assert second["fig"] is first["fig"]  # unchanged rows are re-used, not rebuilt
@@ -48,9 +48,9 @@ async def test_apply_adds_updates_and_removes_by_key_touching_only_changed_cells
         table.apply(second)
         await pilot.pause()
         assert table.keys_in_order == ["apple", "fig", "kiwi"]
-        assert table.get_cell("apple", "count") == ("2", "", "right")
-        assert table.get_cell("apple", "name") is apple_name  # same text: not rewritten
-        assert table.get_cell("fig", "count") is fig_count
+        assert table.cell("apple", "count") == ("2", "", "right")
+        assert table.cell("apple", "name") is apple_name  # same text: not rewritten
+        assert table.cell("fig", "count") is fig_count
         assert table.sorts == sorts + 1  # a row was added
 
         table.apply(rows(second, apple=3, fig=7, kiwi=1))  # the sort column (name) did not change
@@ -72,7 +72,7 @@ async def test_cursor_stays_on_its_row_through_sorting_and_removals():
         table.apply(rows(current, fig=7, kiwi=9))
         await pilot.pause()
         assert table.keys_in_order == ["fig", "kiwi"] and table.cursor_key == "kiwi"
-        assert table.columns[next(k for k in table.columns if k.value == "count")].label.plain == "Count ▲"
+        assert table.header_label("count").plain == "Count ▲"
 
 
 async def test_clear_forgets_every_row_and_apply_starts_over():
