@@ -84,3 +84,47 @@ async def test_clear_forgets_every_row_and_apply_starts_over():
         assert table.row_count == 0 and table.keys_in_order == []
         table.apply(rows(kiwi=2, apple=5))
         assert table.keys_in_order == ["apple", "kiwi"] and table.cell_text("apple", "count") == "5"
+
+
+class Wide(LiveTable):
+    COLUMNS = tuple(ColumnSpec(f"c{i}", f"C{i}", 6) for i in range(8))
+
+    def __init__(self) -> None:
+        super().__init__(sort_column="c0", fixed_columns=1)
+
+
+def wide_row(n: int):
+    return Wide.make_row(n, tuple((f"{n}.{i}", "") for i in range(8)), (n, *range(7)))
+
+
+class WideApp(App):
+    def compose(self):
+        yield Wide()
+
+
+def screen_lines(app) -> list[str]:
+    table = app.query_one(Wide)
+    return [table.render_line(y).text for y in range(table.scrollable_content_region.height)]
+
+
+async def test_keys_page_through_rows_and_the_fixed_column_stays_when_scrolled_sideways():
+    app = WideApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table = app.query_one(Wide)
+        table.apply(build_rows({str(n): n for n in range(100)}, wide_row, None))
+        table.focus()
+        await pilot.pause()
+        page = table.scrollable_content_region.height - 1  # the header stays on top
+        await pilot.press("pagedown")
+        assert table.cursor_row == page and table.cursor_key == str(page)
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.cursor_key == "99"
+        assert screen_lines(app)[-1].split()[0] == "99.0"  # scrolled down to it
+        await pilot.press("home", "down", "down")
+        assert table.cursor_key == "2"
+        table.scroll_to(x=20, animate=False)
+        await pilot.pause()
+        header, first = screen_lines(app)[:2]
+        assert header.split()[0] == "C0" and "C1" not in header  # C0 stays, C1.. scrolled away
+        assert first.split()[0] == "0.0" and "0.1" not in first
