@@ -65,6 +65,35 @@ class Node:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeBasics:
+    """What one node's ``GET /nodes/{node}/status`` adds to /cluster/resources (read per node,
+    apart from the refresh, and only while something shows it). ``None``: PVE did not say."""
+
+    loadavg: tuple[float, ...] = ()  # 1, 5 and 15 minutes
+    io_delay: float | None = None  # share of CPU time spent waiting for IO (PVE's "wait")
+    swap_used: int | None = None
+    swap_total: int | None = None
+    ksm_shared: int | None = None  # bytes KSM merged
+    pressure: tuple[tuple[str, float], ...] = ()  # PSI figures where PVE gives them: ("cpusome", 1.25)
+    pveversion: str = ""  # "pve-manager/9.1.1/…"
+    kernel: str = ""  # the running kernel's release
+    uptime: int | None = None
+
+    @property
+    def swap_fraction(self) -> float | None:
+        return None if self.swap_used is None or not self.swap_total else self.swap_used / self.swap_total
+
+    @property
+    def pve_release(self) -> str:
+        """``9.1.1`` out of ``pve-manager/9.1.1/abcdef``."""
+        parts = self.pveversion.split("/")
+        return parts[1] if len(parts) >= 2 else self.pveversion
+
+    def psi(self, name: str) -> float | None:
+        return next((value for key, value in self.pressure if key == name), None)
+
+
+@dataclass(frozen=True, slots=True)
 class Guest:
     vmid: int
     type: GuestType

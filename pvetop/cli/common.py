@@ -8,6 +8,8 @@ Read them with ``option(args, "host")``.
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
 
 from pvetop.config import FIELDS, option
 from pvetop.errors import ReadOnlyRefused
@@ -54,11 +56,11 @@ def refuse_writes(args: argparse.Namespace, what: str) -> None:
         raise ReadOnlyRefused(f"read-only mode ({source}): {what} refused; nothing was changed")
 
 
-def open_rules_store(args: argparse.Namespace, *, writes: bool):
+def open_rules_store(args: argparse.Namespace, *, writes: bool, clock: Callable[[], float] = time.time):
     """The rules store for one command: read-only when the command only reads (it then never waits
-    for another instance's write lock) or read-only mode is on."""
+    for another instance's write lock) or read-only mode is on; ``clock`` stamps what it writes."""
     from pvetop.config import resolve_db
     from pvetop.store import open_store
 
     why = read_only(args) or (None if writes else "this command only reads")
-    return open_store(resolve_db(args), read_only=why)
+    return open_store(resolve_db(args), read_only=why, clock=clock)

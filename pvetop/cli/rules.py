@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +135,9 @@ def _open_store(args: argparse.Namespace, writing: str | None = None):
 
 
 @contextlib.contextmanager
-def dashboard_store(args: argparse.Namespace) -> Iterator[Any]:
-    """The dashboard's rules store, opened before connecting so a bad ``--db`` fails at once.
+def dashboard_store(args: argparse.Namespace, *, clock: Callable[[], float] = time.time) -> Iterator[Any]:
+    """The dashboard's rules store, opened before connecting so a bad ``--db`` fails at once;
+    ``clock`` stamps pins and the journal (the demo's simulated clock).
 
     With ``--demo`` and no ``--db``, a throwaway file: demo pins must never land in the real
     store under a cluster name ("homelab") a real cluster may also have.
@@ -146,11 +147,11 @@ def dashboard_store(args: argparse.Namespace) -> Iterator[Any]:
     if getattr(args, "demo", None) and not common.option(args, "db"):
         with (
             tempfile.TemporaryDirectory(prefix="pvetop-demo-") as tmp,
-            open_store(str(Path(tmp) / "demo.sqlite")) as store,
+            open_store(str(Path(tmp) / "demo.sqlite"), clock=clock) as store,
         ):
             yield store
         return
-    with _open_store(args, None if common.read_only(args) else "the dashboard's rule changes") as store:
+    with common.open_rules_store(args, writes=not common.read_only(args), clock=clock) as store:
         yield store
 
 

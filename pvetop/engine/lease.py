@@ -31,6 +31,7 @@ class LeaseKeeper:
     cluster: str
     ttl: float = DEFAULT_TTL
     clock: Callable[[], float] = time.time
+    clock_speed: float = 1.0  # clock seconds per real second (the demo's simulated clock runs faster)
     on_change: Callable[[LeaseState | None], None] | None = None
     state: LeaseState | None = None
     last_error: str | None = None
@@ -38,7 +39,8 @@ class LeaseKeeper:
 
     @property
     def renew_every(self) -> float:
-        return self.ttl / 4
+        """Real seconds between renewals: a quarter of the lease, which is in clock seconds."""
+        return self.ttl / 4 / self.clock_speed
 
     @property
     def acting(self) -> bool:

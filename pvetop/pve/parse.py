@@ -30,6 +30,7 @@ from pvetop.model import (
     GuestType,
     HaRule,
     Node,
+    NodeBasics,
     Storage,
 )
 
@@ -504,6 +505,57 @@ def parse_object(endpoint: str, value: Any) -> dict[str, Any]:
     if type(value) is not dict:
         raise MalformedAnswer(endpoint, f"expected an object, got {_kind(value)}")
     return value
+
+
+def _number(value: Any) -> float | None:
+    """A finite number (PVE sends some as strings, e.g. loadavg), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _whole(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None or number < 0 else int(number)
+
+
+def _pressure(values: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """PSI figures (``pressurecpusome`` -> ``cpusome``): PVE 9 gives them in rrddata."""
+    found = []
+    for key in sorted(values):
+        number = _number(values[key]) if key.startswith("pressure") else None
+        if number is not None:
+            found.append((key.removeprefix("pressure").strip("-_") or "some", number))
+    return found
+
+
+def parse_node_basics(status: Any, pressure_row: Mapping[str, Any] | None = None) -> NodeBasics:
+    """A node's status (``GET /nodes/{node}/status``), and its latest PSI figures from rrddata
+    when asked for, as ``NodeBasics``; what is missing or unreadable stays unknown."""
+    if type(status) is not dict:
+        status = {}
+    loadavg = status.get("loadavg")
+    loads = tuple(n for n in (_number(v) for v in loadavg[:3]) if n is not None) if isinstance(loadavg, list) else ()
+    swap = status.get("swap") if isinstance(status.get("swap"), dict) else {}
+    ksm = status.get("ksm") if isinstance(status.get("ksm"), dict) else {}
+    kernel = status.get("current-kernel") if isinstance(status.get("current-kernel"), dict) else {}
+    pressure = dict(_pressure(status))
+    pressure.update(_pressure(pressure_row or {}))
+    return NodeBasics(
+        loadavg=loads,
+        io_delay=_number(status.get("wait")),
+        swap_used=_whole(swap.get("used")),
+        swap_total=_whole(swap.get("total")),
+        ksm_shared=_whole(ksm.get("shared")),
+        pressure=tuple(sorted(pressure.items())),
+        pveversion=str(status.get("pveversion") or "")[:MAX_TEXT],
+        kernel=str(kernel.get("release") or status.get("kversion") or "")[:MAX_TEXT],
+        uptime=_whole(status.get("uptime")),
+    )
 
 
 # ---------------------------------------------------------------------- the snapshot

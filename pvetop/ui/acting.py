@@ -42,8 +42,11 @@ class ActingController:
         if self.store is None or not cluster or self.app.read_only:
             return None
         if self.lease is None or self.lease.cluster != cluster:
-            self.lease = LeaseKeeper(self.store, cluster, on_change=self._changed)
-            self.intents = IntentLog(self.store, cluster, self.lease)
+            app = self.app
+            self.lease = LeaseKeeper(
+                self.store, cluster, clock=app.clock, clock_speed=app.clock_speed, on_change=self._changed
+            )
+            self.intents = IntentLog(self.store, cluster, self.lease, clock=app.clock)
             # a plain task, not a worker: it lives as long as the app (workers are waited on to finish)
             self._renewing = asyncio.get_running_loop().create_task(self.lease.run(), name="lease")
         return self.intents

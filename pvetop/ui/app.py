@@ -37,7 +37,7 @@ from textual.widgets import Footer, Input, Static
 
 from pvetop.engine.lifecycle import LifecycleRunner
 from pvetop.engine.migrations import MigrationExecutor
-from pvetop.model import ClusterSnapshot
+from pvetop.model import ClusterSnapshot, NodeBasics
 from pvetop.policy.rules import RuleSet
 from pvetop.pve import PveClient
 from pvetop.text import visible
@@ -52,6 +52,7 @@ from pvetop.ui.keys import keys_of
 from pvetop.ui.lifecycle import LIFECYCLE_BINDINGS
 from pvetop.ui.migrate import MIGRATION_BINDINGS, MigrationsController
 from pvetop.ui.migrate.confirm import ConfirmScreen
+from pvetop.ui.node_basics import READ_EVERY, NodeBasicsArrived, fetch_node_basics
 from pvetop.ui.polling import (
     PollFailed,
     Refresh,
@@ -111,6 +112,7 @@ class PvetopApp(ReadOnlyGuard, App):
         ruleset: RuleSet | None = None,
         store: Any = None,
         clock: Callable[[], float] = time.time,
+        clock_speed: float = 1.0,
         insecure_warning: str = "",
         prefs: Prefs | None = None,
     ) -> None:
@@ -121,7 +123,11 @@ class PvetopApp(ReadOnlyGuard, App):
         self.read_only = read_only
         self.interval = interval
         self.store = store
+        # The one clock every timestamp and cluster duration is read from (the app's, its workers',
+        # the store's): the demo's simulated one runs ``clock_speed`` times faster than real time.
+        # The refresh pacing (interval, the data's age, a retry countdown) is in real seconds.
         self.clock = clock
+        self.clock_speed = clock_speed
         self.insecure_warning = insecure_warning
         self.embedded_cluster = False  # the demo's simulator: it ends with the app
         self.detail_panels: dict[str, list[Callable[[Screen], Widget]]] = {"guest": [], "node": []}
@@ -133,6 +139,8 @@ class PvetopApp(ReadOnlyGuard, App):
         self._ruleset = ruleset or RuleSet.empty()
         self.tagged: set[int] = set()  # vmids tagged for a bulk move (space); see refresh_marks
         self.power_states: dict[str, str] = {}  # node -> the power policy's state (draining…); see refresh_marks
+        self.node_basics: dict[str, NodeBasics] = {}  # for the optional node columns (node_basics.py)
+        self._basics_read_at: float | None = None  # time.monotonic() of the last read started
         self._query: GuestFilter = NO_FILTER
         self._node_filter: str | None = None
         self._poll_timer: Timer | None = None
@@ -181,10 +189,12 @@ class PvetopApp(ReadOnlyGuard, App):
             Footer(),
         )
 
-    def _table_options(self, table: str, cls: type[LiveTable]) -> dict[str, Any]:
-        """A table's sort and hidden columns as the user left them (unknown columns dropped)."""
+    def _table_options(self, table: str, cls: type[NodeTable | GuestTable]) -> dict[str, Any]:
+        """A table's sort and hidden columns as the user left them (unknown columns dropped);
+        optional columns stay hidden unless the user chose to show them."""
         keys = {spec.key for spec in cls.COLUMNS}
-        options: dict[str, Any] = {"hidden": frozenset(k for k in self.prefs.hidden.get(table, ()) if k in keys)}
+        hidden = set(self.prefs.hidden.get(table, ())) | (cls.OPTIONAL_COLUMNS - set(self.prefs.shown.get(table, ())))
+        options: dict[str, Any] = {"hidden": frozenset(k for k in hidden if k in keys)}
         column, reverse = self.prefs.sort.get(table, ("", False))
         if column in keys:
             options.update(sort_column=column, reverse=reverse)
@@ -198,7 +208,14 @@ class PvetopApp(ReadOnlyGuard, App):
                 "nodes": (self.node_table.sort_column, self.node_table.sort_reverse),
                 "guests": (self.guest_table.sort_column, self.guest_table.sort_reverse),
             },
-            hidden={"nodes": tuple(sorted(self.node_table.hidden)), "guests": tuple(sorted(self.guest_table.hidden))},
+            hidden={
+                "nodes": tuple(sorted(self.node_table.hidden - NodeTable.OPTIONAL_COLUMNS)),
+                "guests": tuple(sorted(self.guest_table.hidden - GuestTable.OPTIONAL_COLUMNS)),
+            },
+            shown={
+                "nodes": tuple(sorted(NodeTable.OPTIONAL_COLUMNS - self.node_table.hidden)),
+                "guests": tuple(sorted(GuestTable.OPTIONAL_COLUMNS - self.guest_table.hidden)),
+            },
             tree=self.guest_table.group_column is not None,
         )
 
@@ -234,7 +251,7 @@ class PvetopApp(ReadOnlyGuard, App):
         if self._poll_timer is not None:
             self._poll_timer.stop()
         self._armed_at = time.monotonic()
-        self._retry_at = self.clock() + delay if self._failures else None
+        self._retry_at = self.clock() + delay * self.clock_speed if self._failures else None
         self._poll_timer = None if self.paused else self.set_timer(delay, self._poll_now)
 
     @work(exclusive=True, group="poll", exit_on_error=False)
@@ -274,8 +291,32 @@ class PvetopApp(ReadOnlyGuard, App):
         self._stale_since = None
         if not self.paused or self._show_paused_refresh:
             self.apply_refresh(message.refresh)
+            self._read_node_basics()
         self._show_paused_refresh = False
         self._arm_poll(self.interval)
+
+    def _read_node_basics(self, *, now: bool = False) -> None:
+        """Reads the nodes' basics every ``READ_EVERY`` seconds (``now``: at once), and only while
+        an optional node column shows them: they cost a request per node, outside the refresh."""
+        shown = NodeTable.OPTIONAL_COLUMNS - self.node_table.hidden
+        if not shown or self.latest is None:
+            return
+        started = self._basics_read_at
+        if not now and started is not None and time.monotonic() - started < READ_EVERY:
+            return
+        self._basics_read_at = time.monotonic()
+        online = [node.name for node in self.latest.snapshot.nodes if node.online]
+        self._fetch_node_basics(online, NodeTable.PSI_COLUMN in shown)
+
+    @work(thread=True, exclusive=True, group="node-basics", exit_on_error=False)
+    def _fetch_node_basics(self, nodes: list[str], with_psi: bool) -> None:
+        basics = fetch_node_basics(self.source, nodes, with_psi=with_psi)
+        self.post_message(NodeBasicsArrived(basics))
+
+    def on_node_basics_arrived(self, message: NodeBasicsArrived) -> None:
+        if not self._shutting_down:
+            self.node_basics = message.basics
+            self.refresh_marks()
 
     @property
     def _shutting_down(self) -> bool:
@@ -350,10 +391,10 @@ class PvetopApp(ReadOnlyGuard, App):
             return
         now = self.clock()
         freshness = Freshness(
-            age_seconds=None if refresh is None else now - refresh.received_at,
+            age_seconds=None if refresh is None else (now - refresh.received_at) / self.clock_speed,
             stale_since=self._stale_since,
             stale_reason=self._stale_reason,
-            retry_in=None if self._retry_at is None else max(0.0, self._retry_at - now),
+            retry_in=None if self._retry_at is None else max(0.0, self._retry_at - now) / self.clock_speed,
         )
         if refresh is None:
             # plain Text: the reason quotes the API, whose "[/]" would be taken for markup
@@ -414,7 +455,7 @@ class PvetopApp(ReadOnlyGuard, App):
 
     @property
     def marks(self) -> Marks:
-        return Marks(self._ruleset, frozenset(self.tagged), dict(self.power_states))
+        return Marks(self._ruleset, frozenset(self.tagged), dict(self.power_states), dict(self.node_basics))
 
     def refresh_marks(self) -> None:
         """Re-draw the flag columns after ``ruleset`` or ``tagged`` (vmids, space) changed."""
@@ -629,7 +670,8 @@ class PvetopApp(ReadOnlyGuard, App):
                 table.sort_by(column)
                 self._keep_prefs()
 
-        self.push_screen(SortScreen(f"Sort the {name} by", table.COLUMNS, table.sort_column), chosen)
+        shown = tuple(spec for spec in table.COLUMNS if spec.key not in table.hidden)  # sorted by what it shows
+        self.push_screen(SortScreen(f"Sort the {name} by", shown, table.sort_column), chosen)
 
     def action_columns(self) -> None:
         """F2 / C: show or hide the focused table's columns (kept in the preferences)."""
@@ -662,6 +704,8 @@ class PvetopApp(ReadOnlyGuard, App):
             self.node_table = new = nodes
             if self.latest is not None:
                 nodes.apply(self.latest.node_rows)
+            if NodeTable.OPTIONAL_COLUMNS & (old.hidden - hidden):  # a basics column just shown
+                self._read_node_basics(now=True)
         else:
             guests = GuestTable(**options)
             await old.remove()

@@ -18,18 +18,19 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Sparkline, Static
+from textual.widgets import DataTable, Footer, Static
 
 from pvetop.engine.balancer import BalancerWorker, set_mode
 from pvetop.engine.migrations import MigrationExecutor
 from pvetop.engine.report import job_status
 from pvetop.errors import PvetopError
-from pvetop.policy.balance import MODES, BalancePlan
+from pvetop.policy.balance import MODES, BalancePlan, BalancerConfig
 from pvetop.policy.metrics import imbalance_text
 from pvetop.text import visible
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import fmt_cell
+from pvetop.ui.sparkline import ScaledSparkline
 
 if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
@@ -128,8 +129,10 @@ class BalancerScreen(ReadOnlyGuard, Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="balancer-status")
-        yield Static("Imbalance, one bar per evaluation (newest right)", classes="caption")
-        yield Sparkline([], id="balancer-history")
+        yield Static(
+            "Imbalance, one bar per evaluation (newest right)", classes="caption", id="balancer-history-caption"
+        )
+        yield ScaledSparkline(id="balancer-history")
         yield Static("Plan", classes="caption", id="balancer-plan-caption")
         yield DataTable(id="balancer-moves", cursor_type="row", zebra_stripes=True)
         yield Static("Left alone (moving them would help)", classes="caption")
@@ -154,8 +157,7 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         worker = self.controller.worker
         plan = worker.plan if worker is not None else None
         self.query_one("#balancer-status", Static).update(self._status(worker))
-        history = list(worker.history) if worker is not None else []
-        self.query_one("#balancer-history", Sparkline).data = history or [0.0]
+        self._show_history(worker)
         moves = self.query_one("#balancer-moves", DataTable)
         cursor = moves.cursor_row
         moves.clear()
@@ -186,6 +188,21 @@ class BalancerScreen(ReadOnlyGuard, Screen):
                 str(job.vmid),
                 *(fmt_cell(text) for text in (job.move.name, job.move.source, job.move.target, job_status(job))),
             )
+
+    def _show_history(self, worker: BalancerWorker | None) -> None:
+        """Imbalance against a fixed scale, 0 to twice the threshold (or the highest seen, if
+        higher): a bar at mid-height is at the threshold, and bars above it are yellow."""
+        history = list(worker.history) if worker is not None else []
+        threshold = (worker.last_config if worker is not None else BalancerConfig()).threshold
+        ceiling = min(1.0, max(threshold * 2, *history)) if history else threshold * 2
+        chart = self.query_one("#balancer-history", ScaledSparkline)
+        chart.ceiling, chart.warn_at = ceiling, threshold
+        chart.data = history or None  # "loading…" until the first evaluation
+        caption = (
+            "Imbalance, one bar per evaluation (newest right), "
+            f"scale 0–{imbalance_text(ceiling)}, threshold {imbalance_text(threshold)}"
+        )
+        self.query_one("#balancer-history-caption", Static).update(caption)
 
     def _status(self, worker: BalancerWorker | None) -> Text:
         text = Text()

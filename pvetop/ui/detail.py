@@ -21,14 +21,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Footer, Label, Static
 from textual.worker import get_current_worker
 
 from pvetop.model import Guest, Node
+from pvetop.pve.parse import parse_node_basics
 from pvetop.text import visible
 from pvetop.ui import formatting as fmt
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.polling import Refresh
+from pvetop.ui.sparkline import ScaledSparkline
 from pvetop.ui.tables import guest_flags, node_flags
 
 if TYPE_CHECKING:
@@ -42,11 +44,13 @@ CONFIG_VALUE_WIDTH = 60
 
 @dataclasses.dataclass(frozen=True)
 class Series:
-    """One sparkline: a title, the points, and how to print a point."""
+    """One sparkline: a title, the points, how to print a point, and the top of its scale
+    (``None``: the highest point, for rates, whose capacity PVE does not report)."""
 
     title: str
     points: list[float]
     show: Callable[[float], str]
+    ceiling: float | None = None
 
 
 def field_lines(entity: Node | Guest) -> list[tuple[str, str]]:
@@ -129,8 +133,8 @@ def _mem_fraction(rows: list[dict[str, Any]], used: tuple[str, ...], total: tupl
 def history_series(rows: list[dict[str, Any]]) -> list[Series]:
     """CPU, memory and network sparklines from guest or node rrddata (the names differ)."""
     return [
-        Series("CPU", _column(rows, "cpu", scale=100), _percent_text),
-        Series("Memory", _mem_fraction(rows, ("mem", "memused"), ("maxmem", "memtotal")), _percent_text),
+        Series("CPU", _column(rows, "cpu", scale=100), _percent_text, ceiling=100.0),
+        Series("Memory", _mem_fraction(rows, ("mem", "memused"), ("maxmem", "memtotal")), _percent_text, ceiling=100.0),
         Series("Net in", _column(rows, "netin"), fmt.human_rate),
         Series("Net out", _column(rows, "netout"), fmt.human_rate),
     ]
@@ -156,25 +160,30 @@ class HistoryFailed(Message):
 
 
 class HistoryChart(Vertical):
-    """A titled sparkline with the latest and the highest value of the hour."""
+    """A titled sparkline with the latest and the highest value of the hour, drawn against the
+    resource's capacity (CPU and memory: 0-100 %) so its height reads as the level."""
 
     DEFAULT_CSS = """
     HistoryChart { height: 3; }
-    HistoryChart Sparkline { height: 2; }
+    HistoryChart ScaledSparkline { height: 2; }
     """
 
     def compose(self) -> ComposeResult:
         yield Label(id="chart-title")
-        yield Sparkline([])
+        yield ScaledSparkline()  # "loading…" until the history arrives
 
     def show(self, series: Series) -> None:
         title = Text(series.title, style="bold")
         if series.points:
             title.append(f"  now {series.show(series.points[-1])}  max {series.show(max(series.points))}")
+            scale = series.show(series.ceiling) if series.ceiling is not None else "the hour's max"
+            title.append(f"  (scale 0–{scale})", style="dim")
         else:
             title.append("  no data", style="dim")
         self.query_one("#chart-title", Label).update(title)
-        self.query_one(Sparkline).data = series.points
+        chart = self.query_one(ScaledSparkline)
+        chart.ceiling = series.ceiling
+        chart.data = series.points
 
 
 class DetailScreen(ReadOnlyGuard, Screen):
@@ -368,36 +377,27 @@ class NodeDetailScreen(DetailScreen):
         return node_basics(getattr(self, "_status", {})) + config_lines(config)
 
 
-def _share(part: Any, whole: Any) -> str:
-    if not isinstance(part, int | float) or not isinstance(whole, int | float) or not whole:
-        return "-"
-    return f"{fmt.used_of(int(part), int(whole))} ({part / whole * 100:.0f}%)"
-
-
 def node_basics(status: dict[str, Any]) -> list[tuple[str, str]]:
     """A node's basics from ``/nodes/{node}/status``: what PVE gives, nothing made up."""
     if not status:
         return []
+    basics = parse_node_basics(status)
     lines = []
-    loadavg = status.get("loadavg")
-    if isinstance(loadavg, list) and loadavg:
-        lines.append(("load average", " ".join(str(value) for value in loadavg[:3])))
-    if isinstance(status.get("wait"), int | float):
-        lines.append(("IO delay", f"{status['wait'] * 100:.1f}%"))
-    swap: dict[str, Any] = status["swap"] if isinstance(status.get("swap"), dict) else {}
-    if swap:
-        lines.append(("swap", _share(swap.get("used"), swap.get("total"))))
-    ksm: dict[str, Any] = status["ksm"] if isinstance(status.get("ksm"), dict) else {}
-    if ksm:
-        lines.append(("KSM sharing", fmt.human_bytes(int(ksm.get("shared") or 0))))
-    for key in sorted(status):
-        if key.startswith("pressure") and isinstance(status[key], int | float):  # PSI, where PVE gives it
-            lines.append((f"PSI {key.removeprefix('pressure').strip('-_') or 'some'}", f"{status[key]:.2f}"))
-    if status.get("pveversion"):
-        lines.append(("PVE version", str(status["pveversion"])))
-    kernel: dict[str, Any] = status["current-kernel"] if isinstance(status.get("current-kernel"), dict) else {}
-    if kernel.get("release") or status.get("kversion"):
-        lines.append(("kernel", str(kernel.get("release") or status.get("kversion"))))
-    if isinstance(status.get("uptime"), int | float):
-        lines.append(("uptime", fmt.uptime(int(status["uptime"]))))
+    if basics.loadavg:
+        lines.append(("load average", " ".join(f"{value:g}" for value in basics.loadavg)))
+    if basics.io_delay is not None:
+        lines.append(("IO delay", f"{basics.io_delay * 100:.1f}%"))
+    if basics.swap_total is not None:
+        swap = basics.swap_fraction
+        shown = "-" if swap is None else f"{fmt.used_of(basics.swap_used or 0, basics.swap_total)} ({swap * 100:.0f}%)"
+        lines.append(("swap", shown))
+    if basics.ksm_shared is not None:
+        lines.append(("KSM sharing", fmt.human_bytes(basics.ksm_shared)))
+    lines.extend((f"PSI {name}", f"{value:.2f}") for name, value in basics.pressure)  # where PVE gives it
+    if basics.pveversion:
+        lines.append(("PVE version", basics.pveversion))
+    if basics.kernel:
+        lines.append(("kernel", basics.kernel))
+    if basics.uptime is not None:
+        lines.append(("uptime", fmt.uptime(basics.uptime)))
     return lines

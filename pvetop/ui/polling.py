@@ -70,7 +70,7 @@ def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks, n
         rates,
         cluster_totals(snapshot),
         cluster_balance(snapshot),
-        node_rows(snapshot, marks.ruleset, old_nodes, marks.power),
+        node_rows(snapshot, marks.ruleset, old_nodes, marks.power, marks.basics),
         guest_rows(snapshot, rates, marks, old_guests),
         marks,
         now,
@@ -82,7 +82,7 @@ def with_marks(refresh: Refresh, marks: Marks) -> Refresh:
     return replace(
         refresh,
         marks=marks,
-        node_rows=node_rows(refresh.snapshot, marks.ruleset, refresh.node_rows, marks.power),
+        node_rows=node_rows(refresh.snapshot, marks.ruleset, refresh.node_rows, marks.power, marks.basics),
         guest_rows=guest_rows(refresh.snapshot, refresh.rates, marks, refresh.guest_rows),
     )
 

@@ -30,6 +30,7 @@ class Prefs:
     sort: dict[str, tuple[str, bool]] = field(default_factory=dict)  # table -> (column, reverse)
     hidden: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> hidden column keys
     tree: bool = False
+    shown: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> optional columns shown
 
     @classmethod
     def from_json(cls, data: Any) -> Prefs:
@@ -44,12 +45,15 @@ class Prefs:
             for table, value in (data.get("sort") or {}).items()
             if table in TABLES and isinstance(value, list | tuple) and len(value) == 2 and isinstance(value[0], str)
         }
-        hidden = {
-            table: tuple(str(key) for key in keys)
-            for table, keys in (data.get("hidden") or {}).items()
-            if table in TABLES and isinstance(keys, list | tuple)
-        }
-        return cls(theme, interval, sort, hidden, bool(data.get("tree", False)))
+        hidden, shown = (
+            {
+                table: tuple(str(key) for key in keys)
+                for table, keys in (data[name] if isinstance(data.get(name), dict) else {}).items()
+                if table in TABLES and isinstance(keys, list | tuple)
+            }
+            for name in ("hidden", "shown")
+        )
+        return cls(theme, interval, sort, hidden, bool(data.get("tree", False)), shown)
 
 
 def load_prefs(profile: str, path: Path | None = None) -> Prefs:

@@ -1,6 +1,6 @@
 """Where the dashboard gets its data: the PVE client, or a fixed snapshot held in memory.
 
-The app only needs these six calls, so it runs unchanged against a real cluster, the simulator
+The app only needs these seven calls, so it runs unchanged against a real cluster, the simulator
 (through the same client) and, for stable screenshots and fast tests, ``MemorySource``.
 All calls block and are made from worker threads, never from the UI thread.
 """
@@ -29,6 +29,8 @@ class SnapshotSource(Protocol):
     def guest_config(self, guest: Guest) -> dict[str, Any]: ...
 
     def node_config(self, node: str) -> dict[str, Any]: ...
+
+    def node_status(self, node: str) -> dict[str, Any]: ...
 
 
 class MemorySource:
@@ -78,3 +80,7 @@ class MemorySource:
     def node_config(self, node: str) -> dict[str, Any]:
         self._check()
         return self.configs.get(f"node/{node}", {})
+
+    def node_status(self, node: str) -> dict[str, Any]:
+        self._check()
+        return self.configs.get(f"status/{node}", {})

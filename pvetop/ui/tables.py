@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
 
-from pvetop.model import ClusterSnapshot, Guest, Node
+from pvetop.model import ClusterSnapshot, Guest, Node, NodeBasics
 from pvetop.policy.rules import RuleSet
 from pvetop.ui import formatting as fmt
 from pvetop.ui.filtering import GuestFilter
@@ -37,12 +38,13 @@ def _load_style(fraction_value: float) -> str:
 
 @dataclass(frozen=True)
 class Marks:
-    """What the flag columns show besides the cluster's own state: the user's rules and the
-    guests tagged (space) for a bulk move."""
+    """What the rows show besides the snapshot: the user's rules, the guests tagged (space) for
+    a bulk move, the power policy's node states, and the node basics read per node."""
 
     ruleset: RuleSet = field(default_factory=RuleSet.empty)
     tagged: frozenset[int] = frozenset()
     power: Mapping[str, str] = field(default_factory=dict)  # node -> the power policy's state, when not plain on
+    basics: Mapping[str, NodeBasics] = field(default_factory=dict)  # node -> its status, read apart (node_basics.py)
 
 
 def guest_flags(guest: Guest, marks: Marks) -> str:
@@ -75,6 +77,7 @@ class NodeRow:
     guests: int
     flags: str
     power: str = ""  # draining, shutting down, off, waking, failed: shown instead of the status
+    basics: NodeBasics | None = None  # from the node's own status, while an optional column shows it
 
 
 # The power states in the 7-wide status cell (the power screen spells them out).
@@ -104,7 +107,19 @@ class NodeTable(LiveTable):
         ColumnSpec("uptime", "Uptime", 9, "right", True),
         ColumnSpec("hastate", "HA", 11, long_name="HA manager's node state"),
         ColumnSpec("flags", "Flags", 5),
+        ColumnSpec("load", "Load", 6, "right", True, long_name="load average (1 min)"),
+        ColumnSpec("iodelay", "IO%", 5, "right", True, long_name="IO delay"),
+        ColumnSpec("swap", "Swap%", 6, "right", True, long_name="swap used"),
+        ColumnSpec("ksm", "KSM", 8, "right", True, long_name="KSM sharing"),
+        ColumnSpec("psi", "PSI cpu", 7, "right", True, long_name="CPU pressure (PSI some, %)"),
+        ColumnSpec("pveversion", "PVE", 7, long_name="PVE version"),
+        ColumnSpec("kernel", "Kernel", 14, long_name="kernel version"),
     )
+    # From each node's own status (node_basics.py): hidden until chosen (F2), as they cost requests.
+    OPTIONAL_COLUMNS: ClassVar[frozenset[str]] = frozenset(
+        {"load", "iodelay", "swap", "ksm", "psi", "pveversion", "kernel"}
+    )
+    PSI_COLUMN = "psi"  # PSI comes from rrddata (PVE 9), a second request per node
 
     def __init__(self, *, sort_column: str = "name", **kwargs) -> None:
         super().__init__(sort_column=sort_column, **kwargs)
@@ -114,6 +129,41 @@ def _status_cell(node: Node, power: str) -> tuple[str, str]:
     if power:
         return POWER_LABELS.get(power, power), "bold red" if power == "failed" else "yellow" if node.online else DIM
     return node.status, "green" if node.online else "bold red"
+
+
+def _basics_cells(basics: NodeBasics | None, base: str) -> tuple[tuple[str, str], ...]:
+    """The optional columns' cells; ``-`` until the node's status was read, or where PVE gives nothing."""
+    if basics is None:
+        return (("-", DIM),) * len(NodeTable.OPTIONAL_COLUMNS)
+    swap, psi = basics.swap_fraction, basics.psi("cpusome")
+    return (
+        (f"{basics.loadavg[0]:.2f}" if basics.loadavg else "-", base),
+        (f"{basics.io_delay * 100:.1f}%" if basics.io_delay is not None else "-", base),
+        (fmt.percent(swap) if swap is not None else "-", _load_style(swap or 0.0) or base),
+        (fmt.human_bytes(basics.ksm_shared) if basics.ksm_shared is not None else "-", base),
+        (f"{psi:.1f}" if psi is not None else "-", base),
+        (basics.pve_release or "-", base),
+        (basics.kernel or "-", base),
+    )
+
+
+def _basics_sort_values(basics: NodeBasics | None, name: str) -> tuple[tuple[object, str], ...]:
+    if basics is None:
+        return ((MISSING, name),) * 5 + (((), name),) * 2
+    return (
+        (basics.loadavg[0] if basics.loadavg else MISSING, name),
+        (basics.io_delay if basics.io_delay is not None else MISSING, name),
+        (basics.swap_fraction if basics.swap_fraction is not None else MISSING, name),
+        (basics.ksm_shared if basics.ksm_shared is not None else MISSING, name),
+        (basics.psi("cpusome") if basics.psi("cpusome") is not None else MISSING, name),
+        (version_key(basics.pve_release), name),
+        (version_key(basics.kernel), name),
+    )
+
+
+def version_key(text: str) -> tuple[object, ...]:
+    """``9.1.10`` after ``9.1.9``: numbers compare as numbers."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.\-+]", text) if part)
 
 
 def render_node(item: NodeRow) -> Row:
@@ -133,6 +183,7 @@ def render_node(item: NodeRow) -> Row:
         (fmt.uptime(node.uptime), base),
         (node.hastate, HA_NODE_STYLES.get(node.hastate, "bold red")),
         (item.flags, "bold magenta"),
+        *_basics_cells(item.basics, base),
     )
     name = node.name
     sort_values = (
@@ -147,6 +198,7 @@ def render_node(item: NodeRow) -> Row:
         (node.uptime, name),
         (node.hastate, name),
         (item.flags, name),
+        *_basics_sort_values(item.basics, name),
     )
     return NodeTable.make_row(item, cells, sort_values)
 
@@ -156,14 +208,23 @@ def node_rows(
     ruleset: RuleSet,
     previous: dict[str, Row] | None,
     power: Mapping[str, str] | None = None,
+    basics: Mapping[str, NodeBasics] | None = None,
 ) -> dict[str, Row]:
     by_node = snapshot.guests_by_node
     power = power or {}
+    basics = basics or {}
     items = {}
     for node in snapshot.nodes:
         guests = by_node.get(node.name, ())
         running = sum(1 for guest in guests if guest.running)
-        items[node.name] = NodeRow(node, running, len(guests), node_flags(node, ruleset), power.get(node.name, ""))
+        items[node.name] = NodeRow(
+            node,
+            running,
+            len(guests),
+            node_flags(node, ruleset),
+            power.get(node.name, ""),
+            basics.get(node.name) if node.online else None,
+        )
     return build_rows(items, render_node, previous)
 
 
@@ -189,6 +250,8 @@ class GuestTable(LiveTable):
         ColumnSpec("pool", "Pool", 10),
         ColumnSpec("tags", "Tags", 20),
     )
+
+    OPTIONAL_COLUMNS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, sort_column: str = "vmid", **kwargs) -> None:
         super().__init__(sort_column=sort_column, fixed_columns=2, **kwargs)

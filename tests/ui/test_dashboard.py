@@ -6,7 +6,7 @@ import gc
 from dataclasses import replace
 
 from textual.binding import Binding
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from pvetop.errors import ConnectionFailed
 from pvetop.model import CrsOptions
@@ -14,6 +14,7 @@ from pvetop.policy.rules import RuleSet
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.detail import GuestDetailScreen, NodeDetailScreen
 from pvetop.ui.help import HelpScreen
+from pvetop.ui.sparkline import ScaledSparkline
 from tests.ui.fixtures import advanced, fixed_clock
 from tests.ui.pilot import settle, wait_for_data
 
@@ -154,7 +155,7 @@ async def test_guest_detail_shows_fields_config_and_history(app, source):
             assert expected in fields
         config = str(screen.query_one("#config", Static).render())
         assert "scsi0" in config and "digest" not in config
-        sparklines = screen.query(Sparkline)
+        sparklines = screen.query(ScaledSparkline)
         assert len(sparklines) == 4 and all(len(s.data) == 60 for s in sparklines)
         source.snapshot = replace(
             source.snapshot, guests=tuple(replace(g, cpu=0.77) if g.vmid == 100 else g for g in source.snapshot.guests)

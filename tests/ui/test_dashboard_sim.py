@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import requests
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from pvetop.config import settings_from_sim_info
 from pvetop.pve import PveClient
 from pvetop.sim.runner import start_sim
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.detail import GuestDetailScreen
+from pvetop.ui.sparkline import ScaledSparkline
 from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (140, 40)
@@ -84,7 +85,7 @@ async def test_guest_detail_fetches_history_and_config_for_that_guest_only(sim, 
         screen = app.screen
         assert isinstance(screen, GuestDetailScreen)
         assert client.request_count - before == 2  # rrddata + config, nothing else
-        assert any(len(sparkline.data) > 0 for sparkline in screen.query(Sparkline))
+        assert any(sparkline.data for sparkline in screen.query(ScaledSparkline))
         assert str(screen.vmid) in str(screen.query_one("#detail-title", Static).render())
 
 

@@ -61,6 +61,7 @@ class MigrationsController:
                 limits=limits,
                 poll=self.poll,
                 on_update=self._changed,
+                clock=app.clock,
                 intents=app.acting.intents_for(cluster) if app.acting is not None else None,
             )
         return self._executor
@@ -74,6 +75,7 @@ class MigrationsController:
                 cluster=self._cluster,
                 poll=self.lifecycle_poll,
                 on_update=self._changed,
+                clock=self.app.clock,
             )
         return self._runner
 

@@ -9,7 +9,6 @@ anyway, which re-plans with those rules lifted for this evacuation. Running it m
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -84,7 +83,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         app = self.app
         try:
             self.base = await prepare_evacuation(
-                app.source, app.planning_snapshot, self.node, app.ruleset, now=time.time()
+                app.source, app.planning_snapshot, self.node, app.ruleset, now=app.clock()
             )
         except PvetopError as exc:
             self.query_one("#error", Static).update(visible(f"cannot plan: {exc.message}", multiline=True))

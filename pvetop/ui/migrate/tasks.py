@@ -221,7 +221,7 @@ class TasksScreen(ReadOnlyGuard, Screen):
             self._show()
 
     def _show(self) -> None:
-        now = time.time()
+        now = self.app.clock()
         rows: dict[str, TaskRow] = {}
         for job in reversed(self.jobs):
             row = job_row(job, now)
