@@ -78,12 +78,18 @@ def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks, n
 
 
 def with_marks(refresh: Refresh, marks: Marks) -> Refresh:
-    """The same data with other rules (pins, locks, reservations) or tags in the flag columns."""
+    """The same data with other rules (pins, locks, reservations), tags, power states or node
+    basics; the guest rows are built again only when what they show (rules, tags) changed, as
+    this runs on the UI thread and a large cluster has thousands of them."""
+    before = refresh.marks
+    same_guests = before.ruleset == marks.ruleset and before.tagged == marks.tagged
     return replace(
         refresh,
         marks=marks,
         node_rows=node_rows(refresh.snapshot, marks.ruleset, refresh.node_rows, marks.power, marks.basics),
-        guest_rows=guest_rows(refresh.snapshot, refresh.rates, marks, refresh.guest_rows),
+        guest_rows=refresh.guest_rows
+        if same_guests
+        else guest_rows(refresh.snapshot, refresh.rates, marks, refresh.guest_rows),
     )
 
 
