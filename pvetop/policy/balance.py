@@ -48,7 +48,8 @@ MAX_MOVES = 100  # one plan never runs away; the engine re-plans after every mov
 EVEN_ENOUGH = 0.01  # imbalance two plans may differ by and still count as reaching the same
 TARGETS_PER_STEP = 8  # coolest nodes with room a freely movable guest is tried on at each step
 POLISH_ROUNDS = 3  # polish, re-order and finish a greedy plan at most this often
-POLISH_BUDGET = 200_000  # candidate moves polishing may judge per plan: bounded work on 1000 guests
+WORK_BUDGET = 800_000  # candidate moves one plan may judge (~0.5 s): bounded work on 1000 guests
+OTHER_FIRST_MOVES = 3  # greedy runs that start with another of the best first moves, budget allowing
 PAIRS_OF = 6  # polishing tries replacing each pair among this many biggest moves
 CLOSING_PAIRS_OF = 12  # a refill tries closing the gap with two of this many best moves
 MODES = ("off", "advise", "auto")
@@ -395,7 +396,8 @@ class _Planner:
         self.ha_targets = self._ha_targets()
         self.held: dict[int, str] = {}  # vmid -> why it may not move at all
         self.movable: list[_Unit] = []
-        self.budget = POLISH_BUDGET  # candidate moves polishing may still judge
+        self.budget = WORK_BUDGET  # candidate moves the search may still judge
+        self.floor = 0  # the budget the current polishing leaves untouched
 
     # --- who may move where, whatever the load ---------------------------------------------------
 
@@ -544,90 +546,105 @@ class _Planner:
         """Greedy runs, each polished to fewer GiB at the imbalance it reached, then finished greedily.
 
         The greedy by gain per GiB moves small guests first and can strand the plan above what a few
-        bigger moves reach, so the greedy by plain gain runs too. Each is polished (moves dropped or
-        replaced by cheaper ones while the imbalance it reached still holds), put back in an order
-        where every move gains, and continued greedily until no unmoved guest gains: planning again
-        on the result finds nothing. Of the plans within ``EVEN_ENOUGH`` of the lowest imbalance,
-        the one moving the fewest GiB wins (then the fewest moves).
+        bigger moves reach, so the greedy by plain gain runs too, and while the work budget lasts
+        the greedy by gain per √GiB and greedy runs that start with another of the best first
+        moves. Each is polished (moves dropped or replaced by cheaper ones while the imbalance it
+        reached still holds), put back in an order where every move gains, and continued greedily
+        until no unmoved guest gains: planning again on the result finds nothing. Of the plans
+        within ``EVEN_ENOUGH`` of the lowest imbalance, the one moving the fewest GiB wins (then
+        the fewest moves).
         """
         start = ProjectedCluster.of(self.snapshot)
         self.movable = self.units()
         if len(self.nodes) < 2:
             return [], start
+        self.budget = WORK_BUDGET
         options: list[_Path] = []
-        for per_gib in (True, False):
-            self.budget = POLISH_BUDGET // 2  # each greedy plan gets its share of polishing
-            path = self.greedy(_Path([], [], start), per_gib)
+        empty = _Path([], [], start)
+        starts: list[tuple[_Path, float]] = [(empty, 1.0), (empty, 0.0), (empty, 0.5)]
+        # the best first moves by plain gain after the one the greedy by gain takes
+        for position, target in self.best_moves(empty, 0.0, 1 + OTHER_FIRST_MOVES)[1:]:
+            first = self.sequence({position: target})
+            starts += [(first, 1.0), (first, 0.0)]
+        for run, (seed, alpha) in enumerate(starts):
+            if run >= 2 and self.budget <= 0:
+                break
+            path = self.greedy(seed, alpha)
             options.append(path)
+            self.floor = self.budget // 2  # polishing one plan leaves half of what is left to the others
             for _round in range(POLISH_ROUNDS):
-                placed = self.polish(dict(path.steps))
+                placed = self.polish(dict(path.steps)) if self.budget > self.floor else None
                 if placed is None:
                     break
-                path = self.greedy(self.sequence(placed), per_gib)
+                path = self.greedy(self.sequence(placed), alpha)
                 options.append(path)
         measured = [(path, measure_projection(path.projection, self.nodes, self.config).imbalance) for path in options]
         lowest = min(imbalance for _path, imbalance in measured)
         eligible = [path for path, imbalance in measured if imbalance <= lowest + EVEN_ENOUGH]
         best = min(eligible, key=lambda path: (path.gib, len(path.moves)))
+        # the same moves, the best gain per GiB first: any first few of them are worth their GiB
+        ordered = self.sequence(dict(best.steps))
+        if len(ordered.steps) == len(best.steps):
+            best = ordered
         return best.moves, best.projection
 
-    def greedy(self, path: _Path, per_gib: bool) -> _Path:
-        """Extends ``path`` greedily: each step takes the allowed move with the best gain per GiB
-        (``per_gib``) or the best gain, until no unmoved unit gains ``min_gain``."""
+    def greedy(self, path: _Path, alpha: float) -> _Path:
+        """Extends ``path`` greedily: each step takes the allowed move with the best gain / GiB^alpha
+        (1: gain per GiB, 0: plain gain), until no unmoved unit gains ``min_gain``."""
         units = self.movable
-        steps, moves, projection = list(path.steps), list(path.moves), path.projection
-        moved = {position for position, _target in steps}  # a guest moves at most once per plan: no detours
-        index = {name: i for i, name in enumerate(self.nodes)}
+        path = _Path(list(path.steps), list(path.moves), path.projection)
+        while len(path.moves) < MAX_MOVES:
+            chosen = self.best_moves(path, alpha, 1)
+            if not chosen:
+                break
+            position, target = chosen[0]
+            figures = _Figures(path.projection, self.nodes, self.config)
+            ((_target, after),) = figures.gains(units[position].source, units[position], (target,))
+            path.steps.append((position, target))
+            path.moves.extend(self._moves_of(units[position], target, figures, after))
+            path.projection = path.projection.apply(units[position].vmids, target)
+        return path
+
+    def best_moves(self, path: _Path, alpha: float, count: int) -> list[tuple[int, str]]:
+        """The ``count`` best allowed moves (unit position, target) of units ``path`` has not moved,
+        by gain / GiB^alpha, each unit once."""
+        units = self.movable
+        figures = _Figures(path.projection, self.nodes, self.config)
+        index = figures.index
+        moved = {position for position, _target in path.steps}  # a guest moves at most once per plan
         # A unit free to go anywhere is tried on the coolest nodes with room only: the best
         # destination is nearly always among them, and it keeps a step linear in the guests.
+        coolest = figures.coolest_indexes(TARGETS_PER_STEP)
+        floor = figures.loads[coolest[0]] if coolest else math.inf  # no node is cooler than this
         free: dict[int, list[tuple[int, _Unit]]] = {}
-        narrowed: list[tuple[int, _Unit]] = []
+        found: list[tuple[int, int, float, float]] = []
         for position, unit in enumerate(units):
-            if position not in moved and unit.source in index:
-                if len(unit.targets) == len(self.nodes):
-                    free.setdefault(index[unit.source], []).append((position, unit))
-                else:
-                    narrowed.append((position, unit))
-        while len(moves) < MAX_MOVES:
-            figures = _Figures(projection, self.nodes, self.config)
-            coolest = figures.coolest_indexes(TARGETS_PER_STEP)
-            floor = figures.loads[coolest[0]] if coolest else math.inf  # no node is cooler than this
-            found: list[tuple[int, int, float, float]] = []
-            for source, batch in free.items():
-                if figures.loads[source] > floor:  # else nowhere cooler to go
-                    found += figures.moves_from(source, batch, coolest)
-            for position, unit in narrowed:
+            source = index.get(unit.source)
+            if position in moved or source is None:
+                continue
+            if len(unit.targets) < figures.n:
                 targets = [index[name] for name in unit.targets]
-                found += figures.moves_from(index[unit.source], ((position, unit),), targets)
-            if not found:
+                found += figures.moves_from(source, ((position, unit),), targets)
+            elif figures.loads[source] > floor:  # else nowhere cooler to go
+                free.setdefault(source, []).append((position, unit))
+        for source, batch in free.items():
+            self.budget -= len(batch) * len(coolest)
+            found += figures.moves_from(source, batch, coolest)
+        candidates = []
+        for position, node, total, squares in found:
+            gain = figures.imbalance - _imbalance(total, squares, figures.n)
+            score = gain / units[position].gib ** alpha
+            candidates.append((-score, units[position].guests[0].vmid, self.nodes[node], position))
+        candidates.sort(key=lambda c: c[:3])
+        chosen: list[tuple[int, str]] = []
+        for _score, _vmid, target, position in candidates:
+            if len(chosen) >= count:
                 break
-            candidates = []
-            for position, node, total, squares in found:
-                after = _imbalance(total, squares, figures.n)
-                gain = figures.imbalance - after
-                score = -gain / units[position].gib if per_gib else -gain
-                candidates.append((score, units[position].guests[0].vmid, self.nodes[node], position, after))
-            candidates.sort(key=lambda c: c[:3])
-            chosen = next(
-                (
-                    (position, target, after)
-                    for _score, _vmid, target, position, after in candidates
-                    if not self.blocks(units[position], target, projection)
-                ),
-                None,
-            )
-            if chosen is None:
-                break
-            position, target, after = chosen
-            unit = units[position]
-            if (position, unit) in narrowed:
-                narrowed.remove((position, unit))
-            else:
-                free[index[unit.source]].remove((position, unit))
-            steps.append((position, target))
-            moves.extend(self._moves_of(unit, target, figures, after))
-            projection = projection.apply(unit.vmids, target)
-        return _Path(steps, moves, projection)
+            if all(position != other for other, _t in chosen) and not self.blocks(
+                units[position], target, path.projection
+            ):
+                chosen.append((position, target))
+        return chosen
 
     def sequence(self, placed: Mapping[int, str]) -> _Path:
         """The moves of ``placed`` (unit position -> target) in an order where each one is allowed
@@ -709,17 +726,17 @@ class _Planner:
             return False
 
         improved = True
-        while improved and self.budget > 0:
+        while improved and self.budget > self.floor:
             improved = self._retarget(figures, current)
             biggest = sorted(current, key=lambda position: (-units[position].gib, position))
             for position in biggest:
-                if position in current and self.budget > 0 and drop((position,)):
+                if position in current and self.budget > self.floor and drop((position,)):
                     improved = True
             if improved:
                 continue
             biggest = sorted(current, key=lambda position: (-units[position].gib, position))[:PAIRS_OF]
             for first, second in itertools.combinations(biggest, 2):
-                if first in current and second in current and self.budget > 0 and drop((first, second)):
+                if first in current and second in current and self.budget > self.floor and drop((first, second)):
                     improved = True
         after = sum(units[position].gib for position in current)
         if after >= before - 1e-9:
@@ -738,19 +755,20 @@ class _Planner:
         changed = False
         for position, target in sorted(current.items()):
             unit = units[position]
-            source = figures.index[unit.source]
-            figures.shift(unit, target, source)
-            best, best_value = target, figures.value_after(unit, source, target)
+            home = figures.index[unit.source]
+            home_load = figures.loads[home] + figures.load_of_unit(unit, home)  # with the unit back
+            best, best_value = target, figures.value()
             for other in self._targets(unit, coolest, figures):
                 self.budget -= 1
-                if other == source or other == target or not figures.allows(unit, source, other):
+                if other == home or other == target or not figures.allows(unit, home_load, other):
                     continue
-                value = figures.value_after(unit, source, other)
+                value = figures.value_after(unit, target, other)
                 if value < best_value - 1e-12:
                     best, best_value = other, value
-            figures.shift(unit, source, best)
-            current[position] = best
-            changed = changed or best != target
+            if best != target:
+                figures.shift(unit, target, best)
+                current[position] = best
+                changed = True
         return changed
 
     def _refill(
@@ -799,7 +817,7 @@ class _Planner:
                 closing = pair
             if closing is not None:
                 chosen = closing[2]
-            elif ranked and self.budget > 0:
+            elif ranked and self.budget > self.floor:
                 chosen = ((ranked[0][1], ranked[0][2]),)
             else:
                 return False
@@ -807,7 +825,6 @@ class _Planner:
                 figures.shift(units[position], figures.index[units[position].source], target)
                 current[position] = target
                 spent += units[position].gib
-            self._retarget(figures, current)
         return True
 
     def _closing_pair(
@@ -821,11 +838,11 @@ class _Planner:
             gib = units[first].gib + units[second].gib
             if first == second or gib >= room or (best is not None and gib > best[0]):
                 continue
-            self.budget -= 1
+            self.budget -= 5  # two shifts and a judgement
             home = figures.index[units[first].source]
             figures.shift(units[first], home, to_first)
             source = figures.index[units[second].source]
-            if figures.allows(units[second], source, to_second):
+            if figures.allows(units[second], figures.loads[source], to_second):
                 value = figures.value_after(units[second], source, to_second)
                 if value <= goal and (best is None or (gib, value) < best[:2]):
                     best = (gib, value, ((first, to_first), (second, to_second)))
@@ -913,7 +930,10 @@ class _Figures:
         self.n = len(nodes)
         self.total = sum(self.loads)
         self.squares = sum(load * load for load in self.loads)
-        self.imbalance = _imbalance(self.total, self.squares, self.n)
+
+    @property
+    def imbalance(self) -> float:
+        return _imbalance(self.total, self.squares, self.n)
 
     def load_of(self, node: str) -> float:
         return self.loads[self.index[node]]
@@ -941,7 +961,6 @@ class _Figures:
             after = self.loads[node] = self.cpu_weight[node] * self.cores[node] + self.mem_weight[node] * self.mem[node]
             self.total += after - before
             self.squares += after * after - before * before
-        self.imbalance = _imbalance(self.total, self.squares, self.n)
 
     def value_after(self, unit: _Unit, source: int, target: int) -> float:
         """The value if ``unit`` went from ``source`` to ``target``."""
@@ -965,12 +984,17 @@ class _Figures:
     def fits(self, unit: _Unit, target: int) -> bool:
         return self.mem[target] + unit.mem <= self.cap[target]
 
-    def allows(self, unit: _Unit, source: int, target: int) -> bool:
+    def allows(self, unit: _Unit, source_load: float, target: int) -> bool:
         """What ``gains`` asks of a move besides its gain: room below the cap, the target cooler
-        than the source before and after."""
-        ls, lt = self.loads[source], self.loads[target]
-        lt_after = lt + self.cpu_weight[target] * unit.cores + self.mem_weight[target] * unit.mem
-        return lt < ls and lt_after < ls and self.fits(unit, target)
+        than the source (at ``source_load`` before the move) before and after."""
+        lt = self.loads[target]
+        return lt < source_load and lt + self.load_of_unit(unit, target) < source_load and self.fits(unit, target)
+
+    def load_of_unit(self, unit: _Unit, node: int) -> float:
+        return self.cpu_weight[node] * unit.cores + self.mem_weight[node] * unit.mem
+
+    def value(self) -> float:
+        return self.n * self.squares / (self.total * self.total) if self.total > 0 else 1.0
 
     def gains(self, source: str, unit: _Unit, targets: Iterable[str]) -> list[tuple[str, float]]:
         """(target, imbalance after) for each target where moving ``unit`` gains at least ``min_gain``,
