@@ -116,10 +116,17 @@ class Guest:
     tags: tuple[str, ...] = ()
     lock: str | None = None
     hastate: str | None = None
+    memhost: int = 0  # a VM's memory as its node pays it (QEMU's resident pages, PVE >= 9); 0: not reported
 
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+    @property
+    def host_mem(self) -> int:
+        """Memory its node frees when it leaves and pays where it lands: a VM's page cache and
+        QEMU's overhead stay resident on the host, so ``memhost`` when PVE reports it."""
+        return max(self.mem, self.memhost)
 
     @property
     def sid(self) -> str:

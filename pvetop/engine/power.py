@@ -5,9 +5,10 @@ Modes (setting ``power.mode``): ``off`` (default) plans nothing, ``advise`` plan
 the migration executor (its limits apply), checks that nothing but the guests marked to sleep
 with the node still runs, shuts those down gracefully, asks PVE to shut the node down and
 watches it go offline. A wake sends a magic packet (``wakeonlan``) or asks PVE's ``wakeonlan``
-on another online node, then watches the node rejoin within its boot timeout and starts the
-guests that slept with it; a node that does not come back is marked ``failed`` with an alert,
-and is not retried. Nothing happens on stale data, without quorum, or read-only.
+on another online node, then watches the node rejoin within its boot timeout, starts the
+guests that slept with it and moves back the ones its drain took away (``power.return_guests``);
+a node that does not come back is marked ``failed`` with an alert, and is not retried. Nothing
+happens on stale data, without quorum, or read-only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pvetop.engine.intents import standby_reason
 from pvetop.engine.migrations import MigrationExecutor
 from pvetop.errors import PvetopError, UsageError
 from pvetop.model import ClusterSnapshot, Guest, LocalVolumes, MigratePrecondition, Node
+from pvetop.policy.placement import plan_bulk_move
 from pvetop.policy.power import (
     POWER_SETTINGS,
     EnergyReport,
@@ -47,6 +49,7 @@ from pvetop.pve import actions, tasks
 
 SLEEP_WITH_NODE = "power.sleep_with_node"  # setting: {vmid: guest name} of guests that sleep with their node
 SLEPT = "power.slept"  # setting: {node: [vmids]} shut down with their node, to start after its wake
+DRAINED = "power.drained"  # setting: {node: {vmid: local storage its disks came from, or ""}} to return after the wake
 MARGIN_KEY = "power.failure_margin"
 SHUTDOWN_TIMEOUT = 900.0  # seconds a node gets to go offline after PVE accepted the shutdown
 GUEST_SHUTDOWN_TIMEOUT = 300.0  # seconds a guest that sleeps with its node gets to shut down
@@ -211,7 +214,9 @@ class PowerWorker:
         now = self.clock()
         store, cluster = self.store, self.cluster
         rules = await self._call(store.ruleset, cluster) if store is not None else None
-        offs = [e for e in power_events(store, cluster, since=now - 86400.0) if e[2] == "off"]
+        events = power_events(store, cluster, since=now - 86400.0)
+        offs = [e for e in events if e[2] == "off"]
+        wakes = {name: at for at, name, what in events if what == "on"}  # the last one per node
         facts: dict[str, NodeFacts] = {}
         history = {}
         powers = await self._call(store.node_power_settings, cluster) if store is not None else []
@@ -226,6 +231,7 @@ class PowerWorker:
                 boot_timeout=stored.boot_timeout if stored else 300,
                 state=track.state if track else None,  # type: ignore[arg-type]
                 power_offs=tuple(at for at, name, _ in offs if name == node.name),
+                woken_at=wakes.get(node.name),
             )
             if node.online:
                 history[node.name] = await self._history(node, now)
@@ -418,7 +424,8 @@ class PowerWorker:
         await self._journal(actor, "power.off", node, params, "started")
         self._set(node, "draining", f"{len(decision.drain.moves) if decision.drain else 0} moves")
         try:
-            return await self._power_off(node, decision, actor)
+            origins = {vmid: volumes.storages[0] for vmid, volumes in inputs.local_volumes.items()}
+            return await self._power_off(node, decision, actor, origins)
         except PvetopError as exc:
             return await self._power_off_failed(node, actor, f"{exc.message}", decision)
 
@@ -428,12 +435,24 @@ class PowerWorker:
         await self._journal(actor, "power.off", node, {}, f"failed: {why}")
         return PowerOutcome(node, "power_off", False, why, decision)
 
-    async def _power_off(self, node: str, decision: NodeDecision, actor: str) -> PowerOutcome:
+    async def _power_off(
+        self, node: str, decision: NodeDecision, actor: str, origins: Mapping[int, str]
+    ) -> PowerOutcome:
         executor = self.executor
         assert executor is not None
         drain = decision.drain
         jobs = [executor.submit(move, actor=actor) for move in (drain.moves if drain else ())]
         await executor.wait(jobs)
+        moved = {str(job.vmid): origins.get(job.vmid, "") if job.move.target_storage else "" for job in jobs}
+        if moved and self.store is not None:
+            await self._call(
+                self.store.update_setting,
+                self.cluster,
+                DRAINED,
+                lambda old: {**(old or {}), node: {**(old or {}).get(node, {}), **moved}},
+                {},
+                actor=actor,
+            )
         failed = [job for job in jobs if not job.succeeded]
         if failed:
             why = "; ".join(f"{job.vmid}: {job.error}" for job in failed)
@@ -545,9 +564,52 @@ class PowerWorker:
             await self._journal(actor, "power.wake", node, {}, f"failed: {why}")
             return PowerOutcome(node, "wake", False, why, decision)
         await self._start_slept_guests(node, back, actor)
+        await self._return_drained_guests(node, back, actor)
         self._set(node, "on")
         await self._journal(actor, "power.wake", node, {}, "ok")
         return PowerOutcome(node, "wake", True, "online", decision)
+
+    async def _return_drained_guests(self, node: str, snapshot: ClusterSnapshot, actor: str) -> None:
+        """Moves the guests the drain took off ``node`` back onto it (setting ``power.return_guests``):
+        a node woken for the load carries it again, and copied disks go back to the storage they
+        came from. Guests moved since (or stopped, or held by a rule) stay where they are."""
+        drained = (await self._call(self.store.get_setting, self.cluster, DRAINED, {}) or {}).get(node, {})
+        if not drained:
+            return
+        settings = await self._call(self.settings)
+        executor = self.executor
+        assert executor is not None
+        guests = [snapshot.guest_by_vmid[int(v)] for v in drained if int(v) in snapshot.guest_by_vmid]
+        away = [g for g in guests if g.node != node and g.running]
+        if settings.return_guests and away:
+            rules = await self._call(self.store.ruleset, self.cluster)
+            preconditions = await fetch_preconditions(self.client, away)
+            plan = plan_bulk_move(
+                snapshot,
+                [g.vmid for g in away],
+                node,
+                rules,
+                mode="auto",
+                mem_ceiling=settings.band_high,
+                preconditions=preconditions,
+            )
+            moves = [
+                replace(move, reason=f"back to {node} after its wake", target_storage=drained[str(move.vmid)] or None)
+                for move in plan.moves
+            ]
+            jobs = [executor.submit(move, actor=actor) for move in moves]
+            await executor.wait(jobs)
+            for job in jobs:
+                if not job.succeeded:
+                    self._alert(f"{node}: guest {job.vmid} did not move back after the wake: {job.error}")
+        await self._call(
+            self.store.update_setting,
+            self.cluster,
+            DRAINED,
+            lambda old: {k: v for k, v in (old or {}).items() if k != node},
+            {},
+            actor=actor,
+        )
 
     async def _start_slept_guests(self, node: str, snapshot: ClusterSnapshot, actor: str) -> None:
         slept = (await self._call(self.store.get_setting, self.cluster, SLEPT, {}) or {}).get(node, [])

@@ -152,6 +152,12 @@ POWER_SETTINGS: tuple[SettingSpec, ...] = (
         boolean,
     ),
     SettingSpec(
+        "power.return_guests",
+        True,
+        "after a wake, the guests the drain moved off the node go back (copied disks to their storage)",
+        boolean,
+    ),
+    SettingSpec(
         "power.interval", 60, "seconds between two evaluations of the power worker", number(5, 3600, integer=True)
     ),
 )
@@ -176,6 +182,7 @@ class PowerSettings:
     wol_port: int = 9
     interval: float = 60.0
     drain_local_disks: bool = True
+    return_guests: bool = True
     margin_chosen_at: float | None = None  # when the operator chose the margin in force (journal)
 
     def __post_init__(self) -> None:
@@ -205,6 +212,7 @@ class PowerSettings:
             wol_port=int(v["power.wol_port"]),
             interval=float(v["power.interval"]),
             drain_local_disks=bool(v["power.drain_local_disks"]),
+            return_guests=bool(v["power.return_guests"]),
             margin_chosen_at=margin_chosen_at,
         )
 
@@ -336,6 +344,7 @@ class NodeFacts:
     boot_timeout: int = 300
     state: PowerState | None = None  # the engine's own state; None: read it from the snapshot
     power_offs: tuple[float, ...] = ()  # when it was switched off (for the daily cycle cap)
+    woken_at: float | None = None  # when it last rejoined after a wake
 
 
 @dataclass(frozen=True)
@@ -560,6 +569,11 @@ class _Evaluation:
         recent = [t for t in fact.power_offs if inputs.now - t < DAY]
         if len(recent) >= s.max_cycles_per_day:
             soft.append(f"already switched off {len(recent)} times in 24 h (limit {s.max_cycles_per_day})")
+        if fact.woken_at is not None and inputs.now - fact.woken_at < s.below_window:
+            # The history before the wake was judged with the node off: it says nothing about now.
+            soft.append(
+                f"woken {_minutes(inputs.now - fact.woken_at)} ago; judged again after {_minutes(s.below_window)} on"
+            )
         if not s.in_window(inputs.minute_of_day):
             soft.append(f"outside the power-off windows ({s.windows_text})")
         after_on = [n for n in self.powered if n != name]
@@ -660,8 +674,12 @@ class _Evaluation:
     def _drain(self, name: str, sleepers: tuple[int, ...]) -> EvacuationPlan:
         """The automatic evacuation of the guests that must keep running, under the band's top."""
         keep = frozenset(sleepers)
+        # Each guest weighs what its host pays for it (a VM's page cache stays resident), so the
+        # nodes that take the drained guests are not fuller than the plan said.
         guests = tuple(
-            g for g in self.snapshot.guests if g.node != name or (g.running and g.vmid not in keep and not g.template)
+            replace(g, mem=g.host_mem)
+            for g in self.snapshot.guests
+            if g.node != name or (g.running and g.vmid not in keep and not g.template)
         )
         # Nodes on their way down (or not yet back) take nothing: the plan sees them offline.
         nodes = tuple(
@@ -692,10 +710,10 @@ class _Evaluation:
         # Node history does not say which guest was busy: a sleeper may have caused the node's own
         # CPU up to its cores; memory barely moves, so its current use stands for the window.
         asleep = [self.snapshot.guest_by_vmid[vmid] for vmid in sleepers]
-        sleep_cores, sleep_mem = sum(g.maxcpu for g in asleep), sum(g.mem for g in asleep)
+        sleep_cores, sleep_mem = sum(g.maxcpu for g in asleep), sum(g.host_mem for g in asleep)
         # The node's own memory (host, page cache) goes away with it; only its guests' moves.
         node = self.snapshot.node_by_name[name]
-        guests_mem = sum(g.mem for g in self.snapshot.guests_by_node.get(name, ()) if g.running)
+        guests_mem = sum(g.host_mem for g in self.snapshot.guests_by_node.get(name, ()) if g.running)
         sleep_mem += max(0, node.mem - guests_mem)
         start = self.inputs.now - self.settings.below_window
         by_time: dict[float, list[LoadSample]] = {}
@@ -731,11 +749,11 @@ class _Evaluation:
         if not placed:
             return None
         free = {n: projection.usage_of(n).free_mem for n in after_on if n != largest}
-        for guest in sorted(placed, key=lambda g: (-g.mem, g.vmid)):  # first fit, largest first
-            target = next((n for n in sorted(free, key=lambda n: -free[n]) if free[n] >= guest.mem), None)
+        for guest in sorted(placed, key=lambda g: (-g.host_mem, g.vmid)):  # first fit, largest first
+            target = next((n for n in sorted(free, key=lambda n: -free[n]) if free[n] >= guest.host_mem), None)
             if target is None:
                 return f"if {largest} failed, HA guest {guest.vmid} ({guest.name}) would find no node with room"
-            free[target] -= guest.mem
+            free[target] -= guest.host_mem
         return None
 
     # --- wake checks --------------------------------------------------------------------------

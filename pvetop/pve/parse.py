@@ -274,6 +274,7 @@ def _guest(item: Mapping[str, Any], kind: GuestType) -> Guest:
         tags=parse_tags(_text(item, "tags")),
         lock=_optional_text(item, "lock"),
         hastate=_optional_text(item, "hastate"),
+        memhost=_count(item, "memhost"),
     )
 
 

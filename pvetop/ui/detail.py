@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
 
 HISTORY_SECONDS = 60.0
-BYTE_FIELDS = {"mem", "maxmem", "disk", "maxdisk", "netin", "netout", "diskread", "diskwrite"}
+BYTE_FIELDS = {"mem", "maxmem", "memhost", "disk", "maxdisk", "netin", "netout", "diskread", "diskwrite"}
 CONFIG_HIDDEN = {"digest"}
 CONFIG_VALUE_WIDTH = 60
 

@@ -8,14 +8,16 @@ failure margin seen, and the bin-packing lower bound of nodes needed per hour wi
 its possible savings reached (target ≥ 90 %).
 
 The bound: for every hour, the most sleepable nodes (allowed, with a wake method) that could be
-off while the others carry the load — every running guest's CPU and memory (the guests marked to
-sleep with a node that is off excepted) plus the remaining nodes' own memory — under the band's
+off while the others carry the load — every running guest's CPU and memory as its host pays it
+(a VM's resident pages, page cache included; the guests marked to sleep with a node that is off
+excepted) plus the remaining nodes' own memory — under the band's
 top, with quorum and the failure margin kept. Capacity is summed per resource, which ignores how
 guests fragment across nodes: an optimistic (lower) bound on the nodes needed. An hour's bound
 uses the hour's demand, its samples averaged; the possible savings are the sum of those node-hours.
 
-homelab: margin 0 chosen, pve-big allowed, the guests whose disks live on pve-big's local pool
-marked to sleep with it, the magic packet sent to the simulator's UDP port. smb: margin 1
+homelab: margin 0 chosen, pve-big allowed, render-batch (its GPU is in pve-big) marked to sleep
+with it — the guests whose disks live on pve-big's local pool are copied to a mini's storage by
+the drain and back after the wake — the magic packet sent to the simulator's UDP port. smb: margin 1
 (default), every node allowed; the nodes' MACs are in their PVE config, woken by packet.
 """
 
@@ -32,11 +34,20 @@ from pathlib import Path
 
 from pvetop.engine.power import energy, load_settings, mark_sleep_with_node
 from pvetop.policy.power import failure_margin
+from pvetop.sim.memory import host_resident
 from tests.engine.powerdrive import auto_worker, sim_client, sim_store, simulate
 from tests.engine.simdrive import running_sim
 
 HOUR = 3600.0
 MEM_ALARM = 0.9
+
+
+def host_usage(cluster, guest, now: float) -> tuple[float, int]:
+    """(CPU share of its cores, memory its host pays): a VM keeps its touched pages resident."""
+    cpu, used = cluster.guest_usage(guest, now)
+    if guest.type != "qemu" or guest.status != "running":
+        return cpu, used
+    return cpu, host_resident(guest, used, guest.memory)
 
 
 class Figures:
@@ -72,7 +83,7 @@ class Figures:
                 self.minutes_hot += self.step / 60
             self.min_margin = min(self.min_margin, failure_margin(votes, online))
             guests = [
-                (g.node, g.vmid, *cluster.guest_usage(g, now), g.cores)
+                (g.node, g.vmid, *host_usage(cluster, g, now), g.cores)
                 for g in cluster.guests.values()
                 if g.status == "running" or g.vmid in self.sleepers
             ]
@@ -142,7 +153,7 @@ async def run_scenario(name: str, days: float, step: float, workdir: Path) -> di
                 sleepers = {
                     g.vmid
                     for g in sim.cluster.guests.values()
-                    if g.node == "pve-big" and g.status == "running" and any(d.storage == "big-zfs" for d in g.disks)
+                    if g.node == "pve-big" and g.status == "running" and g.local_resources
                 }
             for vmid in sleepers:
                 mark_sleep_with_node(store, cluster, snapshot.guest_by_vmid[vmid], True)

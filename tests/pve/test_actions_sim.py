@@ -109,7 +109,10 @@ def test_wait_task_times_out_without_stopping_the_task(sim, client):
 
 def test_shutdown_and_wake_a_node(sim, client):
     assert actions.shutdown_node(client, "pve-big") is None  # PVE returns no task for it
-    sim.cluster.step(sim.cluster.nodes["pve-big"].shutdown_seconds + 30)
+    for _ in range(60):  # the guests stop first (postgres through its HA manager's rounds), then the OS
+        sim.cluster.step(10)
+        if client.fetch_snapshot().node_by_name["pve-big"].status == "offline":
+            break
     assert client.fetch_snapshot().node_by_name["pve-big"].status == "offline"
     assert actions.wake_node(client, "pve-big") == "3C:EC:EF:42:9B:20"
     sim.cluster.step(sim.cluster.nodes["pve-big"].boot_seconds + 30)

@@ -323,7 +323,7 @@ def test_ha_status_texts(make_sim):
     assert status["fencing"]["status"] == "armed (CRM watchdog active)" and status["fencing"]["armed-state"] == "armed"
     assert status["master"]["status"] == "pve-mini1 (active, Thu Jan  1 00:00:00 2026) - static load CRS"
     assert status["lrm:pve-mini1"]["status"] == "pve-mini1 (active, watchdog active, Thu Jan  1 00:00:00 2026)"
-    assert status["lrm:pve-big"]["status"] == "pve-big (idle, watchdog standby, Thu Jan  1 00:00:00 2026)"
+    assert status["lrm:pve-big"]["status"] == "pve-big (active, watchdog active, Thu Jan  1 00:00:00 2026)"  # postgres
     assert status["service:vm:100"]["status"] == "vm:100 (pve-mini1, started)"
     resources = call(api, "GET", "/cluster/resources", type="node")
     assert {r["node"]: r["hastate"] for r in resources} == {
@@ -331,6 +331,8 @@ def test_ha_status_texts(make_sim):
         "pve-mini2": "online",
         "pve-big": "online",
     }
+    smb = {e["id"]: e for e in call(token_api(make_sim("smb").info), "GET", "/cluster/ha/status/current")}
+    assert smb["lrm:pve8"]["status"] == "pve8 (idle, watchdog standby, Thu Jan  1 00:00:00 2026)"  # no HA service
 
 
 # ----- scenarios -----

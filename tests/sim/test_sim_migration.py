@@ -369,7 +369,7 @@ def test_migrateall_moves_every_guest_it_can_two_at_a_time(homelab):
         "  Has unavailable storages: big-zfs",
         "Check VM 201: precondition check passed",
     ]
-    assert "Migrating CT 203" in log and "All jobs finished, used 4 workers in total." in log
+    assert "Migrating CT 203" in log and "All jobs finished, used 5 workers in total." in log
     placement = {g["vmid"]: g["node"] for g in call(api, "GET", "/cluster/resources", type="vm") if g["vmid"] >= 200}
     assert placement == {
         200: "pve-big",
@@ -377,6 +377,7 @@ def test_migrateall_moves_every_guest_it_can_two_at_a_time(homelab):
         202: "pve-mini2",
         203: "pve-big",
         204: "pve-big",
+        205: "pve-mini2",
         9000: "pve-mini2",
     }
 

@@ -187,12 +187,17 @@ def test_every_guest_on_the_big_node_can_leave_it_but_the_batch_vm(homelab):
         201: ("qemu", {"online": 1}),
         202: ("qemu", {"with-local-disks": 1}),
         203: ("lxc", {"restart": 1, "target-storage": "local-lvm"}),
+        205: ("qemu", {"online": 1}),  # HA-managed: the HA manager runs the migration after the request
         9000: ("qemu", {}),
     }
     for vmid, (kind, options) in moves.items():
         upid = api.nodes("pve-big")(kind)(vmid).migrate.post(target="pve-mini1", **options)
         status, log = finish(homelab, api, "pve-big", upid)
         assert status["exitstatus"] == "OK", (vmid, log)
+    for _ in range(600):
+        if resource(api, 205)["node"] == "pve-mini1":
+            break
+        homelab.cluster.step(1)
     left = {e["vmid"] for e in call(api, "GET", "/cluster/resources", type="vm") if e["node"] == "pve-big"}
     assert left == {204}
 

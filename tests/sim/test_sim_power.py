@@ -13,6 +13,7 @@ import requests
 import wakeonlan
 from proxmoxer.core import ResourceException
 
+from pvetop.sim.ha import CRM_ROUND_SECONDS
 from pvetop.sim.views import RRD_EXPIRE_SECONDS
 from tests.sim.clients import call, token_api
 from tests.waiting import wait_until
@@ -48,14 +49,18 @@ def shut_down_big(sim, api) -> None:
 
 def test_shutdown_goes_offline_after_its_guests_and_the_os(homelab):
     """Nodes.pm node_cmd runs '(sleep 2;/sbin/poweroff)': pve-guests stops the guests first
-    (stopall), then the rest of the OS goes down (pve-big: 60 s); the API answers until then."""
+    (stopall), then pve-ha-lrm stops its HA services (postgres) and exits on its next round, then
+    the rest of the OS goes down (pve-big: 60 s); the API answers until then."""
     api = token_api(homelab.info)
     assert call(api, "POST", "/nodes/pve-big/status", command="shutdown") is None
     seconds = step_until_power(homelab, "pve-big", "off")
     stops = [t for t in homelab.cluster.tasks if t.type in ("qmshutdown", "vzshutdown")]
     last_stop = max(t.end_time for t in stops) - homelab.cluster.start_time
-    assert sorted(int(t.id) for t in stops) == [200, 201, 203, 204]
-    assert last_stop + 60 <= seconds <= last_stop + 60 + 2, "one stopall poll, then the OS's 60 s"
+    assert sorted(int(t.id) for t in stops) == [200, 201, 203, 204, 205]
+    stopall = [t for t in stops if t.id != "205"]
+    ha_stop = [t for t in stops if t.id == "205"]  # postgres is HA-managed: its LRM stops it, after stopall
+    assert max(t.end_time for t in stopall) <= min(t.starttime for t in ha_stop)
+    assert last_stop + 60 <= seconds <= last_stop + CRM_ROUND_SECONDS + 60 + 2, "the LRM exits next round, then 60 s"
     entry = node_entry(api, "pve-big")
     assert entry["status"] == "offline" and entry["hastate"] == "online", "the CRM notices on its next round"
     homelab.cluster.step(10)
