@@ -38,10 +38,10 @@ class StorageRow:
 
 class StorageTable(LiveTable):
     COLUMNS = (
-        ColumnSpec("storage", "Storage", 14),
+        ColumnSpec("storage", "Storage", 14, grow=1),
         ColumnSpec("where", "Node", 12, long_name="node, or shared"),
         ColumnSpec("type", "Type", 9),
-        ColumnSpec("content", "Content", 26),
+        ColumnSpec("content", "Content", 26, grow=1),
         ColumnSpec("cpu", "Used", 13, "right", True, long_name="used / total"),
         ColumnSpec("mem_pct", "Use%", 6, "right", True),
         ColumnSpec("status", "Status", 9),

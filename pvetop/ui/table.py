@@ -307,6 +307,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._look: Look | None = None
         self._drawn: LRUCache[str, DrawnRow] = LRUCache(LINES_CACHED)
         self._header: dict[tuple[Any, ...], Strip] = {}
+        self._cell_styles: dict[tuple[str, bool, bool, bool], Style] = {}  # see _cell_style
         self._lay_out(0)
 
     # --- the public surface ------------------------------------------------------------------
@@ -387,12 +388,15 @@ class LiveTable(ScrollView, can_focus=True):
                 added.append(key)
                 continue
             changed.append(key)
-            if row.sort_values[sort_index] != old.sort_values[sort_index] or (
-                group_index is not None and row.sort_values[group_index] != old.sort_values[group_index]
+            if not resort and (
+                row.sort_values[sort_index] != old.sort_values[sort_index]
+                or (group_index is not None and row.sort_values[group_index] != old.sort_values[group_index])
             ):
                 resort = True
             if not remeasure:
-                remeasure = any(row.cells[i][0] != old.cells[i][0] for i in growing)
+                for i in growing:  # build_rows keeps an unchanged cell: identity says it is
+                    if row.cells[i] is not old.cells[i] and row.cells[i][0] != old.cells[i][0]:
+                        remeasure = True
         for key in gone:
             del state[key]
         if added or remeasure:
@@ -537,7 +541,11 @@ class LiveTable(ScrollView, can_focus=True):
         self._set_hover(None)
 
     def on_resize(self, event: events.Resize) -> None:
-        self._lay_out(self.size.width)
+        self._fit()
+
+    def watch_show_vertical_scrollbar(self) -> None:
+        """The scrollbar takes room from the columns (after the layout that shows it)."""
+        self.call_after_refresh(self._fit)
 
     def _under_mouse(self, event: events.MouseEvent) -> tuple[int, int] | None:
         """(row or HEADER, x in the content) under the mouse; None beside the rows."""
@@ -643,7 +651,12 @@ class LiveTable(ScrollView, can_focus=True):
         }
         if wanted != self._wanted:
             self._wanted = wanted
-            self._lay_out(self.size.width)
+            self._fit()
+
+    def _fit(self) -> None:
+        """The columns laid out in the room the table has now (a scrollbar takes some)."""
+        if self.is_mounted:
+            self._lay_out(self.scrollable_content_region.width)
 
     def _lay_out(self, room: int) -> None:
         """Each shown column's width in ``room`` cells: its own, and a share of what is left
@@ -673,6 +686,7 @@ class LiveTable(ScrollView, can_focus=True):
     def _forget_drawn(self) -> None:
         self._drawn.clear()
         self._header.clear()
+        self._cell_styles.clear()
 
     def render_lines(self, crop: Region) -> list[Strip]:
         look = self._current_look()
@@ -735,18 +749,10 @@ class LiveTable(ScrollView, can_focus=True):
         return Strip.join([fixed, scrolling.crop(scroll_x, scroll_x + room)]).extend_cell_length(width, fill)
 
     def _draw_row(self, row: Row, cursor: bool, hover: bool, tree: str | None) -> DrawnRow:
-        """One row's line, styled as DataTable styles a row: the cursor's and the hover's styles
-        over the cell's, the cursor's colour winning over the cell's (its background does not)."""
+        """One row's line: each cell fitted to its column, in its style (see ``_cell_style``)."""
         look = self._look
         assert look is not None
-        over = Style()
-        if hover:
-            over += look.hover
-        if cursor:
-            over += look.cursor
-        fixed_over = over + look.fixed_cursor if cursor else over
-        plain = (look.base + over, Style.from_color(color=over.color))
-        fixed = (look.fixed + fixed_over, Style.from_color(color=fixed_over.color))
+        styles = self._cell_styles
         segments: tuple[list[Segment], list[Segment]] = ([], [])
         cells = row.cells
         for position, column in enumerate(self._columns):
@@ -754,22 +760,35 @@ class LiveTable(ScrollView, can_focus=True):
             if tree is not None and column.spec.key == self.group_column:
                 text = tree
             in_fixed = position < self.fixed_columns
-            before, after = fixed if in_fixed else plain
-            style = before + Style.parse(cell_style) + after
+            how = (cell_style, in_fixed, cursor, hover)
+            style = styles.get(how)
+            if style is None:
+                style = styles[how] = self._cell_style(look, *how)
             fitted = fit_cell(text, column.width, CELL_PADDING, justify)
             parts = self.cell_segments(column.spec.key, fitted, style)
             segments[0 if in_fixed else 1].extend([Segment(fitted, style)] if parts is None else parts)
+        fill = self._cell_style(look, "", False, cursor, hover)
         fixed_width = self._fixed_width
         scrolling_width = sum(column.width for column in self._columns) - fixed_width
         return DrawnRow(
-            row,
-            cursor,
-            hover,
-            tree,
-            Strip(segments[0], fixed_width),
-            Strip(segments[1], scrolling_width),
-            look.base + over,
+            row, cursor, hover, tree, Strip(segments[0], fixed_width), Strip(segments[1], scrolling_width), fill
         )
+
+    @staticmethod
+    def _cell_style(look: Look, cell_style: str, fixed: bool, cursor: bool, hover: bool) -> Style:
+        """A cell's style as DataTable makes it: the cell's own over the row's (the fixed
+        columns' own), the hover's and the cursor's over that, and the cursor's colour winning
+        over the cell's (its background does not)."""
+        over = Style()
+        if hover:
+            over += look.hover
+        if cursor:
+            over += look.cursor
+            if fixed:
+                over += look.fixed_cursor
+        if not cell_style and not fixed:
+            return look.base + over  # the room right of the last column, too
+        return (look.fixed if fixed else look.base) + over + Style.parse(cell_style) + Style.from_color(over.color)
 
     def _header_line(self, scroll_x: int, width: int) -> Strip:
         hover = self._hover == HEADER

@@ -96,7 +96,7 @@ class NodeTable(LiveTable):
     """One row per cluster node, keyed by node name."""
 
     COLUMNS = (
-        ColumnSpec("name", "Node", 12),
+        ColumnSpec("name", "Node", 12, grow=1),
         ColumnSpec("status", "Status", 7),
         ColumnSpec("cpu", "CPU%", 6, "right", True),
         ColumnSpec("cores", "Cores", 5, "right", True),
@@ -233,7 +233,7 @@ class GuestTable(LiveTable):
 
     COLUMNS = (
         ColumnSpec("vmid", "VMID", 6, "right"),
-        ColumnSpec("name", "Name", 14),
+        ColumnSpec("name", "Name", 14, grow=1),
         ColumnSpec("type", "T", 2, long_name="type"),
         ColumnSpec("node", "Node", 10),
         ColumnSpec("status", "Status", 7),
@@ -248,7 +248,7 @@ class GuestTable(LiveTable):
         ColumnSpec("lock", "Lock", 8),
         ColumnSpec("ha", "HA", 8, long_name="HA state"),
         ColumnSpec("pool", "Pool", 10),
-        ColumnSpec("tags", "Tags", 20),
+        ColumnSpec("tags", "Tags", 20, grow=2),
     )
 
     OPTIONAL_COLUMNS: ClassVar[frozenset[str]] = frozenset()
