@@ -555,6 +555,7 @@ class PvetopApp(ReadOnlyGuard, App):
             ("Node and guest tables", [GuestTable, NodeTable]),
             ("Detail panes (enter)", [DetailScreen, *panels]),
             ("Tasks pane (t)", [TasksScreen, TaskLogScreen]),
+            ("Every dialog", [ConfirmScreen]),
             ("Help", [HelpScreen]),
         ]
 

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 HISTORY_SECONDS = 60.0
 BYTE_FIELDS = {"mem", "maxmem", "memhost", "disk", "maxdisk", "netin", "netout", "diskread", "diskwrite"}
 CONFIG_HIDDEN = {"digest"}
-CONFIG_VALUE_WIDTH = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,16 +74,9 @@ def field_lines(entity: Node | Guest) -> list[tuple[str, str]]:
 
 
 def config_lines(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """The config as sorted ``key: value`` lines, long values cut (descriptions, disks)."""
-    lines = []
-    for key in sorted(config):
-        if key in CONFIG_HIDDEN:
-            continue
-        value = str(config[key]).replace("\n", " ⏎ ")
-        if len(value) > CONFIG_VALUE_WIDTH:
-            value = value[: CONFIG_VALUE_WIDTH - 1] + "…"
-        lines.append((key, value))
-    return lines
+    """The config as sorted ``key: value`` lines, values whole: a long one (a description, a disk)
+    wraps in the box, which scrolls, so every value can be read."""
+    return [(key, str(config[key]).replace("\n", " ⏎ ")) for key in sorted(config) if key not in CONFIG_HIDDEN]
 
 
 def _table_text(lines: Iterable[tuple[str, str]]) -> Text:

@@ -39,9 +39,10 @@ def _bindings(sources: Iterable[type | Binding]) -> list[Binding]:
         )
         for item in items:
             binding = item if isinstance(item, Binding) else Binding(*item)
-            if binding.key in seen or not binding.description:
+            keys = {key.strip() for key in binding.key.split(",")}
+            if keys <= seen or not binding.description:  # every key already listed (a subclass rebinds it)
                 continue
-            seen.add(binding.key)
+            seen |= keys
             result.append(binding)
     return result
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from pvetop.engine.lifecycle import DEFAULT_SHUTDOWN_TIMEOUT
 from pvetop.model import Guest
+from pvetop.ui.dialog import Dialog
 
 LIFECYCLE_BINDINGS = [
     Binding("x", "power", "Start/stop", id="guest.power", tooltip="Start / shut down / reboot / stop guests")
@@ -29,21 +29,10 @@ CHOICES = (
 )
 
 
-class PowerScreen(ModalScreen[tuple[str, int] | None]):
+class PowerScreen(Dialog[tuple[str, int] | None]):
     """Pick an action for the guests; returns (action, shutdown timeout) or None."""
 
-    DEFAULT_CSS = """
-    PowerScreen { align: center middle; }
-    PowerScreen > Vertical { width: 70; max-width: 95%; height: auto; border: thick $primary;
-                             background: $surface; padding: 1 2; }
-    PowerScreen #power-guests { height: auto; max-height: 8; margin-bottom: 1; }
-    PowerScreen OptionList { height: auto; }
-    PowerScreen Input { margin-top: 1; }
-    """
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        Binding("enter", "confirm", "Confirm", id="dialog.confirm", priority=True),
-    ]
+    BINDINGS = [Binding("enter", "confirm", "Confirm", id="dialog.confirm", priority=True)]
 
     def __init__(self, guests: list[Guest]) -> None:
         super().__init__()
@@ -65,7 +54,7 @@ class PowerScreen(ModalScreen[tuple[str, int] | None]):
             option_list.highlighted = 1 if everything_runs else 0
             yield option_list
             yield Input(str(DEFAULT_SHUTDOWN_TIMEOUT), id="power-timeout", type="integer")
-            yield Static("enter: do it · escape: cancel · shutdown/reboot timeout in seconds above", classes="hint")
+            yield self.hint("enter: do it", "shutdown/reboot timeout in seconds above")
 
     def on_mount(self) -> None:
         self.query_one("#power-timeout", Input).border_title = "timeout (s)"
@@ -85,6 +74,3 @@ class PowerScreen(ModalScreen[tuple[str, int] | None]):
             self.notify("the timeout is a whole number of seconds", severity="warning", timeout=3)
             return
         self.dismiss((action, int(text)))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

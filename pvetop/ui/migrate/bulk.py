@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.report import move_line, unplaced_line
@@ -21,19 +17,22 @@ from pvetop.model import MigratePrecondition
 from pvetop.policy.metrics import imbalance_text
 from pvetop.policy.placement import BulkPlan, plan_bulk_move
 from pvetop.text import visible
+from pvetop.ui.dialog import TableDialog, TableRow
 from pvetop.ui.migrate.confirm import ConfirmScreen
-from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell, usage_text
+from pvetop.ui.migrate.dialog import fmt_cell, usage_text
 
 if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
 
 
-class BulkMigrateScreen(ModalScreen[int]):
+class BulkMigrateScreen(TableDialog[int]):
     if TYPE_CHECKING:
         app: PvetopApp  # opened by the dashboard app only
 
-    DEFAULT_CSS = DIALOG_CSS.format(cls="BulkMigrateScreen")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    COLUMNS = (("Node", 12), ("Moves", 6), ("CPU now", 8), ("Memory now", 17), ("→ after", 17), ("Refused", 60))
+    TABLE_ID = "targets"
+    NOTES = "checking with Proxmox VE…"
+    HINTS = ("enter: preview and confirm the move to the selected node",)
 
     def __init__(self, vmids: list[int]) -> None:
         super().__init__()
@@ -41,29 +40,12 @@ class BulkMigrateScreen(ModalScreen[int]):
         self.preconditions: dict[int, MigratePrecondition] = {}
         self.plans: dict[str, BulkPlan] = {}
 
-    def compose(self) -> ComposeResult:
+    def heading(self) -> str:
         snapshot = self.app.planning_snapshot
         names = ", ".join(f"{vmid} {snapshot.guest_by_vmid[vmid].name}".strip() for vmid in self.vmids)
-        with Vertical():
-            yield Static(visible(f"Move {len(self.vmids)} tagged guest(s): {names}"), classes="title", markup=False)
-            yield Static("checking with Proxmox VE…", id="notes", classes="notes", markup=False)
-            yield DataTable(id="targets", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="error", classes="error", markup=False)
-            yield Static("enter: preview and confirm the move to the selected node · esc: cancel", classes="hint")
+        return f"Move {len(self.vmids)} tagged guest(s): {names}"
 
-    def on_mount(self) -> None:
-        table = self.query_one("#targets", DataTable)
-        for label, width in (
-            ("Node", 12),
-            ("Moves", 6),
-            ("CPU now", 8),
-            ("Memory now", 17),
-            ("→ after", 17),
-            ("Refused", 60),
-        ):
-            table.add_column(label, width=width)
-        self._fill()
-        table.focus()
+    def started(self) -> None:
         self.run_worker(self._fetch_preconditions(), exclusive=True, group="preconditions", exit_on_error=False)
 
     async def _fetch_preconditions(self) -> None:
@@ -72,39 +54,34 @@ class BulkMigrateScreen(ModalScreen[int]):
             self.app.source, [snapshot.guest_by_vmid[vmid] for vmid in self.vmids]
         )
         self.query_one("#notes", Static).update("Proxmox VE's migrate preconditions are included.")
-        self._fill()
+        self.fill()
 
-    def _fill(self) -> None:
+    def rows(self) -> list[TableRow]:
         snapshot = self.app.planning_snapshot
-        table = self.query_one("#targets", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        self.plans = {}
-        for node in snapshot.nodes:
-            plan = plan_bulk_move(
+        self.plans = {
+            node.name: plan_bulk_move(
                 snapshot, self.vmids, node.name, self.app.ruleset, mode="manual", preconditions=self.preconditions
             )
-            self.plans[node.name] = plan
-            cpu, before = usage_text(plan.target_before)
-            _, after = usage_text(plan.target_after)
-            refused = "; ".join(unplaced_line(item) for item in plan.refused)
-            dim = "" if plan.moves else "dim"
-            table.add_row(
-                fmt_cell(node.name, dim or "bold"),
-                fmt_cell(str(len(plan.moves)), dim),
-                fmt_cell(cpu, dim),
-                fmt_cell(before, dim),
-                fmt_cell(after, dim),
-                fmt_cell(refused, dim),
-                key=node.name,
-            )
-        if table.row_count:
-            table.move_cursor(row=min(cursor, table.row_count - 1))
+            for node in snapshot.nodes
+        }
+        return [self._row(plan) for plan in self.plans.values()]
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        if event.row_key.value is not None:
-            self.choose(event.row_key.value)
+    @staticmethod
+    def _row(plan: BulkPlan) -> TableRow:
+        cpu, before = usage_text(plan.target_before)
+        _, after = usage_text(plan.target_after)
+        refused = [unplaced_line(item) for item in plan.refused]
+        dim = "" if plan.moves else "dim"
+        cells = (
+            fmt_cell(plan.target, dim or "bold"),
+            fmt_cell(str(len(plan.moves)), dim),
+            fmt_cell(cpu, dim),
+            fmt_cell(before, dim),
+            fmt_cell(after, dim),
+            fmt_cell("; ".join(refused), dim),
+        )
+        detail = "\n".join([f"{plan.target} refuses {len(refused)}:", *refused]) if refused else ""
+        return TableRow(plan.target, cells, detail)
 
     def choose(self, target: str) -> None:
         plan = self.plans[target]

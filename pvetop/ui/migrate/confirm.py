@@ -1,6 +1,7 @@
-"""A yes/no question on top of everything: ``y`` confirms, ``n``/escape declines.
+"""A yes/no question on top of everything: enter (or ``y``) confirms, escape (or ``n``) declines.
 
-The "No" button has the focus, so a stray enter never starts anything.
+The confirming button has the focus, so enter answers what the highlighted button says; tab
+moves to the other one, and enter there declines.
 """
 
 from __future__ import annotations
@@ -8,24 +9,16 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from pvetop.text import visible
+from pvetop.ui.dialog import Dialog
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical { width: 90; max-width: 95%; height: auto; max-height: 90%;
-                               border: thick $warning; background: $surface; padding: 1 2; }
-    ConfirmScreen #confirm-text { height: auto; max-height: 30; overflow-y: auto; }
-    ConfirmScreen Horizontal { height: auto; margin-top: 1; }
-    ConfirmScreen Button { margin-right: 2; }
-    """
+class ConfirmScreen(Dialog[bool]):
     BINDINGS = [
-        Binding("enter,y", "answer(True)", "Yes", id="dialog.confirm", priority=True),
-        Binding("escape,n", "answer(False)", "No", id="dialog.cancel"),
+        Binding("enter,y", "answer(True)", "Confirm, apply, save (y: yes)", id="dialog.confirm"),
+        Binding("escape,n", "answer(False)", "Cancel, close (n: no)", id="dialog.cancel"),
     ]
 
     def __init__(self, question: str, *, yes: str = "Yes", no: str = "No") -> None:
@@ -38,11 +31,11 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical():
             yield Static(visible(self.question, multiline=True), id="confirm-text", markup=False)
             with Horizontal():
-                yield Button(f"{self.yes_label} (y)", variant="warning", id="yes")
-                yield Button(f"{self.no_label} (n)", id="no")
+                yield Button(f"{self.yes_label} (enter)", variant="warning", id="yes")
+                yield Button(f"{self.no_label} (esc)", id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+        self.query_one("#yes", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -50,3 +43,6 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)

@@ -15,11 +15,9 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import ModalScreen
-from textual.widgets import Checkbox, DataTable, Input, Label, Static
+from textual.widgets import Checkbox, Input, Label, Static
 
 from pvetop.engine.lifecycle import LifecycleJob
 from pvetop.engine.migrations import JobState, MigrationJob, MoveOptions
@@ -32,24 +30,11 @@ from pvetop.policy.projection import NodeUsage
 from pvetop.pve import actions
 from pvetop.text import visible
 from pvetop.ui import formatting as fmt
+from pvetop.ui.dialog import TableDialog, TableRow
 from pvetop.ui.migrate.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
-
-DIALOG_CSS = """
-    {cls} {{ align: center middle; }}
-    {cls} > Vertical {{ width: 120; max-width: 98%; height: 90%; border: thick $primary; background: $surface;
-                        padding: 0 1; }}
-    {cls} .title {{ text-style: bold; height: auto; }}
-    {cls} .notes {{ height: auto; color: $text-muted; }}
-    {cls} DataTable {{ height: 1fr; }}
-    {cls} .options {{ height: auto; }}
-    {cls} .options Input {{ width: 18; }}
-    {cls} .options Label {{ padding: 1 0 0 1; }}
-    {cls} .error {{ height: auto; color: $error; text-style: bold; }}
-    {cls} .hint {{ height: 1; color: $text-muted; }}
-"""
 
 
 def usage_text(usage: NodeUsage) -> tuple[str, str]:
@@ -88,12 +73,22 @@ class PreconditionArrived(Message):
         self.error = error
 
 
-class MigrateScreen(ModalScreen[MigrationJob | None]):
+class MigrateScreen(TableDialog[MigrationJob | None]):
     if TYPE_CHECKING:
         app: PvetopApp  # opened by the dashboard app only
 
-    DEFAULT_CSS = DIALOG_CSS.format(cls="MigrateScreen")
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    COLUMNS = (
+        ("Node", 12),
+        ("", 8),
+        ("CPU now", 8),
+        ("→ after", 8),
+        ("Memory now", 17),
+        ("→ after", 17),
+        ("Why not / warnings", 60),
+    )
+    TABLE_ID = "candidates"
+    NOTES = "checking with Proxmox VE…"
+    HINTS = ("enter: migrate to the selected node", "tab: options")
 
     def __init__(self, vmid: int) -> None:
         super().__init__()
@@ -115,49 +110,37 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
 
     # --- layout --------------------------------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
+    def heading(self) -> str:
         guest = self.guest
         kind = "VM" if guest.type == "qemu" else "CT"
-        with Vertical():
-            yield Static(
-                visible(
-                    f"Migrate {kind} {guest.vmid} {guest.name} — on {guest.node}, {guest.status}, "
-                    f"{fmt.used_of(guest.mem, guest.maxmem)} memory"
-                ),
-                classes="title",
-                markup=False,
-            )
-            yield Static("checking with Proxmox VE…", id="notes", classes="notes", markup=False)
-            yield DataTable(id="candidates", cursor_type="row", zebra_stripes=True)
-            with Horizontal(classes="options"):
-                if guest.type == "qemu":
-                    yield Checkbox("Online (live)", value=guest.running, disabled=not guest.running, id="online")
-                    yield Checkbox("With local disks", value=False, id="local-disks")
-                else:
-                    yield Checkbox("Restart mode", value=guest.running, disabled=True, id="restart")
-                    yield Label("shutdown timeout s")
-                    yield Input(placeholder="180", id="timeout", type="integer")
-                yield Label("bandwidth MiB/s")
-                yield Input(placeholder="no limit", id="bwlimit", type="number")
-            yield Static("", id="error", classes="error", markup=False)
-            yield Static("enter: migrate to the selected node · tab: options · esc: cancel", classes="hint")
+        return (
+            f"Migrate {kind} {guest.vmid} {guest.name} — on {guest.node}, {guest.status}, "
+            f"{fmt.used_of(guest.mem, guest.maxmem)} memory"
+        )
 
-    def on_mount(self) -> None:
-        table = self.query_one("#candidates", DataTable)
-        for label, width in (
-            ("Node", 12),
-            ("", 8),
-            ("CPU now", 8),
-            ("→ after", 8),
-            ("Memory now", 17),
-            ("→ after", 17),
-            ("Why not / warnings", 60),
-        ):
-            table.add_column(label, width=width)
-        self._fill()
-        table.focus()
+    def compose_options(self) -> ComposeResult:
+        guest = self.guest
+        with Horizontal(classes="options"):
+            if guest.type == "qemu":
+                yield Checkbox("Online (live)", value=guest.running, disabled=not guest.running, id="online")
+                yield Checkbox("With local disks", value=False, id="local-disks")
+            else:
+                yield Checkbox("Restart mode", value=guest.running, disabled=True, id="restart")
+                yield Label("shutdown timeout s")
+                yield Input(placeholder="180", id="timeout", type="integer")
+            yield Label("bandwidth MiB/s")
+            yield Input(placeholder="no limit", id="bwlimit", type="number")
+
+    def started(self) -> None:
         self.app.migrations_ui.job_updated.subscribe(self, self.job_updated)
         self._fetch_precondition(self.guest)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in an option field confirms too: the move to the highlighted node."""
+        event.stop()
+        key = self.cursor_key
+        if key is not None:
+            self.choose(key)
 
     @work(thread=True, exclusive=True, group="precondition", exit_on_error=False)
     def _fetch_precondition(self, guest: Guest) -> None:
@@ -173,7 +156,7 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
 
     def on_precondition_arrived(self, message: PreconditionArrived) -> None:
         self.precondition = message.precondition
-        self._fill()
+        self.fill()
         notes = []
         guest = self.guest
         if guest.ha_managed:
@@ -190,45 +173,42 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
             visible(" ".join(notes), multiline=True) or "Proxmox VE raises no objection."
         )
 
-    def _fill(self) -> None:
+    def rows(self) -> list[TableRow]:
         app = self.app
         previews = preview_candidates(
             app.planning_snapshot, self.guest, app.ruleset, mode="manual", precondition=self.precondition
         )
         self.previews = {preview.target.node: preview for preview in previews}
-        table = self.query_one("#candidates", DataTable)
-        cursor = table.cursor_row if table.row_count else first_choice(previews)
-        table.clear()
-        for preview in previews:
-            verdict = preview.verdict
-            before_cpu, before_mem = usage_text(preview.target.before)
-            after_cpu, after_mem = usage_text(preview.target.after)
-            if verdict.allowed:
-                state, style = ("ok", "green") if not verdict.warnings else ("warn", "yellow")
-                notes = "; ".join(verdict.warnings)
-            else:
-                state, style = "blocked", "red"
-                notes = "; ".join(verdict.blocks + verdict.warnings)
-            dim = "" if verdict.allowed else "dim"
-            table.add_row(
-                fmt_cell(preview.target.node, dim or "bold"),
-                fmt_cell(state, style),
-                fmt_cell(before_cpu, dim),
-                fmt_cell(after_cpu, dim),
-                fmt_cell(before_mem, dim),
-                fmt_cell(after_mem, dim),
-                fmt_cell(notes, dim),
-                key=preview.target.node,
-            )
-        if table.row_count:
-            table.move_cursor(row=min(cursor, table.row_count - 1))
+        return [self._row(preview) for preview in previews]
+
+    def first_row(self, rows: list[TableRow]) -> int:
+        return first_choice(list(self.previews.values()))
+
+    @staticmethod
+    def _row(preview: MovePreview) -> TableRow:
+        verdict = preview.verdict
+        node = preview.target.node
+        before_cpu, before_mem = usage_text(preview.target.before)
+        after_cpu, after_mem = usage_text(preview.target.after)
+        if verdict.allowed:
+            state, style = ("ok", "green") if not verdict.warnings else ("warn", "yellow")
+            notes = "; ".join(verdict.warnings)
+        else:
+            state, style = "blocked", "red"
+            notes = "; ".join(verdict.blocks + verdict.warnings)
+        dim = "" if verdict.allowed else "dim"
+        cells = (
+            fmt_cell(node, dim or "bold"),
+            fmt_cell(state, style),
+            fmt_cell(before_cpu, dim),
+            fmt_cell(after_cpu, dim),
+            fmt_cell(before_mem, dim),
+            fmt_cell(after_mem, dim),
+            fmt_cell(notes, dim),
+        )
+        return TableRow(node, cells, f"{node}: {notes}" if notes else "")
 
     # --- choosing and confirming ---------------------------------------------------------------
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        if event.row_key.value is not None:
-            self.choose(event.row_key.value)
 
     def choose(self, target: str) -> None:
         """Builds the move for ``target`` from the options, or says what is wrong, then asks."""
@@ -306,9 +286,6 @@ class MigrateScreen(ModalScreen[MigrationJob | None]):
         elif job.state.finished:
             self.query_one("#error", Static).update(visible(f"Proxmox VE refused: {job.error}", multiline=True))
             self.job = None
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 def fmt_cell(text: str, style: str = "") -> Text:

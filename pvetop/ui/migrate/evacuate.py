@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from pvetop.engine.evacuation import (
     HA_MAINTENANCE_NOTE,
@@ -30,26 +27,30 @@ from pvetop.engine.migrations import MigrationJob
 from pvetop.engine.report import how, job_status, limits_text, plan_lines
 from pvetop.errors import PvetopError
 from pvetop.text import visible
+from pvetop.ui.dialog import TableDialog, TableRow
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
-from pvetop.ui.migrate.dialog import DIALOG_CSS, fmt_cell
+from pvetop.ui.migrate.dialog import fmt_cell
 
 if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
 
 
-class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
+class EvacuateScreen(ReadOnlyGuard, TableDialog[None]):
     if TYPE_CHECKING:
         app: PvetopApp  # opened by the dashboard app only
 
-    DEFAULT_CSS = DIALOG_CSS.format(cls="EvacuateScreen")
     BINDINGS = [
         Binding("enter,x", "run", "Run evacuation", id="dialog.confirm", priority=True),
         Binding("space", "toggle_override", "Move anyway / keep", id="evacuate.toggle_override"),
         Binding("c", "clear_maintenance", "Clear maintenance", id="evacuate.clear_maintenance"),
-        Binding("escape", "close", "Close", id="dialog.cancel"),
     ]
     WRITE_ACTIONS = frozenset({"run", "clear_maintenance"})
+    COLUMNS = (("VMID", 6), ("Name", 16), ("To", 12), ("How", 22), ("Status / reason", 80))
+    TABLE_ID = "plan"
+    NOTES = "planning…"
+    HINTS = ("enter: run", "space: move a pinned/locked guest anyway (or keep it)", "c: clear maintenance")
+    CANCEL_HINT = "esc: close (a running evacuation goes on)"
 
     def __init__(self, node: str) -> None:
         super().__init__()
@@ -59,23 +60,10 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         self.jobs: dict[int, MigrationJob] = {}
         self.result: EvacuationResult | None = None
 
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(visible(f"Evacuate {self.node}"), classes="title", markup=False)
-            yield Static("planning…", id="notes", classes="notes", markup=False)
-            yield DataTable(id="plan", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="error", classes="error", markup=False)
-            yield Static(
-                "x: run · space: move a pinned/locked guest anyway (or keep it) · c: clear maintenance · "
-                "esc: close (a running evacuation goes on)",
-                classes="hint",
-            )
+    def heading(self) -> str:
+        return f"Evacuate {self.node}"
 
-    def on_mount(self) -> None:
-        table = self.query_one("#plan", DataTable)
-        for label, width in (("VMID", 6), ("Name", 16), ("To", 12), ("How", 22), ("Status / reason", 80)):
-            table.add_column(label, width=width)
-        table.focus()
+    def started(self) -> None:
         self.app.migrations_ui.job_updated.subscribe(self, self.job_updated)
         self.run_worker(self._prepare(), exclusive=True, group="evacuation-plan", exit_on_error=False)
 
@@ -113,10 +101,15 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         elif self.jobs:
             notes.append(f"Running… {HA_MAINTENANCE_NOTE}.")
         self.query_one("#notes", Static).update(visible(" · ".join(notes), multiline=True))
-        table = self.query_one("#plan", DataTable)
-        cursor = table.cursor_row
-        table.clear()
+        self.fill()
+
+    def rows(self) -> list[TableRow]:
+        proposal = self.proposal
+        if proposal is None:
+            return []
+        plan = proposal.plan
         guests = proposal.snapshot.guest_by_vmid
+        rows = []
         for move in plan.moves:
             job = self.jobs.get(move.vmid)
             if job is not None:
@@ -125,30 +118,20 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
                 overridden = " (moved anyway: pin/lock lifted)" if move.vmid in proposal.overrides else ""
                 status = "planned" + overridden + (f"; warning: {'; '.join(move.warnings)}" if move.warnings else "")
             via_ha = " via HA" if move.vmid in guests and guests[move.vmid].ha_managed else ""
-            table.add_row(
-                *(fmt_cell(text) for text in (str(move.vmid), move.name, move.target, how(move) + via_ha, status)),
-                key=f"move:{move.vmid}",
+            texts = (str(move.vmid), move.name, move.target, how(move) + via_ha, status)
+            rows.append(
+                TableRow(f"move:{move.vmid}", tuple(fmt_cell(text) for text in texts), f"{move.vmid}: {status}")
             )
-        for item in plan.needs_decision:
-            table.add_row(
-                fmt_cell(str(item.vmid), "yellow"),
-                fmt_cell(item.name),
-                "—",
-                "stays",
-                fmt_cell(f"{item.reason} — space: move anyway", "yellow"),
-                key=f"held:{item.vmid}",
-            )
-        for item in plan.unplaceable:
-            table.add_row(
-                fmt_cell(str(item.vmid), "red"),
-                fmt_cell(item.name),
-                "—",
-                "stays",
-                fmt_cell(item.reason, "red"),
-                key=f"stuck:{item.vmid}",
-            )
-        if table.row_count:
-            table.move_cursor(row=min(cursor, table.row_count - 1))
+        staying = (
+            ("held", plan.needs_decision, "yellow", " — space: move anyway"),
+            ("stuck", plan.unplaceable, "red", ""),
+        )
+        for kind, items, style, suffix in staying:
+            for item in items:
+                reason = item.reason + suffix
+                cells = (fmt_cell(str(item.vmid), style), fmt_cell(item.name), "—", "stays", fmt_cell(reason, style))
+                rows.append(TableRow(f"{kind}:{item.vmid}", cells, f"{item.vmid} stays: {reason}"))
+        return rows
 
     def job_updated(self, job: MigrationJob | LifecycleJob) -> None:
         if self.jobs.get(job.vmid) is job and self.is_attached:
@@ -159,11 +142,7 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
     def action_toggle_override(self) -> None:
         if self.proposal is None or self.base is None or self.jobs:
             return
-        table = self.query_one("#plan", DataTable)
-        if not table.row_count:
-            return
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or ""
-        kind, _, vmid = key.partition(":")
+        kind, _, vmid = (self.cursor_key or "").partition(":")
         chosen = set(self.proposal.overrides)
         if kind == "held":
             chosen.add(int(vmid))
@@ -219,5 +198,6 @@ class EvacuateScreen(ReadOnlyGuard, ModalScreen[None]):
         if self.proposal is not None:
             self._show()
 
-    def action_close(self) -> None:
-        self.dismiss(None)
+    def choose(self, key: str) -> None:
+        """Enter is bound to ``run`` here (the whole plan, not a row)."""
+        self.action_run()

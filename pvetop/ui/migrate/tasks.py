@@ -16,7 +16,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Static
 
 from pvetop.engine.lifecycle import LifecycleJob
@@ -26,6 +26,7 @@ from pvetop.errors import PvetopError
 from pvetop.pve import tasks
 from pvetop.pve.tasks import Progress
 from pvetop.text import visible
+from pvetop.ui.dialog import Dialog
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import fmt_cell
@@ -324,18 +325,14 @@ class TaskLogArrived(Message):
         self.error = error
 
 
-class TaskLogScreen(ModalScreen[None]):
+class TaskLogScreen(Dialog[None]):
     """A task's full log, following it while it runs."""
 
     if TYPE_CHECKING:
         app: PvetopApp  # opened by the dashboard app only
 
     POLL = 1.0
-    DEFAULT_CSS = """
-    TaskLogScreen { align: center middle; }
-    TaskLogScreen > Log { width: 95%; height: 90%; border: thick $primary; background: $surface; }
-    """
-    BINDINGS = [Binding("escape,q", "close", "Back", id="tasklog.back")]
+    BINDINGS = [Binding("escape,q", "cancel", "Back", id="tasklog.back")]
 
     def __init__(self, row: TaskRow) -> None:
         super().__init__()
@@ -391,6 +388,3 @@ class TaskLogScreen(ModalScreen[None]):
         log.write_lines([visible(line) for line in lines])
         self.line_count += len(lines)
         self.running = message.running
-
-    def action_close(self) -> None:
-        self.dismiss(None)

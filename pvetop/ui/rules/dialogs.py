@@ -10,26 +10,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from pvetop.errors import UsageError
 from pvetop.store.validate import normalise_mac
 from pvetop.text import visible
+from pvetop.ui.dialog import Dialog
 from pvetop.ui.guard import ReadOnlyGuard
-
-DIALOG_CSS = """
-{name} {{ align: center middle; }}
-{name} > Vertical {{
-    width: 80%; max-width: 100; height: auto; max-height: 90%;
-    border: thick $accent; background: $surface; padding: 1 2;
-}}
-{name} .dialog-title {{ text-style: bold; margin-bottom: 1; }}
-{name} .dialog-hint {{ color: $text-muted; margin-top: 1; }}
-{name} .dialog-error {{ color: $error; }}
-{name} Horizontal {{ height: auto; margin-top: 1; }}
-"""
 
 
 def _fit(selection: SelectionList) -> SelectionList:
@@ -38,14 +26,10 @@ def _fit(selection: SelectionList) -> SelectionList:
     return selection
 
 
-class NodeSetDialog(ModalScreen[frozenset[str] | None]):
+class NodeSetDialog(Dialog[frozenset[str] | None]):
     """Choose the nodes a guest may run on; nothing chosen means unpin. Escape cancels."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="NodeSetDialog")
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        Binding("enter", "save", "Save", priority=True, id="dialog.confirm"),
-    ]
+    BINDINGS = [Binding("enter", "save", "Save", priority=True, id="dialog.confirm")]
 
     def __init__(self, title: str, nodes: list[tuple[str, str]], selected: frozenset[str]):
         """``nodes``: (name, label) pairs, e.g. ("pve2", "pve2  online, 41% load")."""
@@ -61,18 +45,13 @@ class NodeSetDialog(ModalScreen[frozenset[str] | None]):
                 *(Selection(Text(visible(label)), name, name in self.selected) for name, label in self.nodes),
                 id="nodes",
             )
-            yield Label(
-                "space toggles a node · enter saves · escape cancels · none selected = unpin", classes="dialog-hint"
-            )
+            yield self.hint("enter: save", "space: toggle a node", "none selected = unpin")
 
     def on_mount(self) -> None:
         _fit(self.query_one(SelectionList)).focus()
 
     def action_save(self) -> None:
         self.dismiss(frozenset(self.query_one(SelectionList).selected))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,21 +61,10 @@ class PowerForm:
     boot_timeout: int
 
 
-class PowerSettingsDialog(ModalScreen[PowerForm | None]):
+class PowerSettingsDialog(Dialog[PowerForm | None]):
     """The node's wake-on-LAN MAC, whether the power policy may switch it off, its boot timeout."""
 
-    DEFAULT_CSS = (
-        DIALOG_CSS.format(name="PowerSettingsDialog")
-        + """
-    PowerSettingsDialog Input { width: 30; }
-    PowerSettingsDialog .field { height: auto; }
-    PowerSettingsDialog .field Label { width: 22; padding-top: 1; }
-    """
-    )
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        Binding("enter,ctrl+s", "save", "Save", priority=True, id="dialog.confirm"),
-    ]
+    BINDINGS = [Binding("enter,ctrl+s", "save", "Save", priority=True, id="dialog.confirm")]
 
     def __init__(self, node: str, form: PowerForm, mac_source: str):
         super().__init__()
@@ -117,8 +85,8 @@ class PowerSettingsDialog(ModalScreen[PowerForm | None]):
                 yield Input(str(self.form.boot_timeout), type="integer", id="timeout")
             yield Static("", id="error", classes="dialog-error")
             with Horizontal():
-                yield Button("Save", variant="primary", id="save")
-                yield Button("Cancel", id="cancel")
+                yield Button("Save (enter)", variant="primary", id="save")
+                yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#mac", Input).focus()
@@ -140,22 +108,15 @@ class PowerSettingsDialog(ModalScreen[PowerForm | None]):
             return
         self.dismiss(PowerForm(mac, self.query_one("#allow", Checkbox).value, int(timeout_text)))
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
-
-class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
+class ReviewDialog(ReadOnlyGuard, Dialog[None]):
     """Proposed changes, each with a checkbox; nothing happens until the user applies them.
 
     Installed once on the app and pushed by name: each time it is shown it asks ``load`` for
     fresh proposals, so it always reviews the cluster as it is now.
     """
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="ReviewDialog")
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        Binding("enter,a", "apply", "Apply selected", priority=True, id="dialog.confirm"),
-    ]
+    BINDINGS = [Binding("enter,a", "apply", "Apply selected", priority=True, id="dialog.confirm")]
     WRITE_ACTIONS = frozenset({"apply"})
     HEADING = ""
     EXPLAIN = ""
@@ -185,12 +146,10 @@ class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
                     ),
                     id="items",
                 )
-                yield Label(
-                    "space toggles · a applies the selected · escape closes without changes", classes="dialog-hint"
-                )
+                yield self.hint("enter: apply the selected", "space: toggle")
             else:
                 yield Static(Text(visible(self.message, multiline=True)), id="empty")
-                yield Label("escape closes", classes="dialog-hint")
+                yield self.hint()
 
     async def on_screen_resume(self) -> None:
         self.items, self.message = self.load()
@@ -202,7 +161,4 @@ class ReviewDialog(ReadOnlyGuard, ModalScreen[None]):
         if self.items:
             chosen = sorted(self.query_one(SelectionList).selected)
             self.apply([self.items[index][1] for index in chosen])
-        self.dismiss()
-
-    def action_cancel(self) -> None:
         self.dismiss()
