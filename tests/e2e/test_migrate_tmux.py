@@ -36,7 +36,7 @@ def test_migrate_a_guest_from_the_keyboard_in_the_demo(session: str, tmp_path: P
     if rows[TARGET] > rows["pve-mini2"]:
         keys(session, "Down")
     keys(session, "Enter")
-    wait_for(session, lambda s: f"{SOURCE} → {TARGET}" in s and "Migrate (y)" in s, 5, "the confirmation")
+    wait_for(session, lambda s: f"{SOURCE} → {TARGET}" in s and "Migrate (enter)" in s, 5, "the confirmation")
     keys(session, "y")
 
     screen = wait_for(

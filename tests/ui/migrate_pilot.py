@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from pvetop.ui.app import PvetopApp
+from pvetop.ui.migrate.evacuate import EvacuateScreen
 from tests.engine import simdrive
 from tests.engine.simdrive import connect, running_sim, set_failure_rate
 from tests.ui.pilot import wait_for_data
@@ -61,6 +62,18 @@ async def wait_until(pilot, until: Callable[[], bool], *, tries: int = 500) -> N
 
 def select_row(table: DataTable, key: str) -> None:
     table.move_cursor(row=table.get_row_index(key))
+
+
+async def open_evacuation(pilot, node: str) -> EvacuateScreen:
+    """``e`` on ``node`` in the node table, once its plan is shown."""
+    app = pilot.app
+    select_row(app.node_table, node)
+    app.node_table.focus()
+    await pilot.press("e")
+    await wait_until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
+    screen = app.screen
+    await wait_until(pilot, lambda: screen.proposal is not None)
+    return screen
 
 
 def guest_cell(app: PvetopApp, vmid: int, column: str) -> str:

@@ -24,7 +24,7 @@ from pvetop.ui.rules import install_rules
 from pvetop.ui.rules.dialogs import NodeSetDialog, PowerForm, PowerSettingsDialog
 from pvetop.ui.rules.journal import JournalScreen
 from tests.ui.fixtures import fixed_clock, memory_source, small_cluster
-from tests.ui.migrate_pilot import select_row, sim_pilot, wait_until
+from tests.ui.migrate_pilot import open_evacuation, select_row, sim_pilot, wait_until
 from tests.ui.pilot import settle, wait_for_data
 
 SIZE = (140, 40)
@@ -124,12 +124,7 @@ async def test_edge_24_migrate_and_evacuate_confirm_with_enter():
         await pilot.press("escape")
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is app.screen_stack[0])
-        select_row(app.node_table, "pve-mini1")
-        app.node_table.focus()
-        await pilot.press("e")
-        await wait_until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.proposal is not None)
+        screen = await open_evacuation(pilot, "pve-mini1")
         assert hint_of(screen).startswith("enter: run")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -148,18 +143,20 @@ def fully_shown(widget: Static, text: str) -> bool:
     return width > 0 and widget.content_region.height >= needed and widget.screen.region.contains_region(widget.region)
 
 
-async def test_edge_06_evacuate_hint_wraps_and_a_reason_shows_whole():
-    async with sim_pilot(ruleset=RuleSet(pins={105: {"pve-mini1"}})) as (sim, app, pilot):
+async def test_edge_06_the_evacuate_hint_wraps():
+    async with sim_pilot() as (sim, app, pilot):
         await pilot.resize_terminal(80, 30)
-        select_row(app.guest_table, "105")
-        await pilot.press("e")
-        await wait_until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.proposal is not None)
+        screen = await open_evacuation(pilot, "pve-mini1")
         await settle(pilot)
         hint = screen.query_one(".dialog-hint", Static)
         assert fully_shown(hint, "esc: close (a running evacuation goes on)")
         assert hint.content_region.height >= 2  # it wraps at 80 columns instead of being cut
+
+
+async def test_edge_06_an_evacuation_reason_shows_whole():
+    async with sim_pilot(ruleset=RuleSet(pins={105: {"pve-mini1"}})) as (sim, app, pilot):
+        await pilot.resize_terminal(80, 30)  # the reason column is out of sight, right of the table's edge
+        screen = await open_evacuation(pilot, "pve-mini1")
         select_row(screen.query_one("#plan", DataTable), "held:105")
         await settle(pilot)
         assert fully_shown(screen.query_one("#detail", Static), "105 stays: pinned to pve-mini1 — space: move anyway")

@@ -13,7 +13,15 @@ from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import MigrateScreen
 from pvetop.ui.migrate.evacuate import EvacuateScreen
 from tests.engine.simdrive import guest_node, max_overlap, migration_tasks, set_failure_rate
-from tests.ui.migrate_pilot import drive, guest_cell, screen_text, select_row, sim_pilot, wait_until
+from tests.ui.migrate_pilot import (
+    drive,
+    guest_cell,
+    open_evacuation,
+    screen_text,
+    select_row,
+    sim_pilot,
+    wait_until,
+)
 from tests.ui.pilot import wait_for_data
 
 
@@ -178,12 +186,7 @@ async def test_evacuation_moves_every_guest_within_limits_and_marks_maintenance(
             # test sees the evacuation's own moves and limits, the same on every run
             with sim.cluster.lock:
                 sim.cluster.ha_rules = [rule for rule in sim.cluster.ha_rules if rule.rule != "ha-on-minis"]
-            select_row(app.node_table, "pve-mini1")
-            app.node_table.focus()
-            await pilot.press("e")
-            await wait_until(pilot, lambda: isinstance(app.screen, EvacuateScreen))
-            screen = app.screen
-            await wait_until(pilot, lambda: screen.proposal is not None)
+            screen = await open_evacuation(pilot, "pve-mini1")
             assert "evacuate pve-mini1: 7 move(s)" in screen_text(app)
             await pilot.press("x")
             await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -282,6 +282,7 @@ class MigrateScreen(TableDialog[MigrationJob | None]):
                 title="Migration",
                 timeout=4,
             )
+            self.job = None  # updates already published for it arrive after the dialog closes: ignored
             self.dismiss(job)
         elif job.state.finished:
             self.query_one("#error", Static).update(visible(f"Proxmox VE refused: {job.error}", multiline=True))
