@@ -6,29 +6,17 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
+from pvetop.ui.dialog import Dialog
 from pvetop.ui.table import ColumnSpec
 
-CSS = """
-{name} {{ align: center middle; }}
-{name} > Vertical {{ width: 60; max-width: 95%; height: auto; max-height: 90%; border: thick $primary;
-                     background: $surface; padding: 1 2; }}
-{name} OptionList, {name} SelectionList {{ height: auto; max-height: 24; }}
-{name} .hint {{ color: $text-muted; margin-top: 1; }}
-"""
 
-
-class SortScreen(ModalScreen[str | None]):
+class SortScreen(Dialog[str | None]):
     """Pick the sort column of a table; returns its key."""
 
-    DEFAULT_CSS = CSS.format(name="SortScreen")
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        Binding("enter", "confirm", "Sort", priority=True, id="dialog.confirm"),
-    ]
+    BINDINGS = [Binding("enter", "confirm", "Sort", priority=True, id="dialog.confirm")]
 
     def __init__(self, title: str, columns: tuple[ColumnSpec, ...], current: str) -> None:
         super().__init__()
@@ -38,11 +26,11 @@ class SortScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, markup=False)
+            yield Static(self.title_text, classes="dialog-title", markup=False)
             choices = OptionList(*(Option(spec.name, id=spec.key) for spec in self.columns))
             choices.highlighted = next((i for i, spec in enumerate(self.columns) if spec.key == self.current), 0)
             yield choices
-            yield Static("enter: sort by it (again: reverse) · escape: cancel", classes="hint")
+            yield self.hint("enter: sort by it (again: reverse)")
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
@@ -56,18 +44,11 @@ class SortScreen(ModalScreen[str | None]):
         if choices.highlighted is not None:
             self.dismiss(choices.get_option_at_index(choices.highlighted).id)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
-
-class ColumnsScreen(ModalScreen[frozenset[str] | None]):
+class ColumnsScreen(Dialog[frozenset[str] | None]):
     """Pick the visible columns of a table; returns the hidden ones' keys."""
 
-    DEFAULT_CSS = CSS.format(name="ColumnsScreen")
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        Binding("enter", "confirm", "Save", priority=True, id="dialog.confirm"),
-    ]
+    BINDINGS = [Binding("enter", "confirm", "Save", priority=True, id="dialog.confirm")]
 
     def __init__(self, title: str, columns: tuple[ColumnSpec, ...], hidden: frozenset[str], fixed: str) -> None:
         super().__init__()
@@ -78,11 +59,11 @@ class ColumnsScreen(ModalScreen[frozenset[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, markup=False)
+            yield Static(self.title_text, classes="dialog-title", markup=False)
             yield SelectionList[str](
                 *((spec.name, spec.key, spec.key not in self.hidden) for spec in self.columns if spec.key != self.fixed)
             )
-            yield Static("space: show/hide · enter: save (kept for this profile) · escape: cancel", classes="hint")
+            yield self.hint("enter: save (kept for this profile)", "space: show/hide")
 
     def on_mount(self) -> None:
         self.query_one(SelectionList).focus()
@@ -90,6 +71,3 @@ class ColumnsScreen(ModalScreen[frozenset[str] | None]):
     def action_confirm(self) -> None:
         shown = set(self.query_one(SelectionList).selected)
         self.dismiss(frozenset(spec.key for spec in self.columns if spec.key != self.fixed and spec.key not in shown))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
