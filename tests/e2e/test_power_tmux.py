@@ -23,9 +23,9 @@ def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(sessio
     db = tmp_path / "rules.sqlite"
     with open_store(str(db)) as store:
         store.set_setting("homelab", "power.failure_margin", 0)
-        # k8s-node1 (32 GiB) sleeps too: the demo runs on the live clock and at the midday peak of
-        # the guests' daily memory curve (about 12:00-14:00 UTC) it fits on neither mini, so the
-        # power-off would be refused at that time of day; win11 still drains
+        # the dev lab sleeps with pve-big: the demo runs on the live clock, and at the midday peak of
+        # the guests' daily curves (about 12:00-14:00 UTC) the minis cannot take it, so the power-off
+        # would be refused at that time of day; postgres (HA) still drains
         store.set_setting(
             "homelab",
             "power.sleep_with_node",
