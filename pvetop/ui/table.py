@@ -17,7 +17,7 @@ their longest text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -307,7 +307,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._look: Look | None = None
         self._drawn: LRUCache[str, DrawnRow] = LRUCache(LINES_CACHED)
         self._header: dict[tuple[Any, ...], Strip] = {}
-        self._cell_styles: dict[tuple[str, bool, bool, bool], Style] = {}  # see _cell_style
+        self._cell_styles: dict[tuple[str, bool, bool, bool], Style] = {}  # see _style
         self._lay_out(0)
 
     # --- the public surface ------------------------------------------------------------------
@@ -628,7 +628,7 @@ class LiveTable(ScrollView, can_focus=True):
             old, self._hover = self._hover, row
             self._refresh_rows(index for index in (old, row) if index is not None)
 
-    def _refresh_rows(self, rows: Any) -> None:
+    def _refresh_rows(self, rows: Iterable[int]) -> None:
         """Repaint the lines of these row indexes (HEADER: the header) if they are in view."""
         top = self.scroll_offset.y
         height = self.size.height
@@ -750,9 +750,6 @@ class LiveTable(ScrollView, can_focus=True):
 
     def _draw_row(self, row: Row, cursor: bool, hover: bool, tree: str | None) -> DrawnRow:
         """One row's line: each cell fitted to its column, in its style (see ``_cell_style``)."""
-        look = self._look
-        assert look is not None
-        styles = self._cell_styles
         segments: tuple[list[Segment], list[Segment]] = ([], [])
         cells = row.cells
         for position, column in enumerate(self._columns):
@@ -760,25 +757,30 @@ class LiveTable(ScrollView, can_focus=True):
             if tree is not None and column.spec.key == self.group_column:
                 text = tree
             in_fixed = position < self.fixed_columns
-            how = (cell_style, in_fixed, cursor, hover)
-            style = styles.get(how)
-            if style is None:
-                style = styles[how] = self._cell_style(look, *how)
+            style = self._style(cell_style, in_fixed, cursor, hover)
             fitted = fit_cell(text, column.width, CELL_PADDING, justify)
             parts = self.cell_segments(column.spec.key, fitted, style)
             segments[0 if in_fixed else 1].extend([Segment(fitted, style)] if parts is None else parts)
-        fill = self._cell_style(look, "", False, cursor, hover)
+        fill = self._style("", False, cursor, hover)
         fixed_width = self._fixed_width
         scrolling_width = sum(column.width for column in self._columns) - fixed_width
         return DrawnRow(
             row, cursor, hover, tree, Strip(segments[0], fixed_width), Strip(segments[1], scrolling_width), fill
         )
 
+    def _style(self, cell_style: str, fixed: bool, cursor: bool, hover: bool) -> Style:
+        """A cell's style as DataTable makes it (composed once per look, see ``_cell_style``)."""
+        how = (cell_style, fixed, cursor, hover)
+        style = self._cell_styles.get(how)
+        if style is None:
+            assert self._look is not None
+            style = self._cell_styles[how] = self._cell_style(self._look, *how)
+        return style
+
     @staticmethod
     def _cell_style(look: Look, cell_style: str, fixed: bool, cursor: bool, hover: bool) -> Style:
-        """A cell's style as DataTable makes it: the cell's own over the row's (the fixed
-        columns' own), the hover's and the cursor's over that, and the cursor's colour winning
-        over the cell's (its background does not)."""
+        """The cell's own style over the row's (the fixed columns' own), the hover's and the
+        cursor's over that, the cursor's colour winning over the cell's (its background does not)."""
         over = Style()
         if hover:
             over += look.hover

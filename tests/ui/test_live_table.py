@@ -128,3 +128,20 @@ async def test_keys_page_through_rows_and_the_fixed_column_stays_when_scrolled_s
         header, first = screen_lines(app)[:2]
         assert header.split()[0] == "C0" and "C1" not in header  # C0 stays, C1.. scrolled away
         assert first.split()[0] == "0.0" and "0.1" not in first
+
+
+async def test_the_row_under_the_mouse_is_shown_and_a_header_click_sorts():
+    app = WideApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        table = app.query_one(Wide)
+        table.apply(build_rows({str(n): n for n in range(20)}, wide_row, None))
+        await pilot.pause()
+        plain = table.render_line(3)
+        await pilot.hover(table, offset=(2, 3))  # the third row
+        await pilot.pause()
+        hovered = table.render_line(3)
+        assert hovered.text == plain.text and hovered != plain  # same text, the hover's background
+        await pilot.click(table, offset=(10, 0))  # the C1 header
+        assert table.sort_column == "c1"
+        await pilot.click(table, offset=(10, 0))
+        assert table.sort_column == "c1" and table.sort_reverse
