@@ -498,8 +498,8 @@ def minimum_gib(
 def ratio_cell(gib: float, minimum: Minimum | None) -> str:
     """pvetop's GiB over the minimum: exact when proven, else the range between the solver's best
     plan (pvetop is at least this far off) and its lower bound (at most this far)."""
-    if minimum is None or minimum.bound is None:
-        return "no bound"
+    if minimum is None or minimum.bound is None or (minimum.found is None and minimum.bound < 0.05):
+        return "no bound"  # the solver found neither a plan nor a bound in its time
     if minimum.proven:
         return f"{gib / minimum.bound:.2f} ({minimum.bound:.1f})" if minimum.bound else "min 0"
     low = f"{gib / minimum.found:.2f}" if minimum.found else "?"
