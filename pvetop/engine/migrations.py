@@ -18,6 +18,7 @@ executor shares with the guest lifecycle runner (following a task, the job's boo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -312,20 +313,28 @@ class MigrationExecutor(JobRunner[MigrationJob]):
                 unsure: PvetopError = exc
             except PvetopError as exc:
                 unsure = exc
-            try:
-                started = await asyncio.to_thread(
-                    actions.started_migration, self.client, guest, since=sent - CLOCK_SLACK
-                )
-            except PvetopError as check:
-                raise PvetopError(
-                    f"{unsure.message}; the task list of {guest.node} cannot be read either ({check.message}), "
-                    "so the migration may have started: check the cluster's tasks"
-                ) from None
+            started = await self._started_since(guest, sent - CLOCK_SLACK, unsure)
             if started is not None:
                 return started
             if attempt < MIGRATE_ATTEMPTS:
                 await asyncio.sleep(self.poll)
         raise unsure
+
+    async def _started_since(self, guest: Guest, since: float, unsure: PvetopError) -> str | None:
+        """``started_migration``, its read tried ``MIGRATE_ATTEMPTS`` times: one failed read (a 500
+        from a busy node, a dropped connection) must not turn a move that started into a failure."""
+        read = partial(actions.started_migration, self.client, guest, since=since)
+        for _ in range(MIGRATE_ATTEMPTS - 1):
+            with contextlib.suppress(PvetopError):
+                return await asyncio.to_thread(read)
+            await asyncio.sleep(self.poll)
+        try:
+            return await asyncio.to_thread(read)
+        except PvetopError as check:
+            raise PvetopError(
+                f"{unsure.message}; the task list of {guest.node} cannot be read either ({check.message}), "
+                "so the migration may have started: check the cluster's tasks"
+            ) from None
 
     async def _await_ha_migration(self, job: MigrationJob, guest: Guest, since: int) -> str:
         """The HA manager's own migration task for the guest, once it has started it."""

@@ -437,6 +437,8 @@ class _Planner:
             return f"on reserved node {guest.node}"
         if guest.node in rules.maintenance:
             return f"on maintenance node {guest.node} (evacuation moves it)"
+        if guest.node not in self.nodes:  # PVE lists a dead node's guests as they were last seen
+            return f"on {guest.node}, which is not online"
         tags = proxlb_tags(guest, rules)
         if tags.ignore:
             return "ProxLB tag plb_ignore"

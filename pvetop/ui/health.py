@@ -52,6 +52,7 @@ class HealthScreen(Screen):
     HealthScreen .caption { height: 1; padding: 0 1; text-style: bold; }
     """
     BINDINGS = [Binding("escape,q,H", "close", "Back", id="health.back")]
+    _shown: tuple[ClusterHealth | None, str, tuple[HaRule, ...]] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("reading cluster and HA status…", id="health-summary")
@@ -80,6 +81,14 @@ class HealthScreen(Screen):
             self.post_message(HealthArrived(None, getattr(exc, "message", "") or "this data source has no API"))
 
     def on_health_arrived(self, message: HealthArrived) -> None:
+        """Shows what arrived, unless it is what the screen already shows: rebuilding the tables
+        of a cluster with a hundred HA resources every poll kept the event loop busy for a few
+        hundred ms each time, and nothing changes between most polls."""
+        latest = getattr(self.app, "latest", None)
+        rules = latest.snapshot.ha_rules if latest is not None else ()
+        if (message.health, message.error, rules) == self._shown:
+            return
+        self._shown = (message.health, message.error, rules)
         summary = self.query_one("#health-summary", Static)
         health = message.health
         if health is None:
@@ -104,8 +113,6 @@ class HealthScreen(Screen):
                 member.lrm or "-",
                 key=member.name,
             )
-        latest = getattr(self.app, "latest", None)
-        rules = latest.snapshot.ha_rules if latest is not None else ()
         resources = self.query_one("#health-resources", DataTable)
         resources.clear()
         for resource in health.resources:

@@ -14,7 +14,8 @@ import pytest
 
 from pvetop.config import settings_from_sim_info
 from pvetop.engine.migrations import JobState, MigrationExecutor
-from pvetop.pve import PveClient
+from pvetop.errors import ApiError
+from pvetop.pve import PveClient, actions
 from pvetop.sim.errors import PveApiError
 from tests.engine.simdrive import drive, guest_node, migration_tasks
 from tests.engine.test_migrations import move_of
@@ -67,6 +68,27 @@ async def test_a_lost_answer_to_a_migration_over_before_the_client_gave_up_is_ad
     requests = [t for t in sim.cluster.tasks if t.id == str(vmid) and t.user.endswith("!pvetop")]
     assert [t.type for t in requests] == [kind]  # adopted, not sent twice
     assert guest_node(sim, vmid) == "pve-mini2"
+
+
+async def test_a_failed_read_of_the_task_list_is_read_again_before_the_move_is_called_failed(sim, monkeypatch):
+    """The answer was lost and the first look at the task list failed too (a 500 from a busy
+    node): the list is read again, the migration found and followed, nothing sent twice."""
+    reads = []
+    original = actions.started_migration
+
+    def flaky_read(*args, **kwargs):
+        reads.append(args)
+        if len(reads) == 1:
+            raise ApiError(500, "GET nodes/pve-mini1/tasks: internal server error")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(actions, "started_migration", flaky_read)
+    sim.cluster.faults.update({"lost_answer_rate": 1.0}, sim.cluster.now)
+    with PveClient.connect(replace(settings_from_sim_info(sim.info), timeout=0.5)) as client:
+        job = await run(sim, client, 103, "pve-big")
+
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert len(reads) == 2 and len([t for t in migration_tasks(sim) if t.id == "103"]) == 1
 
 
 async def test_one_server_error_on_the_post_is_retried_when_nothing_started(sim, client, monkeypatch):

@@ -245,6 +245,19 @@ def test_reserved_nodes_send_and_receive_nothing():
     assert from_reserved.moves == ()
 
 
+def test_guests_last_seen_running_on_a_dead_node_are_held_not_planned():
+    """PVE lists the guests of a node that just died as they were; the soak's week-long run saw
+    planning raise KeyError on that node (it is not among the nodes balanced)."""
+    snapshot = make_snapshot(
+        [make_node("pve1"), make_node("pve2"), make_node("big", status="offline")],
+        [make_guest(100 + i, "big", mem=8 * GIB, cpu=1.0) for i in range(3)]
+        + [make_guest(200 + i, "pve1", mem=8 * GIB, cpu=1.0) for i in range(4)],
+        derive_usage=True,
+    )
+    plan = plan_balance(snapshot, RuleSet())
+    assert plan.moves and all(step.move.source == "pve1" for step in plan.moves)
+
+
 def test_maintenance_node_receives_nothing():
     plan = plan_balance(hot_cluster(), RuleSet(maintenance={"pve3"}))
     assert plan.moves and {step.move.target for step in plan.moves} == {"pve2"}

@@ -6,31 +6,53 @@ or powers a node, it moves in small steps in lock-step with its task reads. Faul
 the simulator's own fault switches (the ones its /sim/faults and /sim/nodes/NODE/crash control
 API set). The checkers read the simulator's task record, node power and guest placement, and the
 rules store's file, never what pvetop believes.
+
+Beside the daemon, the real dashboard (``PvetopApp`` with the same rules store) runs headless in
+a process of its own against the same simulator (``tests.soak.dashboard``); a probe measures how
+late its event loop answers. Every line the soak's pvetop writes (the daemon's log, Python
+logging, stdout and stderr, the dashboard's notifications and output, the store's files) is
+searched for the API token and password it was given.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import logging
+import os
 import sqlite3
+import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
+from pvetop.config import settings_from_sim_info
 from pvetop.engine.daemon import Daemon
 from pvetop.engine.power import SLEEP_WITH_NODE, mark_sleep_with_node
+from pvetop.pve import PveClient
 from pvetop.sim.runner import start_sim
-from tests.engine.powerdrive import sim_client, sim_store
+from tests.engine.powerdrive import sim_store
 from tests.engine.simdrive import drive
 from tests.soak import checks
 from tests.soak.checks import JournalRow, Rules, Sample, TaskRow
+from tests.soak.dashboard import Dashboard
 
 HOUR = 3600.0
 TOKEN_USER = "root@pam!pvetop"
 CHECK_EVERY = HOUR  # simulated seconds between two runs of the whole-record checkers
+CLIENT_TIMEOUT = 3.0  # real seconds an API request may take: a lost answer costs this much
+LEASE_RENEW = 600.0  # simulated seconds between the daemon's lease renewals while it follows moves
+HA_MOVE_BACK_WINDOW = HOUR  # an HA migration back this soon after pvetop's move undoes it
+LAG_P99_LIMIT = 0.1  # seconds: the dashboard's event loop answers within this, 99 times in 100
+RSS_GROWTH_LIMIT = 0.10  # from the end of the first fault cycle to the end of a long run
+RSS_CHECK_MIN_HOURS = 48.0  # shorter runs report RSS but do not judge its growth
 
 
 @dataclass(frozen=True)
@@ -53,14 +75,27 @@ SCHEDULE = (
     Fault(160 * 60, "failing migrations", {"migration_failure_rate": 0.3}, hold=2 * HOUR),
     Fault(170 * 60, "lost magic packets", {"wol_drop_rate": 0.5}, hold=2 * HOUR),
     Fault(300 * 60, "node crash", {}, hold=15 * 60),
+    Fault(20 * 60, "lost migrate answers", {"lost_answer_rate": 0.2}, hold=5 * HOUR),
+    Fault(20 * 60, "migrations failing in the RAM phase", {"ram_failure_rate": 0.5}, hold=2 * HOUR),
+    Fault(240 * 60, "API endpoint node powers off", {}, hold=15 * 60),
 )
+CRASHES = ("node crash", "API endpoint node powers off")
 CYCLE = 6 * HOUR
-NO_FAULT = {"latency_ms": 0, "error_rate": 0, "drop_rate": 0, "migration_failure_rate": 0, "wol_drop_rate": 0}
+NO_FAULT = {
+    "latency_ms": 0,
+    "error_rate": 0,
+    "drop_rate": 0,
+    "migration_failure_rate": 0,
+    "wol_drop_rate": 0,
+    "lost_answer_rate": 0,
+    "ram_failure_rate": 0,
+}
 
 
 @dataclass
 class Figures:
     faults: Counter = field(default_factory=Counter)
+    struck: Counter = field(default_factory=Counter)  # the simulator's count of faults that struck
     checks: Counter = field(default_factory=Counter)
     failures: dict[str, list[str]] = field(default_factory=dict)
     moves: int = 0
@@ -70,8 +105,19 @@ class Figures:
     rounds: int = 0
     simulated: float = 0.0
     wall: float = 0.0
+    ram_failures: int = 0
     rss_start_kib: int = 0
+    rss_warm_kib: int = 0  # at the end of the first fault cycle: everything loaded and warmed up
     rss_end_kib: int = 0
+    lags: list[float] = field(default_factory=list)  # the dashboard's event-loop lateness, seconds
+    own_lags: list[float] = field(default_factory=list)  # the part of it its own work caused
+    dashboard_rss_kib: list[int] = field(default_factory=list)  # the dashboard process's, every 10 s
+    slow_after: dict[str, list[float]] = field(default_factory=dict)  # key pressed -> slow ticks after it
+    dashboard_full_gc: list[float] = field(default_factory=list)  # seconds of each of its full collections
+
+    @property
+    def rss_growth(self) -> float:
+        return (self.rss_end_kib - self.rss_warm_kib) / self.rss_warm_kib if self.rss_warm_kib else 0.0
 
     @property
     def failed(self) -> int:
@@ -81,6 +127,8 @@ class Figures:
         lines = [
             f"simulated {self.simulated / HOUR:.1f} h in {self.wall:.0f} s wall, {self.rounds} daemon rounds",
             "faults injected: " + (", ".join(f"{k} x{n}" for k, n in sorted(self.faults.items())) or "none"),
+            "faults that struck: " + (", ".join(f"{k} x{n}" for k, n in sorted(self.struck.items())) or "none"),
+            f"migrations that failed in their RAM phase: {self.ram_failures}",
             f"automatic moves: {self.moves} done, {self.failed_moves} failed",
             f"power cycles: {self.power_offs} power-offs, {self.wakes} wakes",
             f"invariant checks: {sum(self.checks.values())} made, {self.failed} failed",
@@ -91,7 +139,28 @@ class Figures:
         ]
         for name, found in sorted(self.failures.items()):
             lines += [f"  FAILED {name}: {line}" for line in found[:10]]
-        lines.append(f"RSS: {self.rss_start_kib} KiB at start, {self.rss_end_kib} KiB at the end")
+        for what, lags in (("own work", self.own_lags), ("wall clock", self.lags)):
+            lines.append(
+                f"dashboard event-loop lag ({what}): p50 {checks.percentile(lags, 0.5) * 1000:.1f} ms, "
+                f"p99 {checks.percentile(lags, 0.99) * 1000:.1f} ms, max {max(lags, default=0) * 1000:.0f} ms "
+                f"over {len(lags)} probes"
+            )
+        lines.append(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        if self.slow_after:
+            slow = [
+                f"{key} x{len(lags)} (max {max(lags) * 1000:.0f} ms)" for key, lags in sorted(self.slow_after.items())
+            ]
+            lines.append("dashboard ticks over 100 ms of own work, by the last key pressed: " + ", ".join(slow))
+        if self.dashboard_full_gc:
+            passes = self.dashboard_full_gc
+            lines.append(f"dashboard full garbage collections: {len(passes)}, max {max(passes) * 1000:.0f} ms")
+        if self.dashboard_rss_kib:
+            rss = self.dashboard_rss_kib
+            lines.append(f"dashboard process RSS: {rss[0]} KiB at its first sample, {rss[-1]} KiB at the end")
+        lines.append(
+            f"RSS: {self.rss_start_kib} KiB at start, {self.rss_warm_kib} KiB after the first fault cycle, "
+            f"{self.rss_end_kib} KiB at the end ({self.rss_growth * 100:+.1f} % since the first cycle)"
+        )
         return "\n".join(lines)
 
 
@@ -102,22 +171,40 @@ def rss_kib() -> int:
     return 0
 
 
-def task_rows(sim) -> list[TaskRow]:
-    with sim.cluster.lock:
-        return [
-            TaskRow(
-                task.upid,
-                task.node,
-                task.type,
-                int(task.id) if task.id.isdigit() else None,
-                task.user,
-                float(task.starttime),
-                task.end_time if task.end_time is not None and task.end_time <= sim.cluster.now else None,
-                task.exitstatus,
-                checks.task_target(text for _, text in task.lines) if task.type in checks.MIGRATION_TYPES else None,
-            )
-            for task in sim.cluster.tasks
-        ]
+class TaskRecord:
+    """The migrations (and HA migrate requests) the simulator has run, kept by the soak: the
+    simulator forgets old tasks as PVE does (a node's task index is bounded)."""
+
+    KINDS = (*checks.MIGRATION_TYPES, checks.HA_REQUEST_TYPE)
+
+    RAM_FAILURE = "ERROR: online migrate failure - aborting"  # a live migration failed copying memory
+
+    def __init__(self) -> None:
+        self.rows: dict[str, TaskRow] = {}
+        self.ram_failures = 0
+
+    def update(self, sim) -> list[TaskRow]:
+        cluster = sim.cluster
+        with cluster.lock:
+            for task in cluster.tasks:
+                known = self.rows.get(task.upid)
+                if task.type not in self.KINDS or (known is not None and known.end is not None):
+                    continue
+                ended = task.end_time is not None and task.end_time <= cluster.now
+                if ended and task.exitstatus != "OK" and any(self.RAM_FAILURE in text for _, text in task.lines):
+                    self.ram_failures += 1
+                self.rows[task.upid] = TaskRow(
+                    task.upid,
+                    task.node,
+                    task.type,
+                    int(task.id) if task.id.isdigit() else None,
+                    task.user,
+                    float(task.starttime),
+                    task.end_time if ended else None,
+                    task.exitstatus if ended else None,
+                    checks.task_target(text for _, text in task.lines) if task.type in checks.MIGRATION_TYPES else None,
+                )
+        return list(self.rows.values())
 
 
 def take_sample(sim) -> Sample:
@@ -150,14 +237,115 @@ def journal_rows(path: str) -> list[JournalRow]:
     return [JournalRow(*row) for row in rows]
 
 
+def soak_client(sim) -> PveClient:
+    """The soak's client: the simulator's time on its snapshots, every node's endpoint (it fails
+    over), and a short timeout so that a lost answer costs little real time."""
+    settings = replace(settings_from_sim_info(sim.info), timeout=CLIENT_TIMEOUT)
+    return PveClient.connect(settings, clock=lambda: sim.cluster.now)
+
+
+class SecretWatch:
+    """Searches every text the soak's pvetop puts out for the secrets it was given; keeps only
+    what it found and how many texts it read."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = secrets
+        self.read = 0
+        self.found: list[str] = []
+        self._lock = threading.Lock()
+
+    def see(self, where: str, text: str) -> None:
+        found = checks.secrets_shown([(where, text)], self.secrets)
+        with self._lock:
+            self.read += 1
+            self.found.extend(found)
+
+    def take(self) -> tuple[int, list[str]]:
+        with self._lock:
+            read, found, self.read, self.found = self.read, self.found, 0, []
+        return read, found
+
+
+class _Tee:
+    """A text stream that also shows what goes through it to a ``SecretWatch``."""
+
+    def __init__(self, stream, where: str, watch: SecretWatch) -> None:
+        self._stream, self._where, self._watch = stream, where, watch
+
+    def write(self, text: str) -> int:
+        self._watch.see(self._where, text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+class _LogWatch(logging.Handler):
+    """Every log record: searched for secrets; one carrying an exception is a traceback."""
+
+    def __init__(self, watch: SecretWatch) -> None:
+        super().__init__(logging.DEBUG)
+        self.watch = watch
+        self.tracebacks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        self.watch.see(f"log {record.name}", text)
+        if record.exc_info:
+            self.tracebacks.append(f"{record.name}: {record.getMessage()} ({record.exc_info[1]!r})")
+
+
+@contextlib.contextmanager
+def watched_output(watch: SecretWatch) -> Iterator[_LogWatch]:
+    """stdout, stderr and Python logging (pvetop's own at debug level) go through ``watch``."""
+    handler = _LogWatch(watch)
+    root, ours = logging.getLogger(), logging.getLogger("pvetop")
+    levels = (root.level, ours.level)
+    root.addHandler(handler)
+    root.setLevel(min(root.level or logging.WARNING, logging.INFO))
+    ours.setLevel(logging.DEBUG)
+    streams = (sys.stdout, sys.stderr)
+    sys.stdout, sys.stderr = _Tee(sys.stdout, "stdout", watch), _Tee(sys.stderr, "stderr", watch)
+    try:
+        yield handler
+    finally:
+        sys.stdout, sys.stderr = streams
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        ours.setLevel(levels[1])
+
+
+def scan_files(folder: str, watch: SecretWatch) -> None:
+    """The rules store's files (journal, settings, write-ahead log) as bytes."""
+    for path in sorted(Path(folder).iterdir()):
+        if path.is_file():
+            watch.see(f"file {path.name}", path.read_bytes().decode("latin-1"))
+
+
 class Soak:
-    def __init__(self, scenario: str, *, seed: int = 1, round_seconds: float = 60.0, say=None) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        *,
+        seed: int = 1,
+        round_seconds: float = 60.0,
+        say=None,
+        dashboard: bool = True,
+        progress_every: float = 0.0,
+        show: Callable[[str], None] = print,
+    ) -> None:
         self.scenario = scenario
         self.seed = seed
         self.round_seconds = round_seconds
         self.say: Callable[[str], None] = say or (lambda line: None)
+        self.dashboard = dashboard
+        self.progress_every = progress_every * HOUR  # simulated seconds between two reports to ``show``
+        self.show = show
+        self._next_progress = self.progress_every
+        self._start = 0.0
         self.figures = Figures()
         self.crashed_nodes: set[str] = set()
+        self.record = TaskRecord()
         self._elapsed = -1.0
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -212,78 +400,123 @@ class Soak:
             tempfile.TemporaryDirectory() as tmp,
             start_sim(scenario=self.scenario, seed=self.seed, manual_clock=True) as sim,
         ):
+            watch = SecretWatch([str(sim.info.get(key) or "") for key in ("token_value", "password")])
             path = str(Path(tmp) / "rules.sqlite")
-            with sim_client(sim) as client, sim_store(sim, path) as store:
+            with watched_output(watch) as log, soak_client(sim) as client, sim_store(sim, path) as store:
                 rules = self.configure(sim, client, store)
-                cooldown = float(store.get_setting(self.scenario, "balancer.cooldown_minutes", 30.0)) * 60
-                caps = {
-                    "parallel": int(store.get_setting(self.scenario, "migrations.max_parallel", 2)),
-                    "per_source": int(store.get_setting(self.scenario, "migrations.max_per_source", 1)),
-                    "per_target": int(store.get_setting(self.scenario, "migrations.max_per_target", 1)),
-                }
-                margin = int(store.get_setting(self.scenario, "power.failure_margin", 1))
-                daemon = Daemon(
-                    client, store, self.scenario, self.say, clock=lambda: sim.cluster.now, poll=0.01, lease_ttl=3 * HOUR
-                )
-                await daemon.lease.claim()
-                first = take_sample(sim)
-                start = sim.cluster.now
-                samples: list[Sample] = [first]
-                crashed: dict[str, float] = {}
-                next_check = start + CHECK_EVERY
-
-                def watch() -> None:
-                    samples.append(take_sample(sim))
-
-                while sim.cluster.now - start < hours * HOUR:
-                    self._faults(sim, sim.cluster.now - start, crashed)
-                    await daemon.lease.claim()  # renewed every round: the lease runs on simulated time
-                    try:
-                        await daemon.round()
-                    except Exception as exc:  # noqa: BLE001 (a round that raises is a finding, not a crash of the soak)
-                        where = traceback.extract_tb(exc.__traceback__)[-1]
-                        self._found("no traceback", [f"round raised {exc!r} at {where.filename}:{where.lineno}"])
-                    figures.rounds += 1
-                    before = sim.cluster.now
-                    await self._follow(sim, daemon, watch)
-                    if sim.cluster.now == before:
-                        sim.cluster.step(self.round_seconds)
-                    watch()
-                    self._check_samples(samples[1:], margin)
-                    del samples[1:]
-                    if sim.cluster.now >= next_check:
-                        self._check_record(sim, rules, cooldown, caps, path, first=None)
-                        next_check += CHECK_EVERY
-                # let the last moves and boots end with no fault active, then judge the end state
-                self._clear(sim, crashed)
-                for _ in range(30):
-                    await daemon.lease.claim()
-                    await daemon.round()
-                    await self._follow(sim, daemon, watch)
-                    sim.cluster.step(self.round_seconds)
-                    watch()
-                self._check_samples(samples[1:], margin)
-                await daemon.executor.aclose()
-                self._check_record(sim, rules, cooldown, caps, path, first=first, store=store)
-                figures.simulated = sim.cluster.now - start
+                dashboard = Dashboard(sim, path, tmp) if self.dashboard else None
+                if dashboard is not None:
+                    dashboard.start()
+                try:
+                    await self._soak(sim, client, store, rules, path, hours, watch, log)
+                finally:
+                    shown = dashboard.stop() if dashboard is not None else None
+                if shown is not None:
+                    figures.lags, figures.own_lags = shown.lags, shown.own_lags
+                    figures.dashboard_rss_kib, figures.slow_after = shown.rss_kib, shown.slow_after
+                    figures.dashboard_full_gc = shown.full_gc
+                    self._found("no traceback", shown.errors)
+                    self._record("dashboard lag p99", checks.lag_within(shown.own_lags, p99_limit=LAG_P99_LIMIT))
+                self._found("no traceback", log.tracebacks)
+                scan_files(tmp, watch)
+                read, found = watch.take()
+                self._record("no secret shown", found, read)
         figures.wall = time.monotonic() - wall
+        gc.collect()
         figures.rss_end_kib = rss_kib()
+        if hours >= RSS_CHECK_MIN_HOURS:
+            growth = figures.rss_growth
+            self._record(
+                "RSS growth",
+                [f"RSS grew {growth * 100:.1f} % since the first cycle"] if growth > RSS_GROWTH_LIMIT else [],
+            )
         return figures
 
-    async def _follow(self, sim, daemon: Daemon, watch: Callable[[], None]) -> None:
-        """Moves time while the daemon migrates or powers a node, in lock-step with its task reads."""
+    async def _soak(self, sim, client, store, rules: Rules, path: str, hours: float, watch: SecretWatch, log) -> None:
+        figures = self.figures
+        cooldown = float(store.get_setting(self.scenario, "balancer.cooldown_minutes", 30.0)) * 60
+        caps = {
+            "parallel": int(store.get_setting(self.scenario, "migrations.max_parallel", 2)),
+            "per_source": int(store.get_setting(self.scenario, "migrations.max_per_source", 1)),
+            "per_target": int(store.get_setting(self.scenario, "migrations.max_per_target", 1)),
+        }
+        margin = int(store.get_setting(self.scenario, "power.failure_margin", 1))
+
+        def say(line: str) -> None:
+            watch.see("daemon log", line)
+            self.say(line)
+
+        daemon = Daemon(client, store, self.scenario, say, clock=lambda: sim.cluster.now, poll=0.01, lease_ttl=3 * HOUR)
+        await daemon.lease.claim()
+        first = take_sample(sim)
+        start = self._start = sim.cluster.now
+        samples: list[Sample] = [first]
+        crashed: dict[str, float] = {}
+        next_check = start + CHECK_EVERY
+        check = partial(self._check_record, sim, rules, cooldown, caps, path, watch)
+
+        def sample() -> None:
+            samples.append(take_sample(sim))
+
+        while sim.cluster.now - start < hours * HOUR:
+            self._faults(sim, sim.cluster.now - start, crashed)
+            await daemon.lease.claim()  # renewed every round: the lease runs on simulated time
+            try:
+                await daemon.round()
+            except Exception as exc:  # noqa: BLE001 (a round that raises is a finding, not a crash of the soak)
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                self._found("no traceback", [f"round raised {exc!r} at {where.filename}:{where.lineno}"])
+            figures.rounds += 1
+            before = sim.cluster.now
+            await self._follow(sim, daemon, sample)
+            if sim.cluster.now == before:
+                sim.cluster.step(self.round_seconds)
+            sample()
+            self._check_samples(samples[1:], margin)
+            del samples[1:]
+            if sim.cluster.now >= next_check:
+                check(first=None)
+                next_check += CHECK_EVERY
+                if not figures.rss_warm_kib and sim.cluster.now - start >= CYCLE:
+                    gc.collect()
+                    figures.rss_warm_kib = rss_kib()
+        # let the last moves and boots end with no fault active, then judge the end state
+        self._clear(sim, crashed)
+        for _ in range(30):
+            await daemon.lease.claim()
+            await daemon.round()
+            await self._follow(sim, daemon, sample)
+            sim.cluster.step(self.round_seconds)
+            sample()
+        self._check_samples(samples[1:], margin)
+        await daemon.executor.aclose()
+        check(first=first, store=store)
+
+    async def _follow(self, sim, daemon: Daemon, sample: Callable[[], None]) -> None:
+        """Moves time while the daemon migrates or powers a node, in lock-step with its task reads,
+        renewing its lease as its keeper would (another instance shares the store)."""
         executor, power = daemon.executor, daemon.power
         limit = sim.cluster.now + 6 * HOUR
+        renewed = sim.cluster.now
         while executor.busy or power.running:
             if sim.cluster.now > limit:
                 self._found("no stuck worker", [f"still busy after 6 simulated hours at {sim.cluster.now:.0f}"])
                 return
+            if sim.cluster.now - renewed >= LEASE_RENEW:
+                await daemon.lease.claim()
+                renewed = sim.cluster.now
             if executor.busy:
-                await drive(sim, lambda: not executor.busy, step=2.0, limit=6 * HOUR)
+                await drive(
+                    sim, partial(self._moved_or_due, sim, executor, renewed + LEASE_RENEW), step=2.0, limit=6 * HOUR
+                )
             else:
                 sim.cluster.step(2.0)
                 await asyncio.sleep(0.01)
-            watch()
+            sample()
+
+    @staticmethod
+    def _moved_or_due(sim, executor, due: float) -> bool:
+        return not executor.busy or sim.cluster.now >= due
 
     def _faults(self, sim, elapsed: float, crashed: dict[str, float]) -> None:
         """Starts the faults whose time has come since the last call, ends those whose hold is over
@@ -300,14 +533,15 @@ class Soak:
                 if fault.values and fault.hold and due(fault.at + fault.hold):
                     cluster.faults.update({key: 0 for key in fault.values}, cluster.now)
                 if due(fault.at):
-                    self.figures.faults[fault.kind] += 1
-                    if fault.kind == "node crash":
-                        victim = self._crash_victim(cluster)
+                    if fault.kind in CRASHES:
+                        victim = self._crash_victim(cluster, endpoint=fault.kind != "node crash")
                         if victim:
+                            self.figures.faults[fault.kind] += 1
                             cluster.crash_node(victim)
                             self.crashed_nodes.add(victim)
                             crashed[victim] = cluster.now + fault.hold
                     else:
+                        self.figures.faults[fault.kind] += 1
                         cluster.faults.update(fault.values, cluster.now)
             for name, until in list(crashed.items()):
                 if cluster.now >= until:
@@ -316,10 +550,13 @@ class Soak:
         sim.settle()
 
     @staticmethod
-    def _crash_victim(cluster) -> str | None:
-        """An online node other than the first (pvetop's configured endpoint fails over, but the
-        soak keeps that for the outage): the one with the most guests."""
-        names = [n.name for n in cluster.nodes.values() if n.power == "online"][1:]
+    def _crash_victim(cluster, *, endpoint: bool) -> str | None:
+        """The first node, pvetop's first API endpoint (the client fails over to the next one),
+        when it is online; else an online node other than the first: the one with the most guests."""
+        nodes = list(cluster.nodes.values())
+        if endpoint:
+            return nodes[0].name if nodes[0].power == "online" else None
+        names = [n.name for n in nodes[1:] if n.power == "online"]
         if not names:
             return None
         return max(names, key=lambda name: sum(1 for g in cluster.guests.values() if g.node == name))
@@ -351,26 +588,42 @@ class Soak:
         self._record("quorum and failure margin", checks.quorum_kept(samples, margin), len(samples))
         self._record("no running guest on an off node", checks.no_running_guest_on_off_node(samples), len(samples))
 
-    def _check_record(self, sim, rules: Rules, cooldown: float, caps: dict, path: str, *, first, store=None) -> None:
-        tasks = task_rows(sim)
+    def _check_record(
+        self, sim, rules: Rules, cooldown: float, caps: dict, path: str, watch: SecretWatch, *, first, store=None
+    ) -> None:
+        tasks = self.record.update(sim)
         moves = checks.automatic_migrations(tasks, TOKEN_USER)
         balancer_moves = self._balancer_moves(moves, path)
         self._record("rules respected", checks.rules_respected(moves, rules))
+        self._record(
+            "HA never moves a guest back", checks.ha_never_moves_back(tasks, moves, window=HA_MOVE_BACK_WINDOW)
+        )
+        scan_files(str(Path(path).parent), watch)
+        read, found = watch.take()
+        self._record("no secret shown", found, read)
         self._record("no double migration", checks.no_double_migration(tasks))
         self._record("no repeat within cooldown", checks.no_repeat_within_cooldown(balancer_moves, cooldown))
         self._record("caps respected", checks.caps_respected(moves, **caps))
         self._record("no local-disk VM moved", checks.no_local_disk_moves(balancer_moves, local_disk_vms(sim)))
         self._record("writes journaled", checks.writes_journaled(tasks, journal_rows(path), TOKEN_USER))
         self._record("store integrity", checks.store_intact(path))
+        done = [m for m in moves if m.end is not None]
+        figures = self.figures
+        figures.moves = sum(1 for m in done if m.exitstatus == "OK")
+        figures.failed_moves = len(done) - figures.moves
+        journal = journal_rows(path)
+        figures.power_offs = sum(1 for r in journal if r.action == "power.off" and r.result == "ok")
+        figures.wakes = sum(1 for r in journal if r.action == "power.wake" and r.result == "ok")
+        figures.struck = Counter(sim.cluster.injected)
+        figures.ram_failures = self.record.ram_failures
+        figures.simulated = sim.cluster.now - self._start
         if first is not None:
             last = take_sample(sim)
             self._record("guests kept", checks.guests_kept(first, last, self._excused(sim, last, store)))
-            done = [m for m in moves if m.end is not None]
-            self.figures.moves = sum(1 for m in done if m.exitstatus == "OK")
-            self.figures.failed_moves = len(done) - self.figures.moves
-            journal = journal_rows(path)
-            self.figures.power_offs = sum(1 for r in journal if r.action == "power.off" and r.result == "ok")
-            self.figures.wakes = sum(1 for r in journal if r.action == "power.wake" and r.result == "ok")
+        elif self.progress_every and figures.simulated >= self._next_progress:
+            self._next_progress += self.progress_every
+            figures.rss_end_kib = rss_kib()  # "at the end" of the run so far
+            self.show(f"--- after {figures.simulated / HOUR:.0f} simulated hours\n{figures.report()}")
 
     @staticmethod
     def _balancer_moves(moves: list[TaskRow], path: str) -> list[TaskRow]:
