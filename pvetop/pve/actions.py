@@ -215,14 +215,22 @@ def endpoint_nodes(client: PveClient) -> dict[str, str | None]:
 MIGRATION_TASK_TYPES = ("qmigrate", "vzmigrate", "hamigrate")
 
 
+def task_owner(entry: dict[str, Any]) -> tuple[str, str]:
+    """(user, token name or "") of a task list entry, whether PVE split a token's owner into
+    ``user`` and ``tokenid`` (newer releases) or kept ``user!token`` whole."""
+    user, _, token = str(entry.get("user", "")).partition("!")
+    return user, token or str(entry.get("tokenid") or "")
+
+
 def started_migration(client: PveClient, guest: Guest, *, since: float) -> str | None:
     """The UPID of a migration of ``guest`` by this client's user on its node that still runs or
     started at ``since`` or later, if any: whether a migrate POST whose answer was lost (a timeout,
     a dropped connection, a proxy's 500) reached the cluster after all. A short migration (or an
     HA request, done within a second) may have ended by the time the answer is given up on.
-    Tokens run tasks as ``user!token``."""
+    Tokens run tasks as ``user!token`` (listed as ``user`` plus ``tokenid``): a token's request
+    is told apart from the HA manager's migration it leads to, which runs as the bare user."""
     entries = node_tasks(client, guest.node, vmid=guest.vmid, source="all", limit=50)
-    user = client.settings.user
+    ours = (client.settings.user, (client.settings.token_name or "").rpartition("!")[2])
     started = [
         entry["upid"]
         for entry in entries
@@ -230,7 +238,7 @@ def started_migration(client: PveClient, guest: Guest, *, since: float) -> str |
         and isinstance(entry.get("upid"), str)
         and entry.get("type") in MIGRATION_TASK_TYPES
         and ("endtime" not in entry or parse_upid(entry["upid"]).starttime >= since)
-        and str(entry.get("user", "")).split("!")[0] == user
+        and task_owner(entry) == ours
     ]
     return max(started, key=lambda upid: parse_upid(upid).starttime) if started else None
 

@@ -67,6 +67,8 @@ async def test_a_lost_answer_to_a_migration_over_before_the_client_gave_up_is_ad
     assert job.state is JobState.SUCCEEDED, job.error
     requests = [t for t in sim.cluster.tasks if t.id == str(vmid) and t.user.endswith("!pvetop")]
     assert [t.type for t in requests] == [kind]  # adopted, not sent twice
+    # the token's own request, not the HA manager's migration it led to (which runs as root@pam)
+    assert (job.ha_upid if kind == "hamigrate" else job.upid) == requests[0].upid
     assert guest_node(sim, vmid) == "pve-mini2"
 
 
