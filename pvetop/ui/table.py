@@ -696,7 +696,11 @@ class LiveTable(ScrollView, can_focus=True):
         return super().render_lines(crop)
 
     def _current_look(self) -> Look:
-        style = self.get_component_rich_style
+        # A table mounted in place of another (new columns) can be drawn once before its CSS
+        # is applied: plain styles then, and the look that follows draws every line again.
+        def style(name: str) -> Style:
+            return self.get_component_rich_style(name, default=Style.null())
+
         return Look(
             self.rich_style,
             style("live-table--header"),
