@@ -252,29 +252,23 @@ class LiveTable(ScrollView, can_focus=True):
         def control(self) -> LiveTable:
             return self.table
 
-    class RowHighlighted(Message):
+    class RowMessage(Message):
+        """A message about one row of the table (its key names it)."""
+
+        def __init__(self, table: LiveTable, row_key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.row_key = row_key
+
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
+    class RowHighlighted(RowMessage):
         """The cursor moved onto another row (keys, mouse, ``move_cursor``, ``select_key``)."""
 
-        def __init__(self, table: LiveTable, row_key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.row_key = row_key
-
-        @property
-        def control(self) -> LiveTable:
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(RowMessage):
         """Enter on a row, or a click on the row already under the cursor."""
-
-        def __init__(self, table: LiveTable, row_key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.row_key = row_key
-
-        @property
-        def control(self) -> LiveTable:
-            return self.table
 
     def __init__(
         self,
