@@ -33,7 +33,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from pvetop.engine.lifecycle import LifecycleRunner
 from pvetop.engine.migrations import MigrationExecutor
@@ -44,6 +44,7 @@ from pvetop.text import visible
 from pvetop.ui.choosers import ColumnsScreen, SortScreen
 from pvetop.ui.detail import DetailScreen, GuestDetailScreen, NodeDetailScreen
 from pvetop.ui.filtering import NO_FILTER, GuestFilter
+from pvetop.ui.footer import KeyFooter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.header import ClusterHeader, Freshness, HeaderView
 from pvetop.ui.health import HEALTH_BINDING, HealthScreen
@@ -186,7 +187,7 @@ class PvetopApp(ReadOnlyGuard, App):
             self.guest_caption,
             self.guest_table,
             self.filter_input,
-            Footer(),
+            KeyFooter(),
         )
 
     def _table_options(self, table: str, cls: type[NodeTable | GuestTable]) -> dict[str, Any]:

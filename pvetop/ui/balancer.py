@@ -18,7 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from pvetop.engine.balancer import BalancerWorker, set_mode
 from pvetop.engine.migrations import MigrationExecutor
@@ -27,6 +27,7 @@ from pvetop.errors import PvetopError
 from pvetop.policy.balance import MODES, BalancePlan, BalancerConfig
 from pvetop.policy.metrics import imbalance_text
 from pvetop.text import visible
+from pvetop.ui.footer import KeyFooter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import fmt_cell
@@ -139,7 +140,7 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         yield DataTable(id="balancer-held", cursor_type="row")
         yield Static("Recent balancer moves", classes="caption")
         yield DataTable(id="balancer-recent", cursor_type="row")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#balancer-moves", DataTable).add_columns(

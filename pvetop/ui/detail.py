@@ -21,13 +21,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
 from textual.worker import get_current_worker
 
 from pvetop.model import Guest, Node
 from pvetop.pve.parse import parse_node_basics
 from pvetop.text import visible
 from pvetop.ui import formatting as fmt
+from pvetop.ui.footer import KeyFooter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.polling import Refresh
 from pvetop.ui.sparkline import ScaledSparkline
@@ -205,7 +206,7 @@ class DetailScreen(ReadOnlyGuard, Screen):
                     config.border_title = "config"
                     yield Static("loading config…", id="config")
                 yield Vertical(*self._extension_panels(), id="extras")
-        yield Footer()
+        yield KeyFooter()
 
     def _extension_panels(self) -> list[Widget]:
         return [make(self) for make in getattr(self.app, "detail_panels", {}).get(self.KIND, [])]

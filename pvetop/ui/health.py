@@ -14,11 +14,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from pvetop.errors import PvetopError
 from pvetop.model import HaRule
 from pvetop.pve.health import ClusterHealth, fetch_cluster_health
+from pvetop.ui.footer import KeyFooter
 
 HEALTH_BINDING = Binding("H", "health", "Cluster/HA", id="app.health", tooltip="Cluster and HA health")
 
@@ -60,7 +61,7 @@ class HealthScreen(Screen):
         yield DataTable(id="health-members", cursor_type="row", zebra_stripes=True)
         yield Static("HA resources", classes="caption")
         yield DataTable(id="health-resources", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         members = self.query_one("#health-members", DataTable)

@@ -19,13 +19,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from pvetop.engine.migrations import MigrationExecutor
 from pvetop.engine.power import PowerOutcome, PowerWorker, energy, mark_sleep_with_node, sleep_marks
 from pvetop.errors import PvetopError
 from pvetop.policy.power import FAILURE_MARGIN_RISK, NodeDecision
 from pvetop.text import visible
+from pvetop.ui.footer import KeyFooter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 
@@ -163,7 +164,7 @@ class PowerScreen(ReadOnlyGuard, Screen):
         yield Static(id="power-why")
         yield Static("Energy", classes="caption")
         yield Static(id="power-energy")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#power-nodes", DataTable).add_columns("Node", "State", "Action", "Reasons")

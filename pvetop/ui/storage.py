@@ -17,12 +17,13 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from pvetop.errors import PvetopError
 from pvetop.model import ClusterSnapshot, Storage
 from pvetop.pve.storage import storage_guests
 from pvetop.ui import formatting as fmt
+from pvetop.ui.footer import KeyFooter
 from pvetop.ui.health import api_client
 from pvetop.ui.table import ColumnSpec, LiveTable, Row, build_rows
 
@@ -111,7 +112,7 @@ class StorageScreen(Screen):
         yield Static(id="storage-caption")
         yield StorageTable(id="storage")
         yield Input(placeholder="filter storage: name, node, type, content (text or regex)", id="storage-filter")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(StorageTable).focus()

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Static
+from textual.widgets import DataTable, Log, Static
 
 from pvetop.engine.lifecycle import LifecycleJob
 from pvetop.engine.migrations import JobState, MigrationJob, real_lines
@@ -27,6 +27,7 @@ from pvetop.pve import tasks
 from pvetop.pve.tasks import Progress
 from pvetop.text import visible
 from pvetop.ui.dialog import Dialog
+from pvetop.ui.footer import KeyFooter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import fmt_cell
@@ -162,7 +163,7 @@ class TasksScreen(ReadOnlyGuard, Screen):
     def compose(self) -> ComposeResult:
         yield Static("Tasks", id="tasks-caption")
         yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#tasks", DataTable)

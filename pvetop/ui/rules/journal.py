@@ -13,9 +13,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from pvetop.text import visible
+from pvetop.ui.footer import KeyFooter
 from pvetop.ui.rules.controller import RulesController
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class JournalScreen(Screen):
         yield Static(id="journal-title")
         yield DataTable(id="journal", cursor_type="row", zebra_stripes=True)
         yield Static(id="journal-entry", markup=False)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
