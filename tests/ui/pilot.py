@@ -10,6 +10,7 @@ from textual.worker import WorkerCancelled
 
 from pvetop.store import open_store
 from pvetop.ui.app import PvetopApp
+from pvetop.ui.rules.journal import JournalScreen
 from tests.ui.fixtures import fixed_clock, memory_source
 
 
@@ -30,6 +31,15 @@ async def wait_for_data(pilot) -> None:
         if pilot.app.latest is not None:
             return
     raise AssertionError("the dashboard never received a snapshot")
+
+
+async def open_journal(pilot) -> JournalScreen:
+    """The journal screen (``j``) once the dashboard has data."""
+    await wait_for_data(pilot)
+    await pilot.press("j")
+    await settle(pilot)
+    assert isinstance(pilot.app.screen, JournalScreen)
+    return pilot.app.screen
 
 
 def screen_snapshot(

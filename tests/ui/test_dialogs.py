@@ -22,10 +22,9 @@ from pvetop.ui.migrate.dialog import MigrateScreen
 from pvetop.ui.migrate.evacuate import EvacuateScreen
 from pvetop.ui.rules import install_rules
 from pvetop.ui.rules.dialogs import NodeSetDialog, PowerForm, PowerSettingsDialog
-from pvetop.ui.rules.journal import JournalScreen
 from tests.ui.fixtures import fixed_clock, memory_source, small_cluster
 from tests.ui.migrate_pilot import open_evacuation, select_row, sim_pilot, wait_until
-from tests.ui.pilot import settle, wait_for_data
+from tests.ui.pilot import open_journal, settle, wait_for_data
 
 SIZE = (140, 40)
 
@@ -186,10 +185,7 @@ async def test_edge_06_journal_result_and_details_show_whole(tmp_path):
         app = PvetopApp(memory_source(), clock=fixed_clock, interval=60)
         install_rules(app, store)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for_data(pilot)
-            await pilot.press("j")
-            await settle(pilot)
-            assert isinstance(app.screen, JournalScreen)
+            await open_journal(pilot)
             entry = app.screen.query_one("#journal-entry", Static)
             assert fully_shown(entry, long_result.strip())
             assert '"target": "small1"' in str(entry.render())

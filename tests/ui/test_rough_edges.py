@@ -14,7 +14,7 @@ from pvetop.ui.rules import install_rules
 from pvetop.ui.rules.journal import JournalScreen
 from pvetop.ui.table import SORT_DOWN, SORT_UP
 from tests.ui.fixtures import small_cluster
-from tests.ui.pilot import settle, wait_for_data
+from tests.ui.pilot import open_journal, settle, wait_for_data
 
 SIZE = (160, 40)
 
@@ -64,10 +64,7 @@ async def test_edge_04_the_journal_owns_its_keys(app, tmp_path):
     with open_store(str(tmp_path / "rules.sqlite")) as store:
         install_rules(app, store)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for_data(pilot)
-            await pilot.press("j")
-            await settle(pilot)
-            assert isinstance(app.screen, JournalScreen)
+            await open_journal(pilot)
             await pilot.press("slash", "p", "m", "x", "n")
             await settle(pilot)
             assert isinstance(app.screen, JournalScreen)

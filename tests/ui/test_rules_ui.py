@@ -15,7 +15,7 @@ from pvetop.ui.rules.dialogs import NodeSetDialog, PowerSettingsDialog
 from pvetop.ui.rules.journal import JournalScreen
 from pvetop.ui.rules.review import ReconcileDialog, SuggestionsDialog
 from tests.ui.fixtures import advanced, fixed_clock
-from tests.ui.pilot import settle, wait_for_data
+from tests.ui.pilot import open_journal, settle, wait_for_data
 
 SIZE = (140, 40)
 C = "homelab"
@@ -188,10 +188,7 @@ async def test_journal_view_lists_recent_entries(source, store):
     )
     app = make_app(source, store)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for_data(pilot)
-        await pilot.press("j")
-        await settle(pilot)
-        assert isinstance(app.screen, JournalScreen)
+        await open_journal(pilot)
         table = app.screen.query_one(DataTable)
         rows = [table.get_row_at(i) for i in range(table.row_count)]
         assert [(str(r[1]), str(r[2]), str(r[3])) for r in rows] == [
