@@ -93,6 +93,17 @@ def test_settings_refuse_bad_keys_and_values_with_one_line(sim, db, capsys):
     assert code == 2 and "between" in err
 
 
+def test_threshold_is_typed_as_shown_a_percentage_or_a_fraction(db, capsys):
+    """Edge 14: pvetop shows imbalance as a percentage everywhere, so the threshold takes one too."""
+    assert main(["settings", "set", "balancer.threshold", "30%", "--cluster", "c1", "--db", db]) == 0
+    assert main(["settings", "get", "balancer.threshold", "--cluster", "c1", "--db", db]) == 0
+    assert capsys.readouterr().out.strip().endswith("0.3")
+    assert main(["settings", "set", "balancer.threshold", "300%", "--cluster", "c1", "--db", db]) == 2
+    assert "between 1% and 100%" in capsys.readouterr().err
+    assert main(["settings", "set", "balancer.threshold", "lots%", "--cluster", "c1", "--db", db]) == 2
+    assert "must be a number or a percentage" in capsys.readouterr().err
+
+
 def test_settings_offline_with_cluster(db, capsys):
     assert main(["settings", "set", "balancer.mode", "auto", "--cluster", "c1", "--db", db]) == 0
     assert main(["settings", "get", "balancer.mode", "--cluster", "c1", "--db", db]) == 0

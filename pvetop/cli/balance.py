@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from pvetop.cli import common
 from pvetop.cli.migrate import REFUSED, _ask, _emit_json, _Progress
 from pvetop.errors import UsageError
-from pvetop.policy.metrics import imbalance_text
+from pvetop.policy.metrics import imbalance_change, imbalance_text
 
 
 def register(subparsers) -> None:
@@ -193,7 +193,7 @@ def run_balance(args: argparse.Namespace) -> int:
         )
     print(
         f"{len(jobs) - len(failed)} of {len(jobs)} moves done; imbalance "
-        f"{imbalance_text(first.before.imbalance)} → {imbalance_text(final.before.imbalance)}; {final.summary}",
+        f"{imbalance_change(first.before.imbalance, final.before.imbalance)}; {final.summary}",
         file=out,
     )
     for job in failed:

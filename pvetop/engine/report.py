@@ -6,7 +6,7 @@ One wording everywhere: what the CLI prints while waiting is what the tasks pane
 from __future__ import annotations
 
 from pvetop.engine.migrations import SETTING_MAX_PARALLEL, JobState, Limits, MigrationJob
-from pvetop.policy.metrics import imbalance_text
+from pvetop.policy.metrics import imbalance_change
 from pvetop.policy.placement import EvacuationPlan, PlannedMove, Unplaced
 from pvetop.pve.tasks import Progress
 
@@ -54,7 +54,7 @@ def plan_lines(plan: EvacuationPlan) -> list[str]:
     if plan.unplaceable:
         lines.append(f"no node can take ({len(plan.unplaceable)}): they stay on {plan.node}")
         lines += [f"  {unplaced_line(item)}" for item in plan.unplaceable]
-    lines.append(f"cluster imbalance {imbalance_text(plan.before.imbalance)} → {imbalance_text(plan.after.imbalance)}")
+    lines.append(f"cluster imbalance {imbalance_change(plan.before.imbalance, plan.after.imbalance)}")
     return lines
 
 

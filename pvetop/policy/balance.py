@@ -37,10 +37,11 @@ from pvetop.policy.constraints import (
     ha_local_disks_problem,
 )
 from pvetop.policy.metrics import imbalance as imbalance_of
+from pvetop.policy.metrics import imbalance_change, imbalance_text
 from pvetop.policy.placement import PlannedMove, affinity_units, planned_move
 from pvetop.policy.projection import Demand, ProjectedCluster
 from pvetop.policy.rules import RuleSet, proxlb_tags
-from pvetop.policy.settings import SettingSpec, boolean, choice, number
+from pvetop.policy.settings import SettingSpec, boolean, choice, fraction, number
 
 GIB = 1024**3
 MIN_GIB_COST = 0.25  # a guest using almost no memory still costs a migration: never divide by ~0
@@ -62,7 +63,10 @@ def _percent(text: str) -> float:
 BALANCER_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("balancer.mode", "advise", "off, advise (show a plan to apply) or auto (act)", choice(*MODES), MODES),
     SettingSpec(
-        "balancer.threshold", 0.25, "imbalance (0 even .. 1 all on one node) that calls for balancing", number(0.01, 1)
+        "balancer.threshold",
+        0.25,
+        "imbalance that calls for balancing: 0.25 or 25% (0 even .. 1 all on one node)",
+        fraction(0.01, 1),
     ),
     SettingSpec(
         "balancer.memory_spread", 20.0, "memory spread (max − min, points) that calls for balancing …", number(1, 100)
@@ -71,7 +75,9 @@ BALANCER_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "balancer.hold", 3, "evaluations in a row the trigger must hold before auto acts", number(1, 100, integer=True)
     ),
-    SettingSpec("balancer.min_cut", 0.10, "a plan must cut imbalance by this fraction of it, as a whole", number(0, 1)),
+    SettingSpec(
+        "balancer.min_cut", 0.10, "a plan must cut imbalance by this fraction of it (0.1 or 10%)", fraction(0, 1)
+    ),
     SettingSpec("balancer.min_gain", 0.001, "a move must lower imbalance by at least this much", number(0, 1)),
     SettingSpec("balancer.memory_cap", 80.0, "a destination's memory stays below this % after a move", _percent),
     SettingSpec("balancer.cooldown_minutes", 30.0, "a moved guest stays put this long", number(0, 10080)),
@@ -186,7 +192,7 @@ def measure(snapshot: ClusterSnapshot, rules: RuleSet, config: BalancerConfig) -
 def trigger_reason(figures: Measure, config: BalancerConfig) -> str | None:
     """Why the cluster needs balancing now, or None when it is even enough."""
     if figures.imbalance > config.threshold:
-        return f"imbalance {figures.imbalance:.2f} above {config.threshold:.2f}"
+        return f"imbalance {imbalance_text(figures.imbalance)} above {imbalance_text(config.threshold)}"
     if figures.memory_spread > config.memory_spread and figures.hottest_memory > config.hot_node:
         return (
             f"memory spread {figures.memory_spread:.0f} points (over {config.memory_spread:.0f}) with "
@@ -869,7 +875,7 @@ class _Planner:
         together = f" with {', '.join(str(v) for v in unit.vmids[1:])}" if len(unit.guests) > 1 else ""
         return (
             f"{source} load {figures.load_of(source):.0%} → {target} {figures.load_of(target):.0%}{together}: "
-            f"imbalance {figures.imbalance:.3f} → {after:.3f} for {unit.mem / GIB:.1f} GiB"
+            f"imbalance {imbalance_change(figures.imbalance, after)} for {unit.mem / GIB:.1f} GiB"
         )
 
     # --- who would have helped -------------------------------------------------------------------
@@ -1084,7 +1090,7 @@ def plan_balance(
     if not snapshot.quorate:
         return _empty(before, "no quorum: nothing moves", now, start)
     if reason is None:
-        even = f"balanced: imbalance {before.imbalance:.2f} (threshold {config.threshold:.2f})"
+        even = f"balanced: imbalance {imbalance_text(before.imbalance)} (threshold {imbalance_text(config.threshold)})"
         return _empty(before, even, now, start)
     moves, projection = planner.search()
     after = measure_projection(projection, planner.nodes, config)
@@ -1102,7 +1108,7 @@ def plan_balance(
     )
     summary = (
         f"{reason}: {len(moves)} move{'s' if len(moves) != 1 else ''} "
-        f"({sum(m.gib for m in moves):.1f} GiB) take imbalance {before.imbalance:.2f} → {after.imbalance:.2f}"
+        f"({sum(m.gib for m in moves):.1f} GiB) take imbalance {imbalance_change(before.imbalance, after.imbalance)}"
     )
     return BalancePlan(before, after, tuple(moves), held, reason, summary, unchecked, now, projection)
 

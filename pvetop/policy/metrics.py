@@ -27,9 +27,17 @@ class Balance:
     coolest: str | None
 
 
-def imbalance_text(value: float) -> str:
-    """The one way imbalance is written everywhere (header, dialogs, CLI): a whole percentage."""
-    return f"{value * 100:.0f}%"
+def imbalance_text(value: float, *, digits: int = 0) -> str:
+    """The one way imbalance is written everywhere (header, dialogs, CLI, plans, the journal): a
+    percentage, whole unless ``digits`` asks for more."""
+    return f"{value * 100:.{digits}f}%"
+
+
+def imbalance_change(before: float, after: float) -> str:
+    """``before → after`` as percentages; one decimal when whole ones would read the same (a small
+    move on a big cluster changes imbalance by tenths of a point)."""
+    digits = 0 if round(before * 100) != round(after * 100) else 1
+    return f"{imbalance_text(before, digits=digits)} → {imbalance_text(after, digits=digits)}"
 
 
 def imbalance(loads: list[float] | tuple[float, ...]) -> float:

@@ -58,6 +58,25 @@ def number(minimum: float, maximum: float, *, integer: bool = False) -> Callable
     return parse
 
 
+def fraction(minimum: float, maximum: float) -> Callable[[str], float]:
+    """A fraction typed as one (``0.25``) or as the percentage pvetop shows it as (``25%``)."""
+    plain = number(minimum, maximum)
+
+    def parse(text: str) -> float:
+        value = str(text).strip()
+        if not value.endswith("%"):
+            return float(plain(value))
+        try:
+            percent = float(value[:-1].strip())
+        except ValueError:
+            raise ValueError("must be a number or a percentage") from None
+        if percent != percent or not minimum * 100 <= percent <= maximum * 100:  # NaN fails too
+            raise ValueError(f"must be between {minimum * 100:g}% and {maximum * 100:g}%")
+        return percent / 100
+
+    return parse
+
+
 def boolean(text: str) -> bool:
     value = str(text).strip().lower()
     if value in ("1", "true", "yes", "on"):

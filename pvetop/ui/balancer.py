@@ -218,7 +218,7 @@ class BalancerScreen(ReadOnlyGuard, Screen):
             before = plan.before
             style = "bold yellow" if before.imbalance > config.threshold else "green"
             text.append(f"imbalance {imbalance_text(before.imbalance)}", style=style)
-            text.append(f" / threshold {config.threshold:.2f}")
+            text.append(f" / threshold {imbalance_text(config.threshold)}")
             text.append(f"   memory spread {before.memory_spread:.0f} pts")
             if before.hottest:
                 text.append(f", hottest {before.hottest} {before.hottest_memory:.0%}")

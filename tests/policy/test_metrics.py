@@ -4,7 +4,16 @@ import math
 
 import pytest
 
-from pvetop.policy.metrics import GuestRates, balance_of, cluster_balance, cluster_totals, guest_rates, imbalance
+from pvetop.policy.metrics import (
+    GuestRates,
+    balance_of,
+    cluster_balance,
+    cluster_totals,
+    guest_rates,
+    imbalance,
+    imbalance_change,
+    imbalance_text,
+)
 from tests.factories import GIB, make_guest, make_node, make_snapshot
 
 
@@ -122,3 +131,10 @@ def test_no_elapsed_time_gives_no_rates():
     snap = make_snapshot([make_node()], [_counters(100, netin=5)], fetched_at=7.0)
     assert guest_rates(snap, snap) == {}
     assert guest_rates(snap, snap, -1.0) == {}
+
+
+def test_imbalance_is_written_one_way_with_a_decimal_only_when_needed():
+    """Edge 14: a percentage everywhere; a change too small for whole percents gets one decimal."""
+    assert imbalance_text(0.51) == "51%"
+    assert imbalance_change(0.51, 0.27) == "51% → 27%"
+    assert imbalance_change(0.2061, 0.2052) == "20.6% → 20.5%"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pvetop.ui.balancer import BalancerScreen, install_balancer
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from tests.engine.simdrive import guest_node
@@ -20,8 +22,11 @@ async def test_b_shows_the_plan_with_reasons_and_the_header_counts_it(store):
         plan = app.balancer.worker.plan
         assert plan.moves
         text = screen_text(app)
-        assert "mode advise" in text and "threshold 0.25" in text
+        assert "mode advise" in text and "threshold 25%" in text
         assert plan.moves[0].move.reason in text
+        # edge 14: imbalance is a percentage on this screen as in the header (no "0.51 above 0.25")
+        assert not re.search(r"imbalance[^\n]*\b0\.\d\d", text), text
+        assert re.search(r"imbalance \d+(\.\d)?% → \d+(\.\d)?%", plan.moves[0].move.reason)
         assert f"balancer advise · plan: {len(plan.moves)} move" in app.header_notes["balancer"]
 
 
