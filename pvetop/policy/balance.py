@@ -35,6 +35,7 @@ from pvetop.policy.constraints import (
     Constraints,
     Kind,
     ha_local_disks_problem,
+    ha_preferred_nodes,
 )
 from pvetop.policy.metrics import imbalance as imbalance_of
 from pvetop.policy.metrics import imbalance_change, imbalance_text
@@ -420,11 +421,8 @@ class _Planner:
         for rule in self.snapshot.ha_rules:
             if rule.disabled or rule.type != "node-affinity":
                 continue
-            up = [(name, priority) for name, priority in rule.nodes if name in online]
-            if up:
-                top = max(priority for _name, priority in up)
-                nodes = frozenset(name for name, priority in up if priority == top)
-            else:
+            nodes = ha_preferred_nodes(rule, online)
+            if nodes is None:
                 nodes = frozenset() if rule.strict else frozenset(online)
             for sid in rule.resources:
                 vmid = vmid_by_sid.get(sid)

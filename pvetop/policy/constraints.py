@@ -38,7 +38,7 @@ class Kind(Enum):
     RESERVED_TARGET = "reserved-target"
     MAINTENANCE = "maintenance"
     HA = "ha"  # strict node-affinity, resource affinity / anti-affinity
-    HA_PREFERENCE = "ha-preference"  # non-strict node-affinity: HA may move it back
+    HA_PREFERENCE = "ha-preference"  # node-affinity priorities: PVE's CRM moves it back to a higher group
     PROXLB_PIN = "proxlb-pin"
     PROXLB_IGNORE = "proxlb-ignore"
     PROXLB_GROUP = "proxlb-group"
@@ -47,11 +47,25 @@ class Kind(Enum):
 BLOCKING: Mapping[Mode, frozenset[Kind]] = MappingProxyType(
     {
         # PVE's HA manager enforces strict node-affinity and resource-affinity rules for every move,
-        # a user's too (pve-ha-manager refuses or drops it): only pvetop's own rules bind automation alone
+        # a user's too (pve-ha-manager refuses or drops it): only pvetop's own rules bind automation
+        # alone. A move below a rule's top priority group is only warned of to a user; automation
+        # must not make it, as the CRM would move the guest straight back.
         "manual": frozenset({Kind.PLACEMENT, Kind.PVE, Kind.HA}),
-        "auto": frozenset(Kind) - {Kind.LOCAL_DISKS, Kind.HA_PREFERENCE},
+        "auto": frozenset(Kind) - {Kind.LOCAL_DISKS},
     }
 )
+
+
+def ha_preferred_nodes(rule: HaRule, online: Iterable[str]) -> frozenset[str] | None:
+    """The nodes PVE's CRM keeps a service of node-affinity ``rule`` on: the highest-priority group
+    of the rule's online nodes (pve-ha-manager Manager.pm select_service_node, failback on), or
+    None when none of them is online (a non-strict rule then allows any node, a strict one none)."""
+    up = set(online)
+    listed = [(name, priority) for name, priority in rule.nodes if name in up]
+    if not listed:
+        return None
+    top = max(priority for _name, priority in listed)
+    return frozenset(name for name, priority in listed if priority == top)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +256,7 @@ class Constraints:
         found: list[Finding] = []
         for rule in self._node_rules.get(guest.vmid, ()):
             listed = {name for name, _priority in rule.nodes}
-            if target in listed:
-                continue
-            if rule.strict:
+            if rule.strict and target not in listed:
                 found.append(
                     Finding(
                         Kind.HA,
@@ -252,9 +264,16 @@ class Constraints:
                         "(PVE's HA manager enforces it for every move)",
                     )
                 )
-            else:
+                continue
+            online = (name for name, usage in projection.usage.items() if usage.online)
+            preferred = ha_preferred_nodes(rule, online)
+            if preferred is not None and target not in preferred:
                 found.append(
-                    Finding(Kind.HA_PREFERENCE, f"HA node-affinity rule '{rule.rule}' prefers {_names(listed)}")
+                    Finding(
+                        Kind.HA_PREFERENCE,
+                        f"HA node-affinity rule '{rule.rule}' prefers {_names(preferred)} "
+                        "(PVE's HA manager moves it back there)",
+                    )
                 )
         for rule, members in self._resource_rules.get(guest.vmid, ()):
             others = [vmid for vmid in members if vmid != guest.vmid]

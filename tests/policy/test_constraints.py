@@ -1,5 +1,7 @@
 """Manual vs automatic verdicts for every kind of rule (the rules table in docs/design.md)."""
 
+from dataclasses import replace
+
 import pytest
 
 from pvetop.errors import UsageError
@@ -174,14 +176,51 @@ def test_edge_08_strict_ha_node_affinity_names_its_nodes_and_binds_every_move():
     text = "strict HA node-affinity rule 'r1' allows only pve1, pve3 (PVE's HA manager enforces it for every move)"
     assert not manual.allowed and manual.blocks == (text,)
     assert auto.blocks == (text,)
-    assert _both(snap, 100, "pve3")[1].allowed
+    # pve3 is in the rule but below pve1's priority: the CRM moves the guest back to pve1
+    manual, auto = _both(snap, 100, "pve3")
+    assert manual.allowed and not auto.allowed
+    assert auto.blocks == ("HA node-affinity rule 'r1' prefers pve1 (PVE's HA manager moves it back there)",)
 
 
-def test_non_strict_ha_node_affinity_only_warns():
+def test_non_strict_ha_node_affinity_warns_a_user_and_binds_automation():
+    """PVE's CRM (failback on) moves the guest straight back to the rule's node: a user is warned,
+    an automatic move would be undone."""
     rule = make_ha_rule("r1", "node-affinity", ("vm:100",), nodes=(("pve1", 1),))
     snap = _cluster(make_guest(100, "pve1", hastate="started"), ha_rules=(rule,))
-    _, auto = _both(snap, 100, "pve2")
-    assert auto.allowed and auto.warnings == ("HA node-affinity rule 'r1' prefers pve1",)
+    manual, auto = _both(snap, 100, "pve2")
+    text = "HA node-affinity rule 'r1' prefers pve1 (PVE's HA manager moves it back there)"
+    assert manual.allowed and manual.warnings == (text,)
+    assert not auto.allowed and auto.blocks == (text,)
+
+
+def test_ha_node_affinity_prefers_the_top_priority_group_of_the_online_nodes():
+    """A listed node below the top online priority is undone by the CRM too; with none of a
+    non-strict rule's nodes online, any node will do."""
+    rule = make_ha_rule("db", "node-affinity", ("vm:100",), nodes=(("pve1", 2), ("pve2", 2), ("pve3", 1)))
+    snap = _cluster(
+        make_guest(100, "pve2", hastate="started"), nodes=("pve1", "pve2", "pve3", "pve4"), ha_rules=(rule,)
+    )
+    assert _both(snap, 100, "pve1")[1].allowed
+    assert _both(snap, 100, "pve3")[1].blocks == (
+        "HA node-affinity rule 'db' prefers pve1, pve2 (PVE's HA manager moves it back there)",
+    )
+    assert not _both(snap, 100, "pve4")[1].allowed
+    guest = make_guest(100, "pve4", hastate="started")
+    nodes = [make_node(n) for n in ("pve1", "pve2", "pve3")] + [make_node("pve4")]
+    down = make_snapshot(
+        [replace(n, status="offline") if n.name in ("pve1", "pve2") else n for n in nodes],
+        [guest],
+        ha_rules=(rule,),
+        derive_usage=True,
+    )
+    assert _both(down, 100, "pve3")[1].allowed
+    alone = make_snapshot(
+        [replace(n, status="offline") if n.name != "pve4" else n for n in nodes] + [make_node("pve5")],
+        [guest],
+        ha_rules=(rule,),
+        derive_usage=True,
+    )
+    assert _both(alone, 100, "pve5")[1].allowed
 
 
 def test_disabled_ha_rules_are_ignored():

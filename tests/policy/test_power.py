@@ -24,7 +24,7 @@ from pvetop.policy.power import (
 )
 from pvetop.policy.rules import RuleSet
 from pvetop.policy.settings import SettingsRegistry
-from tests.factories import GIB, make_guest, make_node, make_snapshot
+from tests.factories import GIB, make_guest, make_ha_rule, make_node, make_snapshot
 
 NOW = 1_800_000_000.0
 NIGHT = 2 * 60  # 02:00
@@ -166,6 +166,28 @@ def test_ha_guests_must_fit_after_losing_the_largest_remaining_node():
     refusals = "; ".join(plan.decision("big").refusals)
     assert "HA guests fit: no — if mini2 failed, HA guest 302 (vm302) would find no node" in refusals
     assert plan.decision("big").action == "keep"
+
+
+def test_drain_sends_an_ha_guest_only_where_its_node_affinity_keeps_it():
+    """PVE's CRM keeps a service on its rule's top priority group of online nodes, the draining
+    node included until it is down: a drain to another node would be undone at once (found by the
+    soak: vm:103 drained pve2 -> pve7 and taken back to pve2 by root@pam 17 s later)."""
+    snapshot = homelab()
+    busy = make_guest(300, "mini2", mem=8 * GIB, maxmem=8 * GIB, cpu=0.5)
+    ha = replace(snapshot.guest_by_vmid[200], hastate="started")
+    guests = tuple(ha if g.vmid == 200 else g for g in snapshot.guests) + (busy,)
+    top = make_ha_rule("db", "node-affinity", ("vm:200",), nodes=(("big", 2), ("mini2", 2), ("mini1", 1)))
+    preferred = make_snapshot(snapshot.nodes, guests, cluster_name="homelab", ha_rules=(top,), derive_usage=True)
+    plain = make_snapshot(snapshot.nodes, guests, cluster_name="homelab", derive_usage=True)
+    assert [m.target for m in plan_power(inputs(plain)).decision("big").drain.moves if m.vmid == 200] == ["mini1"]
+    drain = plan_power(inputs(preferred)).decision("big").drain
+    assert [m.target for m in drain.moves if m.vmid == 200] == ["mini2"]
+
+    alone = make_ha_rule("db", "node-affinity", ("vm:200",), nodes=(("big", 2), ("mini1", 1)))
+    snapshot = make_snapshot(snapshot.nodes, guests, cluster_name="homelab", ha_rules=(alone,), derive_usage=True)
+    decision = plan_power(inputs(snapshot)).decision("big")
+    assert decision.action == "keep"
+    assert any("guest 200 (vm200) cannot move" in r and "prefers big" in r for r in decision.refusals)
 
 
 def test_locked_guest_keeps_its_node_on():
