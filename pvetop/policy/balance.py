@@ -3,12 +3,14 @@
 Node load is Proxmox VE's CRS figure, the share of CPU and memory in use averaged (the weights
 are settings); imbalance is the coefficient of variation of the node loads divided by √(n−1),
 0 when even and 1 when one node carries everything. Because that figure shrinks as nodes are
-added (30 nodes with one at 85 % memory and the rest near 10 % read only 0.10), a wide memory
-spread with a hot node triggers balancing too.
+added, the threshold and the minimum gain per move are stated for three nodes and scaled to the
+node count (the same spread of loads triggers, the same move counts); a wide memory spread with
+a hot node triggers balancing too.
 
 The planner is greedy on gain per GiB moved (a live migration copies the guest's memory): at
-every step it takes the allowed move that lowers imbalance most per GiB, re-projects the cluster
-and goes on while some move still gains at least ``min_gain``; an earlier move can free the room
+every step it takes the allowed move that lowers imbalance most per GiB (within ``CLOSE_ENOUGH``
+of it, so a plan of a hundred moves on a thousand guests stays well under a second), re-projects
+the cluster and goes on while some move still gains at least ``min_gain``; an earlier move can free the room
 a later one needs. A greedy plan is then polished: moves the others made unnecessary are dropped
 and big moves are replaced by cheaper ones that reach the same imbalance, the result is put in
 an order where each move gains, and the greedy finishes it. Every rule is hard here: pins,
@@ -48,6 +50,7 @@ GIB = 1024**3
 MIN_GIB_COST = 0.25  # a guest using almost no memory still costs a migration: never divide by ~0
 MAX_MOVES = 100  # one plan never runs away; the engine re-plans after every move anyway
 EVEN_ENOUGH = 0.01  # imbalance two plans may differ by and still count as reaching the same
+CLOSE_ENOUGH = 0.02  # a move whose gain per GiB is this close to the best one judged before may be taken
 TARGETS_PER_STEP = 8  # coolest nodes with room a freely movable guest is tried on at each step
 POLISH_ROUNDS = 3  # polish, re-order and finish a greedy plan at most this often
 WORK_BUDGET = 150_000  # candidate moves one plan may judge beyond its two greedy runs (~0.1 s at 200 guests)
@@ -66,7 +69,8 @@ BALANCER_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "balancer.threshold",
         0.25,
-        "imbalance that calls for balancing: 0.25 or 25% (0 even .. 1 all on one node)",
+        "imbalance that calls for balancing: 0.25 or 25% (0 even .. 1 all on one node), on 3 nodes; "
+        "on n > 3 nodes × √(2/(n−1)), the same spread of loads (6.6% at 30 nodes)",
         fraction(0.01, 1),
     ),
     SettingSpec(
@@ -79,7 +83,13 @@ BALANCER_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "balancer.min_cut", 0.10, "a plan must cut imbalance by this fraction of it (0.1 or 10%)", fraction(0, 1)
     ),
-    SettingSpec("balancer.min_gain", 0.001, "a move must lower imbalance by at least this much", number(0, 1)),
+    SettingSpec(
+        "balancer.min_gain",
+        0.001,
+        "a move must lower imbalance by at least this much, on 3 nodes; on n > 3 nodes × 6/(n·(n−1)), "
+        "what the same move gains there",
+        number(0, 1),
+    ),
     SettingSpec("balancer.memory_cap", 80.0, "a destination's memory stays below this % after a move", _percent),
     SettingSpec("balancer.cooldown_minutes", 30.0, "a moved guest stays put this long", number(0, 10080)),
     SettingSpec(
@@ -190,10 +200,40 @@ def measure(snapshot: ClusterSnapshot, rules: RuleSet, config: BalancerConfig) -
     return measure_projection(ProjectedCluster.of(snapshot), balanced_nodes(snapshot, rules), config)
 
 
+def trigger_threshold(config: BalancerConfig, nodes: int) -> float:
+    """``balancer.threshold`` for a cluster of ``nodes`` balanced nodes.
+
+    The setting is stated for three nodes. Imbalance is the loads' coefficient of variation over
+    √(n−1), so the same relative spread of loads reads lower on more nodes; a larger cluster
+    triggers at the same coefficient of variation as three nodes at the threshold, i.e. at
+    threshold · √(2 / (n − 1)) (0.066 at 30 nodes for 0.25). Two nodes keep it as set.
+    """
+    return config.threshold * min(1.0, math.sqrt(2 / (nodes - 1))) if nodes > 1 else config.threshold
+
+
+def move_gain_floor(config: BalancerConfig, nodes: int) -> float:
+    """``balancer.min_gain`` for a cluster of ``nodes`` balanced nodes.
+
+    The setting is stated for three nodes. The same move (the same load taken from a node as
+    far above the mean to one as far below) lowers imbalance by about 1 / (n · (n − 1)) as much
+    at the same imbalance, so on n nodes a move must gain min_gain · 6 / (n · (n − 1)) (1/145 of
+    it at 30 nodes). Two nodes keep it as set.
+    """
+    return config.min_gain * min(1.0, 6 / (nodes * (nodes - 1))) if nodes > 1 else config.min_gain
+
+
+def _digits(threshold: float) -> int:
+    """Decimals of a percentage beside a scaled threshold (6.6 % at 30 nodes), none beside a whole one."""
+    return 0 if abs(threshold * 100 - round(threshold * 100)) < 1e-6 else 1
+
+
 def trigger_reason(figures: Measure, config: BalancerConfig) -> str | None:
     """Why the cluster needs balancing now, or None when it is even enough."""
-    if figures.imbalance > config.threshold:
-        return f"imbalance {imbalance_text(figures.imbalance)} above {imbalance_text(config.threshold)}"
+    threshold = trigger_threshold(config, len(figures.loads))
+    if figures.imbalance > threshold:
+        digits = _digits(threshold)
+        now, limit = imbalance_text(figures.imbalance, digits=digits), imbalance_text(threshold, digits=digits)
+        return f"imbalance {now} above {limit}"
     if figures.memory_spread > config.memory_spread and figures.hottest_memory > config.hot_node:
         return (
             f"memory spread {figures.memory_spread:.0f} points (over {config.memory_spread:.0f}) with "
@@ -403,6 +443,8 @@ class _Planner:
         self.ha_targets = self._ha_targets()
         self.held: dict[int, str] = {}  # vmid -> why it may not move at all
         self.movable: list[_Unit] = []
+        self.reach: list[tuple[int, ...]] = []  # per movable unit: indexes of the nodes its static rules allow
+        self.on_node: list[list[int]] = []  # per node index: the movable units on it
         self.budget = WORK_BUDGET  # candidate moves the search may still judge
         self.floor = 0  # the budget the current polishing leaves untouched
 
@@ -564,6 +606,11 @@ class _Planner:
         self.movable = self.units()
         if len(self.nodes) < 2:
             return [], start
+        index = {name: i for i, name in enumerate(self.nodes)}
+        self.reach = [tuple(index[name] for name in unit.targets) for unit in self.movable]
+        self.on_node = [[] for _name in self.nodes]
+        for position, unit in enumerate(self.movable):
+            self.on_node[index[unit.source]].append(position)
         self.budget = WORK_BUDGET
         options: list[_Path] = []
         empty = _Path([], [], start)
@@ -594,22 +641,118 @@ class _Planner:
             best = ordered
         return best.moves, best.projection
 
-    def greedy(self, path: _Path, alpha: float) -> _Path:
-        """Extends ``path`` greedily: each step takes the allowed move with the best gain / GiB^alpha
-        (1: gain per GiB, 0: plain gain), until no unmoved unit gains ``min_gain``."""
+    def greedy(self, path: _Path, alpha: float, wanted: Mapping[int, str] | None = None) -> _Path:
+        """``path`` continued move by move, each time with the allowed move of a unit it has not moved
+        that gains ``min_gain`` and has the best gain / GiB^alpha (1: gain per GiB, 0: plain gain),
+        until none is left. With ``wanted`` (unit position -> node) only those units move, each to
+        its node: that puts a set of moves in an order where each one gains when it runs.
+
+        Lazy, so that a plan of hundreds of moves stays linear: candidates wait in a heap under
+        the gain they had when judged, in n · Σload² / (Σload)², where a move between two nodes
+        gains the same whatever moves between others (up to Σload changing when a move crosses
+        nodes of other sizes). The best is judged again before it is taken; after each move only
+        the candidates it made better are judged again (units on the node that received, moves
+        to the node that gave); when the heap runs dry every candidate is judged afresh once
+        more, so the plan ends only when no move gains."""
         units = self.movable
         path = _Path(list(path.steps), list(path.moves), path.projection)
+        figures = _Figures(path.projection, self.nodes, self.config)
+        moved = {position for position, _target in path.steps}
+        pending = [p for p in range(len(units)) if p not in moved and (wanted is None or p in wanted)]
+        heap: list[tuple[float, int, int, int]] = []
+
+        def judge(positions: Iterable[int], only: int | None = None) -> None:
+            """Puts the moves of these units that gain now in the heap (only to node ``only``)."""
+            value = figures.value()
+            batches: dict[tuple[int, tuple[int, ...]], list[tuple[int, _Unit]]] = {}
+            for position in positions:
+                if position in moved or (wanted is not None and position not in wanted):
+                    continue
+                unit = units[position]
+                targets = self.reach[position] if wanted is None else (figures.index[wanted[position]],)
+                if only is not None:
+                    if only not in targets:
+                        continue
+                    targets = (only,)
+                batches.setdefault((figures.index[unit.source], targets), []).append((position, unit))
+            found: list[tuple[int, int, float, float]] = []
+            for (source, targets), batch in batches.items():
+                self.budget -= len(batch) * len(targets)
+                found += figures.moves_from(source, batch, targets)
+            entries = [
+                (
+                    -(value - figures.n * squares / (total * total)) / units[p].gib ** alpha,
+                    units[p].guests[0].vmid,
+                    t,
+                    p,
+                )
+                for p, t, total, squares in found
+            ]
+            if len(entries) > len(heap):
+                heap.extend(entries)
+                heapq.heapify(heap)
+            else:
+                for entry in entries:
+                    heapq.heappush(heap, entry)
+
+        judge(pending)
+        fresh = True  # the heap holds every candidate, judged on the current loads
         while len(path.moves) < MAX_MOVES:
-            chosen = self.best_moves(path, alpha, 1)
-            if not chosen:
-                break
-            position, target = chosen[0]
-            figures = _Figures(path.projection, self.nodes, self.config)
-            ((_target, after),) = figures.gains(units[position].source, units[position], (target,))
-            path.steps.append((position, target))
-            path.moves.extend(self._moves_of(units[position], target, figures, after))
-            path.projection = path.projection.apply(units[position].vmids, target)
+            chosen = self._take(heap, figures, path, alpha, moved)
+            if chosen is None:
+                if fresh:
+                    break
+                judge(pending)
+                fresh = True
+                continue
+            fresh = False
+            position, target, after = chosen
+            unit = units[position]
+            source = figures.index[unit.source]
+            name = self.nodes[target]
+            moved.add(position)
+            path.steps.append((position, name))
+            path.moves.extend(self._moves_of(unit, name, figures, after))
+            path.projection = path.projection.apply(unit.vmids, name)
+            figures.shift(unit, source, target)
+            judge(self.on_node[target])
+            hotter = [node for node in range(figures.n) if figures.loads[node] > figures.loads[source]]
+            judge((p for node in hotter for p in self.on_node[node]), only=source)
         return path
+
+    def _take(
+        self, heap: list[tuple[float, int, int, int]], figures: _Figures, path: _Path, alpha: float, moved: set[int]
+    ) -> tuple[int, int, float] | None:
+        """The best move in ``heap`` that still gains ``min_gain``, judged again on the current loads
+        and allowed by the rules: (unit position, target, imbalance after it), or None. A move
+        within ``CLOSE_ENOUGH`` of the best gain judged before is taken without judging that one."""
+        units = self.movable
+        bound = figures.imbalance - figures.min_gain
+        if bound <= 0:
+            return None
+        limit = bound * bound * (figures.n - 1) + 1
+        value = figures.value()
+        while heap:
+            _key, vmid, target, position = heapq.heappop(heap)
+            if position in moved:
+                continue
+            unit = units[position]
+            source = figures.index[unit.source]
+            self.budget -= 1
+            if not figures.allows(unit, figures.loads[source], target):
+                continue  # judged afresh when the heap runs dry
+            after = figures.value_after(unit, source, target)
+            if after > limit:
+                continue
+            key = -(value - after) / unit.gib**alpha
+            if heap and (
+                key > heap[0][0] * (1 - CLOSE_ENOUGH) or (key == heap[0][0] and (vmid, target) > heap[0][1:3])
+            ):
+                heapq.heappush(heap, (key, vmid, target, position))  # worse than it was (or tied): back in line
+                continue
+            if not self.blocks(unit, self.nodes[target], path.projection):
+                return position, target, figures.imbalance_of_value(after)
+        return None
 
     def best_moves(self, path: _Path, alpha: float, count: int) -> list[tuple[int, str]]:
         """The ``count`` best allowed moves (unit position, target) of units ``path`` has not moved,
@@ -656,33 +799,7 @@ class _Planner:
         """The moves of ``placed`` (unit position -> target) in an order where each one is allowed
         when it runs and gains ``min_gain``, the best gain per GiB first; moves that find no such
         place in the order (an exchange between two nodes, say) are left out."""
-        units = self.movable
-        path = _Path([], [], ProjectedCluster.of(self.snapshot))
-        remaining = dict(placed)
-        while remaining:
-            figures = _Figures(path.projection, self.nodes, self.config)
-            options = [
-                ((figures.imbalance - after) / units[position].gib, position, target, after)
-                for position, wanted in remaining.items()
-                for target, after in figures.gains(units[position].source, units[position], (wanted,))
-            ]
-            options.sort(key=lambda option: (-option[0], option[1]))
-            chosen = next(
-                (
-                    (position, target, after)
-                    for _score, position, target, after in options
-                    if not self.blocks(units[position], target, path.projection)
-                ),
-                None,
-            )
-            if chosen is None:
-                break
-            position, target, after = chosen
-            del remaining[position]
-            path.steps.append((position, target))
-            path.moves.extend(self._moves_of(units[position], target, figures, after))
-            path.projection = path.projection.apply(units[position].vmids, target)
-        return path
+        return self.greedy(_Path([], [], ProjectedCluster.of(self.snapshot)), 1.0, placed)
 
     def _moves_of(self, unit: _Unit, target: str, figures: _Figures, after: float) -> list[BalanceMove]:
         reason = self._reason(unit, unit.source, target, figures, after)
@@ -934,6 +1051,7 @@ class _Figures:
             cw * c + mw * m for cw, c, mw, m in zip(self.cpu_weight, self.cores, self.mem_weight, self.mem, strict=True)
         ]
         self.n = len(nodes)
+        self.min_gain = max(move_gain_floor(config, self.n), 1e-9)
         self.total = sum(self.loads)
         self.squares = sum(load * load for load in self.loads)
 
@@ -1017,7 +1135,7 @@ class _Figures:
         """``gains`` for many units on node ``s`` at once: (position, target, Σload, Σload²) after
         each move that gains at least ``min_gain``, fits and leaves the target below the source."""
         # imbalance² · (n − 1) + 1 = n · Σload² / (Σload)²: compare that before taking any root
-        bound = self.imbalance - max(self.config.min_gain, 1e-9)
+        bound = self.imbalance - self.min_gain
         if bound <= 0:
             return []
         n = self.n
@@ -1088,7 +1206,12 @@ def plan_balance(
     if not snapshot.quorate:
         return _empty(before, "no quorum: nothing moves", now, start)
     if reason is None:
-        even = f"balanced: imbalance {imbalance_text(before.imbalance)} (threshold {imbalance_text(config.threshold)})"
+        threshold = trigger_threshold(config, len(planner.nodes))
+        digits = _digits(threshold)
+        even = (
+            f"balanced: imbalance {imbalance_text(before.imbalance, digits=digits)} "
+            f"(threshold {imbalance_text(threshold, digits=digits)})"
+        )
         return _empty(before, even, now, start)
     moves, projection = planner.search()
     after = measure_projection(projection, planner.nodes, config)

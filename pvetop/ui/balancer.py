@@ -24,7 +24,7 @@ from pvetop.engine.balancer import BalancerWorker, set_mode
 from pvetop.engine.migrations import MigrationExecutor
 from pvetop.engine.report import job_status
 from pvetop.errors import PvetopError
-from pvetop.policy.balance import MODES, BalancePlan, BalancerConfig
+from pvetop.policy.balance import MODES, BalancePlan, BalancerConfig, trigger_threshold
 from pvetop.policy.metrics import imbalance_text
 from pvetop.text import visible
 from pvetop.ui.footer import KeyFooter
@@ -194,7 +194,9 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         """Imbalance against a fixed scale, 0 to twice the threshold (or the highest seen, if
         higher): a bar at mid-height is at the threshold, and bars above it are yellow."""
         history = list(worker.history) if worker is not None else []
-        threshold = (worker.last_config if worker is not None else BalancerConfig()).threshold
+        config = worker.last_config if worker is not None else BalancerConfig()
+        plan = worker.plan if worker is not None else None
+        threshold = trigger_threshold(config, len(plan.before.loads)) if plan is not None else config.threshold
         ceiling = min(1.0, max(threshold * 2, *history)) if history else threshold * 2
         chart = self.query_one("#balancer-history", ScaledSparkline)
         chart.ceiling, chart.warn_at = ceiling, threshold
@@ -216,9 +218,10 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         plan = worker.plan
         if plan is not None:
             before = plan.before
-            style = "bold yellow" if before.imbalance > config.threshold else "green"
+            threshold = trigger_threshold(config, len(before.loads))
+            style = "bold yellow" if before.imbalance > threshold else "green"
             text.append(f"imbalance {imbalance_text(before.imbalance)}", style=style)
-            text.append(f" / threshold {imbalance_text(config.threshold)}")
+            text.append(f" / threshold {imbalance_text(threshold)}")
             text.append(f"   memory spread {before.memory_spread:.0f} pts")
             if before.hottest:
                 text.append(f", hottest {before.hottest} {before.hottest_memory:.0%}")

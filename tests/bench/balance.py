@@ -34,6 +34,8 @@ broken (which in the notes); GiB / the minimum GiB reaching the same imbalance (
 brackets). ``pvetop`` runs as shipped (containers stay: restart migration is off by default,
 and so do VMs with local disks); ``pvetop +ct`` allows containers; ``pvetop +ct+ld`` allows VMs
 with local disks too, the scope ProxLB balances in: compare ProxLB with the row under its rules.
+A pvetop note says where auto mode ends, planning again after each plan with the guests moved
+so far in cooldown (a plan holds at most 100 moves; on 30 nodes / 1000 guests one is not enough).
 A ProxLB note says how soon each pvetop row reaches ProxLB's imbalance (its first moves that get
 there), so "no more moves and GiB than ProxLB" can be read where ProxLB ends as low or lower.
 """
@@ -62,7 +64,7 @@ from pvetop.engine.balancer import BalancerWorker  # noqa: E402
 from pvetop.engine.evacuation import fetch_preconditions  # noqa: E402
 from pvetop.engine.migrations import MigrationExecutor  # noqa: E402
 from pvetop.model import ClusterSnapshot  # noqa: E402
-from pvetop.policy.balance import BalancerConfig, _Planner, measure, plan_balance  # noqa: E402
+from pvetop.policy.balance import BalancerConfig, _Planner, apply_plan, measure, plan_balance  # noqa: E402
 from pvetop.policy.constraints import MigratePrecondition  # noqa: E402
 from pvetop.policy.projection import ProjectedCluster  # noqa: E402
 from pvetop.policy.rules import RuleSet, parse_proxlb_tags  # noqa: E402
@@ -269,6 +271,33 @@ def run_pvetop(
     ours.steps = tuple(steps)
     ours.placed = moves
     return ours, snapshot, known
+
+
+def converge(
+    snapshot: ClusterSnapshot, known: dict[int, MigratePrecondition], config: BalancerConfig, now: float
+) -> str:
+    """What the worker reaches in auto mode, which plans again after every move: each plan is
+    applied in full and the next one made on the result, the guests moved so far in their
+    cooldown, until a plan has no move. Plans, imbalance at the end, moves and GiB in all, and
+    the slowest plan's CPU seconds; empty when the first plan is all there is."""
+    state, cooldowns = snapshot, {}
+    plans, moves, gib, slowest = 0, 0, 0.0, 0.0
+    for _round in range(50):
+        started = time.process_time()
+        plan = plan_balance(state, RuleSet(), config, now=now, cooldowns=cooldowns, preconditions=known)
+        slowest = max(slowest, time.process_time() - started)
+        if not plan.moves:
+            break
+        state = apply_plan(state, plan.moves)
+        plans, moves, gib = plans + 1, moves + len(plan.moves), gib + plan.gib
+        cooldowns.update({step.vmid: now + 86400 for step in plan.moves})
+    if plans <= 1:
+        return ""
+    after = measure(state, RuleSet(), BalancerConfig()).imbalance
+    return (
+        f"auto, planning again until done: {plans} plans, {after:.3f}, {moves} moves, {gib:.1f} GiB, "
+        f"slowest plan {slowest:.2f} s"
+    )
 
 
 def all_preconditions(sim, snapshot: ClusterSnapshot) -> dict[int, MigratePrecondition]:
@@ -564,6 +593,7 @@ def main() -> int:
                     ours.broken, ours.note = rules_broken(snapshot, ours.placed, set() if config.local_disks else local)
                     allowed = len(local & set(ours.placed)) if config.local_disks else 0
                     notes = [ours.note, f"{allowed} VMs with local disks (allowed here)" if allowed else ""]
+                    notes.append(converge(snapshot, every, config, sim.cluster.now) if ours.moves else "")
                     notes.append(f"{ours.wall:.1f}s wall with its API reads")
                     ours.note = "; ".join(part for part in notes if part)
                 before = measure(snapshot, RuleSet(), BalancerConfig())

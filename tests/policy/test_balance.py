@@ -12,10 +12,12 @@ from pvetop.policy.balance import (
     apply_plan,
     cooldown_until,
     measure,
+    move_gain_floor,
     node_load,
     plan_balance,
     smooth,
     trigger_reason,
+    trigger_threshold,
 )
 from pvetop.policy.rules import RuleSet
 from pvetop.policy.settings import SettingsRegistry
@@ -65,14 +67,55 @@ def test_an_even_cluster_gets_no_plan_at_all():
 
 
 def test_memory_spread_with_a_hot_node_triggers_where_the_imbalance_figure_reads_low():
-    # 30 nodes, one at 85 % memory, the rest near 10 %: imbalance reads about 0.10
+    # 30 nodes, one at 85 % memory, the rest near 10 %: imbalance reads 0.17, far below 0.25
     nodes = [make_node("hot", mem=int(0.85 * 64 * GIB), cpu=0.2)]
     nodes += [make_node(f"n{i:02}", mem=int(0.10 * 64 * GIB), cpu=0.05) for i in range(29)]
     figures = measure(make_snapshot(nodes), RuleSet(), BalancerConfig())
     assert figures.imbalance < 0.25
     assert figures.hottest == "hot" and figures.memory_spread == pytest.approx(75)
-    assert "memory spread" in trigger_reason(figures, BalancerConfig())
-    assert trigger_reason(figures, BalancerConfig(hot_node=0.9)) is None
+    # the threshold scaled for 30 nodes catches it, and so does the spread with the threshold out of the way
+    assert trigger_reason(figures, BalancerConfig()).startswith("imbalance 16.7% above 6.6%")
+    assert "memory spread" in trigger_reason(figures, BalancerConfig(threshold=1.0))
+    assert trigger_reason(figures, BalancerConfig(threshold=1.0, hot_node=0.9)) is None
+
+
+def spread_cluster(count: int, coefficient: float):
+    """``count`` equal nodes whose loads have this coefficient of variation (memory and CPU alike)."""
+    deviations = [1.0 if i % 2 else -1.0 for i in range(count)] if count % 2 == 0 else [0.0]
+    if count % 2:
+        deviations = [0.0] + [1.0 if i % 2 else -1.0 for i in range(count - 1)]
+    scale = coefficient / (sum(d * d for d in deviations) / count) ** 0.5
+    shares = [0.4 * (1 + scale * d) for d in deviations]
+    nodes = [make_node(f"n{i:02}", mem=int(share * 64 * GIB), cpu=share) for i, share in enumerate(shares)]
+    return measure(make_snapshot(nodes), RuleSet(), BalancerConfig())
+
+
+@pytest.mark.parametrize("count", [3, 4, 10, 30])
+def test_the_threshold_is_stated_for_three_nodes_and_scaled_to_the_same_spread_of_loads(count):
+    # 0.25 on three nodes is a coefficient of variation of 0.25·√2 = 0.354: the same spread triggers on any count
+    config = BalancerConfig()
+    assert trigger_threshold(config, count) == pytest.approx(0.25 * (2 / (count - 1)) ** 0.5)
+    assert trigger_reason(spread_cluster(count, 0.37), config) is not None
+    assert trigger_reason(spread_cluster(count, 0.34), config) is None
+
+
+def test_two_nodes_keep_the_threshold_and_the_minimum_gain_as_set():
+    config = BalancerConfig()
+    assert trigger_threshold(config, 2) == config.threshold and move_gain_floor(config, 2) == config.min_gain
+    assert move_gain_floor(config, 3) == config.min_gain
+    assert move_gain_floor(config, 30) == pytest.approx(config.min_gain * 6 / 870)
+
+
+def test_on_thirty_nodes_moves_gain_less_each_and_the_plan_still_goes_on():
+    # the same relief per move is a smaller imbalance step on 30 nodes: the scaled minimum lets them count
+    nodes = [make_node(f"n{i:02}") for i in range(30)]
+    guests = [make_guest(100 + i, f"n{i:02}", mem=16 * GIB, cpu=0.5) for i in range(30)]
+    guests += [make_guest(200 + i, "n00", mem=GIB, cpu=0.05) for i in range(40)]
+    plan = plan_balance(make_snapshot(nodes, guests, derive_usage=True))
+    steps = [plan.before.imbalance, *(step.imbalance_after for step in plan.moves)]
+    gains = [before - after for before, after in zip(steps, steps[1:], strict=False)]
+    assert plan.moves and min(gains) >= move_gain_floor(BalancerConfig(), 30)
+    assert min(gains) < BalancerConfig().min_gain
 
 
 def test_the_memory_spread_trigger_leads_to_moves_off_the_hot_node():
