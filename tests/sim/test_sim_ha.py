@@ -117,6 +117,25 @@ def test_positive_affinity_partner_comigrates(make_sim):
     assert crm_says(cluster, "migrate service 'vm:107' to node 'pve6' (service 'vm:107' in positive affinity")
 
 
+def test_a_partner_whose_comigration_fails_pulls_the_guest_back():
+    """vm:107's migration along with vm:106 fails: vm:106 (arrived on pve2) runs apart from its
+    positive-affinity partner, and the CRM takes it back to vm:107's node on its next round
+    (Manager.pm select_service_node: the node most partners use). The soak excuses this move back
+    (the HA manager answers a failure, not where the guest was put)."""
+    cluster = SimCluster("smb", seed=1, manual_clock=True)
+    with cluster.lock:
+        source = cluster.guests[106].node
+        assert cluster.guests[107].node == source != "pve2"
+        cluster.migrate("qemu", source, 106, {"target": "pve2", "online": 1}, "root@pam!pvetop")
+    step_until(cluster, lambda: 107 in cluster.migrations, limit=60)
+    with cluster.lock:
+        cluster._abort_migration(cluster.migrations[107], "injected")
+    step_until(cluster, lambda: cluster.guests[106].node == "pve2", limit=120)
+    step_until(cluster, lambda: cluster.guests[106].node == source, limit=120)
+    assert crm_says(cluster, "service 'vm:107' - migration failed")
+    assert crm_says(cluster, f"migrate service 'vm:106' to node '{source}' (running)")
+
+
 def test_negative_affinity_refuses_the_move_with_pves_text_and_fields(make_sim):
     """Moving vm:104 onto pve5, where its anti-affine partner vm:105 is, is refused by the CRM
     ("crm command '...' error - service 'vm:105' on node 'pve5' in negative affinity with service

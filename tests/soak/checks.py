@@ -225,11 +225,22 @@ def no_local_disk_moves(moves: Iterable[TaskRow], local_disk_vms: Iterable[int])
     ]
 
 
-def ha_never_moves_back(tasks: Iterable[TaskRow], moves: Iterable[TaskRow], *, window: float) -> list[str]:
+def ha_never_moves_back(
+    tasks: Iterable[TaskRow],
+    moves: Iterable[TaskRow],
+    *,
+    window: float,
+    partners: Mapping[int, Iterable[int]] | None = None,
+) -> list[str]:
     """After an automatic move of a guest from A to B, the HA manager's own next migration of
     that guest (CRS rebalancing, node affinity, a shutdown policy) does not take it back to A
-    within ``window`` seconds: pvetop put it where the HA manager would not let it stay."""
+    within ``window`` seconds: pvetop put it where the HA manager would not let it stay.
+
+    One move back is the HA manager's answer to a failure, not to where pvetop put the guest:
+    PVE migrates a guest's positive-affinity ``partners`` (vmid -> partner vmids) along with it,
+    and when a partner's migration to B fails, the CRM takes the guest back to the partner on A."""
     automatic = {move.upid for move in moves}
+    tasks = list(tasks)
     by_guest: dict[int | None, list[TaskRow]] = {}
     for task in sorted((t for t in tasks if t.type in MIGRATION_TYPES), key=lambda t: t.start):
         by_guest.setdefault(task.vmid, []).append(task)
@@ -237,11 +248,23 @@ def ha_never_moves_back(tasks: Iterable[TaskRow], moves: Iterable[TaskRow], *, w
     for move, following in (pair for guest in by_guest.values() for pair in zip(guest, guest[1:], strict=False)):
         if move.upid not in automatic or move.exitstatus != "OK" or move.end is None:
             continue
-        if following.upid not in automatic and following.target == move.node and following.start - move.end <= window:
-            problems.append(
-                f"guest {move.vmid} moved {move.node} -> {move.target} at {move.start:.0f}, taken back to "
-                f"{move.node} by {following.user} {following.start - move.end:.0f} s later ({following.upid})"
-            )
+        if following.upid in automatic or following.target != move.node or following.start - move.end > window:
+            continue
+        partner_moves = (task for vmid in (partners or {}).get(move.vmid, ()) for task in by_guest.get(vmid, []))
+        if any(
+            task.node == move.node
+            and task.target == move.target
+            and task.exitstatus not in (None, "OK")
+            and task.end is not None
+            and move.start <= task.start
+            and task.end <= following.start
+            for task in partner_moves
+        ):
+            continue  # a partner's migration to the same node failed: the CRM rejoins them
+        problems.append(
+            f"guest {move.vmid} moved {move.node} -> {move.target} at {move.start:.0f}, taken back to "
+            f"{move.node} by {following.user} {following.start - move.end:.0f} s later ({following.upid})"
+        )
     return problems
 
 

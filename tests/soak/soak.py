@@ -230,6 +230,17 @@ def local_disk_vms(sim) -> set[int]:
         }
 
 
+def ha_partners(sim) -> dict[int, set[int]]:
+    """Each HA guest's positive resource-affinity partners, from the simulator's HA rules."""
+    cluster = sim.cluster
+    with cluster.lock:
+        return {
+            guest.vmid: {int(sid.partition(":")[2]) for sid in cluster.ha.affinitive(guest.sid)[0]}
+            for guest in cluster.guests.values()
+            if guest.ha
+        }
+
+
 def journal_rows(path: str) -> list[JournalRow]:
     connection = sqlite3.connect(path)
     try:
@@ -598,7 +609,8 @@ class Soak:
         balancer_moves = self._balancer_moves(moves, path)
         self._record("rules respected", checks.rules_respected(moves, rules))
         self._record(
-            "HA never moves a guest back", checks.ha_never_moves_back(tasks, moves, window=HA_MOVE_BACK_WINDOW)
+            "HA never moves a guest back",
+            checks.ha_never_moves_back(tasks, moves, window=HA_MOVE_BACK_WINDOW, partners=ha_partners(sim)),
         )
         scan_files(str(Path(path).parent), watch)
         read, found = watch.take()

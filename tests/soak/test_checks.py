@@ -142,6 +142,24 @@ def test_ha_never_moves_back():
     assert len(checks.ha_never_moves_back([ours, back], [ours], window=3600)) == 1
 
 
+def test_ha_move_back_to_a_partner_whose_migration_failed_is_the_ha_managers_answer_to_the_failure():
+    """PVE migrates guest 6 along with 5 (positive affinity); 6's migration fails, so the CRM takes
+    5 back to 6 on a: not where pvetop put 5. The same move back with 6's migration gone well,
+    to another node, or from another node, is still found."""
+    ours = move(5, 0, 60, source="a", target="b", upid="ours")
+    back = move(5, 80, 140, source="b", target="a", user="root@pam", upid="back")
+    failed = TaskRow("partner", "a", "qmigrate", 6, "root@pam", 2, 70, "migration aborted", "b")
+    partners = {5: {6}, 6: {5}}
+    assert checks.ha_never_moves_back([ours, failed, back], [ours], window=3600, partners=partners) == []
+    assert len(checks.ha_never_moves_back([ours, failed, back], [ours], window=3600)) == 1  # no rule binds them
+    went_well = TaskRow("partner", "a", "qmigrate", 6, "root@pam", 2, 70, "OK", "b")
+    elsewhere = TaskRow("partner", "a", "qmigrate", 6, "root@pam", 2, 70, "migration aborted", "c")
+    after = TaskRow("partner", "a", "qmigrate", 6, "root@pam", 2, 90, "migration aborted", "b")  # ends after
+    for partner in (went_well, elsewhere, after):
+        found = checks.ha_never_moves_back([ours, partner, back], [ours], window=3600, partners=partners)
+        assert len(found) == 1, partner
+
+
 def test_secrets_shown():
     token = "2c3f1d9e-5b7a-4c1e-9f0d-8a6b4e2c1f3a"
     clean = [("stdout", "migrated 101 to pve2"), ("journal", "user root@pam!pvetop, token <hidden>")]
