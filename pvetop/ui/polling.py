@@ -22,8 +22,8 @@ from textual.message import Message
 
 from pvetop.model import ClusterSnapshot
 from pvetop.policy.metrics import Balance, ClusterTotals, cluster_balance, cluster_totals, guest_rates
-from pvetop.ui.table import Row
-from pvetop.ui.tables import Marks, guest_rows, node_rows
+from pvetop.ui.table import Row, RowsUpdate, Sorting
+from pvetop.ui.tables import GuestTable, Marks, guest_rows, node_rows
 
 MAX_BACKOFF_SECONDS = 60.0
 OVERRUN_INTERVALS = 3  # a poll still running after this many intervals (and the floor) has overrun
@@ -41,6 +41,7 @@ class Refresh:
     guest_rows: dict[str, Row]
     marks: Marks  # the rules and tags the flag columns were rendered with
     received_at: float  # our clock when it arrived, for the "age" in the header
+    guest_update: RowsUpdate | None = None  # guest_rows in the guest table's order when the poll began
 
 
 def with_known_names(snapshot: ClusterSnapshot, previous: ClusterSnapshot) -> ClusterSnapshot:
@@ -57,23 +58,28 @@ def with_known_names(snapshot: ClusterSnapshot, previous: ClusterSnapshot) -> Cl
     return replace(snapshot, guests=guests)
 
 
-def prepare(snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks, now: float) -> Refresh:
-    """Everything the UI shows about ``snapshot``, re-using ``previous``'s unchanged rows."""
+def prepare(
+    snapshot: ClusterSnapshot, previous: Refresh | None, marks: Marks, now: float, guest_sorting: Sorting | None = None
+) -> Refresh:
+    """Everything the UI shows about ``snapshot``, re-using ``previous``'s unchanged rows, and the
+    guest rows in the order of ``guest_sorting`` (the guest table's)."""
     rates = {}
     if previous is not None:
         snapshot = with_known_names(snapshot, previous.snapshot)
         rates = {vmid: (r.netin, r.netout) for vmid, r in guest_rates(previous.snapshot, snapshot).items()}
     old_nodes = previous.node_rows if previous is not None else None
     old_guests = previous.guest_rows if previous is not None else None
+    guests = guest_rows(snapshot, rates, marks, old_guests)
     return Refresh(
         snapshot,
         rates,
         cluster_totals(snapshot),
         cluster_balance(snapshot),
         node_rows(snapshot, marks.ruleset, old_nodes, marks.power, marks.basics),
-        guest_rows(snapshot, rates, marks, old_guests),
+        guests,
         marks,
         now,
+        None if guest_sorting is None else RowsUpdate(old_guests or {}, guests, guest_sorting, GuestTable.growing()),
     )
 
 
@@ -82,14 +88,19 @@ def with_marks(refresh: Refresh, marks: Marks) -> Refresh:
     basics; the guest rows are built again only when what they show (rules, tags) changed, as
     this runs on the UI thread and a large cluster has thousands of them."""
     before = refresh.marks
-    same_guests = before.ruleset == marks.ruleset and before.tagged == marks.tagged
+    nodes = node_rows(refresh.snapshot, marks.ruleset, refresh.node_rows, marks.power, marks.basics)
+    if before.ruleset == marks.ruleset and before.tagged == marks.tagged:
+        return replace(refresh, marks=marks, node_rows=nodes)
+    guests = guest_rows(refresh.snapshot, refresh.rates, marks, refresh.guest_rows)
+    update = refresh.guest_update
     return replace(
         refresh,
         marks=marks,
-        node_rows=node_rows(refresh.snapshot, marks.ruleset, refresh.node_rows, marks.power, marks.basics),
-        guest_rows=refresh.guest_rows
-        if same_guests
-        else guest_rows(refresh.snapshot, refresh.rates, marks, refresh.guest_rows),
+        node_rows=nodes,
+        guest_rows=guests,
+        guest_update=None
+        if update is None
+        else RowsUpdate(refresh.guest_rows, guests, update.sorting, GuestTable.growing()),
     )
 
 

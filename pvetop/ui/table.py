@@ -90,9 +90,11 @@ Cell = tuple[str, str, str]
 def fit_cell(text: str, width: int, padding: int, justify: str) -> str:
     """``text`` padded and justified to exactly ``width`` cells, cut with an ellipsis if long."""
     room = width - 2 * padding
-    if cell_len(text) > room:
+    length = len(text) if text.isascii() else cell_len(text)  # most cells: numbers and names
+    if length > room:
         text = set_cell_size(text, room - 1) + "…" if room > 1 else set_cell_size(text, room)
-    gap = " " * (room - cell_len(text))
+        length = cell_len(text)
+    gap = " " * (room - length)
     body = gap + text if justify == "right" else text + gap
     return " " * padding + body + " " * padding
 
@@ -133,6 +135,80 @@ def build_rows(
     return rows
 
 
+# A table's order: (sort column, reversed, tree group column or None), columns as indexes into COLUMNS.
+Sorting = tuple[int, bool, int | None]
+
+
+def order_rows(rows: Mapping[str, Row], sorting: Sorting) -> tuple[str, ...]:
+    """``rows``' keys top to bottom under ``sorting`` (in tree view grouped by the group column's
+    text, the sort order kept within a group)."""
+    column, reverse, group = sorting
+    order = sorted(rows, key=lambda key: rows[key].sort_values[column], reverse=reverse)
+    if group is not None:
+        order.sort(key=lambda key: rows[key].cells[group][0])
+    return tuple(order)
+
+
+class RowChanges(NamedTuple):
+    """How new rows differ from the ones before them, by row key."""
+
+    added: tuple[str, ...]
+    changed: frozenset[str]
+    gone: tuple[str, ...]
+    resort: bool  # rows came or went, or a sort (or tree group) value changed
+    remeasure: bool  # rows came or went, or the text of a column that grows changed
+
+
+def row_changes(
+    before: Mapping[str, Row], after: Mapping[str, Row], sorting: Sorting, growing: tuple[int, ...]
+) -> RowChanges:
+    """What changed from ``before`` to ``after``; an unchanged row is the same object (``build_rows``)."""
+    known = before.get
+    column, _, group = sorting
+    added: list[str] = []
+    changed: list[str] = []
+    resort = remeasure = False
+    for key, row in [(key, row) for key, row in after.items() if known(key) is not row]:
+        old = known(key)
+        if old is None:
+            added.append(key)
+            continue
+        changed.append(key)
+        if not resort and (
+            row.sort_values[column] != old.sort_values[column]
+            or (group is not None and row.sort_values[group] != old.sort_values[group])
+        ):
+            resort = True
+        if not remeasure:
+            for i in growing:  # build_rows keeps an unchanged cell: identity says it is
+                if row.cells[i] is not old.cells[i] and row.cells[i][0] != old.cells[i][0]:
+                    remeasure = True
+    gone = tuple(before.keys() - after.keys()) if len(before) + len(added) != len(after) else ()
+    if added or gone:
+        resort = remeasure = True
+    return RowChanges(tuple(added), frozenset(changed), gone, resort, remeasure)
+
+
+class RowsUpdate:
+    """A table's next rows, what changed since the rows ``before`` them and their order under
+    ``sorting``, worked out where time is cheap (a poll worker, off the UI thread). On a
+    4000-guest cluster, looking at every row and sorting them was most of what a refresh cost the
+    UI thread (~10 ms on a busy machine); a table that shows ``before`` takes these rows from it
+    in time that grows with the rows on screen (``LiveTable.apply``)."""
+
+    __slots__ = ("before", "rows", "sorting", "changes", "keys", "index")
+
+    def __init__(
+        self, before: Mapping[str, Row], rows: Mapping[str, Row], sorting: Sorting, growing: tuple[int, ...]
+    ) -> None:
+        self.before = before
+        self.rows = rows
+        self.sorting = sorting
+        self.changes = row_changes(before, rows, sorting, growing)
+        self.keys = order_rows(rows, sorting)
+        self.index = {key: place for place, key in enumerate(self.keys)}
+
+
 class Look(NamedTuple):
     """The styles a frame is drawn with (the widget's and its component classes'): a new look
     (focus, theme) makes every cached line stale."""
@@ -160,7 +236,14 @@ class DrawnRow:
     __slots__ = ("row", "cursor", "hover", "tree", "fixed", "scrolling", "fill", "view", "line")
 
     def __init__(
-        self, row: Row, cursor: bool, hover: bool, tree: str | None, fixed: Strip, scrolling: Strip, fill: Style
+        self,
+        row: Row,
+        cursor: bool,
+        hover: bool,
+        tree: str | None,
+        fixed: list[Segment],
+        scrolling: list[Segment],
+        fill: Style,
     ) -> None:
         self.row = row
         self.cursor = cursor
@@ -290,9 +373,9 @@ class LiveTable(ScrollView, can_focus=True):
         self.hidden = frozenset(key for key in hidden if key in self._specs and key != sort_column)
         self.fixed_columns = fixed_columns  # how many of the shown columns stay put sideways
         self.shown_columns = tuple(spec for spec in self.COLUMNS if spec.key not in self.hidden)
-        self._state: dict[str, Row] = {}
-        self._order: list[str] = []  # row keys top to bottom
-        self._index: dict[str, int] = {}  # row key -> its place in _order
+        self._state: Mapping[str, Row] = {}  # the rows shown: the caller's, never changed in place
+        self._order: tuple[str, ...] = ()  # row keys top to bottom
+        self._index: Mapping[str, int] = {}  # row key -> its place in _order
         self._cursor = 0
         self._hover: int | None = None  # the row under the mouse (HEADER: the header)
         self._wanted = {spec.key: 0 for spec in self.shown_columns if spec.grow}  # longest text
@@ -323,6 +406,12 @@ class LiveTable(ScrollView, can_focus=True):
     @property
     def keys_in_order(self) -> list[str]:
         return list(self._order)
+
+    @property
+    def sorting(self) -> Sorting:
+        """How the rows are ordered now, for a ``RowsUpdate`` made elsewhere (see ``apply``)."""
+        group = None if self.group_column is None else self._column_index[self.group_column]
+        return self._column_index[self.sort_column], self.sort_reverse, group
 
     def get_row_index(self, key: str) -> int:
         """Where the row ``key`` is shown, top to bottom (KeyError when it is not)."""
@@ -362,47 +451,39 @@ class LiveTable(ScrollView, can_focus=True):
             sort_values,
         )
 
-    def apply(self, rows: Mapping[str, Row]) -> None:
-        """Make the table show exactly ``rows``, touching only what changed."""
+    @classmethod
+    def growing(cls) -> tuple[int, ...]:
+        """Where the columns that grow are in a row's cells."""
+        return tuple(i for i, spec in enumerate(cls.COLUMNS) if spec.grow)
+
+    def apply(self, rows: Mapping[str, Row], update: RowsUpdate | None = None) -> None:
+        """Make the table show exactly ``rows``, touching only what changed; the table keeps
+        ``rows`` (not a copy), so they must not change afterwards. ``update``: for ``rows`` or for
+        a superset of them (the same ``Row`` objects: the same poll before a filter), used when it
+        is for this table's ``sorting``."""
+        before = self._state
+        if rows is before:
+            return
+        if update is not None and update.sorting != self.sorting:
+            update = None
+        if update is not None and update.rows is rows and update.before is before:
+            changes = update.changes
+        else:
+            changes = row_changes(before, rows, self.sorting, self.growing())
         followed = self.cursor_key
-        state = self._state
-        sort_index = self._column_index[self.sort_column]
-        group_index = None if self.group_column is None else self._column_index[self.group_column]
-        growing = [self._column_index[key] for key in self._wanted]
-        gone = [key for key in state if key not in rows]
-        added: list[str] = []
-        changed: list[str] = []
-        resort = remeasure = bool(gone)
-        for key, row in rows.items():
-            old = state.get(key)
-            if old is row:
-                continue
-            state[key] = row
-            if old is None:
-                added.append(key)
-                continue
-            changed.append(key)
-            if not resort and (
-                row.sort_values[sort_index] != old.sort_values[sort_index]
-                or (group_index is not None and row.sort_values[group_index] != old.sort_values[group_index])
-            ):
-                resort = True
-            if not remeasure:
-                for i in growing:  # build_rows keeps an unchanged cell: identity says it is
-                    if row.cells[i] is not old.cells[i] and row.cells[i][0] != old.cells[i][0]:
-                        remeasure = True
-        for key in gone:
-            del state[key]
-        if added or remeasure:
+        self._state = rows
+        if changes.remeasure:
             self._measure()
-        if added or resort:
-            self._resort()
+        if changes.resort:
+            self._resort(update)
             self._cursor = min(self._cursor, max(0, len(self._order) - 1))
-            if added or gone:
+            if changes.added or changes.gone:
                 self._sized()
             self._follow(followed, announce=False)
-        elif changed:
-            self._refresh_rows(self._index[key] for key in changed)
+        elif changes.changed:
+            top = self.scroll_offset.y
+            on_screen = self._order[top : top + self.size.height]
+            self._refresh_rows(top + place for place, key in enumerate(on_screen) if key in changes.changed)
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         """Sort by ``column``; picking the current column again flips the direction."""
@@ -439,8 +520,8 @@ class LiveTable(ScrollView, can_focus=True):
 
     def clear(self) -> LiveTable:
         """Forget every row (the columns stay)."""
-        self._state.clear()
-        self._set_order([])
+        self._state = {}
+        self._set_order(())
         self._cursor = 0
         self._sized()
         return self
@@ -564,16 +645,18 @@ class LiveTable(ScrollView, can_focus=True):
 
     # --- rows, order, cursor -------------------------------------------------------------------
 
-    def _resort(self) -> None:
-        index = self._column_index[self.sort_column]
+    def _resort(self, update: RowsUpdate | None = None) -> None:
+        """Order the rows, as ``update`` has them when it is for this table's sorting (see ``apply``)."""
         state = self._state
-        order = sorted(state, key=lambda key: state[key].sort_values[index], reverse=self.sort_reverse)
-        if self.group_column is not None:  # stable: within a group, the sort order stays
-            group = self._column_index[self.group_column]
-            order.sort(key=lambda key: state[key].cells[group][0])
-        self._set_order(order)
+        if update is None or update.sorting != self.sorting:
+            self._set_order(order_rows(state, self.sorting))
+        elif len(update.keys) == len(state):
+            self._order, self._index = update.keys, update.index
+            self.refresh()
+        else:  # ordered before a filter
+            self._set_order(tuple(key for key in update.keys if key in state))
 
-    def _set_order(self, keys: list[str]) -> None:
+    def _set_order(self, keys: tuple[str, ...]) -> None:
         self._order = keys
         self._index = {key: index for index, key in enumerate(keys)}
         self.refresh()
@@ -739,12 +822,19 @@ class LiveTable(ScrollView, can_focus=True):
             drawn.view = view
         return drawn.line
 
-    def _crop(self, fixed: Strip, scrolling: Strip, fill: Style, scroll_x: int, width: int) -> Strip:
-        """The fixed columns, then the others from ``scroll_x`` on, filled out to ``width``."""
-        room = width - self._fixed_width
+    def _crop(self, fixed: list[Segment], scrolling: list[Segment], fill: Style, scroll_x: int, width: int) -> Strip:
+        """The fixed columns, then the others from ``scroll_x`` on, filled out to ``width``: one
+        ``Strip`` made when nothing is cut (each costs Textual seven caches)."""
+        fixed_width = self._fixed_width
+        room = width - fixed_width
         if room <= 0:
-            return fixed.crop(0, width)
-        return Strip.join([fixed, scrolling.crop(scroll_x, scroll_x + room)]).extend_cell_length(width, fill)
+            return Strip(fixed, fixed_width).crop(0, width)
+        scrolling_width = sum(column.width for column in self._columns) - fixed_width
+        if scroll_x == 0 and scrolling_width <= room:
+            spare = [Segment(" " * (room - scrolling_width), fill)] if scrolling_width < room else []
+            return Strip([*fixed, *scrolling, *spare], width)
+        cropped = Strip(scrolling, scrolling_width).crop(scroll_x, scroll_x + room)
+        return Strip.join([Strip(fixed, fixed_width), cropped]).extend_cell_length(width, fill)
 
     def _draw_row(self, row: Row, cursor: bool, hover: bool, tree: str | None) -> DrawnRow:
         """One row's line: each cell fitted to its column, in its style (see ``_cell_style``)."""
@@ -759,12 +849,7 @@ class LiveTable(ScrollView, can_focus=True):
             fitted = fit_cell(text, column.width, CELL_PADDING, justify)
             parts = self.cell_segments(column.spec.key, fitted, style)
             segments[0 if in_fixed else 1].extend([Segment(fitted, style)] if parts is None else parts)
-        fill = self._style("", False, cursor, hover)
-        fixed_width = self._fixed_width
-        scrolling_width = sum(column.width for column in self._columns) - fixed_width
-        return DrawnRow(
-            row, cursor, hover, tree, Strip(segments[0], fixed_width), Strip(segments[1], scrolling_width), fill
-        )
+        return DrawnRow(row, cursor, hover, tree, *segments, self._style("", False, cursor, hover))
 
     def _style(self, cell_style: str, fixed: bool, cursor: bool, hover: bool) -> Style:
         """A cell's style as DataTable makes it (composed once per look, see ``_cell_style``)."""
@@ -799,7 +884,7 @@ class LiveTable(ScrollView, can_focus=True):
             line = self._header[key] = self._crop(*self._draw_header(hover), scroll_x, width)
         return line
 
-    def _draw_header(self, hover: bool) -> tuple[Strip, Strip, Style]:
+    def _draw_header(self, hover: bool) -> tuple[list[Segment], list[Segment], Style]:
         """The header's cells as DataTable draws them: each label padded and justified by rich."""
         look = self._look
         assert look is not None
@@ -814,6 +899,6 @@ class LiveTable(ScrollView, can_focus=True):
             styled = Segment.apply_style(rendered, style=before, post_style=after)
             cells.append(next(iter(Segment.split_and_crop_lines(styled, column.width, include_new_lines=False))))
         split = self.fixed_columns
-        fixed = Strip([segment for cell in cells[:split] for segment in cell], self._fixed_width)
-        scrolling = Strip([segment for cell in cells[split:] for segment in cell])
+        fixed = [segment for cell in cells[:split] for segment in cell]
+        scrolling = [segment for cell in cells[split:] for segment in cell]
         return fixed, scrolling, before

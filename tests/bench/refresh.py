@@ -103,7 +103,8 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
             before, before_cpu = time.perf_counter(), time.thread_time()
             app.apply_refresh(refresh)
             applied, applied_cpu = time.perf_counter(), time.thread_time()
-            app.screen._compositor.render_update(full=True)  # draw the whole screen now (an upper bound)
+            app.screen.refresh()  # the whole screen, not only what changed (an upper bound)
+            await app.screen.wait_for_refresh()  # Textual's next frame, as it draws every frame
             drawn, drawn_cpu = time.perf_counter(), time.thread_time()
             await pilot.pause()
             return (
@@ -117,7 +118,8 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
         for _ in range(ROUNDS):
             snapshot = with_changes(app.latest.snapshot, rng, app.interval)
             start = time.perf_counter()
-            refresh = prepare(snapshot, app.latest, app.marks, app.clock())
+            app.take_retired().clear()  # what the app's poll thread does before it fetches
+            refresh = prepare(snapshot, app.latest, app.marks, app.clock(), app.guest_table.sorting)
             prepare_ms.append((time.perf_counter() - start) * 1000)
             applied, framed, applied_cpu, framed_cpu = await timed(refresh)
             apply_ms.append(applied)
@@ -127,7 +129,8 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
         step_apply, step_frame = [], []
         for _ in range(5):
             sim.cluster.step(2)
-            refresh = prepare(client.fetch_snapshot(), app.latest, app.marks, app.clock())
+            app.take_retired().clear()
+            refresh = prepare(client.fetch_snapshot(), app.latest, app.marks, app.clock(), app.guest_table.sorting)
             applied, framed, _, _ = await timed(refresh)
             step_apply.append(applied)
             step_frame.append(framed)

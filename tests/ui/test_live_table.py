@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import App
 
-from pvetop.ui.table import ColumnSpec, LiveTable, build_rows
+from pvetop.ui.table import ColumnSpec, LiveTable, RowsUpdate, build_rows
 
 
 class Fruit(LiveTable):
@@ -14,9 +14,9 @@ class Fruit(LiveTable):
         super().__init__(sort_column="name")
         self.sorts = 0
 
-    def _resort(self) -> None:
+    def _resort(self, update: RowsUpdate | None = None) -> None:
         self.sorts += 1
-        super()._resort()
+        super()._resort(update)
 
 
 def render(item: tuple[str, int]):
@@ -55,6 +55,36 @@ async def test_apply_adds_updates_and_removes_by_key_touching_only_changed_cells
 
         table.apply(rows(second, apple=3, fig=7, kiwi=1))  # the sort column (name) did not change
         assert table.sorts == sorts + 1
+
+
+async def test_a_rows_update_made_off_the_ui_thread_is_applied_as_the_rows_alone_would_be():
+    app = FruitApp()
+    async with app.run_test() as pilot:
+        table = app.query_one(Fruit)
+        table.sort_by("count")
+        first = rows(apple=1, fig=7, kiwi=4, pear=3)
+        table.apply(first, RowsUpdate({}, first, table.sorting, Fruit.growing()))
+        assert table.keys_in_order == ["fig", "kiwi", "pear", "apple"]
+        table.select_key("pear")
+
+        second = rows(first, apple=9, fig=7, kiwi=4, plum=5)  # apple changed and moves, pear gone, plum new
+        update = RowsUpdate(first, second, table.sorting, Fruit.growing())
+        assert update.changes.added == ("plum",) and update.changes.gone == ("pear",)
+        assert update.changes.changed == {"apple"}
+        table.apply(second, update)
+        await pilot.pause()
+        assert table.keys_in_order == ["apple", "fig", "plum", "kiwi"]
+        assert table.cell_text("apple", "count") == "9" and table.get_row_index("kiwi") == 3
+
+        third = rows(second, apple=9, fig=2, kiwi=4, plum=5)
+        filtered = {key: third[key] for key in ("fig", "kiwi")}  # a filter over the poll's rows
+        table.apply(filtered, RowsUpdate(second, third, table.sorting, Fruit.growing()))
+        assert table.keys_in_order == ["kiwi", "fig"]
+
+        stale = RowsUpdate(filtered, third, table.sorting, Fruit.growing())
+        table.sort_by("name")  # after the update was made: its order is not this table's
+        table.apply(third, stale)
+        assert table.keys_in_order == ["apple", "fig", "kiwi", "plum"]
 
 
 async def test_cursor_stays_on_its_row_through_sorting_and_removals():
