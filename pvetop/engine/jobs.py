@@ -326,8 +326,9 @@ class JobRunner(ABC, Generic[J]):
         refusal: Callable[[], Awaitable[str | None]] | None = None,
     ) -> str:
         """The task the HA manager starts for a request, once it has (``find()`` lists ``node``'s
-        tasks); ``refusal()`` tells when PVE's CRM dropped the request without a task."""
-        deadline = time.monotonic() + self.ha_followup_timeout
+        tasks); ``refusal()`` tells when PVE's CRM dropped the request without a task. The wait is
+        measured on the runner's clock, the cluster's time: the HA manager's rounds run on it."""
+        deadline = self.clock() + self.ha_followup_timeout
         outage = Outage(self.lost_after)
         while True:
             try:
@@ -341,7 +342,7 @@ class JobRunner(ABC, Generic[J]):
             refused = None if refusal is None else await refusal()
             if refused is not None:
                 raise TaskLost(refused)
-            if time.monotonic() >= deadline:
+            if self.clock() >= deadline:
                 raise TaskLost(
                     f"the HA manager did not {what} within {self.ha_followup_timeout:g} s "
                     "(check the HA state of the guest)"

@@ -107,6 +107,14 @@ def power_events(store: Any, cluster: str, since: float = 0.0) -> list[tuple[flo
     return events
 
 
+def failed_power_offs(store: Any, cluster: str, since: float) -> dict[str, float]:
+    """Node -> when its last power-off since ``since`` failed (from the journal)."""
+    if store is None:
+        return {}
+    entries = store.journal_entries(cluster, actions=("power.off",), since=since)
+    return {e.target.removeprefix("node/"): e.at for e in entries if e.result.startswith("failed")}
+
+
 def energy(store: Any, cluster: str, settings: PowerSettings, *, now: float, since: float = 0.0) -> EnergyReport:
     return energy_report(power_events(store, cluster), settings, now=now, since=since)
 
@@ -160,7 +168,9 @@ class PowerWorker:
 
     def __post_init__(self) -> None:
         if self.executor is None:
-            self.executor = MigrationExecutor(self.client, store=self.store, cluster=self.cluster, poll=self.poll / 2)
+            self.executor = MigrationExecutor(
+                self.client, store=self.store, cluster=self.cluster, poll=self.poll / 2, clock=self.clock
+            )
 
     # --- observing -------------------------------------------------------------------------------
 
@@ -215,6 +225,7 @@ class PowerWorker:
         store, cluster = self.store, self.cluster
         rules = await self._call(store.ruleset, cluster) if store is not None else None
         events = power_events(store, cluster, since=now - 86400.0)
+        failed_offs = await self._call(failed_power_offs, store, cluster, now - 86400.0)
         offs = [e for e in events if e[2] == "off"]
         wakes = {name: at for at, name, what in events if what == "on"}  # the last one per node
         facts: dict[str, NodeFacts] = {}
@@ -232,6 +243,7 @@ class PowerWorker:
                 state=track.state if track else None,  # type: ignore[arg-type]
                 power_offs=tuple(at for at, name, _ in offs if name == node.name),
                 woken_at=wakes.get(node.name),
+                off_failed_at=failed_offs.get(node.name),
             )
             if node.online:
                 history[node.name] = await self._history(node, now)

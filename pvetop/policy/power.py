@@ -345,6 +345,7 @@ class NodeFacts:
     state: PowerState | None = None  # the engine's own state; None: read it from the snapshot
     power_offs: tuple[float, ...] = ()  # when it was switched off (for the daily cycle cap)
     woken_at: float | None = None  # when it last rejoined after a wake
+    off_failed_at: float | None = None  # when its last power-off failed (the drain did not empty it)
 
 
 @dataclass(frozen=True)
@@ -573,6 +574,13 @@ class _Evaluation:
             # The history before the wake was judged with the node off: it says nothing about now.
             soft.append(
                 f"woken {_minutes(inputs.now - fact.woken_at)} ago; judged again after {_minutes(s.below_window)} on"
+            )
+        if fact.off_failed_at is not None and inputs.now - fact.off_failed_at < s.below_window:
+            # What stopped it (a guest moved back, a refused move) is likely still there: one try
+            # per window, not one per evaluation.
+            soft.append(
+                f"its power-off failed {_minutes(inputs.now - fact.off_failed_at)} ago; "
+                f"tried again after {_minutes(s.below_window)}"
             )
         if not s.in_window(inputs.minute_of_day):
             soft.append(f"outside the power-off windows ({s.windows_text})")

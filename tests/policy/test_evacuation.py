@@ -226,7 +226,11 @@ def test_positive_affinity_follows_partners_on_other_nodes():
 def test_strict_ha_node_affinity_is_honoured_even_for_a_user():
     rule = make_ha_rule("r1", "node-affinity", ("vm:100",), nodes=(("pve1", 2), ("pve2", 1)), strict=True)
     snap = _snapshot([make_guest(100, "pve1", hastate="started")], ha_rules=(rule,))
-    assert _targets(plan_evacuation(snap, "pve1")) == {100: "pve2"}
+    # pve2 is allowed, but while pve1 is online PVE moves it back there: a user is warned, and
+    # automation (the power policy's drain) does not make the move at all
+    [move] = plan_evacuation(snap, "pve1").moves
+    assert move.target == "pve2" and any("moves it back there" in w for w in move.warnings)
+    assert not plan_evacuation(snap, "pve1", mode="auto").moves
     plan = plan_evacuation(snap, "pve1", RuleSet(maintenance={"pve2"}))
     assert plan.unplaceable[0].reason == (
         "pve2: node is in maintenance; pve3, pve4: strict HA node-affinity rule 'r1' allows only pve1, pve2 "

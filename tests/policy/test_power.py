@@ -373,6 +373,17 @@ def test_cycle_cap_two_a_day():
     assert plan_power(inputs(facts=older)).action.node == "big"
 
 
+def test_a_failed_power_off_is_tried_once_per_window_not_every_evaluation():
+    """A drain the HA manager undoes (or a refused move) fails again if tried at once: the smb run
+    retried 475 times a day before this hold."""
+    failed = facts("mini1", "mini2") | {"big": NodeFacts(True, MAC, off_failed_at=NOW - 10 * 60)}
+    decision = plan_power(inputs(facts=failed)).decision("big")
+    assert decision.action == "keep"
+    assert any("its power-off failed 10 min ago; tried again after 40 min" in r for r in decision.refusals)
+    later = facts("mini1", "mini2") | {"big": NodeFacts(True, MAC, off_failed_at=NOW - 41 * 60)}
+    assert plan_power(inputs(facts=later)).action.node == "big"
+
+
 def test_time_windows():
     night = PowerSettings(failure_margin=0, windows=((23 * 60, 7 * 60),))
     assert plan_power(inputs(settings=night, minute_of_day=2 * 60)).action.node == "big"
