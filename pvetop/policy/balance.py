@@ -427,6 +427,7 @@ class _Planner:
         now: float,
         cooldowns: Mapping[int, float],
         preconditions: Mapping[int, MigratePrecondition],
+        max_moves: int = MAX_MOVES,
     ) -> None:
         if config.proxlb_tags and not rules.import_proxlb_tags:
             rules = replace(rules, import_proxlb_tags=True)
@@ -436,6 +437,7 @@ class _Planner:
         self.now = now
         self.cooldowns = cooldowns
         self.preconditions = preconditions
+        self.max_moves = max_moves
         self.constraints = Constraints(snapshot, rules)
         self.nodes = balanced_nodes(snapshot, rules)
         # every rule is hard for an automatic move; copying local disks only when the user allows it
@@ -697,7 +699,7 @@ class _Planner:
 
         judge(pending)
         fresh = True  # the heap holds every candidate, judged on the current loads
-        while len(path.moves) < MAX_MOVES:
+        while len(path.moves) < self.max_moves:
             chosen = self._take(heap, figures, path, alpha, moved)
             if chosen is None:
                 if fresh:
@@ -1190,16 +1192,26 @@ def plan_balance(
     now: float = 0.0,
     cooldowns: Mapping[int, float] | None = None,
     preconditions: Mapping[int, MigratePrecondition] | None = None,
+    max_moves: int = MAX_MOVES,
 ) -> BalancePlan:
     """The moves that even the cluster out, or none with the reason.
 
     ``cooldowns`` maps a vmid to the epoch second it may move again; ``preconditions`` are PVE's
     migrate answers known so far (a planned VM without one is listed in ``unchecked``: fetch it
-    and plan again, it may have local disks).
+    and plan again, it may have local disks). ``max_moves`` caps the plan (the worker plans
+    again after every move, so the rest follows).
     """
     rules = rules or RuleSet.empty()
     config = config or BalancerConfig()
-    planner = _Planner(snapshot, rules, config, now=now, cooldowns=cooldowns or {}, preconditions=preconditions or {})
+    planner = _Planner(
+        snapshot,
+        rules,
+        config,
+        now=now,
+        cooldowns=cooldowns or {},
+        preconditions=preconditions or {},
+        max_moves=max_moves,
+    )
     start = ProjectedCluster.of(snapshot)
     before = measure_projection(start, planner.nodes, config)
     reason = trigger_reason(before, config) if len(planner.nodes) >= 2 else None

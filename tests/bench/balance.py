@@ -34,8 +34,11 @@ broken (which in the notes); GiB / the minimum GiB reaching the same imbalance (
 brackets). ``pvetop`` runs as shipped (containers stay: restart migration is off by default,
 and so do VMs with local disks); ``pvetop +ct`` allows containers; ``pvetop +ct+ld`` allows VMs
 with local disks too, the scope ProxLB balances in: compare ProxLB with the row under its rules.
-A pvetop note says where auto mode ends, planning again after each plan with the guests moved
-so far in cooldown (a plan holds at most 100 moves; on 30 nodes / 1000 guests one is not enough).
+Where a pvetop plan stops at its cap of 100 moves (the worker plans again after every move), a note
+gives one plan without the cap, and where auto mode ends, planning again after each plan with the
+guests moved so far in cooldown until the trigger no longer fires. Where pvetop's trigger does not
+fire, a note gives the plan it makes when asked (balancer.threshold 0.01), which the ProxLB notes
+compare with.
 A ProxLB note says how soon each pvetop row reaches ProxLB's imbalance (its first moves that get
 there), so "no more moves and GiB than ProxLB" can be read where ProxLB ends as low or lower.
 """
@@ -51,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -64,7 +67,16 @@ from pvetop.engine.balancer import BalancerWorker  # noqa: E402
 from pvetop.engine.evacuation import fetch_preconditions  # noqa: E402
 from pvetop.engine.migrations import MigrationExecutor  # noqa: E402
 from pvetop.model import ClusterSnapshot  # noqa: E402
-from pvetop.policy.balance import BalancerConfig, _Planner, apply_plan, measure, plan_balance  # noqa: E402
+from pvetop.policy.balance import (  # noqa: E402
+    MAX_MOVES,
+    BalancerConfig,
+    _Planner,
+    apply_plan,
+    measure,
+    plan_balance,
+    trigger_reason,
+    trigger_threshold,
+)
 from pvetop.policy.constraints import MigratePrecondition  # noqa: E402
 from pvetop.policy.projection import ProjectedCluster  # noqa: E402
 from pvetop.policy.rules import RuleSet, parse_proxlb_tags  # noqa: E402
@@ -111,6 +123,7 @@ class Result:
     placed: dict[int, str] = field(default_factory=dict)  # pvetop rows: vmid -> target
     wall: float = 0.0  # pvetop rows: seconds with its API reads
     steps: tuple[tuple[float, float], ...] = ()  # pvetop rows: (imbalance after, GiB so far) move by move
+    asked: tuple[tuple[float, float], ...] = ()  # the same for the plan it makes when asked, if not triggered
 
 
 # --------------------------------------------------------------------------------------------- states
@@ -276,10 +289,21 @@ def run_pvetop(
 def converge(
     snapshot: ClusterSnapshot, known: dict[int, MigratePrecondition], config: BalancerConfig, now: float
 ) -> str:
-    """What the worker reaches in auto mode, which plans again after every move: each plan is
-    applied in full and the next one made on the result, the guests moved so far in their
-    cooldown, until a plan has no move. Plans, imbalance at the end, moves and GiB in all, and
-    the slowest plan's CPU seconds; empty when the first plan is all there is."""
+    """Where the plan stopped at its cap: what one plan without the cap reaches (moves, GiB, CPU
+    seconds, and how soon its first moves reach the capped plan's figure), and what the worker
+    reaches in auto mode, which plans again after every move: each plan applied in full, the next
+    one made on the result with the guests moved so far in their cooldown, until a plan has no
+    move (the trigger no longer fires). Empty when the first plan is all there is."""
+    capped = plan_balance(snapshot, RuleSet(), config, now=now, preconditions=known)
+    if len(capped.moves) < MAX_MOVES:
+        return ""
+    started = time.process_time()
+    whole = plan_balance(snapshot, RuleSet(), config, now=now, preconditions=known, max_moves=100_000)
+    seconds = time.process_time() - started
+    notes = [
+        f"one plan without the {MAX_MOVES}-move cap: {whole.after.imbalance:.4f}, {len(whole.moves)} moves, "
+        f"{whole.gib:.1f} GiB, {seconds:.2f} s CPU, {rules_broken(snapshot, placed(whole), set())[0]} broken"
+    ]
     state, cooldowns = snapshot, {}
     plans, moves, gib, slowest = 0, 0, 0.0, 0.0
     for _round in range(50):
@@ -291,13 +315,16 @@ def converge(
         state = apply_plan(state, plan.moves)
         plans, moves, gib = plans + 1, moves + len(plan.moves), gib + plan.gib
         cooldowns.update({step.vmid: now + 86400 for step in plan.moves})
-    if plans <= 1:
-        return ""
     after = measure(state, RuleSet(), BalancerConfig()).imbalance
-    return (
-        f"auto, planning again until done: {plans} plans, {after:.3f}, {moves} moves, {gib:.1f} GiB, "
+    notes.append(
+        f"auto, planning again until the trigger stops: {plans} plans, {after:.3f}, {moves} moves, {gib:.1f} GiB, "
         f"slowest plan {slowest:.2f} s"
     )
+    return "; ".join(notes)
+
+
+def placed(plan) -> dict[int, str]:
+    return {step.vmid: step.move.target for step in plan.moves}
 
 
 def all_preconditions(sim, snapshot: ClusterSnapshot) -> dict[int, MigratePrecondition]:
@@ -308,11 +335,35 @@ def all_preconditions(sim, snapshot: ClusterSnapshot) -> dict[int, MigratePrecon
 
 
 def reach(result: Result, level: float) -> str:
-    """How soon a pvetop plan reaches ``level``: its first moves that get there."""
-    for count, (imbalance, gib) in enumerate(result.steps, 1):
+    """How soon a pvetop plan reaches ``level``: its first moves that get there (those of the plan
+    it makes when asked, where its trigger did not fire)."""
+    asked = " asked" if result.asked else ""
+    for count, (imbalance, gib) in enumerate(result.asked or result.steps, 1):
         if imbalance <= level + 1e-9:
-            return f"{result.tool} reaches it in {count} moves, {gib:.1f} GiB"
-    return f"{result.tool} stops above it"
+            return f"{result.tool}{asked} reaches it in {count} moves, {gib:.1f} GiB"
+    return f"{result.tool} stops above it" if not result.moves and not asked else f"{result.tool}{asked} stops above it"
+
+
+def ask(
+    snapshot: ClusterSnapshot, known: dict[int, MigratePrecondition], config: BalancerConfig, now: float, ours: Result
+) -> str:
+    """Where pvetop's trigger does not fire, the plan it makes when asked (balancer.threshold at
+    its lowest, 0.01): the planner against ProxLB's, beside the trigger's decision."""
+    figures = measure(snapshot, RuleSet(), config)
+    if ours.moves or trigger_reason(figures, config) is not None:
+        return ""
+    plan = plan_balance(snapshot, RuleSet(), replace(config, threshold=0.01), now=now, preconditions=known)
+    so_far, steps = 0.0, []
+    for step in plan.moves:
+        so_far += step.gib
+        steps.append((step.imbalance_after, so_far))
+    ours.asked = tuple(steps)
+    threshold = trigger_threshold(config, len(figures.loads))
+    return (
+        f"not triggered ({figures.imbalance:.3f} ≤ {threshold:.3f}, hottest {figures.hottest} at "
+        f"{figures.hottest_memory:.0%} memory); asked: {plan.after.imbalance:.3f}, {len(plan.moves)} moves, "
+        f"{plan.gib:.1f} GiB, {rules_broken(snapshot, placed(plan), set())[0]} broken"
+    )
 
 
 def proxlb_config(info: dict, log_dir: Path, *, solver: bool) -> dict:
@@ -411,8 +462,10 @@ def minimum_gib(
 
     Loads are integers (1/SCALE of a node's load); the imbalance test n·Σload² ≤ f·(Σload)² is
     exact through product variables, and linear cuts beside it give the solver's LP a useful
-    bound: tangents below each load² (a square lies above its tangents) and the chord above
-    (Σload)² over the range Σload can take (a square lies below its chords). pvetop's own plan
+    bound: tangents below each load² (a square lies above its tangents), the chord above
+    (Σload)² over the range Σload can take (a square lies below its chords), and each node's load
+    within mean · (1 ± target·√(n(n−1))) (no node deviates more than all of them together): on
+    smb this band lifts the proven lower bound from 153 to 207 GiB. pvetop's own plan
     is the hint, so the solver starts from a solution and only looks for cheaper ones.
     """
     from ortools.sat.python import cp_model
@@ -503,6 +556,12 @@ def minimum_gib(
     loose = target + ROUNDING
     factor = round((1 + loose * loose * (n - 1)) * 1_000_000)
     model.Add(1_000_000 * n * sum(squares) <= factor * total_sq)
+    # implied, and linear: one node's deviation is at most all of them, |load − mean| ≤ mean·target·√(n(n−1)),
+    # which gives the solver's LP a bound per node (the quadratic alone leaves it weak)
+    band = round(loose * math.sqrt(n * (n - 1)) * 1_000_000)
+    for load in loads:
+        model.Add(1_000_000 * n * load <= (1_000_000 + band) * total)
+        model.Add(1_000_000 * n * load >= (1_000_000 - band) * total)
     moved = []
     for index, unit in enumerate(units):
         moved.append(max(1, unit.mem // MIB) * (1 - place[index, unit.source]))
@@ -594,6 +653,7 @@ def main() -> int:
                     allowed = len(local & set(ours.placed)) if config.local_disks else 0
                     notes = [ours.note, f"{allowed} VMs with local disks (allowed here)" if allowed else ""]
                     notes.append(converge(snapshot, every, config, sim.cluster.now) if ours.moves else "")
+                    notes.append(ask(snapshot, every, config, sim.cluster.now, ours))
                     notes.append(f"{ours.wall:.1f}s wall with its API reads")
                     ours.note = "; ".join(part for part in notes if part)
                 before = measure(snapshot, RuleSet(), BalancerConfig())
