@@ -24,10 +24,10 @@ import wakeonlan
 
 from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.intents import standby_reason
-from pvetop.engine.migrations import MigrationExecutor
+from pvetop.engine.migrations import MigrationExecutor, MigrationJob
 from pvetop.errors import PvetopError, UsageError
 from pvetop.model import ClusterSnapshot, Guest, LocalVolumes, MigratePrecondition, Node
-from pvetop.policy.placement import plan_bulk_move
+from pvetop.policy.placement import PlannedMove, comigrating, plan_bulk_move
 from pvetop.policy.power import (
     POWER_SETTINGS,
     EnergyReport,
@@ -53,6 +53,7 @@ DRAINED = "power.drained"  # setting: {node: {vmid: local storage its disks came
 MARGIN_KEY = "power.failure_margin"
 SHUTDOWN_TIMEOUT = 900.0  # seconds a node gets to go offline after PVE accepted the shutdown
 GUEST_SHUTDOWN_TIMEOUT = 300.0  # seconds a guest that sleeps with its node gets to shut down
+COMIGRATE_TIMEOUT = 600.0  # seconds a guest PVE's HA manager moves along with its partner gets to arrive
 POWER_ACTIONS = ("power.off", "power.wake")
 HISTORY_GAP = 600.0  # seconds without a sample of a node after which its rrddata is read again
 HISTORY_KEPT = 4200.0  # seconds of samples kept per node (an rrd hour: 70 one-minute rows)
@@ -437,7 +438,7 @@ class PowerWorker:
         self._set(node, "draining", f"{len(decision.drain.moves) if decision.drain else 0} moves")
         try:
             origins = {vmid: volumes.storages[0] for vmid, volumes in inputs.local_volumes.items()}
-            return await self._power_off(node, decision, actor, origins)
+            return await self._power_off(node, decision, actor, origins, snapshot)
         except PvetopError as exc:
             return await self._power_off_failed(node, actor, f"{exc.message}", decision)
 
@@ -448,14 +449,12 @@ class PowerWorker:
         return PowerOutcome(node, "power_off", False, why, decision)
 
     async def _power_off(
-        self, node: str, decision: NodeDecision, actor: str, origins: Mapping[int, str]
+        self, node: str, decision: NodeDecision, actor: str, origins: Mapping[int, str], snapshot: ClusterSnapshot
     ) -> PowerOutcome:
-        executor = self.executor
-        assert executor is not None
         drain = decision.drain
-        jobs = [executor.submit(move, actor=actor) for move in (drain.moves if drain else ())]
-        await executor.wait(jobs)
+        jobs, along = await self._move(drain.moves if drain else (), snapshot, actor)
         moved = {str(job.vmid): origins.get(job.vmid, "") if job.move.target_storage else "" for job in jobs}
+        moved.update({str(move.vmid): "" for move in along})
         if moved and self.store is not None:
             await self._call(
                 self.store.update_setting,
@@ -504,6 +503,33 @@ class PowerWorker:
         self._set(node, "off")
         await self._journal(actor, "power.off", node, {"sleepers": list(decision.sleepers)}, "ok")
         return PowerOutcome(node, "power_off", True, "offline", decision)
+
+    async def _move(
+        self, moves: Iterable[PlannedMove], snapshot: ClusterSnapshot, actor: str
+    ) -> tuple[list[MigrationJob], list[PlannedMove]]:
+        """Runs the moves and waits for them; a guest PVE's HA manager moves along with a partner
+        is journaled, not asked for, and waited for until it arrived (or ``COMIGRATE_TIMEOUT``)."""
+        executor = self.executor
+        assert executor is not None
+        asked, along = comigrating(snapshot, moves)
+        for move, leader in along:
+            params = {"source": move.source, "target": move.target, "via_ha": True, "reason": move.reason}
+            result = f"comigrates with {leader} (PVE's HA manager moves positive-affinity partners)"
+            if self.store is not None:
+                target = f"guest/{move.vmid}"
+                await self._call(self.store.journal, self.cluster, actor, "migrate", target, params, result)
+        jobs = [executor.submit(move, actor=actor) for move in asked]
+        await executor.wait(jobs)
+        if along and all(job.succeeded for job in jobs):
+
+            def arrived(snapshot: ClusterSnapshot) -> bool:
+                guests = snapshot.guest_by_vmid
+                return all(
+                    m.vmid in guests and guests[m.vmid].node == m.target and not guests[m.vmid].lock for m, _ in along
+                )
+
+            await self._wait_for(arrived, COMIGRATE_TIMEOUT)
+        return jobs, [move for move, _ in along]
 
     async def _await_task(self, upid: str, timeout: float) -> None:
         deadline = self.clock() + timeout
@@ -589,8 +615,6 @@ class PowerWorker:
         if not drained:
             return
         settings = await self._call(self.settings)
-        executor = self.executor
-        assert executor is not None
         guests = [snapshot.guest_by_vmid[int(v)] for v in drained if int(v) in snapshot.guest_by_vmid]
         away = [g for g in guests if g.node != node and g.running]
         if settings.return_guests and away:
@@ -609,8 +633,7 @@ class PowerWorker:
                 replace(move, reason=f"back to {node} after its wake", target_storage=drained[str(move.vmid)] or None)
                 for move in plan.moves
             ]
-            jobs = [executor.submit(move, actor=actor) for move in moves]
-            await executor.wait(jobs)
+            jobs, _ = await self._move(moves, snapshot, actor)
             for job in jobs:
                 if not job.succeeded:
                     self._alert(f"{node}: guest {job.vmid} did not move back after the wake: {job.error}")

@@ -36,6 +36,7 @@ from pvetop.policy.constraints import (
     BLOCKING,
     Constraints,
     Kind,
+    ha_comigrates,
     ha_local_disks_problem,
     ha_preferred_nodes,
 )
@@ -976,17 +977,7 @@ class _Planner:
 
     def _comigrates(self, leader: Guest, guest: Guest) -> bool:
         """Whether PVE's HA manager moves ``guest`` along when ``leader`` is asked to move."""
-        return (
-            leader.ha_managed
-            and guest.ha_managed
-            and any(
-                rule.type == "resource-affinity"
-                and rule.affinity == "positive"
-                and not rule.disabled
-                and {leader.sid, guest.sid} <= set(rule.resources)
-                for rule in self.snapshot.ha_rules
-            )
-        )
+        return ha_comigrates(self.snapshot, leader, guest)
 
     def _reason(self, unit: _Unit, source: str, target: str, figures: _Figures, after: float) -> str:
         together = f" with {', '.join(str(v) for v in unit.vmids[1:])}" if len(unit.guests) > 1 else ""

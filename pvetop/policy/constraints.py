@@ -68,6 +68,23 @@ def ha_preferred_nodes(rule: HaRule, online: Iterable[str]) -> frozenset[str] | 
     return frozenset(name for name, priority in listed if priority == top)
 
 
+def ha_comigrates(snapshot: ClusterSnapshot, leader: Guest, guest: Guest) -> bool:
+    """Whether PVE's HA manager moves ``guest`` along when ``leader`` is asked to move: both are
+    HA-managed in one enabled positive resource-affinity rule (pve-ha-manager Manager.pm
+    queue_resource_motion)."""
+    return (
+        leader.ha_managed
+        and guest.ha_managed
+        and any(
+            rule.type == "resource-affinity"
+            and rule.affinity == "positive"
+            and not rule.disabled
+            and {leader.sid, guest.sid} <= set(rule.resources)
+            for rule in snapshot.ha_rules
+        )
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: Kind

@@ -22,6 +22,7 @@ from pvetop.policy.constraints import (
     Verdict,
     check_mode,
     gib,
+    ha_comigrates,
 )
 from pvetop.policy.metrics import Balance
 from pvetop.policy.projection import Demand, NodeUsage, ProjectedCluster
@@ -82,6 +83,34 @@ class PlannedMove:
     reason: str
     warnings: tuple[str, ...] = ()
     target_storage: str | None = None  # where local disks are copied when the target lacks their storage
+
+
+def comigrating(
+    snapshot: ClusterSnapshot, moves: Iterable[PlannedMove]
+) -> tuple[list[PlannedMove], list[tuple[PlannedMove, int]]]:
+    """The moves to ask for, and those PVE's HA manager makes along with an earlier one from the
+    same node to the same node (each with that one's vmid): a request of its own for a partner
+    already on its way fails once the partner has left its node."""
+    guests = snapshot.guest_by_vmid
+    asked: list[PlannedMove] = []
+    along: list[tuple[PlannedMove, int]] = []
+    for move in moves:
+        leader = next(
+            (
+                earlier
+                for earlier in asked
+                if (earlier.source, earlier.target) == (move.source, move.target)
+                and earlier.vmid in guests
+                and move.vmid in guests
+                and ha_comigrates(snapshot, guests[earlier.vmid], guests[move.vmid])
+            ),
+            None,
+        )
+        if leader is None:
+            asked.append(move)
+        else:
+            along.append((move, leader.vmid))
+    return asked, along
 
 
 @dataclass(frozen=True, slots=True)

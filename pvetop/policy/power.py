@@ -751,8 +751,10 @@ class _Evaluation:
         if len(after_on) < 1:
             return "no node left"
         largest = max(after_on, key=lambda n: (projection.usage_of(n).maxmem, n))
-        placed = [
-            g for g in self.snapshot.guests if g.ha_managed and g.running and projection.node_of(g.vmid) == largest
+        placed = [  # the drained cluster's guests: those that sleep with the node are not in it
+            g
+            for g in projection.snapshot.guests
+            if g.ha_managed and g.running and projection.node_of(g.vmid) == largest
         ]
         if not placed:
             return None

@@ -14,8 +14,9 @@ import pytest
 from pvetop.config import settings_from_sim_info
 from pvetop.engine.power import SLEPT, PowerWorker, energy, load_settings, mark_sleep_with_node
 from pvetop.pve import PveClient
-from tests.engine.powerdrive import count_reads, follow
-from tests.engine.simdrive import drive
+from pvetop.store import open_store
+from tests.engine.powerdrive import count_reads, follow, sim_client
+from tests.engine.simdrive import drive, running_sim
 
 BIG = "pve-big"
 CLUSTER = "homelab"
@@ -157,3 +158,31 @@ async def test_the_node_pvetop_talks_to_stays_on_unless_another_endpoint_answers
     assert endpoint_rule in await refusals(BIG)
     assert endpoint_rule not in await refusals(BIG, "pve-mini1")
     assert endpoint_rule not in await refusals("pve-mini1")
+
+
+async def test_drain_asks_for_one_of_two_ha_partners_and_waits_for_the_other(tmp_path):
+    """smb's vm:106 and vm:107 (positive HA affinity) run on pve5: PVE's HA manager moves 107
+    along with 106, so the drain asks for 106 only, journals 107 as coming along and waits for it
+    (asked for on its own, 107's request failed once it had left pve5: 'drain incomplete')."""
+    with running_sim("smb") as smb, sim_client(smb) as api, open_store(str(tmp_path / "rules.sqlite")) as rules:
+        rules.set_setting("smb", "power.wake_method", "pve")
+        rules.set_node_power("smb", "pve5", allow_power_off=True)
+        snapshot = api.fetch_snapshot()
+        on_pve5 = snapshot.guests_by_node["pve5"]
+        assert {106, 107} <= {g.vmid for g in on_pve5}
+        # the others sleep with the node (105 may not leave pve4/pve5, its anti-affine partner is on pve4)
+        for guest in on_pve5:
+            if guest.vmid not in (106, 107) and guest.running:
+                mark_sleep_with_node(rules, "smb", guest, True)
+        worker = PowerWorker(api, rules, "smb", clock=lambda: smb.cluster.now, poll=0.01)
+
+        outcome = await run(smb, worker, worker.power_off("pve5", force=True))
+
+        assert outcome.ok, outcome.detail
+        with smb.cluster.lock:
+            nodes = {vmid: smb.cluster.guests[vmid].node for vmid in (106, 107)}
+            asked = [t for t in smb.cluster.tasks if t.type == "hamigrate" and t.user == "root@pam!pvetop"]
+        assert nodes[106] == nodes[107] != "pve5"
+        assert [t.id for t in asked] == ["106"]
+        journal = {e.target: e.result for e in rules.recent_journal("smb") if e.action == "migrate"}
+        assert journal["guest/107"].startswith("comigrates with 106")

@@ -1,10 +1,12 @@
 """Evacuating a node: where every guest goes, who needs a decision, who cannot go anywhere."""
 
+from dataclasses import replace
+
 import pytest
 
 from pvetop.errors import UsageError
 from pvetop.model import MigratePrecondition
-from pvetop.policy.placement import plan_evacuation
+from pvetop.policy.placement import comigrating, plan_evacuation, planned_move
 from pvetop.policy.rules import RuleSet
 from tests.factories import GIB, make_guest, make_ha_rule, make_node, make_snapshot
 
@@ -310,3 +312,17 @@ def test_an_affinity_group_too_big_for_any_node_stays_together_and_says_so():
     assert [u.reason for u in plan.unplaceable] == [
         "moves together with 100, 101: pve2: needs 60.0 GiB, 57.6 GiB free below the 90% ceiling"
     ] * 2
+
+
+def test_ha_partners_moving_together_are_asked_for_once():
+    """PVE's HA manager moves a positive-affinity partner along with the guest asked for: of two
+    moves from one node to one node, the second is not asked for; other moves are."""
+    rule = make_ha_rule("pair", "resource-affinity", ("vm:106", "vm:107"), affinity="positive")
+    guests = [make_guest(v, "pve1", hastate="started") for v in (106, 107)] + [make_guest(108, "pve1")]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, ha_rules=(rule,))
+    moves = [planned_move(snap.guest_by_vmid[v], "pve1", "pve2", "test", None) for v in (106, 107, 108)]
+    asked, along = comigrating(snap, moves)
+    assert [m.vmid for m in asked] == [106, 108] and [(m.vmid, leader) for m, leader in along] == [(107, 106)]
+    apart = [moves[0], planned_move(snap.guest_by_vmid[107], "pve1", "pve3", "test", None)]
+    assert [m.vmid for m in comigrating(snap, apart)[0]] == [106, 107]  # not to one node: both asked for
+    assert comigrating(replace(snap, ha_rules=()), moves)[1] == []

@@ -190,6 +190,17 @@ def test_drain_sends_an_ha_guest_only_where_its_node_affinity_keeps_it():
     assert any("guest 200 (vm200) cannot move" in r and "prefers big" in r for r in decision.refusals)
 
 
+def test_an_ha_guest_that_sleeps_with_its_node_is_not_placed_after_a_failure():
+    """The HA check after the drain weighs the drained cluster: a sleeping HA guest is shut down
+    with the node (it was looked up in the drain's projection, which lacks it: KeyError)."""
+    snapshot = homelab()
+    ha = replace(snapshot.guest_by_vmid[200], hastate="started")
+    snapshot = replace(snapshot, guests=tuple(ha if g.vmid == 200 else g for g in snapshot.guests))
+    decision = plan_power(inputs(snapshot, sleepers={200: "vm200"})).decision("big")
+    assert decision.action == "power_off" and decision.sleepers == (200,)
+    assert "HA guests fit: yes" in decision.reasons
+
+
 def test_locked_guest_keeps_its_node_on():
     rules = RuleSet(locks={200})
     decision = plan_power(inputs(rules=rules)).decision("big")
