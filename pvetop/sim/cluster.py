@@ -174,7 +174,7 @@ class SimCluster:
                 arc=int(float(spec.get("arc_gib", 0)) * GIB),
                 services=int(float(spec.get("services_gib", 0)) * GIB),
             )
-            node.power_history.append((self.now - uptime, power == "online"))
+            node.power_changed(self.now - uptime, power == "online")
             self.nodes[node.name] = node
         self.storages = [
             SimStorage(
@@ -638,7 +638,7 @@ class SimCluster:
         was_online = node.reachable
         node.power = power
         if node.reachable != was_online:
-            node.power_history.append((self.now, node.reachable))
+            node.power_changed(self.now, node.reachable)
             for listener in self.power_listeners:
                 listener(node)
         self.revision += 1

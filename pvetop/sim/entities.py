@@ -19,6 +19,8 @@ ONLINE, SHUTTING_DOWN, OFF, BOOTING, CRASHED = "online", "shutting-down", "off",
 POWER_STATES = (ONLINE, SHUTTING_DOWN, OFF, BOOTING, CRASHED)
 THIN_TYPES = {"lvmthin", "zfspool", "rbd"}
 THIN_FILL = 0.55  # share of a thin-provisioned disk's size actually allocated
+# power states older than the longest RRD archive (year: 1440 points of 6 h) are never drawn again
+POWER_HISTORY_SECONDS = 400 * 86400
 
 
 def allocated_bytes(size: int, storage_type: str) -> int:
@@ -72,6 +74,14 @@ class SimNode:
     def base_memory(self) -> int:
         """Memory the host itself uses (kernel, pve services, page tables, ARC, other daemons)."""
         return int(1.5 * GIB + 0.02 * self.memory) + self.arc + self.services
+
+    def power_changed(self, when: float, online: bool) -> None:
+        """Records the change; states older than ``POWER_HISTORY_SECONDS`` go, like RRD's fixed-size
+        archives (the last one before the horizon stays: it is the state at the horizon)."""
+        self.power_history.append((when, online))
+        horizon = when - POWER_HISTORY_SECONDS
+        while len(self.power_history) > 1 and self.power_history[1][0] <= horizon:
+            del self.power_history[0]
 
     def online_at(self, t: float) -> bool:
         state = True

@@ -11,6 +11,7 @@ The CRM's log lines (syslog in real PVE) are kept in ``log`` for tests and tools
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ FENCE_DELAY = 60.0  # NodeStatus.pm $fence_delay: a node offline this long gets 
 LOCK_TIMEOUT = 120.0  # pmxcfs lock lifetime: a dead node's agent lock (or the manager lock) frees after it
 WATCHDOG_TIMEOUT = 60.0  # watchdog-mux: a client that stops updating resets the node after this
 MAX_ACTIVE_IDLE_ROUNDS = 60  # LRM.pm: an LRM without services gives up its lock after ~10 min
+LOG_ENTRIES = 5000  # the manager's syslog lines kept: journald's journal is bounded too
 ACTIVE_STATES = ("stopped", "freeze", "error", "request_start")  # Tools::count_active_services skips these
 
 
@@ -68,7 +70,7 @@ class Lrm:
 class HaManager:
     def __init__(self, cluster: SimCluster):
         self.cluster = cluster
-        self.log: list[tuple[float, str, str]] = []
+        self.log: deque[tuple[float, str, str]] = deque(maxlen=LOG_ENTRIES)
         self.commands: list[str] = []
         self.services: dict[str, Service] = {}
         self.node_state: dict[str, str] = {}

@@ -17,7 +17,9 @@ from proxmoxer.core import ResourceException
 from pvetop.cli import main
 from pvetop.sim import views
 from pvetop.sim.cluster import DEFAULT_START, SimCluster
+from pvetop.sim.entities import POWER_HISTORY_SECONDS
 from pvetop.sim.errors import ScenarioError
+from pvetop.sim.ha import LOG_ENTRIES
 from pvetop.sim.load import LoadCurve
 from pvetop.sim.runner import INFO_KEYS
 from pvetop.sim.scenarios import list_scenarios, load_scenario
@@ -124,6 +126,23 @@ def test_node_rrddata_shows_the_gap_while_a_node_was_off():
     rows = views.node_rrddata(cluster, cluster.nodes["pve-big"], "hour", "AVERAGE")
     assert rows[-1] == {"time": rows[-1]["time"]}
     assert "cpu" in rows[0]
+
+
+def test_power_history_and_ha_log_are_bounded_as_pve_bounds_them():
+    """A node's power states older than the longest RRD archive go (the one before the horizon
+    stays: the state there); the HA manager keeps its last LOG_ENTRIES lines, as a bounded journal."""
+    cluster = SimCluster("smb", manual_clock=True)
+    node = cluster.nodes["pve3"]
+    start = cluster.now
+    for day in range(2 * 400):
+        node.power_changed(start + day * 86400, online=day % 2 == 0)
+    last = start + (2 * 400 - 1) * 86400
+    assert len(node.power_history) <= 402
+    assert node.power_history[0][0] <= last - POWER_HISTORY_SECONDS < node.power_history[1][0]
+    assert [node.online_at(last - k * 86400) for k in range(3)] == [False, True, False]
+    for n in range(LOG_ENTRIES + 10):
+        cluster.ha.say("info", f"line {n}")
+    assert len(cluster.ha.log) == LOG_ENTRIES and cluster.ha.log[-1][2] == f"line {LOG_ENTRIES + 9}"
 
 
 def test_builtin_scenarios():

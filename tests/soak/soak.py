@@ -636,6 +636,7 @@ class Soak:
             self._record("guests kept", checks.guests_kept(first, last, self._excused(sim, last, store)))
         elif self.progress_every and figures.simulated >= self._next_progress:
             self._next_progress += self.progress_every
+            gc.collect()  # measured as the first cycle's and the last figure are
             figures.rss_end_kib = rss_kib()  # "at the end" of the run so far
             self.show(f"--- after {figures.simulated / HOUR:.0f} simulated hours\n{figures.report()}")
 
