@@ -29,6 +29,7 @@ from typing import Any
 
 from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.intents import standby_reason
+from pvetop.engine.jobs import KEPT_ALERTS
 from pvetop.engine.migrations import JobState, MigrationExecutor, MigrationJob
 from pvetop.errors import UsageError
 from pvetop.model import ClusterSnapshot, Guest, MigratePrecondition
@@ -166,6 +167,7 @@ class BalancerWorker:
     def _follow_jobs(self) -> None:
         """New results of the balancer's moves: failures are reported once, and any finished move
         starts a fresh smoothing window (node figures before and after a move must not mix)."""
+        self._seen_finished &= {job.id for job in self.jobs}  # of the moves still kept (HISTORY)
         for job in self.jobs:
             if job.state.finished and job.id not in self._seen_finished:
                 self._seen_finished.add(job.id)
@@ -323,7 +325,7 @@ class BalancerWorker:
             self.on_update(what)
 
     def _alert(self, text: str) -> None:
-        self.alerts.append(text)
+        self.alerts = [*self.alerts[-(KEPT_ALERTS - 1) :], text]
         self._changed("alert")
 
     async def _set_paused(self, paused: str | None) -> None:

@@ -161,6 +161,10 @@ class Daemon:
                 f"migrate: [{job.actor}] {job.label}: {job.state.value}"
                 + (f" ({result})" if job.state.finished else ""),
             )
+            if job.state.finished:  # forget the jobs the executor forgot: one topic per move grew forever
+                known = {f"job{other.id}" for other in self.executor.jobs}
+                for topic in [t for t in self._said if t.startswith("job") and t not in known]:
+                    del self._said[topic]
 
     def _balancer_changed(self, what: str) -> None:
         worker = self.balancer

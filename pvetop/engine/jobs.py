@@ -26,6 +26,7 @@ from pvetop.pve.tasks import TaskStatus
 LOST_AFTER = 300.0  # seconds of failing reads (API unreachable) before a job is reported as lost
 HA_FOLLOWUP_TIMEOUT = 180.0  # seconds the HA manager gets to start the real task
 KEPT_FINISHED_JOBS = 200  # finished jobs remembered for the tasks pane (the journal keeps them all)
+KEPT_ALERTS = 50  # a worker's alerts remembered for the screens (the daemon's log has them all)
 
 
 class JobState(StrEnum):

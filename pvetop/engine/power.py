@@ -24,6 +24,7 @@ import wakeonlan
 
 from pvetop.engine.evacuation import fetch_preconditions
 from pvetop.engine.intents import standby_reason
+from pvetop.engine.jobs import KEPT_ALERTS
 from pvetop.engine.migrations import MigrationExecutor, MigrationJob
 from pvetop.errors import PvetopError, UsageError
 from pvetop.model import ClusterSnapshot, Guest, LocalVolumes, MigratePrecondition, Node
@@ -383,7 +384,7 @@ class PowerWorker:
             self.on_update(what)
 
     def _alert(self, text: str) -> None:
-        self.alerts.append(text)
+        self.alerts = [*self.alerts[-(KEPT_ALERTS - 1) :], text]
         self._changed("alert")
 
     async def _journal(self, actor: str, action: str, node: str, params: Mapping[str, Any], result: str) -> None:
