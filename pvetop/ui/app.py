@@ -28,6 +28,7 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.reactive import var
 from textual.screen import Screen
@@ -536,6 +537,17 @@ class PvetopApp(ReadOnlyGuard, App):
             await super().action_quit()
         else:
             self.push_screen(ConfirmScreen(question, yes="Quit"), lambda confirmed: self.exit() if confirmed else None)
+
+    def pop_screen(self) -> AwaitComplete:
+        """A screen closed for good has its widgets' drawn lines dropped first: Textual keeps each
+        widget's line cache alive after the widget is gone (an ``lru_cache`` on a method of it
+        holds up to 1024 of them), ~1000 lines (~15k objects) for each walk through the screens."""
+        closing = self.screen
+        done = super().pop_screen()
+        if not self.is_screen_installed(closing):
+            for widget in closing.walk_children(with_self=True):
+                widget.refresh()  # a refresh of the whole widget empties its line cache
+        return done
 
     def action_take_over(self) -> None:
         if self.acting is not None:
