@@ -143,11 +143,23 @@ def test_edge_13_uptime_has_one_format():
 
 
 def test_edge_14_imbalance_is_written_one_way_everywhere():
+    """A percentage in the header, the dialogs, the report, the CLI and the planner's own words
+    (trigger, summary, move reasons): never "0.51 above 0.25" beside "51%"."""
+    import re
+
+    from pvetop.cli import balance as cli_balance
     from pvetop.engine import report
-    from pvetop.policy.metrics import imbalance_text
+    from pvetop.policy.balance import plan_balance
+    from pvetop.policy.metrics import imbalance_change, imbalance_text
     from pvetop.ui import balancer, header
     from pvetop.ui.migrate import bulk
+    from tests.policy.test_balance import hot_cluster
 
     assert imbalance_text(0.283) == "28%"
-    for module in (report, header, balancer, bulk):
-        assert "imbalance_text" in vars(module), module.__name__
+    for module in (report, header, balancer, bulk, cli_balance):
+        assert {"imbalance_text", "imbalance_change"} & set(vars(module)), module.__name__
+    plan = plan_balance(hot_cluster())
+    words = [plan.trigger or "", plan.summary, *(step.move.reason for step in plan.moves)]
+    assert plan.moves and all("%" in text for text in words)
+    assert not [text for text in words if re.search(r"imbalance[^;]*\b0\.\d", text)], words
+    assert imbalance_change(plan.before.imbalance, plan.after.imbalance) in plan.summary
