@@ -14,7 +14,7 @@ from pvetop.config import settings_from_sim_info
 from pvetop.engine.power import PowerWorker
 from pvetop.pve import PveClient
 from pvetop.store import open_store
-from tests.engine.simdrive import drive
+from tests.engine.simdrive import TaskReads, drive
 
 
 def sim_client(sim) -> PveClient:
@@ -53,21 +53,24 @@ def count_reads(worker: PowerWorker) -> list[int]:
 
 async def follow(sim, worker: PowerWorker, done: Callable[[], bool], *, limit: float = 6 * 3600) -> None:
     """Moves time while the worker acts: in lock-step with its task reads while migrations run,
-    otherwise 2 s at a time, each step waiting until the worker has read the cluster again."""
+    otherwise 2 s at a time, each step waiting until the worker has read the cluster (or the task
+    it waits on, such as a guest's shutdown) again."""
     start = sim.cluster.now
     executor = worker.executor
     reads = count_reads(worker)
+    task_reads = TaskReads.of(sim)
     while not done():
         if sim.cluster.now - start > limit:
             raise AssertionError(f"the power worker was still busy after {limit:g} simulated seconds")
         if executor is not None and executor.busy:
             await drive(sim, lambda: done() or not executor.busy, step=2.0, limit=limit)
             continue
-        seen = reads[0]
+        seen, seen_tasks = reads[0], task_reads.count
         sim.cluster.step(2.0)
         for _ in range(400):  # x 5 ms of real time at most
             await asyncio.sleep(0.005)
-            if reads[0] > seen or done() or executor is not None and executor.busy:
+            looked = reads[0] > seen or task_reads.count > seen_tasks  # a snapshot, or a task it waits on
+            if looked or done() or executor is not None and executor.busy:
                 break
 
 

@@ -16,6 +16,7 @@ BIG = "pve-big"
 @contextlib.asynccontextmanager
 async def power_pilot(store, **kwargs):
     async with planned_pilot(store, install_power, lambda app: app.power, **kwargs) as (sim, app, pilot):
+        app.power.worker.poll = 0.05  # real seconds between its looks at a node going down or coming up
         await pilot.press("W")
         await wait_until(pilot, lambda: isinstance(app.screen, PowerScreen))
         yield sim, app, pilot
