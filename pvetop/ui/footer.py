@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from textual.binding import Binding
 from textual.widgets import Footer
+
+Keys = list[tuple[Binding, bool, str, str]]  # each shown binding, enabled, its tooltip and key display
 
 
 class KeyFooter(Footer):
@@ -22,9 +23,9 @@ class KeyFooter(Footer):
     keys would be the same, and while its screen is hidden (the dashboard's footer recomposed
     twice for each screen opened over it, and an installed screen's once more as it closed)."""
 
-    _shown: Any = None  # what the last recompose showed (see _keys)
+    _shown: Keys | None = None  # what the last recompose showed
 
-    def _keys(self) -> Any:
+    def _keys(self) -> Keys:
         """What ``compose`` shows: the enabled state, tooltip and key display of each shown binding."""
         app = self.app
         return [

@@ -10,8 +10,10 @@ runs in this process, as with ``pvetop --demo large``. Figures:
   ``startup_ms`` adds starting the simulator and connecting, as ``pvetop --demo`` does.
 - ``apply_ms``: UI-thread time to diff a refresh into the tables where ~20 % of the guests
   changed (p50/p95), sorted by CPU so rows move every time; ``frame_ms`` the same plus drawing
-  the next frame (a 160x50 terminal); ``sim_step_*``: the same for a real 2 s simulator step,
-  where every running guest's figures move.
+  the next frame as Textual draws it (a 160x50 terminal; the guest table's every line, as its
+  rows move); ``full_repaint_cpu_ms``: drawing every line of the screen again after that (an
+  upper bound); ``sim_step_*``: the same for a real 2 s simulator step, where every running
+  guest's figures move.
 - ``*_cpu_ms``: the same two as CPU time of the UI thread, which other processes on a busy
   machine do not inflate (wall-clock figures there are mostly time spent waiting for a core);
   ``load_average``: the machine's 1-minute load before and after, to read the figures by.
@@ -97,31 +99,35 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
         await pilot.pause()
         rng = random.Random(1)
 
-        async def timed(refresh) -> tuple[float, float, float, float]:
+        async def timed(refresh) -> tuple[float, float, float, float, float]:
             """UI-thread ms to apply ``refresh``, and to apply it and draw the next frame: wall
-            clock, then CPU time."""
+            clock, then CPU time; and the CPU time of drawing the whole screen again after it."""
             before, before_cpu = time.perf_counter(), time.thread_time()
             app.apply_refresh(refresh)
             applied, applied_cpu = time.perf_counter(), time.thread_time()
-            app.screen.refresh()  # the whole screen, not only what changed (an upper bound)
-            await app.screen.wait_for_refresh()  # Textual's next frame, as it draws every frame
+            await app.screen.wait_for_refresh()  # the next frame, as Textual draws it
             drawn, drawn_cpu = time.perf_counter(), time.thread_time()
+            app.screen.refresh()  # every line of the screen, the screen's own background too
+            await app.screen.wait_for_refresh()
+            repainted_cpu = time.thread_time()
             await pilot.pause()
             return (
                 (applied - before) * 1000,
                 (drawn - before) * 1000,
                 (applied_cpu - before_cpu) * 1000,
                 (drawn_cpu - before_cpu) * 1000,
+                (repainted_cpu - drawn_cpu) * 1000,
             )
 
-        apply_ms, frame_ms, apply_cpu_ms, frame_cpu_ms, prepare_ms = [], [], [], [], []
+        apply_ms, frame_ms, apply_cpu_ms, frame_cpu_ms, repaint_cpu_ms, prepare_ms = [], [], [], [], [], []
         for _ in range(ROUNDS):
             snapshot = with_changes(app.latest.snapshot, rng, app.interval)
             start = time.perf_counter()
             app.take_retired().clear()  # what the app's poll thread does before it fetches
             refresh = prepare(snapshot, app.latest, app.marks, app.clock(), app.guest_table.sorting)
             prepare_ms.append((time.perf_counter() - start) * 1000)
-            applied, framed, applied_cpu, framed_cpu = await timed(refresh)
+            applied, framed, applied_cpu, framed_cpu, repainted_cpu = await timed(refresh)
+            repaint_cpu_ms.append(repainted_cpu)
             apply_ms.append(applied)
             frame_ms.append(framed)
             apply_cpu_ms.append(applied_cpu)
@@ -131,7 +137,7 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
             sim.cluster.step(2)
             app.take_retired().clear()
             refresh = prepare(client.fetch_snapshot(), app.latest, app.marks, app.clock(), app.guest_table.sorting)
-            applied, framed, _, _ = await timed(refresh)
+            applied, framed, *_ = await timed(refresh)
             step_apply.append(applied)
             step_frame.append(framed)
     figures.update(
@@ -143,6 +149,7 @@ async def measure(app: PvetopApp, sim, client: PveClient, started: float) -> dic
             "apply_cpu_ms_p95": percentile(apply_cpu_ms, 0.95),
             "frame_cpu_ms_p50": percentile(frame_cpu_ms, 0.5),
             "frame_cpu_ms_p95": percentile(frame_cpu_ms, 0.95),
+            "full_repaint_cpu_ms_p95": percentile(repaint_cpu_ms, 0.95),
             "prepare_ms_median": round(statistics.median(prepare_ms), 1),
             "sim_step_apply_ms_p50": percentile(step_apply, 0.5),
             "sim_step_frame_ms_p50": percentile(step_frame, 0.5),
