@@ -471,6 +471,10 @@ class Soak:
         def sample() -> None:
             samples.append(take_sample(sim))
 
+        def tick() -> None:  # the schedule keeps time while the daemon follows its moves too
+            self._faults(sim, sim.cluster.now - start, crashed)
+            sample()
+
         while sim.cluster.now - start < hours * HOUR:
             self._faults(sim, sim.cluster.now - start, crashed)
             await daemon.lease.claim()  # renewed every round: the lease runs on simulated time
@@ -481,7 +485,7 @@ class Soak:
                 self._found("no traceback", [f"round raised {exc!r} at {where.filename}:{where.lineno}"])
             figures.rounds += 1
             before = sim.cluster.now
-            await self._follow(sim, daemon, sample)
+            await self._follow(sim, daemon, tick)
             if sim.cluster.now == before:
                 sim.cluster.step(self.round_seconds)
             sample()
@@ -533,7 +537,8 @@ class Soak:
 
     def _faults(self, sim, elapsed: float, crashed: dict[str, float]) -> None:
         """Starts the faults whose time has come since the last call, ends those whose hold is over
-        (time may have jumped several rounds while the daemon migrated)."""
+        (time may have jumped several rounds while the daemon migrated). A window that began and
+        ended within one jump is not injected: started after its end, it stayed on a whole cycle."""
         cluster = sim.cluster
         since, self._elapsed = self._elapsed, elapsed
 
@@ -543,9 +548,10 @@ class Soak:
 
         with cluster.lock:
             for fault in SCHEDULE:
-                if fault.values and fault.hold and due(fault.at + fault.hold):
+                ended = bool(fault.values and fault.hold) and due(fault.at + fault.hold)
+                if ended:
                     cluster.faults.update({key: 0 for key in fault.values}, cluster.now)
-                if due(fault.at):
+                if due(fault.at) and not ended:
                     if fault.kind in CRASHES:
                         victim = self._crash_victim(cluster, endpoint=fault.kind != "node crash")
                         if victim:

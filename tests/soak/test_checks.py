@@ -1,11 +1,15 @@
-"""Each soak checker passes on a clean record and fails on a planted violation."""
+"""Each soak checker passes on a clean record and fails on a planted violation; the fault schedule
+keeps its windows."""
 
 from __future__ import annotations
 
 import sqlite3
+from types import SimpleNamespace
 
+from pvetop.sim.cluster import SimCluster
 from tests.soak import checks
 from tests.soak.checks import JournalRow, Rules, Sample, TaskRow
+from tests.soak.soak import Soak
 
 TOKEN = "root@pam!pvetop"
 
@@ -174,3 +178,20 @@ def test_lag_within():
     assert len(checks.lag_within([0.001] * 98 + [0.5, 0.5], p99_limit=0.1)) == 1
     assert len(checks.lag_within([], p99_limit=0.1)) == 1
     assert checks.percentile([3, 1, 2], 0.5) == 2 and checks.percentile([], 0.99) == 0.0
+
+
+def test_a_fault_window_passed_while_time_jumped_is_not_left_on():
+    """The schedule's latency spike runs 10 to 20 minutes into a cycle. Seen from a round before it
+    and one after it (the daemon followed a move meanwhile), it was ended and then started again,
+    and stayed on until the next cycle's end; now it is not injected at all."""
+
+    def run(*elapsed: float) -> tuple[float, int]:
+        soak = Soak("homelab", dashboard=False)
+        sim = SimpleNamespace(cluster=SimCluster("homelab", manual_clock=True), settle=lambda: None)
+        for t in elapsed:
+            soak._faults(sim, t, {})
+        return sim.cluster.faults.latency_ms, soak.figures.faults["latency spike"]
+
+    assert run(0, 700) == (150, 1)  # on within its window
+    assert run(0, 700, 1300) == (0, 1)  # and off after it
+    assert run(0, 1300) == (0, 0)  # passed whole within one jump
