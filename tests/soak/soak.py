@@ -110,7 +110,8 @@ class Figures:
     ram_failures: int = 0
     rss_start_kib: int = 0
     rss_warm_kib: int = 0  # at the end of the first fault cycle: everything loaded and warmed up
-    rss_end_kib: int = 0
+    rss_end_kib: int = 0  # at the end of the simulated run, read as the first cycle's (judged)
+    rss_after_kib: int = 0  # after the final checks (they read the whole store) and the shutdown: shown
     lags: list[float] = field(default_factory=list)  # the dashboard's event-loop lateness, seconds
     own_lags: list[float] = field(default_factory=list)  # the part of it its own work caused
     dashboard_rss_kib: list[int] = field(default_factory=list)  # the dashboard process's, every 10 s
@@ -162,6 +163,7 @@ class Figures:
         lines.append(
             f"RSS: {self.rss_start_kib} KiB at start, {self.rss_warm_kib} KiB after the first fault cycle, "
             f"{self.rss_end_kib} KiB at the end ({self.rss_growth * 100:+.1f} % since the first cycle)"
+            + (f", {self.rss_after_kib} KiB after the final checks and the shutdown" if self.rss_after_kib else "")
         )
         return "\n".join(lines)
 
@@ -436,7 +438,7 @@ class Soak:
                 self._record("no secret shown", found, read)
         figures.wall = time.monotonic() - wall
         gc.collect()
-        figures.rss_end_kib = rss_kib()
+        figures.rss_after_kib = rss_kib()
         if hours >= RSS_CHECK_MIN_HOURS:
             growth = figures.rss_growth
             self._record(
@@ -497,6 +499,8 @@ class Soak:
                 if not figures.rss_warm_kib and sim.cluster.now - start >= CYCLE:
                     gc.collect()
                     figures.rss_warm_kib = rss_kib()
+        gc.collect()  # read as the first cycle's was: at the end of the last simulated hour
+        figures.rss_end_kib = rss_kib()
         # let the last moves and boots end with no fault active, then judge the end state
         self._clear(sim, crashed)
         for _ in range(30):
