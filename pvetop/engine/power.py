@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import wakeonlan
@@ -361,8 +362,18 @@ class PowerWorker:
     def start(self, work: Any, node: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(work, name=f"power-{node}")
         self.running[node] = task
-        task.add_done_callback(lambda _t: self.running.pop(node, None))
+        task.add_done_callback(partial(self._finished, node))
         return task
+
+    def _finished(self, node: str, task: asyncio.Task) -> None:
+        """An action started in ``auto`` whose reads failed before it began is an alert (the next
+        round plans again); its exception went unretrieved. Any other exception stays loud."""
+        self.running.pop(node, None)
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, PvetopError):
+            self._alert(f"{node}: {task.get_name()} stopped before it began: {error.message}")
+        elif error is not None:
+            raise error
 
     async def run(self) -> None:
         """Evaluates every ``power.interval`` seconds until cancelled; a failed read waits for the next round."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pvetop.engine.daemon import Daemon
 from pvetop.engine.jobs import KEPT_ALERTS, KEPT_FINISHED_JOBS, JobState
 from pvetop.engine.migrations import MigrationJob, MoveOptions
+from pvetop.errors import ApiError
 from pvetop.policy.placement import planned_move
 from pvetop.store import open_store
 from tests.factories import make_guest
@@ -37,3 +40,22 @@ def test_the_daemon_forgets_the_moves_and_alerts_its_workers_forgot(tmp_path):
             for n in range(3 * KEPT_ALERTS):
                 worker._alert(f"alert {n}")
             assert len(worker.alerts) == KEPT_ALERTS and worker.alerts[-1] == f"alert {3 * KEPT_ALERTS - 1}"
+
+
+async def test_an_automatic_power_action_whose_first_read_fails_is_an_alert(tmp_path):
+    """The soak's smb run: an automatic power-off's first read met a 500 (GET /cluster/status),
+    and asyncio said 'Task exception was never retrieved'. Now the worker alerts; the next round
+    plans again."""
+
+    async def failing() -> None:
+        raise ApiError(500, "GET /cluster/status: 500 simulated fault: internal server error")
+
+    with open_store(str(tmp_path / "rules.sqlite")) as store:
+        worker = Daemon(None, store, "test", print, clock=lambda: 0.0).power
+        task = worker.start(failing(), "pve5")
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)  # the done callback runs
+        assert not worker.running
+        assert worker.alerts == [
+            "pve5: power-pve5 stopped before it began: GET /cluster/status: 500 simulated fault: internal server error"
+        ]
