@@ -576,7 +576,9 @@ class SimCluster:
         failure = None
         if noise(self.seed, task.pid, 99) < self.faults.migration_failure_rate:
             failure = "any"
-        elif noise(self.seed, task.pid, 96) < self.faults.ram_failure_rate and online:
+        elif online and (
+            self.faults.take("ram_failures") or noise(self.seed, task.pid, 96) < self.faults.ram_failure_rate
+        ):
             failure = "ram"
         if failure is not None:
             self.injected[f"migration failure ({failure})"] += 1

@@ -16,6 +16,9 @@ class Faults:
     memory); ``ram_failure_rate`` fails a live migration while its memory is being copied (the
     VM keeps running on its source). ``lost_answer_rate`` is the share of migrate POSTs that the
     cluster carries out but whose answer never comes back (the client times out).
+    ``ram_failures`` and ``lost_answers`` are counts: the next N live migrations fail in their RAM
+    phase, the next N migrate POSTs lose their answer, whatever the rates (a fault that must
+    strike once it is set, however few moves fall while it is).
 
     ``outage_until`` is a simulated time before which every /api2 request has its connection
     dropped; setting ``outage_seconds`` through the control API starts such a window.
@@ -28,6 +31,8 @@ class Faults:
     wol_drop_rate: float = 0.0
     ram_failure_rate: float = 0.0
     lost_answer_rate: float = 0.0
+    ram_failures: float = 0.0
+    lost_answers: float = 0.0
     outage_until: float = 0.0
 
     RATES = (
@@ -54,6 +59,14 @@ class Faults:
                 self.outage_until = now + float(value)
             else:
                 setattr(self, key, float(value))
+
+    def take(self, count: str) -> bool:
+        """Uses up one of the count fault ``count`` (``ram_failures``, ``lost_answers``) if any is left."""
+        left = getattr(self, count)
+        if left < 1:
+            return False
+        setattr(self, count, left - 1)
+        return True
 
     def as_dict(self, now: float) -> dict:
         data = asdict(self)

@@ -864,8 +864,10 @@ class SimServer:
             lost = (
                 request.method == "POST"
                 and request.path.endswith("/migrate")
-                and faults.lost_answer_rate
-                and cluster.fault_rng.random() < faults.lost_answer_rate
+                and (
+                    faults.take("lost_answers")
+                    or bool(faults.lost_answer_rate and cluster.fault_rng.random() < faults.lost_answer_rate)
+                )
             )
             if drop or error:
                 cluster.injected["request dropped" if drop else "request answered 500"] += 1

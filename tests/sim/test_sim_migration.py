@@ -250,6 +250,22 @@ def test_a_lost_answer_leaves_the_migration_started(homelab):
     assert resource(api, 103)["node"] == "pve-big"
 
 
+def test_count_faults_strike_the_next_ones_then_stop(homelab):
+    """``lost_answers`` / ``ram_failures``: the next N migrate POSTs lose their answer, the next N
+    live migrations fail in their RAM phase, whatever the rates; then they are used up."""
+    set_faults(homelab, lost_answers=1, ram_failures=1)
+    with pytest.raises(requests.exceptions.Timeout):
+        token_api(homelab.info, timeout=1).nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    api = token_api(homelab.info)
+    [running] = call(api, "GET", "/nodes/pve-mini1/tasks", source="active", vmid=103)
+    assert run_to_end(homelab, api, "pve-mini1", running["upid"])["exitstatus"] == "migration problems"
+    assert homelab.cluster.injected["migrate answer lost"] == 1
+    assert homelab.cluster.injected["migration failure (ram)"] == 1
+    upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)  # answered, and goes well
+    assert run_to_end(homelab, api, "pve-mini1", upid)["exitstatus"] == "OK"
+    assert (homelab.cluster.faults.lost_answers, homelab.cluster.faults.ram_failures) == (0, 0)
+
+
 def test_stopping_the_task_aborts_the_migration(homelab):
     api = token_api(homelab.info)
     upid = api.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
