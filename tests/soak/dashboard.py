@@ -125,7 +125,8 @@ class _SimClock:
         return self.now
 
 
-def _rss_kib() -> int:
+def rss_kib() -> int:
+    """This process's resident memory, from /proc (Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
@@ -193,9 +194,9 @@ class _Child:
                         print(f"header: {header}", flush=True)
                     if time.monotonic() - sampled >= RSS_EVERY:
                         sampled = time.monotonic()
-                        self.figures.rss_kib.append(_rss_kib())
+                        self.figures.rss_kib.append(rss_kib())
                 probe.cancel()
-        self.figures.rss_kib.append(_rss_kib())
+        self.figures.rss_kib.append(rss_kib())
 
     @staticmethod
     def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:

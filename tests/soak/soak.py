@@ -42,7 +42,7 @@ from tests.engine.powerdrive import sim_store
 from tests.engine.simdrive import drive
 from tests.soak import checks
 from tests.soak.checks import JournalRow, Rules, Sample, TaskRow
-from tests.soak.dashboard import Dashboard
+from tests.soak.dashboard import Dashboard, rss_kib
 
 HOUR = 3600.0
 TOKEN_USER = "root@pam!pvetop"
@@ -173,13 +173,6 @@ class Figures:
             + (f", {self.rss_after_kib} KiB after the final checks and the shutdown" if self.rss_after_kib else "")
         )
         return "\n".join(lines)
-
-
-def rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 class TaskRecord:
