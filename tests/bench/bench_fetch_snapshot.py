@@ -7,9 +7,9 @@ transfer + client JSON decode) and building the snapshot.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 import time
 
 from pvetop.config import settings_from_sim_info
@@ -17,6 +17,7 @@ from pvetop.model import CrsOptions
 from pvetop.pve import PveClient
 from pvetop.pve.parse import build_snapshot
 from pvetop.sim.runner import start_sim
+from pvetop.sim.scenarios import list_scenarios
 
 
 def main(scenario: str = "large", rounds: int = 10) -> None:
@@ -52,4 +53,6 @@ def main(scenario: str = "large", rounds: int = 10) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", nargs="?", default="large", choices=list_scenarios(), help="simulated cluster")
+    main(parser.parse_args().scenario)

@@ -30,6 +30,7 @@ rrddata in this process), and the refreshes are measured after it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -43,6 +44,7 @@ from pvetop.config import settings_from_sim_info
 from pvetop.model import ClusterSnapshot
 from pvetop.pve import PveClient
 from pvetop.sim.runner import start_sim
+from pvetop.sim.scenarios import list_scenarios
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.node_basics import READ_EVERY, fetch_node_basics
 from pvetop.ui.polling import prepare
@@ -208,5 +210,11 @@ def main(scenario: str = "large") -> None:
     )
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", nargs="?", default="large", choices=list_scenarios(), help="simulated cluster")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:2])
+    main(parse_args(sys.argv[1:]).scenario)
