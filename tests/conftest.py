@@ -10,6 +10,17 @@ from pvetop.store import open_store
 from tests.engine.simdrive import running_sim
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow(seconds)`` run first, longest first: pytest-xdist hands out tests in
+    collection order, so a slow test left for the end keeps one core busy while the other idles."""
+
+    def expected_seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return marker.kwargs["seconds"] if marker else 0.0
+
+    items.sort(key=expected_seconds, reverse=True)
+
+
 @pytest.fixture
 def sim():
     with running_sim() as running:

@@ -235,7 +235,9 @@ class BalancerWorker:
         advising = paused is not None and (paused.startswith("read-only") or paused.startswith("another"))
         if paused is None or advising:
             self._window.append(snapshot)
-        window = list(self._window)[-config.smoothing :] or [snapshot]
+        while len(self._window) > config.smoothing:  # older polls are never read again: free them
+            self._window.popleft()
+        window = list(self._window) or [snapshot]
         plan = await self.plan_now(await self._call(smooth, window), config)
         if paused is None or advising:
             self.trigger = self.trigger.next(plan.trigger)

@@ -18,6 +18,7 @@ from tests.e2e.terminal import keys, start_demo, wait_for
 NODE = "pve-big"
 
 
+@pytest.mark.slow(seconds=45)
 @pytest.mark.e2e
 def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(session: str, tmp_path: Path):
     db = tmp_path / "rules.sqlite"

@@ -56,6 +56,7 @@ async def run_auto(sim, client, worker, *, rounds: int) -> list:
     return plans
 
 
+@pytest.mark.slow(seconds=35)
 async def test_auto_converges_on_an_imbalanced_smb_within_caps_and_cooldowns(tmp_path):
     with balancer_on("smb", tmp_path) as (sim, client, store, worker):
         config = worker.config()

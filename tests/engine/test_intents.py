@@ -65,6 +65,7 @@ async def test_an_instance_that_is_not_acting_starts_no_automatic_move(sim, clie
     assert user_job.state is JobState.SUCCEEDED
 
 
+@pytest.mark.slow(seconds=30)
 async def test_a_move_left_running_by_a_dead_instance_is_followed_by_the_next_not_repeated(sim, client, shared_db):
     _, first_lease, _, first = instance(sim, client, shared_db)
     store, second_lease, second_intents, _ = instance(sim, client, shared_db)

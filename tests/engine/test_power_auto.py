@@ -62,6 +62,7 @@ def homelab():
         yield sim
 
 
+@pytest.mark.slow(seconds=60)
 async def test_homelab_big_node_sleeps_at_night_and_wakes_by_day(homelab, tmp_path):
     sim = homelab
     with sim_client(sim) as client, sim_store(sim, str(tmp_path / "rules.sqlite")) as store:
@@ -150,6 +151,7 @@ async def test_homelab_default_margin_refuses_and_says_why(homelab, tmp_path):
         assert "failure margin 0 below the required 1" in reasons and "power.failure_margin 0" in reasons
 
 
+@pytest.mark.slow(seconds=45)
 async def test_smb_keeps_margin_one_and_only_sleeps_nodes_it_can_wake(tmp_path):
     with running_sim("smb") as sim, sim_client(sim) as client, sim_store(sim, str(tmp_path / "r.sqlite")) as store:
         wakeable = {"pve2", "pve4", "pve7"}

@@ -19,6 +19,7 @@ from tests.soak.soak import CYCLE, HOUR, SCHEDULE, Soak
 HOURS = {"homelab": 24.0, "smb": CYCLE / HOUR + 1}  # simulated hours per scenario
 
 
+@pytest.mark.slow(seconds=150)
 @pytest.mark.parametrize("scenario", sorted(HOURS))
 async def test_soak_breaks_nothing(scenario):
     soak = Soak(scenario, seed=1, dashboard=False)
