@@ -582,6 +582,21 @@ class _Evaluation:
                 f"its power-off failed {_minutes(inputs.now - fact.off_failed_at)} ago; "
                 f"tried again after {_minutes(s.below_window)}"
             )
+        failed_elsewhere = [
+            (at, other)
+            for other in snapshot.node_by_name
+            if other != name
+            and (at := inputs.fact(other).off_failed_at) is not None
+            and inputs.now - at < s.below_window
+        ]
+        if failed_elsewhere:
+            # A drain that failed (migrations failing, a guest the HA manager moved back) says the
+            # cluster is not ready for one: draining the next node would churn its guests as well.
+            at, other = max(failed_elsewhere)
+            soft.append(
+                f"the power-off of {other} failed {_minutes(inputs.now - at)} ago; "
+                f"no node is switched off until {_minutes(s.below_window)} after it"
+            )
         if not s.in_window(inputs.minute_of_day):
             soft.append(f"outside the power-off windows ({s.windows_text})")
         after_on = [n for n in self.powered if n != name]

@@ -395,6 +395,19 @@ def test_a_failed_power_off_is_tried_once_per_window_not_every_evaluation():
     assert plan_power(inputs(facts=later)).action.node == "big"
 
 
+def test_a_failed_power_off_holds_every_other_power_off_for_the_window():
+    """A failed drain (migrations failing) would fail again on the next node: an smb soak drained
+    node after node, 13 failed drains in 6 hours, while its migrations were failing."""
+    failed = facts("big", "mini2") | {"mini1": NodeFacts(True, MAC, off_failed_at=NOW - 10 * 60)}
+    decision = plan_power(inputs(facts=failed)).decision("big")
+    assert decision.action == "keep"
+    assert any(
+        "the power-off of mini1 failed 10 min ago; no node is switched off until 40 min" in r for r in decision.refusals
+    )
+    later = facts("big", "mini2") | {"mini1": NodeFacts(True, MAC, off_failed_at=NOW - 41 * 60)}
+    assert plan_power(inputs(facts=later)).action.node == "big"
+
+
 def test_time_windows():
     night = PowerSettings(failure_margin=0, windows=((23 * 60, 7 * 60),))
     assert plan_power(inputs(settings=night, minute_of_day=2 * 60)).action.node == "big"
