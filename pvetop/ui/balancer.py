@@ -1,7 +1,8 @@
 """The balancer in the dashboard: ``b`` opens its screen; the worker runs beside the tables.
 
-``install_balancer(app, store)`` is the one hook. The worker evaluates every refresh (stale data
-and lost quorum pause it, read-only keeps it advising), runs its moves on the app's shared
+``install_balancer(app, store)`` is the one hook. The worker evaluates every refresh while its
+screen is open, and every ``EVALUATE_EVERY`` seconds otherwise (stale data and lost quorum pause
+it, read-only keeps it advising), runs its moves on the app's shared
 migration executor (one queue, one set of limits with every other migration), and the header
 shows its mode and, in advise mode, how many moves the plan has. The screen shows the mode
 (switching to auto asks first), the imbalance against the threshold with its history, the plan
@@ -12,6 +13,7 @@ moves; ``a`` applies the selected move, ``A`` the whole plan (re-planned after e
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -38,6 +40,10 @@ if TYPE_CHECKING:
 
 SCREEN_NAME = "balancer"
 KEY = "b"
+# Real seconds between two evaluations while the screen is closed: a plan on a 200-guest cluster
+# takes a good part of a CPU second, and planning on every 2 s refresh kept a fifth of a core busy
+# in a dashboard left open all day (an automatic move still waits for its trigger to hold).
+EVALUATE_EVERY = 10.0
 
 
 def header_note(mode: str, plan: BalancePlan | None) -> str:
@@ -56,6 +62,7 @@ class BalancerController:
         self.store = store
         self.worker: BalancerWorker | None = None
         self._busy = False
+        self._evaluated_at: float | None = None  # time.monotonic() of the last evaluation
 
     def _ensure_worker(self, cluster: str) -> BalancerWorker:
         if self.worker is None or self.worker.cluster != cluster:
@@ -73,9 +80,15 @@ class BalancerController:
         return self.worker
 
     def on_refresh(self, refresh: Any) -> None:
-        """Watches ``app.latest``: one evaluation per refresh, never two at once."""
+        """Watches ``app.latest``: one evaluation per refresh (or per ``EVALUATE_EVERY`` while the
+        screen is closed), never two at once."""
         if refresh is None or self._busy:
             return
+        now = time.monotonic()
+        recent = self._evaluated_at is not None and now - self._evaluated_at < EVALUATE_EVERY
+        if recent and not isinstance(self.app.screen, BalancerScreen):
+            return
+        self._evaluated_at = now
         self._busy = True
         self.app.run_worker(self._evaluate(refresh), group="balancer", exit_on_error=False)
 
