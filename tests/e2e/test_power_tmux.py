@@ -40,11 +40,18 @@ def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(sessio
     start_demo(session, tmp_path, (160, 45), "--db", str(db))
     wait_for(session, lambda s: NODE in s and "VMID" in s, 20, "the dashboard")
     keys(session, "W")
-    screen = wait_for(session, lambda s: "failure margin 0 (chosen" in s, 60, "pve-big's reasoning")
+    screen = wait_for(
+        session,
+        lambda s: (
+            "failure margin 0 (chosen" in s and row_of(s, NODE) is not None and row_of(s, "pve-mini1") is not None
+        ),
+        60,
+        "pve-big's reasoning beside the node rows",
+    )
     assert "HA guests fit: yes" in screen and "quorum 3/3 votes, 2 needed" in screen
 
-    row = next(i for i, line in enumerate(screen.splitlines()) if line.lstrip().startswith(NODE))
-    first = next(i for i, line in enumerate(screen.splitlines()) if line.lstrip().startswith("pve-mini1"))
+    row, first = row_of(screen, NODE), row_of(screen, "pve-mini1")
+    assert row is not None and first is not None
     for _ in range(max(0, row - first)):
         keys(session, "Down")
     keys(session, "x")
@@ -55,3 +62,8 @@ def test_power_screen_explains_and_powers_the_big_node_off_and_on_by_hand(sessio
     keys(session, "w")
     wait_for(session, lambda s: "waking pve-big" in s, 20, "the wake progress")
     wait_for(session, lambda s: "pve-big: done: online" in s, 240, "pve-big back online")
+
+
+def row_of(screen: str, node: str) -> int | None:
+    """The screen line the power table shows ``node`` on (a capture taken mid-draw may lack it)."""
+    return next((i for i, line in enumerate(screen.splitlines()) if line.lstrip().startswith(node)), None)
