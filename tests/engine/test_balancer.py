@@ -72,12 +72,16 @@ async def test_auto_converges_on_an_imbalanced_smb_within_caps_and_cooldowns(tmp
     assert trigger_reason(after, config) is None, f"still imbalanced: {after}"
     assert after.imbalance < config.threshold
     assert worker.jobs and all(job.succeeded for job in worker.jobs), [j.error for j in worker.jobs]
-    # caps, from the simulator's own record of migration tasks
-    assert tasks
+    # caps, from the simulator's own record of migration tasks; a positive-affinity partner that
+    # PVE's HA manager migrates along with the guest asked for (vm:106 and vm:107) is part of that
+    # one move, not a second move pvetop started
+    along = {int(e.target.removeprefix("guest/")): e.params["target"] for e in journal if "comigrates" in e.result}
+    asked = [task for task in tasks if int(task.id) not in along]
+    assert asked
     limits = Limits()
-    assert max_overlap(tasks) <= limits.max_parallel
-    assert max_overlap(tasks, key=lambda t: t.node) <= limits.max_per_source
-    assert max_overlap(tasks, key=task_target) <= limits.max_per_target
+    assert max_overlap(asked) <= limits.max_parallel
+    assert max_overlap(asked, key=lambda t: t.node) <= limits.max_per_source
+    assert max_overlap(asked, key=task_target) <= limits.max_per_target
     # no guest moved twice within its cooldown
     starts: dict[str, list[float]] = {}
     for task in tasks:
@@ -87,7 +91,6 @@ async def test_auto_converges_on_an_imbalanced_smb_within_caps_and_cooldowns(tmp
         assert all(b - a >= config.cooldown_minutes * 60 for a, b in zip(times, times[1:], strict=False))
     # the HA manager moved nothing back: every migration was the balancer's (or a partner PVE
     # comigrated with one), and each guest stays where the balancer sent it
-    along = {int(e.target.removeprefix("guest/")): e.params["target"] for e in journal if "comigrates" in e.result}
     assert sorted(int(task.id) for task in tasks) == sorted([job.vmid for job in worker.jobs] + list(along))
     for job in worker.jobs:
         assert cluster.guest_by_vmid[job.vmid].node == job.move.target
