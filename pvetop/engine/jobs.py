@@ -123,14 +123,17 @@ class TaskLost(PvetopError):
 
 
 class Outage:
-    """Tolerates failing reads for ``seconds`` (real time) before giving up on a task."""
+    """Tolerates failing reads for ``seconds`` before giving up on a task, measured on ``clock``:
+    the runner's, the cluster's time (a test's simulator steps its own clock, and an outage of
+    its nodes lasts simulated seconds, not real ones)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
+        self.clock = clock
         self.since: float | None = None
 
     def failed(self, message: str) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.since is None:
             self.since = now
         elif now - self.since >= self.seconds:
@@ -141,13 +144,19 @@ class Outage:
 
 
 async def follow_task(
-    client: Any, upid: str, *, poll: float, lost_after: float, on_lines: Callable[[list[str]], None]
+    client: Any,
+    upid: str,
+    *,
+    poll: float,
+    lost_after: float,
+    on_lines: Callable[[list[str]], None],
+    clock: Callable[[], float] = time.monotonic,
 ) -> TaskStatus:
     """Polls one task until it stops (status + new log lines: 2 requests per poll) and returns its
     final status; ``on_lines(lines)`` gets every line so far whenever new ones came. Raises
-    ``TaskLost`` after ``lost_after`` seconds of failing reads (the task may still run)."""
+    ``TaskLost`` after ``lost_after`` seconds of failing reads on ``clock`` (the task may still run)."""
     lines: list[str] = []
-    outage = Outage(lost_after)
+    outage = Outage(lost_after, clock)
     while True:
         try:
             status = await asyncio.to_thread(tasks.task_status, client, upid)
@@ -316,7 +325,9 @@ class JobRunner(ABC, Generic[J]):
                 on_lines(lines)
             self._changed(job)
 
-        return await follow_task(self.client, upid, poll=self.poll, lost_after=self.lost_after, on_lines=add_lines)
+        return await follow_task(
+            self.client, upid, poll=self.poll, lost_after=self.lost_after, on_lines=add_lines, clock=self.clock
+        )
 
     async def _await_followup(
         self,
@@ -330,7 +341,7 @@ class JobRunner(ABC, Generic[J]):
         tasks); ``refusal()`` tells when PVE's CRM dropped the request without a task. The wait is
         measured on the runner's clock, the cluster's time: the HA manager's rounds run on it."""
         deadline = self.clock() + self.ha_followup_timeout
-        outage = Outage(self.lost_after)
+        outage = Outage(self.lost_after, self.clock)
         while True:
             try:
                 upid = await asyncio.to_thread(find)

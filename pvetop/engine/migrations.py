@@ -322,7 +322,9 @@ class MigrationExecutor(JobRunner[MigrationJob]):
 
     async def _started_since(self, guest: Guest, since: float, unsure: PvetopError) -> str | None:
         """``started_migration``, its read tried ``MIGRATE_ATTEMPTS`` times: one failed read (a 500
-        from a busy node, a dropped connection) must not turn a move that started into a failure."""
+        from a busy node, a dropped connection) must not turn a move that started into a failure.
+        When the node's list stays unreadable, the cluster-wide list is looked at once: a request
+        that started there is adopted (and so journaled under its UPID) even if its node is down."""
         read = partial(actions.started_migration, self.client, guest, since=since)
         for _ in range(MIGRATE_ATTEMPTS - 1):
             with contextlib.suppress(PvetopError):
@@ -331,10 +333,16 @@ class MigrationExecutor(JobRunner[MigrationJob]):
         try:
             return await asyncio.to_thread(read)
         except PvetopError as check:
-            raise PvetopError(
-                f"{unsure.message}; the task list of {guest.node} cannot be read either ({check.message}), "
-                "so the migration may have started: check the cluster's tasks"
-            ) from None
+            unread = check
+        with contextlib.suppress(PvetopError):  # the node may be down: the cluster's list may show the task
+            found = await asyncio.to_thread(partial(read, cluster_wide=True))
+            if found is not None:
+                return found
+        # not found there is no proof that nothing started (a node broadcasts its tasks late): not sent again
+        raise PvetopError(
+            f"{unsure.message}; the task list of {guest.node} cannot be read either ({unread.message}), "
+            "so the migration may have started: check the cluster's tasks"
+        )
 
     async def _await_ha_migration(self, job: MigrationJob, guest: Guest, since: int) -> str:
         """The HA manager's own migration task for the guest, once it has started it."""

@@ -17,7 +17,7 @@ from pvetop.config import format_host
 from pvetop.errors import ApiError, PvetopError, UsageError
 from pvetop.model import Guest, LocalVolumes, MigratePrecondition
 from pvetop.pve.client import PveClient, guest_path
-from pvetop.pve.tasks import node_tasks, parse_upid
+from pvetop.pve.tasks import cluster_tasks, node_tasks, parse_upid
 
 
 def migrate_precondition(client: PveClient, guest: Guest, target: str | None = None) -> MigratePrecondition:
@@ -222,14 +222,25 @@ def task_owner(entry: dict[str, Any]) -> tuple[str, str]:
     return user, token or str(entry.get("tokenid") or "")
 
 
-def started_migration(client: PveClient, guest: Guest, *, since: float) -> str | None:
+def started_migration(client: PveClient, guest: Guest, *, since: float, cluster_wide: bool = False) -> str | None:
     """The UPID of a migration of ``guest`` by this client's user on its node that still runs or
     started at ``since`` or later, if any: whether a migrate POST whose answer was lost (a timeout,
     a dropped connection, a proxy's 500) reached the cluster after all. A short migration (or an
     HA request, done within a second) may have ended by the time the answer is given up on.
     Tokens run tasks as ``user!token`` (listed as ``user`` plus ``tokenid``): a token's request
-    is told apart from the HA manager's migration it leads to, which runs as the bare user."""
-    entries = node_tasks(client, guest.node, vmid=guest.vmid, source="all", limit=50)
+    is told apart from the HA manager's migration it leads to, which runs as the bare user.
+
+    ``cluster_wide`` reads PVE's cluster task list (``/cluster/tasks``: any node answers it with
+    what every node broadcast) instead of the node's own, for when the node cannot be reached
+    (it crashed after taking the request); a task not broadcast yet is missing from it."""
+    if cluster_wide:
+        entries = [
+            entry
+            for entry in cluster_tasks(client)
+            if isinstance(entry, dict) and entry.get("node") == guest.node and entry.get("id") == str(guest.vmid)
+        ]
+    else:
+        entries = node_tasks(client, guest.node, vmid=guest.vmid, source="all", limit=50)
     ours = (client.settings.user, (client.settings.token_name or "").rpartition("!")[2])
     started = [
         entry["upid"]

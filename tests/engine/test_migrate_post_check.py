@@ -17,6 +17,7 @@ from pvetop.engine.migrations import JobState, MigrationExecutor
 from pvetop.errors import ApiError
 from pvetop.pve import PveClient, actions
 from pvetop.sim.errors import PveApiError
+from tests.engine.powerdrive import sim_store
 from tests.engine.simdrive import drive, guest_node, migration_tasks
 from tests.engine.test_migrations import move_of
 
@@ -137,3 +138,32 @@ async def test_a_parameter_refusal_is_not_sent_again(sim, client, monkeypatch):
 
     assert job.state is JobState.FAILED and "target: no such node" in job.error
     assert len(calls) == 1
+
+
+async def test_a_lost_answer_from_a_node_that_crashed_is_found_in_the_cluster_task_list(sim, tmp_path):
+    """The HA request reached postgres's node, then the node crashed before the answer came: its
+    own task list cannot be read, PVE's cluster-wide list (any node answers it) still shows the
+    request. It is journaled under its UPID (the soak saw an HA request of this token nowhere in
+    the journal, the move 'refused' as the node's list was unreadable); the job then fails, as
+    the request's task cannot be followed on a node that is down."""
+    original = sim.cluster.migrate
+
+    def crash_before_the_answer(*args, **kwargs):
+        upid = original(*args, **kwargs)
+        sim.cluster.crash_node("pve-big")
+        return upid
+
+    sim.cluster.migrate = crash_before_the_answer
+    sim.cluster.faults.update({"lost_answers": 1}, sim.cluster.now)
+    settings = replace(settings_from_sim_info(sim.info), timeout=0.5)
+    with PveClient.connect(settings) as client, sim_store(sim, str(tmp_path / "rules.sqlite")) as store:
+        executor = MigrationExecutor(client, store=store, cluster="homelab", poll=0.01, clock=lambda: sim.cluster.now)
+        job = executor.submit(move_of(client, 205, "pve-mini2"), actor="balancer")
+        await drive(sim, lambda: not executor.busy)
+        await executor.wait()
+        journaled = {entry.upid for entry in store.journal_entries("homelab", actions=("migrate",))}
+
+    requests = [t.upid for t in sim.cluster.tasks if t.id == "205" and t.user.endswith("!pvetop")]
+    assert len(requests) == 1 and job.ha_upid == requests[0]
+    assert requests[0] in journaled
+    assert job.state is JobState.FAILED
