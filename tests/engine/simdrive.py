@@ -100,6 +100,18 @@ async def drive(
             await pause(pause_seconds)
 
 
+def step_until(cluster, condition: Callable[[], bool], *, limit: float = 1800, step: float = 1.0) -> float:
+    """Steps simulated time until ``condition()``, without waiting for readers (use it where
+    nothing under test follows the cluster meanwhile); the simulated seconds it took."""
+    waited = 0.0
+    while not condition():
+        if waited >= limit:
+            raise AssertionError(f"condition not met within {limit:g} simulated seconds")
+        cluster.step(step)
+        waited += step
+    return waited
+
+
 def drive_thread(sim, thread: threading.Thread, *, step: float = STEP_SECONDS, limit: float = 3600) -> None:
     """Same for code running in a thread (the CLI): steps until the thread has finished."""
     reads = TaskReads.of(sim)

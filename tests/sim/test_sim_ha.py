@@ -18,18 +18,8 @@ from proxmoxer.core import ResourceException
 from pvetop.sim import views
 from pvetop.sim.cluster import SimCluster
 from pvetop.sim.scenarios import SCENARIO_DIR, load_scenario
+from tests.engine.simdrive import step_until
 from tests.sim.clients import call, token_api
-
-
-def step_until(cluster: SimCluster, condition, *, limit: int = 1800, step: float = 1.0) -> float:
-    """Steps until ``condition()``; the simulated seconds it took."""
-    waited = 0.0
-    while not condition():
-        if waited >= limit:
-            raise AssertionError(f"condition not met within {limit} simulated seconds")
-        cluster.step(step)
-        waited += step
-    return waited
 
 
 def service(cluster: SimCluster, sid: str):
