@@ -111,12 +111,12 @@ class _SimClock:
         # one kept-alive connection: a TLS handshake on every read (5 a second) cost the
         # dashboard's process a tenth of a core beside the app it measures
         self._session = requests.Session()
-        self._session.verify = info["ca_file"]
+        self._verify = info["ca_file"]  # per request: a session's own is overridden by REQUESTS_CA_BUNDLE
         self.now = self._read()
         threading.Thread(target=self._follow, name="sim-clock", daemon=True).start()
 
     def _read(self) -> float:
-        return float(self._session.get(self._url, timeout=10).json()["time"])
+        return float(self._session.get(self._url, verify=self._verify, timeout=10).json()["time"])
 
     def _follow(self) -> None:
         while True:
