@@ -25,7 +25,7 @@ from pvetop.sim.auth import Auth
 from pvetop.sim.cluster import SimCluster
 from pvetop.sim.entities import SimNode
 from pvetop.sim.scenarios import load_scenario
-from pvetop.sim.server import SimServer
+from pvetop.sim.server import LOST_ANSWER_SECONDS, SimServer
 from pvetop.sim.tls import make_tls
 from pvetop.sim.wol import WolProtocol
 
@@ -59,10 +59,20 @@ class _Endpoint:
 class RunningSim:
     """A started simulator: ``info`` says how to connect, ``cluster`` is its state machine."""
 
-    def __init__(self, cluster: SimCluster, auth: Auth, *, port: int, wol_port: int, auth_failure_delay: float):
+    def __init__(
+        self,
+        cluster: SimCluster,
+        auth: Auth,
+        *,
+        port: int,
+        wol_port: int,
+        auth_failure_delay: float,
+        lost_answer_hold: float,
+    ):
         self.cluster = cluster
         self.auth = auth
         self._auth_failure_delay = auth_failure_delay
+        self._lost_answer_hold = lost_answer_hold
         self._requested_wol_port = wol_port
         self._tls = make_tls()
         cluster.fingerprint = self._tls.fingerprint
@@ -101,7 +111,12 @@ class RunningSim:
         self._loop.close()
 
     async def _serve(self) -> None:
-        self._server = SimServer(self.cluster, self.auth, auth_failure_delay=self._auth_failure_delay)
+        self._server = SimServer(
+            self.cluster,
+            self.auth,
+            auth_failure_delay=self._auth_failure_delay,
+            lost_answer_hold=self._lost_answer_hold,
+        )
         self._control, self.control_port = await self._listen(self._server.control_app(), 0)
         for endpoint in self._endpoints:
             # every port is bound once, so it is known (and kept) even for a node that starts off
@@ -231,14 +246,25 @@ def start_sim(
     start_time=None,
     password: str | None = None,
     auth_failure_delay: float = 0.0,
+    lost_answer_hold: float = LOST_ANSWER_SECONDS,
 ) -> RunningSim:
     """Builds the cluster and serves it on 127.0.0.1 (port 0 = a free port).
 
     ``auth_failure_delay``: seconds to wait before each 401, as real PVE does (3 s); 0 keeps tests fast.
+    ``lost_answer_hold``: real seconds a migrate POST whose answer the faults lose holds its
+    connection before it is dropped, unless the client gave up sooner (a soak that loses many
+    answers keeps each one short instead of waiting out its client's timeout).
     """
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # dropped connections are on purpose
     cluster = SimCluster(
         load_scenario(scenario, seed), seed=seed, speed=speed, manual_clock=manual_clock, start_time=start_time
     )
     auth = Auth(lambda: cluster.now, root_password=password)
-    return RunningSim(cluster, auth, port=port, wol_port=wol_port, auth_failure_delay=auth_failure_delay)._start()
+    return RunningSim(
+        cluster,
+        auth,
+        port=port,
+        wol_port=wol_port,
+        auth_failure_delay=auth_failure_delay,
+        lost_answer_hold=lost_answer_hold,
+    )._start()

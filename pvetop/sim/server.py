@@ -31,7 +31,7 @@ JSON_TYPE = "application/json;charset=UTF-8"
 TIMEFRAMES = ("hour", "day", "week", "month", "year", "decade")
 GUEST_TIMEFRAMES = TIMEFRAMES[:-1]
 CF = P(enum=("AVERAGE", "MAX"))
-LOST_ANSWER_SECONDS = 60.0  # real seconds a lost answer holds its connection at most
+LOST_ANSWER_SECONDS = 60.0  # real seconds a lost answer holds its connection at most (the client times out first)
 
 
 @dataclass
@@ -806,10 +806,18 @@ class SimServer:
     """Builds the aiohttp applications around one cluster and its accounts: one API application
     per node (each node's pveproxy is its own endpoint) and the control application."""
 
-    def __init__(self, cluster: SimCluster, auth: Auth, *, auth_failure_delay: float = 0.0):
+    def __init__(
+        self,
+        cluster: SimCluster,
+        auth: Auth,
+        *,
+        auth_failure_delay: float = 0.0,
+        lost_answer_hold: float = LOST_ANSWER_SECONDS,
+    ):
         self.cluster = cluster
         self.auth = auth
         self.auth_failure_delay = auth_failure_delay  # real PVE waits 3 s before every 401
+        self.lost_answer_hold = lost_answer_hold
         self._resources_cache: dict[str | None, tuple[tuple, bytes]] = {}
 
     def app(self, node: str) -> web.Application:
@@ -896,11 +904,11 @@ class SimServer:
             raise ConnectionResetError("simulated lost answer")
         return response
 
-    @staticmethod
-    async def _withhold(request: web.Request) -> None:
+    async def _withhold(self, request: web.Request) -> None:
         """The request was carried out but its answer never leaves: hold the connection until the
-        client gives up on it (its timeout), then drop it."""
-        deadline = asyncio.get_running_loop().time() + LOST_ANSWER_SECONDS
+        client gives up on it (its timeout), or for ``lost_answer_hold`` seconds, then drop it (the
+        client sees the connection closed without an answer, as when a proxy or node dies)."""
+        deadline = asyncio.get_running_loop().time() + self.lost_answer_hold
         while request.transport is not None and not request.transport.is_closing():
             if asyncio.get_running_loop().time() > deadline:
                 request.transport.abort()

@@ -250,6 +250,19 @@ def test_a_lost_answer_leaves_the_migration_started(homelab):
     assert resource(api, 103)["node"] == "pve-big"
 
 
+def test_a_lost_answer_held_briefly_closes_the_connection_before_the_client_times_out(make_sim):
+    """``lost_answer_hold``: the lost answer's connection is dropped after that long, not held
+    until the client's timeout (a soak loses dozens); the migration started all the same."""
+    sim = make_sim("homelab", lost_answer_hold=0.2)
+    set_faults(sim, lost_answers=1)
+    client = token_api(sim.info, timeout=30)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        client.nodes("pve-mini1").qemu(103).migrate.post(target="pve-big", online=1)
+    api = token_api(sim.info)
+    [running] = call(api, "GET", "/nodes/pve-mini1/tasks", source="active", vmid=103)
+    assert running["type"] == "qmigrate" and sim.cluster.injected["migrate answer lost"] == 1
+
+
 def test_count_faults_strike_the_next_ones_then_stop(homelab):
     """``lost_answers`` / ``ram_failures``: the next N migrate POSTs lose their answer, the next N
     live migrations fail in their RAM phase, whatever the rates; then they are used up."""

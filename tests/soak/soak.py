@@ -47,7 +47,10 @@ from tests.soak.dashboard import Dashboard, rss_kib
 HOUR = 3600.0
 TOKEN_USER = "root@pam!pvetop"
 CHECK_EVERY = HOUR  # simulated seconds between two runs of the whole-record checkers
-CLIENT_TIMEOUT = 3.0  # real seconds an API request may take: a lost answer costs this much
+CLIENT_TIMEOUT = 3.0  # real seconds an API request may take (a loaded CI machine answers late)
+# Real seconds the simulator holds a lost migrate answer before it drops the connection: waiting out
+# the client's timeout instead cost 3 s each, and a run loses dozens (smb's 7 h CI profile: ~80)
+LOST_ANSWER_HOLD = 0.5
 LEASE_RENEW = 600.0  # simulated seconds between the daemon's lease renewals while it follows moves
 HA_MOVE_BACK_WINDOW = HOUR  # an HA migration back this soon after pvetop's move undoes it
 LAG_P99_LIMIT = 0.1  # seconds: the dashboard's event loop answers within this, 99 times in 100
@@ -413,7 +416,9 @@ class Soak:
         wall = time.monotonic()
         with (
             tempfile.TemporaryDirectory() as tmp,
-            start_sim(scenario=self.scenario, seed=self.seed, manual_clock=True) as sim,
+            start_sim(
+                scenario=self.scenario, seed=self.seed, manual_clock=True, lost_answer_hold=LOST_ANSWER_HOLD
+            ) as sim,
         ):
             watch = SecretWatch([str(sim.info.get(key) or "") for key in ("token_value", "password")])
             path = str(Path(tmp) / "rules.sqlite")
