@@ -140,6 +140,8 @@ class BalancerScreen(ReadOnlyGuard, Screen):
     def __init__(self, controller: BalancerController) -> None:
         super().__init__()
         self.controller = controller
+        self._show_pending = False
+        self._shown: dict[str, list[tuple[Any, ...]]] = {}  # table selector -> rows drawn
 
     def compose(self) -> ComposeResult:
         yield Static(id="balancer-status")
@@ -165,43 +167,62 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         self.show()
 
     def show(self) -> None:
-        """Re-draws everything from the worker's state."""
+        """Re-draws from the worker's state; several asks in one turn of the loop (an evaluation
+        reports its plan, its jobs and the end of its run) draw once."""
+        if not self._show_pending:
+            self._show_pending = True
+            self.call_later(self._show_now)
+
+    def _show_now(self) -> None:
+        self._show_pending = False
         if not self.is_attached:
             return
         worker = self.controller.worker
         plan = worker.plan if worker is not None else None
         self.query_one("#balancer-status", Static).update(self._status(worker))
         self._show_history(worker)
-        moves = self.query_one("#balancer-moves", DataTable)
-        cursor = moves.cursor_row
-        moves.clear()
-        if plan is not None:
-            for number, step in enumerate(plan.moves, 1):
-                move = step.move
-                moves.add_row(
-                    str(number),
-                    str(move.vmid),
-                    *(fmt_cell(text) for text in (move.name, move.source, move.target)),
-                    f"{step.gib:.1f}",
-                    imbalance_text(step.imbalance_after),
-                    fmt_cell(move.reason),
-                    key=str(number - 1),
-                )
-            if plan.moves:
-                moves.move_cursor(row=min(cursor, len(plan.moves) - 1))
+        planned = [
+            (
+                str(number),
+                str(step.move.vmid),
+                *(fmt_cell(text) for text in (step.move.name, step.move.source, step.move.target)),
+                f"{step.gib:.1f}",
+                imbalance_text(step.imbalance_after),
+                fmt_cell(step.move.reason),
+            )
+            for number, step in enumerate(plan.moves if plan is not None else (), 1)
+        ]
+        self._fill("#balancer-moves", planned)
         caption = plan.summary if plan is not None else "no plan yet"
         self.query_one("#balancer-plan-caption", Static).update(Text(visible(f"Plan: {caption}")))
-        held = self.query_one("#balancer-held", DataTable)
-        held.clear()
-        for item in plan.held if plan is not None else ():
-            held.add_row(str(item.vmid), *(fmt_cell(text) for text in (item.name, item.node, item.reason)))
-        recent = self.query_one("#balancer-recent", DataTable)
-        recent.clear()
-        for job in reversed(worker.jobs if worker is not None else []):
-            recent.add_row(
+        held = [
+            (str(item.vmid), *(fmt_cell(text) for text in (item.name, item.node, item.reason)))
+            for item in (plan.held if plan is not None else ())
+        ]
+        self._fill("#balancer-held", held)
+        recent = [
+            (
                 str(job.vmid),
                 *(fmt_cell(text) for text in (job.move.name, job.move.source, job.move.target, job_status(job))),
             )
+            for job in reversed(worker.jobs if worker is not None else [])
+        ]
+        self._fill("#balancer-recent", recent)
+
+    def _fill(self, selector: str, rows: list[tuple[Any, ...]]) -> None:
+        """Puts ``rows`` in a table, keyed by position, the cursor kept on its row; a table whose
+        rows did not change is left alone (clearing one lays the screen out and draws it again,
+        about 100 ms on smb at every refresh)."""
+        if self._shown.get(selector) == rows:
+            return
+        self._shown[selector] = rows
+        table = self.query_one(selector, DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for index, row in enumerate(rows):
+            table.add_row(*row, key=str(index))
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
 
     def _show_history(self, worker: BalancerWorker | None) -> None:
         """Imbalance against a fixed scale, 0 to twice the threshold (or the highest seen, if
