@@ -31,6 +31,7 @@ from pvetop.policy.metrics import imbalance_text
 from pvetop.text import visible
 from pvetop.ui.footer import KeyFooter
 from pvetop.ui.guard import ReadOnlyGuard
+from pvetop.ui.keyed_table import KeyedTable
 from pvetop.ui.migrate.confirm import ConfirmScreen
 from pvetop.ui.migrate.dialog import fmt_cell
 from pvetop.ui.sparkline import ScaledSparkline
@@ -141,7 +142,7 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         super().__init__()
         self.controller = controller
         self._show_pending = False
-        self._shown: dict[str, list[tuple[Any, ...]]] = {}  # table selector -> rows drawn
+        self._status_lines = 0
 
     def compose(self) -> ComposeResult:
         yield Static(id="balancer-status")
@@ -150,11 +151,11 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         )
         yield ScaledSparkline(id="balancer-history")
         yield Static("Plan", classes="caption", id="balancer-plan-caption")
-        yield DataTable(id="balancer-moves", cursor_type="row", zebra_stripes=True)
+        yield KeyedTable(id="balancer-moves", cursor_type="row", zebra_stripes=True)
         yield Static("Left alone (moving them would help)", classes="caption")
-        yield DataTable(id="balancer-held", cursor_type="row")
+        yield KeyedTable(id="balancer-held", cursor_type="row")
         yield Static("Recent balancer moves", classes="caption")
-        yield DataTable(id="balancer-recent", cursor_type="row")
+        yield KeyedTable(id="balancer-recent", cursor_type="row")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -179,7 +180,10 @@ class BalancerScreen(ReadOnlyGuard, Screen):
             return
         worker = self.controller.worker
         plan = worker.plan if worker is not None else None
-        self.query_one("#balancer-status", Static).update(self._status(worker))
+        status = self._status(worker)
+        lines = len(status.plain.splitlines())  # the status box grows with them: a new layout
+        self.query_one("#balancer-status", Static).update(status, layout=lines != self._status_lines)
+        self._status_lines = lines
         self._show_history(worker)
         planned = [
             (
@@ -194,7 +198,8 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         ]
         self._fill("#balancer-moves", planned)
         caption = plan.summary if plan is not None else "no plan yet"
-        self.query_one("#balancer-plan-caption", Static).update(Text(visible(f"Plan: {caption}")))
+        # captions are one line high: a new text needs no layout
+        self.query_one("#balancer-plan-caption", Static).update(Text(visible(f"Plan: {caption}")), layout=False)
         held = [
             (str(item.vmid), *(fmt_cell(text) for text in (item.name, item.node, item.reason)))
             for item in (plan.held if plan is not None else ())
@@ -210,19 +215,8 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         self._fill("#balancer-recent", recent)
 
     def _fill(self, selector: str, rows: list[tuple[Any, ...]]) -> None:
-        """Puts ``rows`` in a table, keyed by position, the cursor kept on its row; a table whose
-        rows did not change is left alone (clearing one lays the screen out and draws it again,
-        about 100 ms on smb at every refresh)."""
-        if self._shown.get(selector) == rows:
-            return
-        self._shown[selector] = rows
-        table = self.query_one(selector, DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        for index, row in enumerate(rows):
-            table.add_row(*row, key=str(index))
-        if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+        """Rows keyed by their position: the same count updates cells in place."""
+        self.query_one(selector, KeyedTable).show_rows([(str(index), row) for index, row in enumerate(rows)])
 
     def _show_history(self, worker: BalancerWorker | None) -> None:
         """Imbalance against a fixed scale, 0 to twice the threshold (or the highest seen, if
@@ -239,7 +233,7 @@ class BalancerScreen(ReadOnlyGuard, Screen):
             "Imbalance, one bar per evaluation (newest right), "
             f"scale 0–{imbalance_text(ceiling)}, threshold {imbalance_text(threshold)}"
         )
-        self.query_one("#balancer-history-caption", Static).update(caption)
+        self.query_one("#balancer-history-caption", Static).update(caption, layout=False)
 
     def _status(self, worker: BalancerWorker | None) -> Text:
         text = Text()

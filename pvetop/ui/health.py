@@ -20,6 +20,7 @@ from pvetop.errors import PvetopError
 from pvetop.model import HaRule
 from pvetop.pve.health import ClusterHealth, fetch_cluster_health
 from pvetop.ui.footer import KeyFooter
+from pvetop.ui.keyed_table import KeyedTable
 
 HEALTH_BINDING = Binding("H", "health", "Cluster/HA", id="app.health", tooltip="Cluster and HA health")
 
@@ -58,9 +59,9 @@ class HealthScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("reading cluster and HA status…", id="health-summary")
         yield Static("Corosync members", classes="caption")
-        yield DataTable(id="health-members", cursor_type="row", zebra_stripes=True)
+        yield KeyedTable(id="health-members", cursor_type="row", zebra_stripes=True)
         yield Static("HA resources", classes="caption")
-        yield DataTable(id="health-resources", cursor_type="row", zebra_stripes=True)
+        yield KeyedTable(id="health-resources", cursor_type="row", zebra_stripes=True)
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -101,31 +102,38 @@ class HealthScreen(Screen):
             f"{health.cluster or 'standalone'}: {quorum}, votes {health.votes_present} present / "
             f"{health.votes_needed} needed / {health.votes_total} total · {master}"
         )
-        members = self.query_one("#health-members", DataTable)
-        members.clear()
-        for member in health.members:
-            members.add_row(
-                member.name + (" (local)" if member.local else ""),
-                "-" if member.nodeid is None else str(member.nodeid),
-                str(member.votes),
-                "yes" if member.online else "NO",
-                member.ip,
-                member.ha_state or "-",
-                member.lrm or "-",
-                key=member.name,
-            )
-        resources = self.query_one("#health-resources", DataTable)
-        resources.clear()
-        for resource in health.resources:
-            binding = [rule_text(rule) for rule in rules if resource.sid in rule.resources]
-            resources.add_row(
-                resource.sid,
-                resource.node,
-                resource.state,
-                resource.request_state,
-                "; ".join(binding) or "-",
-                key=resource.sid,
-            )
+        self.query_one("#health-members", KeyedTable).show_rows(
+            [
+                (
+                    member.name,
+                    (
+                        member.name + (" (local)" if member.local else ""),
+                        "-" if member.nodeid is None else str(member.nodeid),
+                        str(member.votes),
+                        "yes" if member.online else "NO",
+                        member.ip,
+                        member.ha_state or "-",
+                        member.lrm or "-",
+                    ),
+                )
+                for member in health.members
+            ]
+        )
+        self.query_one("#health-resources", KeyedTable).show_rows(
+            [
+                (
+                    resource.sid,
+                    (
+                        resource.sid,
+                        resource.node,
+                        resource.state,
+                        resource.request_state,
+                        "; ".join(rule_text(rule) for rule in rules if resource.sid in rule.resources) or "-",
+                    ),
+                )
+                for resource in health.resources
+            ]
+        )
 
     def action_close(self) -> None:
         self.dismiss()
