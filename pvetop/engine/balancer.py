@@ -3,9 +3,10 @@
 Modes (setting ``balancer.mode``): ``off`` plans nothing; ``advise`` (the default) plans on every
 evaluation and shows the plan for a user to apply; ``auto`` also acts, but only once the trigger
 has held for ``balancer.hold`` evaluations in a row on fresh data, with quorum, and never in
-read-only mode. Loads are averaged over the last ``balancer.smoothing`` polls so a burst moves
-nothing; the window starts afresh after the balancer's own moves, whose before/after figures
-must not be mixed.
+read-only mode; once it has moved guests it goes on re-planning until imbalance is below
+``balancer.settle`` of the threshold or nothing is left to move. Loads are averaged over the
+last ``balancer.smoothing`` polls so a burst moves nothing; the window starts afresh after the
+balancer's own moves, whose before/after figures must not be mixed.
 
 Moves go through the shared ``MigrationExecutor`` as the ``balancer`` actor, so the cluster-wide,
 per-source and per-target limits bind them together with every other migration, HA-managed
@@ -175,8 +176,11 @@ class BalancerWorker:
                 if job.state is JobState.FAILED:
                     self._alert(f"balancer move {job.label} failed: {job.error} (not retried before its cooldown)")
 
-    async def plan_now(self, snapshot: ClusterSnapshot, config: BalancerConfig) -> BalancePlan:
-        """The plan for ``snapshot``, PVE's migrate precondition read for every VM it moves.
+    async def plan_now(
+        self, snapshot: ClusterSnapshot, config: BalancerConfig, *, balancing: bool = False
+    ) -> BalancePlan:
+        """The plan for ``snapshot``, PVE's migrate precondition read for every VM it moves
+        (``balancing``: moves were made for this trigger already, see ``plan_balance``).
 
         Planning runs in a thread: on a cluster of a few hundred guests it takes a good part of a
         second, which on the dashboard's event loop would freeze the screen meanwhile."""
@@ -184,7 +188,14 @@ class BalancerWorker:
         rules = await self._call(self.store.ruleset, self.cluster) if self.store is not None else RuleSet()
         waits = await self._call(cooldowns, self.store, self.cluster, config, now)
         plan = await self._call(
-            plan_balance, snapshot, rules, config, now=now, cooldowns=waits, preconditions=self._known(snapshot)
+            plan_balance,
+            snapshot,
+            rules,
+            config,
+            now=now,
+            cooldowns=waits,
+            preconditions=self._known(snapshot),
+            balancing=balancing,
         )
         unanswered: dict[int, MigratePrecondition] = {}
         for _round in range(PRECONDITION_ROUNDS):
@@ -203,7 +214,14 @@ class BalancerWorker:
                     unanswered[guest.vmid] = unreadable_precondition(guest, snapshot)
             known = {**self._known(snapshot), **unanswered}
             plan = await self._call(
-                plan_balance, snapshot, rules, config, now=now, cooldowns=waits, preconditions=known
+                plan_balance,
+                snapshot,
+                rules,
+                config,
+                now=now,
+                cooldowns=waits,
+                preconditions=known,
+                balancing=balancing,
             )
         return plan
 
@@ -238,9 +256,10 @@ class BalancerWorker:
         while len(self._window) > config.smoothing:  # older polls are never read again: free them
             self._window.popleft()
         window = list(self._window) or [snapshot]
-        plan = await self.plan_now(await self._call(smooth, window), config)
+        balancing = self.trigger.balancing and config.mode == "auto"
+        plan = await self.plan_now(await self._call(smooth, window), config, balancing=balancing)
         if paused is None or advising:
-            self.trigger = self.trigger.next(plan.trigger)
+            self.trigger = self.trigger.next(plan.trigger, moves=bool(plan.moves))
         self.plan = plan
         self.history.append(plan.before.imbalance)
         await self._set_paused(paused)
@@ -256,7 +275,10 @@ class BalancerWorker:
             return []
         if not self.trigger.ready(config):
             return []
-        return await self.apply(batch(plan.moves), actor=ACTOR)
+        started = await self.apply(batch(plan.moves), actor=ACTOR)
+        if started:
+            self.trigger = self.trigger.acted()
+        return started
 
     # --- acting ------------------------------------------------------------------------------------
 
@@ -304,7 +326,7 @@ class BalancerWorker:
             await self._set_paused(self._why_paused(snapshot, False))
             if self.paused is not None:
                 break
-            plan = self.plan = await self.plan_now(snapshot, config)
+            plan = self.plan = await self.plan_now(snapshot, config, balancing=bool(done))
             self.history.append(plan.before.imbalance)
             await self._journal_plan(plan)
             if not plan.moves:

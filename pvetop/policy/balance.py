@@ -5,7 +5,10 @@ are settings); imbalance is the coefficient of variation of the node loads divid
 0 when even and 1 when one node carries everything. Because that figure shrinks as nodes are
 added, the threshold and the minimum gain per move are stated for three nodes and scaled to the
 node count (the same spread of loads triggers, the same move counts); a wide memory spread with
-a hot node triggers balancing too.
+a hot node triggers balancing too. Once auto mode has started moving guests it balances on, plan
+after plan, until imbalance is below a share of the threshold (``balancer.settle``) or no plan is
+left: a plan is cut at ``MAX_MOVES`` and the worker re-plans after each batch, so without this the
+rest of a plan would be dropped as soon as the cluster read just below the threshold.
 
 The planner is greedy on gain per GiB moved (a live migration copies the guest's memory): at
 every step it takes the allowed move that lowers imbalance most per GiB (within ``CLOSE_ENOUGH``
@@ -75,6 +78,13 @@ BALANCER_SETTINGS: tuple[SettingSpec, ...] = (
         fraction(0.01, 1),
     ),
     SettingSpec(
+        "balancer.settle",
+        0.5,
+        "once auto has started moving guests, it goes on until imbalance is below this share of the "
+        "threshold (0.5 or 50%: half of it)",
+        fraction(0, 1),
+    ),
+    SettingSpec(
         "balancer.memory_spread", 20.0, "memory spread (max − min, points) that calls for balancing …", number(1, 100)
     ),
     SettingSpec("balancer.hot_node", 60.0, "… when the hottest node's memory is above this %", number(1, 100)),
@@ -115,6 +125,7 @@ class BalancerConfig:
 
     mode: str = "advise"
     threshold: float = 0.25
+    settle: float = 0.5  # share of the threshold a started balancing goes down to
     memory_spread: float = 20.0  # points
     hot_node: float = 0.60  # fraction
     hold: int = 3
@@ -228,8 +239,11 @@ def _digits(threshold: float) -> int:
     return 0 if abs(threshold * 100 - round(threshold * 100)) < 1e-6 else 1
 
 
-def trigger_reason(figures: Measure, config: BalancerConfig) -> str | None:
-    """Why the cluster needs balancing now, or None when it is even enough."""
+def trigger_reason(figures: Measure, config: BalancerConfig, *, balancing: bool = False) -> str | None:
+    """Why the cluster needs balancing now, or None when it is even enough.
+
+    ``balancing``: the worker has started moving guests for an earlier trigger, which then holds
+    until imbalance is below ``balancer.settle`` of the threshold (the rest of what it started)."""
     threshold = trigger_threshold(config, len(figures.loads))
     if figures.imbalance > threshold:
         digits = _digits(threshold)
@@ -240,18 +254,31 @@ def trigger_reason(figures: Measure, config: BalancerConfig) -> str | None:
             f"memory spread {figures.memory_spread:.0f} points (over {config.memory_spread:.0f}) with "
             f"{figures.hottest} at {figures.hottest_memory:.0%} (over {config.hot_node:.0%})"
         )
+    settle = threshold * config.settle
+    if balancing and figures.imbalance > settle:
+        now, limit = imbalance_text(figures.imbalance, digits=1), imbalance_text(settle, digits=1)
+        return f"balancing on: imbalance {now} above {limit} ({config.settle:.0%} of the threshold)"
     return None
 
 
 @dataclass(frozen=True, slots=True)
 class TriggerState:
-    """How many evaluations in a row found the trigger, so auto acts only on a lasting imbalance."""
+    """How many evaluations in a row found the trigger, so auto acts only on a lasting imbalance,
+    and whether auto is balancing (it moved guests for this trigger: it goes on to ``settle``)."""
 
     held: int = 0
     reason: str | None = None
+    balancing: bool = False
 
-    def next(self, reason: str | None) -> TriggerState:
-        return TriggerState(self.held + 1, reason) if reason is not None else TriggerState()
+    def next(self, reason: str | None, *, moves: bool = True) -> TriggerState:
+        """After an evaluation that found ``reason`` and a plan with or without ``moves``: a
+        balancing that has nothing left to move is over."""
+        if reason is None:
+            return TriggerState()
+        return TriggerState(self.held + 1, reason, self.balancing and moves)
+
+    def acted(self) -> TriggerState:
+        return replace(self, balancing=True)
 
     def ready(self, config: BalancerConfig) -> bool:
         return self.reason is not None and self.held >= config.hold
@@ -406,14 +433,14 @@ class _Unit:
     mem: int
     targets: tuple[str, ...]  # nodes the static rules allow, its own included (pins, HA priorities, ProxLB pins)
     narrowed_by: str | None = None  # the rule that keeps it off the other nodes
+    gib: float = field(init=False)  # what moving it costs; read in the search's inner loops, so kept
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gib", max(self.mem / GIB, MIN_GIB_COST))
 
     @property
     def vmids(self) -> tuple[int, ...]:
         return tuple(guest.vmid for guest in self.guests)
-
-    @property
-    def gib(self) -> float:
-        return max(self.mem / GIB, MIN_GIB_COST)
 
 
 class _Planner:
@@ -663,6 +690,8 @@ class _Planner:
         moved = {position for position, _target in path.steps}
         pending = [p for p in range(len(units)) if p not in moved and (wanted is None or p in wanted)]
         heap: list[tuple[float, int, int, int]] = []
+        cost = [unit.gib**alpha for unit in units]
+        vmid = [unit.guests[0].vmid for unit in units]
 
         def judge(positions: Iterable[int], only: int | None = None) -> None:
             """Puts the moves of these units that gain now in the heap (only to node ``only``)."""
@@ -682,14 +711,9 @@ class _Planner:
             for (source, targets), batch in batches.items():
                 self.budget -= len(batch) * len(targets)
                 found += figures.moves_from(source, batch, targets)
+            n = figures.n
             entries = [
-                (
-                    -(value - figures.n * squares / (total * total)) / units[p].gib ** alpha,
-                    units[p].guests[0].vmid,
-                    t,
-                    p,
-                )
-                for p, t, total, squares in found
+                (-(value - n * squares / (total * total)) / cost[p], vmid[p], t, p) for p, t, total, squares in found
             ]
             if len(entries) > len(heap):
                 heap.extend(entries)
@@ -929,6 +953,7 @@ class _Planner:
                     if len(unit.targets) < figures.n:
                         targets = [figures.index[name] for name in unit.targets]
                         found += figures.moves_from(source, ((position, unit),), targets)
+            now = figures.imbalance
             for position, target, total, squares in found:
                 gib = units[position].gib
                 value = figures.n * squares / (total * total)
@@ -936,7 +961,7 @@ class _Planner:
                     if closing is None or (gib, value) < closing[:2]:
                         closing = (gib, value, ((position, target),))
                 else:
-                    ranked.append(((figures.imbalance - _imbalance(total, squares, figures.n)) / gib, position, target))
+                    ranked.append(((now - _imbalance(total, squares, figures.n)) / gib, position, target))
             ranked = heapq.nlargest(CLOSING_PAIRS_OF, ranked)
             pair = self._closing_pair(figures, ranked, goal, room)
             if pair is not None and (closing is None or pair[:2] < closing[:2]):
@@ -994,20 +1019,24 @@ class _Planner:
         if len(self.nodes) < 2:
             return ()
         figures = _Figures(projection, self.nodes, self.config)
-        reasons: dict[int, str] = {}
+        everywhere = range(figures.n)
+        held_on: dict[int, list[tuple[int, _Unit]]] = {}  # node index -> held guests on it, each as a unit
         for guest in self.snapshot.guests:
-            reason = self.held.get(guest.vmid)
             source = projection.node_of(guest.vmid)
-            if reason is not None and source in figures.index:
+            if guest.vmid in self.held and source in figures.index:
                 demand = Demand.of(guest)
                 alone = _Unit((guest,), source, demand.cpu_cores, demand.mem, ())
-                if next(iter(figures.gains(source, alone, self.nodes)), None) is not None:
-                    reasons[guest.vmid] = reason
+                held_on.setdefault(figures.index[source], []).append((guest.vmid, alone))
+        reasons: dict[int, str] = {}
+        for source, guests in held_on.items():
+            for vmid, _target, _total, _squares in figures.moves_from(source, guests, everywhere):
+                reasons[vmid] = self.held[vmid]
         for unit in self.movable:
             source = projection.node_of(unit.guests[0].vmid)
             if source != unit.source:  # the plan moves it
                 continue
-            gaining = [target for target, _after in figures.gains(source, unit, self.nodes)]
+            found = figures.moves_from(figures.index[source], ((0, unit),), everywhere)
+            gaining = [figures.names[target] for _position, target, _total, _squares in found]
             if not gaining:
                 continue
             allowed = [target for target in gaining if target in unit.targets]
@@ -1113,20 +1142,12 @@ class _Figures:
     def value(self) -> float:
         return self.n * self.squares / (self.total * self.total) if self.total > 0 else 1.0
 
-    def gains(self, source: str, unit: _Unit, targets: Iterable[str]) -> list[tuple[str, float]]:
-        """(target, imbalance after) for each target where moving ``unit`` gains at least ``min_gain``,
-        fits below the memory cap and leaves the target below the source's load before the move."""
-        s = self.index.get(source)
-        if s is None:
-            return []
-        found = self.moves_from(s, ((0, unit),), [self.index[target] for target in targets])
-        return [(self.names[t], _imbalance(total, squares, self.n)) for _position, t, total, squares in found]
-
     def moves_from(
         self, s: int, batch: Iterable[tuple[int, _Unit]], targets: Sequence[int]
     ) -> list[tuple[int, int, float, float]]:
-        """``gains`` for many units on node ``s`` at once: (position, target, Σload, Σload²) after
-        each move that gains at least ``min_gain``, fits and leaves the target below the source."""
+        """The moves of many units on node ``s`` (each with a position of the caller's) to ``targets``
+        that gain at least ``min_gain``, fit below the memory cap and leave the target below the
+        source's load before the move: (position, target, Σload, Σload²) after each."""
         # imbalance² · (n − 1) + 1 = n · Σload² / (Σload)²: compare that before taking any root
         bound = self.imbalance - self.min_gain
         if bound <= 0:
@@ -1184,13 +1205,15 @@ def plan_balance(
     cooldowns: Mapping[int, float] | None = None,
     preconditions: Mapping[int, MigratePrecondition] | None = None,
     max_moves: int = MAX_MOVES,
+    balancing: bool = False,
 ) -> BalancePlan:
     """The moves that even the cluster out, or none with the reason.
 
     ``cooldowns`` maps a vmid to the epoch second it may move again; ``preconditions`` are PVE's
     migrate answers known so far (a planned VM without one is listed in ``unchecked``: fetch it
     and plan again, it may have local disks). ``max_moves`` caps the plan (the worker plans
-    again after every move, so the rest follows).
+    again after every move, so the rest follows). ``balancing``: the worker is moving guests
+    for an earlier trigger, which holds down to ``balancer.settle`` of the threshold.
     """
     rules = rules or RuleSet.empty()
     config = config or BalancerConfig()
@@ -1205,7 +1228,7 @@ def plan_balance(
     )
     start = ProjectedCluster.of(snapshot)
     before = measure_projection(start, planner.nodes, config)
-    reason = trigger_reason(before, config) if len(planner.nodes) >= 2 else None
+    reason = trigger_reason(before, config, balancing=balancing) if len(planner.nodes) >= 2 else None
     if not snapshot.quorate:
         return _empty(before, "no quorum: nothing moves", now, start)
     if reason is None:

@@ -1,6 +1,6 @@
 """pvetop's balancer against ProxLB 2.3.0 on the same simulator states; prints one table.
 
-    .venv/bin/python tests/bench/balance.py [--states homelab,smb,...] [--no-proxlb] [--cpsat-seconds 20]
+    .venv/bin/python tests/bench/balance.py [--states homelab,smb,...] [--no-proxlb] [--cpsat-seconds 20] [--fast]
 
 Every built-in scenario, skewed starts (guests piled onto a few nodes, HA guests left where their
 rules keep them) and a 30-node / 1000-guest cluster are started in the simulator. On each state:
@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import importlib.metadata
 import json
 import math
 import resource
@@ -63,7 +65,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from pvetop.config import settings_from_sim_info  # noqa: E402
-from pvetop.engine.balancer import BalancerWorker  # noqa: E402
+from pvetop.engine.balancer import BalancerWorker, batch  # noqa: E402
 from pvetop.engine.evacuation import fetch_preconditions  # noqa: E402
 from pvetop.engine.migrations import MigrationExecutor  # noqa: E402
 from pvetop.model import ClusterSnapshot  # noqa: E402
@@ -97,6 +99,8 @@ ROUNDING = 0.0005  # imbalance slack for the minimum-GiB model's integer loads
 SCALE = 10000  # the minimum-GiB model counts a node's load in 1/SCALE
 CUTS = 40  # tangent cuts per node load² in the minimum-GiB model
 MIB = 1024**2
+PROXLB_VERSION = importlib.metadata.version("proxlb")
+CACHE = Path.home() / ".cache" / "pvetop-bench"
 
 
 @dataclass
@@ -286,41 +290,65 @@ def run_pvetop(
     return ours, snapshot, known
 
 
-def converge(
-    snapshot: ClusterSnapshot, known: dict[int, MigratePrecondition], config: BalancerConfig, now: float
+def uncapped(
+    snapshot: ClusterSnapshot,
+    known: dict[int, MigratePrecondition],
+    config: BalancerConfig,
+    now: float,
+    local: set[int],
 ) -> str:
     """Where the plan stopped at its cap: what one plan without the cap reaches (moves, GiB, CPU
-    seconds, and how soon its first moves reach the capped plan's figure), and what the worker
-    reaches in auto mode, which plans again after every move: each plan applied in full, the next
-    one made on the result with the guests moved so far in their cooldown, until a plan has no
-    move (the trigger no longer fires). Empty when the first plan is all there is."""
+    seconds). Empty when the first plan is all there is."""
     capped = plan_balance(snapshot, RuleSet(), config, now=now, preconditions=known)
     if len(capped.moves) < MAX_MOVES:
         return ""
     started = time.process_time()
     whole = plan_balance(snapshot, RuleSet(), config, now=now, preconditions=known, max_moves=100_000)
     seconds = time.process_time() - started
-    notes = [
+    return (
         f"one plan without the {MAX_MOVES}-move cap: {whole.after.imbalance:.4f}, {len(whole.moves)} moves, "
-        f"{whole.gib:.1f} GiB, {seconds:.2f} s CPU, {rules_broken(snapshot, placed(whole), set())[0]} broken"
-    ]
-    state, cooldowns = snapshot, {}
-    plans, moves, gib, slowest = 0, 0, 0.0, 0.0
-    for _round in range(50):
+        f"{whole.gib:.1f} GiB, {seconds:.2f} s CPU, {rules_broken(snapshot, placed(whole), local)[0]} broken"
+    )
+
+
+def auto_mode(
+    snapshot: ClusterSnapshot, known: dict[int, MigratePrecondition], config: BalancerConfig, now: float, tool: str
+) -> Result | None:
+    """What the worker does in auto mode (``BalancerWorker.step``): it plans (a plan is cut at
+    ``MAX_MOVES``), starts the head of the plan (``batch``: moves on nodes no earlier move of the
+    batch touches), and once the batch has finished plans again on the result, balancing on
+    (``balancing=True``) down to ``balancer.settle`` of the threshold, until a plan has no move.
+    The guests it moved stay in cooldown for the rest of the run (the worker's cooldown, 30
+    minutes doubling on repeats, outlasts a batch). CPU seconds: the slowest plan. None where the
+    first plan is empty."""
+    state, cooldowns, balancing = snapshot, {}, False
+    placements: dict[int, str] = {}
+    plans, gib, slowest, total = 0, 0.0, 0.0, 0.0
+    steps = []
+    while plans < 5000:
         started = time.process_time()
-        plan = plan_balance(state, RuleSet(), config, now=now, cooldowns=cooldowns, preconditions=known)
-        slowest = max(slowest, time.process_time() - started)
+        plan = plan_balance(
+            state, RuleSet(), config, now=now, cooldowns=cooldowns, preconditions=known, balancing=balancing
+        )
+        seconds = time.process_time() - started
+        slowest, total = max(slowest, seconds), total + seconds
         if not plan.moves:
             break
-        state = apply_plan(state, plan.moves)
-        plans, moves, gib = plans + 1, moves + len(plan.moves), gib + plan.gib
-        cooldowns.update({step.vmid: now + 86400 for step in plan.moves})
-    after = measure(state, RuleSet(), BalancerConfig()).imbalance
-    notes.append(
-        f"auto, planning again until the trigger stops: {plans} plans, {after:.3f}, {moves} moves, {gib:.1f} GiB, "
-        f"slowest plan {slowest:.2f} s"
-    )
-    return "; ".join(notes)
+        head = batch(plan.moves)
+        state = apply_plan(state, head)
+        for step in head:
+            gib += step.gib
+            steps.append((step.imbalance_after, gib))
+            placements[step.vmid] = step.move.target
+            cooldowns[step.vmid] = now + 86400
+        plans, balancing = plans + 1, True
+    if not plans:
+        return None
+    imbalance, spread = figures(snapshot, placements)
+    result = Result(f"{tool} auto", imbalance, spread, len(placements), gib, None, slowest, 0)
+    result.placed, result.steps = placements, tuple(steps)
+    result.note = f"{plans} plans, each started as far as its first batch; {total:.1f} s CPU in all"
+    return result
 
 
 def placed(plan) -> dict[int, str]:
@@ -384,8 +412,16 @@ def proxlb_config(info: dict, log_dir: Path, *, solver: bool) -> dict:
     return config
 
 
-def run_proxlb(sim, counter: RequestCounter, snapshot: ClusterSnapshot, local: set[int], *, solver: bool) -> Result:
-    name = "ProxLB CP-SAT" if solver else "ProxLB greedy"
+def state_key(snapshot: ClusterSnapshot, solver: bool) -> str:
+    """What a ProxLB run depends on: the cluster it reads (nodes, guests, HA rules, storage; not
+    when it was read), which of its planners, and its version."""
+    content = repr((snapshot.nodes, snapshot.guests, snapshot.ha_rules, snapshot.storage, solver, PROXLB_VERSION))
+    return hashlib.sha256(content.encode()).hexdigest()[:24]
+
+
+def run_proxlb(sim, counter: RequestCounter, snapshot: ClusterSnapshot, *, solver: bool) -> dict:
+    """One ProxLB dry run on the simulator: its moves (vmid -> node), the API requests it made, its
+    CPU and wall seconds, or why there is no plan."""
     by_name = {}
     for guest in snapshot.guests:
         by_name.setdefault(guest.name, guest.vmid)
@@ -404,13 +440,13 @@ def run_proxlb(sim, counter: RequestCounter, snapshot: ClusterSnapshot, local: s
                 cwd=folder,
             )
         except subprocess.TimeoutExpired:
-            return Result(name, math.nan, math.nan, 0, 0.0, counter.count - before, math.nan, 0, "timed out")
+            return {"error": "timed out", "requests": counter.count - before, "seconds": math.nan}
         wall = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-        requests = counter.count - before
+        ran = {"requests": counter.count - before, "seconds": seconds, "wall": wall}
         if done.returncode != 0:
-            return Result(name, math.nan, math.nan, 0, 0.0, requests, seconds, 0, f"exit {done.returncode}")
+            return {**ran, "error": f"exit {done.returncode}"}
         moves: dict[int, str] = {}
         if solver:
             runs = sorted((folder / "solver").glob("*"))
@@ -418,7 +454,7 @@ def run_proxlb(sim, counter: RequestCounter, snapshot: ClusterSnapshot, local: s
             errors = [e for e in events if e.get("event") in ("error", "infeasible")]
             if errors:
                 message = errors[0].get("message") or f"infeasible: {errors[0].get('blocking_vms')}"
-                return Result(name, math.nan, math.nan, 0, 0.0, requests, seconds, 0, f"no plan: {message[:60]}")
+                return {**ran, "error": f"no plan: {message[:60]}"}
             for event in events:
                 if event.get("event") == "plan_step":
                     vmid = int(str(event["vm"]).split(":")[-1]) if str(event["vm"]).split(":")[-1].isdigit() else None
@@ -432,6 +468,31 @@ def run_proxlb(sim, counter: RequestCounter, snapshot: ClusterSnapshot, local: s
             for guest in plan["guests"].values():
                 if guest["node_current"] != guest["node_target"]:
                     moves[int(guest["id"])] = guest["node_target"]
+    return {**ran, "moves": {str(vmid): node for vmid, node in moves.items()}}
+
+
+def proxlb_result(
+    sim, counter: RequestCounter, snapshot: ClusterSnapshot, local: set[int], *, solver: bool, cache: Path | None
+) -> Result | None:
+    """ProxLB's plan judged like pvetop's. A run is kept in ``cache`` under the state it read
+    (ProxLB takes minutes on the large states), so later runs of the bench reuse it; with no
+    cache directory nothing is kept; None when only cached runs are wanted and none is kept."""
+    name = "ProxLB CP-SAT" if solver else "ProxLB greedy"
+    path = cache / f"proxlb-{state_key(snapshot, solver)}.json" if cache is not None else None
+    if path is not None and path.exists():
+        ran = json.loads(path.read_text())
+        cached = "cached run"
+    elif sim is None:
+        return None
+    else:
+        ran = run_proxlb(sim, counter, snapshot, solver=solver)
+        cached = ""
+        if path is not None and "moves" in ran:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(ran))
+    if "error" in ran:
+        return Result(name, math.nan, math.nan, 0, 0.0, ran["requests"], ran["seconds"], 0, ran["error"])
+    moves = {int(vmid): node for vmid, node in ran["moves"].items()}
     imbalance, spread = figures(snapshot, moves)
     result = Result(
         name,
@@ -439,11 +500,13 @@ def run_proxlb(sim, counter: RequestCounter, snapshot: ClusterSnapshot, local: s
         spread,
         len(moves),
         gib_of(snapshot, moves),
-        requests,
-        seconds,
+        ran["requests"],
+        ran["seconds"],
         *rules_broken(snapshot, moves, local),
     )
-    result.note = "; ".join(part for part in (result.note, f"{wall:.1f}s wall with its API reads") if part)
+    result.placed = moves
+    wall = f"{ran['wall']:.1f}s wall with its API reads" + (f" ({cached})" if cached else "")
+    result.note = "; ".join(part for part in (result.note, wall) if part)
     return result
 
 
@@ -605,7 +668,7 @@ def print_rows(label, nodes, guests, before, results) -> None:
         spread = "n/a" if math.isnan(result.spread_after) else f"{result.spread_after:.0f}"
         requests = result.requests if result.requests is not None else "-"
         print(
-            f"{label:<15} {f'{nodes}/{guests}':>8}  {result.tool:<13} "
+            f"{label:<15} {f'{nodes}/{guests}':>8}  {result.tool:<18} "
             f"{f'{before.imbalance:.3f}→{imbalance}':>13} {f'{before.memory_spread:.0f}→{spread}':>8} "
             f"{result.moves:>5} {result.gib:>7.1f} {requests:>6} {result.seconds:>7.3f} {result.broken:>6}  "
             f"{ratio:>14}  {result.note}",
@@ -614,7 +677,7 @@ def print_rows(label, nodes, guests, before, results) -> None:
 
 
 HEADER = (
-    f"{'state':<15} {'n/guests':>8}  {'tool':<13} {'imbalance':>13} {'spread':>8} {'moves':>5} "
+    f"{'state':<15} {'n/guests':>8}  {'tool':<18} {'imbalance':>13} {'spread':>8} {'moves':>5} "
     f"{'GiB':>7} {'API':>6} {'CPU s':>7} {'broken':>6}  {'GiB/min (min)':>14}  notes"
 )
 
@@ -624,7 +687,15 @@ def main() -> int:
     parser.add_argument("--states", default=",".join(STATES), help="comma-separated: " + ", ".join(STATES))
     parser.add_argument("--no-proxlb", action="store_true", help="only pvetop (and the minimum)")
     parser.add_argument("--cpsat-seconds", type=float, default=20.0, help="time for the minimum-GiB solver")
+    parser.add_argument(
+        "--cache", type=Path, default=CACHE, help=f"where ProxLB's runs are kept per state (default {CACHE})"
+    )
+    parser.add_argument(
+        "--fast", action="store_true", help="for iterating: ProxLB only where a run is cached, the solver 3 s"
+    )
     args = parser.parse_args()
+    if args.fast:
+        args.cpsat_seconds = min(args.cpsat_seconds, 3.0)
     print(HEADER)
     print("-" * len(HEADER), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -641,25 +712,39 @@ def main() -> int:
                     results.append(ours)
                 # every VM's migrate precondition, for the rule check and the minimum (not counted)
                 every = all_preconditions(sim, snapshot)
-                for ours, (_tool, config) in zip(results, PVETOP_CONFIGS, strict=True):
+                local = {vmid for vmid, answer in every.items() if answer.local_disks}
+                now = sim.cluster.now
+                planned = []
+                for ours, (tool, config) in zip(results, PVETOP_CONFIGS, strict=True):
+                    # moving a VM with local disks breaks no rule where the settings allow it
+                    kept = set() if config.local_disks else local
+                    ours.broken, ours.note = rules_broken(snapshot, ours.placed, kept)
+                    allowed = len(local & set(ours.placed)) if config.local_disks else 0
+                    notes = [ours.note, f"{allowed} VMs with local disks (allowed here)" if allowed else ""]
+                    notes.append(uncapped(snapshot, every, config, now, kept) if ours.moves else "")
+                    notes.append(ask(snapshot, every, config, now, ours))
+                    notes.append(f"{ours.wall:.1f}s wall with its API reads")
+                    ours.note = "; ".join(part for part in notes if part)
+                    planned.append((ours, config))
+                    auto = auto_mode(snapshot, every, config, now, tool)
+                    if auto is not None:
+                        broken, which = rules_broken(snapshot, auto.placed, kept)
+                        auto.broken, auto.note = broken, "; ".join(part for part in (which, auto.note) if part)
+                        planned.append((auto, config))
+                results = [result for result, _config in planned]
+                for ours, config in planned:
                     if ours.moves:
                         ours.minimum = minimum_gib(
                             snapshot, every, config, ours.imbalance_after, args.cpsat_seconds, ours.placed
                         )
-                local = {vmid for vmid, answer in every.items() if answer.local_disks}
-                for ours, (_tool, config) in zip(results, PVETOP_CONFIGS, strict=True):
-                    # moving a VM with local disks breaks no rule where the settings allow it
-                    ours.broken, ours.note = rules_broken(snapshot, ours.placed, set() if config.local_disks else local)
-                    allowed = len(local & set(ours.placed)) if config.local_disks else 0
-                    notes = [ours.note, f"{allowed} VMs with local disks (allowed here)" if allowed else ""]
-                    notes.append(converge(snapshot, every, config, sim.cluster.now) if ours.moves else "")
-                    notes.append(ask(snapshot, every, config, sim.cluster.now, ours))
-                    notes.append(f"{ours.wall:.1f}s wall with its API reads")
-                    ours.note = "; ".join(part for part in notes if part)
                 before = measure(snapshot, RuleSet(), BalancerConfig())
                 if not args.no_proxlb:
                     for solver in (False, True):
-                        theirs = run_proxlb(sim, counter, snapshot, local, solver=solver)
+                        theirs = proxlb_result(
+                            None if args.fast else sim, counter, snapshot, local, solver=solver, cache=args.cache
+                        )
+                        if theirs is None:
+                            continue
                         if not math.isnan(theirs.imbalance_after) and theirs.moves:
                             ahead = "; ".join(
                                 reach(ours, theirs.imbalance_after)
