@@ -118,6 +118,19 @@ async def test_auto_waits_for_the_trigger_to_hold(tmp_path):
         await drive(sim, lambda: not worker.running)
 
 
+async def test_auto_balances_on_below_the_threshold_down_to_settle(tmp_path):
+    # imbalanced starts at 0.83; its first batches take it below 0.25, and auto goes on to 0.125
+    with balancer_on("imbalanced", tmp_path, hold=1) as (sim, client, store, worker):
+        config = worker.config()
+        plans = await run_auto(sim, client, worker, rounds=40)
+        await worker.executor.wait()
+        after = measure(client.fetch_snapshot(), RuleSet(), config)
+    reasons = [plan.trigger for plan in plans if plan is not None and plan.moves]
+    assert any(reason.startswith("balancing on") for reason in reasons), reasons
+    assert after.imbalance <= config.threshold * config.settle
+    assert plans[-1].trigger is None and not worker.trigger.balancing
+
+
 async def test_advise_plans_and_journals_but_moves_nothing_until_applied(tmp_path):
     with balancer_on("imbalanced", tmp_path, mode="advise") as (sim, client, store, worker):
         for _ in range(4):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pvetop.errors import UsageError
 from pvetop.model import CrsOptions, MigratePrecondition
 from pvetop.policy.balance import (
     BALANCER_SETTINGS,
@@ -136,6 +137,40 @@ def test_trigger_must_hold_for_n_evaluations():
     state = state.next("imbalance 0.40 above 0.25")
     assert state.ready(config)
     assert not state.next(None).ready(config) and state.next(None).held == 0
+
+
+def test_a_balancing_started_goes_on_below_the_threshold_down_to_settle():
+    config = BalancerConfig()  # threshold 0.25, settle 0.5: on three nodes it goes on down to 0.125
+    between = spread_cluster(3, 0.25)  # imbalance 0.177
+    assert trigger_reason(between, config) is None
+    assert trigger_reason(between, config, balancing=True).startswith("balancing on: imbalance 17.7% above 12.5%")
+    assert trigger_reason(spread_cluster(3, 0.15), config, balancing=True) is None  # 0.106: settled
+    assert trigger_reason(between, BalancerConfig(settle=1.0), balancing=True) is None
+
+
+def test_a_balancing_ends_when_the_trigger_goes_or_nothing_is_left_to_move():
+    state = TriggerState().next("imbalance 40% above 25%")
+    assert not state.balancing
+    state = state.acted()
+    assert state.balancing and state.next("balancing on", moves=True).balancing
+    assert not state.next("balancing on", moves=False).balancing
+    assert state.next(None) == TriggerState()
+
+
+def balancing_cluster(counts: tuple[int, int, int]):
+    """Three equal nodes with 4 GiB guests, ``counts`` of them on each."""
+    nodes = [node for node, count in zip(("pve1", "pve2", "pve3"), counts, strict=True) for _ in range(count)]
+    guests = [make_guest(100 + i, node, mem=4 * GIB, cpu=0.5) for i, node in enumerate(nodes)]
+    return make_snapshot([make_node(f"pve{i}") for i in (1, 2, 3)], guests, derive_usage=True)
+
+
+def test_a_plan_while_balancing_goes_on_below_the_threshold_and_not_on_a_settled_cluster():
+    between = balancing_cluster((7, 5, 4))  # imbalance 0.165: between 0.125 and 0.25
+    assert plan_balance(between).moves == ()
+    plan = plan_balance(between, balancing=True)
+    assert plan.moves and plan.trigger.startswith("balancing on") and plan.after.imbalance < 0.125
+    settled = balancing_cluster((6, 5, 4))  # 0.115
+    assert plan_balance(settled, balancing=True).moves == ()
 
 
 # --- the plan ------------------------------------------------------------------------------------
@@ -496,3 +531,7 @@ def test_settings_give_the_config_with_percent_as_fractions():
     config = BalancerConfig.from_settings(registry.effective({"balancer.memory_cap": 70, "balancer.hold": 5}))
     assert config.memory_cap == pytest.approx(0.70) and config.hold == 5 and config.hot_node == pytest.approx(0.6)
     assert BalancerConfig.from_settings(registry.effective({})) == BalancerConfig()
+    assert registry.parse("balancer.settle", "40%") == pytest.approx(0.4)
+    assert BalancerConfig.from_settings(registry.effective({"balancer.settle": 0.0})).settle == 0.0
+    with pytest.raises(UsageError, match="between 0 and 1"):
+        registry.parse("balancer.settle", "1.5")

@@ -7,6 +7,7 @@ the destination below the source's load, and planning again on the result plans 
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -179,13 +180,15 @@ def test_no_plan_breaks_a_rule_or_a_cap_and_every_move_lowers_imbalance(case):
         assert plan.after.imbalance <= plan.before.imbalance * (1 - config.min_cut) + 1e-9
 
 
+@pytest.mark.parametrize("balancing", [False, True])
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(clusters())
-def test_planning_again_on_the_result_plans_nothing(case):
-    """No ping-pong: on the cluster the plan leaves behind (its guests cooling down), nothing to do."""
+def test_planning_again_on_the_result_plans_nothing(balancing, case):
+    """No ping-pong: on the cluster the plan leaves behind (its guests cooling down), nothing to do,
+    also while auto balances on below the threshold (``balancing``)."""
     snap, rules, config = case
-    plan = plan_balance(snap, rules, config, now=0.0)
+    plan = plan_balance(snap, rules, config, now=0.0, balancing=balancing)
     # the guests just moved are in their cooldown when the balancer looks again
     cooling = {step.vmid: 1800.0 for step in plan.moves}
-    again = plan_balance(apply_plan(snap, plan.moves), rules, config, now=0.0, cooldowns=cooling)
+    again = plan_balance(apply_plan(snap, plan.moves), rules, config, now=0.0, cooldowns=cooling, balancing=balancing)
     assert again.moves == ()
