@@ -961,7 +961,7 @@ class _Planner:
                     if closing is None or (gib, value) < closing[:2]:
                         closing = (gib, value, ((position, target),))
                 else:
-                    ranked.append(((now - _imbalance(total, squares, figures.n)) / gib, position, target))
+                    ranked.append(((now - figures.imbalance_of_value(value)) / gib, position, target))
             ranked = heapq.nlargest(CLOSING_PAIRS_OF, ranked)
             pair = self._closing_pair(figures, ranked, goal, room)
             if pair is not None and (closing is None or pair[:2] < closing[:2]):
@@ -1156,27 +1156,31 @@ class _Figures:
         limit = bound * bound * (n - 1) + 1
         loads = self.loads
         ls = loads[s]
+        mem, cap = self.mem, self.cap
+        # per target: its load, the memory room left below the cap, its weights (the inner loop reads locals)
         open_targets = [
-            (t, loads[t], self.mem[t], self.cap[t], self.cpu_weight[t], self.mem_weight[t])
+            (t, loads[t], cap[t] - mem[t], self.cpu_weight[t], self.mem_weight[t])
             for t in targets
             if t != s and loads[t] < ls
         ]
         if not open_targets:
             return []
-        source_cores, source_mem = self.cores[s], self.mem[s]
+        source_cores, source_mem = self.cores[s], mem[s]
         source_cpu_weight, source_mem_weight = self.cpu_weight[s], self.mem_weight[s]
         other_total = self.total - ls
         other_squares = self.squares - ls * ls
         found = []
+        append = found.append
         for position, unit in batch:
             cores, size = unit.cores, unit.mem
-            ls_after = source_cpu_weight * max(0.0, source_cores - cores) + source_mem_weight * max(
-                0.0, source_mem - size
+            cores_left, mem_left = source_cores - cores, source_mem - size
+            ls_after = source_cpu_weight * (cores_left if cores_left > 0 else 0.0) + source_mem_weight * (
+                mem_left if mem_left > 0 else 0.0
             )
             base_total = other_total + ls_after
             base_squares = other_squares + ls_after * ls_after
-            for t, lt, mem_t, cap_t, cpu_weight_t, mem_weight_t in open_targets:
-                if mem_t + size > cap_t:
+            for t, lt, room_t, cpu_weight_t, mem_weight_t in open_targets:
+                if size > room_t:
                     continue
                 lt_after = lt + cpu_weight_t * cores + mem_weight_t * size
                 if lt_after >= ls:
@@ -1184,7 +1188,7 @@ class _Figures:
                 total = base_total - lt + lt_after
                 squares = base_squares - lt * lt + lt_after * lt_after
                 if total > 0 and n * squares <= limit * total * total:
-                    found.append((position, t, total, squares))
+                    append((position, t, total, squares))
         return found
 
 
