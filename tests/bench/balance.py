@@ -34,13 +34,19 @@ broken (which in the notes); GiB / the minimum GiB reaching the same imbalance (
 brackets). ``pvetop`` runs as shipped (containers stay: restart migration is off by default,
 and so do VMs with local disks); ``pvetop +ct`` allows containers; ``pvetop +ct+ld`` allows VMs
 with local disks too, the scope ProxLB balances in: compare ProxLB with the row under its rules.
-Where a pvetop plan stops at its cap of 100 moves (the worker plans again after every move), a note
-gives one plan without the cap, and where auto mode ends, planning again after each plan with the
-guests moved so far in cooldown until the trigger no longer fires. Where pvetop's trigger does not
-fire, a note gives the plan it makes when asked (balancer.threshold 0.01), which the ProxLB notes
-compare with.
+Each pvetop row is one plan (what ``pvetop plan`` and advise mode show; a plan is cut at 100
+moves, where a note gives one plan without the cap); the ``auto`` row below it is what the worker
+does in auto mode: plan, start the plan's first batch, plan again on the result with the moved
+guests in cooldown, balancing on down to ``balancer.settle`` of the threshold, until a plan has no
+move (its CPU seconds: the slowest plan). Where pvetop's trigger does not fire, a note gives the
+plan it makes when asked (balancer.threshold 0.01), which the ProxLB notes compare with.
 A ProxLB note says how soon each pvetop row reaches ProxLB's imbalance (its first moves that get
-there), so "no more moves and GiB than ProxLB" can be read where ProxLB ends as low or lower.
+there). Below each state, one line per pvetop row checks the targets: no rule broken; imbalance
+at the end no higher than each ProxLB plan's; where a ProxLB plan ends as low as pvetop's (its
+final imbalance ≤ pvetop's), no more moves and GiB than it; GiB ≤ 1.10 × the minimum (proven:
+the solver's lower bound; else the range); CPU seconds of the (slowest) plan < 1 at 30 nodes /
+1000 guests. ProxLB's runs are kept per state (the cluster it read, its planner and version) in
+``--cache`` and reused: ProxLB takes minutes on the 1000- and 4000-guest states.
 """
 
 from __future__ import annotations
@@ -487,7 +493,7 @@ def proxlb_result(
     else:
         ran = run_proxlb(sim, counter, snapshot, solver=solver)
         cached = ""
-        if path is not None and "moves" in ran:
+        if path is not None and ran.get("error") != "timed out":  # an infeasible solver is as reproducible as a plan
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(ran))
     if "error" in ran:
@@ -676,6 +682,42 @@ def print_rows(label, nodes, guests, before, results) -> None:
         )
 
 
+def verdicts(results: list[Result]) -> list[str]:
+    """The targets, checked for each pvetop row against the ProxLB rows beside it."""
+    theirs = [r for r in results if r.tool.startswith("ProxLB") and not math.isnan(r.imbalance_after)]
+    lines = []
+    for ours in (r for r in results if r.tool.startswith("pvetop")):
+        checks = [f"{'ok' if ours.broken == 0 else 'FAIL'} {ours.broken} broken"]
+        for other in theirs:
+            name = other.tool.removeprefix("ProxLB ")
+            broke = f", which broke {other.broken}" if other.broken else ""
+            ok = ours.imbalance_after <= other.imbalance_after + 5e-4  # as printed, 3 decimals
+            checks.append(
+                f"{'ok' if ok else 'FAIL'} imbalance {ours.imbalance_after:.3f} vs {name}'s {other.imbalance_after:.3f}"
+                + broke
+            )
+            if other.imbalance_after <= ours.imbalance_after + 5e-4 and other.moves:
+                fewer = ours.moves <= other.moves and ours.gib <= other.gib + 0.05
+                checks.append(
+                    f"{'ok' if fewer else 'FAIL'} {name} as low: moves {ours.moves} vs {other.moves}, "
+                    f"GiB {ours.gib:.1f} vs {other.gib:.1f}"
+                )
+        minimum = ours.minimum
+        if ours.moves and minimum is not None and minimum.bound:
+            upper = ours.gib / minimum.bound
+            if minimum.proven or upper <= 1.10:
+                checks.append(f"{'ok' if upper <= 1.10 + 5e-3 else 'FAIL'} GiB ≤ {upper:.2f} × minimum")
+            else:
+                lower = ours.gib / minimum.found if minimum.found else None
+                fails = lower is not None and lower > 1.10 + 5e-3
+                checks.append(f"{'FAIL' if fails else 'open'} GiB / minimum {ratio_cell(ours.gib, minimum)}")
+        elif ours.moves:
+            checks.append("open GiB / minimum: no bound")
+        checks.append(f"{'ok' if ours.seconds < 1 else 'slow'} {ours.seconds:.2f} s CPU")
+        lines.append(f"    {ours.tool:<18} " + "; ".join(checks))
+    return lines
+
+
 HEADER = (
     f"{'state':<15} {'n/guests':>8}  {'tool':<18} {'imbalance':>13} {'spread':>8} {'moves':>5} "
     f"{'GiB':>7} {'API':>6} {'CPU s':>7} {'broken':>6}  {'GiB/min (min)':>14}  notes"
@@ -754,6 +796,7 @@ def main() -> int:
                             theirs.note = f"{theirs.note}; {ahead}" if theirs.note else ahead
                         results.append(theirs)
             print_rows(label, len(snapshot.nodes), len(snapshot.guests), before, results)
+            print("\n".join(verdicts(results)), flush=True)
     return 0
 
 
