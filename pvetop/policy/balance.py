@@ -1028,8 +1028,8 @@ class _Planner:
                 alone = _Unit((guest,), source, demand.cpu_cores, demand.mem, ())
                 held_on.setdefault(figures.index[source], []).append((guest.vmid, alone))
         reasons: dict[int, str] = {}
-        for source, guests in held_on.items():
-            for vmid, _target, _total, _squares in figures.moves_from(source, guests, everywhere):
+        for node, guests in held_on.items():
+            for vmid, _target, _total, _squares in figures.moves_from(node, guests, everywhere):
                 reasons[vmid] = self.held[vmid]
         for unit in self.movable:
             source = projection.node_of(unit.guests[0].vmid)
@@ -1169,7 +1169,7 @@ class _Figures:
         source_cpu_weight, source_mem_weight = self.cpu_weight[s], self.mem_weight[s]
         other_total = self.total - ls
         other_squares = self.squares - ls * ls
-        found = []
+        found: list[tuple[int, int, float, float]] = []
         append = found.append
         for position, unit in batch:
             cores, size = unit.cores, unit.mem
