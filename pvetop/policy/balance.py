@@ -6,9 +6,9 @@ are settings); imbalance is the coefficient of variation of the node loads divid
 added, the threshold and the minimum gain per move are stated for three nodes and scaled to the
 node count (the same spread of loads triggers, the same move counts); a wide memory spread with
 a hot node triggers balancing too. Once auto mode has started moving guests it balances on, plan
-after plan, until imbalance is below a share of the threshold (``balancer.settle``) or no plan is
-left: a plan is cut at ``MAX_MOVES`` and the worker re-plans after each batch, so without this the
-rest of a plan would be dropped as soon as the cluster read just below the threshold.
+after plan, until no plan is left (or imbalance is below ``balancer.settle`` of the threshold):
+a plan is cut at ``MAX_MOVES`` and the worker re-plans after each batch, so without this auto
+would drop the rest of the plan it showed as soon as the cluster read just below the threshold.
 
 The planner is greedy on gain per GiB moved (a live migration copies the guest's memory): at
 every step it takes the allowed move that lowers imbalance most per GiB (within ``CLOSE_ENOUGH``
@@ -79,9 +79,9 @@ BALANCER_SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "balancer.settle",
-        0.5,
+        0.0,
         "once auto has started moving guests, it goes on until imbalance is below this share of the "
-        "threshold (0.5 or 50%: half of it)",
+        "threshold (0: until no plan is left, as far as the plan shown; 0.5 or 50%: half of it)",
         fraction(0, 1),
     ),
     SettingSpec(
@@ -125,7 +125,7 @@ class BalancerConfig:
 
     mode: str = "advise"
     threshold: float = 0.25
-    settle: float = 0.5  # share of the threshold a started balancing goes down to
+    settle: float = 0.0  # share of the threshold a started balancing goes down to (0: to the end)
     memory_spread: float = 20.0  # points
     hot_node: float = 0.60  # fraction
     hold: int = 3
@@ -1235,18 +1235,20 @@ def plan_balance(
     reason = trigger_reason(before, config, balancing=balancing) if len(planner.nodes) >= 2 else None
     if not snapshot.quorate:
         return _empty(before, "no quorum: nothing moves", now, start)
+    threshold = trigger_threshold(config, len(planner.nodes))
+    digits = _digits(threshold)
+    even = (
+        f"balanced: imbalance {imbalance_text(before.imbalance, digits=digits)} "
+        f"(threshold {imbalance_text(threshold, digits=digits)})"
+    )
     if reason is None:
-        threshold = trigger_threshold(config, len(planner.nodes))
-        digits = _digits(threshold)
-        even = (
-            f"balanced: imbalance {imbalance_text(before.imbalance, digits=digits)} "
-            f"(threshold {imbalance_text(threshold, digits=digits)})"
-        )
         return _empty(before, even, now, start)
     moves, projection = planner.search()
     after = measure_projection(projection, planner.nodes, config)
     cut = (before.imbalance - after.imbalance) / before.imbalance if before.imbalance > 0 else 0.0
     held = planner.held_that_would_help(projection)
+    if (not moves or cut < config.min_cut) and trigger_reason(before, config) is None:
+        return _empty(before, even, now, start)  # balancing on found nothing more worth doing: it is over
     if not moves or cut < config.min_cut:
         text = (
             "no move lowers imbalance within the rules"

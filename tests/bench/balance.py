@@ -446,7 +446,7 @@ def run_proxlb(sim, counter: RequestCounter, snapshot: ClusterSnapshot, *, solve
                 cwd=folder,
             )
         except subprocess.TimeoutExpired:
-            return {"error": "timed out", "requests": counter.count - before, "seconds": math.nan}
+            return {"error": f"timed out ({PROXLB_TIMEOUT} s)", "requests": counter.count - before, "seconds": math.nan}
         wall = time.perf_counter() - started
         cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
@@ -493,11 +493,12 @@ def proxlb_result(
     else:
         ran = run_proxlb(sim, counter, snapshot, solver=solver)
         cached = ""
-        if path is not None and ran.get("error") != "timed out":  # an infeasible solver is as reproducible as a plan
+        if path is not None:  # an infeasible solver or a timeout is as reproducible as a plan
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(ran))
     if "error" in ran:
-        return Result(name, math.nan, math.nan, 0, 0.0, ran["requests"], ran["seconds"], 0, ran["error"])
+        error = f"{ran['error']} ({cached})" if cached else ran["error"]
+        return Result(name, math.nan, math.nan, 0, 0.0, ran["requests"], ran["seconds"], 0, error)
     moves = {int(vmid): node for vmid, node in ran["moves"].items()}
     imbalance, spread = figures(snapshot, moves)
     result = Result(

@@ -120,7 +120,7 @@ async def test_auto_waits_for_the_trigger_to_hold(tmp_path):
 
 async def test_auto_balances_on_below_the_threshold_down_to_settle(tmp_path):
     # imbalanced starts at 0.83; its first batches take it below 0.25, and auto goes on to 0.125
-    with balancer_on("imbalanced", tmp_path, hold=1) as (sim, client, store, worker):
+    with balancer_on("imbalanced", tmp_path, hold=1, settle=0.5) as (sim, client, store, worker):
         config = worker.config()
         plans = await run_auto(sim, client, worker, rounds=40)
         await worker.executor.wait()

@@ -140,12 +140,13 @@ def test_trigger_must_hold_for_n_evaluations():
 
 
 def test_a_balancing_started_goes_on_below_the_threshold_down_to_settle():
-    config = BalancerConfig()  # threshold 0.25, settle 0.5: on three nodes it goes on down to 0.125
+    config = BalancerConfig(settle=0.5)  # threshold 0.25: on three nodes it goes on down to 0.125
     between = spread_cluster(3, 0.25)  # imbalance 0.177
     assert trigger_reason(between, config) is None
     assert trigger_reason(between, config, balancing=True).startswith("balancing on: imbalance 17.7% above 12.5%")
     assert trigger_reason(spread_cluster(3, 0.15), config, balancing=True) is None  # 0.106: settled
     assert trigger_reason(between, BalancerConfig(settle=1.0), balancing=True) is None
+    assert trigger_reason(spread_cluster(3, 0.01), BalancerConfig(), balancing=True) is not None  # 0: to the end
 
 
 def test_a_balancing_ends_when_the_trigger_goes_or_nothing_is_left_to_move():
@@ -165,12 +166,14 @@ def balancing_cluster(counts: tuple[int, int, int]):
 
 
 def test_a_plan_while_balancing_goes_on_below_the_threshold_and_not_on_a_settled_cluster():
+    config = BalancerConfig(settle=0.5)
     between = balancing_cluster((7, 5, 4))  # imbalance 0.165: between 0.125 and 0.25
-    assert plan_balance(between).moves == ()
-    plan = plan_balance(between, balancing=True)
+    assert plan_balance(between, config=config).moves == ()
+    plan = plan_balance(between, config=config, balancing=True)
     assert plan.moves and plan.trigger.startswith("balancing on") and plan.after.imbalance < 0.125
     settled = balancing_cluster((6, 5, 4))  # 0.115
-    assert plan_balance(settled, balancing=True).moves == ()
+    assert plan_balance(settled, config=config, balancing=True).moves == ()
+    assert plan_balance(settled, balancing=True).moves  # settle 0 (the default): as far as a plan goes
 
 
 # --- the plan ------------------------------------------------------------------------------------
@@ -532,6 +535,6 @@ def test_settings_give_the_config_with_percent_as_fractions():
     assert config.memory_cap == pytest.approx(0.70) and config.hold == 5 and config.hot_node == pytest.approx(0.6)
     assert BalancerConfig.from_settings(registry.effective({})) == BalancerConfig()
     assert registry.parse("balancer.settle", "40%") == pytest.approx(0.4)
-    assert BalancerConfig.from_settings(registry.effective({"balancer.settle": 0.0})).settle == 0.0
+    assert BalancerConfig.from_settings(registry.effective({"balancer.settle": 0.5})).settle == 0.5
     with pytest.raises(UsageError, match="between 0 and 1"):
         registry.parse("balancer.settle", "1.5")
