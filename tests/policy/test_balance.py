@@ -174,6 +174,9 @@ def test_a_plan_while_balancing_goes_on_below_the_threshold_and_not_on_a_settled
     settled = balancing_cluster((6, 5, 4))  # 0.115
     assert plan_balance(settled, config=config, balancing=True).moves == ()
     assert plan_balance(settled, balancing=True).moves  # settle 0 (the default): as far as a plan goes
+    # nothing more to gain: the balancing is over, and the cluster reads balanced
+    done = plan_balance(balancing_cluster((3, 2, 2)), balancing=True)
+    assert done.moves == () and done.trigger is None and done.summary.startswith("balanced")
 
 
 # --- the plan ------------------------------------------------------------------------------------
