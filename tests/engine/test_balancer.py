@@ -124,11 +124,12 @@ async def test_auto_balances_on_below_the_threshold_down_to_settle(tmp_path):
         config = worker.config()
         plans = await run_auto(sim, client, worker, rounds=40)
         await worker.executor.wait()
-        after = measure(client.fetch_snapshot(), RuleSet(), config)
-    reasons = [plan.trigger for plan in plans if plan is not None and plan.moves]
-    assert any(reason.startswith("balancing on") for reason in reasons), reasons
-    assert after.imbalance <= config.threshold * config.settle
-    assert plans[-1].trigger is None and not worker.trigger.balancing
+    figures = [(plan.before.imbalance, plan.trigger, len(plan.moves)) for plan in plans]
+    # a plan read the cluster below the threshold and still moved guests
+    assert any(trigger.startswith("balancing on") and moves for _i, trigger, moves in figures if trigger), figures
+    # the last one read it below settle (the loads it planned on; they drift a little as time passes)
+    last, trigger, _moves = figures[-1]
+    assert trigger is None and last <= config.threshold * config.settle and not worker.trigger.balancing, figures
 
 
 async def test_advise_plans_and_journals_but_moves_nothing_until_applied(tmp_path):
