@@ -79,7 +79,7 @@ BALANCER_SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "balancer.settle",
-        0.0,
+        0.5,
         "once auto has started moving guests, it goes on until imbalance is below this share of the "
         "threshold (0: until no plan is left, as far as the plan shown; 0.5 or 50%: half of it)",
         fraction(0, 1),
@@ -125,7 +125,7 @@ class BalancerConfig:
 
     mode: str = "advise"
     threshold: float = 0.25
-    settle: float = 0.0  # share of the threshold a started balancing goes down to (0: to the end)
+    settle: float = 0.5  # share of the threshold a started balancing goes down to (0: to the end)
     memory_spread: float = 20.0  # points
     hot_node: float = 0.60  # fraction
     hold: int = 3

@@ -146,7 +146,8 @@ def test_a_balancing_started_goes_on_below_the_threshold_down_to_settle():
     assert trigger_reason(between, config, balancing=True).startswith("balancing on: imbalance 17.7% above 12.5%")
     assert trigger_reason(spread_cluster(3, 0.15), config, balancing=True) is None  # 0.106: settled
     assert trigger_reason(between, BalancerConfig(settle=1.0), balancing=True) is None
-    assert trigger_reason(spread_cluster(3, 0.01), BalancerConfig(), balancing=True) is not None  # 0: to the end
+    assert trigger_reason(spread_cluster(3, 0.01), BalancerConfig(settle=0), balancing=True) is not None  # to the end
+    assert BalancerConfig().settle == 0.5  # the default: half the threshold, a gap a drifting load does not cross
 
 
 def test_a_balancing_ends_when_the_trigger_goes_or_nothing_is_left_to_move():
@@ -173,9 +174,10 @@ def test_a_plan_while_balancing_goes_on_below_the_threshold_and_not_on_a_settled
     assert plan.moves and plan.trigger.startswith("balancing on") and plan.after.imbalance < 0.125
     settled = balancing_cluster((6, 5, 4))  # 0.115
     assert plan_balance(settled, config=config, balancing=True).moves == ()
-    assert plan_balance(settled, balancing=True).moves  # settle 0 (the default): as far as a plan goes
+    to_the_end = BalancerConfig(settle=0)
+    assert plan_balance(settled, config=to_the_end, balancing=True).moves  # settle 0: as far as a plan goes
     # nothing more to gain: the balancing is over, and the cluster reads balanced
-    done = plan_balance(balancing_cluster((3, 2, 2)), balancing=True)
+    done = plan_balance(balancing_cluster((3, 2, 2)), config=to_the_end, balancing=True)
     assert done.moves == () and done.trigger is None and done.summary.startswith("balanced")
 
 
