@@ -26,6 +26,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pvetop.engine.evacuation import fetch_preconditions
@@ -187,16 +188,8 @@ class BalancerWorker:
         now = self.clock()
         rules = await self._call(self.store.ruleset, self.cluster) if self.store is not None else RuleSet()
         waits = await self._call(cooldowns, self.store, self.cluster, config, now)
-        plan = await self._call(
-            plan_balance,
-            snapshot,
-            rules,
-            config,
-            now=now,
-            cooldowns=waits,
-            preconditions=self._known(snapshot),
-            balancing=balancing,
-        )
+        plan_with = partial(plan_balance, snapshot, rules, config, now=now, cooldowns=waits, balancing=balancing)
+        plan = await self._call(plan_with, preconditions=self._known(snapshot))
         unanswered: dict[int, MigratePrecondition] = {}
         for _round in range(PRECONDITION_ROUNDS):
             if not plan.unchecked:
@@ -212,17 +205,7 @@ class BalancerWorker:
                     self._preconditions[guest.vmid] = (now, guest.node, MigratePrecondition(running=guest.running))
                 else:  # PVE did not answer (a node just back, a dropped read): held for this plan only
                     unanswered[guest.vmid] = unreadable_precondition(guest, snapshot)
-            known = {**self._known(snapshot), **unanswered}
-            plan = await self._call(
-                plan_balance,
-                snapshot,
-                rules,
-                config,
-                now=now,
-                cooldowns=waits,
-                preconditions=known,
-                balancing=balancing,
-            )
+            plan = await self._call(plan_with, preconditions={**self._known(snapshot), **unanswered})
         return plan
 
     def _known(self, snapshot: ClusterSnapshot) -> dict[int, MigratePrecondition]:
