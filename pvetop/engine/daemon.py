@@ -131,8 +131,10 @@ class Daemon:
         running = [job for job in self.executor.jobs if not job.state.finished]
         if running:
             self.say(f"daemon: stopping; following {len(running)} running move(s) for up to {STOP_GRACE:g} s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.executor.wait(running), timeout=STOP_GRACE)
+        # every job's runner, the finished jobs' too: a runner closes its move's intent just after
+        # the job finished, and cancelled there it left the intent open (a move done, handed back)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.executor.wait(), timeout=STOP_GRACE)
         left = [job for job in self.executor.jobs if not job.state.finished]
         for task in list(self.power.running.values()):
             task.cancel()
