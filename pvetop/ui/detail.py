@@ -238,7 +238,8 @@ class DetailScreen(ReadOnlyGuard, Screen):
         # a refresh on smb)
         title.update(self.title_text(entity, refresh), layout=False)
         text = _table_text(self.extra_fields(entity, refresh) + field_lines(entity))
-        shape = (len(text.plain.splitlines()), max(map(len, text.plain.splitlines()), default=0))
+        rows = text.plain.splitlines()
+        shape = (len(rows), max(map(len, rows), default=0))
         self.query_one("#fields", Static).update(text, layout=shape != self._fields_shape)
         self._fields_shape = shape
 
