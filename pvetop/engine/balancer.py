@@ -92,6 +92,16 @@ def unreadable_precondition(guest: Guest, snapshot: ClusterSnapshot) -> MigrateP
     )
 
 
+UNCHECKED = "not moved: PVE's migrate precondition was not read yet (local disks unknown); planned again next time"
+
+
+def unchecked(step: BalanceMove) -> bool:
+    """A VM the plan moved before PVE answered its migrate precondition (the plan's last round
+    brought it in). The executor would read the precondition itself and copy any local disks
+    along, which the balancer holds by default, so it is never sent: the next plan reads it."""
+    return step.move.type == "qemu" and step.move.with_local_disks is None
+
+
 def batch(moves: Sequence[BalanceMove]) -> list[BalanceMove]:
     """The moves at the head of the plan that may run together: a guest group moving as one stays
     whole; the batch ends at the first move touching a node an earlier group touched, so a move
@@ -278,6 +288,9 @@ class BalancerWorker:
                 continue
             if self.executor.job_for(step.vmid) is not None:
                 continue  # already on its way (applied twice from the screen)
+            if unchecked(step):
+                await self._journal(SKIP_ACTION, {"vmid": step.vmid, "target": step.move.target}, UNCHECKED)
+                continue
             job = self.executor.submit(step.move, actor=actor)
             self.jobs.append(job)
             started.append(job)

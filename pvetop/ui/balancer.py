@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from pvetop.engine.balancer import BalancerWorker, set_mode
+from pvetop.engine.balancer import UNCHECKED, BalancerWorker, set_mode, unchecked
 from pvetop.engine.migrations import MigrationExecutor
 from pvetop.engine.report import job_status
 from pvetop.errors import PvetopError
@@ -287,6 +287,8 @@ class BalancerScreen(ReadOnlyGuard, Screen):
         row = max(0, self.query_one("#balancer-moves", DataTable).cursor_row)
         step = plan.moves[min(row, len(plan.moves) - 1)]
         group = [s for s in plan.moves if s.move.reason == step.move.reason]  # guests that move together
+        if any(unchecked(s) for s in group):
+            self.app.notify(UNCHECKED, title=f"Balancer: VM {step.vmid}", severity="warning", timeout=6)
         await self._run(worker.apply(group))
 
     async def action_apply_all(self) -> None:

@@ -212,17 +212,19 @@ def test_a_batch_never_starts_a_move_into_a_node_an_earlier_move_leaves():
 
 
 async def test_a_positive_affinity_partner_moves_along_through_the_ha_manager(tmp_path):
+    from pvetop.model import MigratePrecondition
     from pvetop.policy.balance import BalanceMove
     from pvetop.policy.placement import planned_move
 
+    read = MigratePrecondition(running=True)  # PVE's answer, as the planner reads it before moving a VM
     with balancer_on("smb", tmp_path, mode="advise") as (sim, client, store, worker):
         snapshot = client.fetch_snapshot()
         app, cache = snapshot.guest_by_vmid[106], snapshot.guest_by_vmid[107]
         assert app.node == cache.node and app.ha_managed and cache.ha_managed
         target = next(n.name for n in snapshot.online_nodes if n.name not in (app.node, "pve4", "pve5"))
         steps = [
-            BalanceMove(planned_move(app, app.node, target, "test pair", None), app.mem / GIB, 0.1),
-            BalanceMove(planned_move(cache, cache.node, target, "test pair", None), cache.mem / GIB, 0.1, follows=106),
+            BalanceMove(planned_move(app, app.node, target, "test pair", read), app.mem / GIB, 0.1),
+            BalanceMove(planned_move(cache, cache.node, target, "test pair", read), cache.mem / GIB, 0.1, follows=106),
         ]
         jobs = await worker.apply(steps, actor=ACTOR)
         await drive(sim, lambda: not worker.running and guest_node(sim, 107) == target, step=2.0, limit=600)
@@ -266,3 +268,24 @@ async def test_a_vm_whose_precondition_pve_did_not_answer_is_held_not_moved(tmp_
         assert plan is not None and not any(step.vmid in vms for step in plan.moves)
         held = {item.vmid: item.reason for item in plan.held}
         assert any("did not answer its migrate precondition" in held.get(vmid, "") for vmid in vms)
+
+
+async def test_a_vm_planned_in_the_last_round_without_its_precondition_is_not_sent(tmp_path, monkeypatch):
+    """Found by the soak (a local-disk VM moved by the balancer): a plan whose last precondition
+    round brought in a new VM still listed it, and the executor, finding no precondition on the
+    move, read it and copied the local disks along. Such a move is skipped and journaled; the next
+    plan reads the precondition first."""
+    from pvetop.engine import balancer
+
+    monkeypatch.setattr(balancer, "PRECONDITION_ROUNDS", 0)  # every planned VM stays unchecked
+    with balancer_on("imbalanced", tmp_path, mode="advise") as (sim, client, store, worker):
+        plan = await worker.evaluate(client.fetch_snapshot())
+        assert plan is not None and plan.unchecked
+        unread = [step for step in plan.moves if step.vmid in plan.unchecked]
+        assert unread and all(balancer.unchecked(step) for step in unread)
+        started = await worker.apply(plan.moves)
+        assert {job.move.vmid for job in started}.isdisjoint(plan.unchecked)
+        skips = store.journal_entries(worker.cluster, actions=[SKIP_ACTION])
+        skipped = [r for r in skips if "precondition" in r.result]
+        assert {r.params["vmid"] for r in skipped} == {step.vmid for step in unread}
+        await drive(sim, lambda: not worker.running)
