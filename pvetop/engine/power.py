@@ -6,9 +6,11 @@ the migration executor (its limits apply), checks that nothing but the guests ma
 with the node still runs, shuts those down gracefully, asks PVE to shut the node down and
 watches it go offline. A wake sends a magic packet (``wakeonlan``) or asks PVE's ``wakeonlan``
 on another online node, then watches the node rejoin within its boot timeout, starts the
-guests that slept with it and moves back the ones its drain took away (``power.return_guests``);
-a node that does not come back is marked ``failed`` with an alert, and is not retried. Nothing
-happens on stale data, without quorum, or read-only.
+guests that slept with it and moves back the ones its drain took away (``power.return_guests``).
+A magic packet is one UDP datagram nobody acknowledges, so it goes out ``PACKET_COPIES`` times,
+and the wake is sent once more at half the boot timeout if the node is not back by then; a node
+that still does not come back is marked ``failed`` with an alert, and is not retried in a loop.
+Nothing happens on stale data, without quorum, or read-only.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pvetop.policy.power import (
     PowerInputs,
     PowerPlan,
     PowerSettings,
+    WakeMethod,
     check_power_off,
     check_wake,
     energy_report,
@@ -58,6 +61,7 @@ GUEST_SHUTDOWN_TIMEOUT = 300.0  # seconds a guest that sleeps with its node gets
 COMIGRATE_TIMEOUT = 600.0  # seconds a guest PVE's HA manager moves along with its partner gets to arrive
 POWER_ACTIONS = ("power.off", "power.wake")
 HISTORY_GAP = 600.0  # seconds without a sample of a node after which its rrddata is read again
+PACKET_COPIES = 3  # magic packets per wake (wakeonlan sends one; nothing acknowledges it)
 HISTORY_KEPT = 4200.0  # seconds of samples kept per node (an rrd hour: 70 one-minute rows)
 
 UpdateCallback = Callable[[str], None]
@@ -564,11 +568,7 @@ class PowerWorker:
             return PowerOutcome(node, "wake", False, "; ".join(decision.refusals), decision, refused=True)
         self._set(node, "waking", method.describe())
         try:
-            if method.kind == "packet":
-                assert method.mac is not None
-                await self._call(self.send_packet, method.mac, host=settings.wol_host, port=settings.wol_port)
-            else:
-                await self._call(actions.wake_node, self.client, node)
+            await self._send_wake(node, method, settings)
         except (PvetopError, OSError) as exc:
             why = exc.message if isinstance(exc, PvetopError) else str(exc)
             self._set(node, "failed", why)
@@ -579,6 +579,16 @@ class PowerWorker:
         if not wait:
             return PowerOutcome(node, "wake", True, f"sent {method.describe()}", decision)
         return await self.watch_rejoin(node, actor, decision)
+
+    async def _send_wake(self, node: str, method: WakeMethod, settings: PowerSettings) -> None:
+        """A magic packet (``PACKET_COPIES`` of it: a datagram to a sleeping NIC is easily lost, and
+        a node already booting ignores the extra ones) or PVE's ``wakeonlan`` on another node."""
+        if method.kind == "packet":
+            assert method.mac is not None
+            for _copy in range(PACKET_COPIES):
+                await self._call(self.send_packet, method.mac, host=settings.wol_host, port=settings.wol_port)
+        else:
+            await self._call(actions.wake_node, self.client, node)
 
     async def test_wake(self, node: str, *, actor: str = "user") -> PowerOutcome:
         """Sends the node's wake (packet or PVE's wakeonlan) without expecting anything: a node that
@@ -591,10 +601,7 @@ class PowerWorker:
         if method is None:
             return PowerOutcome(node, "test_wake", False, "no known way to wake it", refused=True)
         try:
-            if method.kind == "packet":
-                await self._call(self.send_packet, method.mac, host=settings.wol_host, port=settings.wol_port)
-            else:
-                await self._call(actions.wake_node, self.client, node)
+            await self._send_wake(node, method, settings)
         except (PvetopError, OSError) as exc:
             why = exc.message if isinstance(exc, PvetopError) else str(exc)
             await self._journal(actor, "power.test_wake", node, {"method": method.describe()}, f"failed: {why}")
@@ -606,11 +613,22 @@ class PowerWorker:
         timeout = float(
             (await self._call(self.store.node_power, self.cluster, node)).boot_timeout if self.store else 300
         )
-        back = await self._wait_for(lambda s: s.node_by_name[node].online, timeout)
+
+        def online(snapshot: ClusterSnapshot) -> bool:
+            return snapshot.node_by_name[node].online
+
+        back = await self._wait_for(online, timeout / 2)
+        if back is None and decision.wake is not None:  # the wake may have been lost: once more, then wait
+            try:
+                await self._send_wake(node, decision.wake, await self._call(self.settings))
+                await self._journal(actor, "power.wake", node, {}, f"resent: not back after {timeout / 2:.0f} s")
+            except (PvetopError, OSError):
+                pass  # the first wake may still be booting it; the rest of the timeout tells
+            back = await self._wait_for(online, timeout / 2)
         if back is None:
             why = f"did not rejoin within {timeout:.0f} s"
             self._set(node, "failed", why)
-            self._alert(f"{node}: {why} after the wake — marked failed, not retried; check it by hand")
+            self._alert(f"{node}: {why} after the wake, sent twice — marked failed; check it by hand")
             await self._journal(actor, "power.wake", node, {}, f"failed: {why}")
             return PowerOutcome(node, "wake", False, why, decision)
         await self._start_slept_guests(node, back, actor)
