@@ -544,7 +544,8 @@ class LiveTable(ScrollView, can_focus=True):
         self._sort_step(-1)
 
     def action_sort_by(self, column: str) -> None:
-        self.sort_by(column)
+        if column in self._specs:  # P and M on a table without CPU or memory columns do nothing
+            self.sort_by(column)
 
     def action_sort_reverse(self) -> None:
         self.sort_by(self.sort_column, not self.sort_reverse)

@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Static
 
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.migrate.evacuate import EvacuateScreen
+from pvetop.ui.table import LiveTable
 from tests.engine import simdrive
 from tests.engine.simdrive import connect, running_sim, set_failure_rate
 from tests.ui.pilot import wait_for_data
@@ -87,6 +88,10 @@ def screen_text(app) -> str:
         if isinstance(widget, DataTable):
             for row in range(widget.row_count):
                 parts.append(" ".join(str(getattr(c, "plain", c)) for c in widget.get_row_at(row)))
+        elif isinstance(widget, LiveTable):
+            columns = [spec.key for spec in widget.shown_columns]
+            for key in widget.keys_in_order:
+                parts.append(" ".join(widget.cell_text(key, column) for column in columns))
         elif isinstance(widget, Static):
             parts.append(str(widget.render()))
     return "\n".join(parts)

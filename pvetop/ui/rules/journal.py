@@ -1,10 +1,13 @@
 """The journal view: the most recent actions on this cluster, by the user, the balancer and the power policy.
 
 The cells are cut at their column's width; the highlighted entry is shown whole below the table.
+Entries never change once written, so a row drawn once is kept for the next time the screen opens
+(keyed by the entry's id) and only new entries are drawn; the store is read off the UI thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING
@@ -13,17 +16,59 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
+from pvetop.store.records import JournalEntry
 from pvetop.text import visible
 from pvetop.ui.footer import KeyFooter
 from pvetop.ui.rules.controller import RulesController
+from pvetop.ui.table import ColumnSpec, LiveTable, Row
 
 if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
 
 LIMIT = 500
-COLUMNS = (("time", 19), ("actor", 8), ("action", 18), ("target", 22), ("result", 10), ("details", 60))
+
+
+class JournalTable(LiveTable):
+    COLUMNS = (
+        ColumnSpec("time", "Time", 19, descending_first=True),
+        ColumnSpec("actor", "Actor", 8),
+        ColumnSpec("action", "Action", 18),
+        ColumnSpec("target", "Target", 22),
+        ColumnSpec("result", "Result", 10, grow=1),
+        ColumnSpec("details", "Details", 60, grow=2),
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(sort_column="time", **kwargs)
+
+
+def entry_details(entry: JournalEntry) -> str:
+    details = json.dumps(dict(entry.params), sort_keys=True, separators=(", ", ": "))
+    return f"{entry.upid}  {details}" if entry.upid else details
+
+
+def entry_time(entry: JournalEntry) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
+
+
+def entry_row(entry: JournalEntry) -> Row:
+    """One entry's row; sorted by when it was written (its id), newest first."""
+    texts = (entry_time(entry), entry.actor, entry.action, entry.target, entry.result, entry_details(entry))
+    order = (entry.id,) + tuple((text, entry.id) for text in texts[1:])
+    return JournalTable.make_row(entry, tuple((text, "") for text in texts), order)
+
+
+def entry_text(entry: JournalEntry) -> str:
+    """The whole entry, for the box below the table."""
+    return "\n".join(
+        [
+            f"{entry_time(entry)}  {entry.actor}  {entry.action}  {entry.target}",
+            f"result: {entry.result}",
+            entry_details(entry),
+        ]
+    )
 
 
 class JournalScreen(Screen):
@@ -44,39 +89,28 @@ class JournalScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.entries: dict[str, str] = {}  # row key -> the entry's whole text
+        self.rows: dict[str, Row] = {}  # entry id -> its row, kept while the entry is among the shown
 
     def compose(self) -> ComposeResult:
         yield Static(id="journal-title")
-        yield DataTable(id="journal", cursor_type="row", zebra_stripes=True)
+        yield JournalTable(id="journal")
         yield Static(id="journal-entry", markup=False)
         yield KeyFooter()
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, width in COLUMNS:
-            table.add_column(label, width=width, key=label)
 
     def on_screen_resume(self) -> None:
         self.action_reload()
 
     def action_reload(self) -> None:
+        self.run_worker(self._reload(), group="journal", exclusive=True, exit_on_error=False)
+
+    async def _reload(self) -> None:
         controller = RulesController(self.app, self.app.store)
         cluster = controller.cluster
-        entries = controller.store.recent_journal(cluster, limit=LIMIT)
-        table = self.query_one(DataTable)
-        table.clear()
-        self.entries = {}
-        for entry in entries:
-            details = json.dumps(dict(entry.params), sort_keys=True, separators=(", ", ": "))
-            if entry.upid:
-                details = f"{entry.upid}  {details}"
-            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
-            values = (entry.actor, entry.action, entry.target, entry.result, details)
-            table.add_row(at, *(Text(visible(value), end="") for value in values), key=str(entry.id))
-            self.entries[str(entry.id)] = "\n".join(
-                [f"{at}  {entry.actor}  {entry.action}  {entry.target}", f"result: {entry.result}", details]
-            )
+        entries = await asyncio.to_thread(controller.store.recent_journal, cluster, LIMIT)
+        kept = self.rows
+        self.rows = {str(e.id): kept.get(str(e.id)) or entry_row(e) for e in entries}
+        table = self.query_one(JournalTable)
+        table.apply(self.rows)
         entries_text = f"{len(entries)} most recent entr{'y' if len(entries) == 1 else 'ies'}"
         self.query_one("#journal-title", Static).update(
             Text(visible(f" Journal of {cluster or 'every cluster'}: {entries_text}")) + " (escape: back)"
@@ -84,13 +118,14 @@ class JournalScreen(Screen):
         table.focus()
         self._show_entry()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_live_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
         self._show_entry()
 
     def _show_entry(self) -> None:
-        table = self.query_one(DataTable)
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
-        self.query_one("#journal-entry", Static).update(visible(self.entries.get(key or "", ""), multiline=True))
+        key = self.query_one(JournalTable).cursor_key
+        row = self.rows.get(key or "")
+        text = entry_text(row.item) if row is not None else ""
+        self.query_one("#journal-entry", Static).update(visible(text, multiline=True))
 
     def action_close(self) -> None:
         self.app.pop_screen()
