@@ -727,7 +727,10 @@ def imbalance_check(
     if not ours.moves and ours.asked:  # the trigger did not fire: the planner is judged by what it plans when asked
         asked = ours.asked[-1][0]
         verdict = "ok" if asked <= other.imbalance_after + 5e-4 else "FAIL"
-        return f"{verdict} not triggered at {ours.imbalance_after:.3f}; asked, {asked:.3f} vs {name}'s{broke_text}"
+        return (
+            f"{verdict} not triggered at {ours.imbalance_after:.3f}; asked, {asked:.3f} vs {name}'s "
+            f"{other.imbalance_after:.3f}{broke_text}"
+        )
     settled = settle_level(ours, snapshot)
     if settled is not None:
         return f"info {versus}: auto stops below balancer.settle ({settled:.3f}){broke_text}"
@@ -750,7 +753,9 @@ def verdicts(
         for other in theirs:
             name = other.tool.removeprefix("ProxLB ")
             checks.append(imbalance_check(ours, other, snapshot, within_rules))
-            if other.imbalance_after <= ours.imbalance_after + 5e-4 and other.moves:
+            if not ours.moves and ours.asked:  # untriggered: how soon the plan made when asked gets there
+                checks.append(f"info {reach(ours, other.imbalance_after)} ({name}: {other.moves}, {other.gib:.1f} GiB)")
+            elif other.imbalance_after <= ours.imbalance_after + 5e-4 and other.moves:
                 fewer = ours.moves <= other.moves and ours.gib <= other.gib + 0.05
                 verdict = "ok" if fewer else "info" if settle_level(ours, snapshot) is not None else "FAIL"
                 checks.append(
