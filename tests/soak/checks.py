@@ -304,3 +304,15 @@ def lag_within(lags: Iterable[float], *, p99_limit: float) -> list[str]:
             f"event-loop lag p99 {p99 * 1000:.0f} ms above {p99_limit * 1000:.0f} ms (max {max(lags) * 1000:.0f} ms)"
         ]
     return []
+
+
+def memory_within(warm: int, end: int, *, limit: float, what: str, unit: str = "allocated blocks") -> list[str]:
+    """A process's memory (RSS in KiB, or Python's allocated blocks) at the end of a long run grew
+    at most ``limit`` (a fraction) since it was warm (the end of the first fault cycle); a
+    missing reading is a failure too."""
+    if not warm or not end:
+        return [f"no memory reading of {what}"]
+    growth = (end - warm) / warm
+    if growth > limit:
+        return [f"{what}'s memory grew {growth * 100:.1f} % since it was warm ({warm} → {end} {unit})"]
+    return []

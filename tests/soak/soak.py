@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import logging
 import os
 import sqlite3
@@ -43,7 +41,7 @@ from tests.engine.powerdrive import sim_store
 from tests.engine.simdrive import drive
 from tests.soak import checks
 from tests.soak.checks import JournalRow, Rules, Sample, TaskRow
-from tests.soak.dashboard import Dashboard, rss_kib
+from tests.soak.dashboard import Dashboard, rss_kib, settled_rss_kib
 
 HOUR = 3600.0
 TOKEN_USER = "root@pam!pvetop"
@@ -126,12 +124,22 @@ class Figures:
     lags: list[float] = field(default_factory=list)  # the dashboard's event-loop lateness, seconds
     own_lags: list[float] = field(default_factory=list)  # the part of it its own work caused
     dashboard_rss_kib: list[int] = field(default_factory=list)  # the dashboard process's, every 10 s
+    dashboard_blocks: list[int] = field(default_factory=list)  # its Python allocated blocks, every 10 s
+    dashboard_blocks_warm: int = 0  # its Python allocated blocks after a full collection, when warm and at the end
+    dashboard_blocks_end: int = 0
+    dashboard_rss_warm_kib: int = 0  # the dashboard's, read as rss_warm_kib is (collected, trimmed)
+    dashboard_rss_end_kib: int = 0
     slow_after: dict[str, list[float]] = field(default_factory=dict)  # key pressed -> slow ticks after it
     dashboard_full_gc: list[float] = field(default_factory=list)  # seconds of each of its full collections
 
     @property
     def rss_growth(self) -> float:
         return (self.rss_end_kib - self.rss_warm_kib) / self.rss_warm_kib if self.rss_warm_kib else 0.0
+
+    @property
+    def dashboard_rss_growth(self) -> float:
+        warm, end = self.dashboard_rss_warm_kib, self.dashboard_rss_end_kib
+        return (end - warm) / warm if warm and end else 0.0
 
     @property
     def failed(self) -> int:
@@ -170,7 +178,19 @@ class Figures:
             lines.append(f"dashboard full garbage collections: {len(passes)}, max {max(passes) * 1000:.0f} ms")
         if self.dashboard_rss_kib:
             rss = self.dashboard_rss_kib
-            lines.append(f"dashboard process RSS: {rss[0]} KiB at its first sample, {rss[-1]} KiB at the end")
+            line = f"dashboard process RSS: {rss[0]} KiB at its first sample, {rss[-1]} KiB at the end"
+            if self.dashboard_rss_warm_kib:
+                line += (
+                    f"; collected and trimmed: {self.dashboard_rss_warm_kib} KiB after the first fault cycle, "
+                    f"{self.dashboard_rss_end_kib} KiB at the end ({self.dashboard_rss_growth * 100:+.1f} %)"
+                )
+            if self.dashboard_blocks:
+                blocks = self.dashboard_blocks
+                line += (
+                    f"; Python's allocated blocks sampled {blocks[0]} → {blocks[len(blocks) // 2]} → {blocks[-1]}, "
+                    f"collected {self.dashboard_blocks_warm} when warm → {self.dashboard_blocks_end} at the end"
+                )
+            lines.append(line)
         lines.append(
             f"RSS: {self.rss_start_kib} KiB at start, {self.rss_warm_kib} KiB after the first fault cycle, "
             f"{self.rss_end_kib} KiB at the end ({self.rss_growth * 100:+.1f} % since the first cycle)"
@@ -213,19 +233,6 @@ class TaskRecord:
                     checks.task_target(text for _, text in task.lines) if task.type in checks.MIGRATION_TYPES else None,
                 )
         return list(self.rows.values())
-
-
-def settled_rss_kib() -> int:
-    """This process's RSS after a full collection and glibc's ``malloc_trim(0)``: the memory in
-    use. The simulator shares the soak's process (pvetop never shares PVE's): its thread serving
-    the dashboard and the daemon's worker threads leave freed memory in glibc's per-thread arenas.
-    smb with the dashboard, from 6 to 18 simulated hours: +4.4 % read without the trim, +0.7 %
-    with it, +1.3 % under MALLOC_ARENA_MAX=2, Python's allocated blocks flat (+13.6 % in 48.5 h
-    without the trim: the check failed)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: RSS as it is
-        ctypes.CDLL(None).malloc_trim(0)
-    return rss_kib()
 
 
 def take_sample(sim) -> Sample:
@@ -438,7 +445,7 @@ class Soak:
             path = str(Path(tmp) / "rules.sqlite")
             with watched_output(watch) as log, soak_client(sim) as client, sim_store(sim, path) as store:
                 rules = self.configure(sim, client, store)
-                dashboard = Dashboard(sim, path, tmp) if self.dashboard else None
+                dashboard = Dashboard(sim, path, tmp, warm_after=CYCLE) if self.dashboard else None
                 if dashboard is not None:
                     dashboard.start()
                 try:
@@ -449,6 +456,10 @@ class Soak:
                     figures.lags, figures.own_lags = shown.lags, shown.own_lags
                     figures.dashboard_rss_kib, figures.slow_after = shown.rss_kib, shown.slow_after
                     figures.dashboard_full_gc = shown.full_gc
+                    figures.dashboard_rss_warm_kib = shown.rss_warm_kib
+                    figures.dashboard_blocks = shown.blocks
+                    figures.dashboard_blocks_warm, figures.dashboard_blocks_end = shown.blocks_warm, shown.blocks_end
+                    figures.dashboard_rss_end_kib = shown.rss_end_kib
                     self._found("no traceback", shown.errors)
                     self._record("dashboard lag p99", checks.lag_within(shown.own_lags, p99_limit=LAG_P99_LIMIT))
                 self._found("no traceback", log.tracebacks)
@@ -458,11 +469,14 @@ class Soak:
         figures.wall = time.monotonic() - wall
         figures.rss_after_kib = settled_rss_kib()
         if hours >= RSS_CHECK_MIN_HOURS:
-            growth = figures.rss_growth
-            self._record(
-                "RSS growth",
-                [f"RSS grew {growth * 100:.1f} % since the first cycle"] if growth > RSS_GROWTH_LIMIT else [],
-            )
+            limit = RSS_GROWTH_LIMIT
+            warm, end = figures.rss_warm_kib, figures.rss_end_kib
+            self._record("RSS growth", checks.memory_within(warm, end, limit=limit, what="the soak", unit="KiB RSS"))
+            if self.dashboard:  # its live objects: its RSS keeps the high-water mark of a busy screen (reported)
+                warm, end = figures.dashboard_blocks_warm, figures.dashboard_blocks_end
+                self._record(
+                    "dashboard memory growth", checks.memory_within(warm, end, limit=limit, what="the dashboard")
+                )
         return figures
 
     async def _soak(self, sim, client, store, rules: Rules, path: str, hours: float, watch: SecretWatch, log) -> None:

@@ -173,6 +173,12 @@ def test_secrets_shown():
     assert len(checks.secrets_shown([("stderr", f"...{token[5:20]}...")], [token])) == 1  # a piece of it
 
 
+def test_memory_within():
+    assert checks.memory_within(100_000, 109_000, limit=0.1, what="x") == []
+    assert "grew 12.0 %" in checks.memory_within(100_000, 112_000, limit=0.1, what="x")[0]
+    assert checks.memory_within(0, 112_000, limit=0.1, what="x") == ["no memory reading of x"]
+
+
 def test_lag_within():
     assert checks.lag_within([0.001] * 99 + [0.5], p99_limit=0.1) == []  # one slow tick in 100
     assert len(checks.lag_within([0.001] * 98 + [0.5, 0.5], p99_limit=0.1)) == 1
