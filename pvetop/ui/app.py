@@ -133,6 +133,7 @@ class PvetopApp(ReadOnlyGuard, App):
         self.insecure_warning = insecure_warning
         self.embedded_cluster = False  # the demo's simulator: it ends with the app
         self.detail_panels: dict[str, list[Callable[[Screen], Widget]]] = {"guest": [], "node": []}
+        self._detail_screens: dict[type[DetailScreen], DetailScreen] = {}  # composed once, see open_detail
         self.added_bindings: list[Binding] = []  # see add_app_binding
         self.keymap: dict[str, str] = {}  # the user's keys by binding id, see use_keymap
         self.header_notes: dict[str, str] = {}  # a room's one-line state for the header (the balancer's mode)
@@ -638,9 +639,23 @@ class PvetopApp(ReadOnlyGuard, App):
     def on_live_table_row_selected(self, message: LiveTable.RowSelected) -> None:
         key = message.row_key
         if message.table is self.node_table:
-            self.push_screen(NodeDetailScreen(key))
+            self.open_detail(NodeDetailScreen, key)
         elif message.table is self.guest_table:
-            self.push_screen(GuestDetailScreen(int(key)))
+            self.open_detail(GuestDetailScreen, int(key))
+
+    def open_detail(self, kind: type[DetailScreen], subject: Any) -> None:
+        """Shows the pane of a guest or node. Each kind is composed once and pointed at the next
+        subject (composing it was the dashboard's slowest key); one already open under another
+        screen is left there, and a fresh pane opens on top."""
+        screen = self._detail_screens.get(kind)
+        if screen is None:
+            screen = self._detail_screens[kind] = kind(subject)
+            self.install_screen(screen, f"detail-{kind.KIND}")
+        elif screen in self.screen_stack:
+            screen = kind(subject)
+        else:
+            screen.show_subject(subject)
+        self.push_screen(screen)
 
     def action_details(self, table: str) -> None:
         target = self.guest_table if table == "guests" else self.node_table

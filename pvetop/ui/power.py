@@ -26,9 +26,11 @@ from pvetop.engine.power import PowerOutcome, PowerWorker, energy, mark_sleep_wi
 from pvetop.errors import PvetopError
 from pvetop.policy.power import FAILURE_MARGIN_RISK, NodeDecision
 from pvetop.text import visible
+from pvetop.ui.detail import follow_refreshes
 from pvetop.ui.footer import KeyFooter
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.migrate.confirm import ConfirmScreen
+from pvetop.ui.sized_static import SizedStatic
 
 if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
@@ -396,7 +398,7 @@ class PowerScreen(ReadOnlyGuard, Screen):
         self.action_replan()
 
 
-class GuestPowerPanel(ReadOnlyGuard, Static):
+class GuestPowerPanel(ReadOnlyGuard, SizedStatic):
     """In the guest pane: whether the guest sleeps with its node (z toggles)."""
 
     DEFAULT_CSS = """
@@ -416,7 +418,11 @@ class GuestPowerPanel(ReadOnlyGuard, Static):
         self.border_title = "power"
 
     def on_mount(self) -> None:
-        self.watch(self.app, "latest", lambda _refresh: self.show(), init=False)
+        follow_refreshes(self, self.show)
+        self.show()
+
+    def show_subject(self, vmid: int) -> None:
+        self.vmid = vmid
         self.show()
 
     def _cluster_data(self) -> tuple[Any, str] | None:

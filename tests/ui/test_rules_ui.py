@@ -8,6 +8,7 @@ from __future__ import annotations
 from textual.widgets import Checkbox, Input, SelectionList, Static
 
 from pvetop.store import open_store
+from pvetop.ui import detail
 from pvetop.ui.app import PvetopApp
 from pvetop.ui.detail import GuestDetailScreen, NodeDetailScreen
 from pvetop.ui.rules import install_rules
@@ -314,3 +315,41 @@ async def test_against_the_simulator_pin_and_power_settings_use_the_real_client(
         assert store.pin("homelab", 104).nodes == {"pve-mini1"} and store.pin("homelab", 104).who == "root@pam"
         assert store.node_power("homelab", "pve-big").wol_mac == pve_mac
         assert [e.action for e in reversed(store.recent_journal("homelab"))] == ["pin", "node_power.set"]
+
+
+async def test_the_guest_pane_is_composed_once_and_moves_on_with_its_panels(source, store, monkeypatch):
+    """Enter composes the guest pane once (composing it was the dashboard's slowest key) and then
+    points it at the next guest: title, fields, config and the rules panel are that guest's; a
+    history read for the guest shown before, arriving late, is dropped; put away, the pane reads
+    no history and its panels follow no refresh."""
+    monkeypatch.setattr(detail, "HISTORY_SECONDS", 0.05)
+    history_reads: list[int] = []
+    read_history = source.guest_rrddata
+    source.guest_rrddata = lambda guest, timeframe="hour": history_reads.append(guest.vmid) or read_history(guest)
+    store.lock_guest(C, 101, "web-2")
+    app = make_app(source, store, interval=60)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_data(pilot)
+        first = await open_guest(pilot, 100)
+        assert "locked     no" in panel_text(first, "guest-rules")
+        assert "scsi0" in panel_text(first, "config")
+        await pilot.press("escape")
+        second = await open_guest(pilot, 101)
+        assert second is first
+        assert "web-2" in panel_text(second, "detail-title") and "web-2" in panel_text(second, "fields")
+        assert "locked     yes" in panel_text(second, "guest-rules")
+        assert "no config" in panel_text(second, "config")
+        second.post_message(detail.HistoryLoaded(100, [], [("late", "from guest 100")]))
+        await settle(pilot)
+        assert "late" not in panel_text(second, "config")
+        assert history_reads and set(history_reads[-2:]) == {101}
+        await pilot.press("escape")
+        await settle(pilot)
+        panel_reads: list[int] = []
+        read_lock = store.lock
+        store.lock = lambda cluster, vmid: panel_reads.append(vmid) or read_lock(cluster, vmid)
+        reads_when_closed = len(history_reads)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.3)  # six history periods
+        await settle(pilot)
+        assert len(history_reads) == reads_when_closed and panel_reads == []

@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import work
 from textual.binding import Binding
-from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from pvetop.pve.actions import parse_wakeonlan
 from pvetop.store.validate import normalise_mac
 from pvetop.text import visible
+from pvetop.ui.detail import follow_refreshes
 from pvetop.ui.guard import ReadOnlyGuard
 from pvetop.ui.rules.controller import RulesController
 from pvetop.ui.rules.dialogs import NodeSetDialog, PowerForm, PowerSettingsDialog
+from pvetop.ui.sized_static import SizedStatic
 
 if TYPE_CHECKING:
     from pvetop.ui.app import PvetopApp
@@ -30,7 +31,7 @@ def _since(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch)) if epoch else "?"
 
 
-class RulesPanel(ReadOnlyGuard, Static):
+class RulesPanel(ReadOnlyGuard, SizedStatic):
     """Shared frame: a bordered, focusable text that re-renders on refresh."""
 
     if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class RulesPanel(ReadOnlyGuard, Static):
         return RulesController(self.app, self.app.store)
 
     def on_mount(self) -> None:
-        self.watch(self.app, "latest", lambda _refresh: self.show(), init=False)
+        follow_refreshes(self, self.show)
         self.show()
 
     def show(self) -> None:
@@ -71,6 +72,10 @@ class GuestRulesPanel(RulesPanel):
     def __init__(self, screen):
         super().__init__(id="guest-rules")
         self.vmid: int = screen.vmid
+
+    def show_subject(self, vmid: int) -> None:
+        self.vmid = vmid
+        self.show()
 
     def show(self) -> None:
         controller = self.controller
@@ -151,19 +156,26 @@ class NodeRulesPanel(RulesPanel):
     def on_mount(self) -> None:  # RulesPanel.on_mount runs too (Textual calls every class's handler)
         self._read_pve_mac()
 
+    def show_subject(self, node: str) -> None:
+        self.node, self.pve_mac = node, None
+        self.show()
+        self._read_pve_mac()
+
     @work(thread=True, exclusive=True, group="node-rules-config", exit_on_error=False)
     def _read_pve_mac(self) -> None:
+        node = self.node
         try:
-            config = self.app.source.node_config(self.node)
+            config = self.app.source.node_config(node)
             mac = normalise_mac(parse_wakeonlan(config.get("wakeonlan")).get("mac"))
         except Exception:  # an offline node (595) or a bad value: the stored MAC still shows
             return
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._got_pve_mac, mac)
+            self.app.call_from_thread(self._got_pve_mac, node, mac)
 
-    def _got_pve_mac(self, mac: str | None) -> None:
-        self.pve_mac = mac
-        self.show()
+    def _got_pve_mac(self, node: str, mac: str | None) -> None:
+        if node == self.node:  # the pane may show another node by now
+            self.pve_mac = mac
+            self.show()
 
     def show(self) -> None:
         controller = self.controller
