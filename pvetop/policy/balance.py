@@ -15,8 +15,9 @@ every step it takes the allowed move that lowers imbalance most per GiB (within 
 of it, so a plan of a hundred moves on a thousand guests stays well under a second), re-projects
 the cluster and goes on while some move still gains at least ``min_gain``; an earlier move can free the room
 a later one needs. A greedy plan is then polished: moves the others made unnecessary are dropped
-and big moves are replaced by cheaper ones that reach the same imbalance, the result is put in
-an order where each move gains, and the greedy finishes it. Every rule is hard here: pins,
+and big moves are replaced by cheaper ones that reach the same imbalance (or any below ``EVEN``,
+where the cluster counts as even), the result is put in an order where each move gains, and the
+greedy finishes it. Every rule is hard here: pins,
 locks, reserved and maintenance nodes, PVE's HA rules (an HA guest only goes to its
 highest-priority nodes, or the HA manager moves it back), ProxLB tags, PVE's migrate
 precondition, the memory cap, and the destination staying below the source's load. Guests
@@ -54,6 +55,9 @@ GIB = 1024**3
 MIN_GIB_COST = 0.25  # a guest using almost no memory still costs a migration: never divide by ~0
 MAX_MOVES = 100  # one plan never runs away; the engine re-plans after every move anyway
 EVEN_ENOUGH = 0.01  # imbalance two plans may differ by and still count as reaching the same
+# imbalance below which a cluster counts as even: polishing may give up the rest of it for fewer
+# GiB (the greedy that finishes a polished plan still takes what is cheap below it)
+EVEN = EVEN_ENOUGH / 2
 CLOSE_ENOUGH = 0.02  # a move whose gain per GiB is this close to the best one judged before may be taken
 TARGETS_PER_STEP = 8  # coolest nodes with room a freely movable guest is tried on at each step
 POLISH_ROUNDS = 3  # polish, re-order and finish a greedy plan at most this often
@@ -621,16 +625,20 @@ class _Planner:
     # --- the search ------------------------------------------------------------------------------
 
     def search(self) -> tuple[list[BalanceMove], ProjectedCluster]:
-        """Greedy runs, each polished to fewer GiB at the imbalance it reached, then finished greedily.
+        """Greedy runs, the promising ones polished to fewer GiB at the imbalance they reached, then
+        finished greedily.
 
         The greedy by gain per GiB moves small guests first and can strand the plan above what a few
         bigger moves reach, so the greedy by plain gain runs too, and while the work budget lasts
         the greedy by gain per √GiB and greedy runs that start with another of the best first
-        moves. Each is polished (moves dropped or replaced by cheaper ones while the imbalance it
-        reached still holds), put back in an order where every move gains, and continued greedily
-        until no unmoved guest gains: planning again on the result finds nothing. Of the plans
-        within ``EVEN_ENOUGH`` of the lowest imbalance, the one moving the fewest GiB wins (then
-        the fewest moves).
+        moves. Then the runs that can win (within ``EVEN_ENOUGH`` of the lowest imbalance) are
+        polished, the fewest GiB first, while the budget lasts: moves dropped or replaced by
+        cheaper ones while the imbalance reached (or ``EVEN``) still holds, put back in an order
+        where every move gains, and continued greedily until no unmoved guest gains: planning
+        again on the result finds nothing. A run stranded higher is not polished: no polishing
+        makes it win, and the budget it would take is short where it counts. Of the plans within
+        ``EVEN_ENOUGH`` of the lowest imbalance, the one moving the fewest GiB wins (then the
+        fewest moves).
         """
         start = ProjectedCluster.of(self.snapshot)
         self.movable = self.units()
@@ -642,34 +650,45 @@ class _Planner:
         for position, unit in enumerate(self.movable):
             self.on_node[index[unit.source]].append(position)
         self.budget = WORK_BUDGET
-        options: list[_Path] = []
         empty = _Path([], [], start)
         starts: list[tuple[_Path, float]] = [(empty, 1.0), (empty, 0.0), (empty, 0.5)]
         # the best first moves by plain gain after the one the greedy by gain takes
         for position, target in self.best_moves(empty, 0.0, 1 + OTHER_FIRST_MOVES)[1:]:
             first = self.sequence({position: target})
             starts += [(first, 1.0), (first, 0.0)]
+        runs: list[tuple[_Path, float]] = []
         for run, (seed, alpha) in enumerate(starts):
             if run >= 2 and self.budget <= 0:
                 break
-            path = self.greedy(seed, alpha)
-            options.append(path)
+            runs.append((self.greedy(seed, alpha), alpha))
+        options = [(path, self.imbalance_of(path)) for path, _alpha in runs]
+        # polishing goes to the plans that can win, the fewest GiB first: a plan ending more than
+        # EVEN_ENOUGH above the lowest is never chosen, however few GiB polishing leaves it
+        lowest = min(imbalance for _path, imbalance in options)
+        promising = sorted(
+            (run for run, (_path, imbalance) in zip(runs, options, strict=True) if imbalance <= lowest + EVEN_ENOUGH),
+            key=lambda run: run[0].gib,
+        )
+        for path, alpha in promising:
             self.floor = self.budget // 2  # polishing one plan leaves half of what is left to the others
             for _round in range(POLISH_ROUNDS):
                 placed = self.polish(dict(path.steps)) if self.budget > self.floor else None
                 if placed is None:
                     break
                 path = self.greedy(self.sequence(placed), alpha)
-                options.append(path)
-        measured = [(path, measure_projection(path.projection, self.nodes, self.config).imbalance) for path in options]
-        lowest = min(imbalance for _path, imbalance in measured)
-        eligible = [path for path, imbalance in measured if imbalance <= lowest + EVEN_ENOUGH]
+                options.append((path, self.imbalance_of(path)))
+                lowest = min(lowest, options[-1][1])
+        lowest = min(imbalance for _path, imbalance in options)
+        eligible = [path for path, imbalance in options if imbalance <= lowest + EVEN_ENOUGH]
         best = min(eligible, key=lambda path: (path.gib, len(path.moves)))
         # the same moves, the best gain per GiB first: any first few of them are worth their GiB
         ordered = self.sequence(dict(best.steps))
         if len(ordered.steps) == len(best.steps):
             best = ordered
         return best.moves, best.projection
+
+    def imbalance_of(self, path: _Path) -> float:
+        return measure_projection(path.projection, self.nodes, self.config).imbalance
 
     def greedy(self, path: _Path, alpha: float, wanted: Mapping[int, str] | None = None) -> _Path:
         """``path`` continued move by move, each time with the allowed move of a unit it has not moved
@@ -841,8 +860,8 @@ class _Planner:
     # --- polishing: the same imbalance for fewer GiB -------------------------------------------------
 
     def polish(self, placed: Mapping[int, str]) -> dict[int, str] | None:
-        """``placed`` (unit position -> target) changed to move fewer GiB and still reach its imbalance,
-        or None when nothing cheaper was found.
+        """``placed`` (unit position -> target) changed to move fewer GiB and still reach its imbalance
+        (or ``EVEN``, whichever is higher), or None when nothing cheaper was found.
 
         Three changes are tried, the biggest moves first: sending a moved unit to a better node
         (free), dropping a move the others no longer need, and replacing one move, or two, by cheaper
@@ -855,7 +874,9 @@ class _Planner:
         current = {position: index[target] for position, target in placed.items()}
         for position, target in current.items():
             figures.shift(units[position], index[units[position].source], target)
-        goal = figures.limit_for(figures.imbalance)
+        # below EVEN the cluster counts as even: the polished plan may end anywhere below it for
+        # fewer GiB, and the greedy that finishes it goes lower again where that is cheap
+        goal = figures.limit_for(max(figures.imbalance, EVEN))
         before = sum(units[position].gib for position in current)
 
         def drop(positions: Sequence[int]) -> bool:
