@@ -472,6 +472,8 @@ class LiveTable(ScrollView, can_focus=True):
             changes = row_changes(before, rows, self.sorting, self.growing())
         followed = self.cursor_key
         self._state = rows
+        for key in changes.gone:  # a row that left keeps no drawn line (the journal's rows come
+            self._drawn.discard(key)  # and go by entry id: an LRU alone held 2,000 of them)
         if changes.remeasure:
             self._measure()
         if changes.resort:

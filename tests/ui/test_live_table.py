@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 from textual.app import App
 
 from pvetop.ui.table import ColumnSpec, LiveTable, RowsUpdate, build_rows
@@ -175,3 +178,31 @@ async def test_the_row_under_the_mouse_is_shown_and_a_header_click_sorts():
         assert table.sort_column == "c1"
         await pilot.click(table, offset=(10, 0))
         assert table.sort_column == "c1" and table.sort_reverse
+
+
+class Entry:
+    """An item a weak reference can follow."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def entry_rows(*names: str):
+    return {name: Fruit.make_row(Entry(name), ((name, ""), ("1", "")), (name, (1, name))) for name in names}
+
+
+async def test_a_row_that_left_the_table_is_not_kept_drawn():
+    """Rows keyed by something that only grows (the journal's entry ids) come and go for as long as
+    the dashboard runs: a drawn line kept for each one that left would grow with them."""
+    app = FruitApp()
+    async with app.run_test() as pilot:
+        table = app.query_one(Fruit)
+        first = entry_rows("a", "b", "c")
+        table.apply(first)
+        await pilot.pause()  # every row drawn
+        left = weakref.ref(first["a"].item)
+        table.apply({key: row for key, row in first.items() if key != "a"} | entry_rows("d"))
+        await pilot.pause()
+        del first
+        gc.collect()
+        assert left() is None
