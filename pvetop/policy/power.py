@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -738,23 +739,32 @@ class _Evaluation:
         node = self.snapshot.node_by_name[name]
         guests_mem = sum(g.host_mem for g in self.snapshot.guests_by_node.get(name, ()) if g.running)
         sleep_mem += max(0, node.mem - guests_mem)
-        start = self.inputs.now - self.settings.below_window
-        by_time: dict[float, list[LoadSample]] = {}
-        own: dict[float, LoadSample] = {}
-        for member, samples in self.inputs.history.items():
-            for sample in samples:
-                if start <= sample.time < self.inputs.now:
-                    by_time.setdefault(sample.time, []).append(sample)
-                    if member == name:
-                        own[sample.time] = sample
+        totals, by_node = self._window
+        own = by_node.get(name, {})
         peak = 0.0
-        for at, samples in by_time.items():
+        for at, (total_cpu, total_mem) in totals.items():
             mine = own.get(at)
             sleeping_cpu = min(sleep_cores, mine.cpu_cores) if mine else 0.0
-            cpu = max(0.0, sum(x.cpu_cores for x in samples) - sleeping_cpu) / cap_cpu
-            mem = max(0.0, sum(x.mem for x in samples) - sleep_mem) / cap_mem
+            cpu = max(0.0, total_cpu - sleeping_cpu) / cap_cpu
+            mem = max(0.0, total_mem - sleep_mem) / cap_mem
             peak = max(peak, cpu, mem)
         return peak
+
+    @cached_property
+    def _window(self) -> tuple[dict[float, tuple[float, float]], dict[str, dict[float, LoadSample]]]:
+        """The below-window's history indexed once per evaluation (it is asked for every node):
+        the whole cluster's CPU cores and memory at each sample time, and each node's sample."""
+        start = self.inputs.now - self.settings.below_window
+        totals: dict[float, tuple[float, float]] = {}
+        by_node: dict[str, dict[float, LoadSample]] = {}
+        for member, samples in self.inputs.history.items():
+            own = by_node.setdefault(member, {})
+            for sample in samples:
+                if start <= sample.time < self.inputs.now:
+                    cpu, mem = totals.get(sample.time, (0.0, 0.0))
+                    totals[sample.time] = (cpu + sample.cpu_cores, mem + sample.mem)
+                    own[sample.time] = sample
+        return totals, by_node
 
     def _share_after(self, projection: ProjectedCluster, name: str) -> float:
         rest = [u for n, u in projection.usage.items() if n != name and n in self.powered]
