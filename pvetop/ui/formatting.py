@@ -12,7 +12,6 @@ BAR_FULL = "█"
 BAR_PARTIALS = " ▏▎▍▌▋▊▉"
 
 
-@functools.lru_cache(maxsize=8192)  # sizes (maxmem, maxdisk) repeat across thousands of rows
 def human_bytes(value: float) -> str:
     """1536 -> '1.5K', 3 GiB -> '3.0G': binary units, at most 5 characters."""
     amount = float(value)
@@ -23,6 +22,14 @@ def human_bytes(value: float) -> str:
             return f"{amount:.1f}{unit}" if abs(amount) < 100 else f"{amount:.0f}{unit}"
         amount /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=1024)
+def human_size(capacity: float) -> str:
+    """``human_bytes`` of a capacity (maxmem, maxdisk), which repeats across thousands of rows.
+    Used amounts and rates change at every poll: cached, they never came back, and filled the
+    cache (8,192 entries) through a long run with figures shown once."""
+    return human_bytes(capacity)
 
 
 def human_rate(bytes_per_second: float | None) -> str:
@@ -36,7 +43,7 @@ def used_of(used: int, total: int) -> str:
     """'1.5G/4.0G', or just the used amount when the total is unknown."""
     if not total:
         return human_bytes(used) if used else "-"
-    return f"{human_bytes(used)}/{human_bytes(total)}"
+    return f"{human_bytes(used)}/{human_size(total)}"
 
 
 def percent(fraction_value: float) -> str:

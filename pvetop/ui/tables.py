@@ -67,7 +67,7 @@ def node_flags(node: Node, ruleset: RuleSet) -> str:
 
 def _disk_text(guest: Guest) -> str:
     # VMs report no disk usage (the guest agent knows, PVE does not): show the size alone
-    return fmt.used_of(guest.disk, guest.maxdisk) if guest.disk else fmt.human_bytes(guest.maxdisk)
+    return fmt.used_of(guest.disk, guest.maxdisk) if guest.disk else fmt.human_size(guest.maxdisk)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,3 +102,11 @@ def test_fit_cell_pads_justifies_and_cuts_with_an_ellipsis():
     assert fit_cell("42%", 7, 1, "right") == "   42% "
     assert fit_cell("debian-13-template", 10, 1, "left") == " debian-… "
     assert fit_cell("日本語ホスト", 8, 1, "left") == " 日本 … "  # wide characters count double
+
+
+def test_only_capacities_are_cached():
+    """Used amounts and rates change at every poll: only capacities, which repeat, are cached."""
+    fmt.human_size.cache_clear()
+    for used in range(1, 100):
+        assert fmt.used_of(used * 1024**2, 4 * 1024**3) == f"{fmt.human_bytes(used * 1024**2)}/4.0G"
+    assert fmt.human_size.cache_info().currsize == 1 and fmt.human_size.cache_info().hits == 98
