@@ -43,6 +43,7 @@ KEYS = ("b", "escape", "W", "escape", "j", "escape", "H", "escape", "S", "escape
 CLIENT_TIMEOUT = 3.0
 CLOCK_POLL = 0.2  # real seconds between two reads of the simulator's time
 RSS_EVERY = 10.0  # real seconds between two RSS samples
+SETTLED_EVERY = 86400.0  # simulated seconds between two collected readings of memory after warm
 SLOW = 0.1  # seconds of own work that make a tick slow (the figures say after which key)
 
 
@@ -63,6 +64,9 @@ class DashboardFigures:
     rss_end_kib: int = 0  # the same at the end, the app still open
     blocks_warm: int = 0  # Python's allocated blocks at the same two points, after the same full collection
     blocks_end: int = 0
+    # (simulated seconds since warm, blocks, RSS KiB), collected and trimmed once a simulated day
+    # after warm: whether what grew is a cache filling up (it levels off) or a leak (it does not)
+    settled_daily: list[tuple[float, int, int]] = field(default_factory=list)
     full_gc: list[float] = field(default_factory=list)  # seconds each full garbage collection took
     errors: list[str] = field(default_factory=list)
 
@@ -236,6 +240,14 @@ class _Child:
                         probe.cancel()  # the full collection below is the measurement's, not the app's lag
                         self.figures.rss_warm_kib = settled_rss_kib()
                         self.figures.blocks_warm = sys.getallocatedblocks()
+                        warm_at = clock()
+                        probe = loop.create_task(self._probe(app))
+                    elif self.figures.rss_warm_kib and clock() - warm_at >= SETTLED_EVERY * (
+                        len(self.figures.settled_daily) + 1
+                    ):
+                        probe.cancel()
+                        rss = settled_rss_kib()
+                        self.figures.settled_daily.append((clock() - warm_at, sys.getallocatedblocks(), rss))
                         probe = loop.create_task(self._probe(app))
                 probe.cancel()
                 self.figures.rss_end_kib = settled_rss_kib()

@@ -127,6 +127,7 @@ class Figures:
     dashboard_blocks: list[int] = field(default_factory=list)  # its Python allocated blocks, every 10 s
     dashboard_blocks_warm: int = 0  # its Python allocated blocks after a full collection, when warm and at the end
     dashboard_blocks_end: int = 0
+    dashboard_settled_daily: list[tuple[float, int, int]] = field(default_factory=list)  # see DashboardFigures
     dashboard_rss_warm_kib: int = 0  # the dashboard's, read as rss_warm_kib is (collected, trimmed)
     dashboard_rss_end_kib: int = 0
     slow_after: dict[str, list[float]] = field(default_factory=dict)  # key pressed -> slow ticks after it
@@ -191,6 +192,12 @@ class Figures:
                     f"collected {self.dashboard_blocks_warm} when warm → {self.dashboard_blocks_end} at the end"
                 )
             lines.append(line)
+        if self.dashboard_settled_daily:
+            days = ", ".join(
+                f"+{seconds / 86400:.0f} d: {blocks} blocks, {rss} KiB"
+                for seconds, blocks, rss in self.dashboard_settled_daily
+            )
+            lines.append(f"dashboard memory collected and trimmed after warm, once a simulated day: {days}")
         lines.append(
             f"RSS: {self.rss_start_kib} KiB at start, {self.rss_warm_kib} KiB after the first fault cycle, "
             f"{self.rss_end_kib} KiB at the end ({self.rss_growth * 100:+.1f} % since the first cycle)"
@@ -460,6 +467,7 @@ class Soak:
                     figures.dashboard_blocks = shown.blocks
                     figures.dashboard_blocks_warm, figures.dashboard_blocks_end = shown.blocks_warm, shown.blocks_end
                     figures.dashboard_rss_end_kib = shown.rss_end_kib
+                    figures.dashboard_settled_daily = shown.settled_daily
                     self._found("no traceback", shown.errors)
                     self._record("dashboard lag p99", checks.lag_within(shown.own_lags, p99_limit=LAG_P99_LIMIT))
                 self._found("no traceback", log.tracebacks)
