@@ -17,7 +17,10 @@ the cluster and goes on while some move still gains at least ``min_gain``; an ea
 a later one needs. A greedy plan is then polished: moves the others made unnecessary are dropped
 and big moves are replaced by cheaper ones that reach the same imbalance (or any below ``EVEN``,
 where the cluster counts as even), the result is put in an order where each move gains, and the
-greedy finishes it. Every rule is hard here: pins,
+greedy finishes it. Beside the greedy runs, a plan is built by trading GiB for evenness at a
+rising price, where no move is final (small guests taken early give way to bigger ones that pay
+better). Balancing on below the threshold, where auto stops once below ``balancer.settle`` of
+it, the plan is the cheapest one found that gets there. Every rule is hard here: pins,
 locks, reserved and maintenance nodes, PVE's HA rules (an HA guest only goes to its
 highest-priority nodes, or the HA manager moves it back), ProxLB tags, PVE's migrate
 precondition, the memory cap, and the destination staying below the source's load. Guests
@@ -65,6 +68,9 @@ WORK_BUDGET = 150_000  # candidate moves one plan may judge beyond its two greed
 OTHER_FIRST_MOVES = 3  # greedy runs that start with another of the best first moves, budget allowing
 PAIRS_OF = 6  # polishing tries replacing each pair among this many biggest moves
 CLOSING_PAIRS_OF = 12  # a refill tries closing the gap with two of this many best moves
+TRADE_STEP = 2.0  # trading: the price of evenness doubles from one round to the next …
+TRADE_ROUNDS = 16  # … at most this often before the goal is given up
+SETTLE_PRICE = 0.25  # a plan for the settle level starts at this share of the price the full plan paid
 MODES = ("off", "advise", "auto")
 
 
@@ -624,7 +630,7 @@ class _Planner:
 
     # --- the search ------------------------------------------------------------------------------
 
-    def search(self) -> tuple[list[BalanceMove], ProjectedCluster]:
+    def search(self, settle: float | None = None) -> tuple[list[BalanceMove], ProjectedCluster]:
         """Greedy runs, the promising ones polished to fewer GiB at the imbalance they reached, then
         finished greedily.
 
@@ -638,7 +644,10 @@ class _Planner:
         again on the result finds nothing. A run stranded higher is not polished: no polishing
         makes it win, and the budget it would take is short where it counts. Of the plans within
         ``EVEN_ENOUGH`` of the lowest imbalance, the one moving the fewest GiB wins (then the
-        fewest moves).
+        fewest moves). Beside the greedy runs, a plan built by trading (``trade``) competes.
+
+        ``settle``: balancing on, auto stops below this imbalance; the plan is the cheapest one
+        that gets there (``_to_settle``).
         """
         start = ProjectedCluster.of(self.snapshot)
         self.movable = self.units()
@@ -651,6 +660,7 @@ class _Planner:
             self.on_node[index[unit.source]].append(position)
         self.budget = WORK_BUDGET
         empty = _Path([], [], start)
+        settled: _Path | None = None  # the plan traded for the settle level
         starts: list[tuple[_Path, float]] = [(empty, 1.0), (empty, 0.0), (empty, 0.5)]
         # the best first moves by plain gain after the one the greedy by gain takes
         for position, target in self.best_moves(empty, 0.0, 1 + OTHER_FIRST_MOVES)[1:]:
@@ -661,6 +671,12 @@ class _Planner:
             if run >= 2 and self.budget <= 0:
                 break
             runs.append((self.greedy(seed, alpha), alpha))
+            if run == 2:  # the three greedy runs from scratch are in: trading aims where they got
+                traded = self._traded(runs)
+                if traded is not None:
+                    runs.append((traded, 1.0))
+                if settle is not None:
+                    settled = self._settle_traded(settle, min((path for path, _alpha in runs), key=lambda p: p.gib))
         options = [(path, self.imbalance_of(path)) for path, _alpha in runs]
         # polishing goes to the plans that can win, the fewest GiB first: a plan ending more than
         # EVEN_ENOUGH above the lowest is never chosen, however few GiB polishing leaves it
@@ -685,10 +701,63 @@ class _Planner:
         ordered = self.sequence(dict(best.steps))
         if len(ordered.steps) == len(best.steps):
             best = ordered
+        if settle is not None:
+            best = self._to_settle(best, settle, settled)
         return best.moves, best.projection
+
+    def _traded(self, runs: Sequence[tuple[_Path, float]]) -> _Path | None:
+        """A plan built by trading (``trade``) towards the lowest imbalance the greedy runs reached
+        (or ``EVEN``), cheaper than the cheapest of them that gets as low, finished greedily by gain
+        per GiB; None when trading does not get there. Half of the budget left is kept for the rest."""
+        reached = [(self.imbalance_of(path), path) for path, _alpha in runs]
+        lowest = min(imbalance for imbalance, _path in reached)
+        limit = min((path for imbalance, path in reached if imbalance <= lowest + EVEN_ENOUGH), key=lambda p: p.gib)
+        self.floor = self.budget // 2
+        placed = self.trade(max(lowest, EVEN), limit)
+        self.floor = 0
+        return self.greedy(self.sequence(placed), 1.0) if placed is not None else None
+
+    def _settle_goal(self, settle: float) -> float:
+        """Where balancing on stops: below ``settle``, and ``min_cut`` lower than now (a plan cutting
+        less is not made)."""
+        before = self.imbalance_of(_Path([], [], ProjectedCluster.of(self.snapshot)))
+        return min(settle, before * (1 - self.config.min_cut)) * (1 - 1e-6)
+
+    def _settle_traded(self, settle: float, limit: _Path) -> _Path | None:
+        """A plan traded (``trade``) for the settle level, not finished: auto stops there."""
+        self.floor = self.budget // 2
+        placed = self.trade(self._settle_goal(settle), limit, SETTLE_PRICE)
+        self.floor = 0
+        return self.sequence(placed) if placed is not None else None
+
+    def _to_settle(self, best: _Path, settle: float, traded: _Path | None) -> _Path:
+        """Balancing on, where auto stops once imbalance is below ``settle``: the cheaper of the head
+        of ``best`` that gets there and the plan ``traded`` for it; ``best`` itself when neither
+        does. Auto starts only the head of a plan and plans again, so the moves after the level
+        it stops at were never going to run: what counts is how few GiB get it there, and the
+        head of a plan made for the lowest imbalance is not that (its last move may be a big one
+        that overshoots the level by far)."""
+        goal = self._settle_goal(settle)
+        chosen = best if self.imbalance_of(best) <= goal else None
+        done = 0
+        for count, (position, _target) in enumerate(best.steps, 1):
+            done += len(self.movable[position].guests)
+            if best.moves[done - 1].imbalance_after <= goal:
+                head = self.sequence(dict(best.steps[:count]))
+                if self.imbalance_of(head) <= goal and (chosen is None or head.gib < chosen.gib):
+                    chosen = head
+                break
+        if traded is not None and self.imbalance_of(traded) <= goal:
+            if chosen is None or traded.gib < chosen.gib:
+                chosen = traded
+        return chosen or best
 
     def imbalance_of(self, path: _Path) -> float:
         return measure_projection(path.projection, self.nodes, self.config).imbalance
+
+    def value_of(self, path: _Path) -> float:
+        """n · Σload² / (Σload)² where ``path`` leads (imbalance² · (n − 1) + 1)."""
+        return _Figures(path.projection, self.nodes, self.config).value()
 
     def greedy(self, path: _Path, alpha: float, wanted: Mapping[int, str] | None = None) -> _Path:
         """``path`` continued move by move, each time with the allowed move of a unit it has not moved
@@ -856,6 +925,136 @@ class _Planner:
             follows = leader.vmid if guest is not leader and self._comigrates(leader, guest) else None
             moves.append(BalanceMove(move, Demand.of(guest).mem / GIB, after, follows))
         return moves
+
+    # --- trading: GiB for evenness at a rising price ---------------------------------------------
+
+    def trade(self, goal: float, limit: _Path, start: float = 1.0) -> dict[int, str] | None:
+        """Moves (unit position -> target) reaching imbalance ``goal`` for fewer GiB than the plan
+        ``limit``, or None.
+
+        Evenness gets a price in GiB (per unit of n · Σload² / (Σload)²) and the moves change while
+        that lowers GiB + price · value: a move no longer worth its GiB goes back, the moves worth
+        most per GiB come in (judged lazily, as in the greedy), a move is exchanged for another
+        unit's from the same node to the same node where that pays, and moved units go where they
+        do most. Then the price doubles, from what the ``limit`` plan paid on average, until
+        the goal holds. Unlike the greedy, no move is final: the small guests taken first at a low
+        price give way to the bigger ones that pay better at a higher one, where the greedy by gain
+        per GiB is stranded and polishing only finds what one or two changes reach. Where no
+        change pays at any price the gap is closed as polishing's refill does. Judged on the end
+        state; ``sequence`` orders it. Stops where the budget reaches ``floor``.
+        """
+        units = self.movable
+        figures = _Figures(ProjectedCluster.of(self.snapshot), self.nodes, self.config)
+        target = figures.limit_for(goal)
+        paid = figures.value() - self.value_of(limit)
+        if figures.within(target) or self.budget <= self.floor or paid <= 0:
+            return None
+        current: dict[int, int] = {}
+        price = limit.gib / paid * start
+        limit_gib = limit.gib
+        last: list[tuple[int, int]] | None = None
+        for _round in range(TRADE_ROUNDS):
+            while self.budget > self.floor and self._trade_round(figures, current, price):
+                pass
+            spent = sum(units[position].gib for position in current)
+            if self.budget <= self.floor or spent >= limit_gib:
+                return None
+            if figures.within(target):
+                return {position: self.nodes[node] for position, node in current.items()}
+            state = sorted(current.items())
+            if state == last:  # nothing pays at twice the price: close the gap directly, or give up
+                if self._refill(figures, current, target, limit_gib - spent, frozenset()):
+                    return {position: self.nodes[node] for position, node in current.items()}
+                return None
+            last = state
+            price *= TRADE_STEP
+        return None
+
+    def _trade_round(self, figures: _Figures, current: dict[int, int], price: float) -> bool:
+        """One pass of ``trade`` at ``price``: True when it changed the moves."""
+        units = self.movable
+        index = figures.index
+        changed = False
+        for position in sorted(current, key=lambda p: (-units[p].gib, p)):  # no longer worth it: back
+            home = index[units[position].source]
+            self.budget -= 1
+            worth = price * (figures.value_after(units[position], current[position], home) - figures.value())
+            if units[position].gib > worth:
+                figures.shift(units[position], current.pop(position), home)
+                changed = True
+        if self._trade_adds(figures, current, price):
+            return True
+        value = figures.value()
+        for moved in sorted(current, key=lambda p: (-units[p].gib, p)):  # exchanges, the biggest first
+            if self.budget <= self.floor:
+                break
+            home, there = index[units[moved].source], current.pop(moved)
+            figures.shift(units[moved], there, home)
+            back = figures.value()
+            others = [(p, units[p]) for p in self.on_node[home] if p not in current and p != moved]
+            others = [(p, unit) for p, unit in others if there in self.reach[p]]
+            self.budget -= len(others)
+            best: tuple[float, int] | None = None
+            for position, _target, total, squares in figures.moves_from(home, others, (there,)):
+                cost = units[position].gib + price * (figures.n * squares / (total * total) - back)
+                if best is None or cost < best[0]:
+                    best = (cost, position)
+            saving = units[moved].gib - price * (back - value)
+            if best is not None and best[0] < saving - 1e-9:
+                figures.shift(units[best[1]], home, there)
+                current[best[1]] = there
+                changed = True
+            else:
+                figures.shift(units[moved], home, there)
+                current[moved] = there
+            value = figures.value()
+        return self._retarget(figures, current) or changed
+
+    def _trade_adds(self, figures: _Figures, current: dict[int, int], price: float) -> bool:
+        """Adds the moves of unmoved units worth more than their GiB at ``price``, the best first
+        (candidates judged once, then again when taken, lazily): True when any was added."""
+        units = self.movable
+        coolest = figures.coolest_indexes(TARGETS_PER_STEP)
+        floor = figures.loads[coolest[0]] if coolest else math.inf
+        batches: dict[int, list[tuple[int, _Unit]]] = {}
+        for position, unit in enumerate(units):
+            if position not in current:
+                source = figures.index[unit.source]
+                if figures.loads[source] > floor:
+                    batches.setdefault(source, []).append((position, unit))
+        value = figures.value()
+        heap: list[tuple[float, int, int]] = []
+        for source, batch in batches.items():
+            free = [(position, unit) for position, unit in batch if len(unit.targets) == figures.n]
+            self.budget -= len(free) * len(coolest)
+            found = figures.moves_from(source, free, coolest)
+            for position, unit in batch:
+                if len(unit.targets) < figures.n:
+                    self.budget -= len(unit.targets)
+                    found += figures.moves_from(source, ((position, unit),), self.reach[position])
+            for position, target, total, squares in found:
+                cost = units[position].gib + price * (figures.n * squares / (total * total) - value)
+                if cost < 0:
+                    heap.append((cost, position, target))
+        heapq.heapify(heap)
+        added = False
+        while heap:
+            _cost, position, target = heapq.heappop(heap)
+            self.budget -= 1
+            unit = units[position]
+            source = figures.index[unit.source]
+            if position in current or not figures.allows(unit, figures.loads[source], target):
+                continue
+            cost = unit.gib + price * (figures.value_after(unit, source, target) - figures.value())
+            if cost >= -1e-9:
+                continue
+            if heap and cost > heap[0][0]:
+                heapq.heappush(heap, (cost, position, target))  # worse than it was: back in line
+                continue
+            figures.shift(unit, source, target)
+            current[position] = target
+            added = True
+        return added
 
     # --- polishing: the same imbalance for fewer GiB -------------------------------------------------
 
@@ -1238,7 +1437,9 @@ def plan_balance(
     migrate answers known so far (a planned VM without one is listed in ``unchecked``: fetch it
     and plan again, it may have local disks). ``max_moves`` caps the plan (the worker plans
     again after every move, so the rest follows). ``balancing``: the worker is moving guests
-    for an earlier trigger, which holds down to ``balancer.settle`` of the threshold.
+    for an earlier trigger, which holds down to ``balancer.settle`` of the threshold; where
+    nothing else triggers, the plan is the cheapest found that gets below that level (auto
+    stops there), not one to the lowest imbalance.
     """
     rules = rules or RuleSet.empty()
     config = config or BalancerConfig()
@@ -1264,7 +1465,10 @@ def plan_balance(
     )
     if reason is None:
         return _empty(before, even, now, start)
-    moves, projection = planner.search()
+    settle = None  # balancing on below the threshold: auto stops below settle, the plan aims there
+    if balancing and config.settle > 0 and reason is not None and trigger_reason(before, config) is None:
+        settle = trigger_threshold(config, len(planner.nodes)) * config.settle
+    moves, projection = planner.search(settle)
     after = measure_projection(projection, planner.nodes, config)
     cut = (before.imbalance - after.imbalance) / before.imbalance if before.imbalance > 0 else 0.0
     held = planner.held_that_would_help(projection)
