@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pvetop.store import open_store
-from tests.e2e.terminal import keys, start_demo, tmux, wait_for
+from tests.e2e.terminal import filter_to, keys, start_demo, tmux, wait_for
 
 MIGRATION_SECONDS = 40.0  # demo time runs 10x: a homelab migration takes a few real seconds
 RECENT_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*?)\s*$")
@@ -46,14 +46,24 @@ def test_balancer_plan_apply_and_journal_in_the_demo(session: str, tmp_path: Pat
     )
     keys(session, "b")
     size = tmux("display", "-p", "-t", session, "#{window_width}x#{window_height}").strip()
-    screen = wait_for(session, lambda s: first_move(s) is not None, 10, f"the plan on the balancer screen ({size})")
+    # a frame drawn between the table's new rows and their column widths clips every cell to its
+    # header's width ("pve…"): wait for the row drawn whole
+    screen = wait_for(
+        session,
+        lambda s: (move := first_move(s)) is not None and not any("…" in field for field in move[2:]),
+        10,
+        f"the plan on the balancer screen ({size})",
+    )
     vmid, name, source, target, reason = first_move(screen)
-    assert reason.startswith(source) and "trigger: imbalance" in screen, (size, screen)
+    assert reason.startswith(source) and "trigger: imbalance" in screen, f"{size}:\n{screen}"
     keys(session, "a")
     screen = wait_for(session, lambda s: recent_move(s) is not None, 10, "the applied move under recent moves")
     vmid, name, source, target, _result = recent_move(screen)
     wait_for(session, lambda s: "done" in (recent_move(s) or ("",) * 5)[4], MIGRATION_SECONDS, "the move done")
     keys(session, "Escape")
+    # a "/" right after Escape would read as alt+/ (one escape sequence)
+    wait_for(session, lambda s: "Recent balancer moves" not in s, 5, "the dashboard again")
+    filter_to(session, name)  # the moved guest in view, wherever its VMID sorts
 
     def guest_line(screen: str) -> str:
         return next((line for line in screen.splitlines() if f" {name} " in line and f" {vmid} " in line), "")
