@@ -644,7 +644,10 @@ class _Planner:
         again on the result finds nothing. A run stranded higher is not polished: no polishing
         makes it win, and the budget it would take is short where it counts. Of the plans within
         ``EVEN_ENOUGH`` of the lowest imbalance, the one moving the fewest GiB wins (then the
-        fewest moves). Beside the greedy runs, a plan built by trading (``trade``) competes.
+        fewest moves); where those are all cut at the move cap, the cut plan that lowers
+        imbalance most per GiB (a first instalment: the worker plans on from its end, and the
+        plan that goes furthest in 100 moves does so with big guests). Beside the greedy runs, a
+        plan built by trading (``trade``) competes.
 
         ``settle``: balancing on, auto stops below this imbalance; the plan is the cheapest one
         that gets there (``_to_settle``).
@@ -697,6 +700,12 @@ class _Planner:
         lowest = min(imbalance for _path, imbalance in options)
         eligible = [path for path, imbalance in options if imbalance <= lowest + EVEN_ENOUGH]
         best = min(eligible, key=lambda path: (path.gib, len(path.moves)))
+        if all(len(path.moves) >= self.max_moves for path in eligible):
+            # the cap binds: the plan is a first instalment (the worker plans on from where it
+            # ends), and the instalment that lowers imbalance most per GiB is worth most
+            initial = self.imbalance_of(empty)
+            cut = [(path, imbalance) for path, imbalance in options if len(path.moves) >= self.max_moves]
+            best = max(cut, key=lambda option: ((initial - option[1]) / option[0].gib, -len(option[0].moves)))[0]
         # the same moves, the best gain per GiB first: any first few of them are worth their GiB
         ordered = self.sequence(dict(best.steps))
         if len(ordered.steps) == len(best.steps):

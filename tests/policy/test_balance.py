@@ -303,6 +303,18 @@ def test_balancing_on_below_the_threshold_plans_the_fewest_gib_down_to_settle():
     assert plan_balance(apply_plan(snap, plan.moves), config=config, balancing=True).moves == ()
 
 
+def test_a_plan_cut_at_the_move_cap_is_the_one_that_gets_most_per_gib():
+    # Two moves allowed: the two 8 GiB VMs lower imbalance most (16 GiB), the two 1 GiB VMs as busy
+    # most per GiB (2 GiB). Cut at the cap, a plan is a first instalment the worker plans on from,
+    # so the one that gets most per GiB is made; the same plan uncut goes on past both.
+    small = [make_guest(200 + i, "pve1", mem=GIB, cpu=1.0) for i in range(4)]
+    snap = hot_cluster(extra=small)
+    capped = plan_balance(snap, max_moves=2)
+    assert sorted(targets(capped)) == [200, 201] and capped.gib == pytest.approx(2.0)
+    whole = plan_balance(snap)
+    assert len(whole.moves) > 2 and whole.after.imbalance < capped.after.imbalance
+
+
 def _imbalance_moving(snap, vmid, target="pve2"):
     projection = ProjectedCluster.of(snap).apply((vmid,), target)
     return measure_projection(projection, ("pve1", "pve2"), BalancerConfig()).imbalance
