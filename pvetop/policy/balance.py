@@ -721,10 +721,16 @@ class _Planner:
         reached = [(self.imbalance_of(path), path) for path, _alpha in runs]
         lowest = min(imbalance for imbalance, _path in reached)
         limit = min((path for imbalance, path in reached if imbalance <= lowest + EVEN_ENOUGH), key=lambda p: p.gib)
-        self.floor = self.budget // 2
-        placed = self.trade(max(lowest, EVEN), limit)
-        self.floor = 0
+        placed = self._trade_keeping_half(max(lowest, EVEN), limit)
         return self.greedy(self.sequence(placed), 1.0) if placed is not None else None
+
+    def _trade_keeping_half(self, goal: float, limit: _Path, start: float = 1.0) -> dict[int, str] | None:
+        """``trade``, leaving half of the budget left to the rest of the search."""
+        self.floor = self.budget // 2
+        try:
+            return self.trade(goal, limit, start)
+        finally:
+            self.floor = 0
 
     def _settle_goal(self, settle: float) -> float:
         """Where balancing on stops: below ``settle``, and ``min_cut`` lower than now (a plan cutting
@@ -734,9 +740,7 @@ class _Planner:
 
     def _settle_traded(self, settle: float, limit: _Path) -> _Path | None:
         """A plan traded (``trade``) for the settle level, not finished: auto stops there."""
-        self.floor = self.budget // 2
-        placed = self.trade(self._settle_goal(settle), limit, SETTLE_PRICE)
-        self.floor = 0
+        placed = self._trade_keeping_half(self._settle_goal(settle), limit, SETTLE_PRICE)
         return self.sequence(placed) if placed is not None else None
 
     def _to_settle(self, best: _Path, settle: float, traded: _Path | None) -> _Path:
