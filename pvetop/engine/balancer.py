@@ -122,6 +122,13 @@ def batch(moves: Sequence[BalanceMove]) -> list[BalanceMove]:
     return chosen
 
 
+def remaining(plan: BalancePlan, started: Sequence[BalanceMove]) -> dict[int, str]:
+    """The moves (vmid -> node) of ``plan`` after the ``started`` ones: the next plan may finish
+    them rather than set off afresh (guests PVE's HA manager brings along are not moves)."""
+    begun = {step.vmid for step in started}
+    return {step.vmid: step.move.target for step in plan.moves if step.vmid not in begun and step.follows is None}
+
+
 @dataclass
 class BalancerWorker:
     """One cluster's balancer; blocking calls run in threads so the UI loop stays free."""
@@ -144,6 +151,7 @@ class BalancerWorker:
     alerts: list[str] = field(default_factory=list)
     _window: deque[ClusterSnapshot] = field(default_factory=lambda: deque(maxlen=60))
     _preconditions: dict[int, tuple[float, str, MigratePrecondition]] = field(default_factory=dict)
+    _resume: dict[int, str] = field(default_factory=dict)  # vmid -> node: the rest of the plan auto started
     _journaled_plan: tuple | None = None
     _journaled_skip: str | None = None
     _seen_finished: set[int] = field(default_factory=set)
@@ -188,17 +196,25 @@ class BalancerWorker:
                     self._alert(f"balancer move {job.label} failed: {job.error} (not retried before its cooldown)")
 
     async def plan_now(
-        self, snapshot: ClusterSnapshot, config: BalancerConfig, *, balancing: bool = False
+        self,
+        snapshot: ClusterSnapshot,
+        config: BalancerConfig,
+        *,
+        balancing: bool = False,
+        resume: Mapping[int, str] | None = None,
     ) -> BalancePlan:
         """The plan for ``snapshot``, PVE's migrate precondition read for every VM it moves
-        (``balancing``: moves were made for this trigger already, see ``plan_balance``).
+        (``balancing``: moves were made for this trigger already; ``resume``: the moves left of
+        the plan being carried out; see ``plan_balance``).
 
         Planning runs in a thread: on a cluster of a few hundred guests it takes a good part of a
         second, which on the dashboard's event loop would freeze the screen meanwhile."""
         now = self.clock()
         rules = await self._call(self.store.ruleset, self.cluster) if self.store is not None else RuleSet()
         waits = await self._call(cooldowns, self.store, self.cluster, config, now)
-        plan_with = partial(plan_balance, snapshot, rules, config, now=now, cooldowns=waits, balancing=balancing)
+        plan_with = partial(
+            plan_balance, snapshot, rules, config, now=now, cooldowns=waits, balancing=balancing, resume=resume
+        )
         plan = await self._call(plan_with, preconditions=self._known(snapshot))
         unanswered: dict[int, MigratePrecondition] = {}
         for _round in range(PRECONDITION_ROUNDS):
@@ -250,9 +266,12 @@ class BalancerWorker:
             self._window.popleft()
         window = list(self._window) or [snapshot]
         balancing = self.trigger.balancing and config.mode == "auto"
-        plan = await self.plan_now(await self._call(smooth, window), config, balancing=balancing)
+        resume = self._resume if balancing else None
+        plan = await self.plan_now(await self._call(smooth, window), config, balancing=balancing, resume=resume)
         if paused is None or advising:
             self.trigger = self.trigger.next(plan.trigger, moves=bool(plan.moves))
+        if not self.trigger.balancing:
+            self._resume = {}
         self.plan = plan
         self.history.append(plan.before.imbalance)
         await self._set_paused(paused)
@@ -268,9 +287,11 @@ class BalancerWorker:
             return []
         if not self.trigger.ready(config):
             return []
-        started = await self.apply(batch(plan.moves), actor=ACTOR)
+        head = batch(plan.moves)
+        started = await self.apply(head, actor=ACTOR)
         if started:
             self.trigger = self.trigger.acted()
+            self._resume = remaining(plan, head)
         return started
 
     # --- acting ------------------------------------------------------------------------------------
@@ -317,12 +338,13 @@ class BalancerWorker:
         whatever the mode, but never on stale data, without quorum or read-only."""
         config = await self._call(self.config)
         done: list[MigrationJob] = []
+        resume: dict[int, str] = {}
         while max_moves is None or len(done) < max_moves:
             snapshot = await self._call(fetch)
             await self._set_paused(self._why_paused(snapshot, False))
             if self.paused is not None:
                 break
-            plan = self.plan = await self.plan_now(snapshot, config, balancing=bool(done))
+            plan = self.plan = await self.plan_now(snapshot, config, balancing=bool(done), resume=resume)
             self.history.append(plan.before.imbalance)
             await self._journal_plan(plan)
             if not plan.moves:
@@ -331,6 +353,7 @@ class BalancerWorker:
             jobs = await self.apply(moves, actor=actor)
             if not jobs:
                 break
+            resume = remaining(plan, moves)
             await self.executor.wait(jobs)
             done += jobs
             self._follow_jobs()

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from pvetop.config import settings_from_sim_info
+from pvetop.engine import balancer
 from pvetop.engine.balancer import ACTOR, PLAN_ACTION, SKIP_ACTION, BalancerWorker, batch, set_mode
 from pvetop.engine.migrations import Limits, MigrationExecutor
 from pvetop.policy.balance import BalancerConfig, measure, plan_balance, trigger_reason
@@ -130,6 +131,27 @@ async def test_auto_balances_on_below_the_threshold_down_to_settle(tmp_path):
     # the last one read it below settle (the loads it planned on; they drift a little as time passes)
     last, trigger, _moves = figures[-1]
     assert trigger is None and last <= config.threshold * config.settle and not worker.trigger.balancing, figures
+
+
+async def test_auto_plans_again_with_the_rest_of_the_plan_it_started(tmp_path, monkeypatch):
+    # after a batch the next plan weighs finishing the plan auto started (plan_balance's resume)
+    asked: list[dict[int, str] | None] = []
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("resume"))
+        return plan_balance(*args, **kwargs)
+
+    monkeypatch.setattr(balancer, "plan_balance", recording)
+    with balancer_on("imbalanced", tmp_path, hold=1) as (sim, client, store, worker):
+        started = await worker.step(client.fetch_snapshot())
+        first = worker.plan
+        assert started and len(first.moves) > len(started) and asked[-1] is None
+        await drive(sim, lambda: not worker.running)
+        await worker.step(client.fetch_snapshot())
+        begun = {job.vmid for job in started}
+        rest = {step.vmid: step.move.target for step in first.moves if step.vmid not in begun and not step.follows}
+        assert asked[-1] == rest
+        await drive(sim, lambda: not worker.running)
 
 
 async def test_advise_plans_and_journals_but_moves_nothing_until_applied(tmp_path):

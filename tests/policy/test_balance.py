@@ -303,6 +303,44 @@ def test_balancing_on_below_the_threshold_plans_the_fewest_gib_down_to_settle():
     assert plan_balance(apply_plan(snap, plan.moves), config=config, balancing=True).moves == ()
 
 
+def test_balancing_on_for_a_hot_node_stops_where_the_memory_spread_no_longer_triggers():
+    # Eight 5 GiB VMs on "hot" (62.5 % memory, 47 points above the coolest): imbalance 0.43 is below
+    # the threshold (0.57 on four nodes), the memory spread triggers. The plan asked for evens out
+    # with four moves; auto balancing on stops once below settle with no hot node left: two moves.
+    guests = [make_guest(100 + i, "hot", mem=5 * GIB, cpu=0.05) for i in range(8)]
+    guests += [make_guest(200 + 10 * j + i, f"n{j}", mem=5 * GIB, cpu=0.05) for j in range(3) for i in range(2)]
+    snap = make_snapshot([make_node("hot")] + [make_node(f"n{j}") for j in range(3)], guests, derive_usage=True)
+    config = BalancerConfig(threshold=0.7)
+    before = measure(snap, RuleSet(), config)
+    assert before.imbalance < trigger_threshold(config, 4) and "memory spread" in trigger_reason(before, config)
+    asked = plan_balance(snap, config=config)
+    assert len(asked.moves) == 4 and asked.gib == pytest.approx(20.0)
+    plan = plan_balance(snap, config=config, balancing=True)
+    assert plan.gib == pytest.approx(10.0) and all(step.move.source == "hot" for step in plan.moves)
+    after = measure(apply_plan(snap, plan.moves), RuleSet(), config)
+    assert after.imbalance < trigger_threshold(config, 4) * config.settle and after.hottest_memory < config.hot_node
+    assert trigger_reason(after, config, balancing=True) is None  # balancing on is over
+
+
+def test_planning_again_weighs_finishing_the_plan_auto_started(monkeypatch):
+    # The trading case below: the full search moves 20 GiB, a search without work budget (greedy
+    # runs only) 27 GiB. Told the moves left of the 20 GiB plan, the same short search finishes them.
+    spec = [
+        (100, "pve3", 2, 0.77), (101, "pve1", 8, 0.51), (102, "pve1", 1, 0.95), (103, "pve1", 6, 0.26),
+        (104, "pve2", 2, 0.93), (105, "pve1", 6, 0.84), (106, "pve1", 1, 0.67), (107, "pve1", 3, 0.31),
+        (108, "pve1", 12, 0.7), (109, "pve3", 3, 0.85), (110, "pve2", 1, 0.07), (111, "pve1", 8, 0.15),
+    ]  # fmt: skip
+    guests = [make_guest(vmid, node, mem=gib * GIB, cpu=cpu) for vmid, node, gib, cpu in spec]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, derive_usage=True)
+    config = BalancerConfig(threshold=0.05)
+    started = plan_balance(snap, config=config)
+    assert started.gib == pytest.approx(20.0)
+    monkeypatch.setattr("pvetop.policy.balance.WORK_BUDGET", 0)
+    assert plan_balance(snap, config=config).gib > 26
+    resumed = plan_balance(snap, config=config, resume=targets(started))
+    assert targets(resumed) == targets(started)
+
+
 def test_a_plan_cut_at_the_move_cap_is_the_one_that_gets_most_per_gib():
     # Two moves allowed: the two 8 GiB VMs lower imbalance most (16 GiB), the two 1 GiB VMs as busy
     # most per GiB (2 GiB). Cut at the cap, a plan is a first instalment the worker plans on from,
