@@ -15,9 +15,12 @@ rules keep them) and a 30-node / 1000-guest cluster are started in the simulator
   VM's migrate precondition read); it is a relaxation (no step order, no "destination below
   source"), so its figure is a lower bound and the ratio pvetop / minimum is conservative. pvetop's
   plan is the solver's hint. When the solver's time runs out before it proves optimality, the
-  cell gives a range: pvetop's GiB over the cheapest plan the solver found (pvetop is at least
-  that far off) – over the solver's proven lower bound (at most that far), the two GiB figures
-  in brackets.
+  cell gives a range: pvetop's GiB over the cheapest plan found (pvetop is at least that far
+  off) – over the proven lower bound (at most that far), the two GiB figures in brackets. The
+  bound is the higher of CP-SAT's and the model's LP relaxation's (tests/bench/lower_bound.py;
+  CP-SAT's stays far below it at 30 nodes / 1000 guests), named in the cell ("CP-SAT", "LP"); the
+  cheapest plan is CP-SAT's, or pvetop's own plan without the move cap, its first moves that
+  get there, where the model holds for it and it costs less ("uncapped").
 
 Every plan is judged with the same figures (pvetop's CRS load (cpu + memory) / 2 and imbalance
 CV/√(n−1)) and the same independent rule check: HA node affinity (strict, and the top priority
@@ -84,6 +87,7 @@ from pvetop.engine.migrations import MigrationExecutor  # noqa: E402
 from pvetop.model import ClusterSnapshot  # noqa: E402
 from pvetop.policy.balance import (  # noqa: E402
     MAX_MOVES,
+    BalanceMove,
     BalancerConfig,
     _Planner,
     apply_plan,
@@ -97,6 +101,7 @@ from pvetop.policy.projection import ProjectedCluster  # noqa: E402
 from pvetop.policy.rules import RuleSet, parse_proxlb_tags  # noqa: E402
 from pvetop.pve import PveClient  # noqa: E402
 from pvetop.sim.runner import start_sim  # noqa: E402
+from tests.bench.lower_bound import MILLION, Relaxation, limits, lp_bound  # noqa: E402
 from tests.policy.test_balance_properties import _grouped, _ha_allowed  # noqa: E402
 
 GIB = 1024**3
@@ -123,6 +128,8 @@ class Minimum:
     bound: float | None
     found: float | None
     proven: bool
+    bound_by: str = "CP-SAT"  # which lower bound is the higher: CP-SAT's or the LP's (lower_bound.py)
+    found_by: str = "CP-SAT"  # the cheapest plan: CP-SAT's, or pvetop's uncapped plan cut where it gets there
 
 
 @dataclass
@@ -143,6 +150,7 @@ class Result:
     asked: tuple[tuple[float, float], ...] = ()  # the same for the plan it makes when asked, if not triggered
     config: BalancerConfig | None = None  # pvetop rows: the settings it planned with
     whole: float | None = None  # pvetop rows cut at the move cap: the imbalance one plan without the cap reaches
+    single: tuple[BalanceMove, ...] = ()  # pvetop rows: the moves of one plan without the move cap
     kept: set[int] = field(default_factory=set)  # pvetop rows: VMs with local disks its settings keep in place
 
 
@@ -315,14 +323,16 @@ def uncapped(
     ours: Result,
 ) -> str:
     """Where the plan stopped at its cap: what one plan without the cap reaches (moves, GiB, CPU
-    seconds), kept in ``ours.whole`` for the verdict. Empty when the first plan is all there is."""
+    seconds), kept in ``ours.whole`` for the verdict. Empty when the first plan is all there is.
+    The plan's moves are kept in ``ours.single`` (an upper bound on the minimum GiB)."""
     capped = plan_balance(snapshot, RuleSet(), config, now=now, preconditions=known)
+    ours.single = capped.moves
     if len(capped.moves) < MAX_MOVES:
         return ""
     started = time.process_time()
     whole = plan_balance(snapshot, RuleSet(), config, now=now, preconditions=known, max_moves=100_000)
     seconds = time.process_time() - started
-    ours.whole = whole.after.imbalance
+    ours.whole, ours.single = whole.after.imbalance, whole.moves
     return (
         f"one plan without the {MAX_MOVES}-move cap: {whole.after.imbalance:.4f}, {len(whole.moves)} moves, "
         f"{whole.gib:.1f} GiB, {seconds:.2f} s CPU, {rules_broken(snapshot, placed(whole), local)[0]} broken"
@@ -371,6 +381,14 @@ def auto_mode(
 
 def placed(plan) -> dict[int, str]:
     return {step.vmid: step.move.target for step in plan.moves}
+
+
+def head_reaching(moves: tuple[BalanceMove, ...], level: float) -> dict[int, str] | None:
+    """The first moves of a plan that get to ``level`` (vmid -> target); None where it stops above."""
+    for count, step in enumerate(moves, 1):
+        if step.imbalance_after <= level + 1e-9:
+            return {done.vmid: done.move.target for done in moves[:count]}
+    return None
 
 
 def all_preconditions(sim, snapshot: ClusterSnapshot) -> dict[int, MigratePrecondition]:
@@ -539,6 +557,7 @@ def minimum_gib(
     target: float,
     seconds: float,
     hint: dict[int, str],
+    plan: dict[int, str] | None = None,
 ) -> Minimum:
     """The fewest GiB moved reaching imbalance ``target`` under pvetop's rules (CP-SAT).
 
@@ -549,6 +568,11 @@ def minimum_gib(
     within mean · (1 ± target·√(n(n−1))) (no node deviates more than all of them together): on
     smb this band lifts the proven lower bound from 153 to 207 GiB. pvetop's own plan
     is the hint, so the solver starts from a solution and only looks for cheaper ones.
+
+    The bound is the higher of CP-SAT's and the LP relaxation's (``lower_bound.py``), which
+    CP-SAT does not reach on 30 nodes / 1000 guests in its time. ``plan`` (pvetop's uncapped
+    plan cut where it gets to ``target``) is the cheapest plan found where the model, every
+    placement fixed to it, holds and it costs less than CP-SAT's best.
     """
     from ortools.sat.python import cp_model
 
@@ -572,16 +596,33 @@ def minimum_gib(
         cores = usage[name].cpu_cores - sum(u.cores for u in units if u.source == name)
         mem = usage[name].mem - sum(u.mem for u in units if u.source == name)
         fixed[name] = (round(share(cores, mem, name) * SCALE), max(0, mem))
+    options = [[name for name in nodes if name in set(unit.targets) | {unit.source}] for unit in units]
+    weights = {
+        (index, name): round(share(unit.cores, unit.mem, name) * SCALE)
+        for index, unit in enumerate(units)
+        for name in options[index]
+    }
+    position = {name: k for k, name in enumerate(nodes)}
+    # loads are rounded to 1/SCALE, so the target is loosened by ROUNDING (a looser target can only lower the minimum)
+    factor, band = limits(target + ROUNDING, n)
+    relaxation = Relaxation(
+        fixed=tuple(fixed[name][0] for name in nodes),
+        weights=tuple({position[name]: weights[index, name] for name in here} for index, here in enumerate(options)),
+        sources=tuple(position[unit.source] for unit in units),
+        costs=tuple(max(1, unit.mem // MIB) for unit in units),
+        factor=factor,
+        band=band,
+    )
+    lp = lp_bound(relaxation)
+    if lp.mib is None:  # no fractional placement gets there, so no plan does
+        return Minimum(None, None, True, bound_by="LP")
     model = cp_model.CpModel()
     place: dict[tuple[int, str], cp_model.IntVar] = {}
-    weights: dict[tuple[int, str], int] = {}
     for index, unit in enumerate(units):
-        options = [name for name in nodes if name in set(unit.targets) | {unit.source}]
-        for name in options:
+        for name in options[index]:
             place[index, name] = model.NewBoolVar(f"u{index}_{name}")
-            weights[index, name] = round(share(unit.cores, unit.mem, name) * SCALE)
-        model.AddExactlyOne(place[index, name] for name in options)
-        for name in options:
+        model.AddExactlyOne(place[index, name] for name in options[index])
+        for name in options[index]:
             model.AddHint(place[index, name], hint.get(unit.guests[0].vmid, unit.source) == name)
     loads = []
     squares = []
@@ -621,61 +662,65 @@ def minimum_gib(
                             model.Add(here + there <= 1)
                     elif start.node_of(other) == name and name != unit.source:
                         model.Add(here == 0)
-    fixed_total = sum(value for value, _mem in fixed.values())
-    total_low = fixed_total + sum(
-        min(weights[i, name] for (i, name) in place if i == index) for index in range(len(units))
-    )
-    total_high = fixed_total + sum(
-        max(weights[i, name] for (i, name) in place if i == index) for index in range(len(units))
-    )
+    total_low, total_high = relaxation.total_range
     total = model.NewIntVar(total_low, total_high, "total")
     model.Add(total == sum(loads))
     total_sq = model.NewIntVar(total_low * total_low, total_high * total_high, "total_sq")
     model.AddMultiplicationEquality(total_sq, [total, total])
     model.Add(total_sq <= (total_low + total_high) * total - total_low * total_high)
-    # imbalance ≤ target  ⟺  n·Σload² ≤ (1 + target²·(n−1))·(Σload)²; loads are rounded to 1/SCALE,
-    # so the target is loosened by ROUNDING (a looser target can only lower the minimum)
-    loose = target + ROUNDING
-    factor = round((1 + loose * loose * (n - 1)) * 1_000_000)
-    model.Add(1_000_000 * n * sum(squares) <= factor * total_sq)
-    # implied, and linear: one node's deviation is at most all of them, |load − mean| ≤ mean·target·√(n(n−1)),
-    # which gives the solver's LP a bound per node (the quadratic alone leaves it weak)
-    band = round(loose * math.sqrt(n * (n - 1)) * 1_000_000)
+    model.Add(MILLION * n * sum(squares) <= relaxation.factor * total_sq)
+    # implied, and linear: a bound per node for the solver's LP (the quadratic alone leaves it weak)
     for load in loads:
-        model.Add(1_000_000 * n * load <= (1_000_000 + band) * total)
-        model.Add(1_000_000 * n * load >= (1_000_000 - band) * total)
-    moved = []
-    for index, unit in enumerate(units):
-        moved.append(max(1, unit.mem // MIB) * (1 - place[index, unit.source]))
-    model.Minimize(sum(moved))
+        model.Add(MILLION * n * load <= (MILLION + relaxation.band) * total)
+        model.Add(MILLION * n * load >= (MILLION - relaxation.band) * total)
+    cost = relaxation.costs
+    model.Minimize(sum(cost[index] * (1 - place[index, unit.source]) for index, unit in enumerate(units)))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = seconds
     solver.parameters.num_workers = 2
     solver.parameters.linearization_level = 2
     status = solver.Solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
+        return Minimum(None, None, status == cp_model.INFEASIBLE)  # proven: no plan of the relaxation gets there
+    found = solver.ObjectiveValue() if status != cp_model.UNKNOWN else None
     if status == cp_model.OPTIMAL:
-        return Minimum(solver.ObjectiveValue() / 1024, solver.ObjectiveValue() / 1024, True)
-    if status == cp_model.FEASIBLE:
-        return Minimum(solver.BestObjectiveBound() / 1024, solver.ObjectiveValue() / 1024, False)
-    if status == cp_model.UNKNOWN:
-        return Minimum(solver.BestObjectiveBound() / 1024, None, False)
-    return Minimum(None, None, status == cp_model.INFEASIBLE)  # proven: no plan of the relaxation gets there
+        return Minimum(found / 1024, found / 1024, True)
+    cp_bound = solver.BestObjectiveBound()
+    found_by = "CP-SAT"
+    if plan is not None and all(vmid in vmid_unit for vmid in plan):
+        targets = [plan.get(unit.guests[0].vmid, unit.source) for unit in units]
+        if all((index, target) in place for index, target in enumerate(targets)):
+            for (index, name), var in place.items():  # the model, every placement fixed to the plan's
+                model.Add(var == int(name == targets[index]))
+            check = cp_model.CpSolver()
+            check.parameters.max_time_in_seconds = seconds
+            if check.Solve(model) in (cp_model.OPTIMAL, cp_model.FEASIBLE) and (
+                found is None or check.ObjectiveValue() < found
+            ):
+                found, found_by = check.ObjectiveValue(), "pvetop uncapped"
+    assert found is None or lp.mib <= found, f"the LP bound {lp.mib} MiB is above a plan of the model ({found} MiB)"
+    bound, bound_by = (lp.mib, "LP") if lp.mib > cp_bound else (cp_bound, "CP-SAT")
+    gib = found / 1024 if found is not None else None
+    return Minimum(bound / 1024, gib, found == bound, bound_by=bound_by, found_by=found_by)
 
 
 # --------------------------------------------------------------------------------------------- main
 
 
 def ratio_cell(gib: float, minimum: Minimum | None) -> str:
-    """pvetop's GiB over the minimum: exact when proven, else the range between the solver's best
-    plan (pvetop is at least this far off) and its lower bound (at most this far)."""
+    """pvetop's GiB over the minimum: exact when proven, else the range between the best plan found
+    (pvetop is at least this far off) and the lower bound (at most this far). The bound is named by
+    where it comes from (CP-SAT or LP), and a plan found that is pvetop's own uncapped plan is
+    marked "uncapped"."""
     if minimum is None or minimum.bound is None or (minimum.found is None and minimum.bound < 0.05):
         return "no bound"  # the solver found neither a plan nor a bound in its time
     if minimum.proven:
-        return f"{gib / minimum.bound:.2f} ({minimum.bound:.1f})" if minimum.bound else "min 0"
+        return f"{gib / minimum.bound:.2f} ({minimum.bound_by} {minimum.bound:.1f})" if minimum.bound else "min 0"
     low = f"{gib / minimum.found:.2f}" if minimum.found else "?"
     high = f"{gib / minimum.bound:.2f}" if minimum.bound > 0.05 else "∞"
     found = f"{minimum.found:.1f}" if minimum.found is not None else "?"
-    return f"{low}–{high} ({minimum.bound:.1f}–{found})"
+    found += " uncapped" if minimum.found_by != "CP-SAT" else ""
+    return f"{low}–{high} ({minimum.bound_by} {minimum.bound:.1f}–{found})"
 
 
 def print_rows(label, nodes, guests, before, results) -> None:
@@ -738,7 +783,7 @@ def imbalance_check(
         return f"ok {versus} after the {MAX_MOVES}-move cap; one plan without it {ours.whole:.3f}{broke_text}"
     reach = within_rules(ours, other.imbalance_after)
     if reach.proven and reach.found is None:
-        return f"ok {versus}: no plan within this row's rules and settings gets there (CP-SAT){broke_text}"
+        return f"ok {versus}: no plan within this row's rules and settings gets there ({reach.bound_by}){broke_text}"
     settled = settle_level(ours, snapshot)
     if settled is not None:
         return f"info {versus}: auto stops below balancer.settle ({settled:.3f}){broke_text}"
@@ -838,13 +883,14 @@ def main() -> int:
                     if auto is not None:
                         broken, which = rules_broken(snapshot, auto.placed, kept)
                         auto.broken, auto.note = broken, "; ".join(part for part in (which, auto.note) if part)
-                        auto.config, auto.kept = config, kept
+                        auto.config, auto.kept, auto.single = config, kept, ours.single
                         planned.append((auto, config))
                 results = [result for result, _config in planned]
                 for ours, config in planned:
                     if ours.moves:
+                        single = head_reaching(ours.single, ours.imbalance_after)
                         ours.minimum = minimum_gib(
-                            snapshot, every, config, ours.imbalance_after, args.cpsat_seconds, ours.placed
+                            snapshot, every, config, ours.imbalance_after, args.cpsat_seconds, ours.placed, single
                         )
                 before = measure(snapshot, RuleSet(), BalancerConfig())
                 if not args.no_proxlb:
