@@ -81,7 +81,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from pvetop.config import settings_from_sim_info  # noqa: E402
-from pvetop.engine.balancer import BalancerWorker, batch  # noqa: E402
+from pvetop.engine.balancer import BalancerWorker, batch, remaining  # noqa: E402
 from pvetop.engine.evacuation import fetch_preconditions  # noqa: E402
 from pvetop.engine.migrations import MigrationExecutor  # noqa: E402
 from pvetop.model import ClusterSnapshot  # noqa: E402
@@ -344,25 +344,35 @@ def auto_mode(
 ) -> Result | None:
     """What the worker does in auto mode (``BalancerWorker.step``): it plans (a plan is cut at
     ``MAX_MOVES``), starts the head of the plan (``batch``: moves on nodes no earlier move of the
-    batch touches), and once the batch has finished plans again on the result, balancing on
+    batch touches), and once the batch has finished plans again on the result (the rest of the
+    plan it started competes with the fresh ones: ``resume``), balancing on
     (``balancing=True``) down to ``balancer.settle`` of the threshold, until a plan has no move.
     The guests it moved stay in cooldown for the rest of the run (the worker's cooldown, 30
     minutes doubling on repeats, outlasts a batch). CPU seconds: the slowest plan. None where the
     first plan is empty."""
     state, cooldowns, balancing = snapshot, {}, False
+    resume: dict[int, str] = {}
     placements: dict[int, str] = {}
     plans, gib, slowest, total = 0, 0.0, 0.0, 0.0
     steps = []
     while plans < 5000:
         started = time.process_time()
         plan = plan_balance(
-            state, RuleSet(), config, now=now, cooldowns=cooldowns, preconditions=known, balancing=balancing
+            state,
+            RuleSet(),
+            config,
+            now=now,
+            cooldowns=cooldowns,
+            preconditions=known,
+            balancing=balancing,
+            resume=resume,
         )
         seconds = time.process_time() - started
         slowest, total = max(slowest, seconds), total + seconds
         if not plan.moves:
             break
         head = batch(plan.moves)
+        resume = remaining(plan, head)
         state = apply_plan(state, head)
         for step in head:
             gib += step.gib
