@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -40,6 +40,7 @@ from pvetop.policy.balance import (
     BalancePlan,
     BalancerConfig,
     TriggerState,
+    balanced_nodes,
     cooldown_until,
     plan_balance,
     smooth,
@@ -77,8 +78,8 @@ def cooldowns(store: Any, cluster: str, config: BalancerConfig, now: float) -> d
     if store is None or not cluster:
         return {}
     moved: dict[int, list[float]] = defaultdict(list)
-    for entry in store.journal_entries(cluster, actions=("migrate",), since=now - COOLDOWN_LOOKBACK):
-        if entry.actor == ACTOR and entry.result != "started" and entry.target.startswith("guest/"):
+    for entry in store.journal_entries(cluster, actions=("migrate",), actor=ACTOR, since=now - COOLDOWN_LOOKBACK):
+        if entry.result != "started" and entry.target.startswith("guest/"):
             moved[int(entry.target.removeprefix("guest/"))].append(entry.at)
     return {vmid: cooldown_until(times, config) for vmid, times in moved.items()}
 
@@ -90,6 +91,31 @@ def unreadable_precondition(guest: Guest, snapshot: ClusterSnapshot) -> MigrateP
     return MigratePrecondition(
         running=guest.running, not_allowed_nodes={node.name: why for node in snapshot.nodes if node.name != guest.node}
     )
+
+
+def changes_nothing(answer: MigratePrecondition, node: str, nodes: Iterable[str]) -> bool:
+    """Whether PVE's migrate answer for a VM on ``node`` leaves the plan as it was planned without
+    it: none of the balanced ``nodes`` refused, no local disk or resource. The planner then judges
+    the VM as it did unread, so planning again would find the same plan."""
+    others = set(nodes) - {node}
+    return (
+        not answer.local_disks
+        and not answer.local_resources
+        and not others & answer.not_allowed_nodes.keys()
+        and (answer.allowed_nodes is None or others <= answer.allowed_nodes)
+    )
+
+
+def with_preconditions_read(plan: BalancePlan, vmids: Set[int]) -> BalancePlan:
+    """``plan`` once PVE answered for ``vmids`` and each answer changed nothing: their moves copy
+    no local disks (as ``planned_move`` sets it from such an answer) and they are checked."""
+    moves = tuple(
+        replace(step, move=replace(step.move, with_local_disks=False))
+        if step.vmid in vmids and step.move.with_local_disks is None
+        else step
+        for step in plan.moves
+    )
+    return replace(plan, moves=moves, unchecked=plan.unchecked - vmids)
 
 
 UNCHECKED = "not moved: PVE's migrate precondition was not read yet (local disks unknown); planned again next time"
@@ -231,6 +257,13 @@ class BalancerWorker:
                     self._preconditions[guest.vmid] = (now, guest.node, MigratePrecondition(running=guest.running))
                 else:  # PVE did not answer (a node just back, a dropped read): held for this plan only
                     unanswered[guest.vmid] = unreadable_precondition(guest, snapshot)
+            nodes = balanced_nodes(snapshot, rules)
+            if all(
+                guest.vmid not in unanswered and changes_nothing(self._preconditions[guest.vmid][2], guest.node, nodes)
+                for guest in guests
+            ):
+                plan = with_preconditions_read(plan, plan.unchecked)  # planning again would find the same
+                break
             plan = await self._call(plan_with, preconditions={**self._known(snapshot), **unanswered})
         return plan
 

@@ -276,13 +276,22 @@ class Store:
         return [self._journal_record(row) for row in query]
 
     def journal_entries(
-        self, cluster: str, *, actions: Iterable[str], target: str | None = None, since: float = 0.0
+        self,
+        cluster: str,
+        *,
+        actions: Iterable[str],
+        target: str | None = None,
+        actor: str | None = None,
+        since: float = 0.0,
     ) -> list[JournalEntry]:
-        """Entries of the given actions (and target) since a time, oldest first: history a worker replays."""
+        """Entries of the given actions (and target, and actor) since a time, oldest first: history a
+        worker replays."""
         m = self._m.Journal
         query = m.select().where((m.cluster == cluster) & (m.action.in_(list(actions))) & (m.at >= since))
         if target is not None:
             query = query.where(m.target == target)
+        if actor is not None:
+            query = query.where(m.actor == actor)
         return [self._journal_record(row) for row in query.order_by(m.id)]
 
     # -- pins -----------------------------------------------------------------------------------
