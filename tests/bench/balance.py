@@ -19,8 +19,9 @@ rules keep them) and a 30-node / 1000-guest cluster are started in the simulator
   off) – over the proven lower bound (at most that far), the two GiB figures in brackets. The
   bound is the higher of CP-SAT's and the model's LP relaxation's (tests/bench/lower_bound.py;
   CP-SAT's stays far below it at 30 nodes / 1000 guests), named in the cell ("CP-SAT", "LP"); the
-  cheapest plan is CP-SAT's, or pvetop's own plan without the move cap, its first moves that
-  get there, where the model holds for it and it costs less ("uncapped").
+  cheapest plan is CP-SAT's, or pvetop's plan ("pvetop"), or pvetop's one plan without the move
+  cap, its first moves that get there ("uncapped"), where the model holds for it and it costs
+  less.
 
 Every plan is judged with the same figures (pvetop's CRS load (cpu + memory) / 2 and imbalance
 CV/√(n−1)) and the same independent rule check: HA node affinity (strict, and the top priority
@@ -129,7 +130,7 @@ class Minimum:
     found: float | None
     proven: bool
     bound_by: str = "CP-SAT"  # which lower bound is the higher: CP-SAT's or the LP's (lower_bound.py)
-    found_by: str = "CP-SAT"  # the cheapest plan: CP-SAT's, or pvetop's uncapped plan cut where it gets there
+    found_by: str = "CP-SAT"  # the cheapest plan: CP-SAT's, pvetop's ("pvetop"), its uncapped plan's head ("uncapped")
 
 
 @dataclass
@@ -580,9 +581,10 @@ def minimum_gib(
     is the hint, so the solver starts from a solution and only looks for cheaper ones.
 
     The bound is the higher of CP-SAT's and the LP relaxation's (``lower_bound.py``), which
-    CP-SAT does not reach on 30 nodes / 1000 guests in its time. ``plan`` (pvetop's uncapped
-    plan cut where it gets to ``target``) is the cheapest plan found where the model, every
-    placement fixed to it, holds and it costs less than CP-SAT's best.
+    CP-SAT does not reach on 30 nodes / 1000 guests in its time. The cheapest plan found is
+    CP-SAT's, or the hint, or ``plan`` (pvetop's uncapped plan cut where it gets to ``target``),
+    where the model holds for it with every placement fixed and it costs less: on 30 nodes /
+    1000 guests CP-SAT finds no plan in its time, not even from the hint.
     """
     from ortools.sat.python import cp_model
 
@@ -695,19 +697,26 @@ def minimum_gib(
     found = solver.ObjectiveValue() if status != cp_model.UNKNOWN else None
     if status == cp_model.OPTIMAL:
         return Minimum(found / 1024, found / 1024, True)
+
+    def cost_of(candidate: dict[int, str] | None) -> float | None:
+        """A plan's MiB where the model holds for it, every placement fixed to the plan's; else None."""
+        if candidate is None or any(vmid not in vmid_unit for vmid in candidate):
+            return None
+        targets = [{candidate.get(guest.vmid, unit.source) for guest in unit.guests} for unit in units]
+        if any(len(where) != 1 or (index, *where) not in place for index, where in enumerate(targets)):
+            return None
+        model.ClearAssumptions()
+        model.AddAssumptions(var if name in targets[index] else var.Not() for (index, name), var in place.items())
+        check = cp_model.CpSolver()
+        check.parameters.max_time_in_seconds = seconds
+        return check.ObjectiveValue() if check.Solve(model) in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
+
     cp_bound = solver.BestObjectiveBound()
     found_by = "CP-SAT"
-    if plan is not None and all(vmid in vmid_unit for vmid in plan):
-        targets = [plan.get(unit.guests[0].vmid, unit.source) for unit in units]
-        if all((index, target) in place for index, target in enumerate(targets)):
-            for (index, name), var in place.items():  # the model, every placement fixed to the plan's
-                model.Add(var == int(name == targets[index]))
-            check = cp_model.CpSolver()
-            check.parameters.max_time_in_seconds = seconds
-            if check.Solve(model) in (cp_model.OPTIMAL, cp_model.FEASIBLE) and (
-                found is None or check.ObjectiveValue() < found
-            ):
-                found, found_by = check.ObjectiveValue(), "pvetop uncapped"
+    for by, candidate in (("pvetop", hint), ("uncapped", plan)):
+        cost = cost_of(candidate)
+        if cost is not None and (found is None or cost < found):
+            found, found_by = cost, by
     assert found is None or lp.mib <= found, f"the LP bound {lp.mib} MiB is above a plan of the model ({found} MiB)"
     bound, bound_by = (lp.mib, "LP") if lp.mib > cp_bound else (cp_bound, "CP-SAT")
     gib = found / 1024 if found is not None else None
@@ -720,8 +729,8 @@ def minimum_gib(
 def ratio_cell(gib: float, minimum: Minimum | None) -> str:
     """pvetop's GiB over the minimum: exact when proven, else the range between the best plan found
     (pvetop is at least this far off) and the lower bound (at most this far). The bound is named by
-    where it comes from (CP-SAT or LP), and a plan found that is pvetop's own uncapped plan is
-    marked "uncapped"."""
+    where it comes from (CP-SAT or LP), a plan found that is pvetop's own by "pvetop" or
+    "uncapped"."""
     if minimum is None or minimum.bound is None or (minimum.found is None and minimum.bound < 0.05):
         return "no bound"  # the solver found neither a plan nor a bound in its time
     if minimum.proven:
@@ -729,7 +738,7 @@ def ratio_cell(gib: float, minimum: Minimum | None) -> str:
     low = f"{gib / minimum.found:.2f}" if minimum.found else "?"
     high = f"{gib / minimum.bound:.2f}" if minimum.bound > 0.05 else "∞"
     found = f"{minimum.found:.1f}" if minimum.found is not None else "?"
-    found += " uncapped" if minimum.found_by != "CP-SAT" else ""
+    found += f" {minimum.found_by}" if minimum.found_by != "CP-SAT" else ""
     return f"{low}–{high} ({minimum.bound_by} {minimum.bound:.1f}–{found})"
 
 
