@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -493,6 +493,7 @@ class _Planner:
         self.on_node: list[list[int]] = []  # per node index: the movable units on it
         self.budget = WORK_BUDGET  # candidate moves the search may still judge
         self.floor = 0  # the budget the current polishing leaves untouched
+        self.resuming = False  # the plan found is the rest of the one being carried out (``search``)
 
     # --- who may move where, whatever the load ---------------------------------------------------
 
@@ -663,7 +664,8 @@ class _Planner:
         ``resume``: the moves (vmid -> node) left of the plan auto is carrying out. They compete as
         one more plan, so that planning again after a batch never costs more than finishing the
         plan it started: each fresh search goes its own way, and following a new one after every
-        batch adds up to more GiB than any of them.
+        batch adds up to more GiB than any of them. That rest need not cut imbalance by
+        ``min_cut`` on its own: the plan it is the rest of did, as a whole.
         """
         start = ProjectedCluster.of(self.snapshot)
         self.movable = self.units()
@@ -729,7 +731,12 @@ class _Planner:
         if settle is not None:
             best = self._to_settle(best, settle, settled)
             if resumed is not None:
-                best = min((self._to_settle(resumed, settle, None), best), key=self._settle_cost(settle))
+                finishing = self._to_settle(resumed, settle, None, fresh=False)
+                if self._settles(finishing, self._settle_goal(settle, fresh=False)) and (
+                    finishing.gib <= best.gib or not self._settles(best, self._settle_goal(settle))
+                ):
+                    best = finishing
+        self.resuming = resumed is not None and best.steps == resumed.steps[: len(best.steps)]
         return best.moves, best.projection
 
     def _resumed(self, resume: Mapping[int, str]) -> _Path | None:
@@ -740,11 +747,6 @@ class _Planner:
         placed = {position: node for position, node in placed.items() if node in self.movable[position].targets}
         path = self.sequence(placed) if placed else None
         return path if path is not None and path.moves else None
-
-    def _settle_cost(self, settle: float) -> Callable[[_Path], tuple[bool, float]]:
-        """Orders plans for balancing on: those that settle first, then by GiB."""
-        goal = self._settle_goal(settle)
-        return lambda path: (not self._settles(path, goal), path.gib)
 
     def _traded(self, runs: Sequence[tuple[_Path, float]]) -> _Path | None:
         """A plan built by trading (``trade``) towards the lowest imbalance the greedy runs reached
@@ -764,9 +766,11 @@ class _Planner:
         finally:
             self.floor = 0
 
-    def _settle_goal(self, settle: float) -> float:
-        """Where balancing on stops: below ``settle``, and ``min_cut`` lower than now (a plan cutting
-        less is not made)."""
+    def _settle_goal(self, settle: float, *, fresh: bool = True) -> float:
+        """Where balancing on stops: below ``settle``, and for a fresh plan ``min_cut`` lower than
+        now (a plan cutting less is not made; the rest of a started plan was, as a whole)."""
+        if not fresh:
+            return settle * (1 - 1e-6)
         before = self.imbalance_of(_Path([], [], ProjectedCluster.of(self.snapshot)))
         return min(settle, before * (1 - self.config.min_cut)) * (1 - 1e-6)
 
@@ -775,14 +779,15 @@ class _Planner:
         placed = self._trade_keeping_half(self._settle_goal(settle), limit, SETTLE_PRICE)
         return self.sequence(placed) if placed is not None else None
 
-    def _to_settle(self, best: _Path, settle: float, traded: _Path | None) -> _Path:
+    def _to_settle(self, best: _Path, settle: float, traded: _Path | None, *, fresh: bool = True) -> _Path:
         """Balancing on, where auto stops once imbalance is below ``settle``: the cheaper of the head
         of ``best`` that gets there and the plan ``traded`` for it; ``best`` itself when neither
         does. Auto starts only the head of a plan and plans again, so the moves after the level
         it stops at were never going to run: what counts is how few GiB get it there, and the
         head of a plan made for the lowest imbalance is not that (its last move may be a big one
-        that overshoots the level by far)."""
-        goal = self._settle_goal(settle)
+        that overshoots the level by far). ``fresh``: ``best`` is a new plan, not the rest of one
+        started (``_settle_goal``)."""
+        goal = self._settle_goal(settle, fresh=fresh)
         chosen = best if self._settles(best, goal) else None
         done = 0
         for count, (position, _target) in enumerate(best.steps, 1):
@@ -1526,9 +1531,9 @@ def plan_balance(
     after = measure_projection(projection, planner.nodes, config)
     cut = (before.imbalance - after.imbalance) / before.imbalance if before.imbalance > 0 else 0.0
     held = planner.held_that_would_help(projection)
-    if (not moves or cut < config.min_cut) and trigger_reason(before, config) is None:
+    if (not moves or (cut < config.min_cut and not planner.resuming)) and trigger_reason(before, config) is None:
         return _empty(before, even, now, start)  # balancing on found nothing more worth doing: it is over
-    if not moves or cut < config.min_cut:
+    if not moves or (cut < config.min_cut and not planner.resuming):
         text = (
             "no move lowers imbalance within the rules"
             if not moves

@@ -341,6 +341,20 @@ def test_planning_again_weighs_finishing_the_plan_auto_started(monkeypatch):
     assert targets(resumed) == targets(started)
 
 
+def test_the_rest_of_a_started_plan_need_not_cut_imbalance_by_the_margin_on_its_own():
+    # Balancing on at 7.6 %, just above settle (7.5 %): no fresh plan cuts the 50 % min_cut asked
+    # here, so balancing on would end; the rest of the plan auto started (0.5 GiB to 6.2 %) was
+    # proposed as a whole, and is finished.
+    sizes = {"pve1": [4, 4, 4, 4, 4, 0.5], "pve2": [4, 4, 4, 4, 4], "pve3": [4, 4, 4, 4]}
+    spec = [(node, gib) for node, gibs in sizes.items() for gib in gibs]
+    guests = [make_guest(100 + i, node, mem=int(gib * GIB), cpu=gib / 8) for i, (node, gib) in enumerate(spec)]
+    snap = make_snapshot([make_node(n) for n in sizes], guests, derive_usage=True)
+    config = BalancerConfig(threshold=0.15, min_cut=0.5)
+    assert plan_balance(snap, config=config, balancing=True).moves == ()
+    plan = plan_balance(snap, config=config, balancing=True, resume={105: "pve3"})
+    assert targets(plan) == {105: "pve3"} and plan.after.imbalance < 0.15 * config.settle
+
+
 def test_a_plan_cut_at_the_move_cap_is_the_one_that_gets_most_per_gib():
     # Two moves allowed: the two 8 GiB VMs lower imbalance most (16 GiB), the two 1 GiB VMs as busy
     # most per GiB (2 GiB). Cut at the cap, a plan is a first instalment the worker plans on from,
