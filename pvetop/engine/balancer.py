@@ -227,11 +227,12 @@ class BalancerWorker:
         config: BalancerConfig,
         *,
         balancing: bool = False,
+        auto: bool = False,
         resume: Mapping[int, str] | None = None,
     ) -> BalancePlan:
         """The plan for ``snapshot``, PVE's migrate precondition read for every VM it moves
-        (``balancing``: moves were made for this trigger already; ``resume``: the moves left of
-        the plan being carried out; see ``plan_balance``).
+        (``balancing``: moves were made for this trigger already; ``auto``: the plan is for auto
+        mode; ``resume``: the moves left of the plan being carried out; see ``plan_balance``).
 
         Planning runs in a thread: on a cluster of a few hundred guests it takes a good part of a
         second, which on the dashboard's event loop would freeze the screen meanwhile."""
@@ -239,7 +240,15 @@ class BalancerWorker:
         rules = await self._call(self.store.ruleset, self.cluster) if self.store is not None else RuleSet()
         waits = await self._call(cooldowns, self.store, self.cluster, config, now)
         plan_with = partial(
-            plan_balance, snapshot, rules, config, now=now, cooldowns=waits, balancing=balancing, resume=resume
+            plan_balance,
+            snapshot,
+            rules,
+            config,
+            now=now,
+            cooldowns=waits,
+            balancing=balancing,
+            auto=auto,
+            resume=resume,
         )
         plan = await self._call(plan_with, preconditions=self._known(snapshot))
         unanswered: dict[int, MigratePrecondition] = {}
@@ -298,9 +307,12 @@ class BalancerWorker:
         while len(self._window) > config.smoothing:  # older polls are never read again: free them
             self._window.popleft()
         window = list(self._window) or [snapshot]
-        balancing = self.trigger.balancing and config.mode == "auto"
+        auto = config.mode == "auto"
+        balancing = self.trigger.balancing and auto
         resume = self._resume if balancing else None
-        plan = await self.plan_now(await self._call(smooth, window), config, balancing=balancing, resume=resume)
+        plan = await self.plan_now(
+            await self._call(smooth, window), config, balancing=balancing, auto=auto, resume=resume
+        )
         if paused is None or advising:
             self.trigger = self.trigger.next(plan.trigger, moves=bool(plan.moves))
         if not self.trigger.balancing:

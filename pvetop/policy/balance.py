@@ -1487,6 +1487,7 @@ def plan_balance(
     preconditions: Mapping[int, MigratePrecondition] | None = None,
     max_moves: int = MAX_MOVES,
     balancing: bool = False,
+    auto: bool = False,
     resume: Mapping[int, str] | None = None,
 ) -> BalancePlan:
     """The moves that even the cluster out, or none with the reason.
@@ -1497,8 +1498,11 @@ def plan_balance(
     again after every move, so the rest follows). ``balancing``: the worker is moving guests
     for an earlier trigger, which holds down to ``balancer.settle`` of the threshold; where
     nothing else triggers, the plan is the cheapest found that gets below that level (auto
-    stops there), not one to the lowest imbalance. ``resume``: the moves (vmid -> node) left of
-    the plan auto is carrying out; finishing them competes with the plans found afresh.
+    stops there), not one to the lowest imbalance. ``auto``: the plan is for auto mode, which
+    carries out a plan only down to that level: it aims there whatever triggered (the moves past
+    it would never run, and the head of a plan made for the lowest imbalance is not the cheapest
+    way there). ``resume``: the moves (vmid -> node) left of the plan auto is carrying out;
+    finishing them competes with the plans found afresh.
     """
     rules = rules or RuleSet.empty()
     config = config or BalancerConfig()
@@ -1524,8 +1528,8 @@ def plan_balance(
     )
     if reason is None:
         return _empty(before, even, now, start)
-    settle = None  # balancing on below the threshold: auto stops below settle, the plan aims there
-    if balancing and config.settle > 0 and before.imbalance <= threshold:
+    settle = None  # auto stops below settle, the plan aims there
+    if config.settle > 0 and (auto or (balancing and before.imbalance <= threshold)):
         settle = threshold * config.settle
     moves, projection = planner.search(settle, resume)
     after = measure_projection(projection, planner.nodes, config)

@@ -346,7 +346,8 @@ def auto_mode(
     """What the worker does in auto mode (``BalancerWorker.step``): it plans (a plan is cut at
     ``MAX_MOVES``), starts the head of the plan (``batch``: moves on nodes no earlier move of the
     batch touches), and once the batch has finished plans again on the result (the rest of the
-    plan it started competes with the fresh ones: ``resume``), balancing on
+    plan it started competes with the fresh ones: ``resume``; each plan aims at where auto stops:
+    ``auto``), balancing on
     (``balancing=True``) down to ``balancer.settle`` of the threshold, until a plan has no move.
     The guests it moved stay in cooldown for the rest of the run (the worker's cooldown, 30
     minutes doubling on repeats, outlasts a batch). CPU seconds: the slowest plan. None where the
@@ -366,6 +367,7 @@ def auto_mode(
             cooldowns=cooldowns,
             preconditions=known,
             balancing=balancing,
+            auto=True,
             resume=resume,
         )
         seconds = time.process_time() - started

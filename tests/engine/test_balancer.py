@@ -133,12 +133,15 @@ async def test_auto_balances_on_below_the_threshold_down_to_settle(tmp_path):
     assert trigger is None and last <= config.threshold * config.settle and not worker.trigger.balancing, figures
 
 
-async def test_auto_plans_again_with_the_rest_of_the_plan_it_started(tmp_path, monkeypatch):
-    # after a batch the next plan weighs finishing the plan auto started (plan_balance's resume)
+async def test_auto_plans_for_itself_and_again_with_the_rest_of_the_plan_it_started(tmp_path, monkeypatch):
+    # each plan aims where auto stops (plan_balance's auto), and after a batch the next plan weighs
+    # finishing the plan auto started (resume)
     asked: list[dict[int, str] | None] = []
+    aimed: list[bool] = []
 
     def recording(*args, **kwargs):
         asked.append(kwargs.get("resume"))
+        aimed.append(kwargs.get("auto"))
         return plan_balance(*args, **kwargs)
 
     monkeypatch.setattr(balancer, "plan_balance", recording)
@@ -150,8 +153,11 @@ async def test_auto_plans_again_with_the_rest_of_the_plan_it_started(tmp_path, m
         await worker.step(client.fetch_snapshot())
         begun = {job.vmid for job in started}
         rest = {step.vmid: step.move.target for step in first.moves if step.vmid not in begun and not step.follows}
-        assert asked[-1] == rest
+        assert asked[-1] == rest and all(aimed)
         await drive(sim, lambda: not worker.running)
+        set_mode(store, worker.cluster, "advise")
+        await worker.evaluate(client.fetch_snapshot())
+        assert aimed[-1] is False and asked[-1] is None
 
 
 async def test_advise_plans_and_journals_but_moves_nothing_until_applied(tmp_path):

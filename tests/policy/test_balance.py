@@ -303,6 +303,23 @@ def test_balancing_on_below_the_threshold_plans_the_fewest_gib_down_to_settle():
     assert plan_balance(apply_plan(snap, plan.moves), config=config, balancing=True).moves == ()
 
 
+def test_a_plan_for_auto_aims_where_auto_stops_from_the_first_trigger():
+    # Above the threshold (35 % > 34 %): advice evens the cluster with the 12 GiB VM 105; auto,
+    # which stops below settle (60 % of it, 20.4 %), plans the 3 GiB VM 107 that gets there.
+    spec = [
+        (100, "pve2", 1, 0.3), (101, "pve1", 4, 0.92), (102, "pve2", 3, 0.6), (103, "pve3", 2, 0.32),
+        (104, "pve3", 12, 0.29), (105, "pve3", 12, 0.62), (106, "pve1", 1, 0.74), (107, "pve3", 3, 0.5),
+        (108, "pve1", 4, 0.35),
+    ]  # fmt: skip
+    guests = [make_guest(vmid, node, mem=gib * GIB, cpu=cpu) for vmid, node, gib, cpu in spec]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, derive_usage=True)
+    config = BalancerConfig(threshold=0.34, settle=0.6)
+    advice = plan_balance(snap, config=config)
+    assert advice.trigger.startswith("imbalance") and targets(advice) == {105: "pve2"}
+    plan = plan_balance(snap, config=config, auto=True)
+    assert targets(plan) == {107: "pve2"} and plan.after.imbalance < 0.34 * 0.6
+
+
 def test_balancing_on_for_a_hot_node_stops_where_the_memory_spread_no_longer_triggers():
     # Eight 5 GiB VMs on "hot" (62.5 % memory, 47 points above the coolest): imbalance 0.43 is below
     # the threshold (0.57 on four nodes), the memory spread triggers. The plan asked for evens out
