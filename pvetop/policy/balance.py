@@ -736,7 +736,7 @@ class _Planner:
                     finishing.gib <= best.gib or not self._settles(best, self._settle_goal(settle))
                 ):
                     best = finishing
-        self.resuming = resumed is not None and best.steps == resumed.steps[: len(best.steps)]
+        self.resuming = resumed is not None and set(best.steps) <= set(resumed.steps)
         return best.moves, best.projection
 
     def _resumed(self, resume: Mapping[int, str]) -> _Path | None:
