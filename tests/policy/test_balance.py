@@ -265,17 +265,31 @@ def test_polishing_may_give_up_imbalance_below_even_for_fewer_gib():
     assert planner.polish({position[101]: "pve2"}) is None
 
 
+def three_nodes(spec: list[tuple[int, str, int, float]]):
+    """pve1..pve3 with guests (vmid, node, GiB, CPU cores in use)."""
+    guests = [make_guest(vmid, node, mem=gib * GIB, cpu=cpu) for vmid, node, gib, cpu in spec]
+    return make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, derive_usage=True)
+
+
+# greedy runs and polishing end at 27 GiB here, trading at 20 (the fewest of all 3^12 placements)
+TRADING = [
+    (100, "pve3", 2, 0.77), (101, "pve1", 8, 0.51), (102, "pve1", 1, 0.95), (103, "pve1", 6, 0.26),
+    (104, "pve2", 2, 0.93), (105, "pve1", 6, 0.84), (106, "pve1", 1, 0.67), (107, "pve1", 3, 0.31),
+    (108, "pve1", 12, 0.7), (109, "pve3", 3, 0.85), (110, "pve2", 1, 0.07), (111, "pve1", 8, 0.15),
+]  # fmt: skip
+# evened by the 12 GiB VM 105 (3.5 %); the 3 GiB VM 107 takes it to 19.5 %
+SETTLING = [
+    (100, "pve2", 1, 0.3), (101, "pve1", 4, 0.92), (102, "pve2", 3, 0.6), (103, "pve3", 2, 0.32),
+    (104, "pve3", 12, 0.29), (105, "pve3", 12, 0.62), (106, "pve1", 1, 0.74), (107, "pve3", 3, 0.5),
+    (108, "pve1", 4, 0.35),
+]  # fmt: skip
+
+
 def test_trading_finds_the_fewest_gib_where_greedy_and_polishing_stop_short():
     # Greedy runs and polishing end at 27 GiB (imbalance 1.0 %): their moves are final or changed
     # one or two at a time. Trading GiB for evenness at a rising price lets the small guests taken
     # first give way: 20 GiB to 0.2 %, the fewest of any of the 3^12 placements reaching even 1 %.
-    spec = [
-        (100, "pve3", 2, 0.77), (101, "pve1", 8, 0.51), (102, "pve1", 1, 0.95), (103, "pve1", 6, 0.26),
-        (104, "pve2", 2, 0.93), (105, "pve1", 6, 0.84), (106, "pve1", 1, 0.67), (107, "pve1", 3, 0.31),
-        (108, "pve1", 12, 0.7), (109, "pve3", 3, 0.85), (110, "pve2", 1, 0.07), (111, "pve1", 8, 0.15),
-    ]  # fmt: skip
-    guests = [make_guest(vmid, node, mem=gib * GIB, cpu=cpu) for vmid, node, gib, cpu in spec]
-    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, derive_usage=True)
+    snap = three_nodes(TRADING)
     plan = plan_balance(snap, config=BalancerConfig(threshold=0.05))
     assert plan.gib == pytest.approx(20.0)
     assert plan.after.imbalance < 0.002
@@ -285,13 +299,7 @@ def test_balancing_on_below_the_threshold_plans_the_fewest_gib_down_to_settle():
     # Asked, the planner evens the cluster with the 12 GiB VM 105 (3.5 %). Auto balancing on below the
     # threshold (43 %) stops below settle (21.5 %): the 3 GiB VM 107 gets there (19.5 %), the fewest
     # GiB of any placement; the head of the plan to even would have moved 12 GiB for it.
-    spec = [
-        (100, "pve2", 1, 0.3), (101, "pve1", 4, 0.92), (102, "pve2", 3, 0.6), (103, "pve3", 2, 0.32),
-        (104, "pve3", 12, 0.29), (105, "pve3", 12, 0.62), (106, "pve1", 1, 0.74), (107, "pve3", 3, 0.5),
-        (108, "pve1", 4, 0.35),
-    ]  # fmt: skip
-    guests = [make_guest(vmid, node, mem=gib * GIB, cpu=cpu) for vmid, node, gib, cpu in spec]
-    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, derive_usage=True)
+    snap = three_nodes(SETTLING)
     config = BalancerConfig(threshold=0.43)
     assert trigger_reason(measure(snap, RuleSet(), config), config) is None  # below the threshold
     asked = plan_balance(snap, config=BalancerConfig(threshold=0.01))
@@ -306,13 +314,7 @@ def test_balancing_on_below_the_threshold_plans_the_fewest_gib_down_to_settle():
 def test_a_plan_for_auto_aims_where_auto_stops_from_the_first_trigger():
     # Above the threshold (35 % > 34 %): advice evens the cluster with the 12 GiB VM 105; auto,
     # which stops below settle (60 % of it, 20.4 %), plans the 3 GiB VM 107 that gets there.
-    spec = [
-        (100, "pve2", 1, 0.3), (101, "pve1", 4, 0.92), (102, "pve2", 3, 0.6), (103, "pve3", 2, 0.32),
-        (104, "pve3", 12, 0.29), (105, "pve3", 12, 0.62), (106, "pve1", 1, 0.74), (107, "pve3", 3, 0.5),
-        (108, "pve1", 4, 0.35),
-    ]  # fmt: skip
-    guests = [make_guest(vmid, node, mem=gib * GIB, cpu=cpu) for vmid, node, gib, cpu in spec]
-    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, derive_usage=True)
+    snap = three_nodes(SETTLING)
     config = BalancerConfig(threshold=0.34, settle=0.6)
     advice = plan_balance(snap, config=config)
     assert advice.trigger.startswith("imbalance") and targets(advice) == {105: "pve2"}
@@ -342,13 +344,7 @@ def test_balancing_on_for_a_hot_node_stops_where_the_memory_spread_no_longer_tri
 def test_planning_again_weighs_finishing_the_plan_auto_started(monkeypatch):
     # The trading case below: the full search moves 20 GiB, a search without work budget (greedy
     # runs only) 27 GiB. Told the moves left of the 20 GiB plan, the same short search finishes them.
-    spec = [
-        (100, "pve3", 2, 0.77), (101, "pve1", 8, 0.51), (102, "pve1", 1, 0.95), (103, "pve1", 6, 0.26),
-        (104, "pve2", 2, 0.93), (105, "pve1", 6, 0.84), (106, "pve1", 1, 0.67), (107, "pve1", 3, 0.31),
-        (108, "pve1", 12, 0.7), (109, "pve3", 3, 0.85), (110, "pve2", 1, 0.07), (111, "pve1", 8, 0.15),
-    ]  # fmt: skip
-    guests = [make_guest(vmid, node, mem=gib * GIB, cpu=cpu) for vmid, node, gib, cpu in spec]
-    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], guests, derive_usage=True)
+    snap = three_nodes(TRADING)
     config = BalancerConfig(threshold=0.05)
     started = plan_balance(snap, config=config)
     assert started.gib == pytest.approx(20.0)
