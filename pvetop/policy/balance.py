@@ -64,7 +64,7 @@ EVEN = EVEN_ENOUGH / 2
 CLOSE_ENOUGH = 0.02  # a move whose gain per GiB is this close to the best one judged before may be taken
 TARGETS_PER_STEP = 8  # coolest nodes with room a freely movable guest is tried on at each step
 POLISH_ROUNDS = 3  # polish, re-order and finish a greedy plan at most this often
-WORK_BUDGET = 150_000  # candidate moves one plan may judge beyond its two greedy runs (~0.1 s at 200 guests)
+WORK_BUDGET = 150_000  # candidate moves one plan may judge, two greedy runs made whatever (~0.1 s at 200 guests)
 OTHER_FIRST_MOVES = 3  # greedy runs that start with another of the best first moves, budget allowing
 PAIRS_OF = 6  # polishing tries replacing each pair among this many biggest moves
 CLOSING_PAIRS_OF = 12  # a refill tries closing the gap with two of this many best moves
@@ -644,19 +644,19 @@ class _Planner:
         finished greedily.
 
         The greedy by gain per GiB moves small guests first and can strand the plan above what a few
-        bigger moves reach, so the greedy by plain gain runs too, and while the work budget lasts
-        the greedy by gain per √GiB and greedy runs that start with another of the best first
-        moves. Then the runs that can win (within ``EVEN_ENOUGH`` of the lowest imbalance) are
-        polished, the fewest GiB first, while the budget lasts: moves dropped or replaced by
-        cheaper ones while the imbalance reached (or ``EVEN``) still holds, put back in an order
-        where every move gains, and continued greedily until no unmoved guest gains: planning
-        again on the result finds nothing. A run stranded higher is not polished: no polishing
-        makes it win, and the budget it would take is short where it counts. Of the plans within
-        ``EVEN_ENOUGH`` of the lowest imbalance, the one moving the fewest GiB wins (then the
-        fewest moves); where those are all cut at the move cap, the cut plan that lowers
-        imbalance most per GiB (a first instalment: the worker plans on from its end, and the
-        plan that goes furthest in 100 moves does so with big guests). Beside the greedy runs, a
-        plan built by trading (``trade``) competes.
+        bigger moves reach, so the greedy by plain gain runs too, and while the work budget lasts the
+        greedy by gain per √GiB and greedy runs that start with another of the best first moves (each
+        only when the budget left covers what the last run took: one started on the last crumbs overruns
+        it by most of a run). Then the runs that can win (within ``EVEN_ENOUGH`` of the lowest
+        imbalance) are polished, the fewest GiB first, while the budget lasts: moves dropped or replaced
+        by cheaper ones while the imbalance reached (or ``EVEN``) still holds, put back in an order
+        where every move gains, and continued greedily until no unmoved guest gains: planning again on
+        the result finds nothing. A run stranded higher is not polished: no polishing makes it win, and
+        the budget it would take is short where it counts. Of the plans within ``EVEN_ENOUGH`` of the
+        lowest imbalance, the one moving the fewest GiB wins (then the fewest moves); where those are
+        all cut at the move cap, the cut plan that lowers imbalance most per GiB (a first instalment:
+        the worker plans on from its end, and the plan that goes furthest in 100 moves does so with big
+        guests). Beside the greedy runs, a plan built by trading (``trade``) competes.
 
         ``settle``: balancing on, auto stops below this imbalance; the plan is the cheapest one
         that gets there (``_to_settle``).
@@ -685,10 +685,13 @@ class _Planner:
             first = self.sequence({position: target})
             starts += [(first, 1.0), (first, 0.0)]
         runs: list[tuple[_Path, float]] = []
+        last_run = 0  # the budget the last greedy run took: the next one takes about as much
         for run, (seed, alpha) in enumerate(starts):
-            if run >= 2 and self.budget <= 0:
+            if run >= 2 and self.budget < last_run:
                 break
+            left = self.budget
             runs.append((self.greedy(seed, alpha), alpha))
+            last_run = left - self.budget
             if run == 2:  # the three greedy runs from scratch are in: trading aims where they got
                 traded = self._traded(runs)
                 if traded is not None:
@@ -911,11 +914,9 @@ class _Planner:
             unit = units[position]
             source = figures.index[unit.source]
             self.budget -= 1
-            if not figures.allows(unit, figures.loads[source], target):
+            after = figures.value_if_allowed(unit, source, target)
+            if after is None or after > limit:
                 continue  # judged afresh when the heap runs dry
-            after = figures.value_after(unit, source, target)
-            if after > limit:
-                continue
             key = -(value - after) / unit.gib**alpha
             if heap and (
                 key > heap[0][0] * (1 - CLOSE_ENOUGH) or (key == heap[0][0] and (vmid, target) > heap[0][1:3])
@@ -1100,9 +1101,10 @@ class _Planner:
             self.budget -= 1
             unit = units[position]
             source = figures.index[unit.source]
-            if position in current or not figures.allows(unit, figures.loads[source], target):
+            after = None if position in current else figures.value_if_allowed(unit, source, target)
+            if after is None:
                 continue
-            cost = unit.gib + price * (figures.value_after(unit, source, target) - figures.value())
+            cost = unit.gib + price * (after - figures.value())
             if cost >= -1e-9:
                 continue
             if heap and cost > heap[0][0]:
@@ -1270,10 +1272,9 @@ class _Planner:
             home = figures.index[units[first].source]
             figures.shift(units[first], home, to_first)
             source = figures.index[units[second].source]
-            if figures.allows(units[second], figures.loads[source], to_second):
-                value = figures.value_after(units[second], source, to_second)
-                if value <= goal and (best is None or (gib, value) < best[:2]):
-                    best = (gib, value, ((first, to_first), (second, to_second)))
+            value = figures.value_if_allowed(units[second], source, to_second)
+            if value is not None and value <= goal and (best is None or (gib, value) < best[:2]):
+                best = (gib, value, ((first, to_first), (second, to_second)))
             figures.shift(units[first], to_first, home)
         return best
 
@@ -1412,6 +1413,22 @@ class _Figures:
         than the source (at ``source_load`` before the move) before and after."""
         lt = self.loads[target]
         return lt < source_load and lt + self.load_of_unit(unit, target) < source_load and self.fits(unit, target)
+
+    def value_if_allowed(self, unit: _Unit, source: int, target: int) -> float | None:
+        """``value_after`` for a move ``allows`` (the source at its load now), else None: the search's
+        hottest check, so both are worked out from one read of the two nodes."""
+        loads = self.loads
+        ls, lt = loads[source], loads[target]
+        if lt >= ls or self.mem[target] + unit.mem > self.cap[target]:
+            return None
+        cores, mem = unit.cores, unit.mem
+        lt_after = lt + self.cpu_weight[target] * cores + self.mem_weight[target] * mem
+        if lt_after >= ls:
+            return None
+        ls_after = ls - self.cpu_weight[source] * cores - self.mem_weight[source] * mem
+        total = self.total - ls - lt + ls_after + lt_after
+        squares = self.squares - ls * ls - lt * lt + ls_after * ls_after + lt_after * lt_after
+        return self.n * squares / (total * total) if total > 0 else 1.0
 
     def load_of_unit(self, unit: _Unit, node: int) -> float:
         return self.cpu_weight[node] * unit.cores + self.mem_weight[node] * unit.mem
