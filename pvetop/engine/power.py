@@ -261,9 +261,7 @@ class PowerWorker:
                     self._qdevice = await self._call(actions.qdevice_status, self.client)
                 except PvetopError:
                     self._qdevice = {}
-            endpoints = await self._call(actions.endpoint_nodes, self.client)
-            api_node = endpoints.get(self.client.active_host)
-            others = any(name is not None and name != api_node for name in endpoints.values())
+            api_node, others = await self._call(actions.api_endpoint, self.client)
         sleepers = await self._call(sleep_marks, store, cluster) if store is not None else {}
         guests = [g for n in preconditions_for for g in snapshot.guests_by_node.get(n, ()) if g.running]
         preconditions = await fetch_preconditions(self.client, guests) if guests and self.client else {}
@@ -315,9 +313,12 @@ class PowerWorker:
             return "read-only: pvetop changes nothing"
         return standby_reason(self.executor)
 
-    async def evaluate(self, snapshot: ClusterSnapshot | None = None) -> PowerPlan:
-        """The policy's plan now; a candidate for power-off is re-planned with PVE's migrate preconditions."""
-        settings = await self._call(self.settings)
+    async def evaluate(
+        self, snapshot: ClusterSnapshot | None = None, settings: PowerSettings | None = None
+    ) -> PowerPlan:
+        """The policy's plan now; a candidate for power-off is re-planned with PVE's migrate preconditions.
+        ``settings``: the ones the caller read this round already (each read is two store queries)."""
+        settings = settings or await self._call(self.settings)
         try:
             snapshot = snapshot or await self.snapshot()
         except PvetopError as exc:
@@ -348,13 +349,16 @@ class PowerWorker:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    async def step(self, snapshot: ClusterSnapshot | None = None) -> PowerPlan | None:
-        """One evaluation; in ``auto`` the planned action starts (in the background)."""
-        settings = await self._call(self.settings)
+    async def step(
+        self, snapshot: ClusterSnapshot | None = None, settings: PowerSettings | None = None
+    ) -> PowerPlan | None:
+        """One evaluation; in ``auto`` the planned action starts (in the background). The settings
+        are read once per step (or taken from the caller), not again by ``evaluate``."""
+        settings = settings or await self._call(self.settings)
         if settings.mode == "off":
             self.plan = None
             return None
-        plan = await self.evaluate(snapshot)
+        plan = await self.evaluate(snapshot, settings)
         action = plan.action
         if settings.mode == "auto" and action is not None and plan.paused is None and not self.running:
             if action.action == "power_off":

@@ -193,23 +193,36 @@ def qdevice_status(client: PveClient) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def endpoint_nodes(client: PveClient) -> dict[str, str | None]:
-    """For each configured API host (``host:port``), the node answering there (``local`` in
-    ``/cluster/status``), None for a host that does not answer: powering that node off cuts
-    pvetop off unless another endpoint answers."""
-    found: dict[str, str | None] = {}
-    for index, (host, port) in enumerate(client.settings.hosts):
-        label = format_host(host, port)
-        try:
-            items = client.get_from_host(index, "cluster/status")
-        except PvetopError:
-            found[label] = None
+def api_endpoint(client: PveClient) -> tuple[str | None, bool]:
+    """(the node answering at pvetop's active API host — ``local`` in its ``/cluster/status`` —
+    or None when it does not answer; whether another configured endpoint answers as another
+    node): powering the first off cuts pvetop off unless the second holds.
+
+    The other hosts are asked in their configured order only until one answers as another node:
+    one such answer settles it, and the power worker asks on every round (asking every host was
+    one request per node per round, most of the worker's requests on a cluster of a few nodes)."""
+    hosts = client.settings.hosts
+    active = client.active_host
+    first = [i for i, (host, port) in enumerate(hosts) if format_host(host, port) == active]
+    api_node = _local_node(client, first[0]) if first else None
+    for index in range(len(hosts)):
+        if index in first:
             continue
-        local = [
-            i.get("name") for i in items or () if isinstance(i, dict) and i.get("type") == "node" and i.get("local")
-        ]
-        found[label] = str(local[0]) if local else None
-    return found
+        node = _local_node(client, index)
+        if node is not None and node != api_node:
+            return api_node, True
+    return api_node, False
+
+
+def _local_node(client: PveClient, index: int) -> str | None:
+    """The node answering at configured host ``index`` (``local`` in its ``/cluster/status``); None
+    when it does not answer."""
+    try:
+        items = client.get_from_host(index, "cluster/status")
+    except PvetopError:
+        return None
+    local = [i.get("name") for i in items or () if isinstance(i, dict) and i.get("type") == "node" and i.get("local")]
+    return str(local[0]) if local else None
 
 
 MIGRATION_TASK_TYPES = ("qmigrate", "vzmigrate", "hamigrate")

@@ -89,11 +89,12 @@ class PowerController:
     async def _evaluate(self, refresh: Any) -> None:
         try:
             worker = self.ensure_worker(refresh.snapshot.cluster_name)
-            self.mode = (await asyncio.to_thread(worker.settings)).mode
+            settings = await asyncio.to_thread(worker.settings)
+            self.mode = settings.mode
             if self.mode == "off":
-                await worker.evaluate(refresh.snapshot)  # the screen still explains each node
+                await worker.evaluate(refresh.snapshot, settings)  # the screen still explains each node
             else:
-                await worker.step(refresh.snapshot)
+                await worker.step(refresh.snapshot, settings)
         except PvetopError as exc:
             self.app.notify(f"power: {exc.message}", severity="warning", timeout=6)
         finally:

@@ -190,6 +190,29 @@ async def test_the_node_pvetop_talks_to_stays_on_unless_another_endpoint_answers
     assert endpoint_rule not in await refusals("pve-mini1")
 
 
+async def test_a_round_reads_the_settings_once_and_asks_the_endpoints_until_another_answers(sim, client, store):
+    """The daemon's round: one read of the power settings (``evaluate`` takes the step's), and once
+    the worker knows the nodes' MACs and history, two requests — the node pvetop talks to and the
+    next endpoint, which answers as another node — not one per configured host."""
+    store.set_setting(CLUSTER, "power.mode", "advise")
+    worker = worker_for(sim, client, store)
+    reads = [0]
+    read_settings = worker.settings
+
+    def counted():
+        reads[0] += 1
+        return read_settings()
+
+    worker.settings = counted  # type: ignore[method-assign]
+    snapshot = client.fetch_snapshot()
+    await worker.step(snapshot)  # the first reads every node's rrddata, MAC and the QDevice
+    reads[0], before = 0, client.request_count
+    plan = await worker.step(snapshot)
+    assert plan is not None and plan.decision(BIG).action == "keep"
+    assert reads[0] == 1
+    assert client.request_count - before == 2
+
+
 async def test_drain_asks_for_one_of_two_ha_partners_and_waits_for_the_other(tmp_path):
     """smb's vm:106 and vm:107 (positive HA affinity) run on pve5: PVE's HA manager moves 107
     along with 106, so the drain asks for 106 only, journals 107 as coming along and waits for it

@@ -126,6 +126,21 @@ def test_wake_on_lan_mac_round_trip_keeps_other_settings(client):
     assert client.node_config("pve-mini2")["wakeonlan"] == "mac=AA:BB:CC:DD:EE:FF,bind-interface=vmbr0"
 
 
+def test_the_api_endpoint_asks_the_other_hosts_only_until_one_answers_as_another_node(sim, client):
+    """The power worker asks on every round whether the node pvetop talks to may go off: one other
+    endpoint answering settles it, so the hosts after it are not asked; a host that does not
+    answer is passed over, and with none left the answer is that no other endpoint answers."""
+    before = client.request_count
+    assert actions.api_endpoint(client) == ("pve-mini1", True)
+    assert client.request_count - before == 2  # pve-mini1 (pvetop's), pve-mini2; pve-big not asked
+    sim.cluster.crash_node("pve-mini2")
+    sim.settle()
+    assert actions.api_endpoint(client) == ("pve-mini1", True)  # pve-big answers
+    sim.cluster.crash_node("pve-big")
+    sim.settle()
+    assert actions.api_endpoint(client) == ("pve-mini1", False)
+
+
 def test_bad_inputs_are_refused_before_any_request(client):
     container = guest(client, 101)
     before = client.request_count
