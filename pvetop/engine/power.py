@@ -103,23 +103,25 @@ def mark_sleep_with_node(store: Any, cluster: str, guest: Guest, on: bool, *, ac
 
 def power_events(store: Any, cluster: str, since: float = 0.0) -> list[tuple[float, str, str]]:
     """(time, node, "off"|"on") from the journal: when a power-off ended offline, when a wake rejoined."""
-    if store is None:
-        return []
-    events = []
-    for entry in store.journal_entries(cluster, actions=POWER_ACTIONS, since=since):
-        if entry.result == "ok":
-            events.append(
-                (entry.at, entry.target.removeprefix("node/"), "off" if entry.action == "power.off" else "on")
-            )
-    return events
+    return _events_of(store.journal_entries(cluster, actions=POWER_ACTIONS, since=since)) if store is not None else []
 
 
-def failed_power_offs(store: Any, cluster: str, since: float) -> dict[str, float]:
-    """Node -> when its last power-off since ``since`` failed (from the journal)."""
-    if store is None:
-        return {}
-    entries = store.journal_entries(cluster, actions=("power.off",), since=since)
-    return {e.target.removeprefix("node/"): e.at for e in entries if e.result.startswith("failed")}
+def _events_of(entries: Iterable[Any]) -> list[tuple[float, str, str]]:
+    """``power_events`` of journal entries already read (the worker reads them once a round)."""
+    return [
+        (entry.at, entry.target.removeprefix("node/"), "off" if entry.action == "power.off" else "on")
+        for entry in entries
+        if entry.result == "ok"
+    ]
+
+
+def _failed_power_offs_of(entries: Iterable[Any]) -> dict[str, float]:
+    """Node -> when its last power-off among the journal ``entries`` failed."""
+    return {
+        e.target.removeprefix("node/"): e.at
+        for e in entries
+        if e.action == "power.off" and e.result.startswith("failed")
+    }
 
 
 def energy(store: Any, cluster: str, settings: PowerSettings, *, now: float, since: float = 0.0) -> EnergyReport:
@@ -231,8 +233,13 @@ class PowerWorker:
         now = self.clock()
         store, cluster = self.store, self.cluster
         rules = await self._call(store.ruleset, cluster) if store is not None else None
-        events = power_events(store, cluster, since=now - 86400.0)
-        failed_offs = await self._call(failed_power_offs, store, cluster, now - 86400.0)
+        # the day's power entries, read once (in a thread: the screen's loop runs this too) for both
+        journal = (
+            await self._call(store.journal_entries, cluster, actions=POWER_ACTIONS, since=now - 86400.0)
+            if store is not None
+            else []
+        )
+        events, failed_offs = _events_of(journal), _failed_power_offs_of(journal)
         offs = [e for e in events if e[2] == "off"]
         wakes = {name: at for at, name, what in events if what == "on"}  # the last one per node
         facts: dict[str, NodeFacts] = {}

@@ -191,25 +191,33 @@ async def test_the_node_pvetop_talks_to_stays_on_unless_another_endpoint_answers
 
 
 async def test_a_round_reads_the_settings_once_and_asks_the_endpoints_until_another_answers(sim, client, store):
-    """The daemon's round: one read of the power settings (``evaluate`` takes the step's), and once
-    the worker knows the nodes' MACs and history, two requests — the node pvetop talks to and the
-    next endpoint, which answers as another node — not one per configured host."""
+    """The daemon's round: one read of the power settings (``evaluate`` takes the step's), two of
+    the journal (the failure margin's choice; the day's power entries, for the cycles and the
+    failed power-offs both), and once the worker knows the nodes' MACs and history, two requests —
+    the node pvetop talks to and the next endpoint, which answers as another node — not one per
+    configured host."""
     store.set_setting(CLUSTER, "power.mode", "advise")
     worker = worker_for(sim, client, store)
-    reads = [0]
-    read_settings = worker.settings
+    reads = {"settings": 0, "journal": 0}
+    read_settings, read_journal = worker.settings, store.journal_entries
 
-    def counted():
-        reads[0] += 1
+    def settings():
+        reads["settings"] += 1
         return read_settings()
 
-    worker.settings = counted  # type: ignore[method-assign]
+    def journal_entries(*args, **kwargs):
+        reads["journal"] += 1
+        return read_journal(*args, **kwargs)
+
+    worker.settings = settings  # type: ignore[method-assign]
+    store.journal_entries = journal_entries
     snapshot = client.fetch_snapshot()
     await worker.step(snapshot)  # the first reads every node's rrddata, MAC and the QDevice
-    reads[0], before = 0, client.request_count
+    reads.update(settings=0, journal=0)
+    before = client.request_count
     plan = await worker.step(snapshot)
     assert plan is not None and plan.decision(BIG).action == "keep"
-    assert reads[0] == 1
+    assert reads == {"settings": 1, "journal": 2}
     assert client.request_count - before == 2
 
 
