@@ -233,7 +233,8 @@ class PowerWorker:
         now = self.clock()
         store, cluster = self.store, self.cluster
         rules = await self._call(store.ruleset, cluster) if store is not None else None
-        # the day's power entries, read once (in a thread: the screen's loop runs this too) for both
+        # the day's power entries, read once for the cycle counts and the failed power-offs (in a
+        # thread: the screen's event loop runs this too)
         journal = (
             await self._call(store.journal_entries, cluster, actions=POWER_ACTIONS, since=now - 86400.0)
             if store is not None

@@ -1389,8 +1389,10 @@ class _Figures:
     def value_after(self, unit: _Unit, source: int, target: int) -> float:
         """The value if ``unit`` went from ``source`` to ``target``."""
         ls, lt = self.loads[source], self.loads[target]
-        ls_after = ls - self.cpu_weight[source] * unit.cores - self.mem_weight[source] * unit.mem
-        lt_after = lt + self.cpu_weight[target] * unit.cores + self.mem_weight[target] * unit.mem
+        return self._value_with(ls, lt, ls - self.load_of_unit(unit, source), lt + self.load_of_unit(unit, target))
+
+    def _value_with(self, ls: float, lt: float, ls_after: float, lt_after: float) -> float:
+        """The value once two nodes' loads went from ``ls``, ``lt`` to ``ls_after``, ``lt_after``."""
         total = self.total - ls - lt + ls_after + lt_after
         squares = self.squares - ls * ls - lt * lt + ls_after * ls_after + lt_after * lt_after
         return self.n * squares / (total * total) if total > 0 else 1.0
@@ -1416,19 +1418,15 @@ class _Figures:
 
     def value_if_allowed(self, unit: _Unit, source: int, target: int) -> float | None:
         """``value_after`` for a move ``allows`` (the source at its load now), else None: the search's
-        hottest check, so both are worked out from one read of the two nodes."""
-        loads = self.loads
-        ls, lt = loads[source], loads[target]
-        if lt >= ls or self.mem[target] + unit.mem > self.cap[target]:
+        hottest check (every candidate the greedy takes from its heap), so the two nodes' loads and
+        the target's load after are worked out once for both."""
+        ls, lt = self.loads[source], self.loads[target]
+        if lt >= ls or not self.fits(unit, target):
             return None
-        cores, mem = unit.cores, unit.mem
-        lt_after = lt + self.cpu_weight[target] * cores + self.mem_weight[target] * mem
+        lt_after = lt + self.load_of_unit(unit, target)
         if lt_after >= ls:
             return None
-        ls_after = ls - self.cpu_weight[source] * cores - self.mem_weight[source] * mem
-        total = self.total - ls - lt + ls_after + lt_after
-        squares = self.squares - ls * ls - lt * lt + ls_after * ls_after + lt_after * lt_after
-        return self.n * squares / (total * total) if total > 0 else 1.0
+        return self._value_with(ls, lt, ls - self.load_of_unit(unit, source), lt_after)
 
     def load_of_unit(self, unit: _Unit, node: int) -> float:
         return self.cpu_weight[node] * unit.cores + self.mem_weight[node] * unit.mem
