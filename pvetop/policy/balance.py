@@ -582,11 +582,15 @@ class _Planner:
         for group in affinity_units(self.constraints, running):
             sources = {guest.node for guest in group}
             # a partner that is stopped or elsewhere makes the group immovable as a whole
+            members = {g.vmid for g in group}
             partners = set().union(*(self.constraints.positive_partners(g) for g in group))
-            missing = partners - {g.vmid for g in group}
             reason = None
-            if len(sources) > 1 or missing:
+            if len(sources) > 1 or partners - members:
                 reason = "affinity partners not together on one node"
+            # moved as one, they land on one node: anti-affinity among them is broken wherever they go
+            apart = [g.vmid for g in group if len(group) > 1 and self.constraints.negative_partners(g) & members]
+            if apart:
+                reason = f"affinity and anti-affinity rules conflict ({', '.join(map(str, sorted(apart)))})"
             for guest in group:
                 reason = reason or self._guest_hold(guest)
             targets = frozenset(self.nodes)

@@ -163,12 +163,22 @@ class Constraints:
 
     def positive_partners(self, guest: Guest) -> frozenset[int]:
         """Guests that must run on the same node as this one (HA positive affinity, ProxLB)."""
+        return self._partners(guest, together=True)
+
+    def negative_partners(self, guest: Guest) -> frozenset[int]:
+        """Guests that must not run on the same node as this one (HA negative affinity, ProxLB
+        anti-affinity)."""
+        return self._partners(guest, together=False)
+
+    def _partners(self, guest: Guest, *, together: bool) -> frozenset[int]:
+        affinity = "positive" if together else "negative"
         partners: set[int] = set()
         for rule, members in self._resource_rules.get(guest.vmid, ()):
-            if rule.affinity == "positive":
+            if rule.affinity == affinity:
                 partners.update(members)
-        for name in proxlb_tags(guest, self.rules).affinity:
-            partners.update(self._plb_groups[True, name])
+        tags = proxlb_tags(guest, self.rules)
+        for name in tags.affinity if together else tags.anti_affinity:
+            partners.update(self._plb_groups[together, name])
         partners.discard(guest.vmid)
         return frozenset(partners)
 

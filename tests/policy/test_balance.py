@@ -606,6 +606,19 @@ def test_proxlb_affinity_group_moves_together():
     assert (100 in moved) == (101 in moved) and moved.get(100) == moved.get(101)
 
 
+def test_guests_both_affine_and_anti_affine_are_held_not_moved_onto_one_node():
+    # Affinity moves them as one, anti-affinity forbids them one node: found by the property test
+    # (the pair went to the coolest node together).
+    both = ("plb_affinity_app", "plb_anti_affinity_web")
+    tagged = [make_guest(100 + i, "pve1", mem=8 * GIB, cpu=1.0, tags=both) for i in range(2)]
+    tagged += [make_guest(102 + i, "pve1", mem=8 * GIB, cpu=1.0) for i in range(3)]
+    snap = make_snapshot([make_node(n) for n in ("pve1", "pve2", "pve3")], tagged, derive_usage=True)
+    plan = plan_balance(snap, RuleSet(locks={102, 103, 104}))
+    assert plan.moves == ()
+    conflict = "affinity and anti-affinity rules conflict (100, 101)"
+    assert held(plan) == {100: conflict, 101: conflict, 102: "locked", 103: "locked", 104: "locked"}
+
+
 def test_local_disks_and_local_resources_hold_a_vm_by_default():
     pre = {
         100: MigratePrecondition(running=True, local_disks=("local-lvm:vm-100-disk-0",)),
